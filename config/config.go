@@ -1,0 +1,471 @@
+// Package config loads and validates plcmail's TOML configuration.
+//
+// Loading is three steps, always in this order: defaults, toml.Decode, Validate.
+// Every problem is reported as an *Error that names the file, the line and the
+// key, and Load returns all of them at once (as Errors) so that `plcmail check`
+// can print the whole list instead of making the user fix one line per run.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the daemon and the CLI look for the configuration when
+// neither -c nor PLCMAIL_CONFIG names one.
+const DefaultPath = "/etc/plcmail/plcmail.toml"
+
+// Config is the whole configuration file. Section names are part of the
+// user-facing contract (shared/contract.md) and must not change.
+type Config struct {
+	Gateway  Gateway  `toml:"gateway"`
+	Upstream Upstream `toml:"upstream"`
+	Queue    Queue    `toml:"queue"`
+	SMTP     *SMTP    `toml:"smtp"` // nil: no listener
+	Serial   []Serial `toml:"serial"`
+	Alarm    []Alarm  `toml:"alarm"`
+	Flood    Flood    `toml:"flood"`
+
+	// File is the path the configuration was read from, for messages.
+	File string `toml:"-"`
+
+	pos *positions
+}
+
+// Gateway holds the settings of the gateway host itself.
+type Gateway struct {
+	Hostname string `toml:"hostname"`  // EHLO name and Message-ID domain
+	SpoolDir string `toml:"spool_dir"` // queue, dead letters, idempotency keys
+	Site     string `toml:"site"`      // free label for templates ("Plant 2, hall B")
+	LogLevel string `toml:"log_level"` // debug | info | warn | error
+}
+
+// Upstream describes the provider all mail is relayed to.
+type Upstream struct {
+	Host         string   `toml:"host"`
+	Port         int      `toml:"port"`
+	Security     string   `toml:"security"` // starttls | tls | none
+	Auth         string   `toml:"auth"`     // auto | plain | login | cram-md5 | xoauth2 | none
+	Username     string   `toml:"username"`
+	Password     string   `toml:"password"`
+	PasswordFile string   `toml:"password_file"`
+	CAFile       string   `toml:"ca_file"`
+	Fingerprints []string `toml:"tls_fingerprints"` // SHA-256 of the leaf certificate, hex; pins replace CA verification
+	From         string   `toml:"from"`
+	Timeout      Duration `toml:"timeout"` // per SMTP command and for dialing
+}
+
+// Queue holds the retry policy, named after Postfix's equivalents.
+type Queue struct {
+	Lifetime   Duration `toml:"lifetime"`    // maximal_queue_lifetime
+	MinBackoff Duration `toml:"min_backoff"` // minimal_backoff_time
+	MaxBackoff Duration `toml:"max_backoff"` // maximal_backoff_time
+	BatchSize  int      `toml:"batch_size"`  // messages sent over one upstream connection
+	ScanEvery  Duration `toml:"scan_every"`  // how often the spool directory is re-read for mail queued by other processes
+}
+
+// Security values for Upstream.Security.
+const (
+	SecurityStartTLS = "starttls"
+	SecurityTLS      = "tls"
+	SecurityNone     = "none"
+)
+
+// Default returns the configuration that applies before the file is read.
+func Default() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Gateway: Gateway{Hostname: host, SpoolDir: "/var/spool/plcmail", LogLevel: "info"},
+		Upstream: Upstream{
+			Port:     587,
+			Security: SecurityStartTLS,
+			Auth:     "auto",
+			Timeout:  Duration(30 * time.Second),
+		},
+		Queue: Queue{
+			Lifetime:   Duration(5 * 24 * time.Hour),
+			MinBackoff: Duration(30 * time.Second),
+			MaxBackoff: Duration(1 * time.Hour),
+			BatchSize:  100,
+			ScanEvery:  Duration(1 * time.Second),
+		},
+		Flood: defaultFlood(),
+	}
+}
+
+// Load reads, decodes and validates the file at path. On failure the error is
+// an Errors value listing every problem found.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{File: path, Msg: err.Error()}}
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for an already-read file; path is used in messages and to
+// resolve nothing else.
+func Parse(path string, data []byte) (*Config, error) {
+	c := Default()
+	c.File = path
+	c.pos = indexPositions(data)
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		return nil, Errors{decodeError(path, err)}
+	}
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		errs = append(errs, &Error{File: path, Line: c.pos.line(k), Key: keyString(k), Msg: "unknown key"})
+	}
+	c.applyDerivedDefaults()
+	errs = append(errs, c.Validate()...)
+	if len(errs) > 0 {
+		errs.sort()
+		return nil, errs
+	}
+	return c, nil
+}
+
+// applyDerivedDefaults fills values that default to other values.
+func (c *Config) applyDerivedDefaults() {
+	if c.Upstream.Port == 587 && c.Upstream.Security == SecurityTLS && !c.pos.has("upstream.port") {
+		c.Upstream.Port = 465
+	}
+	for i := range c.Serial {
+		c.Serial[i].applyDefaults()
+	}
+	if c.SMTP != nil {
+		c.SMTP.applyDefaults()
+	}
+}
+
+// Validate checks every section and returns all problems found.
+func (c *Config) Validate() Errors {
+	v := &validator{file: c.File, pos: c.pos}
+	c.Gateway.validate(v)
+	c.Upstream.validate(v)
+	c.Queue.validate(v)
+	if c.SMTP != nil {
+		c.SMTP.validate(v)
+	}
+	names := map[string]bool{}
+	for i := range c.Serial {
+		s := &c.Serial[i]
+		s.validate(v, fmt.Sprintf("serial[%d]", i))
+		if s.Name != "" && names[s.Name] {
+			v.errf(fmt.Sprintf("serial[%d].name", i), "duplicate link name %q", s.Name)
+		}
+		names[s.Name] = true
+	}
+	codes := map[int]bool{}
+	for i := range c.Alarm {
+		a := &c.Alarm[i]
+		a.validate(v, fmt.Sprintf("alarm[%d]", i))
+		if a.Code != nil {
+			if codes[*a.Code] {
+				v.errf(fmt.Sprintf("alarm[%d].code", i), "duplicate alarm code %d", *a.Code)
+			}
+			codes[*a.Code] = true
+		}
+	}
+	c.Flood.validate(v)
+	return v.errs
+}
+
+// Line returns the line of the key at path ("upstream.port", "serial[1].device",
+// "alarm[3]" for the table itself), or 0 when the file does not set it. Other
+// packages use it to report problems they find later (a template that does not
+// render) at the right place.
+func (c *Config) Line(path string) int { return c.pos.line2(path) }
+
+// Errorf builds an *Error for the key at path, located in this configuration.
+func (c *Config) Errorf(path, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.Line(path), Key: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (g *Gateway) validate(v *validator) {
+	if g.Hostname == "" {
+		v.errf("gateway.hostname", "must not be empty")
+	} else if strings.ContainsAny(g.Hostname, " \t\r\n<>@") {
+		v.errf("gateway.hostname", "%q is not a host name", g.Hostname)
+	}
+	if g.SpoolDir == "" {
+		v.errf("gateway.spool_dir", "must not be empty")
+	}
+	switch g.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errf("gateway.log_level", "must be debug, info, warn or error, not %q", g.LogLevel)
+	}
+}
+
+func (u *Upstream) validate(v *validator) {
+	if u.Host == "" {
+		v.errf("upstream.host", "required: the mail server to relay to")
+	}
+	if u.Port < 1 || u.Port > 65535 {
+		v.errf("upstream.port", "must be 1..65535, not %d", u.Port)
+	}
+	switch u.Security {
+	case SecurityStartTLS, SecurityTLS:
+	case SecurityNone:
+		if u.Host != "" && !IsLoopbackHost(u.Host) {
+			v.errf("upstream.security", `"none" sends mail and credentials in clear; it is only allowed towards a loopback host, not %q`, u.Host)
+		}
+	default:
+		v.errf("upstream.security", `must be "starttls", "tls" or "none", not %q`, u.Security)
+	}
+	switch u.Auth {
+	case "auto", "plain", "login", "cram-md5", "xoauth2":
+		if u.Auth != "auto" && u.Username == "" {
+			v.errf("upstream.username", "required with auth = %q", u.Auth)
+		}
+	case "none":
+	default:
+		v.errf("upstream.auth", "must be auto, plain, login, cram-md5, xoauth2 or none, not %q", u.Auth)
+	}
+	if u.Password != "" && u.PasswordFile != "" {
+		v.errf("upstream.password_file", "set either password or password_file, not both")
+	}
+	if u.PasswordFile != "" {
+		if err := CheckSecretFile(u.PasswordFile); err != nil {
+			v.errf("upstream.password_file", "%v", err)
+		}
+	}
+	if u.Username != "" && u.Password == "" && u.PasswordFile == "" && u.Auth != "none" {
+		v.errf("upstream.username", "a username needs password or password_file")
+	}
+	if u.CAFile != "" {
+		if _, err := os.ReadFile(u.CAFile); err != nil {
+			v.errf("upstream.ca_file", "%v", err)
+		}
+	}
+	for i, fp := range u.Fingerprints {
+		if _, err := ParseFingerprint(fp); err != nil {
+			v.errf(fmt.Sprintf("upstream.tls_fingerprints[%d]", i), "%v", err)
+		}
+	}
+	if u.From == "" {
+		v.errf("upstream.from", "required: the sender address of alarm mails")
+	} else if !looksLikeAddress(u.From) {
+		v.errf("upstream.from", "%q is not a mail address", u.From)
+	}
+	if u.Timeout <= 0 {
+		v.errf("upstream.timeout", "must be positive")
+	}
+}
+
+func (q *Queue) validate(v *validator) {
+	if q.Lifetime <= 0 {
+		v.errf("queue.lifetime", "must be positive")
+	}
+	if q.MinBackoff <= 0 {
+		v.errf("queue.min_backoff", "must be positive")
+	}
+	if q.MaxBackoff < q.MinBackoff {
+		v.errf("queue.max_backoff", "must not be shorter than min_backoff")
+	}
+	if q.BatchSize < 1 {
+		v.errf("queue.batch_size", "must be at least 1")
+	}
+	if q.ScanEvery <= 0 {
+		v.errf("queue.scan_every", "must be positive")
+	}
+}
+
+// CheckSecretFile reports whether path is a readable file that only its owner
+// can read: a password readable by group or others is refused, like ssh does
+// with private keys, because the gateway's provider account can send mail to
+// anyone.
+func CheckSecretFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path, perm, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// ReadSecret returns the first line of a secret file, without its newline.
+func ReadSecret(path string) (string, error) {
+	if err := CheckSecretFile(path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimRight(s, "\r"), nil
+}
+
+// UpstreamPassword returns the password from password or password_file.
+func (u *Upstream) UpstreamPassword() (string, error) {
+	if u.PasswordFile != "" {
+		return ReadSecret(u.PasswordFile)
+	}
+	return u.Password, nil
+}
+
+// IsLoopbackHost reports whether host is a loopback address or "localhost".
+// No DNS lookup is made: a name that merely resolves to 127.0.0.1 today is not
+// trusted with cleartext credentials.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// ParseFingerprint parses a SHA-256 certificate fingerprint written as 64 hex
+// digits, optionally with colons and an optional "sha256:" prefix, as printed
+// by `openssl x509 -fingerprint -sha256`.
+func ParseFingerprint(s string) ([32]byte, error) {
+	var fp [32]byte
+	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "sha256:"), "SHA256:"))
+	h = strings.ReplaceAll(h, ":", "")
+	if len(h) != 64 {
+		return fp, fmt.Errorf("fingerprint %q: want 64 hex digits of a SHA-256 hash", s)
+	}
+	for i := 0; i < 32; i++ {
+		b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return fp, fmt.Errorf("fingerprint %q: %v", s, err)
+		}
+		fp[i] = byte(b)
+	}
+	return fp, nil
+}
+
+func looksLikeAddress(a string) bool {
+	local, domain, ok := strings.Cut(a, "@")
+	return ok && local != "" && domain != "" && !strings.ContainsAny(a, " \t\r\n<>,;")
+}
+
+// Duration is a time.Duration written as a string ("30s", "5m", "120h").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler for toml.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(b)
+	if n, ok := strings.CutSuffix(s, "d"); ok { // days, as Postfix writes queue lifetimes
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(time.Duration(days * float64(24*time.Hour)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"30s\", \"5m\", \"2h\", \"5d\")", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Error is one configuration problem, printed as FILE:LINE: key: message.
+type Error struct {
+	File string
+	Line int // 0 when the key is absent from the file (a missing required key)
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+func (es Errors) sort() {
+	// Stable insertion sort by line: the lists are short, and keys that are
+	// absent from the file (line 0) stay in validation order at the top.
+	for i := 1; i < len(es); i++ {
+		for j := i; j > 0 && es[j].Line < es[j-1].Line; j-- {
+			es[j], es[j-1] = es[j-1], es[j]
+		}
+	}
+}
+
+// AsErrors returns the list inside err, or a one-element list for any other
+// error, so callers can print "one line per problem" uniformly.
+func AsErrors(err error) Errors {
+	var es Errors
+	if errors.As(err, &es) {
+		return es
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return Errors{e}
+	}
+	return Errors{{Msg: err.Error()}}
+}
+
+func decodeError(path string, err error) *Error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			return &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		}
+		return &Error{File: path, Line: pe.Position.Line, Msg: msg}
+	}
+	return &Error{File: path, Msg: err.Error()}
+}
+
+// validator collects errors located by key path.
+type validator struct {
+	file string
+	pos  *positions
+	errs Errors
+}
+
+func (v *validator) errf(path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.line2(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}

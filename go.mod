@@ -1,0 +1,11 @@
+module github.com/plcmail/plcmail
+
+go 1.26
+
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.25.1
+	github.com/wneessen/go-mail v0.8.1
+	go.bug.st/serial v1.8.0
+)
