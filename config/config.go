@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +122,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	c.pos = indexPositions(data)
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
-		return nil, Errors{decodeError(path, err)}
+		return nil, Errors{decodeError(path, data, c.pos, err)}
 	}
 	var errs Errors
 	for _, k := range md.Undecoded() {
@@ -447,14 +448,33 @@ func AsErrors(err error) Errors {
 	return Errors{{Msg: err.Error()}}
 }
 
-func decodeError(path string, err error) *Error {
+// typeErrRE matches BurntSushi/toml's type-mismatch errors, which are plain
+// errors rather than ParseError: `toml: line 8 (last key "upstream.port"): msg`.
+var typeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+func decodeError(path string, data []byte, pos *positions, err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		msg := pe.Message
-		if pe.LastKey != "" {
-			return &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		// Locate by byte offset: toml counts an error found at a line's
+		// newline as being on the next line.
+		line := pe.Position.Line
+		if s := pe.Position.Start; s > 0 && s <= len(data) {
+			line = 1 + strings.Count(string(data[:s]), "\n")
 		}
-		return &Error{File: path, Line: pe.Position.Line, Msg: msg}
+		// For a syntax error pe.LastKey is the last key parsed before it,
+		// not the one at fault; it is named only when that key is on the
+		// error's line (a value the key's type rejected, e.g. a duration).
+		e := &Error{File: path, Line: line, Msg: pe.Message}
+		for _, l := range pos.loose[pe.LastKey] {
+			if l == line {
+				e.Key = pe.LastKey
+			}
+		}
+		return e
+	}
+	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: path, Line: line, Key: m[2], Msg: m[3]}
 	}
 	return &Error{File: path, Msg: err.Error()}
 }

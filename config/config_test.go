@@ -1,0 +1,189 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validBase = `
+[gateway]
+hostname  = "gw.example.com"
+spool_dir = "/var/spool/plcmail"
+
+[upstream]
+host = "smtp.example.com"
+port = 587
+security = "starttls"
+auth = "none"
+from = "plc@example.com"
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := Parse("t.toml", []byte(validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstream.Port != 587 || c.Queue.Lifetime.D() != 5*24*time.Hour {
+		t.Errorf("defaults not applied: %+v %+v", c.Upstream, c.Queue)
+	}
+	if c.SMTP != nil {
+		t.Error("listener must be off when [smtp] is absent")
+	}
+}
+
+func TestImplicitTLSDefaultsTo465(t *testing.T) {
+	src := strings.Replace(validBase, "port = 587\nsecurity = \"starttls\"", `security = "tls"`, 1)
+	c, err := Parse("t.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstream.Port != 465 {
+		t.Errorf("port = %d, want 465 for implicit TLS without explicit port", c.Upstream.Port)
+	}
+}
+
+// TestErrorsNameKeyAndLine checks each class of mistake the issue lists: the
+// error must name the key and the line it is on.
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.secret")
+	os.WriteFile(open, []byte("pw\n"), 0o644)
+	missing := filepath.Join(dir, "missing.secret")
+
+	tests := []struct {
+		name string
+		src  string
+		want string // substring of one error line, "FILE:LINE: key: msg"
+	}{
+		{"unknown key", validBase + "colour = 1\n", "t.toml:12: upstream.colour: unknown key"},
+		{"unknown section", validBase + "[foo]\nbar = 1\n", "t.toml:13: foo.bar: unknown key"},
+		{"unknown key in array table", validBase + "[[serial]]\nname = \"a\"\ndevice = \"/dev/x\"\nbaudrate = 9600\n", "t.toml:15: serial.baudrate: unknown key"},
+		{"wrong type", strings.Replace(validBase, "port = 587", `port = "587"`, 1), "t.toml:8: upstream.port:"},
+		{"port zero", strings.Replace(validBase, "port = 587", "port = 0", 1), "t.toml:8: upstream.port: must be 1..65535"},
+		{"unknown security", strings.Replace(validBase, `"starttls"`, `"ssl"`, 1), "t.toml:9: upstream.security: must be"},
+		{"cleartext to remote host", strings.Replace(validBase, `"starttls"`, `"none"`, 1), "t.toml:9: upstream.security: \"none\" sends mail and credentials in clear"},
+		{"missing host", strings.Replace(validBase, `host = "smtp.example.com"`, "", 1), "t.toml:6: upstream.host: required"},
+		{"unreadable password_file", strings.Replace(validBase, `auth = "none"`, `username = "u"`+"\npassword_file = \""+missing+"\"", 1), "t.toml:11: upstream.password_file: stat " + missing},
+		{"world-readable password_file", strings.Replace(validBase, `auth = "none"`, `username = "u"`+"\npassword_file = \""+open+"\"", 1), "t.toml:11: upstream.password_file: " + open + " is readable by group or others (mode 0644)"},
+		{"bad duration", validBase + "[queue]\nlifetime = \"five days\"\n", "t.toml:13: queue.lifetime:"},
+		{"bad fingerprint", strings.Replace(validBase, `auth = "none"`, "auth = \"none\"\ntls_fingerprints = [\"ab:cd\"]", 1), "t.toml:11: upstream.tls_fingerprints[0]: fingerprint"},
+		{"syntax error", validBase + "[gateway\n", "t.toml:12:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.toml", []byte(tt.src))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error\n%v\ndoes not contain\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllErrorsReportedInLineOrder(t *testing.T) {
+	src := validBase + "nope = 1\n[queue]\nbatch_size = 0\n"
+	src = strings.Replace(src, "port = 587", "port = 70000", 1)
+	_, err := Parse("t.toml", []byte(src))
+	es := AsErrors(err)
+	if len(es) != 3 {
+		t.Fatalf("got %d errors, want 3:\n%v", len(es), err)
+	}
+	for i, want := range []int{8, 12, 14} {
+		if es[i].Line != want {
+			t.Errorf("error %d at line %d, want %d: %v", i, es[i].Line, want, es[i])
+		}
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s")
+	os.WriteFile(p, []byte("hunter2\r\nsecond line ignored\n"), 0o600)
+	got, err := ReadSecret(p)
+	if err != nil || got != "hunter2" {
+		t.Fatalf("ReadSecret = %q, %v", got, err)
+	}
+	os.Chmod(p, 0o640)
+	if _, err := ReadSecret(p); err == nil {
+		t.Fatal("group-readable secret accepted")
+	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "127.0.0.1": true, "127.1.2.3": true, "::1": true, "[::1]": true,
+		"smtp.example.com": false, "10.0.0.1": false, "localhost.example.com": false, "": false,
+	} {
+		if got := IsLoopbackHost(host); got != want {
+			t.Errorf("IsLoopbackHost(%q) = %v", host, got)
+		}
+	}
+}
+
+func TestParseFingerprint(t *testing.T) {
+	hex := strings.Repeat("ab", 32)
+	colon := strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	for _, s := range []string{hex, colon, "sha256:" + hex, "SHA256:" + colon} {
+		fp, err := ParseFingerprint(s)
+		if err != nil || fp[0] != 0xab || fp[31] != 0xab {
+			t.Errorf("ParseFingerprint(%q) = %x, %v", s, fp, err)
+		}
+	}
+	for _, s := range []string{"", "ab", strings.Repeat("zz", 32), hex + "00"} {
+		if _, err := ParseFingerprint(s); err == nil {
+			t.Errorf("ParseFingerprint(%q) accepted", s)
+		}
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30s": 30 * time.Second, "5d": 120 * time.Hour, "1.5h": 90 * time.Minute} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(in)); err != nil || d.D() != want {
+			t.Errorf("%q -> %v, %v", in, d.D(), err)
+		}
+	}
+	var d Duration
+	if err := d.UnmarshalText([]byte("soon")); err == nil {
+		t.Error("accepted \"soon\"")
+	}
+}
+
+func TestPositions(t *testing.T) {
+	src := `# comment [not.a.table]
+[gateway]
+hostname = "a # not a comment"
+[[alarm]]
+code = 1
+body = """
+x = not a key
+[not.a.table]
+"""
+to = [
+  "a=b@example.com",
+]
+[[alarm]]
+code = 2
+[smtp]
+listen = ["127.0.0.1:25"]
+"quoted key" = 1
+`
+	p := indexPositions([]byte(src))
+	for path, want := range map[string]int{
+		"gateway.hostname": 3, "alarm[0]": 4, "alarm[0].code": 5, "alarm[0].body": 6,
+		"alarm[0].to": 10, "alarm[1].code": 14, "smtp.listen": 16, "smtp.quoted key": 17,
+		"alarm[1].subject": 13, // absent key: its table
+	} {
+		if got := p.line2(path); got != want {
+			t.Errorf("line2(%q) = %d, want %d", path, got, want)
+		}
+	}
+	if p.has("not.a.table") || p.has("alarm[0].x") {
+		t.Error("text inside a multi-line string was taken for a key or table")
+	}
+}
