@@ -1,10 +1,394 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/plcmail/plcmail/mailer"
 )
 
+// maxSendBytes bounds what `plcmail send` reads from stdin. Providers refuse
+// far smaller messages (Gmail and Microsoft 365: 25-35 MB after encoding); the
+// limit only keeps a runaway pipe from filling memory and the spool.
+const maxSendBytes = 64 << 20
+
+// sendOptions are the sendmail command-line options plcmail acts on. Every
+// other option real sendmail implementations accept is parsed and ignored, so
+// that cron, mdadm, smartd, logwatch and PHP's mail() work unchanged.
+type sendOptions struct {
+	extract    bool   // -t: recipients from To, Cc, Bcc
+	ignoreDots bool   // -i, -oi: a lone "." line does not end the message
+	verbose    bool   // -v: print the queue id
+	from       string // -f, -r: envelope sender
+	fromSet    bool
+	fullName   string // -F: display name for a From header we add
+	rcpts      []string
+
+	// mode is what was asked: "" (send), "list" (-bp), "flush" (-q), "noop" (-bi).
+	mode string
+}
+
+// parseSendArgs parses sendmail's getopt-style options: flags can be grouped
+// (-ti), values glued or separate (-fme@x, -f me@x), recipients and options
+// may be mixed, and "--" ends the options.
+func parseSendArgs(e *env, args []string) (*sendOptions, error) {
+	o := &sendOptions{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.rcpts = append(o.rcpts, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			o.rcpts = append(o.rcpts, a)
+			continue
+		}
+		if strings.HasPrefix(a, "--") {
+			return nil, usageError("send: unknown option %s", a)
+		}
+		// value returns the rest of this argument or, when empty, the next one.
+		value := func(j int) (string, error) {
+			if v := a[j+1:]; v != "" {
+				return v, nil
+			}
+			if i+1 >= len(args) {
+				return "", usageError("send: option -%c needs a value", a[j])
+			}
+			i++
+			return args[i], nil
+		}
+	letters:
+		for j := 1; j < len(a); j++ {
+			switch c := a[j]; c {
+			case 't':
+				o.extract = true
+			case 'i':
+				o.ignoreDots = true
+			case 'v':
+				o.verbose = true
+			case 'm', 'n', 'U', 'G', 'I', 'x':
+				// me too, no aliasing, initial submission, gateway, newaliases, debug: nothing to do.
+			case 'f', 'r', 'F', 'c', 'C', 'N', 'R', 'V', 'X', 'h', 'L', 'B', 'p':
+				v, err := value(j)
+				if err != nil {
+					return nil, err
+				}
+				switch c {
+				case 'f', 'r':
+					o.from, o.fromSet = v, true
+				case 'F':
+					o.fullName = v
+				case 'c':
+					e.configPath = v
+				}
+				// -C (sendmail.cf), -N (DSN), -R, -V, -X, -h, -L, -B, -p: ignored.
+				break letters
+			case 'o':
+				// -oi ignores dots; -oem, -odb, -odi, -oQdir ... are sendmail
+				// queue and error-mode settings that have no meaning here.
+				if a[j+1:] == "i" {
+					o.ignoreDots = true
+				}
+				break letters
+			case 'A', 'e', 'd':
+				// -Am/-Ac, -em/-ep/-eq, -d debug: ignored with their argument.
+				break letters
+			case 'b':
+				switch a[j+1:] {
+				case "m":
+				case "p":
+					o.mode = "list"
+				case "i":
+					o.mode = "noop"
+				default:
+					return nil, usageError("send: -b%s is not supported (only -bm, -bp, -bi)", a[j+1:])
+				}
+				break letters
+			case 'q':
+				if a[j+1:] != "" {
+					return nil, usageError("send: %s: plcmail serve runs the queue; use -q alone to flush", a)
+				}
+				o.mode = "flush"
+			default:
+				return nil, usageError("send: unknown option -%c", c)
+			}
+		}
+	}
+	return o, nil
+}
+
 func cmdSend(ctx context.Context, e *env, args []string) error {
-	return errors.New("send: not implemented yet")
+	o, err := parseSendArgs(e, args)
+	if err != nil {
+		return err
+	}
+	switch o.mode {
+	case "list":
+		return cmdQueue(ctx, e, append([]string{"list"}, o.rcpts...))
+	case "flush":
+		return cmdQueue(ctx, e, []string{"flush"})
+	case "noop":
+		return nil
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(io.LimitReader(e.stdin, maxSendBytes+1))
+	if err != nil {
+		return fmt.Errorf("send: reading the message: %w", err)
+	}
+	if len(raw) > maxSendBytes {
+		return fmt.Errorf("send: message larger than %d MiB", maxSendBytes>>20)
+	}
+	sub, err := buildSubmission(raw, o, cfg.Gateway.Hostname, cfg.Upstream.From, time.Now())
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	defer spool.Close()
+	id, err := spool.Enqueue(*sub)
+	if err != nil {
+		return fmt.Errorf("send: message not queued: %w", err)
+	}
+	if o.verbose {
+		fmt.Fprintf(e.stderr, "plcmail: queued as %s (%d bytes, %d recipients)\n", id, len(sub.Data), len(sub.To))
+	}
+	return nil
+}
+
+// buildSubmission turns what sendmail got on stdin into a spooled message:
+// CRLF line endings, Bcc removed, and the headers every provider insists on
+// (From, Date, Message-ID) added when the script that called us left them out.
+func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, now time.Time) (*mailer.Submission, error) {
+	lines := splitLines(raw)
+	if !o.ignoreDots {
+		for i, l := range lines {
+			if l == "." {
+				lines = lines[:i]
+				break
+			}
+		}
+	}
+	// An mbox "From " line from a script that pipes a stored mail: not a header.
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "From ") {
+		lines = lines[1:]
+	}
+	hdrs, body := splitHeader(lines)
+
+	envFrom := defaultFrom
+	if o.fromSet {
+		switch v := strings.TrimSpace(o.from); v {
+		case "", "<>":
+			envFrom = "" // null sender, as for bounces
+		default:
+			a, err := parseAddress(v)
+			if err != nil {
+				return nil, fmt.Errorf("sender %q: %w", o.from, err)
+			}
+			envFrom = a
+		}
+	}
+
+	var rcpts []string
+	seen := map[string]bool{}
+	add := func(what, list string) error {
+		addrs, err := parseAddressList(list)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", what, strings.TrimSpace(list), err)
+		}
+		for _, a := range addrs {
+			if k := strings.ToLower(a); !seen[k] {
+				seen[k] = true
+				rcpts = append(rcpts, a)
+			}
+		}
+		return nil
+	}
+	for _, r := range o.rcpts {
+		if err := add("recipient", r); err != nil {
+			return nil, err
+		}
+	}
+	has := map[string]bool{}
+	kept := hdrs[:0]
+	for _, h := range hdrs {
+		name := strings.ToLower(h.name)
+		has[name] = true
+		if o.extract && (name == "to" || name == "cc" || name == "bcc") {
+			if v := h.value(); strings.TrimSpace(v) != "" {
+				if err := add(h.name+" header", v); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if name == "bcc" {
+			continue // never show blind copies to the other recipients
+		}
+		kept = append(kept, h)
+	}
+	hdrs = kept
+	if len(rcpts) == 0 {
+		if o.extract {
+			return nil, errors.New("no recipients in To, Cc or Bcc headers")
+		}
+		return nil, errors.New("no recipients: give them as arguments, or use -t to read To, Cc and Bcc")
+	}
+
+	if !has["from"] {
+		addr := envFrom
+		if addr == "" {
+			addr = defaultFrom
+		}
+		from := (&mail.Address{Name: o.fullName, Address: addr}).String()
+		hdrs = append(hdrs, header{name: "From", lines: []string{"From: " + from}})
+	}
+	if !has["date"] {
+		hdrs = append(hdrs, header{name: "Date", lines: []string{"Date: " + now.Format(time.RFC1123Z)}})
+	}
+	if !has["message-id"] {
+		hdrs = append(hdrs, header{name: "Message-ID", lines: []string{"Message-ID: " + newMessageID(now, hostname)}})
+	}
+
+	var b bytes.Buffer
+	for _, h := range hdrs {
+		for _, l := range h.lines {
+			b.WriteString(l)
+			b.WriteString("\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	for _, l := range body {
+		b.WriteString(l)
+		b.WriteString("\r\n")
+	}
+	return &mailer.Submission{
+		Envelope: mailer.Envelope{From: envFrom, To: rcpts},
+		Data:     b.Bytes(),
+		Source:   "send",
+	}, nil
+}
+
+// header is one header field as it was written, continuation lines included,
+// so that headers we do not touch are passed on unchanged.
+type header struct {
+	name  string
+	lines []string
+}
+
+// value returns the unfolded field body.
+func (h header) value() string {
+	v := strings.Join(h.lines, " ")
+	_, v, _ = strings.Cut(v, ":")
+	return v
+}
+
+// splitLines splits at LF, dropping a CR before it. A final line without a
+// newline counts as a line; a trailing newline does not add an empty one.
+func splitLines(raw []byte) []string {
+	s := string(raw)
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSuffix(l, "\r")
+	}
+	return lines
+}
+
+// splitHeader separates the header fields from the body. A message that
+// starts with something that is not a header field has no header at all
+// (echo "disk full" | sendmail root), and everything is body.
+func splitHeader(lines []string) ([]header, []string) {
+	var hdrs []header
+	for i, l := range lines {
+		switch {
+		case l == "":
+			return hdrs, lines[i+1:]
+		case (l[0] == ' ' || l[0] == '\t') && len(hdrs) > 0:
+			hdrs[len(hdrs)-1].lines = append(hdrs[len(hdrs)-1].lines, l)
+		case isHeaderField(l):
+			name, _, _ := strings.Cut(l, ":")
+			hdrs = append(hdrs, header{name: name, lines: []string{l}})
+		default:
+			return hdrs, lines[i:]
+		}
+	}
+	return hdrs, nil
+}
+
+// isHeaderField reports whether l starts an RFC 5322 field: printable ASCII
+// other than ':' and space, then ':'.
+func isHeaderField(l string) bool {
+	name, _, ok := strings.Cut(l, ":")
+	if !ok || name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseAddress accepts "a@b", "<a@b>" and "Name <a@b>" and returns the bare
+// address the SMTP envelope needs.
+func parseAddress(s string) (string, error) {
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return "", cleanMailError(err)
+	}
+	return checkEnvelopeAddress(a.Address)
+}
+
+func parseAddressList(s string) ([]string, error) {
+	list, err := mail.ParseAddressList(s)
+	if err != nil {
+		return nil, cleanMailError(err)
+	}
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		addr, err := checkEnvelopeAddress(a.Address)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, addr)
+	}
+	return out, nil
+}
+
+// checkEnvelopeAddress refuses what net/mail accepts but an SMTP envelope
+// cannot carry unquoted (spaces from a quoted local part, controls).
+func checkEnvelopeAddress(a string) (string, error) {
+	if strings.ContainsAny(a, " \t\r\n<>") {
+		return "", fmt.Errorf("%q cannot be used as an envelope address", a)
+	}
+	return a, nil
+}
+
+func cleanMailError(err error) error {
+	return errors.New(strings.TrimPrefix(err.Error(), "mail: "))
+}
+
+// newMessageID makes a globally unique Message-ID in the gateway's domain.
+func newMessageID(now time.Time, hostname string) string {
+	var r [8]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("<%s.%s@%s>", now.UTC().Format("20060102150405"), hex.EncodeToString(r[:]), hostname)
 }

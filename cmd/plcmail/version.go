@@ -2,9 +2,65 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
 )
 
+// version is the release name, set at build time with
+//
+//	go build -ldflags "-X main.version=v1.2.3" ./cmd/plcmail
+//
+// Without it, the module version recorded by `go install module@version` is
+// used, and "dev" for a plain build from a checkout.
+var version = "dev"
+
+// buildInfo is what `plcmail version` prints and `serve` logs at start, so a
+// bug report names the exact binary.
+type buildInfo struct {
+	Version  string
+	Commit   string // vcs.revision, "unknown" when the build did not record it
+	Modified bool   // built from a tree with uncommitted changes
+	Go       string
+	Platform string
+}
+
+func readBuildInfo() buildInfo {
+	bi := buildInfo{Version: version, Commit: "unknown", Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return bi
+	}
+	if bi.Version == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		bi.Version = info.Main.Version
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			bi.Commit = s.Value
+		case "vcs.modified":
+			bi.Modified = s.Value == "true"
+		}
+	}
+	return bi
+}
+
+func (b buildInfo) commitString() string {
+	if b.Modified {
+		return b.Commit + " (modified)"
+	}
+	return b.Commit
+}
+
 func cmdVersion(ctx context.Context, e *env, args []string) error {
-	return errors.New("version: not implemented yet")
+	fs := subFlags(e, "version")
+	if err := fs.Parse(args); err != nil {
+		return usageError("version: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("version takes no arguments")
+	}
+	b := readBuildInfo()
+	fmt.Fprintf(e.stdout, "plcmail %s\ncommit  %s\ngo      %s %s\n", b.Version, b.commitString(), b.Go, b.Platform)
+	return nil
 }

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSendArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want sendOptions
+		err  string
+	}{
+		{args: []string{"a@x"}, want: sendOptions{rcpts: []string{"a@x"}}},
+		{args: []string{"-t", "-i"}, want: sendOptions{extract: true, ignoreDots: true}},
+		{args: []string{"-ti"}, want: sendOptions{extract: true, ignoreDots: true}},
+		{args: []string{"-oi", "-t"}, want: sendOptions{extract: true, ignoreDots: true}},
+		{args: []string{"-fme@x", "b@x"}, want: sendOptions{from: "me@x", fromSet: true, rcpts: []string{"b@x"}}},
+		{args: []string{"-f", "me@x", "-F", "Press 1", "b@x"}, want: sendOptions{from: "me@x", fromSet: true, fullName: "Press 1", rcpts: []string{"b@x"}}},
+		{args: []string{"-r", "<>", "b@x"}, want: sendOptions{from: "<>", fromSet: true, rcpts: []string{"b@x"}}},
+		// What cron, smartd, mdadm and PHP pass: all accepted, none changes anything.
+		{args: []string{"-odi", "-oem", "-odb", "-oQ/var/spool", "-Am", "-em", "-U", "-G", "-N", "never", "-V", "env", "-B", "8BITMIME", "-C", "/etc/mail/sendmail.cf", "-bm", "b@x"},
+			want: sendOptions{rcpts: []string{"b@x"}}},
+		{args: []string{"-v", "--", "-odd@x"}, want: sendOptions{verbose: true, rcpts: []string{"-odd@x"}}},
+		{args: []string{"-bp"}, want: sendOptions{mode: "list"}},
+		{args: []string{"-q"}, want: sendOptions{mode: "flush"}},
+		{args: []string{"-bi"}, want: sendOptions{mode: "noop"}},
+		{args: []string{"-f"}, err: "-f needs a value"},
+		{args: []string{"-bs"}, err: "-bs is not supported"},
+		{args: []string{"-q30m"}, err: "use -q alone"},
+		{args: []string{"-Z"}, err: "unknown option -Z"},
+		{args: []string{"--to", "x"}, err: "unknown option --to"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			e := &env{}
+			got, err := parseSendArgs(e, tt.args)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*got, tt.want) {
+				t.Errorf("got %+v\nwant %+v", *got, tt.want)
+			}
+		})
+	}
+	e := &env{}
+	if _, err := parseSendArgs(e, []string{"-c", "/x.toml", "a@x"}); err != nil || e.configPath != "/x.toml" {
+		t.Errorf("-c: %v %q", err, e.configPath)
+	}
+}
+
+func TestBuildSubmission(t *testing.T) {
+	now := time.Date(2026, 11, 21, 19, 40, 0, 0, time.UTC)
+	const date = "Date: Sat, 21 Nov 2026 19:40:00 +0000\r\n"
+	tests := []struct {
+		name string
+		in   string
+		opts sendOptions
+		from string
+		to   []string
+		data string // with MSGID standing for the generated Message-ID
+		err  string
+	}{{
+		name: "complete message passes unchanged, LF to CRLF",
+		in:   "From: a@x\nTo: b@x\nDate: Fri, 20 Nov 2026 10:00:00 +0100\nMessage-ID: <1@x>\nSubject: hi\n\nline 1\n.\nline 3\n",
+		opts: sendOptions{rcpts: []string{"b@x"}, ignoreDots: true},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "From: a@x\r\nTo: b@x\r\nDate: Fri, 20 Nov 2026 10:00:00 +0100\r\nMessage-ID: <1@x>\r\nSubject: hi\r\n\r\nline 1\r\n.\r\nline 3\r\n",
+	}, {
+		name: "without -i a lone dot ends the message",
+		in:   "Subject: s\n\nline 1\n.\nnot sent\n",
+		opts: sendOptions{rcpts: []string{"b@x"}},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "Subject: s\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nline 1\r\n",
+	}, {
+		name: "-t reads To, Cc, Bcc (folded, grouped, named), removes Bcc, adds the rest",
+		in:   "To: Ops <ops@x>,\n  boss@x\nCc: undisclosed-recipients:;\nBcc: audit@x, OPS@x\nSubject: s\n\nbody",
+		opts: sendOptions{extract: true},
+		from: "plc@gw", to: []string{"ops@x", "boss@x", "audit@x"},
+		data: "To: Ops <ops@x>,\r\n  boss@x\r\nCc: undisclosed-recipients:;\r\nSubject: s\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nbody\r\n",
+	}, {
+		name: "-t adds command-line recipients, like Postfix",
+		in:   "To: a@x\n\nb",
+		opts: sendOptions{extract: true, rcpts: []string{"Extra <c@x>"}},
+		from: "plc@gw", to: []string{"c@x", "a@x"},
+		data: "To: a@x\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+	}, {
+		name: "-f sets the envelope and the added From, -F its name",
+		in:   "Subject: s\r\n\r\nb\r\n",
+		opts: sendOptions{rcpts: []string{"b@x"}, from: "Cron <cron@gw>", fromSet: true, fullName: "Cron Daemon"},
+		from: "cron@gw", to: []string{"b@x"},
+		data: "Subject: s\r\nFrom: \"Cron Daemon\" <cron@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+	}, {
+		name: "null sender",
+		in:   "From: a@x\nDate: d\nMessage-ID: <m@x>\n\nb",
+		opts: sendOptions{rcpts: []string{"b@x"}, from: "<>", fromSet: true},
+		from: "", to: []string{"b@x"},
+		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\nb\r\n",
+	}, {
+		name: "no header at all: everything is body",
+		in:   "disk /dev/sda full\nsecond line\n",
+		opts: sendOptions{rcpts: []string{"root@x"}},
+		from: "plc@gw", to: []string{"root@x"},
+		data: "From: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\ndisk /dev/sda full\r\nsecond line\r\n",
+	}, {
+		name: "mbox From_ line dropped",
+		in:   "From a@x Sat Nov 21 10:00:00 2026\nFrom: a@x\nDate: d\nMessage-ID: <m@x>\n\nb\n",
+		opts: sendOptions{rcpts: []string{"b@x"}},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\nb\r\n",
+	}, {
+		name: "header injection through -F is encoded, not obeyed",
+		in:   "Subject: s\n\nb",
+		opts: sendOptions{rcpts: []string{"b@x"}, fullName: "x\r\nBcc: evil@y"},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "Subject: s\r\nFrom: =?utf-8?b?eA0KQmNjOiBldmlsQHk=?= <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+	},
+		{name: "no recipients", in: "Subject: s\n\nb", opts: sendOptions{}, err: "no recipients: give them as arguments"},
+		{name: "-t without recipient headers", in: "Subject: s\n\nb", opts: sendOptions{extract: true}, err: "no recipients in To, Cc or Bcc"},
+		{name: "bare local name", in: "b", opts: sendOptions{rcpts: []string{"root"}}, err: `recipient "root": missing '@'`},
+		{name: "bad To header", in: "To: a@x, <broken\n\nb", opts: sendOptions{extract: true}, err: `To header "a@x, <broken"`},
+		{name: "bad sender", in: "b", opts: sendOptions{rcpts: []string{"a@x"}, from: "not an address", fromSet: true}, err: `sender "not an address"`},
+		{name: "quoted local part with space", in: "b", opts: sendOptions{rcpts: []string{`"a b"@x`}}, err: "cannot be used as an envelope address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := buildSubmission([]byte(tt.in), &tt.opts, "gw.test", "plc@gw", now)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sub.From != tt.from || !reflect.DeepEqual(sub.To, tt.to) || sub.Source != "send" {
+				t.Errorf("envelope %q -> %q (source %q), want %q -> %q", sub.From, sub.To, sub.Source, tt.from, tt.to)
+			}
+			data := string(sub.Data)
+			if i := strings.Index(data, "Message-ID: <20261121194000."); i >= 0 && strings.Contains(tt.data, "MSGID") {
+				end := strings.Index(data[i:], "\r\n")
+				id := data[i+len("Message-ID: ") : i+end]
+				if !strings.HasSuffix(id, "@gw.test>") || len(id) != len("<20261121194000.0123456789abcdef@gw.test>") {
+					t.Errorf("Message-ID %q", id)
+				}
+				data = strings.Replace(data, id, "MSGID", 1)
+			}
+			if data != tt.data {
+				t.Errorf("data\n got %q\nwant %q", data, tt.data)
+			}
+		})
+	}
+}
