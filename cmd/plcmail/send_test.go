@@ -160,3 +160,66 @@ func TestBuildSubmission(t *testing.T) {
 		})
 	}
 }
+
+// TestSendQueuesDurably runs `plcmail send` in-process and reads the spool
+// back: the message is on disk, in queue/, with the envelope and the repaired
+// bytes, as soon as send returned.
+func TestSendQueuesDurably(t *testing.T) {
+	c := newTestConfig(t)
+	path := c.write(t)
+	in := "To: Ops <ops@example.com>\nBcc: audit@example.com\nSubject: pressure low\n\nline 1\n.\nline 3\n"
+	r := runCLI(t, in, "plcmail", "send", "-c", path, "-t", "-i", "-v", "-f", "cron@gw.test")
+	if r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	msgs := spoolMessages(t, c.Spool)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages in the spool, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if !strings.Contains(r.stderr, "queued as "+m.ID) {
+		t.Errorf("-v: stderr %q does not name %s", r.stderr, m.ID)
+	}
+	if m.Envelope.From != "cron@gw.test" || !reflect.DeepEqual(m.Envelope.To, []string{"ops@example.com", "audit@example.com"}) {
+		t.Errorf("envelope %+v", m.Envelope)
+	}
+	for _, want := range []string{"To: Ops <ops@example.com>\r\n", "Subject: pressure low\r\n", "From: <cron@gw.test>\r\n", "\r\nDate: ", "@gw.test>\r\n", "\r\n\r\nline 1\r\n.\r\nline 3\r\n"} {
+		if !strings.Contains(m.Data, want) {
+			t.Errorf("data lacks %q:\n%s", want, m.Data)
+		}
+	}
+	if strings.Contains(m.Data, "audit@") {
+		t.Errorf("Bcc leaked into the message:\n%s", m.Data)
+	}
+
+	// Without -v send is silent, as sendmail is: cron mails its stderr.
+	r = runCLI(t, "Subject: x\n\nbody\n", "sendmail", "-c", path, "ops@example.com")
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("sendmail link: %+v", r)
+	}
+	if n := len(spoolMessages(t, c.Spool)); n != 2 {
+		t.Errorf("%d messages after the second send, want 2", n)
+	}
+
+	// Invalid input: exit 1, a one-line reason, nothing queued.
+	for _, args := range [][]string{{"-t"}, {"root"}, {"-f", "a b", "ops@example.com"}} {
+		r = runCLI(t, "Subject: x\n\nbody\n", append([]string{"plcmail", "send", "-c", path}, args...)...)
+		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "plcmail: send: ") {
+			t.Errorf("send %q: %+v", args, r)
+		}
+	}
+	if r = runCLI(t, "", "plcmail", "send", "-c", path, "-Z"); r.code != 2 {
+		t.Errorf("unknown option: %+v", r)
+	}
+	if n := len(spoolMessages(t, c.Spool)); n != 2 {
+		t.Errorf("%d messages after refused sends, want 2", n)
+	}
+
+	// A spool that cannot be written: no exit 0.
+	c2 := newTestConfig(t)
+	c2.Spool = "/proc/plcmail-cannot-exist"
+	r = runCLI(t, "Subject: x\n\nbody\n", "plcmail", "send", "-c", c2.write(t), "ops@example.com")
+	if r.code != 1 {
+		t.Errorf("unwritable spool: %+v", r)
+	}
+}
