@@ -1,0 +1,217 @@
+package smtpd
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// gateListener enforces access control and connection limits at accept time,
+// before go-smtp sees the connection and before any greeting: a peer outside
+// the allowed networks, or one over the limits, never reaches the SMTP state
+// machine. go-smtp has no such limits itself.
+type gateListener struct {
+	net.Listener
+	allowed  []netip.Prefix
+	maxTotal int
+	maxPerIP int
+	log      *slog.Logger
+	refusals chan struct{} // bounds goroutines that linger on refused connections
+
+	tlsOffered bool // STARTTLS is offered: lineFixer must step aside after it
+
+	mu    sync.Mutex
+	total int
+	perIP map[netip.Addr]int
+	conns map[*gateConn]struct{}
+}
+
+// refusalLinger is how long a refused connection is kept half-open so the
+// client reads our reply before the socket closes (closing with unread input
+// makes the kernel send RST, which may destroy the reply on the client side).
+const refusalLinger = 2 * time.Second
+
+func newGateListener(l net.Listener, allowed []netip.Prefix, maxTotal, maxPerIP int, log *slog.Logger) *gateListener {
+	return &gateListener{
+		Listener: l,
+		allowed:  allowed,
+		maxTotal: maxTotal,
+		maxPerIP: maxPerIP,
+		log:      log,
+		refusals: make(chan struct{}, 64),
+		perIP:    map[netip.Addr]int{},
+		conns:    map[*gateConn]struct{}{},
+	}
+}
+
+// Accept returns the next connection that may talk to the server; refused
+// connections are answered and closed here and never returned.
+func (g *gateListener) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := peerAddr(c)
+		if !g.isAllowed(ip) {
+			g.log.Warn("smtp: connection refused", "peer", c.RemoteAddr().String(), "reason", "not in allowed_networks")
+			g.refuse(c, "554 5.7.1 Access denied: your address is not allowed to use this gateway\r\n")
+			continue
+		}
+		g.mu.Lock()
+		switch {
+		case g.total >= g.maxTotal:
+			g.mu.Unlock()
+			g.log.Warn("smtp: connection refused", "peer", c.RemoteAddr().String(), "reason", "max_connections reached", "limit", g.maxTotal)
+			g.refuse(c, "421 4.7.0 Too many connections, try again later\r\n")
+			continue
+		case g.perIP[ip] >= g.maxPerIP:
+			g.mu.Unlock()
+			g.log.Warn("smtp: connection refused", "peer", c.RemoteAddr().String(), "reason", "max_connections_per_ip reached", "limit", g.maxPerIP)
+			g.refuse(c, "421 4.7.0 Too many connections from your address, try again later\r\n")
+			continue
+		}
+		g.total++
+		g.perIP[ip]++
+		gc := &gateConn{Conn: c, gate: g, ip: ip}
+		gc.fix.tls = g.tlsOffered
+		g.conns[gc] = struct{}{}
+		g.mu.Unlock()
+		return gc, nil
+	}
+}
+
+func (g *gateListener) isAllowed(ip netip.Addr) bool {
+	for _, p := range g.allowed {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse writes one reply line and closes c. The write cannot block for long:
+// a fresh socket's send buffer is empty, and a deadline guards the rest.
+func (g *gateListener) refuse(c net.Conn, reply string) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write([]byte(reply))
+	select {
+	case g.refusals <- struct{}{}:
+	default:
+		c.Close() // under a flood: no lingering, just close
+		return
+	}
+	go func() {
+		defer func() { <-g.refusals }()
+		if tc, ok := c.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
+		c.SetReadDeadline(time.Now().Add(refusalLinger))
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		c.Close()
+	}()
+}
+
+func (g *gateListener) release(c *gateConn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.conns[c]; !ok {
+		return
+	}
+	delete(g.conns, c)
+	g.total--
+	if g.perIP[c.ip]--; g.perIP[c.ip] <= 0 {
+		delete(g.perIP, c.ip)
+	}
+}
+
+// closeIdle closes every connection that is not inside a DATA transfer, so a
+// shutdown does not wait for idle clients but lets messages in flight finish.
+func (g *gateListener) closeIdle() {
+	g.mu.Lock()
+	var idle []*gateConn
+	for c := range g.conns {
+		if !c.inData() {
+			idle = append(idle, c)
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// closeAll closes every connection, also those inside DATA.
+func (g *gateListener) closeAll() {
+	g.mu.Lock()
+	all := make([]*gateConn, 0, len(g.conns))
+	for c := range g.conns {
+		all = append(all, c)
+	}
+	g.mu.Unlock()
+	for _, c := range all {
+		c.Close()
+	}
+}
+
+func (g *gateListener) active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.total
+}
+
+func peerAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if a, ok := netip.AddrFromSlice(ta.IP); ok {
+			return a.Unmap()
+		}
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// gateConn is an accepted connection: it returns its slot to the listener on
+// Close and repairs bare-LF line endings on the read side (see lineFixer).
+type gateConn struct {
+	net.Conn
+	gate *gateListener
+	ip   netip.Addr
+	fix  lineFixer
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	busy      bool // inside DATA: a graceful shutdown waits for it
+}
+
+func (c *gateConn) Read(b []byte) (int, error) { return c.fix.read(c.Conn, b) }
+
+func (c *gateConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.gate.release(c)
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (c *gateConn) setBusy(b bool) {
+	c.mu.Lock()
+	c.busy = b
+	c.mu.Unlock()
+}
+
+func (c *gateConn) inData() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.busy
+}

@@ -1,0 +1,462 @@
+// Package smtpd is plcmail's optional SMTP listener for Ethernet boards and
+// other LAN devices that cannot speak TLS to a provider.
+//
+// It is built on github.com/emersion/go-smtp and adds what a relay for
+// embedded clients needs around it:
+//
+//   - access control before the greeting: peers outside allowed_networks, and
+//     peers over the connection limits, are answered and closed at accept
+//     (gateListener), so the listener is never an open relay;
+//   - tolerance for sloppy firmware: commands sent without waiting, an
+//     address as EHLO argument, bare-LF line endings (lineFixer), missing
+//     header fields and the blank line after the header (repair);
+//   - durability: the 250 after DATA is sent only once mailer.Spool.Enqueue
+//     returned, i.e. the message is fsynced; any spool error is a 451 so the
+//     client keeps the message and retries.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
+)
+
+// shutdownGrace bounds how long Run waits, after its context is done, for
+// messages that are being received to reach the spool.
+const shutdownGrace = 10 * time.Second
+
+// authFailDelay slows down password guessing; a board with the right
+// password never pays it.
+const authFailDelay = time.Second
+
+// Server is the SMTP listener. Create it with New; run it with Run (the
+// configured addresses) or Serve (a listener of the caller's, for tests).
+type Server struct {
+	cfg      *config.SMTP
+	hostname string
+	fallback string // header From for mail with the null sender
+	spool    *mailer.Spool
+	wake     func()
+	log      *slog.Logger
+
+	nets     []netip.Prefix
+	accounts accounts
+	rcpts    *recipientPolicy
+	tls      *tls.Config
+	srv      *smtp.Server
+
+	mu    sync.Mutex
+	gates []*gateListener
+}
+
+// New prepares a listener for cfg.SMTP, which must not be nil. Messages go to
+// spool; wake, if not nil, is called after each one is queued so delivery
+// starts at once.
+func New(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger) (*Server, error) {
+	if cfg.SMTP == nil {
+		return nil, errors.New("smtpd: no [smtp] section in the configuration")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sc := cfg.SMTP
+	s := &Server{
+		cfg:      sc,
+		hostname: cfg.Gateway.Hostname,
+		fallback: cfg.Upstream.From,
+		spool:    spool,
+		wake:     wake,
+		log:      log,
+	}
+	var err error
+	if s.nets, err = sc.Networks(); err != nil {
+		return nil, fmt.Errorf("smtpd: allowed_networks: %w", err)
+	}
+	if s.accounts, err = loadAccounts(sc.Accounts); err != nil {
+		return nil, fmt.Errorf("smtpd: account: %w", err)
+	}
+	s.rcpts = newRecipientPolicy(sc.AllowedRecipients)
+	if sc.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("smtpd: tls_cert_file: %w", err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.hostname
+	srv.MaxMessageBytes = sc.MaxMessageBytes
+	srv.MaxRecipients = sc.MaxRecipients
+	srv.MaxLineLength = sc.MaxLineLength
+	srv.ReadTimeout = sc.CommandTimeout.D()
+	srv.WriteTimeout = sc.CommandTimeout.D()
+	srv.TLSConfig = s.tls
+	// Every peer has passed the allowed_networks check before it can say
+	// AUTH, and 8-bit boards cannot do TLS: AUTH in clear is allowed only
+	// because strangers never get this far.
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = errorLog{log}
+	s.srv = srv
+	return s, nil
+}
+
+// Run listens on every configured address and serves until ctx is done.
+// Then it stops accepting, closes idle sessions, lets messages being received
+// reach the spool (for up to 10 s) and returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	var ls []net.Listener
+	for _, addr := range s.cfg.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return fmt.Errorf("smtpd: %w", err)
+		}
+		ls = append(ls, l)
+	}
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		s.log.Info("smtp: listening", "addr", l.Addr().String())
+		go func() { errc <- s.Serve(l) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.shutdown(shutdownGrace)
+	return err
+}
+
+// Serve accepts connections on l until Close (or Run's shutdown). Access
+// control and connection limits apply as for the configured addresses.
+func (s *Server) Serve(l net.Listener) error {
+	g := newGateListener(l, s.nets, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP, s.log)
+	g.tlsOffered = s.tls != nil
+	s.mu.Lock()
+	s.gates = append(s.gates, g)
+	s.mu.Unlock()
+	err := s.srv.Serve(g)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the listeners and drops every session at once. A message whose
+// 250 was not sent yet is not lost: the client still has it and retries.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
+	}
+	s.closeAll()
+	return err
+}
+
+func (s *Server) shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.srv.Shutdown(ctx) // closes the listeners, waits for the sessions
+		close(done)
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.eachGate((*gateListener).closeIdle)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			s.closeAll()
+			<-done
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) closeAll() { s.eachGate((*gateListener).closeAll) }
+
+func (s *Server) eachGate(f func(*gateListener)) {
+	s.mu.Lock()
+	gates := append([]*gateListener(nil), s.gates...)
+	s.mu.Unlock()
+	for _, g := range gates {
+		f(g)
+	}
+}
+
+// ActiveSessions returns the number of open client connections.
+func (s *Server) ActiveSessions() int {
+	n := 0
+	s.eachGate(func(g *gateListener) { n += g.active() })
+	return n
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	gc, ok := nc.(*gateConn)
+	if !ok { // cannot happen: every connection comes through a gateListener
+		return nil, errors.New("smtpd: connection did not pass access control")
+	}
+	return &session{srv: s, conn: c, gc: gc, peer: gc.ip.String()}, nil
+}
+
+// session is one client connection's SMTP state after HELO/EHLO.
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	gc   *gateConn
+	peer string
+
+	user string // authenticated user, "" if none
+
+	from  string
+	rcpts []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) reject(stage string, err *smtp.SMTPError, args ...any) error {
+	ss.srv.log.Warn("smtp: rejected", append([]any{"peer", ss.peer, "stage", stage, "code", err.Code, "reason", err.Message}, args...)...)
+	return err
+}
+
+func (ss *session) AuthMechanisms() []string {
+	if len(ss.srv.accounts) == 0 {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if len(ss.srv.accounts) == 0 {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return ss.authFailed(username, "authorization identity differs")
+			}
+			return ss.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{authenticate: ss.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (ss *session) authenticate(username, password string) error {
+	if !ss.srv.accounts.check(username, password) {
+		return ss.authFailed(username, "wrong username or password")
+	}
+	ss.user = username
+	ss.srv.log.Info("smtp: authenticated", "peer", ss.peer, "user", username)
+	return nil
+}
+
+func (ss *session) authFailed(username, why string) error {
+	ss.srv.log.Warn("smtp: rejected", "peer", ss.peer, "stage", "AUTH", "code", 535, "reason", why, "user", username)
+	time.Sleep(authFailDelay)
+	return smtp.ErrAuthFailed
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.srv.cfg.RequireAuth && ss.user == "" {
+		return ss.reject("MAIL", errAuthRequired, "from", from)
+	}
+	ss.from = from
+	ss.rcpts = ss.rcpts[:0]
+	return nil
+}
+
+var errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: recipient not in allowed_recipients"}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !ss.srv.rcpts.allows(to) {
+		return ss.reject("RCPT", errRelayDenied, "from", ss.from, "to", to)
+	}
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+var (
+	errSpool       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot queue the message now, try again later"}
+	errDataTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message"}
+	errLineTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Line too long"}
+	errDataRead    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message"}
+)
+
+// Data receives the message, repairs it and queues it durably. Only when
+// Enqueue returned nil is the message on disk, and only then does the client
+// get its 250.
+func (ss *session) Data(r io.Reader) error {
+	ss.gc.setBusy(true)
+	defer ss.gc.setBusy(false)
+	// go-smtp's per-command deadline was set before it read "DATA"; the
+	// whole transfer gets data_timeout instead, so a slow sender has time
+	// but a stalled one cannot hold the session forever.
+	ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.cfg.DataTimeout.D()))
+
+	data, err := io.ReadAll(r)
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.Is(err, smtp.ErrDataTooLarge):
+			return ss.reject("DATA", smtp.ErrDataTooLarge, "from", ss.from, "limit", ss.srv.cfg.MaxMessageBytes)
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return ss.reject("DATA", errLineTooLong, "from", ss.from, "limit", ss.srv.cfg.MaxLineLength)
+		case errors.As(err, &ne) && ne.Timeout():
+			return ss.reject("DATA", errDataTimeout, "from", ss.from)
+		default:
+			return ss.reject("DATA", errDataRead, "from", ss.from, "err", err.Error())
+		}
+	}
+	now := time.Now()
+	msg := repair(data, repairInfo{
+		From:     ss.from,
+		Hostname: ss.srv.hostname,
+		Fallback: ss.srv.fallback,
+		Received: ss.received(now),
+		Now:      now,
+	})
+	rcpts := append([]string(nil), ss.rcpts...)
+	id, err := ss.srv.spool.Enqueue(mailer.Submission{
+		Envelope: mailer.Envelope{From: ss.from, To: rcpts},
+		Data:     msg,
+		Source:   "smtp:" + ss.peer,
+	})
+	if err != nil {
+		ss.srv.log.Error("smtp: cannot queue message", "peer", ss.peer, "from", ss.from, "err", err)
+		return ss.reject("DATA", errSpool, "from", ss.from)
+	}
+	if ss.srv.wake != nil {
+		ss.srv.wake()
+	}
+	ss.srv.log.Info("smtp: queued", "peer", ss.peer, "from", ss.from, "rcpts", len(rcpts), "size", len(msg), "id", id, "user", ss.user)
+	// go-smtp replies with the code of an *SMTPError returned from Data; a
+	// 250 carrying the queue id lets the sender's log be matched with
+	// `plcmail queue list`, as Postfix's "queued as" does.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// received builds the value of the Received: field for the current message.
+func (ss *session) received(now time.Time) string {
+	proto := "SMTP"
+	if _, isTLS := ss.conn.TLSConnectionState(); isTLS || ss.user != "" {
+		proto = "ESMTP"
+		if isTLS {
+			proto += "S"
+		}
+		if ss.user != "" {
+			proto += "A"
+		}
+	}
+	var b strings.Builder
+	b.WriteString("from ")
+	b.WriteString(printable(ss.conn.Hostname(), 64))
+	b.WriteString(" ([")
+	b.WriteString(ss.peer)
+	b.WriteString("])\r\n\tby ")
+	b.WriteString(ss.srv.hostname)
+	b.WriteString(" (plcmail) with ")
+	b.WriteString(proto)
+	if len(ss.rcpts) == 1 {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(printable(ss.rcpts[0], 256))
+		b.WriteString(">")
+	}
+	b.WriteString(";\r\n\t")
+	b.WriteString(now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// printable keeps s safe inside a header field: printable ASCII, bounded.
+func printable(s string, max int) string {
+	b := []byte(s)
+	if len(b) > max {
+		b = b[:max]
+	}
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.rcpts = ss.rcpts[:0]
+}
+
+func (ss *session) Logout() error { return nil }
+
+// recipientPolicy is allowed_recipients: whole domains and single addresses,
+// compared case-insensitively. A nil policy allows everything.
+type recipientPolicy struct {
+	domains map[string]bool
+	addrs   map[string]bool
+}
+
+func newRecipientPolicy(list []string) *recipientPolicy {
+	if len(list) == 0 {
+		return nil
+	}
+	p := &recipientPolicy{domains: map[string]bool{}, addrs: map[string]bool{}}
+	for _, e := range list {
+		e = strings.ToLower(strings.TrimSpace(e))
+		switch {
+		case strings.HasPrefix(e, "@"):
+			p.domains[e[1:]] = true
+		case strings.Contains(e, "@"):
+			p.addrs[e] = true
+		default:
+			p.domains[e] = true
+		}
+	}
+	return p
+}
+
+func (p *recipientPolicy) allows(addr string) bool {
+	if p == nil {
+		return true
+	}
+	addr = strings.ToLower(addr)
+	if p.addrs[addr] {
+		return true
+	}
+	i := strings.LastIndexByte(addr, '@')
+	return i > 0 && p.domains[addr[i+1:]]
+}
+
+// errorLog routes go-smtp's internal error messages to slog.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any) {
+	e.log.Warn("smtp: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+}
