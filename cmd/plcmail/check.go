@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
 )
 
 // cmdCheck validates the configuration and every alarm template. Each problem
@@ -43,6 +44,6 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 
 // compileTemplates renders every [[alarm]] template with sample data.
 func compileTemplates(cfg *config.Config) error {
-	// WIRING POINT: mailer.CompileTemplates(cfg) once mailer/template.go lands.
-	return nil
+	_, err := mailer.CompileTemplates(cfg)
+	return err
 }

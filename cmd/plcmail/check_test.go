@@ -62,3 +62,42 @@ from = "not-an-address"
 		t.Errorf("extra argument: %+v", r)
 	}
 }
+
+// TestCheckTemplates: a config that is valid TOML but whose templates do not
+// parse or do not render with sample data is reported at the template's line.
+func TestCheckTemplates(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = `
+[[alarm]]
+code = 17
+subject = "{{.Name}"
+to = ["ops@example.com"]
+
+[[alarm]]
+code = 18
+subject = "ok"
+body = "{{if}}"
+to = ["ops@example.com"]
+`
+	path := c.write(t)
+	r := runCLI(t, "", "plcmail", "check", "-c", path)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if r.code != 1 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], path+":19: alarm[0].subject: ") ||
+		!strings.HasPrefix(lines[1], path+":25: alarm[1].body: ") {
+		t.Errorf("code %d, stdout:\n%s", r.code, r.stdout)
+	}
+
+	c.Extra = `
+[[alarm]]
+code = 17
+subject = "ok"
+body = "{{.NoSuchField}}"
+to = ["ops@example.com"]
+`
+	path = c.write(t)
+	r = runCLI(t, "", "plcmail", "check", "-c", path)
+	if r.code != 1 || !strings.HasPrefix(r.stdout, path+":20: alarm[0].body: renders with sample data: ") || !strings.Contains(r.stdout, "NoSuchField") {
+		t.Errorf("render error: code %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
