@@ -1,0 +1,577 @@
+// Host tests of the PlcMail sender's state machine against a fake Stream and a
+// fake clock: what goes on the line is decoded with the codec (which
+// test_protocol.cpp checks against the shared vectors) and compared field by
+// field.
+#include <deque>
+
+#include "PlcMail.h"
+#include "testing.h"
+
+using namespace plcmail;
+
+int testFailures;
+const char* testName;
+uint32_t fakeMillis;
+uint8_t fakePins[128];
+uint8_t fakePinModes[128];
+uint8_t fakeMCUSR;
+uint8_t fakeEeprom[4096];
+void delay(unsigned long ms) { fakeMillis += ms; }
+
+namespace {
+
+// FakeLink is the serial port: bytes written by the sender are collected and
+// split into frames; bytes for the sender are queued in `in`.
+class FakeLink : public Stream {
+ public:
+  std::vector<uint8_t> out;
+  std::deque<uint8_t> in;
+  int flushes = 0;
+  bool txEnabled = true;        // what the direction control says
+  bool wroteWhileRx = false;    // a byte left while the driver was off
+  bool directionControlled = false;
+
+  size_t write(uint8_t b) override {
+    if (directionControlled && !txEnabled) wroteWhileRx = true;
+    out.push_back(b);
+    return 1;
+  }
+  void flush() override { flushes++; }
+  int available() override { return (int)in.size(); }
+  int read() override {
+    if (in.empty()) return -1;
+    int c = in.front();
+    in.pop_front();
+    return c;
+  }
+  int peek() override { return in.empty() ? -1 : in.front(); }
+
+  // Decodes and removes every complete frame written so far.
+  std::vector<Frame> frames(std::vector<std::vector<uint8_t>>* raw = nullptr) {
+    std::vector<Frame> fs;
+    std::vector<uint8_t> cur;
+    for (uint8_t b : out) {
+      if (b != 0) {
+        cur.push_back(b);
+        continue;
+      }
+      if (cur.empty()) continue;
+      uint8_t dec[kMaxEncoded];
+      int n = cobsDecode(cur.data(), cur.size(), dec);
+      Frame f;
+      if (n < 0 || parseRaw(dec, (uint8_t)n, &f) != kOK) {
+        fprintf(stderr, "%s: undecodable frame %s\n", testName, hex(cur).c_str());
+        testFailures++;
+      } else {
+        fs.push_back(f);
+        if (raw) raw->push_back(cur);
+      }
+      cur.clear();
+    }
+    CHECK(cur.empty());  // every frame ends with its delimiter
+    out.clear();
+    return fs;
+  }
+
+  // Queues a gateway frame for the sender.
+  void reply(const Frame& f) {
+    uint8_t raw[kMaxFrame], enc[kMaxEncoded + 1];
+    uint8_t n = encodeRaw(&f, raw);
+    CHECK(n > 0);
+    size_t m = cobsEncode(raw, n, enc);
+    in.insert(in.end(), enc, enc + m);
+    in.push_back(0);
+  }
+  void ack(uint32_t boot, uint32_t seq, uint8_t result = 0) {
+    Frame f = {};
+    f.version = 1;
+    f.type = kTypeAck;
+    f.boot = boot;
+    f.seq = seq;
+    f.ackResult = result;
+    reply(f);
+  }
+  void nak(uint32_t boot, uint32_t seq, uint8_t reason) {
+    Frame f = {};
+    f.version = 1;
+    f.type = kTypeNak;
+    f.boot = boot;
+    f.seq = seq;
+    f.nakReason = reason;
+    reply(f);
+  }
+};
+
+struct Status {
+  uint8_t status;
+  uint32_t seq;
+  uint16_t detail;
+};
+std::vector<Status> statuses;
+void onStatus(uint8_t status, uint32_t seq, uint16_t detail) { statuses.push_back({status, seq, detail}); }
+
+// Runs poll() every 10 ms up to `until` (absolute fake time).
+void runUntil(PlcMail& pm, uint32_t until) {
+  while (fakeMillis < until) {
+    fakeMillis += 10;
+    pm.poll();
+  }
+}
+
+void reset() {
+  fakeMillis = 1000;
+  statuses.clear();
+  memset(fakePins, 0, sizeof fakePins);
+}
+
+void testHelloCarriesBootSnapshot() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(7, 1);
+  CHECK_EQ(pm.raise(17, PLCMAIL_ALARM, 3.5f), 0);  // before the first poll: snapshot
+  CHECK_EQ(pm.raise(4, PLCMAIL_WARNING), 0);
+  CHECK_EQ(pm.clear(4), 0);
+  CHECK(link.out.empty());
+  pm.poll();
+  CHECK(link.out.size() > 2 && link.out[0] == 0);  // leading delimiter
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  const Frame& h = fs[0];
+  CHECK_EQ(h.type, kTypeHello);
+  CHECK_EQ(h.boot, 7);
+  CHECK_EQ(h.seq, 1);
+  CHECK_EQ(h.resetCause, 1);
+  CHECK_EQ(h.activeTotal, 1);
+  CHECK_EQ(h.nActive, 1);
+  CHECK_EQ(h.active[0].code, 17);
+  CHECK_EQ(h.active[0].severity, PLCMAIL_ALARM);
+  CHECK(pm.isActive(17));
+  CHECK(!pm.isActive(4));
+}
+
+void testRetransmitBackoffSameBytes() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(9, 0);
+  pm.poll();
+  std::vector<std::vector<uint8_t>> first;
+  link.frames(&first);
+  // Record the time of every retransmission for 120 s without an ACK.
+  std::vector<uint32_t> times;
+  uint32_t start = fakeMillis;
+  while (fakeMillis < start + 120000) {
+    fakeMillis += 10;
+    pm.poll();
+    std::vector<std::vector<uint8_t>> raw;
+    auto fs = link.frames(&raw);
+    for (size_t i = 0; i < fs.size(); i++) {
+      if (fs[i].type == kTypeHeartbeat) continue;
+      CHECK(raw[i] == first[0]);  // the very same bytes
+      times.push_back(fakeMillis);
+    }
+  }
+  uint32_t want = 1000, prev = start;
+  CHECK(times.size() >= 6);
+  for (uint32_t t : times) {
+    uint32_t gap = t - prev;
+    if (gap < want || gap > want + want / 4 + 10) {
+      fprintf(stderr, "%s: retransmission after %u ms, want %u..%u\n", testName, gap, want, want + want / 4);
+      testFailures++;
+    }
+    prev = t;
+    want = want * 2 > 30000 ? 30000 : want * 2;
+  }
+}
+
+void testAckAdvancesAndDuplicateAckIgnored() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(11, 0);
+  pm.poll();
+  CHECK_EQ(pm.raise(17, PLCMAIL_ALARM, 42), 2);  // queued behind the HELLO
+  CHECK_EQ(pm.clear(17), 3);
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  link.ack(11, 1);
+  pm.poll();
+  fs = link.frames();
+  CHECK_EQ(fs.size(), 1);  // the next frame leaves at once
+  CHECK_EQ(fs[0].type, kTypeEvent);
+  CHECK_EQ(fs[0].seq, 2);
+  CHECK_EQ(fs[0].code, 17);
+  CHECK_EQ(fs[0].event, kEventRaise);
+  CHECK_EQ(fs[0].severity, PLCMAIL_ALARM);
+  CHECK_EQ(fs[0].nValues, 1);
+  CHECK_EQ(fs[0].values[0].kind, kValueInt32);
+  CHECK_EQ(fs[0].values[0].bits, 42);
+  CHECK_EQ(statuses.size(), 1);
+  CHECK_EQ(statuses[0].status, PLCMAIL_QUEUED);
+  CHECK_EQ(statuses[0].seq, 1);
+
+  // A repeated ACK of the HELLO and ACKs for other boots or future
+  // sequence numbers change nothing.
+  link.ack(11, 1);
+  link.ack(12, 2);
+  link.ack(11, 3);
+  pm.poll();
+  CHECK(link.frames().empty());
+  CHECK_EQ(pm.pending(), 2);
+  CHECK_EQ(pm.headSeq(), 2);
+
+  link.ack(11, 2, 1);  // "duplicate": already queued by the gateway earlier
+  pm.poll();
+  fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  CHECK_EQ(fs[0].seq, 3);
+  CHECK_EQ(fs[0].event, kEventClear);
+  CHECK_EQ(fs[0].severity, PLCMAIL_ALARM);  // severity of the cleared alarm
+  CHECK_EQ(statuses.back().status, PLCMAIL_QUEUED);
+  CHECK_EQ(statuses.back().detail, 1);
+  link.ack(11, 3);
+  pm.poll();
+  CHECK_EQ(pm.pending(), 0);
+  runUntil(pm, fakeMillis + 5000);
+  CHECK(link.frames().empty());  // nothing is retransmitted after its ACK
+}
+
+void testNakHandling() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(5, 0);
+  pm.poll();
+  link.ack(5, 1);
+  pm.poll();
+  pm.raise(1, PLCMAIL_ALARM);
+  pm.raise(2, PLCMAIL_ALARM);
+  pm.poll();
+  link.frames();
+  // NAK busy: keep the frame, wait for the timer.
+  link.nak(5, 2, kNakBusy);
+  runUntil(pm, fakeMillis + 500);
+  CHECK(link.frames().empty());
+  CHECK_EQ(pm.headSeq(), 2);
+  runUntil(pm, fakeMillis + 800);
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  CHECK_EQ(fs[0].seq, 2);
+  // NAK bad frame (boot and seq 0): retransmit now.
+  link.nak(0, 0, kNakBadFrame);
+  fakeMillis += 10;
+  pm.poll();
+  fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  CHECK_EQ(fs[0].seq, 2);
+  // NAK malformed: drop the frame, report it, go on with the next one.
+  link.nak(5, 2, kNakMalformed);
+  fakeMillis += 10;
+  pm.poll();
+  fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  CHECK_EQ(fs[0].seq, 3);
+  CHECK_EQ(fs[0].code, 2);
+  CHECK_EQ(statuses.back().status, PLCMAIL_REJECTED);
+  CHECK_EQ(statuses.back().seq, 2);
+  CHECK_EQ(statuses.back().detail, kNakMalformed);
+}
+
+void testQueueFullResyncs() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(21, 0);
+  pm.poll();
+  link.ack(21, 1);
+  pm.poll();
+  link.frames();
+  for (int i = 0; i < PLCMAIL_QUEUE_LEN; i++) CHECK_EQ(pm.raise(100 + i, PLCMAIL_WARNING), 2 + i);
+  CHECK_EQ(pm.raise(200, PLCMAIL_CRITICAL), 0);  // full
+  CHECK_EQ(statuses.back().status, PLCMAIL_OVERFLOW);
+  CHECK_EQ(statuses.back().detail, 200);
+  CHECK(pm.isActive(200));  // the state is kept even though the event is lost
+  pm.clear(100);            // also lost; 100 is no longer active
+  // Drain: every queued event goes out in order, then a HELLO resynchronises.
+  uint32_t want = 2;
+  for (int i = 0; i < PLCMAIL_QUEUE_LEN; i++) {
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 1);
+    CHECK_EQ(fs[0].seq, want);
+    CHECK_EQ(fs[0].code, 100 + i);
+    link.ack(21, want++);
+  }
+  pm.poll();
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  CHECK_EQ(fs[0].type, kTypeHello);
+  CHECK_EQ(fs[0].seq, want);
+  CHECK_EQ(fs[0].nActive, PLCMAIL_QUEUE_LEN);  // 101..103 and 200
+  CHECK_EQ(fs[0].activeTotal, PLCMAIL_QUEUE_LEN);
+  bool has200 = false, has100 = false;
+  for (int i = 0; i < fs[0].nActive; i++) {
+    has200 |= fs[0].active[i].code == 200 && fs[0].active[i].severity == PLCMAIL_CRITICAL;
+    has100 |= fs[0].active[i].code == 100;
+  }
+  CHECK(has200);
+  CHECK(!has100);
+  link.ack(21, want);
+  pm.poll();
+  CHECK_EQ(pm.pending(), 0);
+}
+
+void testHelloFrozenWhileOnTheWire() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(3, 0);
+  pm.raise(1, PLCMAIL_ALARM);
+  pm.poll();
+  std::vector<std::vector<uint8_t>> first, again;
+  link.frames(&first);
+  // Changes after the HELLO left are events queued behind it; the HELLO's
+  // retransmission must not show them.
+  CHECK_EQ(pm.clear(1), 2);
+  CHECK_EQ(pm.raise(2, PLCMAIL_CRITICAL), 3);
+  CHECK_EQ(pm.raise(1, PLCMAIL_WARNING), 4);
+  runUntil(pm, fakeMillis + 1300);
+  auto fs = link.frames(&again);
+  CHECK_EQ(fs.size(), 1);
+  CHECK(again[0] == first[0]);
+  CHECK_EQ(fs[0].nActive, 1);
+  CHECK_EQ(fs[0].active[0].severity, PLCMAIL_ALARM);
+  CHECK_EQ(pm.activeCount(), 2);
+}
+
+void testRebootNewBootIdFromEeprom() {
+  reset();
+  memset(fakeEeprom, 0xFF, sizeof fakeEeprom);  // erased chip
+  uint32_t bootA, bootB;
+  {
+    FakeLink link;
+    PlcMail pm(link);
+    fakeMCUSR = 1;  // power-on
+    pm.begin();
+    CHECK_EQ(fakeMCUSR, 0);  // cleared for the next reset
+    bootA = pm.bootId();
+    CHECK_EQ(bootA, 1);
+    pm.poll();
+    link.ack(bootA, 1);
+    pm.raise(17, PLCMAIL_ALARM);
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 2);
+    CHECK_EQ(fs[0].resetCause, 1);
+    CHECK_EQ(fs[1].seq, 2);
+    // ...and the PLC resets before the gateway ACKed seq 2.
+  }
+  {
+    FakeLink link;
+    PlcMail pm(link);
+    fakeMCUSR = 8;  // watchdog
+    pm.begin();
+    bootB = pm.bootId();
+    CHECK_EQ(bootB, 2);
+    pm.raise(17, PLCMAIL_ALARM);  // the sketch re-raises what is active at boot
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 1);
+    CHECK_EQ(fs[0].type, kTypeHello);
+    CHECK_EQ(fs[0].boot, bootB);
+    CHECK_EQ(fs[0].seq, 1);  // sequence numbers restart with the new boot id
+    CHECK_EQ(fs[0].resetCause, 8);
+    CHECK_EQ(fs[0].nActive, 1);
+    CHECK_EQ(fs[0].active[0].code, 17);
+  }
+  uint32_t cell;
+  memcpy(&cell, fakeEeprom + E2END - 3, 4);
+  CHECK_EQ(cell, 2);
+  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFEu), 0xFFFFFFFFu);
+  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFFu), 1);  // 0 is never a boot id
+}
+
+void testHeartbeat() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(8, 0);
+  pm.raise(5, PLCMAIL_INFO);
+  pm.poll();
+  link.ack(8, 1);
+  link.frames();
+  runUntil(pm, fakeMillis + 35000);
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 3);  // at 10, 20 and 30 s
+  for (auto& f : fs) {
+    CHECK_EQ(f.type, kTypeHeartbeat);
+    CHECK_EQ(f.seq, 0);
+    CHECK_EQ(f.activeTotal, 1);
+  }
+  CHECK_EQ(fs[2].uptime, 30);
+  CHECK_EQ(pm.uptime(), 35);
+}
+
+void testDeliveryStatus() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(13, 0);
+  pm.poll();
+  link.ack(13, 1);
+  pm.poll();
+  uint32_t seq = pm.raise(17, PLCMAIL_ALARM);
+  pm.poll();
+  link.ack(13, seq);
+  Frame d = {};
+  d.version = 1;
+  d.type = kTypeDelivery;
+  d.boot = 13;
+  d.seq = seq;
+  d.status = kDeliveryAccepted;
+  d.smtpCode = 250;
+  link.reply(d);
+  d.boot = 12;  // for an earlier boot: ignored
+  link.reply(d);
+  d.boot = 13;
+  d.status = kDeliveryFailed;
+  d.smtpCode = 550;
+  link.reply(d);
+  pm.poll();
+  CHECK_EQ(statuses.size(), 4);
+  CHECK_EQ(statuses[2].status, PLCMAIL_DELIVERED);
+  CHECK_EQ(statuses[2].seq, seq);
+  CHECK_EQ(statuses[2].detail, 250);
+  CHECK_EQ(statuses[3].status, PLCMAIL_FAILED);
+  CHECK_EQ(statuses[3].detail, 550);
+}
+
+void testNoiseAndSplitReplies() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(14, 0);
+  pm.poll();
+  link.frames();
+  // Garbage, an over-long run without delimiter, a frame with a bad CRC, then
+  // a good ACK delivered in two halves across polls.
+  for (int i = 0; i < 200; i++) link.in.push_back(0x55);
+  link.in.push_back(0);
+  link.ack(14, 1);
+  uint8_t& victim = link.in[link.in.size() - 3];
+  victim = victim == 0x40 ? 0x41 : (uint8_t)(victim ^ 0x40);  // a bad CRC
+  FakeLink tmp;
+  tmp.ack(14, 1);
+  std::deque<uint8_t> good = tmp.in;
+  pm.poll();
+  CHECK_EQ(pm.pending(), 1);
+  link.in.insert(link.in.end(), good.begin(), good.begin() + 6);
+  pm.poll();
+  CHECK_EQ(pm.pending(), 1);
+  link.in.insert(link.in.end(), good.begin() + 6, good.end());
+  pm.poll();
+  CHECK_EQ(pm.pending(), 0);
+  CHECK_EQ(statuses.size(), 1);
+}
+
+void testEventText() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(15, 0);
+  pm.poll();
+  link.ack(15, 1);
+  pm.poll();
+  link.frames();
+  pm.raise(9, PLCMAIL_CRITICAL, 1.5f, F("oil pressure low"));
+  pm.raise(10, PLCMAIL_CRITICAL, 2.0f, F("this text is far longer than thirty-two bytes"));
+  pm.raise(11, PLCMAIL_INFO, true);
+  pm.raise(12, PLCMAIL_INFO, 4000000000UL);
+  for (uint32_t seq = 2; seq <= 5; seq++) {
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 1);
+    const Frame& f = fs[0];
+    switch (seq) {
+      case 2: {
+        CHECK_EQ(f.textLen, 16);
+        CHECK(memcmp(f.text, "oil pressure low", 16) == 0);
+        float v;
+        memcpy(&v, &f.values[0].bits, 4);
+        CHECK(f.values[0].kind == kValueFloat32 && v == 1.5f);
+        break;
+      }
+      case 3:
+        CHECK_EQ(f.textLen, 32);
+        CHECK(memcmp(f.text, "this text is far longer than thi", 32) == 0);
+        break;
+      case 4:
+        CHECK(f.values[0].kind == kValueBool && f.values[0].bits == 1);
+        break;
+      case 5:
+        CHECK(f.values[0].kind == kValueUint32 && f.values[0].bits == 4000000000UL);
+        break;
+    }
+    link.ack(15, seq);
+  }
+}
+
+FakeLink* dirLink;
+void direction(bool tx) {
+  dirLink->txEnabled = tx;
+  if (!tx) CHECK(dirLink->flushes > 0);  // flushed before the bus is released
+}
+
+void testRs485Direction() {
+  reset();
+  FakeLink link;
+  link.directionControlled = true;
+  link.txEnabled = false;
+  dirLink = &link;
+  PlcMail pm(link);
+  pm.setDirectionCallback(direction);
+  pm.begin(16, 0);
+  pm.poll();
+  CHECK(!link.wroteWhileRx);
+  CHECK(!link.txEnabled);
+  CHECK_EQ(link.flushes, 1);
+  CHECK_EQ(link.frames().size(), 1);
+
+  FakeLink link2;
+  PlcMail pins(link2);
+  pins.setDirectionPins(75, 76);
+  CHECK(fakePinModes[75] == OUTPUT && fakePinModes[76] == OUTPUT);
+  pins.begin(17, 0);
+  pins.poll();
+  CHECK_EQ(link2.flushes, 1);
+  CHECK(fakePins[75] == LOW && fakePins[76] == LOW);  // back to receive
+}
+
+}  // namespace
+
+int main() {
+  RUN(testHelloCarriesBootSnapshot);
+  RUN(testRetransmitBackoffSameBytes);
+  RUN(testAckAdvancesAndDuplicateAckIgnored);
+  RUN(testNakHandling);
+  RUN(testQueueFullResyncs);
+  RUN(testHelloFrozenWhileOnTheWire);
+  RUN(testRebootNewBootIdFromEeprom);
+  RUN(testHeartbeat);
+  RUN(testDeliveryStatus);
+  RUN(testNoiseAndSplitReplies);
+  RUN(testEventText);
+  RUN(testRs485Direction);
+  if (testFailures) {
+    printf("FAIL: %d check(s) failed\n", testFailures);
+    return 1;
+  }
+  printf("PASS\n");
+  return 0;
+}

@@ -1,0 +1,381 @@
+// PlcMail alarm sender; see PlcMail.h and protocol/SPEC.md.
+#include "PlcMail.h"
+
+#include <string.h>
+
+#if defined(PLCMAIL_EEPROM_ADDR)
+#include <avr/eeprom.h>
+#endif
+
+using namespace plcmail;
+
+namespace {
+
+enum {
+  kStateSev = 0x03,
+  kStateSnapSev = 0x0C,
+  kStateActive = 0x10,
+  kStateInSnap = 0x20,
+  kMetaTextInFlash = 0x80
+};
+
+// Bytes read per poll(): enough for a burst of replies, bounded so that a
+// babbling line cannot starve loop().
+const uint8_t kReadBudget = 2 * kMaxEncoded;
+
+}  // namespace
+
+PlcMail::PlcMail(Stream& link) : link_(link) {
+  // Everything else starts at zero; globals are zeroed anyway, but a sender
+  // may also live on the stack in tests.
+  memset(&statusCb_, 0, (uint8_t*)(this + 1) - (uint8_t*)&statusCb_);
+  dePin_ = rePin_ = 0xFF;
+}
+
+uint32_t PlcMail::nextBootId(uint32_t stored) {
+  uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0
+  return b == 0 ? 1 : b;
+}
+
+#if defined(PLCMAIL_EEPROM_ADDR)
+void PlcMail::begin() {
+  uint32_t* cell = (uint32_t*)(uintptr_t)(PLCMAIL_EEPROM_ADDR);
+  uint32_t b = nextBootId(eeprom_read_dword(cell));
+  eeprom_update_dword(cell, b);
+  uint8_t cause = 0;
+#if defined(MCUSR)
+  cause = MCUSR & 0x0F;
+  MCUSR = 0;
+#endif
+  begin(b, cause);
+}
+#endif
+
+void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
+  boot_ = bootId ? bootId : 1;
+  resetCause_ = resetCause;
+  uint32_t now = millis();
+  secondMark_ = lastBeat_ = now;
+  uptime_ = 0;
+  rng_ = (uint16_t)(boot_ ^ (boot_ >> 16) ^ now) | 1;
+  // The HELLO is sequence 1 and goes out at the first poll().
+  seq_ = 1;
+  helloPending_ = true;
+  sent_ = false;
+  count_ = head_ = 0;
+}
+
+void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
+  dePin_ = dePin;
+  rePin_ = rePin;
+  pinMode(dePin, OUTPUT);
+  digitalWrite(dePin, LOW);
+  if (rePin != 0xFF) {
+    pinMode(rePin, OUTPUT);
+    digitalWrite(rePin, LOW);
+  }
+}
+
+void PlcMail::setDirection(bool transmit) {
+  if (dirCb_) {
+    dirCb_(transmit);
+  } else if (dePin_ != 0xFF) {
+    digitalWrite(dePin_, transmit ? HIGH : LOW);
+    if (rePin_ != 0xFF) digitalWrite(rePin_, transmit ? HIGH : LOW);
+  }
+}
+
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity) {
+  return push(code, kEventRaise, severity, 0, 0, 0, false);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, long value) {
+  return push(code, kEventRaise, severity, kValueInt32, (uint32_t)value, 0, false);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, unsigned long value) {
+  return push(code, kEventRaise, severity, kValueUint32, (uint32_t)value, 0, false);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, 4);
+  return push(code, kEventRaise, severity, kValueFloat32, bits, 0, false);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, bool value) {
+  return push(code, kEventRaise, severity, kValueBool, value ? 1 : 0, 0, false);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text) {
+  uint32_t bits;
+  memcpy(&bits, &value, 4);
+  return push(code, kEventRaise, severity, kValueFloat32, bits, (const char*)text, true);
+}
+uint32_t PlcMail::raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text) {
+  return push(code, kEventRaise, severity, 0, 0, (const char*)text, true);
+}
+uint32_t PlcMail::clear(uint16_t code) {
+  return push(code, kEventClear, severityOf(code), 0, 0, 0, false);
+}
+uint32_t PlcMail::acknowledge(uint16_t code) {
+  return push(code, kEventAcknowledge, severityOf(code), 0, 0, 0, false);
+}
+
+uint8_t PlcMail::find(uint16_t code) const {
+  for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
+    if ((table_[i].state & (kStateActive | kStateInSnap)) && table_[i].code == code) return i;
+  return 0xFF;
+}
+
+uint8_t PlcMail::severityOf(uint16_t code) const {
+  uint8_t i = find(code);
+  return i == 0xFF ? 0 : (table_[i].state & kStateSev);
+}
+
+bool PlcMail::isActive(uint16_t code) const {
+  uint8_t i = find(code);
+  return i != 0xFF && (table_[i].state & kStateActive);
+}
+
+uint8_t PlcMail::activeCount() const {
+  uint8_t n = 0;
+  for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
+    if (table_[i].state & kStateActive) n++;
+  return n;
+}
+
+// track keeps the table of active alarms current. While a HELLO is on the
+// wire its snapshot is frozen in the kStateInSnap/kStateSnapSev bits, so every
+// retransmission carries the same bytes.
+void PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
+  uint8_t i = find(code);
+  Entry* e = i == 0xFF ? 0 : &table_[i];
+  if (kind == kEventRaise) {
+    if (!e) {
+      for (i = 0; i < PLCMAIL_MAX_ACTIVE && !e; i++)
+        if (!(table_[i].state & (kStateActive | kStateInSnap))) e = &table_[i];
+      if (!e) {
+        if (untracked_ < 0xFF) untracked_++;
+        return;
+      }
+      e->code = code;
+      e->state = 0;
+    }
+    e->state = (uint8_t)((e->state & ~kStateSev) | kStateActive | (severity & kStateSev));
+  } else if (kind == kEventClear) {
+    if (e)
+      e->state &= (uint8_t)~kStateActive;
+    else if (untracked_)
+      untracked_--;
+  }
+}
+
+void PlcMail::freezeSnapshot(bool freeze) {
+  for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
+    uint8_t s = table_[i].state & (kStateSev | kStateActive);
+    if (freeze && (s & kStateActive)) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
+    table_[i].state = s;
+  }
+  snapUntracked_ = untracked_;
+  helloUptime_ = uptime_;
+}
+
+uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
+                       const char* text, bool textInFlash) {
+  track(code, kind, severity);
+  // Before the boot HELLO leaves, the table is the snapshot it will carry.
+  if (!boot_ || (helloPending_ && !sent_)) return 0;
+  if (count_ == PLCMAIL_QUEUE_LEN) {
+    resync_ = true;
+    report(PLCMAIL_OVERFLOW, 0, code);
+    return 0;
+  }
+  uint8_t tail = (uint8_t)((head_ + count_) % PLCMAIL_QUEUE_LEN);
+  Event& ev = queue_[tail];
+  ev.code = code;
+  ev.meta = (uint8_t)((kind & 3) | ((severity & 3) << 2) | ((valueKind & 7) << 4) |
+                      (textInFlash ? kMetaTextInFlash : 0));
+  ev.uptime = uptime_;
+  ev.bits = bits;
+  ev.text = text;
+  count_++;
+  return ++seq_;
+}
+
+uint16_t PlcMail::random16() {
+  uint16_t x = rng_;
+  x ^= (uint16_t)(x << 7);
+  x ^= (uint16_t)(x >> 9);
+  x ^= (uint16_t)(x << 8);
+  return rng_ = x;
+}
+
+void PlcMail::report(uint8_t status, uint32_t seq, uint16_t detail) {
+  if (statusCb_) statusCb_(status, seq, detail);
+}
+
+void PlcMail::poll() {
+  uint32_t now = millis();
+  while (now - secondMark_ >= 1000) {
+    secondMark_ += 1000;
+    uptime_++;
+  }
+  if (!boot_) return;
+
+  for (uint8_t budget = kReadBudget; budget && link_.available() > 0; budget--) {
+    int c = link_.read();
+    if (c < 0) break;
+    if (c == 0) {
+      if (!rxDiscard_ && rxLen_) handleFrame(rxLen_);
+      rxLen_ = 0;
+      rxDiscard_ = false;
+    } else if (!rxDiscard_) {
+      if (rxLen_ == kMaxEncoded) {
+        rxDiscard_ = true;  // too long: skip to the next delimiter
+        rxLen_ = 0;
+      } else {
+        rx_[rxLen_++] = (uint8_t)c;
+      }
+    }
+  }
+
+  transmit(now);
+
+  if (now - lastBeat_ >= PLCMAIL_HEARTBEAT_MS) {
+    lastBeat_ = now;
+    uint8_t buf[kMaxFrame + 2];
+    FrameWriter w(buf + 1, kMaxFrame);
+    w.header(kTypeHeartbeat, boot_, 0);
+    w.u32(uptime_);
+    uint16_t total = (uint16_t)activeCount() + untracked_;
+    w.u8(total > 0xFF ? 0xFF : (uint8_t)total);
+    writeFrame(buf, w.finish());
+  }
+}
+
+void PlcMail::transmit(uint32_t now) {
+  if (!pending()) {
+    if (!resync_) return;
+    // Events were lost to a full queue: tell the gateway the whole state.
+    resync_ = false;
+    helloPending_ = true;
+    sent_ = false;
+    seq_++;
+  }
+  if (sent_ && !retransmitNow_ && now - lastSend_ < waitMs_) return;
+
+  if (!sent_) {
+    retryMs_ = PLCMAIL_RETRY_MIN_MS;
+    if (helloPending_) freezeSnapshot(true);
+  } else if (!retransmitNow_) {
+    retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
+  }
+
+  uint8_t buf[kMaxFrame + 2];
+  FrameWriter w(buf + 1, kMaxFrame);
+  uint32_t seq = headSeq();
+  if (helloPending_) {
+    w.header(kTypeHello, boot_, seq);
+    w.u32(helloUptime_);
+    w.u8(resetCause_);
+    uint8_t n = 0;
+    for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
+      if (table_[i].state & kStateInSnap) n++;
+    uint16_t total = (uint16_t)n + snapUntracked_;
+    w.u8(total > 0xFF ? 0xFF : (uint8_t)total);
+    w.u8(n);
+    for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
+      if (table_[i].state & kStateInSnap) {
+        w.u16(table_[i].code);
+        w.u8((uint8_t)((table_[i].state & kStateSnapSev) >> 2));
+      }
+    }
+  } else {
+    const Event& ev = queue_[head_];
+    w.header(kTypeEvent, boot_, seq);
+    w.u16(ev.code);
+    w.u8(ev.meta & 3);
+    w.u8((ev.meta >> 2) & 3);
+    w.u32(ev.uptime);
+    uint8_t valueKind = (ev.meta >> 4) & 7;
+    if (valueKind) {
+      w.u8(1);
+      w.u8(valueKind);
+      w.u32(ev.bits);
+    } else {
+      w.u8(0);
+    }
+    uint8_t lenPos = w.len();
+    w.u8(0);
+    if (ev.text) {
+      uint8_t n = 0;
+      for (const char* p = ev.text; n < kMaxText; p++, n++) {
+        char ch = (ev.meta & kMetaTextInFlash) ? (char)pgm_read_byte(p) : *p;
+        if (!ch) break;
+        w.u8((uint8_t)ch);
+      }
+      buf[1 + lenPos] = n;
+    }
+  }
+  writeFrame(buf, w.finish());
+
+  lastSend_ = now;
+  waitMs_ = (uint16_t)(retryMs_ + random16() % (retryMs_ / 4 + 1));
+  sent_ = true;
+  retransmitNow_ = false;
+}
+
+uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
+
+void PlcMail::writeFrame(uint8_t* buf, uint8_t rawLen) {
+  if (!rawLen) return;
+  uint8_t n = cobsEncodeInPlace(buf, rawLen);
+  setDirection(true);
+  // A leading delimiter ends whatever a reset or a collision left on the line.
+  link_.write((uint8_t)0);
+  link_.write(buf, n);
+  if (dirCb_ || dePin_ != 0xFF) {
+    link_.flush();  // the last stop bit must leave before the driver turns off
+    setDirection(false);
+  }
+}
+
+void PlcMail::handleFrame(uint8_t len) {
+  int n = cobsDecode(rx_, len, rx_);
+  if (n < 0 || checkRaw(rx_, (uint8_t)n) != kOK) return;
+  uint8_t type = rx_[1];
+  uint32_t boot = get32(rx_ + 2);
+  uint32_t seq = get32(rx_ + 6);
+  const uint8_t* p = rx_ + kHeaderLen;
+  uint8_t plen = (uint8_t)(n - kHeaderLen - kCrcLen);
+  bool head = pending() && sent_ && boot == boot_ && seq == headSeq();
+  switch (type) {
+    case kTypeAck:
+      // A late or repeated ACK for a frame already done is ignored.
+      if (plen >= 1 && head) finishHead(PLCMAIL_QUEUED, p[0]);
+      break;
+    case kTypeNak:
+      if (plen < 1) break;
+      if (p[0] == kNakBadFrame) {
+        if (pending() && sent_) retransmitNow_ = true;
+      } else if (head && p[0] >= kNakVersion && p[0] <= kNakMalformed) {
+        finishHead(PLCMAIL_REJECTED, p[0]);
+      }
+      // kNakBusy and reasons from later revisions: keep the frame, the
+      // backoff timer retransmits it.
+      break;
+    case kTypeDelivery:
+      if (plen >= 3 && boot == boot_)
+        report(p[0] == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, get16(p + 1));
+      break;
+  }
+}
+
+void PlcMail::finishHead(uint8_t status, uint16_t detail) {
+  uint32_t seq = headSeq();
+  if (helloPending_) {
+    helloPending_ = false;
+    freezeSnapshot(false);
+  } else {
+    head_ = (uint8_t)((head_ + 1) % PLCMAIL_QUEUE_LEN);
+    count_--;
+  }
+  sent_ = false;
+  report(status, seq, detail);
+}

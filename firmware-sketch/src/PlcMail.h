@@ -1,0 +1,199 @@
+// PlcMail: send PLC alarms to a plcmail gateway over any Arduino Stream
+// (USB Serial, Serial1..3, an RS-485 transceiver on a UART).
+//
+//   PlcMail alarms(Serial);
+//   void setup() { Serial.begin(115200); alarms.begin(); }
+//   void loop()  { if (tooHot) alarms.raise(17, PLCMAIL_ALARM, temperature);
+//                  alarms.poll(); }
+//
+// Frames follow protocol/SPEC.md of plcmail. The sender never blocks and never
+// calls delay(): poll() does a bounded amount of work and returns. Events wait
+// in a small queue and go out one at a time (stop-and-wait), each retransmitted
+// with the same bytes until the gateway ACKs it, so the gateway can mail each
+// exactly once.
+//
+// RAM: one receive buffer of 81 bytes, PLCMAIL_QUEUE_LEN compact event records
+// of 13 bytes and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
+// on the stack only while they are written.
+#ifndef PLCMAIL_H
+#define PLCMAIL_H
+
+#include <Arduino.h>
+
+#include "plcmail_protocol.h"
+
+// Events waiting for an ACK, including the one on the wire.
+#ifndef PLCMAIL_QUEUE_LEN
+#define PLCMAIL_QUEUE_LEN 4
+#endif
+// Alarms tracked as active for the HELLO snapshot and HEARTBEAT count.
+#ifndef PLCMAIL_MAX_ACTIVE
+#define PLCMAIL_MAX_ACTIVE 8
+#endif
+#ifndef PLCMAIL_HEARTBEAT_MS
+#define PLCMAIL_HEARTBEAT_MS 10000UL
+#endif
+#ifndef PLCMAIL_RETRY_MIN_MS
+#define PLCMAIL_RETRY_MIN_MS 1000U
+#endif
+#ifndef PLCMAIL_RETRY_MAX_MS
+#define PLCMAIL_RETRY_MAX_MS 30000U
+#endif
+// Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
+// default, away from the addresses sketches usually start at.
+#if !defined(PLCMAIL_EEPROM_ADDR) && defined(E2END)
+#define PLCMAIL_EEPROM_ADDR (E2END - 3)
+#endif
+
+#if PLCMAIL_QUEUE_LEN < 1 || PLCMAIL_QUEUE_LEN > 64
+#error "PLCMAIL_QUEUE_LEN must be 1..64"
+#endif
+#if PLCMAIL_MAX_ACTIVE < 1 || PLCMAIL_MAX_ACTIVE > 20
+#error "PLCMAIL_MAX_ACTIVE must be 1..20 (one HELLO lists at most 20)"
+#endif
+
+// Severities (SPEC.md 3.2).
+#define PLCMAIL_INFO 0
+#define PLCMAIL_WARNING 1
+#define PLCMAIL_ALARM 2
+#define PLCMAIL_CRITICAL 3
+
+// What the status callback reports.
+enum PlcMailStatus {
+  // The gateway has durably queued the frame (detail: 0 now, 1 duplicate).
+  PLCMAIL_QUEUED = 1,
+  // The mail for the event was accepted upstream (detail: SMTP code).
+  PLCMAIL_DELIVERED = 2,
+  // The mail for the event finally failed (detail: SMTP code, 0 if none).
+  PLCMAIL_FAILED = 3,
+  // The gateway refused the frame for good (detail: NAK reason 2..4); the
+  // sender dropped it. A firmware/gateway mismatch: worth a visible error.
+  PLCMAIL_REJECTED = 4,
+  // raise/clear/acknowledge found the queue full (detail: alarm code). The
+  // event itself is lost, its state is not: the alarm table is updated and a
+  // HELLO snapshot is sent once the queue drains, so the gateway reconciles.
+  PLCMAIL_OVERFLOW = 5
+};
+
+// seq identifies the frame: raise() and friends return it.
+typedef void (*PlcMailStatusCallback)(uint8_t status, uint32_t seq, uint16_t detail);
+// Called with true before a frame is written and false after it has been
+// flushed: drive an RS-485 transceiver's DE and /RE here.
+typedef void (*PlcMailDirectionCallback)(bool transmit);
+
+class PlcMail {
+ public:
+  explicit PlcMail(Stream& link);
+
+  // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
+  // cause from MCUSR, and queues the HELLO. Call once from setup(), after the
+  // serial port's begin(). Only where an EEPROM exists (AVR); elsewhere use
+  // begin(bootId, resetCause) with a counter the sketch persists itself.
+#if defined(PLCMAIL_EEPROM_ADDR)
+  void begin();
+#endif
+  // Same with an explicit boot id (never 0) and reset cause, for boards
+  // without EEPROM or when the sketch keeps its own counter.
+  void begin(uint32_t bootId, uint8_t resetCause);
+
+  // An alarm became active. Alarms raised before the first poll() describe
+  // the state at boot and travel in the HELLO snapshot instead of as events
+  // (the gateway reports those it did not know). Returns the event's sequence
+  // number, 0 when it went into the snapshot or the queue was full.
+  uint32_t raise(uint16_t code, uint8_t severity);
+  uint32_t raise(uint16_t code, uint8_t severity, int value) { return raise(code, severity, (long)value); }
+  uint32_t raise(uint16_t code, uint8_t severity, unsigned int value) { return raise(code, severity, (unsigned long)value); }
+  uint32_t raise(uint16_t code, uint8_t severity, long value);
+  uint32_t raise(uint16_t code, uint8_t severity, unsigned long value);
+  uint32_t raise(uint16_t code, uint8_t severity, float value);
+  uint32_t raise(uint16_t code, uint8_t severity, double value) { return raise(code, severity, (float)value); }
+  uint32_t raise(uint16_t code, uint8_t severity, bool value);
+  // With a short text from flash, e.g. F("oil pressure"); at most 32 bytes
+  // are sent.
+  uint32_t raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text);
+  uint32_t raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text);
+  // The alarm is no longer active.
+  uint32_t clear(uint16_t code);
+  // An operator acknowledged the alarm on the PLC.
+  uint32_t acknowledge(uint16_t code);
+
+  // Does the work: reads replies, (re)transmits, sends heartbeats. Call from
+  // loop() as often as possible; it returns quickly.
+  void poll();
+
+  void onStatus(PlcMailStatusCallback cb) { statusCb_ = cb; }
+  // RS-485 half duplex: a callback, or the DE (and optionally /RE) pins,
+  // driven high to transmit and low to receive.
+  void setDirectionCallback(PlcMailDirectionCallback cb) { dirCb_ = cb; }
+  void setDirectionPins(uint8_t dePin, uint8_t rePin = 0xFF);
+
+  uint32_t bootId() const { return boot_; }
+  uint32_t uptime() const { return uptime_; }
+  // Frames queued or on the wire (HELLO included), not yet ACKed.
+  uint8_t pending() const { return (uint8_t)(count_ + (helloPending_ ? 1 : 0)); }
+  // Whether the alarm is active according to raise()/clear().
+  bool isActive(uint16_t code) const;
+  uint8_t activeCount() const;
+  // Sequence number of the oldest frame not yet ACKed (valid when pending()).
+  uint32_t headSeq() const;
+
+  // Host-test hook: the boot counter step begin() uses, over a 4-byte cell.
+  static uint32_t nextBootId(uint32_t stored);
+
+ private:
+  struct Event {
+    uint16_t code;
+    uint8_t meta;  // bits 0-1 event kind, 2-3 severity, 4-6 value kind, 7 text in flash
+    uint32_t uptime;
+    uint32_t bits;
+    const char* text;
+  };
+  struct Entry {
+    uint16_t code;
+    uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
+  };
+
+  uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
+                const char* text, bool textInFlash);
+  void track(uint16_t code, uint8_t kind, uint8_t severity);
+  uint8_t find(uint16_t code) const;  // table index, or 0xFF
+  uint8_t severityOf(uint16_t code) const;
+  void freezeSnapshot(bool freeze);
+  void transmit(uint32_t now);
+  void writeFrame(uint8_t* buf, uint8_t rawLen);
+  void handleFrame(uint8_t len);
+  void finishHead(uint8_t status, uint16_t detail);
+  void report(uint8_t status, uint32_t seq, uint16_t detail);
+  uint16_t random16();
+  void setDirection(bool transmit);
+
+  Stream& link_;
+  PlcMailStatusCallback statusCb_;
+  PlcMailDirectionCallback dirCb_;
+  uint8_t dePin_, rePin_;
+
+  uint32_t boot_;
+  uint32_t seq_;         // last sequence number handed out
+  uint32_t uptime_;      // seconds since begin()
+  uint32_t secondMark_;  // millis() of the last uptime tick
+  uint32_t lastSend_;    // millis() of the head's last transmission
+  uint32_t lastBeat_;    // millis() of the last heartbeat
+  uint32_t helloUptime_;
+  uint16_t retryMs_;     // current backoff
+  uint16_t waitMs_;      // backoff plus jitter until the next retransmission
+  uint16_t rng_;
+  uint8_t resetCause_;
+  uint8_t head_, count_;
+  uint8_t untracked_, snapUntracked_;
+  bool helloPending_;    // a HELLO heads the stream
+  bool resync_;          // send a HELLO once the queue drains
+  bool sent_;            // the head was transmitted at least once
+  bool retransmitNow_;
+  bool rxDiscard_;
+  uint8_t rxLen_;
+  Event queue_[PLCMAIL_QUEUE_LEN];
+  Entry table_[PLCMAIL_MAX_ACTIVE];
+  uint8_t rx_[plcmail::kMaxEncoded];
+};
+
+#endif  // PLCMAIL_H

@@ -1,0 +1,160 @@
+// plcmail serial protocol, version 1: the C++ codec shared by the firmware and
+// the host tests. The wire format is specified in protocol/SPEC.md of the
+// plcmail repository; this file must agree with it byte for byte, which the
+// host tests prove against protocol/testdata/vectors.txt.
+//
+// Plain C++ with no Arduino dependency, so it compiles with host g++ as well as
+// avr-g++. Nothing here allocates; buffers are the caller's.
+#ifndef PLCMAIL_PROTOCOL_H
+#define PLCMAIL_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace plcmail {
+
+// Limits from SPEC.md section 1.2.
+enum {
+  kVersion = 1,
+  kHeaderLen = 10,
+  kCrcLen = 2,
+  kMaxFrame = 80,    // unencoded: header + payload + CRC
+  kMaxPayload = 68,  // kMaxFrame - kHeaderLen - kCrcLen
+  kMaxEncoded = 81,  // COBS of kMaxFrame bytes, delimiter not counted
+  kMaxText = 32,
+  kMaxValues = 4,
+  kMaxActive = 20
+};
+
+// Frame types (SPEC.md section 3). The high bit marks gateway -> PLC frames.
+enum FrameType {
+  kTypeHello = 0x01,
+  kTypeEvent = 0x02,
+  kTypeHeartbeat = 0x03,
+  kTypeAck = 0x81,
+  kTypeNak = 0x82,
+  kTypeDelivery = 0x83
+};
+
+enum EventKind { kEventRaise = 1, kEventClear = 2, kEventAcknowledge = 3 };
+enum ValueKind { kValueInt32 = 1, kValueUint32 = 2, kValueFloat32 = 3, kValueBool = 4 };
+enum NakReason {
+  kNakBadFrame = 1,
+  kNakVersion = 2,
+  kNakUnknownType = 3,
+  kNakMalformed = 4,
+  kNakBusy = 5
+};
+enum DeliveryStatus { kDeliveryAccepted = 1, kDeliveryFailed = 2 };
+
+// Frame-level errors; the names match the Go codec's sentinels.
+enum Error {
+  kOK = 0,
+  kErrBadCOBS,
+  kErrBadCRC,
+  kErrShort,
+  kErrTooLong,
+  kErrVersion,
+  kErrUnknownType,
+  kErrMalformed
+};
+
+// CRC-16/IBM-SDLC: init 0xFFFF, reflected poly 0x8408, xorout 0xFFFF.
+// crc16Update is the raw register step (no final xor); on AVR it is avr-libc's
+// _crc_ccitt_update, which computes exactly this without a table.
+uint16_t crc16Update(uint16_t crc, uint8_t b);
+uint16_t crc16(const uint8_t* data, size_t len);
+
+// COBS. cobsEncode writes at most len + len/254 + 1 bytes to dst (no delimiter)
+// and returns the count. cobsDecode returns the decoded length, or -1 when src
+// is not valid COBS (a zero byte or a code pointing past the end); dst may
+// equal src (in-place decoding).
+size_t cobsEncode(const uint8_t* src, size_t len, uint8_t* dst);
+int cobsDecode(const uint8_t* src, size_t len, uint8_t* dst);
+
+// Finishes a frame for the line in place. buf[1 .. 1+rawLen) holds the
+// unencoded frame (header, payload, CRC); buf[0] is scratch. On return
+// buf[0 .. rawLen+1) is its COBS encoding and buf[rawLen+1] the 0x00
+// delimiter; the result is rawLen + 2 bytes. Works in place because a frame is
+// shorter than 254 bytes: COBS then only replaces every zero by the distance to
+// the next one. The buffer must hold rawLen + 2 bytes (kMaxFrame + 2 at most).
+uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen);
+
+// Builds an unencoded frame into a caller buffer, field by field, so the
+// firmware can serialise compact queued records without a Frame struct.
+class FrameWriter {
+ public:
+  FrameWriter(uint8_t* buf, uint8_t cap) : buf_(buf), cap_(cap), len_(0) {}
+  void header(uint8_t type, uint32_t boot, uint32_t seq);
+  void u8(uint8_t v);
+  void u16(uint16_t v);
+  void u32(uint32_t v);
+  void bytes(const uint8_t* p, uint8_t n);
+  // Appends the CRC and returns the raw frame length, or 0 when the frame did
+  // not fit in the buffer.
+  uint8_t finish();
+  uint8_t len() const { return len_; }
+  bool overflow() const { return len_ > cap_; }
+
+ private:
+  uint8_t* buf_;
+  uint8_t cap_;
+  uint8_t len_;
+};
+
+// Little-endian readers; p must hold the bytes.
+inline uint16_t get16(const uint8_t* p) { return (uint16_t)(p[0] | ((uint16_t)p[1] << 8)); }
+inline uint32_t get32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+// Checks length, CRC and version of an unencoded frame, in that order.
+// On kOK the header and payload (raw[10 .. len-2)) can be trusted.
+Error checkRaw(const uint8_t* raw, uint8_t len);
+
+struct ActiveAlarm {
+  uint16_t code;
+  uint8_t severity;
+};
+
+struct Value {
+  uint8_t kind;
+  uint32_t bits;
+};
+
+// A decoded frame, flat and fixed-size like the Go codec's Frame. Only the
+// fields of its type are meaningful. It is large (about 130 bytes); the
+// firmware does not use it, the host tests and tools do.
+struct Frame {
+  uint8_t version;
+  uint8_t type;
+  uint32_t boot;
+  uint32_t seq;
+  uint32_t uptime;       // HELLO, EVENT, HEARTBEAT
+  uint8_t resetCause;    // HELLO
+  uint8_t activeTotal;   // HELLO, HEARTBEAT
+  uint8_t nActive;       // HELLO
+  ActiveAlarm active[kMaxActive];
+  uint16_t code;         // EVENT
+  uint8_t event;
+  uint8_t severity;
+  uint8_t nValues;
+  Value values[kMaxValues];
+  uint8_t textLen;
+  uint8_t text[kMaxText];
+  uint8_t ackResult;     // ACK
+  uint8_t nakReason;     // NAK
+  uint8_t status;        // DELIVERY
+  uint16_t smtpCode;
+};
+
+// Full parser of an unencoded frame (all types). Returns kOK or the error.
+Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f);
+
+// Full encoder of a frame (all types) into raw, which must hold kMaxFrame
+// bytes. Returns the raw length, or 0 when the frame breaks a limit.
+uint8_t encodeRaw(const Frame* f, uint8_t* raw);
+
+}  // namespace plcmail
+
+#endif  // PLCMAIL_PROTOCOL_H
