@@ -25,12 +25,11 @@ const uint8_t kReadBudget = 2 * kMaxEncoded;
 
 }  // namespace
 
-PlcMail::PlcMail(Stream& link) : link_(link) {
-  // Everything else starts at zero; globals are zeroed anyway, but a sender
-  // may also live on the stack in tests.
-  memset(&statusCb_, 0, (uint8_t*)(this + 1) - (uint8_t*)&statusCb_);
-  dePin_ = rePin_ = 0xFF;
-}
+PlcMail::PlcMail(Stream& link)
+    : link_(link), statusCb_(0), dirCb_(0), dePin_(0xFF), rePin_(0xFF), boot_(0), seq_(0), uptime_(0),
+      secondMark_(0), lastSend_(0), lastBeat_(0), helloUptime_(0), retryMs_(0), waitMs_(0), rng_(1),
+      resetCause_(0), head_(0), count_(0), untracked_(0), snapUntracked_(0), helloPending_(false),
+      resync_(false), sent_(false), retransmitNow_(false), queue_(), table_() {}
 
 uint32_t PlcMail::nextBootId(uint32_t stored) {
   uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0
@@ -221,18 +220,9 @@ void PlcMail::poll() {
   for (uint8_t budget = kReadBudget; budget && link_.available() > 0; budget--) {
     int c = link_.read();
     if (c < 0) break;
-    if (c == 0) {
-      if (!rxDiscard_ && rxLen_) handleFrame(rxLen_);
-      rxLen_ = 0;
-      rxDiscard_ = false;
-    } else if (!rxDiscard_) {
-      if (rxLen_ == kMaxEncoded) {
-        rxDiscard_ = true;  // too long: skip to the next delimiter
-        rxLen_ = 0;
-      } else {
-        rx_[rxLen_++] = (uint8_t)c;
-      }
-    }
+    // Framing errors need no answer: the gateway retransmits nothing, and
+    // the sender's own timer covers a lost ACK.
+    if (rx_.push((uint8_t)c) == Decoder::kFrameReady) handleFrame();
   }
 
   transmit(now);
@@ -336,13 +326,14 @@ void PlcMail::writeFrame(uint8_t* buf, uint8_t rawLen) {
   }
 }
 
-void PlcMail::handleFrame(uint8_t len) {
-  int n = cobsDecode(rx_, len, rx_);
-  if (n < 0 || checkRaw(rx_, (uint8_t)n) != kOK) return;
-  uint8_t type = rx_[1];
-  uint32_t boot = get32(rx_ + 2);
-  uint32_t seq = get32(rx_ + 6);
-  const uint8_t* p = rx_ + kHeaderLen;
+void PlcMail::handleFrame() {
+  const uint8_t* raw = rx_.raw();
+  uint8_t n = rx_.rawLen();
+  if (checkRaw(raw, n) != kOK) return;
+  uint8_t type = raw[1];
+  uint32_t boot = get32(raw + 2);
+  uint32_t seq = get32(raw + 6);
+  const uint8_t* p = raw + kHeaderLen;
   uint8_t plen = (uint8_t)(n - kHeaderLen - kCrcLen);
   bool head = pending() && sent_ && boot == boot_ && seq == headSeq();
   switch (type) {

@@ -161,7 +161,7 @@ class PlcMail {
   void freezeSnapshot(bool freeze);
   void transmit(uint32_t now);
   void writeFrame(uint8_t* buf, uint8_t rawLen);
-  void handleFrame(uint8_t len);
+  void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
   uint16_t random16();
@@ -189,11 +189,9 @@ class PlcMail {
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
   bool retransmitNow_;
-  bool rxDiscard_;
-  uint8_t rxLen_;
   Event queue_[PLCMAIL_QUEUE_LEN];
   Entry table_[PLCMAIL_MAX_ACTIVE];
-  uint8_t rx_[plcmail::kMaxEncoded];
+  plcmail::Decoder rx_;  // the one receive buffer
 };
 
 #endif  // PLCMAIL_H

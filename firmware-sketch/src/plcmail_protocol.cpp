@@ -111,27 +111,50 @@ uint8_t FrameWriter::finish() {
   return len_;
 }
 
+int Decoder::push(uint8_t b) {
+  if (ready_) {  // the previous frame has been consumed
+    ready_ = false;
+    len_ = 0;
+  }
+  if (b == 0) {
+    if (discard_ || len_ == 0) {
+      discard_ = false;
+      return kOK;
+    }
+    int n = cobsDecode(buf_, len_, buf_);
+    if (n < 0) {
+      len_ = 0;
+      return kErrBadCOBS;
+    }
+    len_ = (uint8_t)n;
+    ready_ = true;
+    return kFrameReady;
+  }
+  if (discard_) return kOK;
+  if (len_ == kMaxEncoded) {
+    len_ = 0;
+    discard_ = true;
+    return kErrTooLong;
+  }
+  buf_[len_++] = b;
+  return kOK;
+}
+
 Error checkRaw(const uint8_t* raw, uint8_t len) {
-  if (len < kHeaderLen + kCrcLen) return kErrShort;
   if (len > kMaxFrame) return kErrTooLong;
+  if (len < kHeaderLen + kCrcLen) return kErrShort;
   if (crc16(raw, len - kCrcLen) != get16(raw + len - kCrcLen)) return kErrBadCRC;
   if (raw[0] != kVersion) return kErrVersion;
   return kOK;
 }
 
-Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f) {
-  memset(f, 0, sizeof(*f));
-  Error err = checkRaw(raw, len);
-  if (err != kOK && err != kErrVersion) return err;
-  f->version = raw[0];
-  f->type = raw[1];
-  f->boot = get32(raw + 2);
-  f->seq = get32(raw + 6);
-  if (err != kOK) return err;
-  const uint8_t* p = raw + kHeaderLen;
-  uint8_t n = (uint8_t)(len - kHeaderLen - kCrcLen);
+namespace {
+
+// Reads the payload of f->type; bytes after the known fields are ignored
+// (SPEC.md 5). Range checks are left to validate().
+Error parsePayload(const uint8_t* p, uint8_t n, Frame* f) {
   switch (f->type) {
-    case kTypeHello: {
+    case kTypeHello:
       if (n < 7) return kErrMalformed;
       f->uptime = get32(p);
       f->resetCause = p[4];
@@ -142,8 +165,7 @@ Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f) {
         f->active[i].code = get16(p + 7 + 3 * i);
         f->active[i].severity = p[9 + 3 * i];
       }
-      return kOK;
-    }
+      break;
     case kTypeEvent: {
       if (n < 10) return kErrMalformed;
       f->code = get16(p);
@@ -157,36 +179,85 @@ Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f) {
       for (uint8_t i = 0; i < f->nValues; i++) {
         f->values[i].kind = p[9 + 5 * i];
         f->values[i].bits = get32(p + 10 + 5 * i);
-        if (f->values[i].kind < kValueInt32 || f->values[i].kind > kValueBool) return kErrMalformed;
       }
       f->textLen = p[off];
       if (f->textLen > kMaxText || n < off + 1 + f->textLen) return kErrMalformed;
       memcpy(f->text, p + off + 1, f->textLen);
-      return kOK;
+      break;
     }
     case kTypeHeartbeat:
       if (n < 5) return kErrMalformed;
       f->uptime = get32(p);
       f->activeTotal = p[4];
-      return kOK;
+      break;
     case kTypeAck:
       if (n < 1) return kErrMalformed;
       f->ackResult = p[0];
-      return kOK;
+      break;
     case kTypeNak:
       if (n < 1) return kErrMalformed;
       f->nakReason = p[0];
-      return kOK;
+      break;
     case kTypeDelivery:
       if (n < 3) return kErrMalformed;
       f->status = p[0];
       f->smtpCode = get16(p + 1);
+      break;
+  }
+  return kOK;
+}
+
+}  // namespace
+
+Error validate(const Frame* f) {
+  if (f->version != kVersion) return kErrVersion;
+  switch (f->type) {
+    case kTypeHello:
+      if (f->boot == 0 || f->seq == 0 || f->nActive > kMaxActive || f->activeTotal < f->nActive)
+        return kErrMalformed;
+      for (uint8_t i = 0; i < f->nActive; i++)
+        if (f->active[i].severity > 3) return kErrMalformed;
       return kOK;
+    case kTypeEvent:
+      if (f->boot == 0 || f->seq == 0 || f->event < kEventRaise || f->event > kEventAcknowledge ||
+          f->severity > 3 || f->nValues > kMaxValues || f->textLen > kMaxText)
+        return kErrMalformed;
+      for (uint8_t i = 0; i < f->nValues; i++) {
+        uint8_t k = f->values[i].kind;
+        if (k < kValueInt32 || k > kValueBool || (k == kValueBool && f->values[i].bits > 1))
+          return kErrMalformed;
+      }
+      return kOK;
+    case kTypeHeartbeat:
+      return f->boot == 0 ? kErrMalformed : kOK;
+    case kTypeAck:
+      return f->ackResult > 1 ? kErrMalformed : kOK;
+    case kTypeNak:
+      return f->nakReason < kNakBadFrame || f->nakReason > kNakBusy ? kErrMalformed : kOK;
+    case kTypeDelivery:
+      return f->status < kDeliveryAccepted || f->status > kDeliveryFailed ? kErrMalformed : kOK;
   }
   return kErrUnknownType;
 }
 
+Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f) {
+  memset(f, 0, sizeof(*f));
+  Error err = checkRaw(raw, len);
+  if (err != kOK && err != kErrVersion) return err;
+  // Every version keeps this header layout, so even a newer frame can be
+  // NAKed by its boot and seq.
+  f->version = raw[0];
+  f->type = raw[1];
+  f->boot = get32(raw + 2);
+  f->seq = get32(raw + 6);
+  if (err != kOK) return err;
+  err = parsePayload(raw + kHeaderLen, (uint8_t)(len - kHeaderLen - kCrcLen), f);
+  if (err != kOK) return err;
+  return validate(f);
+}
+
 uint8_t encodeRaw(const Frame* f, uint8_t* raw) {
+  if (validate(f) != kOK) return 0;
   FrameWriter w(raw, kMaxFrame);
   w.header(f->type, f->boot, f->seq);
   raw[0] = f->version;

@@ -102,6 +102,34 @@ class FrameWriter {
   uint8_t len_;
 };
 
+// Streaming receiver: feed it the line byte by byte. It keeps one encoded
+// frame (kMaxEncoded bytes, the firmware's only receive buffer), decodes it in
+// place when the delimiter arrives and applies SPEC.md's resynchronisation
+// rules: errors drop input up to the next 0x00, runs of 0x00 are ignored, and
+// more than kMaxEncoded bytes without a delimiter are reported once as too
+// long.
+class Decoder {
+ public:
+  Decoder() : len_(0), discard_(false), ready_(false) {}
+  // Returns kFrameReady when a frame was completed (its unencoded bytes are
+  // raw()[0 .. rawLen()), unchecked: pass them to checkRaw or parseRaw),
+  // kOK when there is nothing to report yet, or a framing error.
+  enum { kFrameReady = 0x7F };
+  int push(uint8_t b);
+  const uint8_t* raw() const { return buf_; }
+  uint8_t rawLen() const { return len_; }
+  void reset() {
+    len_ = 0;
+    discard_ = ready_ = false;
+  }
+
+ private:
+  uint8_t buf_[kMaxEncoded];
+  uint8_t len_;
+  bool discard_;
+  bool ready_;
+};
+
 // Little-endian readers; p must hold the bytes.
 inline uint16_t get16(const uint8_t* p) { return (uint16_t)(p[0] | ((uint16_t)p[1] << 8)); }
 inline uint32_t get32(const uint8_t* p) {
@@ -148,8 +176,15 @@ struct Frame {
   uint16_t smtpCode;
 };
 
-// Full parser of an unencoded frame (all types). Returns kOK or the error.
+// Full parser of an unencoded frame (all types) with the same checks, in the
+// same order, as the Go codec: length, CRC, version, payload layout, field
+// ranges. Returns kOK or the error; for kErrVersion, kErrUnknownType and
+// kErrMalformed the header fields of f are filled in (the CRC matched, so the
+// frame can be NAKed by boot and seq).
 Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f);
+
+// The range checks of the Go codec's Frame.Validate.
+Error validate(const Frame* f);
 
 // Full encoder of a frame (all types) into raw, which must hold kMaxFrame
 // bytes. Returns the raw length, or 0 when the frame breaks a limit.
