@@ -524,16 +524,31 @@ func TestVectorsUpToDate(t *testing.T) {
 	}
 }
 
-// writeSeedCorpus stores each vector's wire bytes as a seed for FuzzDecoder.
+// writeSeedCorpus stores each vector's wire bytes as a seed for FuzzDecoder
+// (fed whole and in 3-byte chunks) and its raw bytes, where present, as a
+// seed for FuzzRoundTrip.
 func writeSeedCorpus(t *testing.T, vs []vector) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecoder")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range vs {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", v.wire)
-		if err := os.WriteFile(filepath.Join(dir, v.name), []byte(body), 0o644); err != nil {
+	for _, target := range []string{"FuzzDecoder", "FuzzRoundTrip"} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			var body string
+			switch {
+			case target == "FuzzDecoder":
+				body = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nuint8(3)\n", v.wire)
+			case v.raw != nil:
+				body = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", v.raw)
+			default:
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(dir, v.name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
