@@ -1,0 +1,712 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/protocol"
+)
+
+// Reconnect backoff: a USB adapter re-enumerates within a second or two, so
+// start fast, but do not spin on a port that is gone for hours.
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 5 * time.Second
+	tickEvery  = 100 * time.Millisecond
+
+	// naksPerSecond limits NAK reason 1 (SPEC §4 rule 5): line noise must
+	// not turn into a storm of NAKs the PLC answers with retransmissions.
+	naksPerSecond = 4
+	// maxDigestEntries bounds one digest mail (~100 bytes per entry).
+	maxDigestEntries = 1000
+	// digestRetry is how soon a digest that could not be queued is retried.
+	digestRetry = 5 * time.Second
+)
+
+// LinkStatus is a snapshot of one link for `plcmail status`.
+type LinkStatus struct {
+	Name      string    `json:"name"`
+	Port      string    `json:"port"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since,omitzero"` // connected or disconnected since
+	LastFrame time.Time `json:"last_frame,omitzero"`
+	Boot      uint32    `json:"boot"`
+	Offline   bool      `json:"offline"` // "PLC offline" was mailed and no frame since
+	LastError string    `json:"last_error,omitempty"`
+
+	Frames        uint64 `json:"frames"`         // valid frames received
+	FrameErrors   uint64 `json:"frame_errors"`   // frames lost to CRC, COBS, length, version, type, payload errors
+	Naks          uint64 `json:"naks"`           // NAKs sent
+	Acks          uint64 `json:"acks"`           // ACKs sent (queued or duplicate)
+	Duplicates    uint64 `json:"duplicates"`     // frames ACKed as duplicates
+	Busy          uint64 `json:"busy"`           // frames refused because nothing could be stored
+	Mailed        uint64 `json:"mailed"`         // alarm mails queued
+	Held          uint64 `json:"held"`           // events held back for a digest
+	Digests       uint64 `json:"digests"`        // digest mails queued
+	DigestPending int    `json:"digest_pending"` // held events not yet in a queued digest
+	Notices       uint64 `json:"notices"`        // offline/online/restart notices queued
+	Reconnects    uint64 `json:"reconnects"`
+	Deliveries    uint64 `json:"deliveries"` // DELIVERY frames sent
+}
+
+type delivery struct {
+	boot, seq uint32
+	ok        bool
+	code      int
+}
+
+type holdKey struct {
+	code  int
+	event string
+}
+
+// Link is one PLC connection. All of its state below mu is owned by the
+// goroutine in run; Status and deliveryResult are safe from any goroutine.
+type Link struct {
+	b    *Bridge
+	name string
+	port string
+	open Opener
+	log  *slog.Logger
+
+	j  *journal
+	st *linkState
+
+	deliveries chan delivery
+
+	// Owned by run.
+	w              io.Writer // the open port, nil while disconnected
+	dec            *protocol.Decoder
+	started        time.Time
+	lastFrame      time.Time // zero: none since the gateway started
+	openedAt       time.Time
+	firstEventDone bool
+	holdoff        map[holdKey]time.Time
+	digestDue      time.Time
+	noticeRetry    time.Time
+	nakSecond      time.Time
+	nakCount       int
+	wbuf           []byte
+	lastDecStats   protocol.Stats
+
+	mu     sync.Mutex
+	status LinkStatus
+}
+
+func newLink(b *Bridge, name, port string, open Opener, journalDir string) (*Link, error) {
+	j, st, err := openJournal(journalDir, name)
+	if err != nil {
+		return nil, err
+	}
+	l := &Link{
+		b: b, name: name, port: port, open: open,
+		log:        b.log.With("link", name),
+		j:          j,
+		st:         st,
+		deliveries: make(chan delivery, 64),
+		dec:        protocol.NewDecoder(),
+		holdoff:    map[holdKey]time.Time{},
+	}
+	l.status = LinkStatus{Name: name, Port: port, Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	if len(st.pending) > 0 {
+		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
+	}
+	return l, nil
+}
+
+// Status returns a snapshot of the link's state and counters.
+func (l *Link) Status() LinkStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+func (l *Link) update(f func(s *LinkStatus)) {
+	l.mu.Lock()
+	f(&l.status)
+	l.mu.Unlock()
+}
+
+// deliveryResult queues a DELIVERY frame; it never blocks the delivery loop.
+func (l *Link) deliveryResult(d delivery) {
+	select {
+	case l.deliveries <- d:
+	default:
+		l.log.Warn("delivery status not sent to the PLC: too many pending", "boot", d.boot, "seq", d.seq)
+	}
+}
+
+func (l *Link) run(ctx context.Context) {
+	l.started = time.Now()
+	l.digestDue = l.started.Add(l.settings().cfg.Flood.DigestDelay.D())
+	backoff := minBackoff
+	failures := 0
+	for ctx.Err() == nil {
+		port, err := l.open()
+		if err != nil {
+			failures++
+			// Log the first failure and then rarely: an unplugged PLC is
+			// already reported by the offline mail.
+			if failures == 1 || failures%60 == 0 {
+				l.log.Warn("cannot open port, retrying", "port", l.port, "err", err, "attempts", failures)
+			}
+			l.update(func(s *LinkStatus) { s.LastError = err.Error() })
+			l.idle(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff, failures = minBackoff, 0
+		l.log.Info("port open", "port", l.port)
+		err = l.serve(ctx, port)
+		port.Close()
+		l.w = nil
+		now := time.Now()
+		l.update(func(s *LinkStatus) {
+			s.Connected, s.Since = false, now
+			if err != nil && ctx.Err() == nil {
+				s.LastError = err.Error()
+				s.Reconnects++
+			}
+		})
+		if ctx.Err() == nil {
+			l.log.Warn("port lost, reconnecting", "port", l.port, "err", err)
+		}
+	}
+}
+
+// idle waits d while the port is closed, still supervising the PLC.
+func (l *Link) idle(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+			l.tick(time.Now())
+		case d := <-l.deliveries:
+			l.log.Info("delivery status not sent: port closed", "boot", d.boot, "seq", d.seq)
+		}
+	}
+}
+
+// serve runs one open port until it fails or ctx is done. A separate
+// goroutine reads, so that supervision and delivery reports do not depend on
+// the port's read timeout.
+func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
+	reads := make(chan []byte, 16)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := port.Read(buf)
+			if n > 0 {
+				p := make([]byte, n)
+				copy(p, buf[:n])
+				select {
+				case reads <- p:
+				case <-done:
+					return
+				}
+			}
+			if err == nil && n == 0 {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				continue // read timeout
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = fmt.Errorf("port closed: %w", err)
+				}
+				errc <- err
+				return
+			}
+		}
+	}()
+
+	now := time.Now()
+	l.w = port
+	l.openedAt = now
+	l.dec.Reset()
+	// A delimiter ends whatever half frame the PLC's receiver holds.
+	port.Write([]byte{0})
+	l.update(func(s *LinkStatus) { s.Connected, s.Since, s.LastError = true, now, "" })
+
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errc:
+			return err
+		case p := <-reads:
+			l.dec.Feed(p, l.emit)
+			l.syncDecoderStats()
+		case d := <-l.deliveries:
+			l.sendDelivery(d)
+		case <-tick.C:
+			l.tick(time.Now())
+		}
+	}
+}
+
+func (l *Link) settings() *settings { return l.b.rt.Load() }
+
+func (l *Link) syncDecoderStats() {
+	st := l.dec.Stats()
+	if st.Errors() != l.lastDecStats.Errors() {
+		l.update(func(s *LinkStatus) { s.FrameErrors = st.Errors() })
+	}
+	l.lastDecStats = st
+}
+
+// emit handles one decoder result; f is only valid during the call.
+func (l *Link) emit(f *protocol.Frame, err error) {
+	now := time.Now()
+	if err != nil {
+		l.frameError(err, now)
+		return
+	}
+	l.frameSeen(now)
+	switch f.Type {
+	case protocol.TypeHello:
+		l.handleHello(f, now)
+	case protocol.TypeEvent:
+		l.handleEvent(f, now)
+	case protocol.TypeHeartbeat:
+	default:
+		// A gateway frame echoed back (loopback wiring, RS-485 echo):
+		// ignore it, it is not from the PLC.
+		l.log.Debug("ignoring frame of gateway type", "type", f.Type)
+	}
+}
+
+func (l *Link) frameError(err error, now time.Time) {
+	var fe *protocol.FrameError
+	if !errors.As(err, &fe) {
+		return
+	}
+	settings := l.settings().link(l.name)
+	if now.Sub(l.openedAt) < settings.ResetGrace.D() {
+		// Bootloader output after the DTR reset of opening the port.
+		l.log.Debug("frame error during reset grace", "err", err)
+		return
+	}
+	l.log.Info("frame error", "err", err)
+	if errors.Is(err, protocol.ErrTooLong) {
+		return // reported before its delimiter: maybe idle noise (SPEC §4.5)
+	}
+	reason := fe.NakReason()
+	if reason == protocol.NakBadFrame {
+		if now.Sub(l.nakSecond) >= time.Second {
+			l.nakSecond, l.nakCount = now, 0
+		}
+		if l.nakCount >= naksPerSecond {
+			return
+		}
+		l.nakCount++
+	}
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: fe.Boot, Seq: fe.Seq, NakReason: reason})
+	l.update(func(s *LinkStatus) { s.Naks++ })
+}
+
+// frameSeen does the link supervision for any valid frame.
+func (l *Link) frameSeen(now time.Time) {
+	prev := l.lastFrame
+	if l.st.Offline {
+		silence := now.Sub(prev)
+		if prev.IsZero() {
+			silence = now.Sub(l.started)
+		}
+		data := l.noticeData(mailer.KindOnline, now)
+		data.LastFrame, data.Silence = prev, silence.Round(time.Second)
+		key := fmt.Sprintf("%s/online/%d", l.name, now.UnixNano())
+		if l.queueNotice(data, key) {
+			l.journal(&record{T: "online"})
+			l.log.Info("PLC back online", "silence", data.Silence)
+		}
+	}
+	l.lastFrame = now
+	l.update(func(s *LinkStatus) { s.Frames++; s.LastFrame = now; s.Offline = l.st.Offline })
+}
+
+// tick runs the timers: heartbeat supervision and digest flushing.
+func (l *Link) tick(now time.Time) {
+	st := l.settings()
+	sc := st.link(l.name)
+	since := l.lastFrame
+	if since.IsZero() {
+		since = l.started
+	}
+	if !l.st.Offline && now.Sub(since) >= sc.HeartbeatTimeout.D() && !now.Before(l.noticeRetry) {
+		data := l.noticeData(mailer.KindOffline, now)
+		data.LastFrame, data.Silence = l.lastFrame, sc.HeartbeatTimeout.D()
+		key := fmt.Sprintf("%s/offline/%d", l.name, since.UnixNano())
+		if l.queueNotice(data, key) {
+			l.journal(&record{T: "offline"})
+			l.update(func(s *LinkStatus) { s.Offline = true })
+			l.log.Warn("PLC offline: no frame within heartbeat_timeout", "timeout", sc.HeartbeatTimeout.D(), "last_frame", l.lastFrame)
+		} else {
+			l.noticeRetry = now.Add(digestRetry)
+		}
+	}
+	if len(l.st.pending) > 0 && !now.Before(l.digestDue) {
+		l.flushDigest(now)
+	}
+}
+
+// journal appends r and applies it to the state. For records that follow a
+// queued mail a failed append is logged, not fatal: the spool holds the
+// promise, and replay after a restart meets the mail's key as a duplicate.
+func (l *Link) journal(r *record) error {
+	err := l.j.append(r)
+	if err != nil {
+		l.log.Error("journal append failed", "err", err)
+	}
+	l.st.apply(r)
+	if l.j.size > compactBytes && len(l.st.pending) == 0 {
+		if err := l.j.rewrite(l.st); err != nil {
+			l.log.Error("journal compaction failed", "err", err)
+		}
+	}
+	return err
+}
+
+func (l *Link) noticeData(kind string, now time.Time) mailer.AlarmData {
+	sc := l.settings().link(l.name)
+	return mailer.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: l.port,
+		Boot: l.st.Boot, Time: now}
+}
+
+// queueNotice renders and enqueues a link notice; it reports whether the
+// notice is queued (or was queued before under the same key).
+func (l *Link) queueNotice(data mailer.AlarmData, key string) bool {
+	ok := l.enqueue(data, key)
+	if ok {
+		l.update(func(s *LinkStatus) { s.Notices++ })
+	}
+	return ok
+}
+
+// enqueue renders data and queues it under key. It returns false only when
+// the mail could not be stored.
+func (l *Link) enqueue(data mailer.AlarmData, key string) bool {
+	sub, err := l.settings().tmpl.Render(data)
+	if err != nil {
+		l.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
+		return false
+	}
+	sub.Source, sub.Key = "serial:"+l.name, key
+	if _, err := l.b.spool.Enqueue(sub); err != nil && !errors.Is(err, mailer.ErrDuplicate) {
+		l.log.Error("cannot queue mail", "kind", data.Kind, "key", key, "err", err)
+		return false
+	}
+	if l.b.wake != nil {
+		l.b.wake()
+	}
+	return true
+}
+
+func (l *Link) send(f *protocol.Frame) {
+	if l.w == nil {
+		return
+	}
+	var err error
+	l.wbuf, err = protocol.AppendEncoded(l.wbuf[:0], f)
+	if err != nil {
+		l.log.Error("cannot encode frame", "type", f.Type, "err", err)
+		return
+	}
+	if _, err := l.w.Write(l.wbuf); err != nil {
+		l.log.Warn("write to port failed", "err", err)
+	}
+}
+
+func (l *Link) ack(f *protocol.Frame, res protocol.AckResult) {
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeAck, Boot: f.Boot, Seq: f.Seq, AckResult: res})
+	l.update(func(s *LinkStatus) {
+		s.Acks++
+		if res == protocol.AckDuplicate {
+			s.Duplicates++
+		}
+	})
+}
+
+func (l *Link) nakBusy(f *protocol.Frame) {
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: f.Boot, Seq: f.Seq, NakReason: protocol.NakBusy})
+	l.update(func(s *LinkStatus) { s.Naks++; s.Busy++ })
+}
+
+func (l *Link) sendDelivery(d delivery) {
+	if d.boot != l.st.Boot {
+		return // the PLC restarted since; it would ignore the frame
+	}
+	status := protocol.DeliveryFailed
+	if d.ok {
+		status = protocol.DeliveryAccepted
+	}
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: d.boot, Seq: d.seq,
+		Status: status, SMTPCode: uint16(max(0, min(d.code, 65535)))})
+	l.update(func(s *LinkStatus) { s.Deliveries++ })
+}
+
+func recordFromFrame(f *protocol.Frame, now time.Time) record {
+	r := record{T: "ev", Boot: f.Boot, Seq: f.Seq, Code: int(f.Code), Event: f.Event.String(),
+		Sev: f.Severity.String(), Text: f.TextString(), Uptime: int64(f.Uptime), At: now.UTC()}
+	for _, v := range f.ValueList() {
+		r.Values = append(r.Values, mailerValue(v))
+	}
+	return r
+}
+
+func mailerValue(v protocol.Value) mailer.Value {
+	switch v.Kind {
+	case protocol.ValueInt32:
+		return mailer.Value{Kind: "int32", Int: int64(v.Int32())}
+	case protocol.ValueUint32:
+		return mailer.Value{Kind: "uint32", Uint: uint64(v.Uint32())}
+	case protocol.ValueFloat32:
+		return mailer.Value{Kind: "float32", F: float64(v.Float32())}
+	case protocol.ValueBool:
+		return mailer.Value{Kind: "bool", Bool: v.Bool()}
+	}
+	return mailer.Value{Kind: v.Kind.String()}
+}
+
+func (l *Link) alarmData(r *record, note string) mailer.AlarmData {
+	d := l.noticeData(mailer.KindAlarm, r.At)
+	d.Code, d.Event, d.Severity, d.Values, d.Text = r.Code, r.Event, r.Sev, r.Values, r.Text
+	d.Boot, d.Seq, d.Uptime, d.Note = r.Boot, r.Seq, time.Duration(r.Uptime)*time.Second, note
+	return d
+}
+
+func entryFromRecord(r *record) mailer.Entry {
+	return mailer.Entry{Time: r.At, Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values,
+		Text: r.Text, Boot: r.Boot, Seq: r.Seq, Reason: r.Held}
+}
+
+// handleEvent implements SPEC §4 rules 1-3 plus flood control: the event is
+// either mailed on its own (queued with its key) or appended to the journal
+// as a pending digest entry; either is durable before the ACK goes out.
+func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
+	l.adoptBoot(f.Boot)
+	if l.st.seen[f.Seq] {
+		l.ack(f, protocol.AckDuplicate)
+		return
+	}
+	r := recordFromFrame(f, now)
+	st := l.settings()
+	hk := holdKey{r.Code, r.Event}
+	// The first event after a gateway start is never held: it may be the
+	// retransmission of one that was queued just before a crash, before its
+	// journal record was written, and only the mail path (the spool's key)
+	// recognises it as a duplicate.
+	bypass := !l.firstEventDone
+	l.firstEventDone = true
+	switch {
+	case bypass:
+	case now.Sub(l.holdoff[hk]) < st.tmpl.Holdoff(r.Code):
+		r.Held = "hold-off"
+	case !l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute):
+		r.Held = "rate limit"
+	}
+	if r.Held == "" {
+		key := eventKey(l.name, f.Boot, f.Seq)
+		sub, err := st.tmpl.Render(l.alarmData(&r, ""))
+		if err != nil {
+			l.log.Error("cannot render alarm, holding it for the digest", "key", key, "err", err)
+			r.Held = "render failed"
+		} else {
+			sub.Source, sub.Key = "serial:"+l.name, key
+			_, err = l.b.spool.Enqueue(sub)
+			dup := errors.Is(err, mailer.ErrDuplicate)
+			if err != nil && !dup {
+				l.log.Error("cannot queue alarm, NAK busy", "key", key, "err", err)
+				l.nakBusy(f)
+				return
+			}
+			l.holdoff[hk] = now
+			l.journal(&r)
+			if l.b.wake != nil && !dup {
+				l.b.wake()
+			}
+			if dup {
+				l.ack(f, protocol.AckDuplicate)
+				return
+			}
+			l.ack(f, protocol.AckQueued)
+			l.update(func(s *LinkStatus) { s.Mailed++ })
+			l.log.Info("alarm queued", "key", key, "code", r.Code, "event", r.Event)
+			return
+		}
+	}
+	// Held for the digest: the journal record is the durable promise.
+	if err := l.j.append(&r); err != nil {
+		l.log.Error("cannot record held alarm, NAK busy", "err", err)
+		l.nakBusy(f)
+		return
+	}
+	l.st.apply(&r)
+	if len(l.st.pending) == 1 {
+		l.digestDue = now.Add(st.cfg.Flood.DigestDelay.D())
+		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.cfg.Flood.DigestDelay.D())
+	}
+	l.ack(f, protocol.AckQueued)
+	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
+	l.log.Debug("alarm held for digest", "key", eventKey(l.name, f.Boot, f.Seq), "reason", r.Held)
+}
+
+// adoptBoot handles an event whose boot differs from the last known one
+// without a HELLO in between (the firmware always sends HELLO first, but a
+// lost journal or a foreign sender may not): the new boot is taken over
+// without a restart notice.
+func (l *Link) adoptBoot(boot uint32) {
+	if boot != l.st.Boot {
+		if l.st.Boot != 0 {
+			l.log.Warn("event from a new boot without HELLO", "boot", boot, "previous", l.st.Boot)
+		}
+		l.st.setBoot(boot)
+		l.update(func(s *LinkStatus) { s.Boot = boot })
+	}
+}
+
+// handleHello implements SPEC §4 rule 4: a restart notice for a new boot id,
+// and reconciliation of the PLC's active alarms with what was mailed. All
+// mails of one HELLO have keys derived from the HELLO's key, so a
+// retransmitted HELLO after a crash re-queues nothing.
+func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
+	if f.Boot == l.st.Boot && l.st.seen[f.Seq] {
+		l.ack(f, protocol.AckDuplicate)
+		return
+	}
+	key := eventKey(l.name, f.Boot, f.Seq)
+	prevBoot := l.st.Boot
+	st := l.settings()
+	sc := st.link(l.name)
+	snapshot := map[int]string{}
+	for _, a := range f.ActiveAlarms() {
+		snapshot[int(a.Code)] = a.Severity.String()
+	}
+	complete := int(f.ActiveTotal) <= int(f.NActive)
+	ok := true
+	if f.Boot != prevBoot && prevBoot != 0 && sc.WantsRestartNotice() {
+		data := l.noticeData(mailer.KindRestart, now)
+		data.Boot, data.PrevBoot, data.Seq = f.Boot, prevBoot, f.Seq
+		data.Uptime, data.ResetCause = time.Duration(f.Uptime)*time.Second, resetCause(f.ResetCause)
+		for _, a := range f.ActiveAlarms() {
+			data.Active = append(data.Active, mailer.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
+		}
+		ok = l.queueNotice(data, key+"/restart") && ok
+	}
+	active := maps(l.st.Active)
+	for _, a := range f.ActiveAlarms() {
+		code := int(a.Code)
+		if _, known := l.st.Active[code]; known {
+			continue
+		}
+		r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: "raise", Sev: a.Severity.String(),
+			Uptime: int64(f.Uptime), At: now.UTC()}
+		if l.enqueue(l.alarmData(&r, "This alarm was active when the PLC (re)connected; the gateway had not mailed it."),
+			fmt.Sprintf("%s/raise/%d", key, code)) {
+			active[code] = r.Sev
+			l.update(func(s *LinkStatus) { s.Mailed++ })
+		} else {
+			ok = false
+		}
+	}
+	if complete {
+		for code, sev := range l.st.Active {
+			if _, still := snapshot[code]; still {
+				continue
+			}
+			r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: "clear", Sev: sev,
+				Uptime: int64(f.Uptime), At: now.UTC()}
+			if l.enqueue(l.alarmData(&r, "This alarm cleared while the gateway did not hear the PLC (the PLC no longer reports it active)."),
+				fmt.Sprintf("%s/clear/%d", key, code)) {
+				delete(active, code)
+				l.update(func(s *LinkStatus) { s.Mailed++ })
+			} else {
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		l.nakBusy(f)
+		return
+	}
+	if err := l.journal(&record{T: "hello", Boot: f.Boot, Seq: f.Seq, Active: active}); err != nil {
+		l.nakBusy(f)
+		return
+	}
+	if f.Boot != prevBoot {
+		l.log.Info("PLC hello", "boot", f.Boot, "previous_boot", prevBoot, "reset_cause", resetCause(f.ResetCause),
+			"active", len(snapshot), "active_total", f.ActiveTotal)
+		if len(l.st.pending) == 0 {
+			if err := l.j.rewrite(l.st); err != nil {
+				l.log.Error("journal compaction failed", "err", err)
+			}
+		}
+	}
+	l.update(func(s *LinkStatus) { s.Boot = f.Boot })
+	l.ack(f, protocol.AckQueued)
+}
+
+func resetCause(c uint8) string {
+	if c == 0 {
+		return "unknown"
+	}
+	var s []string
+	for _, b := range []struct {
+		bit  uint8
+		name string
+	}{{1, "power-on"}, {2, "external reset"}, {4, "brown-out"}, {8, "watchdog"}} {
+		if c&b.bit != 0 {
+			s = append(s, b.name)
+		}
+	}
+	if len(s) == 0 {
+		return fmt.Sprintf("0x%02x", c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// flushDigest queues the pending entries (up to maxDigestEntries) as one
+// digest mail keyed by its first entry, then records that in the journal.
+func (l *Link) flushDigest(now time.Time) {
+	n := min(len(l.st.pending), maxDigestEntries)
+	batch := l.st.pending[:n]
+	data := l.noticeData(mailer.KindDigest, now)
+	for i := range batch {
+		data.Digest = append(data.Digest, entryFromRecord(&batch[i]))
+	}
+	first := batch[0]
+	key := fmt.Sprintf("%s/digest/%d/%d", l.name, first.Boot, first.Seq)
+	if !l.enqueue(data, key) {
+		l.digestDue = now.Add(digestRetry)
+		return
+	}
+	l.journal(&record{T: "flushed", N: n})
+	l.digestDue = now.Add(l.settings().cfg.Flood.DigestDelay.D())
+	if len(l.st.pending) > 0 {
+		l.digestDue = now // more than one digest's worth: send the rest now
+	}
+	l.update(func(s *LinkStatus) { s.Digests++; s.DigestPending = len(l.st.pending) })
+	l.log.Info("digest queued", "key", key, "events", n, "still_pending", len(l.st.pending))
+}
