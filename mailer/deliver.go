@@ -111,8 +111,11 @@ type upstreamConn struct {
 	cfg     *config.Upstream
 	timeout time.Duration
 	trace   io.Writer
-	mu      sync.Mutex // serialises trace writes
 	broken  bool
+
+	mu       sync.Mutex // serialises trace writes
+	authMech string     // during AUTH: how to present go-mail's redacted lines
+	authSent bool
 }
 
 // tlsConfig builds the client TLS configuration: system roots plus ca_file,
@@ -287,9 +290,16 @@ func (uc *upstreamConn) auth(tlsOn bool) error {
 	default:
 		return fmt.Errorf("unknown auth %q", mech)
 	}
-	uc.tracef("* AUTH %s as %s (secrets masked below)", strings.ToUpper(mech), u.Username)
+	uc.tracef("* AUTH %s as %s (secrets masked)", strings.ToUpper(mech), u.Username)
 	uc.c.UpdateDeadline(uc.timeout)
-	return uc.c.Auth(a)
+	uc.mu.Lock()
+	uc.authMech = strings.ToUpper(mech)
+	uc.mu.Unlock()
+	err = uc.c.Auth(a)
+	uc.mu.Lock()
+	uc.authMech = ""
+	uc.mu.Unlock()
+	return err
 }
 
 // pickAuth implements auth = "auto" (see the policy at the top of the file).
@@ -360,6 +370,8 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
 		uc.reset()
 		return TxResult{Deferred: env.To}, err
 	}
+	uc.tracef("C: (message, %d bytes)", len(data))
+	uc.tracef("C: .")
 	if _, err := w.Write(data); err != nil {
 		uc.broken = true
 		return TxResult{Deferred: env.To}, &ConnError{"io", err}
@@ -467,7 +479,7 @@ func (uc *upstreamConn) traceTLS(cs tls.ConnectionState) {
 	if len(uc.cfg.Fingerprints) > 0 {
 		how = "certificate matches pinned fingerprint"
 	}
-	uc.tracef("* TLS %s, %s, %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), how)
+	uc.tracef("* TLS established: %s, %s, %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), how)
 }
 
 // traceLogger renders go-mail's debug log as a dialogue. go-mail already
@@ -480,6 +492,20 @@ func (l traceLogger) Debugf(m golog.Log) {
 		prefix = "C: "
 	}
 	text := fmt.Sprintf(m.Format, m.Messages...)
+	l.uc.mu.Lock()
+	mech, first := l.uc.authMech, !l.uc.authSent
+	if mech != "" && strings.Contains(text, "redacted>") {
+		l.uc.authSent = true
+		switch {
+		case prefix == "S: ":
+			text = text[:3] + " ****"
+		case first:
+			text = "AUTH " + mech + " ****"
+		default:
+			text = "****"
+		}
+	}
+	l.uc.mu.Unlock()
 	if prefix == "S: " {
 		// go-mail logs replies as "CODE line1\nline2": show them as sent.
 		code, rest, _ := strings.Cut(text, " ")
