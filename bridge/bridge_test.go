@@ -136,3 +136,97 @@ func TestGarbageAndTruncatedFrames(t *testing.T) {
 		t.Errorf("status %+v: want >= 4 frame errors counted and some (rate-limited) NAKs", st)
 	}
 }
+
+func TestHeartbeatTimeoutOneOfflineOneOnline(t *testing.T) {
+	m, slave := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave, testOpts{heartbeat: "1s"}), dir)
+	g.waitConnected()
+	p := newPLC(t, m, 5)
+	p.expectAck(p.hello(), protocol.AckQueued)
+	// Silence for 3 heartbeat timeouts: exactly one offline mail.
+	g.waitFor("offline notice", func() bool { return countKind(spoolMessages(t, dir), "PLC offline") == 1 })
+	time.Sleep(2500 * time.Millisecond)
+	msgs := spoolMessages(t, dir)
+	if n := countKind(msgs, "PLC offline"); n != 1 {
+		t.Fatalf("%d offline mails, want 1", n)
+	}
+	if n := countKind(msgs, "back online"); n != 0 {
+		t.Fatalf("online mail before any frame")
+	}
+	if !g.b.Status()[0].Offline {
+		t.Errorf("status not offline")
+	}
+	// Heartbeats are not ACKed but prove life: exactly one online mail.
+	for i := 0; i < 3; i++ {
+		p.sendFrame(&protocol.Frame{Type: protocol.TypeHeartbeat, Boot: 5, Uptime: 100})
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.waitFor("online notice", func() bool { return countKind(spoolMessages(t, dir), "back online") == 1 })
+	time.Sleep(300 * time.Millisecond)
+	msgs = spoolMessages(t, dir)
+	if countKind(msgs, "back online") != 1 || countKind(msgs, "PLC offline") != 1 || len(msgs) != 2 {
+		for _, q := range msgs {
+			t.Logf("mail %s: %s", q.Meta.Key, q.Subject)
+		}
+		t.Fatalf("want exactly one offline and one online mail")
+	}
+	for _, q := range msgs {
+		if q.Meta.Envelope.To[0] != "ops@example.com" || !strings.Contains(q.Body, "Press 1") {
+			t.Errorf("notice %q to %v body %q", q.Subject, q.Meta.Envelope.To, q.Body)
+		}
+	}
+}
+
+// TestGatewayRestartBetweenFrameAndAck stops the gateway after it queued an
+// event but before the PLC saw the ACK, in the two places a crash can hit:
+// after the journal record (clean) and before it (the journal line lost).
+// The retransmission after the restart is ACKed as a duplicate and nothing
+// is mailed twice or lost.
+func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
+	for _, loseJournal := range []bool{false, true} {
+		t.Run(map[bool]string{false: "journal-written", true: "journal-lost"}[loseJournal], func(t *testing.T) {
+			m, slave := openPty(t)
+			dir := t.TempDir()
+			cfg := testCfg(t, slave, testOpts{})
+			g := startGateway(t, cfg, dir)
+			g.waitConnected()
+			p := newPLC(t, m, 11)
+			p.expectAck(p.hello(), protocol.AckQueued)
+			ev := p.event(17, protocol.EventRaise, "before crash")
+			g.waitFor("mail queued", func() bool { return len(spoolMessages(t, dir)) == 1 })
+			g.stop() // the PLC never reads this ACK
+			p.got, p.dec = nil, protocol.NewDecoder()
+			drain(m)
+			if loseJournal {
+				truncateLastLine(t, dir+"/links/line1.journal")
+			}
+			g2 := startGateway(t, cfg, dir)
+			g2.waitConnected()
+			p.sendFrame(ev) // retransmission, same bytes
+			p.expectAck(ev, protocol.AckDuplicate)
+			next := p.event(17, protocol.EventClear, "after restart")
+			p.expectAck(next, protocol.AckQueued)
+			msgs := spoolMessages(t, dir)
+			if len(msgs) != 2 {
+				for _, q := range msgs {
+					t.Logf("mail %s: %s", q.Meta.Key, q.Subject)
+				}
+				t.Fatalf("%d mails, want 2", len(msgs))
+			}
+		})
+	}
+}
+
+func drain(m interface {
+	Read([]byte) (int, error)
+	SetReadDeadline(time.Time) error
+}) {
+	buf := make([]byte, 1024)
+	for {
+		m.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := m.Read(buf); err != nil {
+			return
+		}
+	}
+}

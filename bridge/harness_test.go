@@ -350,3 +350,24 @@ func (p *plc) expectAck(f *protocol.Frame, want protocol.AckResult) {
 		p.t.Fatalf("seq %d: ack result %d, want %d", f.Seq, r.AckResult, want)
 	}
 }
+
+// truncateLastLine removes the journal's last record, as if the gateway
+// had died between queuing a mail and journaling it.
+func truncateLastLine(t testing.TB, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("journal has %d lines", len(lines))
+	}
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, `"t":"ev"`) {
+		t.Fatalf("last journal line %q is not an event", last)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-1], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
