@@ -288,14 +288,34 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.srv.cfg.RequireAuth && ss.user == "" {
 		return ss.reject("MAIL", errAuthRequired, "from", from)
 	}
+	if !bareAddress(from) {
+		return ss.reject("MAIL", errBadAddress, "from", from)
+	}
 	ss.from = from
 	ss.rcpts = ss.rcpts[:0]
 	return nil
 }
 
+var errBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted by this gateway (quoted local part or control characters)"}
+
+// bareAddress reports whether a go-smtp-parsed address can be queued: the
+// spool and the upstream command line take no blanks, brackets or controls
+// (a quoted local part such as "a b"@example.com).
+func bareAddress(a string) bool {
+	for _, c := range []byte(a) {
+		if c <= ' ' || c == 0x7f || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
 var errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: recipient not in allowed_recipients"}
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if to == "" || !bareAddress(to) {
+		return ss.reject("RCPT", errBadAddress, "from", ss.from, "to", to)
+	}
 	if !ss.srv.rcpts.allows(to) {
 		return ss.reject("RCPT", errRelayDenied, "from", ss.from, "to", to)
 	}
