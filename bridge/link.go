@@ -522,6 +522,7 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	l.firstEventDone = true
 	switch {
 	case bypass:
+		l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute) // still counts against the cap
 	case now.Sub(l.holdoff[hk]) < st.tmpl.Holdoff(r.Code):
 		r.Held = "hold-off"
 	case !l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute):
