@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plcmail/plcmail/config"
 )
 
 // result is what one in-process run of the command line produced.
@@ -60,4 +62,25 @@ func (c *testConfig) write(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// upstreamTOML renders an [upstream] section body from settings such as
+// mailertest.Upstream.Config() returns.
+func upstreamTOML(u config.Upstream) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "host = %q\nport = %d\nsecurity = %q\nauth = %q\nfrom = %q\ntimeout = %q\n",
+		u.Host, u.Port, u.Security, u.Auth, u.From, u.Timeout.D().String())
+	if u.Username != "" {
+		fmt.Fprintf(&b, "username = %q\n", u.Username)
+	}
+	if u.Password != "" {
+		fmt.Fprintf(&b, "password = %q\n", u.Password)
+	}
+	if u.CAFile != "" {
+		fmt.Fprintf(&b, "ca_file = %q\n", u.CAFile)
+	}
+	for _, fp := range u.Fingerprints {
+		fmt.Fprintf(&b, "tls_fingerprints = [%q]\n", fp)
+	}
+	return b.String()
 }

@@ -3,8 +3,239 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/smtpd"
 )
 
+// cmdServe runs the gateway: the delivery queue, the serial links and the
+// SMTP listener, until ctx ends (SIGINT/SIGTERM in main). Every component
+// shares the one spool; whatever is in it when we stop is delivered by the
+// next start, so stopping never loses mail. SIGHUP reloads the configuration.
 func cmdServe(ctx context.Context, e *env, args []string) error {
-	return errors.New("serve: not implemented yet")
+	fs := subFlags(e, "serve")
+	if err := fs.Parse(args); err != nil {
+		return usageError("serve: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("serve takes no arguments (use -c FILE)")
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	// Templates are checked before anything starts: a daemon that would fail
+	// on the first alarm must not start at all.
+	if _, err := mailer.CompileTemplates(cfg); err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Gateway.LogLevel))
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return serve(ctx, e.configPath, cfg, log, level)
+}
+
+// component is one long-running part of the gateway.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) error {
+	b := readBuildInfo()
+	log.Info("plcmail starting", "version", b.Version, "commit", b.Commit, "config", cfg.File,
+		"spool", cfg.Gateway.SpoolDir, "upstream", fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port),
+		"security", cfg.Upstream.Security, "serial_links", len(cfg.Serial), "smtp", cfg.SMTP != nil)
+
+	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log.With("component", "spool"))
+	if err != nil {
+		return err
+	}
+	defer spool.Close()
+	queue, err := mailer.NewQueue(spool, cfg, log.With("component", "queue"))
+	if err != nil {
+		return err
+	}
+	comps := []component{{"queue", func(ctx context.Context) error {
+		err := queue.Run(ctx)
+		if errors.Is(err, mailer.ErrLocked) {
+			return fmt.Errorf("another plcmail serve is already delivering from %s", cfg.Gateway.SpoolDir)
+		}
+		return err
+	}}}
+
+	links, err := newLinks(cfg, spool, queue, log.With("component", "bridge"))
+	if err != nil {
+		return err
+	}
+	if links != nil {
+		comps = append(comps, component{"bridge", links.Run})
+	}
+	if cfg.SMTP != nil {
+		srv, err := smtpd.New(cfg, spool, queue.Wake, log.With("component", "smtpd"))
+		if err != nil {
+			return err
+		}
+		comps = append(comps, component{"smtpd", srv.Run})
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for _, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.run(ctx)
+			if ctx.Err() == nil {
+				// A component stopped by itself: the gateway is not whole
+				// any more, so stop everything and say why.
+				if err == nil {
+					err = errors.New("stopped unexpectedly")
+				}
+				cancel(fmt.Errorf("%s: %w", c.name, err))
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	log.Info("plcmail running", "components", componentNames(comps))
+
+	running := cfg
+	for {
+		select {
+		case <-hup:
+			running = reload(path, running, links, log, level)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	cause := context.Cause(ctx)
+	log.Info("plcmail stopping", "reason", cause)
+	// The queue finishes a transaction in progress (bounded by the upstream
+	// timeout), the listener lets messages being received reach the spool.
+	// If that takes far longer than it can, exit anyway: all accepted mail is
+	// on disk, and the next start delivers it.
+	grace := 3*cfg.Upstream.Timeout.D() + 15*time.Second
+	select {
+	case <-done:
+	case <-time.After(grace):
+		return fmt.Errorf("serve: components still running %v after the stop request; exiting (queued mail is safe in %s)", grace, cfg.Gateway.SpoolDir)
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("plcmail stopped")
+	return nil
+}
+
+// reload handles SIGHUP: it loads and checks the file again and hands the
+// new configuration to the serial links (templates, recipients, flood
+// control) and the log level. On any error the running configuration stays,
+// as it would with nginx -s reload: a typo must not take the gateway down.
+func reload(path string, old *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) *config.Config {
+	log.Info("reloading configuration", "config", path)
+	cfg, err := config.Load(path)
+	if err == nil {
+		_, err = mailer.CompileTemplates(cfg)
+	}
+	if err == nil && links != nil {
+		err = links.Reload(cfg)
+	}
+	if err != nil {
+		for _, p := range config.AsErrors(err) {
+			log.Error("reload failed, keeping the running configuration", "problem", p.Error())
+		}
+		return old
+	}
+	level.Set(parseLevel(cfg.Gateway.LogLevel))
+	if keys := restartKeys(old, cfg); len(keys) > 0 {
+		log.Warn("reloaded; these settings take effect only after a restart", "sections", strings.Join(keys, ", "))
+		// Keep reporting the difference against what actually runs.
+		return mixed(old, cfg)
+	}
+	log.Info("reloaded configuration", "config", path)
+	return cfg
+}
+
+// restartKeys names the sections a reload cannot apply: the delivery loop
+// and the listener keep the settings they started with, and links are
+// opened at start.
+func restartKeys(old, cfg *config.Config) []string {
+	var keys []string
+	if old.Gateway.SpoolDir != cfg.Gateway.SpoolDir || old.Gateway.Hostname != cfg.Gateway.Hostname {
+		keys = append(keys, "gateway")
+	}
+	if !reflect.DeepEqual(old.Upstream, cfg.Upstream) {
+		keys = append(keys, "upstream")
+	}
+	if !reflect.DeepEqual(old.Queue, cfg.Queue) {
+		keys = append(keys, "queue")
+	}
+	if !reflect.DeepEqual(old.SMTP, cfg.SMTP) {
+		keys = append(keys, "smtp")
+	}
+	if !reflect.DeepEqual(linkPorts(old), linkPorts(cfg)) {
+		keys = append(keys, "serial (links added, removed or moved)")
+	}
+	return keys
+}
+
+// mixed is the configuration actually in effect after a partial reload.
+func mixed(old, cfg *config.Config) *config.Config {
+	m := *cfg
+	m.Gateway.SpoolDir, m.Gateway.Hostname = old.Gateway.SpoolDir, old.Gateway.Hostname
+	m.Upstream, m.Queue, m.SMTP = old.Upstream, old.Queue, old.SMTP
+	return &m
+}
+
+func linkPorts(c *config.Config) []string {
+	var out []string
+	for _, s := range c.Serial {
+		out = append(out, s.Name+"="+s.Device+s.USBVID+":"+s.USBPID+":"+s.USBSerial)
+	}
+	return out
+}
+
+func componentNames(cs []component) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+	}
+	return strings.Join(names, ",")
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// newLinks builds the serial bridge when [[serial]] links are configured
+// (nil otherwise). It opens no port yet; bridge.New also routes the queue's
+// final delivery results back to the link that queued the mail, so the PLC
+// learns whether its alarm went out.
+func newLinks(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queue, log *slog.Logger) (*bridge.Bridge, error) {
+	if len(cfg.Serial) == 0 {
+		return nil, nil
+	}
+	return bridge.New(cfg, spool, queue, log)
 }

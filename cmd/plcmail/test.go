@@ -2,9 +2,80 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/plcmail/plcmail/mailer"
 )
 
+// cmdTest sends one mail upstream right now, bypassing the queue, and prints
+// the SMTP dialogue with secrets masked: the first thing to run after
+// editing [upstream], and what to paste into a support request.
 func cmdTest(ctx context.Context, e *env, args []string) error {
-	return errors.New("test: not implemented yet")
+	fs := subFlags(e, "test")
+	to := fs.String("to", "", "recipient of the test mail")
+	if err := fs.Parse(args); err != nil {
+		return usageError("test: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("test takes no arguments (use --to ADDR)")
+	}
+	if *to == "" {
+		return usageError("test: --to ADDR is required")
+	}
+	rcpt, err := parseAddress(*to)
+	if err != nil {
+		return usageError("test: --to %q: %v", *to, err)
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	// Each command has upstream.timeout; bound the whole dialogue as well.
+	ctx, cancel := context.WithTimeout(ctx, 10*cfg.Upstream.Timeout.D())
+	defer cancel()
+	env := mailer.Envelope{From: cfg.Upstream.From, To: []string{rcpt}}
+	upstream := fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port)
+	err = mailer.SendNow(ctx, cfg, env, mailer.TestMessage(cfg, rcpt, time.Now()), e.stdout)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "plcmail: test: FAILED: %s did not accept the mail: %v\n", upstream, err)
+		if h := testHint(err, cfg.Upstream.Port); h != "" {
+			fmt.Fprintf(e.stderr, "plcmail: test: hint: %s\n", h)
+		}
+		return errSilent
+	}
+	fmt.Fprintf(e.stdout, "OK: %s accepted the test mail for %s\n", upstream, rcpt)
+	return nil
+}
+
+// testHint turns the failures people actually hit into the fix.
+func testHint(err error, port int) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var se *mailer.SMTPError
+	var ce *mailer.ConnError
+	code := mailer.ReplyCode(err)
+	switch {
+	case errors.Is(err, mailer.ErrNoStartTLS):
+		return `the server does not offer STARTTLS: if it is an implicit-TLS port (465), set security = "tls"; otherwise check that nothing between here and the server strips STARTTLS`
+	case errors.Is(err, mailer.ErrPinMismatch):
+		return "the certificate changed (renewed?): check it and update upstream.tls_fingerprints"
+	case errors.As(err, &unknownCA):
+		return "the certificate is not signed by a trusted CA: add the CA with upstream.ca_file, or pin the certificate with upstream.tls_fingerprints"
+	case errors.As(err, &hostname):
+		return "the certificate is not issued for upstream.host: use the name the provider documents (e.g. smtp.gmail.com), not an IP address"
+	case code == 535 || code == 534 || (errors.As(err, &ce) && ce.Stage == "auth"):
+		return "authentication failed: check upstream.username and the password; Gmail needs an app password, Microsoft 365 needs SMTP AUTH enabled for the mailbox"
+	case errors.As(err, &se) && se.Command == "MAIL" && code >= 500:
+		return "the provider refuses the sender: upstream.from must usually be the account's own address"
+	case errors.As(err, &ce) && ce.Stage == "dial":
+		if strings.Contains(err.Error(), "timeout") {
+			return fmt.Sprintf("no answer: a firewall may block outgoing port %d", port)
+		}
+		return "cannot connect: check upstream.host, upstream.port and the network"
+	}
+	return ""
 }

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/mailer/mailertest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServe runs `plcmail serve` in-process until the returned stop is
+// called; stop returns serve's error and its log.
+func startServe(t *testing.T, path string) (stop func() (error, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: logs, stderr: logs, getenv: func(string) string { return "" }}
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"plcmail", "-c", path, "serve"}, e) }()
+	var once sync.Once
+	var err error
+	stop = func() (error, string) {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-errc:
+			case <-time.After(30 * time.Second):
+				err = fmt.Errorf("serve did not stop within 30s")
+			}
+		})
+		return err, logs.String()
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// TestServeDelivers: mail queued by `plcmail send` while serve runs goes
+// upstream over STARTTLS with AUTH; a 4xx is retried, a 5xx dead-lettered
+// and shown by mailq; SIGTERM (ctx) stops serve cleanly.
+func TestServeDelivers(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	var mu sync.Mutex
+	tempFails := 2
+	u.SetRcpt(func(to string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case to == "nobody@example.com":
+			return mailertest.Reply(550, "5.1.1 no such user")
+		case to == "flaky@example.com" && tempFails > 0:
+			tempFails--
+			return mailertest.Reply(451, "4.3.0 try again later")
+		}
+		return nil
+	})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+	stop := startServe(t, path)
+
+	for _, rcpt := range []string{"ops@example.com", "flaky@example.com", "nobody@example.com"} {
+		if r := runCLI(t, "Subject: to "+rcpt+"\n\nbody\n", "sendmail", "-c", path, rcpt); r.code != 0 {
+			t.Fatalf("send: %+v", r)
+		}
+	}
+	msgs := u.Wait(t, 2, 20*time.Second)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		got[m.To[0]] = true
+		if !m.TLS || m.User != "plc@example.com" {
+			t.Errorf("message to %v: tls %v, user %q", m.To, m.TLS, m.User)
+		}
+	}
+	if !got["ops@example.com"] || !got["flaky@example.com"] {
+		t.Errorf("delivered to %v", got)
+	}
+	// The 550 becomes a dead letter, visible in mailq.
+	deadline := time.Now().Add(10 * time.Second)
+	var r result
+	for time.Now().Before(deadline) {
+		r = runCLI(t, "", "mailq", "-c", path)
+		if strings.Contains(r.stdout, "DEAD") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(r.stdout, "nobody@example.com") || !strings.Contains(r.stdout, "550") || strings.Contains(r.stdout, "ops@example.com") {
+		t.Errorf("mailq after delivery:\n%s", r.stdout)
+	}
+	err, logs := stop()
+	if err != nil {
+		t.Errorf("serve: %v\n%s", err, logs)
+	}
+	for _, want := range []string{"plcmail starting", "plcmail running", "delivered", "plcmail stopped"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "s3cret-Pa55") {
+		t.Errorf("log shows the password")
+	}
+}
+
+// TestServeRefusesSecondInstance: two daemons on one spool would deliver
+// every message twice; the second one must stop with a clear error.
+func TestServeRefusesSecondInstance(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+	stop1 := startServe(t, path)
+	time.Sleep(300 * time.Millisecond)
+	stop2 := startServe(t, path)
+	done := make(chan struct{})
+	var err2 error
+	var logs2 string
+	go func() {
+		// The second serve stops by itself; stop() only collects its result.
+		time.Sleep(2 * time.Second)
+		err2, logs2 = stop2()
+		close(done)
+	}()
+	<-done
+	if err2 == nil || !strings.Contains(err2.Error(), "another plcmail serve is already delivering") {
+		t.Errorf("second serve: %v\n%s", err2, logs2)
+	}
+	if err, logs := stop1(); err != nil {
+		t.Errorf("first serve: %v\n%s", err, logs)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// plcmailBinary builds the command once per test run.
+func plcmailBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "plcmail-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir = dir
+		binPath = filepath.Join(dir, "plcmail")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// daemon is a `plcmail serve` child process.
+type daemon struct {
+	t    *testing.T
+	bin  string
+	path string
+	log  *os.File
+	cmd  *exec.Cmd
+	done chan error
+	// runningBefore counts "plcmail running" lines before the last start.
+	runningBefore int
+}
+
+func newDaemon(t *testing.T, bin, path string) *daemon {
+	f, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, bin: bin, path: path, log: f}
+	t.Cleanup(func() {
+		d.kill()
+		f.Close()
+	})
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.runningBefore = strings.Count(d.logs(), "plcmail running")
+	d.cmd = exec.Command(d.bin, "-c", d.path, "serve")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.done = make(chan error, 1)
+	go func(c *exec.Cmd, done chan error) { done <- c.Wait() }(d.cmd, d.done)
+}
+
+func (d *daemon) signal(sig syscall.Signal) {
+	if d.cmd != nil {
+		syscall.Kill(-d.cmd.Process.Pid, sig)
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (d *daemon) kill() {
+	if d.cmd == nil {
+		return
+	}
+	d.signal(syscall.SIGKILL)
+	<-d.done
+	d.cmd = nil
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (d *daemon) stop(timeout time.Duration) error {
+	d.signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		d.cmd = nil
+		return err
+	case <-time.After(timeout):
+		d.kill()
+		return fmt.Errorf("serve did not stop within %v after SIGTERM", timeout)
+	}
+}
+
+func (d *daemon) logs() string {
+	b, _ := os.ReadFile(d.log.Name())
+	return string(b)
+}
+
+// waitRunning waits until the process started last has said it runs, so
+// that a signal reaches main's handlers rather than a starting runtime.
+func (d *daemon) waitRunning(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Count(d.logs(), "plcmail running") > d.runningBefore {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// waitLog waits until the daemon's log contains s.
+func (d *daemon) waitLog(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(d.logs(), s) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
