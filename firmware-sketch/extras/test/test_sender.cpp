@@ -16,7 +16,7 @@ uint8_t fakePins[128];
 uint8_t fakePinModes[128];
 uint8_t fakeMCUSR;
 uint8_t fakeEeprom[4096];
-void delay(unsigned long ms) { fakeMillis += ms; }
+uint32_t millis() { return fakeMillis; }
 
 namespace {
 

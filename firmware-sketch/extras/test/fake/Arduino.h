@@ -11,10 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-extern uint32_t fakeMillis;
-inline uint32_t millis() { return fakeMillis; }
-// A blocking wait only the SMTP client may use; host tests make it real time.
-void delay(unsigned long ms);
+// Each test program defines the clock: a variable it advances (sender tests)
+// or the real monotonic clock (SMTP tests against real servers).
+uint32_t millis();
 
 #define HIGH 1
 #define LOW 0
