@@ -1,0 +1,611 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// needTool skips when an external tool is missing, except in CI where a
+// missing tool means the CI setup is broken and the test must fail.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed (CI must provide it): %v", name, err)
+		}
+		t.Skipf("%s not installed: %v", name, err)
+	}
+	return p
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildOut  []byte
+)
+
+// plcmailBinary builds the real plcmail once per test run.
+func plcmailBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "plcmail-deploy-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "plcmail")
+		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/plcmail")
+		cmd.Dir = repoRoot(t)
+		buildOut, buildErr = cmd.CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v\n%s", buildErr, buildOut)
+	}
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
+type install struct {
+	t       *testing.T
+	destdir string
+	binary  string
+}
+
+func newInstall(t *testing.T) *install {
+	dest := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "plcmail")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho fake plcmail v1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &install{t: t, destdir: dest, binary: bin}
+}
+
+// run runs install.sh with /bin/sh (dash on Debian: the script must stay
+// POSIX, OpenWrt has only busybox ash) and returns its output and exit code.
+func (in *install) run(args ...string) (string, int) {
+	in.t.Helper()
+	args = append([]string{filepath.Join(repoRoot(in.t), "deploy", "install.sh"),
+		"--destdir", in.destdir, "--binary", in.binary}, args...)
+	cmd := exec.Command("/bin/sh", args...)
+	cmd.Env = append(os.Environ(), "DESTDIR=")
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		in.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func (in *install) mustRun(args ...string) string {
+	in.t.Helper()
+	out, code := in.run(args...)
+	if code != 0 {
+		in.t.Fatalf("install.sh %v: exit %d\n%s", args, code, out)
+	}
+	return out
+}
+
+func (in *install) path(p string) string { return filepath.Join(in.destdir, p) }
+
+func (in *install) wantMode(p string, want fs.FileMode) {
+	in.t.Helper()
+	fi, err := os.Lstat(in.path(p))
+	if err != nil {
+		in.t.Errorf("%s: %v", p, err)
+		return
+	}
+	if got := fi.Mode() & (fs.ModePerm | fs.ModeDir | fs.ModeSymlink); got != want {
+		in.t.Errorf("%s: mode %v, want %v", p, got, want)
+	}
+}
+
+func (in *install) read(p string) string {
+	in.t.Helper()
+	b, err := os.ReadFile(in.path(p))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestInstallSystemdLayout(t *testing.T) {
+	in := newInstall(t)
+	in.mustRun("--no-user", "--systemd")
+
+	for _, c := range []struct {
+		path string
+		mode fs.FileMode
+	}{
+		{"usr/local/bin/plcmail", 0o755},
+		{"etc/plcmail", fs.ModeDir | 0o750},
+		{"etc/plcmail/plcmail.toml", 0o640},
+		{"etc/plcmail/upstream.secret", 0o600},
+		{"var/spool/plcmail", fs.ModeDir | 0o700},
+		{"etc/systemd/system/plcmail.service", 0o644},
+	} {
+		in.wantMode(c.path, c.mode)
+	}
+	if got := in.read("usr/local/bin/plcmail"); !strings.Contains(got, "fake plcmail v1") {
+		t.Errorf("installed binary is not the one given: %q", got)
+	}
+	if got := in.read("etc/plcmail/upstream.secret"); got != "" {
+		t.Errorf("new secret file should be empty, has %q", got)
+	}
+	example, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "plcmail.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.read("etc/plcmail/plcmail.toml"); got != string(example) {
+		t.Errorf("config differs from configs/plcmail.example.toml on a systemd host")
+	}
+	unit, _ := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "plcmail.service"))
+	if in.read("etc/systemd/system/plcmail.service") != string(unit) {
+		t.Errorf("installed unit differs from deploy/plcmail.service")
+	}
+	for _, p := range []string{"usr/sbin/sendmail", "usr/bin/mailq", "etc/init.d/plcmail"} {
+		if _, err := os.Lstat(in.path(p)); err == nil {
+			t.Errorf("%s installed without being asked for", p)
+		}
+	}
+}
+
+// A second run (an upgrade) replaces the binary but keeps the user's config
+// and secret, and puts back safe modes someone loosened.
+func TestInstallIdempotent(t *testing.T) {
+	in := newInstall(t)
+	in.mustRun("--no-user", "--systemd")
+
+	conf := in.path("etc/plcmail/plcmail.toml")
+	secret := in.path("etc/plcmail/upstream.secret")
+	os.WriteFile(conf, []byte("# edited by the user\n"), 0o644)
+	os.WriteFile(secret, []byte("app-password\n"), 0o644)
+	os.Chmod(secret, 0o644) // WriteFile keeps the old mode of an existing file
+	os.Chmod(in.path("var/spool/plcmail"), 0o755)
+	os.WriteFile(in.path("var/spool/plcmail/queued-mail"), []byte("x"), 0o600)
+	os.WriteFile(in.binary, []byte("#!/bin/sh\necho fake plcmail v2\n"), 0o755)
+
+	out := in.mustRun("--no-user", "--systemd")
+	if !strings.Contains(out, "kept existing /etc/plcmail/plcmail.toml") {
+		t.Errorf("second run does not say it kept the config:\n%s", out)
+	}
+	if got := in.read("etc/plcmail/plcmail.toml"); got != "# edited by the user\n" {
+		t.Errorf("config overwritten: %q", got)
+	}
+	if got := in.read("etc/plcmail/upstream.secret"); got != "app-password\n" {
+		t.Errorf("secret overwritten: %q", got)
+	}
+	if got := in.read("var/spool/plcmail/queued-mail"); got != "x" {
+		t.Errorf("spool content touched: %q", got)
+	}
+	if got := in.read("usr/local/bin/plcmail"); !strings.Contains(got, "v2") {
+		t.Errorf("binary not upgraded: %q", got)
+	}
+	in.wantMode("etc/plcmail/upstream.secret", 0o600)
+	in.wantMode("etc/plcmail/plcmail.toml", 0o640)
+	in.wantMode("var/spool/plcmail", fs.ModeDir|0o700)
+	if _, err := os.Stat(in.path("usr/local/bin/.plcmail.new")); err == nil {
+		t.Error("temporary binary left behind")
+	}
+}
+
+func TestInstallSendmailLinks(t *testing.T) {
+	in := newInstall(t)
+	// Another MTA's sendmail is already there: refuse, and leave it alone.
+	os.MkdirAll(in.path("usr/sbin"), 0o755)
+	os.WriteFile(in.path("usr/sbin/sendmail"), []byte("postfix's sendmail"), 0o755)
+	out, code := in.run("--no-user", "--systemd", "--sendmail")
+	if code != 1 || !strings.Contains(out, "/usr/sbin/sendmail exists") || !strings.Contains(out, "--force") {
+		t.Errorf("want exit 1 naming /usr/sbin/sendmail and --force, got %d:\n%s", code, out)
+	}
+	if got := in.read("usr/sbin/sendmail"); got != "postfix's sendmail" {
+		t.Errorf("existing sendmail replaced without --force: %q", got)
+	}
+
+	in.mustRun("--no-user", "--systemd", "--sendmail", "--force")
+	for _, p := range []string{"usr/sbin/sendmail", "usr/bin/mailq"} {
+		target, err := os.Readlink(in.path(p))
+		if err != nil || target != "/usr/local/bin/plcmail" {
+			t.Errorf("%s -> %q (%v), want /usr/local/bin/plcmail", p, target, err)
+		}
+	}
+	// Our own links are not "another MTA": re-running needs no --force.
+	in.mustRun("--no-user", "--systemd", "--sendmail")
+}
+
+func TestInstallOpenWrt(t *testing.T) {
+	in := newInstall(t)
+	os.MkdirAll(in.path("etc"), 0o755)
+	os.WriteFile(in.path("etc/openwrt_release"), []byte("DISTRIB_ID='OpenWrt'\n"), 0o644)
+	in.mustRun("--no-user") // detected from /etc/openwrt_release
+
+	in.wantMode("usr/bin/plcmail", 0o755)
+	in.wantMode("etc/init.d/plcmail", 0o755)
+	in.wantMode("etc/plcmail/spool", fs.ModeDir|0o700)
+	if _, err := os.Stat(in.path("var/spool/plcmail")); err == nil {
+		t.Error("spool created in /var, which is RAM on OpenWrt")
+	}
+	if _, err := os.Stat(in.path("etc/systemd")); err == nil {
+		t.Error("systemd unit installed on OpenWrt")
+	}
+	conf := in.read("etc/plcmail/plcmail.toml")
+	if !regexp.MustCompile(`(?m)^spool_dir\s*=\s*"/etc/plcmail/spool"`).MatchString(conf) {
+		t.Errorf("config does not point spool_dir at flash:\n%s", conf)
+	}
+	if got := in.read("lib/upgrade/keep.d/plcmail"); got != "/etc/plcmail/\n" {
+		t.Errorf("sysupgrade keep list = %q", got)
+	}
+}
+
+func TestInstallUsage(t *testing.T) {
+	in := newInstall(t)
+	out, code := in.run("--bogus")
+	if code != 2 || !strings.Contains(out, "unknown option --bogus") {
+		t.Errorf("want exit 2 for an unknown option, got %d:\n%s", code, out)
+	}
+	in.binary = filepath.Join(t.TempDir(), "missing")
+	out, code = in.run("--no-user")
+	if code != 1 || !strings.Contains(out, "no plcmail binary") {
+		t.Errorf("want exit 1 for a missing binary, got %d:\n%s", code, out)
+	}
+}
+
+// TestInstallCreatesUser runs the script exactly as an administrator would
+// (as root, creating the account and chown'ing), but inside a private mount
+// namespace where /etc is a throw-away copy: the account exists only in that
+// copy, the host's users are never touched.
+func TestInstallCreatesUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a user (in a private mount namespace)")
+	}
+	needTool(t, "unshare")
+	needTool(t, "useradd")
+	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a mount namespace here: %v %s", err, out)
+	}
+	in := newInstall(t)
+	etc := filepath.Join(t.TempDir(), "etc")
+	if out, err := exec.Command("cp", "-a", "/etc", etc).CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc: %v %s", err, out)
+	}
+	script := filepath.Join(repoRoot(t), "deploy", "install.sh")
+	// Twice: the second run must find the user and not fail.
+	sh := `set -e
+mount --bind "$1" /etc
+sh "$2" --destdir "$3" --binary "$4" --systemd
+sh "$2" --destdir "$3" --binary "$4" --systemd >/dev/null
+id -Gn plcmail
+stat -c '%U:%G %a %n' "$3/var/spool/plcmail" "$3/etc/plcmail" "$3/etc/plcmail/plcmail.toml" "$3/etc/plcmail/upstream.secret" "$3/usr/local/bin/plcmail"
+getent passwd plcmail`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private",
+		"sh", "-c", sh, "sh", etc, script, in.destdir, in.binary).CombinedOutput()
+	if err != nil {
+		t.Fatalf("install as root: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	text := string(out)
+	for _, want := range []string{
+		"created system user plcmail",
+		"plcmail:plcmail 700 " + in.path("var/spool/plcmail"),
+		"root:plcmail 750 " + in.path("etc/plcmail"),
+		"root:plcmail 640 " + in.path("etc/plcmail/plcmail.toml"),
+		"plcmail:plcmail 600 " + in.path("etc/plcmail/upstream.secret"),
+		"root:root 755 " + in.path("usr/local/bin/plcmail"),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^plcmail( \S+)* dialout( |$)`).MatchString(text) {
+		t.Errorf("plcmail is not in group dialout")
+	}
+	if !regexp.MustCompile(`(?m)^plcmail:x:\d+:\d+:[^:]*:/var/spool/plcmail:/usr/sbin/nologin$`).MatchString(text) {
+		t.Errorf("account is not a no-login system account with the spool as home")
+	}
+	// The host's own /etc never saw the account.
+	if b, _ := os.ReadFile("/etc/passwd"); bytes.Contains(b, []byte("\nplcmail:")) && !strings.Contains(string(b), "plcmail gateway") {
+		t.Log("host already has a plcmail user of its own; not ours")
+	} else if bytes.Contains(b, []byte("plcmail gateway")) {
+		t.Errorf("host /etc/passwd was modified")
+	}
+	// And the ownership seen from outside is the namespace's uid.
+	fi, err := os.Stat(in.path("var/spool/plcmail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := fi.Sys().(*syscall.Stat_t).Uid
+	if uid == 0 {
+		t.Errorf("spool owned by root, want the plcmail uid")
+	}
+	if u := lookupUID(t, filepath.Join(etc, "passwd"), "plcmail"); u != uid {
+		t.Errorf("spool uid %d, plcmail is %d", uid, u)
+	}
+}
+
+func lookupUID(t *testing.T, passwd, name string) uint32 {
+	f, err := os.Open(passwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) > 2 && fields[0] == name {
+			n, _ := strconv.Atoi(fields[2])
+			return uint32(n)
+		}
+	}
+	t.Fatalf("%s not in %s", name, passwd)
+	return 0
+}
+
+// unitDirectives parses a systemd unit into key -> values.
+func unitDirectives(t *testing.T, path string) map[string][]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("bad unit line %q", line)
+		}
+		m[k] = append(m[k], v)
+	}
+	return m
+}
+
+func TestSystemdUnitHardening(t *testing.T) {
+	d := unitDirectives(t, "plcmail.service")
+	for _, c := range []struct{ key, want string }{
+		{"User", "plcmail"},
+		{"Group", "plcmail"},
+		{"SupplementaryGroups", "dialout"},
+		{"ProtectSystem", "strict"},
+		{"ReadWritePaths", "/var/spool/plcmail"},
+		{"ProtectHome", "yes"},
+		{"PrivateTmp", "yes"},
+		{"NoNewPrivileges", "yes"},
+		{"CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"},
+		{"AmbientCapabilities", "CAP_NET_BIND_SERVICE"},
+		{"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
+		{"SystemCallFilter", "@system-service"},
+		{"Restart", "on-failure"},
+		{"ExecStart", "/usr/local/bin/plcmail -c /etc/plcmail/plcmail.toml serve"},
+		{"ExecReload", "/bin/kill -HUP $MAINPID"},
+	} {
+		found := false
+		for _, v := range d[c.key] {
+			found = found || v == c.want
+		}
+		if !found {
+			t.Errorf("%s=%q missing (have %q)", c.key, c.want, d[c.key])
+		}
+	}
+	// Serial ports through the dialout group, not a device allow-list that
+	// would be resolved before a USB adapter's driver is loaded.
+	if _, ok := d["DeviceAllow"]; ok {
+		t.Error("DeviceAllow= set: a USB serial adapter plugged in after start would be denied")
+	}
+	if d["PrivateDevices"] != nil && d["PrivateDevices"][0] == "yes" {
+		t.Error("PrivateDevices=yes hides the serial ports")
+	}
+}
+
+// TestSystemdUnitVerify runs systemd's own checker on the unit, with the
+// binary path pointed at a real plcmail so the Exec lines are checked too,
+// and records the exposure score of `systemd-analyze security`.
+func TestSystemdUnitVerify(t *testing.T) {
+	sa := needTool(t, "systemd-analyze")
+	bin := plcmailBinary(t)
+	unit, err := os.ReadFile("plcmail.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plcmail.service")
+	os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/plcmail"), []byte(bin)), 0o644)
+
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	out, err = exec.Command(sa, "security", "--offline=yes", path).CombinedOutput()
+	if err != nil {
+		t.Logf("systemd-analyze security --offline unsupported here: %v", err)
+		return
+	}
+	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	score, _ := strconv.ParseFloat(string(m[1]), 64)
+	t.Logf("systemd-analyze security exposure: %.1f (0 best, 10 worst)", score)
+	if score > 2.5 {
+		t.Errorf("exposure %.1f > 2.5: hardening regressed\n%s", score, out)
+	}
+
+	// The Exec lines use the real command-line syntax: "-c FILE check"
+	// fails on the missing file (exit 1), not as a usage error (exit 2).
+	cmd := exec.Command(bin, "-c", filepath.Join(dir, "missing.toml"), "check")
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "missing.toml") {
+		t.Errorf("plcmail -c FILE check: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// TestOpenWrtInitScript runs the procd script's functions with procd's shell
+// API replaced by recorders, and the real plcmail as PROG.
+func TestOpenWrtInitScript(t *testing.T) {
+	bin := plcmailBinary(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte(`[gateway]
+hostname = "gw.test"
+spool_dir = "`+filepath.Join(dir, "spool")+`"
+[upstream]
+host = "127.0.0.1"
+port = 2525
+security = "none"
+auth = "none"
+from = "plc@gw.test"
+[[alarm]]
+default = true
+subject = "alarm {{.Code}}"
+body = "code {{.Code}}"
+to = ["ops@example.com"]
+`), 0o644)
+	stubs := `
+procd_open_instance() { echo "open"; }
+procd_set_param() { echo "param $*"; }
+procd_close_instance() { echo "close"; }
+procd_send_signal() { echo "signal $*"; }
+logger() { cat >/dev/null; }
+`
+	call := func(conf, fn string) (string, error) {
+		script := stubs + `. "$1"; PROG="$2"; CONF="$3"; ` + fn
+		out, err := exec.Command("/bin/sh", "-c", script, "sh", "openwrt/plcmail.init", bin, conf).CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := call(good, "start_service")
+	if err != nil {
+		t.Fatalf("start_service: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"open\n",
+		"param command " + bin + " -c " + good + " serve\n",
+		"param respawn 3600 5 0\n",
+		"close\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start_service output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = call(good, "reload_service")
+	if err != nil || !strings.Contains(out, "signal plcmail * HUP") {
+		t.Errorf("reload_service: %v\n%s", err, out)
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[gateway]\nbogus = 1\n"), 0o644)
+	out, err = call(bad, "start_service")
+	if err == nil || strings.Contains(out, "open") {
+		t.Errorf("start_service with a broken config must fail without starting: %v\n%s", err, out)
+	}
+	out, err = call(bad, "reload_service")
+	if err == nil || strings.Contains(out, "signal") {
+		t.Errorf("reload_service with a broken config must not signal: %v\n%s", err, out)
+	}
+}
+
+func TestMakeCrossTargets(t *testing.T) {
+	needTool(t, "make")
+	out, err := exec.Command("make", "-s", "-n", "-C", repoRoot(t), "cross").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n cross: %v\n%s", err, out)
+	}
+	for _, want := range []string{"linux/amd64", "linux/arm64", "linux/arm/6", "linux/arm/7", "linux/mipsle/softfloat", "CGO_ENABLED=0", "-trimpath", "-s -w -X main.version="} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make cross does not use %q", want)
+		}
+	}
+	out, _ = exec.Command("make", "-s", "-n", "-C", repoRoot(t), "test").CombinedOutput()
+	if strings.TrimSpace(string(out)) != "go test -race ./..." {
+		t.Errorf("make test runs %q, want the README's go test -race ./...", out)
+	}
+}
+
+// TestMakeCrossBuild builds the most exotic target for real (OpenWrt's
+// soft-float MIPS) and checks the binary is what the Makefile promises.
+func TestMakeCrossBuild(t *testing.T) {
+	needTool(t, "make")
+	dist := t.TempDir()
+	cmd := exec.Command("make", "-C", repoRoot(t), "cross", "TARGETS=linux/mipsle/softfloat", "DIST="+dist, "VERSION=v0.0.0-maketest")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make cross: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dist, "plcmail-linux-mipsle-softfloat")
+	if !regexp.MustCompile(`plcmail-linux-mipsle-softfloat\s+\d+\s+[0-9.]+ MiB`).Match(out) {
+		t.Errorf("make cross does not print the size:\n%s", out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_MIPS || f.Class != elf.ELFCLASS32 || f.Data != elf.ELFDATA2LSB {
+		t.Errorf("not a 32-bit little-endian MIPS binary: %v %v %v", f.Machine, f.Class, f.Data)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("binary has an ELF interpreter: not static")
+		}
+	}
+	if f.Section(".symtab") != nil {
+		t.Error("binary has a symbol table: not stripped")
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	for k, want := range map[string]string{"GOMIPS": "softfloat", "CGO_ENABLED": "0", "-trimpath": "true"} {
+		if settings[k] != want {
+			t.Errorf("build setting %s = %q, want %q", k, settings[k], want)
+		}
+	}
+	data, _ := os.ReadFile(bin)
+	if !bytes.Contains(data, []byte("v0.0.0-maketest")) {
+		t.Error("version string not in the binary (main.version renamed?)")
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if err != nil || !bytes.Contains(sums, []byte("plcmail-linux-mipsle-softfloat")) {
+		t.Errorf("SHA256SUMS: %v %s", err, sums)
+	}
+	fi, _ := os.Stat(bin)
+	t.Logf("linux/mipsle softfloat binary: %d bytes (%s)", fi.Size(), runtime.Version())
+}

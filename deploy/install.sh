@@ -1,0 +1,188 @@
+#!/bin/sh
+# install.sh: put plcmail on a gateway (Debian/Raspberry Pi OS/Ubuntu with
+# systemd, or OpenWrt with procd) with safe ownership and permissions.
+#
+#   sh deploy/install.sh [--binary FILE] [--openwrt] [--sendmail [--force]]
+#                        [--destdir DIR] [--no-user] [--no-service]
+#
+# It is idempotent: run it again after an upgrade. It never overwrites an
+# existing config or secret, and it re-applies the safe modes every time.
+#
+# What it does (paths relative to --destdir / $DESTDIR, default /):
+#   user/group plcmail, system account without login, member of dialout
+#   /usr/local/bin/plcmail            0755 root   (/usr/bin on OpenWrt)
+#   /etc/plcmail/                     0750 root:plcmail
+#   /etc/plcmail/plcmail.toml         0640 root:plcmail  from configs/plcmail.example.toml, if absent
+#   /etc/plcmail/upstream.secret      0600 plcmail       empty, if absent (put the provider password here)
+#   /var/spool/plcmail/               0700 plcmail       (/etc/plcmail/spool on OpenWrt, whose /var is RAM)
+#   /etc/systemd/system/plcmail.service  or  /etc/init.d/plcmail + /lib/upgrade/keep.d/plcmail
+#   with --sendmail: /usr/sbin/sendmail and /usr/bin/mailq linked to plcmail,
+#   refusing to replace another MTA's sendmail unless --force is given.
+#
+# --destdir DIR and --no-user exist for packaging and for the tests: with
+# --no-user no account is created and nothing is chown'ed.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/.." && pwd)
+
+binary=
+destdir=${DESTDIR:-}
+openwrt=auto
+mkuser=1
+service=1
+sendmail=0
+force=0
+example=$src/configs/plcmail.example.toml
+
+usage() {
+	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//' >&2
+	exit 2
+}
+die() { echo "install.sh: $*" >&2; exit 1; }
+say() { echo "install.sh: $*"; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--binary) [ $# -ge 2 ] || usage; binary=$2; shift ;;
+	--binary=*) binary=${1#*=} ;;
+	--destdir) [ $# -ge 2 ] || usage; destdir=$2; shift ;;
+	--destdir=*) destdir=${1#*=} ;;
+	--config-example) [ $# -ge 2 ] || usage; example=$2; shift ;;
+	--openwrt) openwrt=1 ;;
+	--systemd) openwrt=0 ;;
+	--no-user) mkuser=0 ;;
+	--no-service) service=0 ;;
+	--sendmail) sendmail=1 ;;
+	--force) force=1 ;;
+	-h|--help) usage ;;
+	*) echo "install.sh: unknown option $1" >&2; usage ;;
+	esac
+	shift
+done
+destdir=${destdir%/}
+
+if [ "$openwrt" = auto ]; then
+	if [ -f "$destdir/etc/openwrt_release" ]; then openwrt=1; else openwrt=0; fi
+fi
+if [ "$openwrt" = 1 ]; then
+	bindir=/usr/bin
+	spool=/etc/plcmail/spool
+else
+	bindir=/usr/local/bin
+	spool=/var/spool/plcmail
+fi
+
+if [ -z "$binary" ]; then
+	for b in "$src/plcmail" ./plcmail; do
+		[ -f "$b" ] && { binary=$b; break; }
+	done
+fi
+[ -n "$binary" ] && [ -f "$binary" ] || die "no plcmail binary: build it (make build) or pass --binary FILE"
+[ -f "$example" ] || die "missing example config $example"
+if [ "$mkuser" = 1 ] && [ "$(id -u)" -ne 0 ]; then
+	die "must run as root to create the plcmail user (or pass --no-user)"
+fi
+
+# own USER:GROUP MODE PATH: set mode always, ownership when we manage users.
+own() {
+	if [ "$mkuser" = 1 ]; then chown "$1" "$3"; fi
+	chmod "$2" "$3"
+}
+
+# --- user -------------------------------------------------------------------
+if [ "$mkuser" = 1 ]; then
+	if ! grep -q '^dialout:' /etc/group; then
+		if command -v groupadd >/dev/null; then groupadd --system dialout; else addgroup -S dialout; fi
+	fi
+	if ! id plcmail >/dev/null 2>&1; then
+		if command -v useradd >/dev/null; then
+			useradd --system --user-group --no-log-init --home-dir "$spool" --no-create-home \
+				--shell /usr/sbin/nologin --comment "plcmail gateway" plcmail
+		else # busybox (OpenWrt, Alpine)
+			addgroup -S plcmail
+			adduser -S -D -H -h "$spool" -s /bin/false -G plcmail -g "plcmail gateway" plcmail
+		fi
+		say "created system user plcmail"
+	fi
+	case " $(id -Gn plcmail) " in
+	*" dialout "*) ;;
+	*)
+		if command -v usermod >/dev/null; then usermod -a -G dialout plcmail; else addgroup plcmail dialout; fi
+		say "added plcmail to group dialout (serial ports)"
+		;;
+	esac
+fi
+
+# --- directories ------------------------------------------------------------
+mkdir -p "$destdir$bindir" "$destdir/etc/plcmail" "$destdir$spool"
+own root:plcmail 0750 "$destdir/etc/plcmail"
+own plcmail:plcmail 0700 "$destdir$spool"
+
+# --- binary -----------------------------------------------------------------
+# Copy to a temp name and rename, so a running gateway keeps its old inode.
+cp "$binary" "$destdir$bindir/.plcmail.new"
+own root:root 0755 "$destdir$bindir/.plcmail.new"
+mv -f "$destdir$bindir/.plcmail.new" "$destdir$bindir/plcmail"
+say "installed $bindir/plcmail"
+
+# --- config and secret --------------------------------------------------------
+conf=$destdir/etc/plcmail/plcmail.toml
+if [ -e "$conf" ]; then
+	say "kept existing /etc/plcmail/plcmail.toml"
+else
+	sed -e "s|^\([[:space:]]*spool_dir[[:space:]]*=[[:space:]]*\)\"[^\"]*\"|\1\"$spool\"|" \
+		-e "s|^\([[:space:]]*password_file[[:space:]]*=[[:space:]]*\)\"[^\"]*\"|\1\"/etc/plcmail/upstream.secret\"|" \
+		"$example" >"$conf.new"
+	mv "$conf.new" "$conf"
+	say "created /etc/plcmail/plcmail.toml from $(basename "$example"): edit it, then run: plcmail check"
+fi
+own root:plcmail 0640 "$conf"
+
+secret=$destdir/etc/plcmail/upstream.secret
+if [ ! -e "$secret" ]; then
+	: >"$secret"
+	say "created empty /etc/plcmail/upstream.secret: put the provider password (app password) in it"
+fi
+# The gateway refuses a secret that group or others can read; keep it so.
+own plcmail:plcmail 0600 "$secret"
+
+# --- sendmail / mailq links --------------------------------------------------
+link() { # link TARGET PATH
+	if [ -L "$destdir$2" ] && [ "$(readlink "$destdir$2")" = "$1" ]; then
+		return 0
+	fi
+	if [ -e "$destdir$2" ] || [ -L "$destdir$2" ]; then
+		if [ "$force" != 1 ]; then
+			die "$2 exists (another MTA?); not replacing it without --force"
+		fi
+		say "replacing $2 (--force)"
+	fi
+	mkdir -p "$(dirname "$destdir$2")"
+	ln -sf "$1" "$destdir$2"
+	say "linked $2 -> $1"
+}
+if [ "$sendmail" = 1 ]; then
+	link "$bindir/plcmail" /usr/sbin/sendmail
+	link "$bindir/plcmail" /usr/bin/mailq
+fi
+
+# --- service ------------------------------------------------------------------
+if [ "$service" = 1 ]; then
+	if [ "$openwrt" = 1 ]; then
+		mkdir -p "$destdir/etc/init.d" "$destdir/lib/upgrade/keep.d"
+		cp "$here/openwrt/plcmail.init" "$destdir/etc/init.d/plcmail"
+		chmod 0755 "$destdir/etc/init.d/plcmail"
+		# sysupgrade keeps these (config, secret and the queued mail).
+		printf '%s\n' /etc/plcmail/ >"$destdir/lib/upgrade/keep.d/plcmail"
+		say "installed /etc/init.d/plcmail; after editing the config: /etc/init.d/plcmail enable && /etc/init.d/plcmail start"
+	else
+		mkdir -p "$destdir/etc/systemd/system"
+		cp "$here/plcmail.service" "$destdir/etc/systemd/system/plcmail.service"
+		chmod 0644 "$destdir/etc/systemd/system/plcmail.service"
+		if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then
+			systemctl daemon-reload
+		fi
+		say "installed /etc/systemd/system/plcmail.service; after editing the config: systemctl enable --now plcmail"
+	fi
+fi
