@@ -117,4 +117,3 @@ to = ["nobody@example.com"]
 		t.Errorf("status deliveries = %d", st.Deliveries)
 	}
 }
-

@@ -90,8 +90,7 @@ type testOpts struct {
 	extra       string // appended TOML
 }
 
-func testCfg(t testing.TB, device string, o testOpts) *config.Config {
-	t.Helper()
+func configText(device string, o testOpts) string {
 	if o.heartbeat == "" {
 		o.heartbeat = "60s"
 	}
@@ -104,7 +103,12 @@ func testCfg(t testing.TB, device string, o testOpts) *config.Config {
 	if o.digestDelay == "" {
 		o.digestDelay = "200ms"
 	}
-	src := fmt.Sprintf(testConfig, device, o.heartbeat, o.holdoff, o.maxPerMin, o.digestDelay) + o.extra
+	return fmt.Sprintf(testConfig, device, o.heartbeat, o.holdoff, o.maxPerMin, o.digestDelay) + o.extra
+}
+
+func testCfg(t testing.TB, device string, o testOpts) *config.Config {
+	t.Helper()
+	src := configText(device, o)
 	cfg, err := config.Parse("test.toml", []byte(src))
 	if err != nil {
 		t.Fatalf("config: %v", err)

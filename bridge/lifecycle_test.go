@@ -1,0 +1,200 @@
+package bridge
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/protocol"
+	"go.bug.st/serial"
+)
+
+// TestPLCRestartReconciles: the PLC reboots (new boot id) while alarm 18
+// cleared and alarm 19 was raised unheard. Its HELLO snapshot {17, 19}
+// yields one restart notice, a clear for 18, a raise for 19, and nothing
+// more for 17, which was mailed before.
+func TestPLCRestartReconciles(t *testing.T) {
+	m, slave := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
+	g.waitConnected()
+	p := newPLC(t, m, 100)
+	p.expectAck(p.hello(), protocol.AckQueued)
+	p.expectAck(p.event(17, protocol.EventRaise, "a"), protocol.AckQueued)
+	p.expectAck(p.event(18, protocol.EventRaise, "b"), protocol.AckQueued)
+	before := len(spoolMessages(t, dir))
+
+	p2 := newPLC(t, m, 101)
+	h := p2.hello(protocol.ActiveAlarm{Code: 17, Severity: protocol.SeverityAlarm},
+		protocol.ActiveAlarm{Code: 19, Severity: protocol.SeverityCritical})
+	p2.expectAck(h, protocol.AckQueued)
+	p2.sendFrame(h) // retransmitted HELLO: nothing new
+	p2.expectAck(h, protocol.AckDuplicate)
+
+	var got []string
+	for _, q := range spoolMessages(t, dir) {
+		if strings.HasPrefix(q.Meta.Key, "line1/101/") {
+			got = append(got, q.Meta.Key+" "+q.Subject)
+		}
+	}
+	if len(spoolMessages(t, dir))-before != 3 || len(got) != 3 {
+		t.Fatalf("mails after restart: %q", got)
+	}
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{"line1/101/1/restart [plcmail] PLC restarted: line1 (Press 1)",
+		"line1/101/1/clear/18 [alarm] Alarm 18: clear", "line1/101/1/raise/19 [critical] Alarm 19: raise"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("missing %q in\n%s", want, joined)
+		}
+	}
+	if st := g.b.Status()[0]; st.Boot != 101 {
+		t.Errorf("boot %d", st.Boot)
+	}
+
+	// A partial snapshot (active_total > n) never implies a clear.
+	p3 := newPLC(t, m, 102)
+	p3.seq++
+	partial := &protocol.Frame{Type: protocol.TypeHello, Boot: 102, Seq: p3.seq, ActiveTotal: 5, NActive: 1}
+	partial.Active[0] = protocol.ActiveAlarm{Code: 17, Severity: protocol.SeverityAlarm}
+	p3.sendFrame(partial)
+	p3.expectAck(partial, protocol.AckQueued)
+	for _, q := range spoolMessages(t, dir) {
+		if strings.HasPrefix(q.Meta.Key, "line1/102/") && !strings.HasSuffix(q.Meta.Key, "/restart") {
+			t.Errorf("partial snapshot produced %s %q", q.Meta.Key, q.Subject)
+		}
+	}
+}
+
+func TestReloadKeepsLinks(t *testing.T) {
+	m, slave := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
+	g.waitConnected()
+	p := newPLC(t, m, 1)
+	p.expectAck(p.hello(), protocol.AckQueued)
+
+	bad := strings.Replace(configText(slave, testOpts{}), `subject = "{{.Name}} {{.Event}}`, `subject = "{{.Nope}} {{.Event}}`, 1)
+	badCfg, err := config.Parse("new.toml", []byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.b.Reload(badCfg)
+	if es := config.AsErrors(err); len(es) != 1 || es[0].Key != "alarm[0].subject" || es[0].Line == 0 {
+		t.Fatalf("invalid reload: %v", err)
+	}
+	good := strings.Replace(configText(slave, testOpts{}), `subject = "{{.Name}} {{.Event}}`, `subject = "RELOADED {{.Name}} {{.Event}}`, 1)
+	good = strings.Replace(good, `to = ["ops@example.com"]`, `to = ["night-shift@example.com"]`, 1)
+	goodCfg, err := config.Parse("new.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev1 := p.event(17, protocol.EventRaise, "old")
+	p.expectAck(ev1, protocol.AckQueued)
+	if err := g.b.Reload(goodCfg); err != nil {
+		t.Fatal(err)
+	}
+	ev2 := p.event(17, protocol.EventClear, "new")
+	p.expectAck(ev2, protocol.AckQueued)
+	for _, q := range spoolMessages(t, dir) {
+		switch q.Meta.Key {
+		case "line1/1/2":
+			if !strings.HasPrefix(q.Subject, "Pressure low") || q.Meta.Envelope.To[0] != "ops@example.com" {
+				t.Errorf("before reload: %q to %v", q.Subject, q.Meta.Envelope.To)
+			}
+		case "line1/1/3":
+			if !strings.HasPrefix(q.Subject, "RELOADED Pressure low") || q.Meta.Envelope.To[0] != "night-shift@example.com" {
+				t.Errorf("after reload: %q to %v", q.Subject, q.Meta.Envelope.To)
+			}
+		}
+	}
+	if st := g.b.Status()[0]; st.Reconnects != 0 || !st.Connected {
+		t.Errorf("link dropped by reload: %+v", st)
+	}
+}
+
+// TestUnplugReplug uses socat's pty pair like a USB-serial adapter: killing
+// socat removes the device under the open port (like pulling the cable),
+// starting it again brings it back at the same path. The link must log,
+// reconnect and carry on without a restart of the bridge.
+func TestUnplugReplug(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("socat not installed (apt-get install socat)")
+		}
+		t.Skip("socat not installed")
+	}
+	tmp := t.TempDir()
+	gwPath, plcPath := filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
+	startSocat := func() *exec.Cmd {
+		cmd := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, e1 := os.Stat(gwPath)
+			_, e2 := os.Stat(plcPath)
+			if e1 == nil && e2 == nil {
+				return cmd
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("socat did not create its ptys")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	openPLC := func() (*plc, serial.Port) {
+		port, err := serial.Open(plcPath, &serial.Mode{BaudRate: 115200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { port.Close() })
+		return &plc{t: t, f: port, dl: deadlinePort{port}, dec: protocol.NewDecoder(), boot: 9}, port
+	}
+
+	sc := startSocat()
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, gwPath, testOpts{}), dir)
+	g.waitConnected()
+	p, port := openPLC()
+	p.expectAck(p.hello(), protocol.AckQueued)
+	p.expectAck(p.event(17, protocol.EventRaise, "before unplug"), protocol.AckQueued)
+
+	// Unplug.
+	syscall.Kill(-sc.Process.Pid, syscall.SIGKILL)
+	sc.Wait()
+	port.Close()
+	g.waitFor("link down", func() bool { return !g.b.Status()[0].Connected })
+	time.Sleep(600 * time.Millisecond) // a few failed reopen attempts
+	if !strings.Contains(g.logs.String(), "port lost, reconnecting") {
+		t.Errorf("unplug not logged")
+	}
+
+	// Replug.
+	startSocat()
+	g.waitConnected()
+	p2, _ := openPLC()
+	p2.seq = p.seq
+	p2.expectAck(p2.event(17, protocol.EventClear, "after replug"), protocol.AckQueued)
+	msgs := spoolMessages(t, dir)
+	if len(msgs) != 2 {
+		t.Fatalf("%d mails, want 2", len(msgs))
+	}
+	if st := g.b.Status()[0]; st.Reconnects != 1 {
+		t.Errorf("reconnects = %d, want 1", st.Reconnects)
+	}
+}
+
+// deadlinePort gives a serial.Port the read deadline the test PLC uses.
+type deadlinePort struct{ p serial.Port }
+
+func (d deadlinePort) SetReadDeadline(t time.Time) error {
+	return d.p.SetReadTimeout(max(time.Until(t), time.Millisecond))
+}
