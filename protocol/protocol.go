@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Limits (SPEC.md 1.2). They are small because an ATmega328P has 2 KB of RAM.
@@ -735,4 +736,55 @@ func (f *Frame) parsePayload(p []byte) payloadError {
 		f.SMTPCode = le.Uint16(p[1:])
 	}
 	return ""
+}
+
+// MarshalText formats v as KIND:VALUE ("i32:42", "f32:1.5", "bool:true"), the
+// form the CLI and plcmail decode use.
+func (v Value) MarshalText() ([]byte, error) {
+	return []byte(v.Kind.String() + ":" + v.String()), nil
+}
+
+// UnmarshalText parses the KIND:VALUE form of MarshalText.
+func (v *Value) UnmarshalText(text []byte) error {
+	p, err := ParseValue(string(text))
+	if err != nil {
+		return err
+	}
+	*v = p
+	return nil
+}
+
+// ParseValue parses KIND:VALUE with KIND one of i32, u32, f32, bool.
+func ParseValue(s string) (Value, error) {
+	kind, val, ok := strings.Cut(s, ":")
+	if !ok {
+		return Value{}, fmt.Errorf("value %q: want KIND:VALUE with KIND i32, u32, f32 or bool", s)
+	}
+	switch kind {
+	case "i32":
+		n, err := strconv.ParseInt(val, 0, 32)
+		if err != nil {
+			return Value{}, fmt.Errorf("value %q: %w", s, err)
+		}
+		return Int32Value(int32(n)), nil
+	case "u32":
+		n, err := strconv.ParseUint(val, 0, 32)
+		if err != nil {
+			return Value{}, fmt.Errorf("value %q: %w", s, err)
+		}
+		return Uint32Value(uint32(n)), nil
+	case "f32":
+		x, err := strconv.ParseFloat(val, 32)
+		if err != nil {
+			return Value{}, fmt.Errorf("value %q: %w", s, err)
+		}
+		return Float32Value(float32(x)), nil
+	case "bool":
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return Value{}, fmt.Errorf("value %q: %w", s, err)
+		}
+		return BoolValue(b), nil
+	}
+	return Value{}, fmt.Errorf("value %q: unknown kind %q (want i32, u32, f32 or bool)", s, kind)
 }

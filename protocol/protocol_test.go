@@ -303,3 +303,23 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestParseValue(t *testing.T) {
+	for _, s := range []string{"i32:42", "i32:-2147483648", "u32:4294967295", "f32:1.5", "f32:-273.15", "bool:true", "bool:false"} {
+		v, err := ParseValue(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if got, _ := v.MarshalText(); string(got) != s {
+			t.Errorf("%s round-trips to %s", s, got)
+		}
+	}
+	if v, err := ParseValue("u32:0x10"); err != nil || v != Uint32Value(16) {
+		t.Errorf("hex: %v %v", v, err)
+	}
+	for _, s := range []string{"42", "i32:2147483648", "u32:-1", "f32:x", "bool:2", "i64:1"} {
+		if _, err := ParseValue(s); err == nil {
+			t.Errorf("ParseValue(%q) accepted", s)
+		}
+	}
+}
