@@ -125,8 +125,8 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 	var n8 [2]uint64
 	for _, p := range []struct {
 		name, s string
-		bits int
-		dst  *uint64
+		bits    int
+		dst     *uint64
 	}{
 		{"boot", *boot, 32, &n32[0]}, {"seq", *seq, 32, &n32[1]}, {"uptime", *uptime, 32, &n32[2]},
 		{"code", *code, 16, &n16[0]}, {"smtp-code", *smtpCode, 16, &n16[1]},

@@ -185,8 +185,8 @@ func TestDecodeErrors(t *testing.T) {
 	wires, errorCount := readVectors(t)
 	var in []byte
 	in = append(in, wires["garbage-before-frame"]...) // bad-cobs at 0, event at 12
-	in = append(in, wires["unknown-type"]...)          // unknown-type with its header
-	in = append(in, wires["ack-queued"][:4]...)        // incomplete at the end
+	in = append(in, wires["unknown-type"]...)         // unknown-type with its header
+	in = append(in, wires["ack-queued"][:4]...)       // incomplete at the end
 	objs, code := decodeLines(t, in)
 	if code != 0 || len(objs) != 4 {
 		t.Fatalf("exit %d, %v", code, objs)
