@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"os"
-	"path/filepath"
-	"sort"
+	"log/slog"
 	"testing"
 
 	"github.com/plcmail/plcmail/mailer"
@@ -17,27 +13,26 @@ type queuedMessage struct {
 	Data string
 }
 
-// spoolMessages returns the messages waiting in the spool at dir.
+// spoolMessages returns the messages waiting in the spool at dir, read
+// through the spool's own API as another process would.
 func spoolMessages(t *testing.T, dir string) []queuedMessage {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "queue", "*"))
+	s, err := mailer.OpenSpool(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(files)
+	defer s.Close()
+	list, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []queuedMessage
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	for _, m := range list {
+		m, data, err := s.ReadMessage(m.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hdr, data, _ := bytes.Cut(b, []byte("\n"))
-		var m queuedMessage
-		if err := json.Unmarshal(hdr, &m.Message); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		m.Data = string(data)
-		out = append(out, m)
+		out = append(out, queuedMessage{m, string(data)})
 	}
 	return out
 }
