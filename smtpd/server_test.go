@@ -1,0 +1,608 @@
+package smtpd_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/smtpd"
+)
+
+// TestEmbeddedDialogues replays what 8-bit boards send: every command in one
+// write without waiting for replies, an address as EHLO argument, no blank
+// line after the header, no Date/Message-ID/From/To, bare LF endings.
+func TestEmbeddedDialogues(t *testing.T) {
+	tests := []struct {
+		name    string
+		script  string
+		codes   string
+		subject string
+		body    string
+		from    string // header From
+		to      string // header To
+	}{
+		{
+			name: "classic Arduino sketch",
+			script: "EHLO 192.168.1.177\r\n" +
+				"MAIL FROM:<plc@example.com>\r\n" +
+				"RCPT TO:<ops@example.com>\r\n" +
+				"DATA\r\n" +
+				"Subject: Alarm\r\n" +
+				"Pump 3 failed\r\n" +
+				".\r\n" +
+				"QUIT\r\n",
+			codes:   "220 250 250 250 354 250 221",
+			subject: "Alarm", body: "Pump 3 failed\r\n",
+			from: "<plc@example.com>", to: "undisclosed-recipients:;",
+		},
+		{
+			name: "same with bare LF",
+			script: "EHLO 192.168.1.177\n" +
+				"MAIL FROM:<plc@example.com>\n" +
+				"RCPT TO:<ops@example.com>\n" +
+				"DATA\n" +
+				"Subject: Alarm\n" +
+				"Pump 3 failed\n" +
+				".\n" +
+				"QUIT\n",
+			codes:   "220 250 250 250 354 250 221",
+			subject: "Alarm", body: "Pump 3 failed\r\n",
+			from: "<plc@example.com>", to: "undisclosed-recipients:;",
+		},
+		{
+			name: "playground sketch: helo, blanks after colons, own headers",
+			script: "helo 192.168.1.177\r\n" +
+				"MAIL From: <plc@example.com>\r\n" +
+				"RCPT To: <ops@example.com>\r\n" +
+				"DATA\r\n" +
+				"To: You <ops@example.com>\r\n" +
+				"From: Me <plc@example.com>\r\n" +
+				"Subject: Arduino email test\r\n" +
+				"\r\n" +
+				"This is from my Arduino!\r\n" +
+				".\r\n" +
+				"QUIT\r\n",
+			codes:   "220 250 250 250 354 250 221",
+			subject: "Arduino email test", body: "This is from my Arduino!\r\n",
+			from: "Me <plc@example.com>", to: "You <ops@example.com>",
+		},
+		{
+			name: "bare address as EHLO, 8-bit text, mixed endings",
+			script: "EHLO [192.168.1.177]\r\n" +
+				"MAIL FROM:<plc@example.com>\r\n" +
+				"RCPT TO:<ops@example.com>\n" +
+				"DATA\r\n" +
+				"Subject: St\xc3\xb6rung Pumpe 3\n" +
+				"Druck 7 bar \xe2\x80\x93 bitte pr\xc3\xbcfen\n" +
+				"..punkt\r\n" +
+				".\r\n" +
+				"QUIT\r\n",
+			codes:   "220 250 250 250 354 250 221",
+			subject: "Störung Pumpe 3", body: "Druck 7 bar \xe2\x80\x93 bitte pr\xc3\xbcfen\r\n.punkt\r\n",
+			from: "<plc@example.com>", to: "undisclosed-recipients:;",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := startGateway(t, "")
+			out := converse(t, g.addr, "", tt.script)
+			if got := codeList(out); got != tt.codes {
+				t.Fatalf("reply codes %q, want %q\n%s", got, tt.codes, out)
+			}
+			if !strings.Contains(out, "250 2.0.0 OK: queued as ") {
+				t.Errorf("no queue id in reply:\n%s", out)
+			}
+			q := g.queued()
+			if len(q) != 1 {
+				t.Fatalf("%d messages queued, want 1", len(q))
+			}
+			if q[0].Envelope.From != "plc@example.com" || len(q[0].Envelope.To) != 1 || q[0].Envelope.To[0] != "ops@example.com" {
+				t.Errorf("envelope %+v", q[0].Envelope)
+			}
+			if q[0].Source != "smtp:127.0.0.1" {
+				t.Errorf("source %q", q[0].Source)
+			}
+			m, body := parse(t, q[0].Data)
+			subj, _ := new(mimeDecoder).DecodeHeader(m.Header.Get("Subject"))
+			if subj != tt.subject {
+				t.Errorf("Subject %q, want %q", subj, tt.subject)
+			}
+			if body != tt.body {
+				t.Errorf("body %q, want %q", body, tt.body)
+			}
+			if got := m.Header.Get("From"); got != tt.from {
+				t.Errorf("From %q, want %q", got, tt.from)
+			}
+			if got := m.Header.Get("To"); got != tt.to {
+				t.Errorf("To %q, want %q", got, tt.to)
+			}
+			if !strings.HasSuffix(m.Header.Get("Message-Id"), "@gw.test>") && !strings.Contains(tt.script, "Message-ID") {
+				t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
+			}
+			if g.wakes.Load() != 1 {
+				t.Errorf("wake called %d times", g.wakes.Load())
+			}
+			if !strings.Contains(g.logs.String(), "smtp: queued") {
+				t.Errorf("no log line for the accepted message:\n%s", g.logs)
+			}
+		})
+	}
+}
+
+// TestNotAllowedNetwork: a client outside allowed_networks gets 554 before
+// any SMTP happens, even when it sends a whole relay attempt blind.
+func TestNotAllowedNetwork(t *testing.T) {
+	g := startGateway(t, `allowed_networks = ["127.0.0.1/32"]`)
+	out := converse(t, g.addr, "127.0.0.2",
+		"EHLO spammer\r\nMAIL FROM:<a@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: spam\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	if got := codes(out); len(got) != 1 || got[0] != "554 5.7.1" {
+		t.Fatalf("replies %q, want only 554 5.7.1", out)
+	}
+	if q := g.queued(); len(q) != 0 {
+		t.Fatalf("%d messages queued from a stranger", len(q))
+	}
+	if !strings.Contains(g.logs.String(), "not in allowed_networks") || !strings.Contains(g.logs.String(), "127.0.0.2") {
+		t.Errorf("refusal not logged with the peer:\n%s", g.logs)
+	}
+	// The same dialogue from the allowed address is relayed.
+	out = converse(t, g.addr, "127.0.0.1",
+		"EHLO lan\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nSubject: ok\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 250 250 354 250 221" {
+		t.Fatalf("allowed client: %q", out)
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	g := startGateway(t, `max_message_bytes = 2048`)
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	// Declared size over the limit: refused at MAIL.
+	s.cmd("MAIL FROM:<plc@example.com> SIZE=5000", "552 5.3.4")
+	// Undeclared: refused after the data, which is read and discarded.
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 70)+"\r\n", 60) + ".\r\n")
+	s.expect("552 5.3.4")
+	if q := g.queued(); len(q) != 0 {
+		t.Fatalf("%d messages queued after 552", len(q))
+	}
+	// The session goes on: a message within the limit is queued.
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: small\r\n\r\nok\r\n.\r\n")
+	s.expect("250 2.0.0")
+	s.cmd("QUIT", "221")
+	if q := g.queued(); len(q) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(q))
+	}
+	if !strings.Contains(g.logs.String(), "code=552") {
+		t.Errorf("rejection not logged:\n%s", g.logs)
+	}
+}
+
+// TestSpoolFailure breaks the spool for real (queue/ becomes a file, so the
+// final rename fails even for root): the client must get a 4xx and keep its
+// message, and the retry succeeds once the spool is repaired.
+func TestSpoolFailure(t *testing.T) {
+	g := startGateway(t, "")
+	queueDir := filepath.Join(g.spool.Dir(), "queue")
+	if err := os.Remove(queueDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(queueDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: Alarm\r\nPump 3 failed\r\n.\r\n")
+	s.expect("451 4.3.0")
+	if g.wakes.Load() != 0 {
+		t.Errorf("wake called for a message that was not queued")
+	}
+	os.Remove(queueDir)
+	if err := os.Mkdir(queueDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: Alarm\r\nPump 3 failed\r\n.\r\n")
+	s.expect("250 2.0.0")
+	if q := g.queued(); len(q) != 1 {
+		t.Fatalf("%d queued after retry", len(q))
+	}
+}
+
+func TestRecipientAllowList(t *testing.T) {
+	g := startGateway(t, `allowed_recipients = ["example.com", "@plant.example", "boss@other.org"]`)
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	for rcpt, want := range map[string]string{
+		"ops@example.com":       "250",
+		"OPS@Example.COM":       "250",
+		"shift@plant.example":   "250",
+		"boss@other.org":        "250",
+		"other@other.org":       "550 5.7.1",
+		"ops@sub.example.com":   "550 5.7.1",
+		"victim@gmail.example":  "550 5.7.1",
+		"ops@example.com.evil":  "550 5.7.1",
+		`"ops"@evil.example`:    "550 5.7.1",
+		"postmaster":            "501", // go-smtp wants a domain
+		"ops%evil@example.com2": "550 5.7.1",
+	} {
+		s.cmd("RCPT TO:<"+rcpt+">", want)
+	}
+	s.cmd("DATA", "354")
+	s.send("Subject: x\r\n\r\ny\r\n.\r\n")
+	s.expect("250")
+	q := g.queued()
+	if len(q) != 1 || len(q[0].Envelope.To) != 4 {
+		t.Fatalf("queued %+v", q)
+	}
+	if !strings.Contains(g.logs.String(), "victim@gmail.example") {
+		t.Errorf("relay denial not logged:\n%s", g.logs)
+	}
+}
+
+func TestLimitsAndDisabledCommands(t *testing.T) {
+	g := startGateway(t, `max_recipients = 2`)
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	s.cmd("VRFY root", "252")
+	s.cmd("EXPN staff", "502")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<a@example.com>", "250")
+	s.cmd("RCPT TO:<b@example.com>", "250")
+	s.cmd("RCPT TO:<c@example.com>", "452 4.5.3")
+	s.cmd(`RCPT TO:<"a b"@example.com>`, "452") // limit comes first
+	s.cmd("RSET", "250")
+	s.cmd(`MAIL FROM:<"a b"@example.com>`, "553 5.1.3")
+	s.cmd("QUIT", "221")
+}
+
+func TestTimeouts(t *testing.T) {
+	t.Run("idle client is dropped", func(t *testing.T) {
+		g := startGateway(t, `command_timeout = "1s"`)
+		s := open(t, g.addr, "")
+		s.cmd("EHLO board", "250")
+		start := time.Now()
+		s.expect("421 4.4.2")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("dropped after %v", d)
+		}
+		eventually(t, "the session to end", func() bool { return g.srv.ActiveSessions() == 0 })
+	})
+	t.Run("stalled DATA", func(t *testing.T) {
+		g := startGateway(t, `command_timeout = "10s"
+data_timeout = "1s"`)
+		s := open(t, g.addr, "")
+		s.cmd("EHLO board", "250")
+		s.cmd("MAIL FROM:<plc@example.com>", "250")
+		s.cmd("RCPT TO:<ops@example.com>", "250")
+		s.cmd("DATA", "354")
+		s.send("Subject: half a message\r\n")
+		s.expect("451 4.4.2")
+		if q := g.queued(); len(q) != 0 {
+			t.Fatalf("partial message queued")
+		}
+	})
+	t.Run("slow but steady DATA within data_timeout", func(t *testing.T) {
+		g := startGateway(t, `command_timeout = "1s"
+data_timeout = "10s"`)
+		s := open(t, g.addr, "")
+		s.cmd("EHLO board", "250")
+		s.cmd("MAIL FROM:<plc@example.com>", "250")
+		s.cmd("RCPT TO:<ops@example.com>", "250")
+		s.cmd("DATA", "354")
+		for i := 0; i < 3; i++ { // 1.8 s in total: longer than command_timeout
+			s.send(fmt.Sprintf("line %d\r\n", i))
+			time.Sleep(600 * time.Millisecond)
+		}
+		s.send(".\r\n")
+		s.expect("250")
+	})
+}
+
+func TestLineTooLong(t *testing.T) {
+	g := startGateway(t, `max_line_length = 1000`)
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: x\r\n\r\n" + strings.Repeat("y", 1500) + "\r\n.\r\n")
+	s.expect("552 5.3.4")
+	if q := g.queued(); len(q) != 0 {
+		t.Fatalf("message with over-long line queued")
+	}
+}
+
+func TestAuth(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "board.secret")
+	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`require_auth = true
+[[smtp.account]]
+username = "press1"
+password_file = %q
+`, pw))
+	b64 := func(s string) string { return base64Std(s) }
+
+	s := open(t, g.addr, "")
+	ehlo := s.cmd("EHLO board", "250")
+	_ = ehlo
+	s.cmd("MAIL FROM:<plc@example.com>", "530 5.7.0")
+	s.cmd("AUTH PLAIN "+b64("\x00press1\x00wrong"), "535 5.7.8")
+	s.cmd("AUTH LOGIN", "334 "+b64("Username:"))
+	s.cmd(b64("press1"), "334 "+b64("Password:"))
+	s.cmd(b64("b0ard-Pa55"), "235")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("RCPT TO:<ops@example.com>", "250")
+	s.cmd("DATA", "354")
+	s.send("Subject: authed\r\n\r\nx\r\n.\r\n")
+	s.expect("250")
+	s.cmd("QUIT", "221")
+
+	// PLAIN with initial response and LOGIN with the username as initial
+	// response, sent blind like a board does.
+	out := converse(t, g.addr, "", "EHLO board\r\nAUTH PLAIN "+b64("\x00press1\x00b0ard-Pa55")+"\r\n"+
+		"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: blind\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 235 250 250 354 250 221" {
+		t.Errorf("PLAIN blind: %q\n%s", got, out)
+	}
+	out = converse(t, g.addr, "", "EHLO board\r\nAUTH LOGIN "+b64("press1")+"\r\n"+b64("b0ard-Pa55")+"\r\n"+
+		"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: blind\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 334 235 250 250 354 250 221" {
+		t.Errorf("LOGIN blind: %q\n%s", got, out)
+	}
+	q := g.queued()
+	if len(q) != 3 {
+		t.Fatalf("%d queued", len(q))
+	}
+	m, _ := parse(t, q[0].Data)
+	if r := m.Header.Get("Received"); !strings.Contains(r, "with ESMTPA") {
+		t.Errorf("Received %q does not record the authentication", r)
+	}
+	if !strings.Contains(g.logs.String(), "wrong username or password") {
+		t.Errorf("failed AUTH not logged:\n%s", g.logs)
+	}
+}
+
+// TestStartTLS uses the standard library's SMTP client over STARTTLS with a
+// certificate from a test CA.
+func TestStartTLS(t *testing.T) {
+	ca, err := mailertest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	c, err := smtp.Dial(g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	if err := c.StartTLS(&tls.Config{ServerName: "127.0.0.1", RootCAs: pool}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("plc@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("ops@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: tls\r\n\r\nover TLS\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	q := g.queued()
+	if len(q) != 1 {
+		t.Fatalf("%d queued", len(q))
+	}
+	m, body := parse(t, q[0].Data)
+	if !strings.Contains(m.Header.Get("Received"), "with ESMTPS") || body != "over TLS\r\n" {
+		t.Errorf("Received %q body %q", m.Header.Get("Received"), body)
+	}
+}
+
+// TestConnectionFlood opens 500 idle connections. Per-address and total
+// limits answer the excess with 421 at once; the limits protect a
+// legitimate client; idle sessions time out and free their slots.
+func TestConnectionFlood(t *testing.T) {
+	g := startGateway(t, `allowed_networks = ["127.0.0.0/8"]
+max_connections = 100
+max_connections_per_ip = 10
+command_timeout = "3s"`)
+
+	flood := func(addrs int) (greeted, refused int, conns []net.Conn) {
+		type result struct {
+			c     net.Conn
+			reply string
+		}
+		res := make(chan result, 500)
+		for i := 0; i < 500; i++ {
+			local := fmt.Sprintf("127.0.1.%d", 1+i%addrs)
+			go func() {
+				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+				c, err := d.Dial("tcp", g.addr)
+				if err != nil {
+					res <- result{nil, err.Error()}
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 128)
+				n, _ := io.ReadAtLeast(c, buf, 4)
+				res <- result{c, string(buf[:n])}
+			}()
+		}
+		for i := 0; i < 500; i++ {
+			r := <-res
+			if r.c != nil {
+				conns = append(conns, r.c)
+			}
+			switch {
+			case strings.HasPrefix(r.reply, "220 "):
+				greeted++
+			case strings.HasPrefix(r.reply, "421 4.7.0"):
+				refused++
+			default:
+				t.Errorf("unexpected reply %q", r.reply)
+			}
+		}
+		return
+	}
+
+	// One misbehaving device: 10 sessions, 490 refusals, and a legitimate
+	// board on another address still gets its alarm through.
+	start := time.Now()
+	greeted, refused, conns := flood(1)
+	t.Logf("500 connections from one address: %d greeted, %d refused in %v", greeted, refused, time.Since(start))
+	if greeted != 10 || refused != 490 {
+		t.Errorf("greeted %d refused %d, want 10 and 490", greeted, refused)
+	}
+	start = time.Now()
+	out := converse(t, g.addr, "127.0.0.1", "EHLO board\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: Alarm\r\nduring flood\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 250 250 354 250 221" {
+		t.Fatalf("legitimate client during flood: %q", out)
+	}
+	t.Logf("legitimate message during the flood took %v", time.Since(start))
+	for _, c := range conns {
+		c.Close()
+	}
+	eventually(t, "sessions to be released", func() bool { return g.srv.ActiveSessions() == 0 })
+
+	// Many devices: the total limit holds.
+	greeted, refused, conns = flood(50)
+	t.Logf("500 connections from 50 addresses: %d greeted, %d refused", greeted, refused)
+	if greeted != 100 || refused != 400 {
+		t.Errorf("greeted %d refused %d, want 100 and 400", greeted, refused)
+	}
+	if n := g.srv.ActiveSessions(); n != 100 {
+		t.Errorf("%d active sessions, want 100", n)
+	}
+	// Nobody says anything: command_timeout frees every slot.
+	eventually(t, "idle sessions to time out", func() bool { return g.srv.ActiveSessions() == 0 })
+	for _, c := range conns {
+		c.Close()
+	}
+	out = converse(t, g.addr, "127.0.0.1", "EHLO board\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 221" {
+		t.Fatalf("after the flood: %q", out)
+	}
+}
+
+// TestRunAndShutdown runs the configured listeners (two loopback addresses)
+// and checks that cancelling the context closes idle sessions promptly but
+// lets a message being received reach the spool.
+func TestRunAndShutdown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`
+[gateway]
+hostname = "gw.test"
+spool_dir = %q
+[upstream]
+host = "127.0.0.1"
+security = "none"
+auth = "none"
+from = "gw@example.com"
+[smtp]
+listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
+allowed_networks = ["127.0.0.0/8"]
+`, dir, port, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool, err := mailer.OpenSpool(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := smtpd.New(cfg, spool, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	var idle, busy *session
+	eventually(t, "listeners", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	idle = open(t, fmt.Sprintf("127.0.0.1:%d", port), "")
+	idle.cmd("EHLO idle", "250")
+	busy = open(t, fmt.Sprintf("127.0.0.2:%d", port), "127.0.0.2")
+	busy.cmd("EHLO busy", "250")
+	busy.cmd("MAIL FROM:<plc@example.com>", "250")
+	busy.cmd("RCPT TO:<ops@example.com>", "250")
+	busy.cmd("DATA", "354")
+	busy.send("Subject: in flight\r\n")
+	eventually(t, "both sessions", func() bool { return srv.ActiveSessions() == 2 })
+	time.Sleep(100 * time.Millisecond)
+
+	start := time.Now()
+	cancel()
+	// The idle session is closed at once...
+	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.r.ReadString('\n'); err == nil {
+		t.Errorf("idle session still open")
+	}
+	// ...the message in flight completes and is queued.
+	busy.send("text\r\n.\r\n")
+	busy.expect("250")
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("shutdown took %v", time.Since(start))
+	}
+	if list, _ := spool.List(); len(list) != 1 {
+		t.Errorf("%d queued, want the message in flight", len(list))
+	}
+	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		t.Errorf("still listening after Run returned")
+	}
+}
