@@ -89,6 +89,8 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		}
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
+	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
+	comps = append(comps, statusComponent(cfg, spool, queue, links, log))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -2,9 +2,266 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
 )
 
+// statusSocket is the Unix socket in the spool directory on which a running
+// `plcmail serve` answers `plcmail status`.
+//
+// A socket rather than a status file rewritten every few seconds: the answer
+// is live (a link that dropped a second ago shows as down), a gateway on an
+// SD card does not rewrite a file all day long, and "not running" needs no
+// staleness guess: nobody accepts the connection. The spool directory is
+// 0700, so only root and the gateway's user can ask, as with the mail itself.
+const statusSocket = "status.sock"
+
+// statusSnapshot is what serve answers on the status socket, as one JSON
+// document, and what `plcmail status --json` prints.
+type statusSnapshot struct {
+	Version string    `json:"version"`
+	PID     int       `json:"pid"`
+	Config  string    `json:"config"`
+	Started time.Time `json:"started"`
+	Now     time.Time `json:"now"` // when the snapshot was taken, for ages
+
+	Links []bridge.LinkStatus `json:"links"`
+	Queue mailer.Stats        `json:"queue"`
+	Dead  int                 `json:"dead_letters"`
+	SMTP  []string            `json:"smtp_listen,omitempty"`
+}
+
+// statusComponent is the part of serve that answers `plcmail status`. links
+// may be nil (no [[serial]]). It never stops the gateway: if the socket
+// cannot be created the gateway runs on without it, and says so in the log.
+func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queue, links *bridge.Bridge, log *slog.Logger) component {
+	started := time.Now()
+	collect := func() statusSnapshot {
+		s := statusSnapshot{
+			Version: readBuildInfo().Version, PID: os.Getpid(), Config: cfg.File,
+			Started: started, Now: time.Now(), Queue: queue.Stats(), Links: []bridge.LinkStatus{},
+		}
+		if links != nil {
+			s.Links = links.Status()
+		}
+		if dead, err := spool.ListDead(); err == nil {
+			s.Dead = len(dead)
+		}
+		if cfg.SMTP != nil {
+			s.SMTP = cfg.SMTP.Listen
+		}
+		return s
+	}
+	path := filepath.Join(cfg.Gateway.SpoolDir, statusSocket)
+	return component{"status", func(ctx context.Context) error {
+		return serveStatus(ctx, path, collect, log.With("component", "status"))
+	}}
+}
+
+// serveStatus answers every connection on the Unix socket at path with one
+// JSON statusSnapshot, until ctx is done. It returns nil only then, also when
+// the socket could not be created.
+func serveStatus(ctx context.Context, path string, collect func() statusSnapshot, log *slog.Logger) error {
+	// A socket left by a gateway that was killed: nobody answers on it (the
+	// delivery lock guarantees only one serve per spool), so it can go.
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		log.Warn("no status socket; `plcmail status` will not work", "err", err)
+		<-ctx.Done()
+		return nil
+	}
+	os.Chmod(path, 0o600)
+	go func() {
+		<-ctx.Done()
+		l.Close() // also removes the socket file
+	}()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("status socket", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		json.NewEncoder(c).Encode(collect())
+		c.Close()
+	}
+}
+
+// errNotRunning is returned by readStatus when no gateway answers.
+var errNotRunning = errors.New("gateway not running")
+
+// readStatus asks the gateway whose spool is dir.
+func readStatus(ctx context.Context, dir string) (statusSnapshot, error) {
+	var s statusSnapshot
+	path := filepath.Join(dir, statusSocket)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return s, fmt.Errorf("%w (nobody answers on %s)", errNotRunning, path)
+		}
+		return s, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := json.NewDecoder(c).Decode(&s); err != nil {
+		return s, fmt.Errorf("reading status from %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// cmdStatus prints what the running gateway is doing. Exit status 0 when it
+// runs, 1 when it does not (usable from monitoring scripts).
 func cmdStatus(ctx context.Context, e *env, args []string) error {
-	return errors.New("status: not implemented yet")
+	fs := subFlags(e, "status")
+	asJSON := fs.Bool("json", false, "print the raw status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError("status: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("status takes no arguments (use -c FILE, --json)")
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	s, err := readStatus(ctx, cfg.Gateway.SpoolDir)
+	if errors.Is(err, errNotRunning) {
+		fmt.Fprintf(e.stdout, "plcmail is not running (spool %s)\n", cfg.Gateway.SpoolDir)
+		printSpoolOnly(e.stdout, cfg.Gateway.SpoolDir)
+		return errSilent
+	}
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	printStatus(e.stdout, &s)
+	return nil
+}
+
+// printSpoolOnly shows what waits in the spool of a stopped gateway, read
+// straight from the directory (opening the spool would tidy it, which is the
+// running gateway's job).
+func printSpoolOnly(w io.Writer, dir string) {
+	for _, area := range []struct{ dir, what string }{{"queue", "queued"}, {"dead", "dead letters"}} {
+		ents, err := os.ReadDir(filepath.Join(dir, area.dir))
+		if err != nil {
+			continue
+		}
+		n := 0
+		var oldest time.Time
+		for _, e := range ents {
+			if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".json") {
+				continue
+			}
+			n++
+			if fi, err := e.Info(); err == nil && (oldest.IsZero() || fi.ModTime().Before(oldest)) {
+				oldest = fi.ModTime()
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(w, "%s: %d, oldest %s ago\n", area.what, n, age(time.Now(), oldest))
+		} else {
+			fmt.Fprintf(w, "%s: 0\n", area.what)
+		}
+	}
+}
+
+func printStatus(w io.Writer, s *statusSnapshot) {
+	now := s.Now
+	fmt.Fprintf(w, "plcmail %s running since %s (%s), pid %d, config %s\n",
+		s.Version, s.Started.Local().Format(time.DateTime), age(now, s.Started), s.PID, s.Config)
+
+	fmt.Fprintln(w, "\nserial links:")
+	if len(s.Links) == 0 {
+		fmt.Fprintln(w, "  none configured")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, l := range s.Links {
+		state := "up"
+		if !l.Connected {
+			state = "DOWN"
+		} else if l.Offline {
+			state = "up, PLC silent"
+		}
+		since := ""
+		if !l.Since.IsZero() {
+			since = "for " + age(now, l.Since)
+		}
+		last := "no frame yet"
+		if !l.LastFrame.IsZero() {
+			last = "last frame " + age(now, l.LastFrame) + " ago"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\tframes %d, errors %d, mails %d, duplicates %d\n",
+			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mailed, l.Duplicates)
+		if l.LastError != "" {
+			fmt.Fprintf(tw, "  \t\tlast error: %s\n", l.LastError)
+		}
+	}
+	tw.Flush()
+
+	q := s.Queue
+	fmt.Fprintln(w, "\nqueue:")
+	if q.Queued == 0 {
+		fmt.Fprintf(w, "  empty")
+	} else {
+		fmt.Fprintf(w, "  %d waiting, oldest %s old", q.Queued, age(now, q.Oldest))
+	}
+	fmt.Fprintf(w, "; %d dead letters (plcmail queue list)\n", s.Dead)
+	fmt.Fprintf(w, "  delivered %d, deferred %d, dead-lettered %d since start\n", q.Delivered, q.Deferred, q.DeadLettered)
+	if q.LastSuccess.IsZero() {
+		fmt.Fprintln(w, "  last delivery: none since start")
+	} else {
+		fmt.Fprintf(w, "  last delivery: %s (%s ago)\n", q.LastSuccess.Local().Format(time.DateTime), age(now, q.LastSuccess))
+	}
+	if q.LastError != "" {
+		fmt.Fprintf(w, "  last error: %s (%s ago): %s\n", q.LastErrorAt.Local().Format(time.DateTime), age(now, q.LastErrorAt), q.LastError)
+	}
+	if q.HoldUntil.After(now) {
+		fmt.Fprintf(w, "  upstream unreachable: next attempt in %s\n", age(q.HoldUntil, now))
+	}
+	if len(s.SMTP) > 0 {
+		fmt.Fprintf(w, "\nsmtp listener: %s\n", strings.Join(s.SMTP, ", "))
+	}
+}
+
+// age formats the time from then to now for people: "4s", "12m", "3h5m", "2d4h".
+func age(now, then time.Time) string {
+	d := now.Sub(then)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
 }
