@@ -86,7 +86,7 @@ listen = [%q]
 allowed_networks = ["127.0.0.0/8"]
 `, gwPath, listen)
 	path := c.write(t)
-	stop := startServe(t, path)
+	srv := startServe(t, path)
 
 	port, err := serial.Open(plcPath, &serial.Mode{BaudRate: 115200})
 	if err != nil {
@@ -124,7 +124,7 @@ allowed_networks = ["127.0.0.0/8"]
 					return f
 				}
 			case <-timeout:
-				_, logs := stop()
+				logs := srv.logs()
 				t.Fatalf("no %v for seq %d\nserve log:\n%s", typ, seq, logs)
 			}
 		}
@@ -152,7 +152,7 @@ allowed_networks = ["127.0.0.0/8"]
 		case <-time.After(500 * time.Millisecond):
 		}
 		if i == 20 {
-			_, logs := stop()
+			logs := srv.logs()
 			t.Fatalf("HELLO never ACKed\n%s", logs)
 		}
 	}
@@ -189,7 +189,7 @@ helloAcked:
 	if d := expect(protocol.TypeDelivery, 2); d.Status != protocol.DeliveryAccepted || d.SMTPCode != 250 {
 		t.Errorf("DELIVERY frame: status %v code %d", d.Status, d.SMTPCode)
 	}
-	if err, logs := stop(); err != nil {
+	if err, logs := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
 }

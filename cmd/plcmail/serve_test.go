@@ -34,9 +34,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startServe runs `plcmail serve` in-process until the returned stop is
-// called; stop returns serve's error and its log.
-func startServe(t *testing.T, path string) (stop func() (error, string)) {
+// inProcessServe is a `plcmail serve` running in a goroutine.
+type inProcessServe struct {
+	stop func() (error, string) // cancels, waits, returns serve's error and log
+	logs func() string
+}
+
+// startServe runs `plcmail serve` in-process until stop is called.
+func startServe(t *testing.T, path string) inProcessServe {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
@@ -45,7 +50,7 @@ func startServe(t *testing.T, path string) (stop func() (error, string)) {
 	go func() { errc <- run(ctx, []string{"plcmail", "-c", path, "serve"}, e) }()
 	var once sync.Once
 	var err error
-	stop = func() (error, string) {
+	stop := func() (error, string) {
 		once.Do(func() {
 			cancel()
 			select {
@@ -57,7 +62,7 @@ func startServe(t *testing.T, path string) (stop func() (error, string)) {
 		return err, logs.String()
 	}
 	t.Cleanup(func() { stop() })
-	return stop
+	return inProcessServe{stop, logs.String}
 }
 
 // TestServeDelivers: mail queued by `plcmail send` while serve runs goes
@@ -82,7 +87,7 @@ func TestServeDelivers(t *testing.T) {
 	c := newTestConfig(t)
 	c.Upstream = upstreamTOML(u.Config())
 	path := c.write(t)
-	stop := startServe(t, path)
+	srv := startServe(t, path)
 
 	for _, rcpt := range []string{"ops@example.com", "flaky@example.com", "nobody@example.com"} {
 		if r := runCLI(t, "Subject: to "+rcpt+"\n\nbody\n", "sendmail", "-c", path, rcpt); r.code != 0 {
@@ -113,7 +118,7 @@ func TestServeDelivers(t *testing.T) {
 	if !strings.Contains(r.stdout, "nobody@example.com") || !strings.Contains(r.stdout, "550") || strings.Contains(r.stdout, "ops@example.com") {
 		t.Errorf("mailq after delivery:\n%s", r.stdout)
 	}
-	err, logs := stop()
+	err, logs := srv.stop()
 	if err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
@@ -135,23 +140,31 @@ func TestServeRefusesSecondInstance(t *testing.T) {
 	c.Upstream = upstreamTOML(u.Config())
 	path := c.write(t)
 	stop1 := startServe(t, path)
-	time.Sleep(300 * time.Millisecond)
-	stop2 := startServe(t, path)
-	done := make(chan struct{})
-	var err2 error
-	var logs2 string
-	go func() {
-		// The second serve stops by itself; stop() only collects its result.
-		time.Sleep(2 * time.Second)
-		err2, logs2 = stop2()
-		close(done)
-	}()
-	<-done
-	if err2 == nil || !strings.Contains(err2.Error(), "another plcmail serve is already delivering") {
-		t.Errorf("second serve: %v\n%s", err2, logs2)
+	// Once it has delivered a message, the first serve holds the spool.
+	if r := runCLI(t, "Subject: x\n\ny\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatal(r)
 	}
-	if err, logs := stop1(); err != nil {
+	u.Wait(t, 1, 15*time.Second)
+	stop2 := startServe(t, path)
+	waitFor(t, "second serve gives up", func() bool {
+		// stop() on a serve that has already returned only collects its
+		// result; one still running would be stopped and return nil.
+		return strings.Contains(stop2.logs(), "another plcmail serve")
+	})
+	if err, logs := stop2.stop(); err == nil || !strings.Contains(err.Error(), "another plcmail serve is already delivering") {
+		t.Errorf("second serve: %v\n%s", err, logs)
+	}
+	if err, logs := stop1.stop(); err != nil {
 		t.Errorf("first serve: %v\n%s", err, logs)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
 	}
 }
 
