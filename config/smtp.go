@@ -214,3 +214,11 @@ func validRecipientPattern(r string) bool {
 	}
 	return domain != "" && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".")
 }
+
+// DefaultSMTP returns an [smtp] section listening on listen with every
+// default applied, for programs and tests that build a configuration in code.
+func DefaultSMTP(listen ...string) *SMTP {
+	s := &SMTP{Listen: listen}
+	s.applyDefaults()
+	return s
+}

@@ -114,6 +114,7 @@ func TestEmbeddedDialogues(t *testing.T) {
 			if q[0].Source != "smtp:127.0.0.1" {
 				t.Errorf("source %q", q[0].Source)
 			}
+			t.Logf("stored message:\n%s", q[0].Data)
 			m, body := parse(t, q[0].Data)
 			subj, _ := new(mimeDecoder).DecodeHeader(m.Header.Get("Subject"))
 			if subj != tt.subject {

@@ -1,0 +1,84 @@
+package smtpd_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/smtpd"
+)
+
+// TestEndToEnd: the blind bare-LF Arduino dialogue on the listener, the
+// durable spool, the delivery queue, and a real TLS upstream with AUTH. The
+// upstream must receive a well-formed message over TLS.
+func TestEndToEnd(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	cfg := u.GatewayConfig(t)
+	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs)
+		}
+	})
+
+	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := mailer.NewQueue(spool, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := smtpd.New(cfg, spool, q.Wake, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	qdone := make(chan error, 1)
+	go func() { qdone <- q.Run(ctx) }()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdone := make(chan error, 1)
+	go func() { sdone <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+		<-sdone
+		<-qdone
+	})
+
+	out := converse(t, l.Addr().String(), "",
+		"EHLO 192.168.1.177\nMAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
+	if got := codeList(out); got != "220 250 250 250 354 250 221" {
+		t.Fatalf("dialogue: %q\n%s", got, out)
+	}
+	got := u.Wait(t, 1, 15*time.Second)[0]
+	if !got.TLS || got.User == "" {
+		t.Errorf("delivered without TLS or AUTH: %+v", got)
+	}
+	if len(got.To) != 1 || got.To[0] != "ops@example.com" {
+		t.Errorf("upstream envelope %v -> %v", got.From, got.To)
+	}
+	t.Logf("as received upstream:\n%s", got.Data)
+	m, body := parse(t, got.Data)
+	if m.Header.Get("Subject") != "Alarm" || body != "Pump 3 failed\r\n" {
+		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)
+	}
+	if !strings.HasSuffix(m.Header.Get("Message-Id"), "@gw.test>") {
+		t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
+	}
+	eventually(t, "the spool to empty", func() bool {
+		list, err := spool.List()
+		return err == nil && len(list) == 0
+	})
+}
