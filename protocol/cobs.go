@@ -64,23 +64,30 @@ func COBSDecode(dst, src []byte) ([]byte, error) {
 }
 
 // cobsDecodeFrame decodes src into out for the Decoder. src comes from
-// between two delimiters, so it holds no 0x00 and at most MaxEncoded bytes;
-// the decoded length is at most len(src)-1, which always fits out.
+// between two delimiters, so it holds no 0x00 and at most MaxEncoded bytes.
+//
+// Without 0xFF code bytes (always the case for frames of at most 254 bytes)
+// the decoded frame is src[1:] with each later code byte replaced by 0x00,
+// so one copy and a walk over the code bytes do the job. A 0xFF code, which
+// only garbage can contain here, takes the general path.
 func cobsDecodeFrame(out *[MaxFrame]byte, src []byte) (int, bool) {
-	n := 0
-	for i := 0; i < len(src); {
+	if len(src) == 0 || len(src) > MaxEncoded {
+		return 0, false
+	}
+	n := copy(out[:], src[1:])
+	for i := 0; ; {
 		code := int(src[i])
-		i++
-		end := i + code - 1
-		if end > len(src) {
+		if code == 0xFF {
+			b, err := COBSDecode(out[:0], src)
+			return len(b), err == nil && len(b) <= MaxFrame
+		}
+		i += code
+		switch {
+		case i == len(src):
+			return n, true
+		case i > len(src):
 			return 0, false
 		}
-		n += copy(out[n:], src[i:end])
-		i = end
-		if code != 0xFF && i < len(src) {
-			out[n] = 0
-			n++
-		}
+		out[i-1] = 0
 	}
-	return n, true
 }

@@ -323,3 +323,41 @@ func TestParseValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCRC16Slicing compares the sliced CRC with the bitwise definition on
+// every length up to 100, so each tail length and alignment is covered.
+func TestCRC16Slicing(t *testing.T) {
+	bitwise := func(data []byte) uint16 {
+		crc := uint16(0xFFFF)
+		for _, b := range data {
+			crc ^= uint16(b)
+			for range 8 {
+				if crc&1 != 0 {
+					crc = crc>>1 ^ 0x8408
+				} else {
+					crc >>= 1
+				}
+			}
+		}
+		return ^crc
+	}
+	data := make([]byte, 100)
+	for i := range data {
+		data[i] = byte(i*151 + 7)
+	}
+	for n := 0; n <= len(data); n++ {
+		for off := 0; off < 3 && off <= n; off++ {
+			if got, want := CRC16(data[off:n]), bitwise(data[off:n]); got != want {
+				t.Fatalf("CRC16(data[%d:%d]) = %#04x, bitwise %#04x", off, n, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkCRC16(b *testing.B) {
+	data := make([]byte, 64)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		CRC16(data)
+	}
+}
