@@ -27,7 +27,7 @@ import (
 // gw is a listener under test: a real smtpd.Server on 127.0.0.1:0 with a
 // real durable spool in a temporary directory.
 type gw struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *config.Config
 	srv   *smtpd.Server
 	spool *mailer.Spool
@@ -39,7 +39,7 @@ type gw struct {
 
 // startGateway parses a complete configuration whose [smtp] section holds
 // smtpKeys (TOML lines; listen is added), and serves it on 127.0.0.1:0.
-func startGateway(t *testing.T, smtpKeys string) *gw {
+func startGateway(t testing.TB, smtpKeys string) *gw {
 	t.Helper()
 	dir := t.TempDir()
 	text := fmt.Sprintf(`
