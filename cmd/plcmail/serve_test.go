@@ -302,3 +302,31 @@ func (d *daemon) waitLog(s string, timeout time.Duration) bool {
 	}
 	return false
 }
+
+// TestQueueFlushWakesServe: a message waiting out a long backoff goes out at
+// once when `plcmail queue flush` runs in another process (postqueue -f).
+func TestQueueFlushWakesServe(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	u.SetRcpt(func(string) error { return mailertest.Reply(451, "4.7.1 greylisted, try again later") })
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+	// Hours of backoff: without the flush nothing would happen in this test.
+	text, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(text), `min_backoff = "50ms"`+"\nmax_backoff = \"500ms\"", `min_backoff = "1h"`+"\nmax_backoff = \"2h\"", 1)), 0o600)
+	srv := startServe(t, path)
+	if r := runCLI(t, "Subject: greylisted\n\nx\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatal(r)
+	}
+	waitFor(t, "first attempt deferred", func() bool {
+		return strings.Contains(runCLI(t, "", "mailq", "-c", path).stdout, "(1 attempt, next in ")
+	})
+	u.SetRcpt(nil)
+	if r := runCLI(t, "", "plcmail", "-c", path, "queue", "flush"); r.code != 0 {
+		t.Fatal(r)
+	}
+	u.Wait(t, 1, 10*time.Second)
+	if err, logs := srv.stop(); err != nil || !strings.Contains(logs, "flush requested") {
+		t.Errorf("serve: %v\n%s", err, logs)
+	}
+}
