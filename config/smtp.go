@@ -75,6 +75,9 @@ func (s *SMTP) applyDefaults() {
 	}
 	if s.MaxConnectionsPerIP == 0 {
 		s.MaxConnectionsPerIP = DefaultSMTPMaxConnectionsPerIP
+		if s.MaxConnections > 0 && s.MaxConnections < s.MaxConnectionsPerIP {
+			s.MaxConnectionsPerIP = s.MaxConnections
+		}
 	}
 	if s.CommandTimeout == 0 {
 		s.CommandTimeout = Duration(DefaultSMTPCommandTimeout)
