@@ -361,3 +361,30 @@ func BenchmarkCRC16(b *testing.B) {
 		CRC16(data)
 	}
 }
+
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+func TestWriteFrameOneWrite(t *testing.T) {
+	var w countingWriter
+	if err := WriteFrame(&w, exampleEvent()); err != nil || w.writes != 1 {
+		t.Fatalf("WriteFrame: %v, %d writes", err, w.writes)
+	}
+	if err := WriteFrame(&w, &Frame{Type: 0x04}); !errors.Is(err, ErrUnknownType) || w.writes != 1 {
+		t.Fatalf("invalid frame: %v, %d writes", err, w.writes)
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	f := exampleEvent()
+	buf := make([]byte, 0, MaxEncoded+1)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = AppendEncoded(buf[:0], f)
+	}
+	b.SetBytes(int64(len(buf)))
+}
