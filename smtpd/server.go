@@ -59,8 +59,9 @@ type Server struct {
 	tls      *tls.Config
 	srv      *smtp.Server
 
-	mu    sync.Mutex
-	gates []*gateListener
+	mu     sync.Mutex
+	gates  []*gateListener
+	closed bool
 }
 
 // New prepares a listener for cfg.SMTP, which must not be nil. Messages go to
@@ -150,8 +151,15 @@ func (s *Server) Serve(l net.Listener) error {
 	g := newGateListener(l, s.nets, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP, s.log)
 	g.tlsOffered = s.tls != nil
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
 	s.gates = append(s.gates, g)
 	s.mu.Unlock()
+	// If Close runs between the unlock and go-smtp registering g, Close has
+	// closed g's listener itself, so srv.Serve returns at once.
 	err := s.srv.Serve(g)
 	if errors.Is(err, net.ErrClosed) {
 		return nil
@@ -162,6 +170,7 @@ func (s *Server) Serve(l net.Listener) error {
 // Close stops the listeners and drops every session at once. A message whose
 // 250 was not sent yet is not lost: the client still has it and retries.
 func (s *Server) Close() error {
+	s.stopListening()
 	err := s.srv.Close()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
@@ -170,7 +179,16 @@ func (s *Server) Close() error {
 	return err
 }
 
+// stopListening marks the server closed and closes every listener.
+func (s *Server) stopListening() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.eachGate(func(g *gateListener) { g.Listener.Close() })
+}
+
 func (s *Server) shutdown(grace time.Duration) {
+	s.stopListening()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	done := make(chan struct{})

@@ -607,3 +607,22 @@ allowed_networks = ["127.0.0.0/8"]
 		t.Errorf("still listening after Run returned")
 	}
 }
+
+func TestCloseBeforeServe(t *testing.T) {
+	g := startGateway(t, "")
+	g.srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.srv.Serve(l) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve after Close did not return")
+	}
+}
