@@ -626,3 +626,17 @@ func TestCloseBeforeServe(t *testing.T) {
 		t.Fatal("Serve after Close did not return")
 	}
 }
+
+// TestHangUpWithoutReading: some sketches write the whole dialogue and close
+// the socket without reading a single reply (which makes the kernel send a
+// reset, since the greeting is unread). What arrived before the close is still
+// a complete transaction and must be queued.
+func TestHangUpWithoutReading(t *testing.T) {
+	g := startGateway(t, "")
+	for i := 0; i < 5; i++ {
+		c := dial(t, g.addr, "")
+		io.WriteString(c, "EHLO 192.168.1.177\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: Alarm\r\nPump 3 failed\r\n.\r\nQUIT\r\n")
+		c.Close()
+	}
+	eventually(t, "5 messages queued", func() bool { return len(g.queued()) == 5 })
+}
