@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
@@ -328,5 +329,51 @@ func TestQueueFlushWakesServe(t *testing.T) {
 	u.Wait(t, 1, 10*time.Second)
 	if err, logs := srv.stop(); err != nil || !strings.Contains(logs, "flush requested") {
 		t.Errorf("serve: %v\n%s", err, logs)
+	}
+}
+
+func TestRestartKeys(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = "[[serial]]\nname = \"a\"\ndevice = \"/dev/ttyUSB0\"\n\n[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n"
+	old, err := loadConfig(&env{configPath: c.write(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		change string
+		want   string
+	}{
+		{"", ""},
+		{"log_level", ""},
+		{"alarm", ""},
+		{"upstream", "upstream"},
+		{"queue", "queue"},
+		{"serial", "serial (links added, removed or moved)"},
+		{"smtp", "smtp"},
+		{"spool", "gateway"},
+	}
+	for _, tt := range tests {
+		n := *old
+		n.Gateway, n.Upstream, n.Queue = old.Gateway, old.Upstream, old.Queue
+		n.Serial = append([]config.Serial(nil), old.Serial...)
+		switch tt.change {
+		case "log_level":
+			n.Gateway.LogLevel = "debug"
+		case "alarm":
+			n.Alarm = nil
+		case "upstream":
+			n.Upstream.Port = 465
+		case "queue":
+			n.Queue.MinBackoff *= 2
+		case "serial":
+			n.Serial[0].Device = "/dev/ttyUSB1"
+		case "smtp":
+			n.SMTP = &config.SMTP{Listen: []string{"127.0.0.1:25"}}
+		case "spool":
+			n.Gateway.SpoolDir = "/elsewhere"
+		}
+		if got := strings.Join(restartKeys(old, &n), ","); got != tt.want {
+			t.Errorf("%s changed: restart keys %q, want %q", tt.change, got, tt.want)
+		}
 	}
 }
