@@ -102,7 +102,8 @@ func New(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger)
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = s.hostname
 	srv.MaxMessageBytes = sc.MaxMessageBytes
-	srv.MaxRecipients = sc.MaxRecipients
+	// max_recipients is enforced in Rcpt rather than by go-smtp, so that the
+	// refusal is logged like every other.
 	srv.MaxLineLength = sc.MaxLineLength
 	srv.ReadTimeout = sc.CommandTimeout.D()
 	srv.WriteTimeout = sc.CommandTimeout.D()
@@ -333,6 +334,10 @@ var errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if to == "" || !bareAddress(to) {
 		return ss.reject("RCPT", errBadAddress, "from", ss.from, "to", to)
+	}
+	if len(ss.rcpts) >= ss.srv.cfg.MaxRecipients {
+		return ss.reject("RCPT", &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
+			Message: fmt.Sprintf("Too many recipients (max_recipients = %d)", ss.srv.cfg.MaxRecipients)}, "from", ss.from, "to", to)
 	}
 	if !ss.srv.rcpts.allows(to) {
 		return ss.reject("RCPT", errRelayDenied, "from", ss.from, "to", to)

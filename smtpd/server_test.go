@@ -273,10 +273,14 @@ func TestLimitsAndDisabledCommands(t *testing.T) {
 	s.cmd("RCPT TO:<a@example.com>", "250")
 	s.cmd("RCPT TO:<b@example.com>", "250")
 	s.cmd("RCPT TO:<c@example.com>", "452 4.5.3")
-	s.cmd(`RCPT TO:<"a b"@example.com>`, "452") // limit comes first
 	s.cmd("RSET", "250")
 	s.cmd(`MAIL FROM:<"a b"@example.com>`, "553 5.1.3")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd(`RCPT TO:<"a b"@example.com>`, "553 5.1.3")
 	s.cmd("QUIT", "221")
+	if !strings.Contains(g.logs.String(), "code=452") {
+		t.Errorf("recipient limit not logged:\n%s", g.logs)
+	}
 }
 
 func TestTimeouts(t *testing.T) {
