@@ -15,8 +15,7 @@ enum {
   kStateSev = 0x03,
   kStateSnapSev = 0x0C,
   kStateActive = 0x10,
-  kStateInSnap = 0x20,
-  kMetaTextInFlash = 0x80
+  kStateInSnap = 0x20
 };
 
 // Bytes read per poll(): enough for a burst of replies, bounded so that a
@@ -25,11 +24,10 @@ const uint8_t kReadBudget = 2 * kMaxEncoded;
 
 }  // namespace
 
-PlcMail::PlcMail(Stream& link)
-    : link_(link), statusCb_(0), dirCb_(0), dePin_(0xFF), rePin_(0xFF), boot_(0), seq_(0), uptime_(0),
-      secondMark_(0), lastSend_(0), lastBeat_(0), helloUptime_(0), retryMs_(0), waitMs_(0), rng_(1),
-      resetCause_(0), head_(0), count_(0), untracked_(0), snapUntracked_(0), helloPending_(false),
-      resync_(false), sent_(false), retransmitNow_(false), queue_(), table_() {}
+PlcMail::PlcMail(Stream& link) : link_(link) {
+  memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState));
+  dePin_ = rePin_ = 0xFF;
+}
 
 uint32_t PlcMail::nextBootId(uint32_t stored) {
   uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0
@@ -187,12 +185,15 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t va
   }
   uint8_t tail = (uint8_t)((head_ + count_) % PLCMAIL_QUEUE_LEN);
   Event& ev = queue_[tail];
-  ev.code = code;
-  ev.meta = (uint8_t)((kind & 3) | ((severity & 3) << 2) | ((valueKind & 7) << 4) |
-                      (textInFlash ? kMetaTextInFlash : 0));
-  ev.uptime = uptime_;
-  ev.bits = bits;
+  uint8_t* w = ev.wire;
+  memcpy(w, &code, 2);  // little-endian on AVR and on the hosts we test on
+  w[2] = kind;
+  w[3] = severity;
+  memcpy(w + 4, &uptime_, 4);
+  w[8] = valueKind;
+  memcpy(w + 9, &bits, 4);
   ev.text = text;
+  ev.textInFlash = textInFlash;
   count_++;
   return ++seq_;
 }
@@ -279,15 +280,10 @@ void PlcMail::transmit(uint32_t now) {
   } else {
     const Event& ev = queue_[head_];
     w.header(kTypeEvent, boot_, seq);
-    w.u16(ev.code);
-    w.u8(ev.meta & 3);
-    w.u8((ev.meta >> 2) & 3);
-    w.u32(ev.uptime);
-    uint8_t valueKind = (ev.meta >> 4) & 7;
-    if (valueKind) {
+    w.bytes(ev.wire, 8);
+    if (ev.wire[8]) {
       w.u8(1);
-      w.u8(valueKind);
-      w.u32(ev.bits);
+      w.bytes(ev.wire + 8, 5);
     } else {
       w.u8(0);
     }
@@ -296,7 +292,7 @@ void PlcMail::transmit(uint32_t now) {
     if (ev.text) {
       uint8_t n = 0;
       for (const char* p = ev.text; n < kMaxText; p++, n++) {
-        char ch = (ev.meta & kMetaTextInFlash) ? (char)pgm_read_byte(p) : *p;
+        char ch = ev.textInFlash ? (char)pgm_read_byte(p) : *p;
         if (!ch) break;
         w.u8((uint8_t)ch);
       }

@@ -81,7 +81,47 @@ typedef void (*PlcMailStatusCallback)(uint8_t status, uint32_t seq, uint16_t det
 // flushed: drive an RS-485 transceiver's DE and /RE here.
 typedef void (*PlcMailDirectionCallback)(bool transmit);
 
-class PlcMail {
+// The sender's state, plain data so that one memset starts it (cheaper in
+// flash than initialising member by member). Not part of the API.
+struct PlcMailState {
+  // A queued event, its first 13 bytes in wire order (SPEC.md 3.2: code,
+  // event, severity, uptime, then kind and bits of the optional value), so
+  // that transmitting it is a copy.
+  struct Event {
+    uint8_t wire[13];
+    uint8_t textInFlash;
+    const char* text;
+  };
+  struct Entry {
+    uint16_t code;
+    uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
+  };
+
+  PlcMailStatusCallback statusCb_;
+  PlcMailDirectionCallback dirCb_;
+  uint8_t dePin_, rePin_;  // 0xFF: none
+  uint32_t boot_;
+  uint32_t seq_;         // last sequence number handed out
+  uint32_t uptime_;      // seconds since begin()
+  uint32_t secondMark_;  // millis() of the last uptime tick
+  uint32_t lastSend_;    // millis() of the head's last transmission
+  uint32_t lastBeat_;    // millis() of the last heartbeat
+  uint32_t helloUptime_;
+  uint16_t retryMs_;     // current backoff
+  uint16_t waitMs_;      // backoff plus jitter until the next retransmission
+  uint16_t rng_;
+  uint8_t resetCause_;
+  uint8_t head_, count_;
+  uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
+  bool helloPending_;    // a HELLO heads the stream
+  bool resync_;          // send a HELLO once the queue drains
+  bool sent_;            // the head was transmitted at least once
+  bool retransmitNow_;
+  Event queue_[PLCMAIL_QUEUE_LEN];
+  Entry table_[PLCMAIL_MAX_ACTIVE];
+};
+
+class PlcMail : private PlcMailState {
  public:
   explicit PlcMail(Stream& link);
 
@@ -141,18 +181,6 @@ class PlcMail {
   static uint32_t nextBootId(uint32_t stored);
 
  private:
-  struct Event {
-    uint16_t code;
-    uint8_t meta;  // bits 0-1 event kind, 2-3 severity, 4-6 value kind, 7 text in flash
-    uint32_t uptime;
-    uint32_t bits;
-    const char* text;
-  };
-  struct Entry {
-    uint16_t code;
-    uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
-  };
-
   uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
                 const char* text, bool textInFlash);
   void track(uint16_t code, uint8_t kind, uint8_t severity);
@@ -168,29 +196,6 @@ class PlcMail {
   void setDirection(bool transmit);
 
   Stream& link_;
-  PlcMailStatusCallback statusCb_;
-  PlcMailDirectionCallback dirCb_;
-  uint8_t dePin_, rePin_;
-
-  uint32_t boot_;
-  uint32_t seq_;         // last sequence number handed out
-  uint32_t uptime_;      // seconds since begin()
-  uint32_t secondMark_;  // millis() of the last uptime tick
-  uint32_t lastSend_;    // millis() of the head's last transmission
-  uint32_t lastBeat_;    // millis() of the last heartbeat
-  uint32_t helloUptime_;
-  uint16_t retryMs_;     // current backoff
-  uint16_t waitMs_;      // backoff plus jitter until the next retransmission
-  uint16_t rng_;
-  uint8_t resetCause_;
-  uint8_t head_, count_;
-  uint8_t untracked_, snapUntracked_;
-  bool helloPending_;    // a HELLO heads the stream
-  bool resync_;          // send a HELLO once the queue drains
-  bool sent_;            // the head was transmitted at least once
-  bool retransmitNow_;
-  Event queue_[PLCMAIL_QUEUE_LEN];
-  Entry table_[PLCMAIL_MAX_ACTIVE];
   plcmail::Decoder rx_;  // the one receive buffer
 };
 

@@ -1,4 +1,8 @@
 // PlcMailSmtp: see PlcMailSmtp.h.
+
+// Only the Stream-based session: see PlcMailSmtpSession for why this file
+// must not include Client.h.
+#define PLCMAIL_SMTP_SESSION_ONLY
 #include "PlcMailSmtp.h"
 
 namespace {
@@ -10,7 +14,7 @@ namespace {
 class Out : public Print {
  public:
   enum Mode { kRaw, kHeader, kBody };
-  explicit Out(Client& c) : c_(c), n_(0), mode_(kRaw), lineStart_(true), cr_(false) {}
+  explicit Out(Stream& c) : c_(c), n_(0), mode_(kRaw), lineStart_(true), cr_(false) {}
 
   void mode(Mode m) {
     mode_ = m;
@@ -65,7 +69,7 @@ class Out : public Print {
     put(b);
   }
 
-  Client& c_;
+  Stream& c_;
   uint8_t buf_[64];
   uint8_t n_;
   uint8_t mode_;
@@ -76,7 +80,7 @@ void crlf(Print& p) { p.print(F("\r\n")); }
 
 }  // namespace
 
-const __FlashStringHelper* PlcMailSmtp::stepName(uint8_t step) {
+const __FlashStringHelper* PlcMailSmtpSession::stepName(uint8_t step) {
   switch (step) {
     case PLCMAIL_SMTP_OK: return F("ok");
     case PLCMAIL_SMTP_CONNECT: return F("connect");
@@ -90,37 +94,9 @@ const __FlashStringHelper* PlcMailSmtp::stepName(uint8_t step) {
   return F("?");
 }
 
-uint8_t PlcMailSmtp::send(IPAddress server, uint16_t port, const char* from, const char* to,
-                          const char* subject, const char* body) {
-  code_ = 0;
-  if (!client_.connect(server, port)) return PLCMAIL_SMTP_CONNECT;
-  return dialogue(from, to, subject, body, 0);
-}
-
-uint8_t PlcMailSmtp::send(const char* host, uint16_t port, const char* from, const char* to,
-                          const char* subject, const char* body) {
-  code_ = 0;
-  if (!client_.connect(host, port)) return PLCMAIL_SMTP_CONNECT;
-  return dialogue(from, to, subject, body, 0);
-}
-
-uint8_t PlcMailSmtp::send(IPAddress server, uint16_t port, const char* from, const char* to,
-                          const char* subject, PlcMailBodyWriter body) {
-  code_ = 0;
-  if (!client_.connect(server, port)) return PLCMAIL_SMTP_CONNECT;
-  return dialogue(from, to, subject, 0, body);
-}
-
-uint8_t PlcMailSmtp::send(const char* host, uint16_t port, const char* from, const char* to,
-                          const char* subject, PlcMailBodyWriter body) {
-  code_ = 0;
-  if (!client_.connect(host, port)) return PLCMAIL_SMTP_CONNECT;
-  return dialogue(from, to, subject, 0, body);
-}
-
-uint8_t PlcMailSmtp::dialogue(const char* from, const char* to, const char* subject, const char* text,
-                              PlcMailBodyWriter body) {
-  Out out(client_);
+uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* subject, const char* text,
+                                PlcMailBodyWriter body) {
+  Out out(io_);
   if (!expect(220, 220)) return fail(PLCMAIL_SMTP_GREETING);
 
   out.print(F("EHLO "));
@@ -188,38 +164,36 @@ uint8_t PlcMailSmtp::dialogue(const char* from, const char* to, const char* subj
   out.print(F("QUIT\r\n"));
   out.flush();
   readReply();
-  client_.stop();
   code_ = accepted;
   return PLCMAIL_SMTP_OK;
 }
 
-uint8_t PlcMailSmtp::fail(uint8_t step) {
+uint8_t PlcMailSmtpSession::fail(uint8_t step) {
   uint16_t code = code_;
-  if (client_.connected() && code != 421) {
-    client_.print(F("QUIT\r\n"));
+  if (open_(io_) && code != 421) {
+    io_.print(F("QUIT\r\n"));
     readReply();
   }
-  client_.stop();
   code_ = code;
   return step;
 }
 
-bool PlcMailSmtp::expect(uint16_t lo, uint16_t hi) {
+bool PlcMailSmtpSession::expect(uint16_t lo, uint16_t hi) {
   code_ = readReply();
   return code_ >= lo && code_ <= hi;
 }
 
-int PlcMailSmtp::readByte(uint32_t deadline) {
-  while (!client_.available()) {
-    if (!client_.connected() || (int32_t)(millis() - deadline) >= 0) return -1;
+int PlcMailSmtpSession::readByte(uint32_t deadline) {
+  while (!io_.available()) {
+    if (!open_(io_) || (int32_t)(millis() - deadline) >= 0) return -1;
   }
-  return client_.read();
+  return io_.read();
 }
 
 // Reads one complete reply, all its lines ("250-..." continues, "250 ..."
 // or "250" ends), and returns its code; 0 on timeout, a closed connection
 // or a line that does not start with three digits.
-uint16_t PlcMailSmtp::readReply() {
+uint16_t PlcMailSmtpSession::readReply() {
   uint32_t deadline = millis() + timeoutMs_;
   for (;;) {
     uint16_t code = 0;

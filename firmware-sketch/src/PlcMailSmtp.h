@@ -21,7 +21,6 @@
 #define PLCMAIL_SMTP_H
 
 #include <Arduino.h>
-#include <Client.h>
 
 // Which step failed; PLCMAIL_SMTP_OK when the server accepted the message.
 enum PlcMailSmtpStep {
@@ -39,48 +38,92 @@ enum PlcMailSmtpStep {
 // ends normalised to CRLF and lines starting with '.' dot-stuffed.
 typedef void (*PlcMailBodyWriter)(Print& out);
 
-class PlcMailSmtp {
+// The dialogue itself, over any Stream that is already connected. It lives in
+// PlcMailSmtp.cpp and knows nothing of Client: the AVR core's Client.h pulls
+// in IPAddress.h, which defines a constant with a constructor in every file
+// including it and so would add IPAddress's printing code (about 440 bytes)
+// to every sketch linking this library, mail or not. Use PlcMailSmtp.
+class PlcMailSmtpSession {
  public:
-  explicit PlcMailSmtp(Client& client) : client_(client), helo_("plc"), timeoutMs_(10000), code_(0) {}
-
-  // Name sent with EHLO/HELO (a host name of the PLC); default "plc".
-  void setHeloName(const char* name) { helo_ = name; }
-  // How long to wait for each reply, in milliseconds; default 10000.
-  void setTimeout(uint16_t ms) { timeoutMs_ = ms; }
-
-  // Sends one mail and returns PLCMAIL_SMTP_OK or the failed step. to may
-  // list several recipients separated by commas. subject may be 0; CR and LF
-  // in it are replaced, so it cannot add headers.
-  uint8_t send(IPAddress server, uint16_t port, const char* from, const char* to, const char* subject,
-               const char* body);
-  uint8_t send(const char* host, uint16_t port, const char* from, const char* to, const char* subject,
-               const char* body);
-  // The same with a body writer, for bodies built from live values or kept
-  // in flash.
-  uint8_t send(IPAddress server, uint16_t port, const char* from, const char* to, const char* subject,
-               PlcMailBodyWriter body);
-  uint8_t send(const char* host, uint16_t port, const char* from, const char* to, const char* subject,
-               PlcMailBodyWriter body);
-
-  // The server's reply code for the last step (250, 451, 550, ...), or 0 when
-  // there was none (no connection, timeout, garbage, connection closed).
-  uint16_t code() const { return code_; }
-
-  // Short name of a step for logs, from flash: "ok", "connect", "greeting", ...
+  typedef uint8_t (*IsOpen)(Stream& io);  // false once the peer hung up
+  PlcMailSmtpSession(Stream& io, IsOpen open)
+      : helo_("plc"), timeoutMs_(10000), code_(0), io_(io), open_(open) {}
+  uint8_t run(const char* from, const char* to, const char* subject, const char* text, PlcMailBodyWriter body);
   static const __FlashStringHelper* stepName(uint8_t step);
 
+  const char* helo_;
+  uint16_t timeoutMs_;
+  uint16_t code_;
+
  private:
-  uint8_t dialogue(const char* from, const char* to, const char* subject, const char* text,
-                   PlcMailBodyWriter body);
   bool expect(uint16_t lo, uint16_t hi);
   uint16_t readReply();
   int readByte(uint32_t deadline);
   uint8_t fail(uint8_t step);
 
-  Client& client_;
-  const char* helo_;
-  uint16_t timeoutMs_;
-  uint16_t code_;
+  Stream& io_;
+  IsOpen open_;
 };
+
+#if !defined(PLCMAIL_SMTP_SESSION_ONLY)
+#include <Client.h>
+
+class PlcMailSmtp {
+ public:
+  explicit PlcMailSmtp(Client& client) : client_(client), session_(client, isOpen) {}
+
+  // Name sent with EHLO/HELO (a host name of the PLC); default "plc".
+  void setHeloName(const char* name) { session_.helo_ = name; }
+  // How long to wait for each reply, in milliseconds; default 10000.
+  void setTimeout(uint16_t ms) { session_.timeoutMs_ = ms; }
+
+  // Sends one mail and returns PLCMAIL_SMTP_OK or the failed step. to may
+  // list several recipients separated by commas. subject may be 0; CR and LF
+  // in it are replaced, so it cannot add headers.
+  uint8_t send(IPAddress server, uint16_t port, const char* from, const char* to, const char* subject,
+               const char* body) {
+    return connected(client_.connect(server, port)) ? finish(session_.run(from, to, subject, body, 0))
+                                                    : (uint8_t)PLCMAIL_SMTP_CONNECT;
+  }
+  uint8_t send(const char* host, uint16_t port, const char* from, const char* to, const char* subject,
+               const char* body) {
+    return connected(client_.connect(host, port)) ? finish(session_.run(from, to, subject, body, 0))
+                                                  : (uint8_t)PLCMAIL_SMTP_CONNECT;
+  }
+  // The same with a body writer, for bodies built from live values or kept
+  // in flash.
+  uint8_t send(IPAddress server, uint16_t port, const char* from, const char* to, const char* subject,
+               PlcMailBodyWriter body) {
+    return connected(client_.connect(server, port)) ? finish(session_.run(from, to, subject, 0, body))
+                                                    : (uint8_t)PLCMAIL_SMTP_CONNECT;
+  }
+  uint8_t send(const char* host, uint16_t port, const char* from, const char* to, const char* subject,
+               PlcMailBodyWriter body) {
+    return connected(client_.connect(host, port)) ? finish(session_.run(from, to, subject, 0, body))
+                                                  : (uint8_t)PLCMAIL_SMTP_CONNECT;
+  }
+
+  // The server's reply code for the last step (250, 451, 550, ...), or 0 when
+  // there was none (no connection, timeout, garbage, connection closed).
+  uint16_t code() const { return session_.code_; }
+
+  // Short name of a step for logs, from flash: "ok", "connect", "greeting", ...
+  static const __FlashStringHelper* stepName(uint8_t step) { return PlcMailSmtpSession::stepName(step); }
+
+ private:
+  static uint8_t isOpen(Stream& io) { return static_cast<Client&>(io).connected(); }
+  bool connected(int ok) {
+    session_.code_ = 0;
+    return ok > 0;  // EthernetClient returns negative codes for DNS failures
+  }
+  uint8_t finish(uint8_t step) {
+    client_.stop();
+    return step;
+  }
+
+  Client& client_;
+  PlcMailSmtpSession session_;
+};
+#endif  // !PLCMAIL_SMTP_SESSION_ONLY
 
 #endif  // PLCMAIL_SMTP_H

@@ -77,31 +77,18 @@ uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen) {
   return (uint8_t)(rawLen + 2);
 }
 
-void FrameWriter::u8(uint8_t v) {
-  if (len_ < cap_) buf_[len_] = v;
-  if (len_ != 0xFF) len_++;
-}
-
-void FrameWriter::u16(uint16_t v) {
-  u8((uint8_t)v);
-  u8((uint8_t)(v >> 8));
-}
-
-void FrameWriter::u32(uint32_t v) {
-  u16((uint16_t)v);
-  u16((uint16_t)(v >> 16));
-}
-
 void FrameWriter::bytes(const uint8_t* p, uint8_t n) {
-  while (n--) u8(*p++);
+  if (len_ + n <= cap_) memcpy(buf_ + len_, p, n);
+  len_ = (uint8_t)(len_ + n > 0xFF ? 0xFF : len_ + n);
 }
 
 void FrameWriter::header(uint8_t type, uint32_t boot, uint32_t seq) {
-  len_ = 0;
-  u8(kVersion);
-  u8(type);
-  u32(boot);
-  u32(seq);
+  // cap_ is at least kMaxFrame wherever frames are built.
+  buf_[0] = kVersion;
+  buf_[1] = type;
+  memcpy(buf_ + 2, &boot, 4);
+  memcpy(buf_ + 6, &seq, 4);
+  len_ = kHeaderLen;
 }
 
 uint8_t FrameWriter::finish() {
@@ -117,16 +104,26 @@ int Decoder::push(uint8_t b) {
     len_ = 0;
   }
   if (b == 0) {
-    if (discard_ || len_ == 0) {
+    uint8_t n = len_;
+    if (discard_ || n == 0) {
       discard_ = false;
       return kOK;
     }
-    int n = cobsDecode(buf_, len_, buf_);
-    if (n < 0) {
-      len_ = 0;
-      return kErrBadCOBS;
+    len_ = 0;
+    // In-place COBS decoding for frames shorter than 254 bytes: follow the
+    // chain of code bytes; each one after the first stands for a zero in
+    // the frame, which is then buf_[1 .. n). (A 0xFF code, a block without
+    // zero, cannot fit in kMaxEncoded bytes: the range check rejects it.)
+    uint8_t p = 0;
+    for (;;) {
+      uint8_t code = buf_[p];
+      if (p) buf_[p] = 0;
+      uint16_t q = (uint16_t)(p + code);
+      if (code == 0 || q > n) return kErrBadCOBS;
+      if (q == n) break;
+      p = (uint8_t)q;
     }
-    len_ = (uint8_t)n;
+    len_ = (uint8_t)(n - 1);
     ready_ = true;
     return kFrameReady;
   }

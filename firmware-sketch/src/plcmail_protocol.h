@@ -10,6 +10,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "plcmail's codec copies integers as little-endian memory images"
+#endif
 
 namespace plcmail {
 
@@ -86,10 +91,11 @@ class FrameWriter {
  public:
   FrameWriter(uint8_t* buf, uint8_t cap) : buf_(buf), cap_(cap), len_(0) {}
   void header(uint8_t type, uint32_t boot, uint32_t seq);
-  void u8(uint8_t v);
-  void u16(uint16_t v);
-  void u32(uint32_t v);
   void bytes(const uint8_t* p, uint8_t n);
+  // Integers are copied as they sit in memory: little-endian (checked below).
+  void u8(uint8_t v) { bytes(&v, 1); }
+  void u16(uint16_t v) { bytes((const uint8_t*)&v, 2); }
+  void u32(uint32_t v) { bytes((const uint8_t*)&v, 4); }
   // Appends the CRC and returns the raw frame length, or 0 when the frame did
   // not fit in the buffer.
   uint8_t finish();
@@ -116,7 +122,7 @@ class Decoder {
   // kOK when there is nothing to report yet, or a framing error.
   enum { kFrameReady = 0x7F };
   int push(uint8_t b);
-  const uint8_t* raw() const { return buf_; }
+  const uint8_t* raw() const { return buf_ + 1; }
   uint8_t rawLen() const { return len_; }
   void reset() {
     len_ = 0;

@@ -1,0 +1,3 @@
+// Size reference: the Arduino core alone.
+void setup() {}
+void loop() {}
