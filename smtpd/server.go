@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -58,6 +59,8 @@ type Server struct {
 	rcpts    *recipientPolicy
 	tls      *tls.Config
 	srv      *smtp.Server
+	listen   func(network, addr string) (net.Listener, error) // net.Listen; tests replace it
+	retry    time.Duration                                    // listenRetry; tests shorten it
 
 	mu     sync.Mutex
 	gates  []*gateListener
@@ -82,6 +85,8 @@ func New(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger)
 		spool:    spool,
 		wake:     wake,
 		log:      log,
+		listen:   net.Listen,
+		retry:    listenRetry,
 	}
 	var err error
 	if s.nets, err = sc.Networks(); err != nil {
@@ -120,30 +125,51 @@ func New(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger)
 // Run listens on every configured address and serves until ctx is done.
 // Then it stops accepting, closes idle sessions, lets messages being received
 // reach the spool (for up to 10 s) and returns nil.
+//
+// An address that is not (yet) configured on any interface is retried every
+// few seconds instead of failing: on a Raspberry Pi or an industrial PC the
+// LAN interface often comes up after the gateway, and the serial links must
+// not stop because of it. Any other listen error (port in use, no
+// permission) is returned at once.
 func (s *Server) Run(ctx context.Context) error {
-	var ls []net.Listener
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(s.cfg.Listen))
 	for _, addr := range s.cfg.Listen {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return fmt.Errorf("smtpd: %w", err)
-		}
-		ls = append(ls, l)
-	}
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
-		s.log.Info("smtp: listening", "addr", l.Addr().String())
-		go func() { errc <- s.Serve(l) }()
+		go func() { errc <- s.listenAndServe(ctx, addr) }()
 	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	cancel()
 	s.shutdown(shutdownGrace)
 	return err
+}
+
+// listenRetry is how often an address that is not available is retried.
+const listenRetry = 5 * time.Second
+
+func (s *Server) listenAndServe(ctx context.Context, addr string) error {
+	for tries := 0; ; tries++ {
+		l, err := s.listen("tcp", addr)
+		if err == nil {
+			s.log.Info("smtp: listening", "addr", l.Addr().String())
+			return s.Serve(l)
+		}
+		if !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("smtpd: %w", err)
+		}
+		if tries%int(time.Minute/s.retry+1) == 0 { // first time, then about every minute
+			s.log.Warn("smtp: address not available yet, retrying", "addr", addr, "err", err, "every", s.retry)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.retry):
+		}
+	}
 }
 
 // Serve accepts connections on l until Close (or Run's shutdown). Access
