@@ -644,3 +644,24 @@ func TestHangUpWithoutReading(t *testing.T) {
 	}
 	eventually(t, "5 messages queued", func() bool { return len(g.queued()) == 5 })
 }
+
+// TestBDAT: CHUNKING (advertised by go-smtp) carries bytes unchanged past
+// the bare-LF fixer; the repair still gives the stored message CRLF endings.
+func TestBDAT(t *testing.T) {
+	g := startGateway(t, "")
+	chunk1, chunk2 := "Subject: chunked\nfirst\n", "second\n.\n"
+	out := converse(t, g.addr, "", "EHLO board\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\n"+
+		fmt.Sprintf("BDAT %d\r\n%s", len(chunk1), chunk1)+
+		fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk2), chunk2)+"QUIT\r\n")
+	if got := codeList(out); got != "220 250 250 250 250 250 221" {
+		t.Fatalf("%q\n%s", got, out)
+	}
+	q := g.queued()
+	if len(q) != 1 {
+		t.Fatalf("%d queued", len(q))
+	}
+	m, body := parse(t, q[0].Data)
+	if m.Header.Get("Subject") != "chunked" || body != "first\r\nsecond\r\n.\r\n" {
+		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)
+	}
+}
