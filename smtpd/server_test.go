@@ -665,3 +665,30 @@ func TestBDAT(t *testing.T) {
 		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)
 	}
 }
+
+// TestDualStackListener: on a dual-stack socket ("[::]:25") IPv4 clients
+// appear as ::ffff:a.b.c.d; allowed_networks written in IPv4 must still
+// match them, and ::1 is matched by its own prefix.
+func TestDualStackListener(t *testing.T) {
+	l, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		t.Skipf("no IPv6: %v", err)
+	}
+	g := startGateway(t, `allowed_networks = ["127.0.0.1/32", "::1/128"]`)
+	go g.srv.Serve(l)
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct{ local, want string }{
+		{"127.0.0.1", "220 250 221"},
+		{"127.0.0.2", "554"},
+		{"::1", "220 250 221"},
+	} {
+		host := "127.0.0.1"
+		if strings.Contains(tc.local, ":") {
+			host = "::1"
+		}
+		out := converse(t, net.JoinHostPort(host, port), tc.local, "EHLO x\r\nQUIT\r\n")
+		if got := codeList(out); got != tc.want {
+			t.Errorf("from %s: %q, want %q", tc.local, got, tc.want)
+		}
+	}
+}
