@@ -22,6 +22,8 @@ enum {
 // babbling line cannot starve loop().
 const uint8_t kReadBudget = 2 * kMaxEncoded;
 
+uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
+
 }  // namespace
 
 PlcMail::PlcMail(Stream& link) : link_(link) {
@@ -107,22 +109,13 @@ uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value, const __Fl
 uint32_t PlcMail::raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text) {
   return push(code, kEventRaise, severity, 0, 0, (const char*)text, true);
 }
-uint32_t PlcMail::clear(uint16_t code) {
-  return push(code, kEventClear, severityOf(code), 0, 0, 0, false);
-}
-uint32_t PlcMail::acknowledge(uint16_t code) {
-  return push(code, kEventAcknowledge, severityOf(code), 0, 0, 0, false);
-}
+uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0, false); }
+uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0, false); }
 
 uint8_t PlcMail::find(uint16_t code) const {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
     if ((table_[i].state & (kStateActive | kStateInSnap)) && table_[i].code == code) return i;
   return 0xFF;
-}
-
-uint8_t PlcMail::severityOf(uint16_t code) const {
-  uint8_t i = find(code);
-  return i == 0xFF ? 0 : (table_[i].state & kStateSev);
 }
 
 bool PlcMail::isActive(uint16_t code) const {
@@ -140,27 +133,38 @@ uint8_t PlcMail::activeCount() const {
 // track keeps the table of active alarms current. While a HELLO is on the
 // wire its snapshot is frozen in the kStateInSnap/kStateSnapSev bits, so every
 // retransmission carries the same bytes.
-void PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
-  uint8_t i = find(code);
-  Entry* e = i == 0xFF ? 0 : &table_[i];
-  if (kind == kEventRaise) {
-    if (!e) {
-      for (i = 0; i < PLCMAIL_MAX_ACTIVE && !e; i++)
-        if (!(table_[i].state & (kStateActive | kStateInSnap))) e = &table_[i];
-      if (!e) {
-        if (untracked_ < 0xFF) untracked_++;
-        return;
+uint8_t PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
+  Entry *e = 0, *spare = 0;
+  for (Entry* t = table_; t < table_ + PLCMAIL_MAX_ACTIVE; t++) {
+    if (t->state & (kStateActive | kStateInSnap)) {
+      if (t->code == code) {
+        e = t;
+        break;
       }
-      e->code = code;
-      e->state = 0;
+    } else if (!spare) {
+      spare = t;
     }
-    e->state = (uint8_t)((e->state & ~kStateSev) | kStateActive | (severity & kStateSev));
-  } else if (kind == kEventClear) {
-    if (e)
-      e->state &= (uint8_t)~kStateActive;
-    else if (untracked_)
-      untracked_--;
   }
+  if (kind != kEventRaise) {
+    // A clear or acknowledge carries the severity the alarm was raised with.
+    if (!e) {
+      if (kind == kEventClear && untracked_) untracked_--;
+      return 0;
+    }
+    if (kind == kEventClear) e->state &= (uint8_t)~kStateActive;
+    return e->state & kStateSev;
+  }
+  if (!e) {
+    if (!spare) {
+      if (untracked_ < 0xFF) untracked_++;
+      return severity;
+    }
+    e = spare;
+    e->code = code;
+    e->state = 0;
+  }
+  e->state = (uint8_t)((e->state & ~kStateSev) | kStateActive | (severity & kStateSev));
+  return severity;
 }
 
 void PlcMail::freezeSnapshot(bool freeze) {
@@ -175,7 +179,7 @@ void PlcMail::freezeSnapshot(bool freeze) {
 
 uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
                        const char* text, bool textInFlash) {
-  track(code, kind, severity);
+  severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   if (!boot_ || (helloPending_ && !sent_)) return 0;
   if (count_ == PLCMAIL_QUEUE_LEN) {
@@ -231,12 +235,10 @@ void PlcMail::poll() {
   if (now - lastBeat_ >= PLCMAIL_HEARTBEAT_MS) {
     lastBeat_ = now;
     uint8_t buf[kMaxFrame + 2];
-    FrameWriter w(buf + 1, kMaxFrame);
-    w.header(kTypeHeartbeat, boot_, 0);
-    w.u32(uptime_);
-    uint16_t total = (uint16_t)activeCount() + untracked_;
-    w.u8(total > 0xFF ? 0xFF : (uint8_t)total);
-    writeFrame(buf, w.finish());
+    uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
+    memcpy(p, &uptime_, 4);
+    p[4] = saturate((uint16_t)(activeCount() + untracked_));
+    writeFrame(buf, p + 5);
   }
 }
 
@@ -259,59 +261,81 @@ void PlcMail::transmit(uint32_t now) {
   }
 
   uint8_t buf[kMaxFrame + 2];
-  FrameWriter w(buf + 1, kMaxFrame);
-  uint32_t seq = headSeq();
+  uint8_t* p;
   if (helloPending_) {
-    w.header(kTypeHello, boot_, seq);
-    w.u32(helloUptime_);
-    w.u8(resetCause_);
+    p = startFrame(buf, kTypeHello, headSeq());
+    memcpy(p, &helloUptime_, 4);
+    p[4] = resetCause_;
+    uint8_t* counts = p + 5;  // active_total and n, known after the list
+    p += 7;
     uint8_t n = 0;
-    for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
-      if (table_[i].state & kStateInSnap) n++;
-    uint16_t total = (uint16_t)n + snapUntracked_;
-    w.u8(total > 0xFF ? 0xFF : (uint8_t)total);
-    w.u8(n);
     for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
-      if (table_[i].state & kStateInSnap) {
-        w.u16(table_[i].code);
-        w.u8((uint8_t)((table_[i].state & kStateSnapSev) >> 2));
+      const Entry& e = table_[i];
+      if (e.state & kStateInSnap) {
+        memcpy(p, &e.code, 2);
+        p[2] = (uint8_t)((e.state & kStateSnapSev) >> 2);
+        p += 3;
+        n++;
       }
     }
+    counts[0] = saturate((uint16_t)(n + snapUntracked_));
+    counts[1] = n;
   } else {
     const Event& ev = queue_[head_];
-    w.header(kTypeEvent, boot_, seq);
-    w.bytes(ev.wire, 8);
+    p = startFrame(buf, kTypeEvent, headSeq());
+    memcpy(p, ev.wire, 8);
+    p += 8;
     if (ev.wire[8]) {
-      w.u8(1);
-      w.bytes(ev.wire + 8, 5);
+      *p++ = 1;
+      memcpy(p, ev.wire + 8, 5);
+      p += 5;
     } else {
-      w.u8(0);
+      *p++ = 0;
     }
-    uint8_t lenPos = w.len();
-    w.u8(0);
+    uint8_t* textLen = p++;
+    uint8_t n = 0;
     if (ev.text) {
-      uint8_t n = 0;
-      for (const char* p = ev.text; n < kMaxText; p++, n++) {
-        char ch = ev.textInFlash ? (char)pgm_read_byte(p) : *p;
+      for (const char* t = ev.text; n < kMaxText; t++, n++) {
+        char ch = ev.textInFlash ? (char)pgm_read_byte(t) : *t;
         if (!ch) break;
-        w.u8((uint8_t)ch);
+        *p++ = (uint8_t)ch;
       }
-      buf[1 + lenPos] = n;
     }
+    *textLen = n;
   }
-  writeFrame(buf, w.finish());
+  writeFrame(buf, p);
 
   lastSend_ = now;
-  waitMs_ = (uint16_t)(retryMs_ + random16() % (retryMs_ / 4 + 1));
+  // Up to 25 % jitter, so that PLCs restarted together by one power cut do
+  // not retransmit in step. Halving instead of a modulo spares a division.
+  uint16_t jitter = random16(), limit = retryMs_ >> 2;
+  while (jitter > limit) jitter >>= 1;
+  waitMs_ = (uint16_t)(retryMs_ + jitter);
   sent_ = true;
   retransmitNow_ = false;
 }
 
 uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
 
-void PlcMail::writeFrame(uint8_t* buf, uint8_t rawLen) {
-  if (!rawLen) return;
-  uint8_t n = cobsEncodeInPlace(buf, rawLen);
+// Starts a frame in buf (kMaxFrame + 2 bytes): the unencoded frame is built
+// from buf + 1 so that cobsEncodeInPlace can encode it where it is. Returns
+// where the payload goes.
+uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32_t seq) {
+  uint8_t* p = buf + 1;
+  p[0] = kVersion;
+  p[1] = type;
+  memcpy(p + 2, &boot_, 4);
+  memcpy(p + 6, &seq, 4);
+  return p + kHeaderLen;
+}
+
+// Appends the CRC to the frame started in buf and ending before end, and
+// writes it to the line.
+void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
+  uint8_t rawLen = (uint8_t)(end - (buf + 1));
+  uint16_t crc = crc16(buf + 1, rawLen);
+  memcpy(end, &crc, 2);
+  uint8_t n = cobsEncodeInPlace(buf, (uint8_t)(rawLen + kCrcLen));
   setDirection(true);
   // A leading delimiter ends whatever a reset or a collision left on the line.
   link_.write((uint8_t)0);

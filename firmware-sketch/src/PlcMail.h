@@ -183,12 +183,12 @@ class PlcMail : private PlcMailState {
  private:
   uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
                 const char* text, bool textInFlash);
-  void track(uint16_t code, uint8_t kind, uint8_t severity);
+  uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
-  uint8_t severityOf(uint16_t code) const;
   void freezeSnapshot(bool freeze);
   void transmit(uint32_t now);
-  void writeFrame(uint8_t* buf, uint8_t rawLen);
+  uint8_t* startFrame(uint8_t* buf, uint8_t type, uint32_t seq);
+  void writeFrame(uint8_t* buf, uint8_t* end);
   void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
