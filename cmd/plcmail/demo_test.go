@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"mime"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func needPTY(t *testing.T) {
+	t.Helper()
+	m, s, _, err := openPTY()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no pseudo-terminals here (CI must have /dev/ptmx): %v", err)
+		}
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	m.Close()
+	s.Close()
+}
+
+// summaryNumbers pulls the numbers out of the demo's summary lines, by the
+// word that follows each: "8 frames" -> frames: 8.
+func summaryNumbers(t *testing.T, out, line string) map[string]int {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(line) + `\s+(.*)$`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("summary line %q missing in:\n%s", line, out)
+	}
+	nums := map[string]int{}
+	for _, p := range regexp.MustCompile(`(\d+) ([a-zA-Z]+(?: [a-z]+)?)`).FindAllStringSubmatch(m[1], -1) {
+		n, _ := strconv.Atoi(p[1])
+		nums[p[2]] = n
+	}
+	return nums
+}
+
+// TestDemo runs `plcmail demo` in-process as a user would (with a -c that it
+// must ignore) and checks, from its output and from the .eml files, that the
+// whole path worked: five alarms, five mails, the retransmitted frame ACKed
+// as a duplicate and mailed once, a DELIVERY report for each mail.
+func TestDemo(t *testing.T) {
+	needPTY(t)
+	out := filepath.Join(t.TempDir(), "mails")
+	r := runCLI(t, "", "plcmail", "-c", "/nonexistent/plcmail.toml", "demo", "--out", out, "--pace", "50ms")
+	if r.code != 0 {
+		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("demo output:\n%s", r.stdout)
+	if r.stderr != "" {
+		t.Errorf("gateway warnings during the demo:\n%s", r.stderr)
+	}
+
+	sent := summaryNumbers(t, r.stdout, "PLC sent")
+	for k, want := range map[string]int{"frames": 8, "hello": 1, "events": 5, "heartbeats": 2, "retransmission": 1} {
+		if sent[k] != want {
+			t.Errorf("PLC sent %d %s, want %d (%v)", sent[k], k, want, sent)
+		}
+	}
+	got := summaryNumbers(t, r.stdout, "PLC received")
+	for k, want := range map[string]int{"ACKs": 7, "queued": 5, "duplicate": 1, "lost on": 1, "NAKs": 0, "delivery reports": 5, "accepted": 5, "failed": 0} {
+		if got[k] != want {
+			t.Errorf("PLC received %d %s, want %d (%v)", got[k], k, want, got)
+		}
+	}
+	gw := summaryNumbers(t, r.stdout, "gateway")
+	// The gateway saw 9 frames: 8 plus the retransmission.
+	for k, want := range map[string]int{"frames": 9, "ACKs": 7, "duplicates suppressed": 1, "alarm mails": 5, "delivered": 5} {
+		if gw[k] != want {
+			t.Errorf("gateway %d %s, want %d (%v)", gw[k], k, want, gw)
+		}
+	}
+	if ms := summaryNumbers(t, r.stdout, "mail server"); ms["mails received"] != 5 {
+		t.Errorf("mail server received %d mails, want 5", ms["mails received"])
+	}
+	if !strings.Contains(r.stdout, "ACK duplicate") || !strings.Contains(r.stdout, "ACK lost on the wire (simulated)") {
+		t.Error("output does not show the lost ACK and the duplicate")
+	}
+
+	// Exactly five .eml files, one per event, each a well-formed mail whose
+	// subject comes from its template; the retransmitted door alarm is
+	// there once.
+	files, err := filepath.Glob(filepath.Join(out, "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 5 {
+		t.Fatalf("%d .eml files in %s, want 5: %v", len(files), out, files)
+	}
+	var subjects []string
+	dec := new(mime.WordDecoder)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte("\r\n")) || bytes.Contains(bytes.ReplaceAll(data, []byte("\r\n"), nil), []byte("\n")) {
+			t.Errorf("%s: not CRLF line endings throughout", f)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		subject, _ := dec.DecodeHeader(msg.Header.Get("Subject"))
+		subjects = append(subjects, subject)
+		if from := msg.Header.Get("From"); !strings.Contains(from, "plc-gateway@plcmail.test") {
+			t.Errorf("%s: From %q", f, from)
+		}
+		if msg.Header.Get("Message-Id") == "" && msg.Header.Get("Message-ID") == "" {
+			t.Errorf("%s: no Message-ID", f)
+		}
+	}
+	sort.Strings(subjects)
+	want := []string{
+		"Press 1: alarm 99 (raise)",
+		"Press 1: safety door closed",
+		"Press 1: safety door open",
+		"[critical] Press 1: Hydraulic pressure low (clear)",
+		"[critical] Press 1: Hydraulic pressure low (raise)",
+	}
+	if strings.Join(subjects, "\n") != strings.Join(want, "\n") {
+		t.Errorf("subjects:\n%s\nwant:\n%s", strings.Join(subjects, "\n"), strings.Join(want, "\n"))
+	}
+	body, _ := os.ReadFile(files[0])
+	if !strings.Contains(r.stdout, "62.5 bar") || !bytes.Contains(body, []byte("Hydraulic pressure low")) {
+		t.Errorf("first mail does not carry the PLC's value and the template's text")
+	}
+}
+
+// TestDemoFollow: with --follow the gateway keeps running after the script
+// and `plcmail status` (as printed by the demo) reports it; Ctrl-C (ctx)
+// ends the demo cleanly.
+func TestDemoFollow(t *testing.T) {
+	needPTY(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := &syncBuffer{}
+	stderr := &syncBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr, getenv: func(string) string { return "" }}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"plcmail", "demo", "--follow", "--out", t.TempDir(), "--pace", "20ms"}, e)
+	}()
+	var statusCmd []string
+	waitFor(t, "the --follow hint", func() bool {
+		m := regexp.MustCompile(`plcmail -c (\S+) status`).FindStringSubmatch(stdout.String())
+		if m != nil {
+			statusCmd = []string{"plcmail", "-c", m[1], "status"}
+		}
+		return m != nil
+	})
+	r := runCLI(t, "", statusCmd...)
+	if r.code != 0 || !strings.Contains(r.stdout, "press-1") || !strings.Contains(r.stdout, "delivered 5") {
+		t.Errorf("status of the demo gateway: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("demo --follow after Ctrl-C: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo --follow did not stop after Ctrl-C")
+	}
+}
+
+func TestDemoUsage(t *testing.T) {
+	r := runCLI(t, "", "plcmail", "demo", "extra")
+	if r.code != 2 {
+		t.Errorf("demo extra: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
