@@ -28,7 +28,6 @@ uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
 
 PlcMail::PlcMail(Stream& link) : link_(link) {
   memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState));
-  dePin_ = rePin_ = 0xFF;
 }
 
 uint32_t PlcMail::nextBootId(uint32_t stored) {
@@ -55,18 +54,24 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
   resetCause_ = resetCause;
   uint32_t now = millis();
   secondMark_ = lastBeat_ = now;
-  uptime_ = 0;
-  rng_ = (uint16_t)(boot_ ^ (boot_ >> 16) ^ now) | 1;
-  // The HELLO is sequence 1 and goes out at the first poll().
+  rng_ = (uint16_t)(bootId ^ now) | 1;
+  // The HELLO is sequence 1 and goes out at the first poll(). (Everything
+  // else starts at zero from the constructor: begin() is called once.)
   seq_ = 1;
   helloPending_ = true;
-  sent_ = false;
-  count_ = head_ = 0;
+}
+
+// Only referenced by setDirectionPins, so sketches that use a callback (or
+// no direction control) do not link digitalWrite for it.
+static void drivePins(PlcMailState* s, bool transmit) {
+  digitalWrite(s->dePin_, transmit ? HIGH : LOW);
+  if (s->rePin_ != 0xFF) digitalWrite(s->rePin_, transmit ? HIGH : LOW);
 }
 
 void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
   dePin_ = dePin;
   rePin_ = rePin;
+  pinDriver_ = drivePins;
   pinMode(dePin, OUTPUT);
   digitalWrite(dePin, LOW);
   if (rePin != 0xFF) {
@@ -76,12 +81,10 @@ void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
 }
 
 void PlcMail::setDirection(bool transmit) {
-  if (dirCb_) {
+  if (dirCb_)
     dirCb_(transmit);
-  } else if (dePin_ != 0xFF) {
-    digitalWrite(dePin_, transmit ? HIGH : LOW);
-    if (rePin_ != 0xFF) digitalWrite(rePin_, transmit ? HIGH : LOW);
-  }
+  else if (pinDriver_)
+    pinDriver_(this, transmit);
 }
 
 uint32_t PlcMail::raise(uint16_t code, uint8_t severity) {
@@ -340,7 +343,7 @@ void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
   // A leading delimiter ends whatever a reset or a collision left on the line.
   link_.write((uint8_t)0);
   link_.write(buf, n);
-  if (dirCb_ || dePin_ != 0xFF) {
+  if (dirCb_ || pinDriver_) {
     link_.flush();  // the last stop bit must leave before the driver turns off
     setDirection(false);
   }
@@ -349,32 +352,29 @@ void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
 void PlcMail::handleFrame() {
   const uint8_t* raw = rx_.raw();
   uint8_t n = rx_.rawLen();
-  if (checkRaw(raw, n) != kOK) return;
-  uint8_t type = raw[1];
-  uint32_t boot = get32(raw + 2);
-  uint32_t seq = get32(raw + 6);
-  const uint8_t* p = raw + kHeaderLen;
-  uint8_t plen = (uint8_t)(n - kHeaderLen - kCrcLen);
-  bool head = pending() && sent_ && boot == boot_ && seq == headSeq();
-  switch (type) {
-    case kTypeAck:
-      // A late or repeated ACK for a frame already done is ignored.
-      if (plen >= 1 && head) finishHead(PLCMAIL_QUEUED, p[0]);
-      break;
-    case kTypeNak:
-      if (plen < 1) break;
-      if (p[0] == kNakBadFrame) {
-        if (pending() && sent_) retransmitNow_ = true;
-      } else if (head && p[0] >= kNakVersion && p[0] <= kNakMalformed) {
-        finishHead(PLCMAIL_REJECTED, p[0]);
-      }
-      // kNakBusy and reasons from later revisions: keep the frame, the
-      // backoff timer retransmits it.
-      break;
-    case kTypeDelivery:
-      if (plen >= 3 && boot == boot_)
-        report(p[0] == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, get16(p + 1));
-      break;
+  // Gateway frames carry at least one payload byte; shorter ones (and our
+  // own frames echoed by a bus) need no look.
+  if (n < kHeaderLen + 1 + kCrcLen || checkRaw(raw, n) != kOK) return;
+  uint8_t type = raw[1], arg = raw[kHeaderLen];
+  uint32_t seq;
+  memcpy(&seq, raw + 6, 4);
+  bool ours = memcmp(raw + 2, &boot_, 4) == 0;
+  bool head = ours && sent_ && seq == headSeq();
+  if (type == kTypeAck) {
+    // A late or repeated ACK for a frame already done is ignored.
+    if (head) finishHead(PLCMAIL_QUEUED, arg);
+  } else if (type == kTypeNak) {
+    if (arg == kNakBadFrame) {
+      if (sent_) retransmitNow_ = true;
+    } else if (head && arg >= kNakVersion && arg <= kNakMalformed) {
+      finishHead(PLCMAIL_REJECTED, arg);
+    }
+    // kNakBusy and reasons from later revisions: keep the frame, the
+    // backoff timer retransmits it.
+  } else if (type == kTypeDelivery && ours && n >= kHeaderLen + 3 + kCrcLen) {
+    uint16_t code;
+    memcpy(&code, raw + kHeaderLen + 1, 2);
+    report(arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, code);
   }
 }
 

@@ -99,7 +99,8 @@ struct PlcMailState {
 
   PlcMailStatusCallback statusCb_;
   PlcMailDirectionCallback dirCb_;
-  uint8_t dePin_, rePin_;  // 0xFF: none
+  void (*pinDriver_)(PlcMailState* self, bool transmit);  // set by setDirectionPins
+  uint8_t dePin_, rePin_;  // rePin_ 0xFF: none
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
   uint32_t uptime_;      // seconds since begin()
