@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/protocol"
+)
+
+func TestAge(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "0s"}, {0, "0s"}, {59 * time.Second, "59s"}, {61 * time.Second, "1m01s"},
+		{59*time.Minute + 59*time.Second, "59m59s"}, {3*time.Hour + 5*time.Minute, "3h05m"},
+		{47 * time.Hour, "47h00m"}, {50 * time.Hour, "2d02h"},
+	} {
+		if got := age(now, now.Add(-c.d)); got != c.want {
+			t.Errorf("age(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+// TestStatusLifecycle: before serve runs, status says so (exit 1) and shows
+// what waits in the spool; while it runs, status shows the serial links (one
+// up with a PLC talking, one whose device is missing), the queue with its
+// oldest message, the last delivery and the last upstream error; after
+// serve stopped, status says "not running" again.
+func TestStatusLifecycle(t *testing.T) {
+	needPTY(t)
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	master, slave, slavePath, err := openPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	defer master.Close()
+
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	c.Extra = fmt.Sprintf(`
+[[serial]]
+name = "press-1"
+device = %q
+
+[[serial]]
+name = "unplugged"
+device = %q
+
+[[alarm]]
+default = true
+subject = "alarm {{.Code}} {{.Event}}"
+body = "code {{.Code}}"
+to = ["ops@example.com"]
+`, slavePath, filepath.Join(c.Dir, "no-such-tty"))
+	path := c.write(t)
+
+	// Not running, one message waiting.
+	if r := runCLI(t, "Subject: early\r\n\r\nqueued before serve\r\n", "plcmail", "-c", path, "send", "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %d %s", r.code, r.stderr)
+	}
+	r := runCLI(t, "", "plcmail", "-c", path, "status")
+	if r.code != 1 || !strings.Contains(r.stdout, "plcmail is not running") || !strings.Contains(r.stdout, "queued: 1, oldest") {
+		t.Fatalf("status before serve: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	s := startServe(t, path)
+	u.Wait(t, 1, 15*time.Second) // the early message goes out
+
+	// The PLC says hello and raises an alarm; its mail is delivered.
+	dec := protocol.NewDecoder()
+	acks := make(chan protocol.Frame, 8)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := master.Read(buf)
+			dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
+				if err == nil && f.Type == protocol.TypeAck {
+					acks <- *f
+				}
+			})
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for _, f := range []protocol.Frame{
+		{Version: protocol.Version, Type: protocol.TypeHello, Boot: 7, Seq: 1, Uptime: 1},
+		{Version: protocol.Version, Type: protocol.TypeEvent, Boot: 7, Seq: 2, Uptime: 2, Code: 5, Event: protocol.EventRaise},
+	} {
+		if err := protocol.WriteFrame(master, &f); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-acks:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no ACK for %v seq %d\n%s", f.Type, f.Seq, s.logs())
+		}
+	}
+	u.Wait(t, 2, 15*time.Second)
+
+	// The upstream starts refusing: a new message stays queued with its error.
+	u.SetData(func(mailertest.Received) error { return mailertest.Reply(451, "4.3.0 mailbox busy, try later") })
+	if r := runCLI(t, "Subject: late\r\n\r\nrefused for now\r\n", "plcmail", "-c", path, "send", "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %d %s", r.code, r.stderr)
+	}
+	var st statusSnapshot
+	waitFor(t, "the 451 to show in status", func() bool {
+		r := runCLI(t, "", "plcmail", "-c", path, "status", "--json")
+		if r.code != 0 {
+			return false
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, r.stdout)
+		}
+		return strings.Contains(st.Queue.LastError, "451")
+	})
+	if len(st.Links) != 2 || !st.Links[0].Connected || st.Links[0].Frames != 2 || st.Links[1].Connected || st.Links[1].LastError == "" {
+		t.Errorf("links in status --json: %+v", st.Links)
+	}
+	if st.Queue.Queued != 1 || st.Queue.Delivered != 2 || st.Queue.LastSuccess.IsZero() {
+		t.Errorf("queue in status --json: %+v", st.Queue)
+	}
+
+	r = runCLI(t, "", "plcmail", "-c", path, "status")
+	if r.code != 0 {
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("plcmail status:\n%s", r.stdout)
+	for _, re := range []string{
+		`(?m)^plcmail \S+ running since .*, pid \d+, config ` + regexp.QuoteMeta(path) + `$`,
+		`(?m)^  press-1\s+` + regexp.QuoteMeta(slavePath) + `\s+up\s+for \d+s\s+last frame \d+s ago\s+frames 2, errors 0, mails 1, duplicates 0$`,
+		`(?m)^  unplugged\s+\S+no-such-tty\s+DOWN\s.*no frame yet`,
+		`(?m)^\s+last error: .*no-such-tty.*$`,
+		`(?m)^  1 waiting, oldest \d+s old; 0 dead letters`,
+		`(?m)^  delivered 2, deferred [1-9]\d*, dead-lettered 0 since start$`,
+		`(?m)^  last delivery: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)$`,
+		`(?m)^  last error: .* \(\d+s ago\): .*451.*mailbox busy`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("status output does not match %s", re)
+		}
+	}
+
+	if err, logs := s.stop(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	r = runCLI(t, "", "plcmail", "-c", path, "status")
+	if r.code != 1 || !strings.Contains(r.stdout, "plcmail is not running") || !strings.Contains(r.stdout, "queued: 1,") {
+		t.Errorf("status after serve stopped: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestStatusUsage(t *testing.T) {
+	c := newTestConfig(t)
+	path := c.write(t)
+	if r := runCLI(t, "", "plcmail", "-c", path, "status", "extra"); r.code != 2 {
+		t.Errorf("status extra: exit %d, want 2", r.code)
+	}
+	if r := runCLI(t, "", "plcmail", "-c", filepath.Join(c.Dir, "missing.toml"), "status"); r.code != 1 || !strings.Contains(r.stderr, "missing.toml") {
+		t.Errorf("status with a missing config: exit %d %s", r.code, r.stderr)
+	}
+}
