@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -8,7 +10,7 @@ import (
 	"github.com/plcmail/plcmail/protocol"
 )
 
-func TestRaiseClearQueuedBeforeAck(t *testing.T) {
+func TestRaiseClearMailed(t *testing.T) {
 	m, slave := openPty(t)
 	dir := t.TempDir()
 	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
@@ -18,17 +20,17 @@ func TestRaiseClearQueuedBeforeAck(t *testing.T) {
 
 	raise := p.event(17, protocol.EventRaise, "P1 < 90", protocol.Float32Value(87.5))
 	p.expectAck(raise, protocol.AckQueued)
-	// The ACK promises the mail is on disk: it must be there the moment the ACK is.
-	msgs := spoolMessages(t, dir)
-	if len(msgs) != 1 {
-		t.Fatalf("after raise ACK: %d mails queued, want 1", len(msgs))
+	// The ACK promises the event is on disk: it must be the moment the ACK is.
+	if !journaled(t, dir, 7, raise.Seq) {
+		t.Fatal("event ACKed but not in the journal")
 	}
+	g.waitMails(1)
 	clear := p.event(17, protocol.EventClear, "ok", protocol.Float32Value(95))
 	p.expectAck(clear, protocol.AckQueued)
 	unknown := p.event(99, protocol.EventRaise, "")
 	p.expectAck(unknown, protocol.AckQueued)
 
-	msgs = spoolMessages(t, dir)
+	msgs := g.waitMails(3)
 	want := map[string]string{
 		"line1/7/2": "Pressure low raise on Press 1: P1 < 90",
 		"line1/7/3": "Pressure low clear on Press 1: ok",
@@ -76,6 +78,8 @@ func TestDuplicateFrameAckedNotMailedTwice(t *testing.T) {
 		p.sendFrame(ev)
 		p.expectAck(ev, protocol.AckDuplicate)
 	}
+	g.waitMails(1)
+	time.Sleep(100 * time.Millisecond)
 	if n := len(spoolMessages(t, dir)); n != 1 {
 		t.Fatalf("%d mails, want 1", n)
 	}
@@ -127,7 +131,7 @@ func TestGarbageAndTruncatedFrames(t *testing.T) {
 		}
 		break
 	}
-	msgs := spoolMessages(t, dir)
+	msgs := g.waitMails(1)
 	if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "after junk") {
 		t.Fatalf("mails: %+v", msgs)
 	}
@@ -178,14 +182,15 @@ func TestHeartbeatTimeoutOneOfflineOneOnline(t *testing.T) {
 	}
 }
 
-// TestGatewayRestartBetweenFrameAndAck stops the gateway after it queued an
-// event but before the PLC saw the ACK, in the two places a crash can hit:
-// after the journal record (clean) and before it (the journal line lost).
-// The retransmission after the restart is ACKed as a duplicate and nothing
-// is mailed twice or lost.
+// TestGatewayRestartBetweenFrameAndAck stops the gateway after it accepted
+// an event but before the PLC saw the ACK, in the two states a crash can
+// leave: the event journaled and its mail queued, or journaled only (the
+// crash hit between the journal fsync and the spool write). After the
+// restart the retransmission is ACKed as a duplicate, and the mail exists
+// exactly once.
 func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
-	for _, loseJournal := range []bool{false, true} {
-		t.Run(map[bool]string{false: "journal-written", true: "journal-lost"}[loseJournal], func(t *testing.T) {
+	for _, mailLost := range []bool{false, true} {
+		t.Run(map[bool]string{false: "mail-queued", true: "only-journaled"}[mailLost], func(t *testing.T) {
 			m, slave := openPty(t)
 			dir := t.TempDir()
 			cfg := testCfg(t, slave, testOpts{})
@@ -198,8 +203,13 @@ func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
 			g.stop() // the PLC never reads this ACK
 			p.got, p.dec = nil, protocol.NewDecoder()
 			drain(m)
-			if loseJournal {
-				truncateLastLine(t, dir+"/links/line1.journal")
+			if mailLost {
+				removeLastLine(t, dir+"/links/line1.journal", `"t":"mailed"`)
+				for _, q := range spoolMessages(t, dir) {
+					if err := os.Remove(filepath.Join(dir, "queue", q.Meta.ID)); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			g2 := startGateway(t, cfg, dir)
 			g2.waitConnected()
@@ -207,12 +217,13 @@ func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
 			p.expectAck(ev, protocol.AckDuplicate)
 			next := p.event(17, protocol.EventClear, "after restart")
 			p.expectAck(next, protocol.AckQueued)
-			msgs := spoolMessages(t, dir)
-			if len(msgs) != 2 {
-				for _, q := range msgs {
-					t.Logf("mail %s: %s", q.Meta.Key, q.Subject)
-				}
-				t.Fatalf("%d mails, want 2", len(msgs))
+			msgs := g2.waitMails(2)
+			keys := map[string]int{}
+			for _, q := range msgs {
+				keys[q.Meta.Key]++
+			}
+			if len(msgs) != 2 || keys["line1/11/2"] != 1 || keys["line1/11/3"] != 1 {
+				t.Fatalf("mails by key: %v, want line1/11/2 and line1/11/3 once each", keys)
 			}
 		})
 	}

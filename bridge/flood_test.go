@@ -37,7 +37,7 @@ func TestFloodBoundedAndAccounted(t *testing.T) {
 		f := p.event(code, ev, fmt.Sprintf("e%d", i))
 		p.expectAck(f, protocol.AckQueued)
 	}
-	g.waitFor("digests flushed", func() bool { return g.b.Status()[0].DigestPending == 0 })
+	g.waitFor("digests flushed", func() bool { st := g.b.Status()[0]; return st.DigestPending == 0 && st.Unmailed == 0 })
 	elapsed := time.Since(start)
 
 	seen := map[string]int{}

@@ -253,14 +253,17 @@ func countKind(msgs []queued, substr string) int {
 
 // plc plays the PLC on the pty master.
 type plc struct {
-	t    testing.TB
-	f    io.ReadWriter
-	dl   interface{ SetReadDeadline(time.Time) error }
-	dec  *protocol.Decoder
-	got  []protocol.Frame
-	boot uint32
-	seq  uint32
-	buf  []byte
+	t   testing.TB
+	f   io.ReadWriter
+	dl  interface{ SetReadDeadline(time.Time) error }
+	dec *protocol.Decoder
+	got []protocol.Frame
+	// deliveries are DELIVERY frames that arrived while expect waited for
+	// something else.
+	deliveries []protocol.Frame
+	boot       uint32
+	seq        uint32
+	buf        []byte
 }
 
 func newPLC(t testing.TB, f *os.File, boot uint32) *plc {
@@ -341,6 +344,7 @@ func (p *plc) expect(f *protocol.Frame, typ protocol.Type) *protocol.Frame {
 			return r
 		}
 		if r.Type == protocol.TypeDelivery {
+			p.deliveries = append(p.deliveries, *r)
 			continue
 		}
 		p.t.Fatalf("got %v boot %d seq %d (ack %d nak %d), want %v for seq %d", r.Type, r.Boot, r.Seq, r.AckResult, r.NakReason, typ, f.Seq)
@@ -355,23 +359,38 @@ func (p *plc) expectAck(f *protocol.Frame, want protocol.AckResult) {
 	}
 }
 
-// truncateLastLine removes the journal's last record, as if the gateway
-// had died between queuing a mail and journaling it.
-func truncateLastLine(t testing.TB, path string) {
+// removeLastLine removes the journal's last record, which must contain
+// marker, as if the gateway had died before writing it.
+func removeLastLine(t testing.TB, path, marker string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
-	if len(lines) < 2 {
-		t.Fatalf("journal has %d lines", len(lines))
-	}
 	last := lines[len(lines)-1]
-	if !strings.Contains(last, `"t":"ev"`) {
-		t.Fatalf("last journal line %q is not an event", last)
+	if !strings.Contains(last, marker) {
+		t.Fatalf("last journal line %q lacks %s", last, marker)
 	}
 	if err := os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-1], "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitMails waits until the spool holds n messages and returns them. Alarm
+// mails are queued right after the ACK (the ACK waits for the journal).
+func (g *gateway) waitMails(n int) []queued {
+	g.t.Helper()
+	g.waitFor(fmt.Sprintf("%d mails in the spool", n), func() bool { return len(spoolMessages(g.t, g.dir)) >= n })
+	return spoolMessages(g.t, g.dir)
+}
+
+// journaled reports whether the link journal holds the event (boot, seq):
+// what an ACK promises.
+func journaled(t testing.TB, dir string, boot, seq uint32) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "links", "line1.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(data), fmt.Sprintf(`"t":"ev","b":%d,"s":%d,`, boot, seq))
 }

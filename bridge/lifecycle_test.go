@@ -27,7 +27,7 @@ func TestPLCRestartReconciles(t *testing.T) {
 	p.expectAck(p.hello(), protocol.AckQueued)
 	p.expectAck(p.event(17, protocol.EventRaise, "a"), protocol.AckQueued)
 	p.expectAck(p.event(18, protocol.EventRaise, "b"), protocol.AckQueued)
-	before := len(spoolMessages(t, dir))
+	before := len(g.waitMails(2))
 
 	p2 := newPLC(t, m, 101)
 	h := p2.hello(protocol.ActiveAlarm{Code: 17, Severity: protocol.SeverityAlarm},
@@ -95,12 +95,13 @@ func TestReloadKeepsLinks(t *testing.T) {
 	}
 	ev1 := p.event(17, protocol.EventRaise, "old")
 	p.expectAck(ev1, protocol.AckQueued)
+	g.waitMails(1) // rendered when queued, just after the ACK
 	if err := g.b.Reload(goodCfg); err != nil {
 		t.Fatal(err)
 	}
 	ev2 := p.event(17, protocol.EventClear, "new")
 	p.expectAck(ev2, protocol.AckQueued)
-	for _, q := range spoolMessages(t, dir) {
+	for _, q := range g.waitMails(2) {
 		switch q.Meta.Key {
 		case "line1/1/2":
 			if !strings.HasPrefix(q.Subject, "Pressure low") || q.Meta.Envelope.To[0] != "ops@example.com" {
@@ -183,7 +184,7 @@ func TestUnplugReplug(t *testing.T) {
 	p2, _ := openPLC()
 	p2.seq = p.seq
 	p2.expectAck(p2.event(17, protocol.EventClear, "after replug"), protocol.AckQueued)
-	msgs := spoolMessages(t, dir)
+	msgs := g.waitMails(2)
 	if len(msgs) != 2 {
 		t.Fatalf("%d mails, want 2", len(msgs))
 	}

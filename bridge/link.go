@@ -48,6 +48,7 @@ type LinkStatus struct {
 	Duplicates    uint64 `json:"duplicates"`     // frames ACKed as duplicates
 	Busy          uint64 `json:"busy"`           // frames refused because nothing could be stored
 	Mailed        uint64 `json:"mailed"`         // alarm mails queued
+	Unmailed      int    `json:"unmailed"`       // ACKed events whose mail is not in the spool yet (spool write failing)
 	Held          uint64 `json:"held"`           // events held back for a digest
 	Digests       uint64 `json:"digests"`        // digest mails queued
 	DigestPending int    `json:"digest_pending"` // held events not yet in a queued digest
@@ -80,21 +81,27 @@ type Link struct {
 	st *linkState
 
 	deliveries chan delivery
+	mailed     chan mailDone
+
+	// The mailer goroutine's queue.
+	outMu   sync.Mutex
+	out     []record
+	outWake chan struct{}
 
 	// Owned by run.
-	w              io.Writer // the open port, nil while disconnected
-	dec            *protocol.Decoder
-	started        time.Time
-	lastFrame      time.Time // zero: none since the gateway started
-	openedAt       time.Time
-	firstEventDone bool
-	holdoff        map[holdKey]time.Time
-	digestDue      time.Time
-	noticeRetry    time.Time
-	nakSecond      time.Time
-	nakCount       int
-	wbuf           []byte
-	lastDecStats   protocol.Stats
+	w            io.Writer // the open port, nil while disconnected
+	dec          *protocol.Decoder
+	started      time.Time
+	lastFrame    time.Time // zero: none since the gateway started
+	openedAt     time.Time
+	holdoff      map[holdKey]time.Time
+	digestDue    time.Time
+	mailRetry    time.Time
+	noticeRetry  time.Time
+	nakSecond    time.Time
+	nakCount     int
+	wbuf         []byte
+	lastDecStats protocol.Stats
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -111,6 +118,8 @@ func newLink(b *Bridge, name, port string, open Opener, journalDir string) (*Lin
 		j:          j,
 		st:         st,
 		deliveries: make(chan delivery, 64),
+		mailed:     make(chan mailDone),
+		outWake:    make(chan struct{}, 1),
 		dec:        protocol.NewDecoder(),
 		holdoff:    map[holdKey]time.Time{},
 	}
@@ -146,6 +155,22 @@ func (l *Link) deliveryResult(d delivery) {
 func (l *Link) run(ctx context.Context) {
 	l.started = time.Now()
 	l.digestDue = l.started.Add(l.settings().cfg.Flood.DigestDelay.D())
+	if n := len(l.st.unmailed); n > 0 {
+		l.log.Info("queuing alarms ACKed before the restart", "events", n)
+		for _, r := range l.st.unmailed {
+			l.mailOut(r)
+		}
+	}
+	mctx, stopMailer := context.WithCancel(ctx)
+	mailerDone := make(chan struct{})
+	go func() {
+		defer close(mailerDone)
+		l.mailer(mctx)
+	}()
+	defer func() {
+		stopMailer()
+		<-mailerDone
+	}()
 	backoff := minBackoff
 	failures := 0
 	for ctx.Err() == nil {
@@ -197,6 +222,8 @@ func (l *Link) idle(ctx context.Context, d time.Duration) {
 			l.tick(time.Now())
 		case d := <-l.deliveries:
 			l.log.Info("delivery status not sent: port closed", "boot", d.boot, "seq", d.seq)
+		case d := <-l.mailed:
+			l.mailedDone(d)
 		}
 	}
 }
@@ -261,6 +288,8 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 			l.syncDecoderStats()
 		case d := <-l.deliveries:
 			l.sendDelivery(d)
+		case d := <-l.mailed:
+			l.mailedDone(d)
 		case <-tick.C:
 			l.tick(time.Now())
 		}
@@ -491,10 +520,10 @@ func mailerValue(v protocol.Value) mailer.Value {
 }
 
 func (l *Link) alarmData(r *record, note string) mailer.AlarmData {
-	d := l.noticeData(mailer.KindAlarm, r.At)
-	d.Code, d.Event, d.Severity, d.Values, d.Text = r.Code, r.Event, r.Sev, r.Values, r.Text
-	d.Boot, d.Seq, d.Uptime, d.Note = r.Boot, r.Seq, time.Duration(r.Uptime)*time.Second, note
-	return d
+	sc := l.settings().link(l.name)
+	return mailer.AlarmData{Kind: mailer.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: l.port,
+		Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values, Text: r.Text, Note: note,
+		Boot: r.Boot, Seq: r.Seq, Uptime: time.Duration(r.Uptime) * time.Second, Time: r.At}
 }
 
 func entryFromRecord(r *record) mailer.Entry {
@@ -502,9 +531,11 @@ func entryFromRecord(r *record) mailer.Entry {
 		Text: r.Text, Boot: r.Boot, Seq: r.Seq, Reason: r.Held}
 }
 
-// handleEvent implements SPEC §4 rules 1-3 plus flood control: the event is
-// either mailed on its own (queued with its key) or appended to the journal
-// as a pending digest entry; either is durable before the ACK goes out.
+// handleEvent implements SPEC §4 rules 1-3 plus flood control. The event is
+// appended to the journal (fsynced) and then ACKed; an event to be mailed on
+// its own is queued right after the ACK (mailOut), an event held by flood
+// control waits in the journal for its digest. See journal.go for why this
+// order loses nothing and doubles nothing.
 func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	l.adoptBoot(f.Boot)
 	if l.st.seen[f.Seq] {
@@ -514,64 +545,134 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	r := recordFromFrame(f, now)
 	st := l.settings()
 	hk := holdKey{r.Code, r.Event}
-	// The first event after a gateway start is never held: it may be the
-	// retransmission of one that was queued just before a crash, before its
-	// journal record was written, and only the mail path (the spool's key)
-	// recognises it as a duplicate.
-	bypass := !l.firstEventDone
-	l.firstEventDone = true
 	switch {
-	case bypass:
-		l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute) // still counts against the cap
 	case now.Sub(l.holdoff[hk]) < st.tmpl.Holdoff(r.Code):
 		r.Held = "hold-off"
 	case !l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute):
 		r.Held = "rate limit"
 	}
-	if r.Held == "" {
-		key := eventKey(l.name, f.Boot, f.Seq)
-		sub, err := st.tmpl.Render(l.alarmData(&r, ""))
-		if err != nil {
-			l.log.Error("cannot render alarm, holding it for the digest", "key", key, "err", err)
-			r.Held = "render failed"
-		} else {
-			sub.Source, sub.Key = "serial:"+l.name, key
-			_, err = l.b.spool.Enqueue(sub)
-			dup := errors.Is(err, mailer.ErrDuplicate)
-			if err != nil && !dup {
-				l.log.Error("cannot queue alarm, NAK busy", "key", key, "err", err)
-				l.nakBusy(f)
-				return
-			}
-			l.holdoff[hk] = now
-			l.journal(&r)
-			if l.b.wake != nil && !dup {
-				l.b.wake()
-			}
-			if dup {
-				l.ack(f, protocol.AckDuplicate)
-				return
-			}
-			l.ack(f, protocol.AckQueued)
-			l.update(func(s *LinkStatus) { s.Mailed++ })
-			l.log.Info("alarm queued", "key", key, "code", r.Code, "event", r.Event)
-			return
-		}
-	}
-	// Held for the digest: the journal record is the durable promise.
 	if err := l.j.append(&r); err != nil {
-		l.log.Error("cannot record held alarm, NAK busy", "err", err)
+		l.log.Error("cannot record event, NAK busy", "key", eventKey(l.name, f.Boot, f.Seq), "err", err)
 		l.nakBusy(f)
 		return
 	}
 	l.st.apply(&r)
+	l.ack(f, protocol.AckQueued)
+	if r.Held == "" {
+		l.holdoff[hk] = now
+		l.mailOut(r)
+		l.update(func(s *LinkStatus) { s.Unmailed = len(l.st.unmailed) })
+		return
+	}
 	if len(l.st.pending) == 1 {
 		l.digestDue = now.Add(st.cfg.Flood.DigestDelay.D())
 		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.cfg.Flood.DigestDelay.D())
 	}
-	l.ack(f, protocol.AckQueued)
 	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
 	l.log.Debug("alarm held for digest", "key", eventKey(l.name, f.Boot, f.Seq), "reason", r.Held)
+}
+
+// mailDone reports that the mailer goroutine queued (or could not render)
+// the mail of an unmailed journal entry.
+type mailDone struct {
+	boot, seq uint32
+	dup       bool // the spool had it already (queued before a restart)
+	failed    bool // rendering failed: the event moves to the digest
+}
+
+// mailer queues the mails of journaled events, off the frame loop so that a
+// slow spool write (fsync under I/O load) never delays the next ACK. It owns
+// nothing of the link's state: it gets copies of the records and reports
+// back on l.mailed; the frame loop writes the journal.
+func (l *Link) mailer(ctx context.Context) {
+	for {
+		l.outMu.Lock()
+		for len(l.out) == 0 {
+			l.outMu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.outWake:
+			}
+			l.outMu.Lock()
+		}
+		r := l.out[0]
+		l.outMu.Unlock()
+
+		done := mailDone{boot: r.Boot, seq: r.Seq}
+		key := eventKey(l.name, r.Boot, r.Seq)
+		sub, err := l.settings().tmpl.Render(l.alarmData(&r, ""))
+		if err != nil {
+			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
+			done.failed = true
+		} else {
+			sub.Source, sub.Key = "serial:"+l.name, key
+			_, err = l.b.spool.Enqueue(sub)
+			done.dup = errors.Is(err, mailer.ErrDuplicate)
+			if err != nil && !done.dup {
+				// The event is safe in the journal; the spool takes it later.
+				l.log.Error("cannot queue alarm, retrying", "key", key, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(digestRetry):
+				}
+				continue
+			}
+			if !done.dup && l.b.wake != nil {
+				l.b.wake()
+			}
+		}
+		select {
+		case l.mailed <- done:
+		case <-ctx.Done():
+			return // the journal replays it at the next start; the spool knows the key
+		}
+		l.outMu.Lock()
+		l.out = l.out[1:]
+		l.outMu.Unlock()
+	}
+}
+
+// mailOut hands a journaled event to the mailer goroutine.
+func (l *Link) mailOut(r record) {
+	l.outMu.Lock()
+	l.out = append(l.out, r)
+	l.outMu.Unlock()
+	select {
+	case l.outWake <- struct{}{}:
+	default:
+	}
+}
+
+// mailedDone records in the journal what the mailer goroutine did.
+func (l *Link) mailedDone(d mailDone) {
+	key := eventKey(l.name, d.boot, d.seq)
+	if d.failed {
+		l.journal(&record{T: "mailfail", Boot: d.boot, Seq: d.seq, Held: "render failed"})
+		if len(l.st.pending) == 1 {
+			l.digestDue = time.Now()
+		}
+	} else {
+		mr := record{T: "mailed", Boot: d.boot, Seq: d.seq}
+		if err := l.j.appendNoSync(&mr); err != nil {
+			l.log.Error("journal append failed", "err", err)
+		}
+		l.st.apply(&mr)
+	}
+	l.update(func(s *LinkStatus) {
+		s.Unmailed = len(l.st.unmailed)
+		s.DigestPending = len(l.st.pending)
+		if !d.dup && !d.failed {
+			s.Mailed++
+		}
+	})
+	switch {
+	case d.dup:
+		l.log.Info("alarm was queued before a restart", "key", key)
+	case !d.failed:
+		l.log.Info("alarm queued", "key", key)
+	}
 }
 
 // adoptBoot handles an event whose boot differs from the last known one
