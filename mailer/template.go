@@ -7,6 +7,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"math"
+	netmail "net/mail"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,6 +226,8 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 				errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
 			}
 		}
+		errs = append(errs, checkAddrs(cfg, path+".to", a.To)...)
+		errs = append(errs, checkAddrs(cfg, path+".cc", a.Cc)...)
 		for _, r := range a.To {
 			if !seenTo[strings.ToLower(r)] {
 				seenTo[strings.ToLower(r)] = true
@@ -274,11 +277,29 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 				"no recipients for link notices (offline, restart, digests): set to, or add [[alarm]] entries with to"))
 		}
 		t.noticeTo[s.Name] = to
+		errs = append(errs, checkAddrs(cfg, fmt.Sprintf("serial[%d].to", i), s.To)...)
 	}
+	errs = append(errs, checkAddrs(cfg, "upstream.from", []string{cfg.Upstream.From})...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return t, nil
+}
+
+// checkAddrs checks addresses the way the message builder parses them, so
+// that an address config validation let through cannot stop a mail later.
+func checkAddrs(cfg *config.Config, path string, addrs []string) config.Errors {
+	var errs config.Errors
+	for i, a := range addrs {
+		if _, err := netmail.ParseAddress(a); err != nil {
+			key := path
+			if path != "upstream.from" {
+				key = fmt.Sprintf("%s[%d]", path, i)
+			}
+			errs = append(errs, cfg.Errorf(key, "%q: %v", a, err))
+		}
+	}
+	return errs
 }
 
 // cleanTemplateError turns "template: alarm[0].subject:1: unexpected ..."

@@ -290,3 +290,15 @@ func TestSanitizeHeader(t *testing.T) {
 		t.Errorf("long subject kept %d runes", len([]rune(got)))
 	}
 }
+
+func TestAddressesCheckedLikeTheMessageBuilder(t *testing.T) {
+	src := strings.Replace(templateConfig, `cc = ["boss@example.com"]`, `cc = ["boss@@example.com"]`, 1)
+	cfg, err := config.Parse("plcmail.toml", []byte(src))
+	if err != nil {
+		t.Skipf("config validation already refuses it: %v", err)
+	}
+	_, err = CompileTemplates(cfg)
+	if es := config.AsErrors(err); len(es) != 1 || es[0].Key != "alarm[0].cc[0]" || es[0].Line == 0 {
+		t.Fatalf("err = %v", err)
+	}
+}
