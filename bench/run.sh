@@ -1,0 +1,717 @@
+#!/usr/bin/env bash
+# bench/run.sh: plcmail side by side with a Postfix relay, in one run.
+#
+#   bash bench/run.sh                  # full run (< 15 min), writes bench/RESULTS.md
+#   BENCH_QUICK=1 bash bench/run.sh    # smaller counts (< 3 min), same table
+#
+# Needs root (it installs Debian packages when missing and starts a private
+# Postfix instance, whose daemons drop privileges to the "postfix" user).
+# Everything listens on 127.0.0.1 only; the system's /etc/postfix instance is
+# never read for settings, never started and never changed; port 25 is never
+# bound. All state lives in one temporary directory that is removed at exit
+# (BENCH_KEEP=1 keeps it for inspection).
+#
+# What is compared (see bench/README.md and the note in RESULTS.md):
+#   * SMTP relay: Postfix configured as the classic "relay for the LAN" guide
+#     (inet_interfaces, mynetworks, relayhost, VRFY off, size limit) and
+#     `plcmail serve` with an [smtp] listener, both relaying to the same
+#     smtp-sink, driven by the same smtp-source (16 sessions, 4 KiB, 5000 msgs):
+#     accepted msg/s (client wall time) and delivered msg/s (until the relay's
+#     queue is empty and the sink counted every message); plain and implicit TLS
+#     (the sink behind a socat TLS terminator, certificate pinned on both sides).
+#   * queue drain after an upstream outage (10000 messages queued while the sink
+#     is down; then the sink starts and the queue is flushed).
+#   * memory: idle, with 200 idle SMTP sessions, peak during the relay run.
+#   * size: stripped static plcmail builds per target vs. Postfix's packages.
+#   * serial and protocol figures from the Go benchmarks of bridge/ and protocol/.
+#
+# Environment knobs: BENCH_QUICK=1, BENCH_KEEP=1, BENCH_DIR (parent of the work
+# directory; its filesystem holds both queues), BENCH_NO_INSTALL=1,
+# BENCH_RESULTS (output file, default bench/RESULTS.md; "-" for none),
+# BENCH_PF_PORT (2525), BENCH_PLC_PORT (2527), BENCH_SINK_PORT (2626),
+# BENCH_TLS_PORT (2636).
+
+set -euo pipefail
+export LC_ALL=C
+
+BENCH_START=$(date +%s)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUICK=${BENCH_QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	N_RELAY=${BENCH_N_RELAY:-1000}
+	N_DRAIN=${BENCH_N_DRAIN:-2000}
+	TIME_LIMIT=180
+	CROSS_TARGETS=("linux/amd64" "linux/arm/7")
+else
+	N_RELAY=${BENCH_N_RELAY:-5000}
+	N_DRAIN=${BENCH_N_DRAIN:-10000}
+	TIME_LIMIT=900
+	CROSS_TARGETS=("linux/amd64" "linux/arm64" "linux/arm/6" "linux/arm/7" "linux/mipsle/softfloat")
+fi
+SESSIONS=16
+MSG_BYTES=4096
+IDLE_SESSIONS=200
+PF_PORT=${BENCH_PF_PORT:-2525}
+PLC_PORT=${BENCH_PLC_PORT:-2527}
+SINK_PORT=${BENCH_SINK_PORT:-2626}
+TLS_PORT=${BENCH_TLS_PORT:-2636}
+RESULTS=${BENCH_RESULTS:-$REPO/bench/RESULTS.md}
+SENDER=bench@client.example
+RCPT=alarm@upstream.example
+
+log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+# calc EXPR: floating point arithmetic with awk (bc is not always installed).
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+fmt() { awk -v v="$1" -v p="${2:-1}" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf "%.*f", p, v }'; }
+
+# ---------------------------------------------------------------- prerequisites
+
+[[ $(id -u) == 0 ]] || die "run as root (installs packages, starts a private Postfix whose daemons run as user postfix)"
+
+need_pkgs=()
+command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null && command -v postfix >/dev/null || need_pkgs+=(postfix)
+command -v socat >/dev/null || need_pkgs+=(socat)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if ((${#need_pkgs[@]})); then
+	[[ ${BENCH_NO_INSTALL:-0} == 1 ]] && die "missing packages: ${need_pkgs[*]}"
+	log "installing ${need_pkgs[*]}"
+	# Debian's postfix asks debconf questions; "No configuration" leaves
+	# /etc/postfix unconfigured and the system instance stopped, which is all
+	# we need: this script only uses its binaries with a private config.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2 ||
+		{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; }
+fi
+command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
+command -v go >/dev/null || die "go not found (needed to build plcmail and run its Go benchmarks)"
+
+for p in "$PF_PORT" "$PLC_PORT" "$SINK_PORT" "$TLS_PORT"; do
+	if ss -Htln "sport = :$p" | grep -q .; then
+		die "port $p is in use on this machine; set BENCH_*_PORT to free ports"
+	fi
+done
+
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/plcmail-bench.XXXXXX")
+chmod 755 "$W"
+PF=$W/postfix       # private Postfix instance: etc/ (config_directory), queue/, data/
+PLC=$W/plcmail      # plcmail config and spool
+mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PLC" "$W/tls" "$W/bin"
+
+# ---------------------------------------------------------------- cleanup
+
+PIDS=()          # processes we started, killed by id at exit
+PLC_PID=""
+PF_STARTED=0
+cleanup() {
+	local rc=$?
+	set +e
+	pkill -TERM -P "$WATCHDOG" 2>/dev/null; kill "$WATCHDOG" 2>/dev/null
+	[[ -n $PLC_PID ]] && stop_plcmail
+	for p in "${PIDS[@]}"; do
+		# Background helpers run in their own process group (setsid) so that
+		# socat's forked children go with their parent.
+		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+	done
+	if [[ $PF_STARTED == 1 ]]; then
+		postfix -c "$PF/etc" stop >/dev/null 2>&1
+		for _ in $(seq 50); do postfix -c "$PF/etc" status >/dev/null 2>&1 || break; sleep 0.1; done
+		postfix -c "$PF/etc" status >/dev/null 2>&1 && postfix -c "$PF/etc" abort >/dev/null 2>&1
+	fi
+	for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+	wait 2>/dev/null
+	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+		log "kept work directory $W"
+	else
+		rm -rf "$W"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# The whole run is bounded: after TIME_LIMIT the watchdog stops the script's
+# children (by parent id) and the script itself, whose EXIT trap cleans up.
+(
+	sleep "$TIME_LIMIT"
+	log "time limit of $TIME_LIMIT s reached, stopping"
+	kill -TERM $$ 2>/dev/null
+	pkill -TERM -P $$ 2>/dev/null
+) &
+WATCHDOG=$!
+
+# bg NAME CMD...: start CMD in its own session, output to $W/NAME.log; sets BG_PID.
+bg() {
+	local name=$1
+	shift
+	setsid "$@" >"$W/$name.log" 2>&1 &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+# stop_bg PID: terminate one helper started with bg.
+stop_bg() {
+	kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	local end=$(($(date +%s) + $2))
+	while (($(date +%s) < end)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- memory probes
+
+# pss_kb PID...: sum of proportional set sizes (shared pages divided among
+# their users), from smaps_rollup; falls back to RSS where it is missing.
+pss_kb() {
+	local p total=0 v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/ { print $2; exit }' "/proc/$p/smaps_rollup" 2>/dev/null) ||
+			v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || v=0
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# pf_pids: the Postfix master and all its children.
+pf_pids() {
+	local m
+	m=$(awk '{ print $1; exit }' "$PF/queue/pid/master.pid" 2>/dev/null) || return 0
+	[[ -n $m ]] || return 0
+	echo "$m"
+	ps -o pid= --ppid "$m" 2>/dev/null | tr -d ' ' || true
+}
+pf_pss_kb() { pss_kb $(pf_pids); }
+pf_nproc() { pf_pids | wc -l; }
+
+# sampler_start: records the summed PSS of Postfix every 200 ms (a peak that
+# falls between samples is missed, which can only make Postfix look smaller).
+sampler_start() {
+	: >"$W/pss.samples"
+	(
+		while :; do
+			pf_pss_kb >>"$W/pss.samples"
+			sleep 0.2
+		done
+	) &
+	SAMPLER=$!
+}
+sampler_stop() {
+	kill "$SAMPLER" 2>/dev/null || true
+	wait "$SAMPLER" 2>/dev/null || true
+	sort -n "$W/pss.samples" | tail -1
+}
+
+# ---------------------------------------------------------------- sink & TLS
+
+# The upstream: one smtp-sink for the whole run; its running counter (-c) is
+# how we check that every message arrived.
+start_sink() {
+	bg sink smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256
+	SINK_PID=$BG_PID
+	wait_port "$SINK_PORT" 10 || die "smtp-sink did not start: $(cat "$W/sink.log")"
+}
+stop_sink() { stop_bg "$SINK_PID"; }
+sink_count() {
+	local c
+	c=$(tr '\r' '\n' <"$W/sink.log" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2)
+	echo "${c:-0}"
+}
+
+make_tls() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+		-keyout "$W/tls/key.pem" -out "$W/tls/cert.pem" 2>/dev/null
+	TLS_FP=$(openssl x509 -in "$W/tls/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)
+}
+start_tls_terminator() {
+	bg tls socat "openssl-listen:$TLS_PORT,bind=127.0.0.1,reuseaddr,fork,nodelay,cert=$W/tls/cert.pem,key=$W/tls/key.pem,verify=0" \
+		"tcp:127.0.0.1:$SINK_PORT,nodelay"
+	TLS_PID=$BG_PID
+	wait_port "$TLS_PORT" 10 || die "TLS terminator did not start: $(cat "$W/tls.log")"
+}
+
+# ---------------------------------------------------------------- Postfix
+
+# The relay of the classic guide, in a private instance. Durability: Postfix's
+# cleanup daemon fsyncs every queue file before smtpd answers 250 to DATA (there
+# is no setting that turns this off), so both sides promise the same thing.
+postfix_configure() {
+	cat >"$PF/etc/main.cf" <<-EOF
+		compatibility_level = 3.6
+		queue_directory = $PF/queue
+		data_directory = $PF/data
+		maillog_file = $PF/maillog
+		maillog_file_prefixes = $PF
+		mail_owner = postfix
+		setgid_group = postdrop
+		myhostname = bench-postfix.localdomain
+		mydestination =
+		local_transport = error:local delivery is disabled
+		alias_maps =
+		alias_database =
+		biff = no
+		append_dot_mydomain = no
+		readme_directory = no
+
+		# the relay of the guide
+		inet_interfaces = 127.0.0.1
+		inet_protocols = ipv4
+		mynetworks = 127.0.0.0/8
+		smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+		disable_vrfy_command = yes
+		message_size_limit = 10240000
+		relayhost = [127.0.0.1]:$SINK_PORT
+		smtp_tls_security_level = none
+		smtp_tls_session_cache_database = btree:\${data_directory}/smtp_scache
+	EOF
+	# Debian's master.cf, without chroot (a chroot needs copies of /etc files
+	# inside the queue directory) and with smtpd on a loopback port. smtpd's
+	# process limit is raised from 100 to 256 so that 200 idle sessions are
+	# really served at once instead of waiting in the kernel's backlog.
+	cat >"$PF/etc/master.cf" <<-EOF
+		127.0.0.1:$PF_PORT inet n - n - 256 smtpd
+		pickup    unix  n       -       n       60      1       pickup
+		cleanup   unix  n       -       n       -       0       cleanup
+		qmgr      unix  n       -       n       300     1       qmgr
+		tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+		rewrite   unix  -       -       n       -       -       trivial-rewrite
+		bounce    unix  -       -       n       -       0       bounce
+		defer     unix  -       -       n       -       0       bounce
+		trace     unix  -       -       n       -       0       bounce
+		verify    unix  -       -       n       -       1       verify
+		flush     unix  n       -       n       1000?   0       flush
+		proxymap  unix  -       -       n       -       -       proxymap
+		proxywrite unix -       -       n       -       1       proxymap
+		smtp      unix  -       -       n       -       -       smtp
+		relay     unix  -       -       n       -       -       smtp
+		showq     unix  n       -       n       -       -       showq
+		error     unix  -       -       n       -       -       error
+		retry     unix  -       -       n       -       -       error
+		discard   unix  -       -       n       -       -       discard
+		local     unix  -       n       n       -       -       local
+		anvil     unix  -       -       n       -       1       anvil
+		scache    unix  -       -       n       -       1       scache
+		postlog   unix-dgram n  -       n       -       1       postlogd
+	EOF
+	chown postfix "$PF/data"
+}
+postfix_start() {
+	postfix -c "$PF/etc" check >&2 || die "postfix check failed"
+	postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
+	PF_STARTED=1
+	wait_port "$PF_PORT" 15 || die "postfix is not listening on $PF_PORT: $(tail -5 "$PF/maillog")"
+}
+postfix_set() { # postfix_set name=value...: change main.cf and reload
+	postconf -c "$PF/etc" -e "$@"
+	postfix -c "$PF/etc" reload >/dev/null 2>&1
+	sleep 1
+}
+pf_queue_count() { find "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" "$PF/queue/hold" "$PF/queue/maildrop" -type f 2>/dev/null | wc -l; }
+
+# ---------------------------------------------------------------- plcmail
+
+PLC_OK=0
+PLC_WHY="not built yet"
+PLC_BIN=$W/bin/plcmail
+plc_config() { # plc_config NAME SECURITY PORT MIN_BACKOFF
+	local name=$1 security=$2 port=$3 backoff=$4 tlsline=""
+	[[ $security == tls ]] && tlsline="tls_fingerprints = [\"$TLS_FP\"]"
+	cat >"$PLC/$name.toml" <<-EOF
+		# plcmail relaying to the same smtp-sink as Postfix (generated by bench/run.sh)
+		[gateway]
+		hostname  = "bench-plcmail.localdomain"
+		spool_dir = "$PLC/spool"
+		log_level = "info"
+
+		[upstream]
+		host     = "127.0.0.1"
+		port     = $port
+		security = "$security"
+		auth     = "none"
+		from     = "plcmail@bench.localdomain"
+		$tlsline
+
+		[queue]
+		min_backoff = "$backoff"
+		max_backoff = "$backoff"
+
+		[smtp]
+		listen            = ["127.0.0.1:$PLC_PORT"]
+		allowed_networks  = ["127.0.0.0/8"]
+		max_message_bytes = 10240000
+		$(plc_smtp_extra)
+	EOF
+}
+# plc_smtp_extra: listener limits that would otherwise refuse 200 sessions
+# from one address, set only when this plcmail knows the key.
+plc_smtp_extra() {
+	local f k
+	for f in "$REPO"/config/smtp.go; do
+		for k in max_connections max_connections_per_ip max_conns max_conns_per_ip; do
+			if grep -q "toml:\"$k\"" "$f" 2>/dev/null; then echo "$k = 1000"; fi
+		done
+	done
+}
+plc_queue_count() { find "$PLC/spool/queue" -type f 2>/dev/null | wc -l; }
+
+start_plcmail() { # start_plcmail CONFIGNAME
+	PLC_CFG=$PLC/$1.toml
+	setsid "$PLC_BIN" -c "$PLC_CFG" serve >>"$W/plcmail.log" 2>&1 &
+	PLC_PID=$!
+	if ! wait_port "$PLC_PORT" 15; then
+		PLC_WHY="plcmail serve did not listen on 127.0.0.1:$PLC_PORT: $(tail -3 "$W/plcmail.log" | tr '\n' ' ')"
+		stop_plcmail
+		return 1
+	fi
+}
+stop_plcmail() {
+	[[ -n $PLC_PID ]] || return 0
+	kill -TERM "$PLC_PID" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$PLC_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$PLC_PID" 2>/dev/null || true
+	wait "$PLC_PID" 2>/dev/null || true
+	PLC_PID=""
+}
+
+# ---------------------------------------------------------------- measurements
+
+# relay_run WHO PORT QUEUECOUNTFN: one smtp-source run; sets ACC_RATE, DEL_RATE, DELIVERED.
+relay_run() {
+	local who=$1 port=$2 qcount=$3 n=$N_RELAY base t0 t1 t2 c end
+	base=$(sink_count)
+	t0=$(now)
+	if ! timeout 300 smtp-source -s "$SESSIONS" -l "$MSG_BYTES" -m "$n" -f "$SENDER" -t "$RCPT" \
+		"127.0.0.1:$port" >"$W/source-$who.log" 2>&1; then
+		log "$who: smtp-source failed: $(tail -3 "$W/source-$who.log" | tr '\n' ' ')"
+		ACC_RATE=n/a DEL_RATE=n/a DELIVERED=0
+		return 1
+	fi
+	t1=$(now)
+	end=$(($(date +%s) + 240))
+	while (($(date +%s) < end)); do
+		c=$(($(sink_count) - base))
+		if ((c >= n)) && (($($qcount) == 0)); then break; fi
+		sleep 0.05
+	done
+	t2=$(now)
+	DELIVERED=$(($(sink_count) - base))
+	ACC_RATE=$(calc "$n / ($t1 - $t0)")
+	if ((DELIVERED >= n)); then
+		DEL_RATE=$(calc "$n / ($t2 - $t0)")
+	else
+		DEL_RATE=n/a
+		log "$who: only $DELIVERED of $n messages reached the sink within 240 s"
+	fi
+	log "$who: accepted $(fmt "$ACC_RATE") msg/s, delivered $(fmt "$DEL_RATE") msg/s ($DELIVERED at the sink)"
+}
+
+# idle_sessions WHO PORT MEMFN: hold 200 EHLO'd sessions, then read memory.
+idle_sessions() {
+	local who=$1 port=$2 memfn=$3 end
+	bg "idle-$who" python3 "$REPO/bench/idle_sessions.py" 127.0.0.1 "$port" "$IDLE_SESSIONS"
+	local ip=$BG_PID
+	end=$(($(date +%s) + 90))
+	while ! grep -q '^ready' "$W/idle-$who.log" && (($(date +%s) < end)); do sleep 0.2; done
+	sleep 1
+	IDLE_MEM=$($memfn)
+	IDLE_OK=$(grep -o 'ok=[0-9]*' "$W/idle-$who.log" | cut -d= -f2)
+	stop_bg "$ip"
+	log "$who: ${IDLE_OK:-0} idle sessions, $((IDLE_MEM / 1024)) MiB"
+}
+
+# drain WHO PORT QUEUECOUNTFN FLUSHCMD...: queue N_DRAIN messages with the sink
+# down, start the sink, flush, and time until the queue is empty.
+drain() {
+	local who=$1 port=$2 qcount=$3 n=$N_DRAIN t0 t1 end q
+	shift 3
+	stop_sink
+	local ts0 ts1
+	ts0=$(now)
+	timeout 400 smtp-source -s "$SESSIONS" -l "$MSG_BYTES" -m "$n" -f "$SENDER" -t "$RCPT" \
+		"127.0.0.1:$port" >"$W/drain-source-$who.log" 2>&1 || log "$who: smtp-source during outage failed: $(tail -2 "$W/drain-source-$who.log" | tr '\n' ' ')"
+	ts1=$(now)
+	DRAIN_ACC=$(calc "$n / ($ts1 - $ts0)")
+	q=$($qcount)
+	log "$who: $q messages queued during the outage ($(fmt "$DRAIN_ACC") msg/s accepted)"
+	start_sink
+	t0=$(now)
+	"$@" >"$W/flush-$who.log" 2>&1 || log "$who: flush command failed: $(cat "$W/flush-$who.log")"
+	end=$(($(date +%s) + 300))
+	while (($($qcount) > 0)) && (($(date +%s) < end)); do sleep 0.1; done
+	t1=$(now)
+	q=$($qcount)
+	DRAIN_DELIVERED=$(sink_count)
+	if ((q == 0)); then
+		DRAIN_SECS=$(calc "$t1 - $t0")
+	else
+		DRAIN_SECS=n/a
+		log "$who: $q messages still queued after 300 s"
+	fi
+	log "$who: drained in $(fmt "$DRAIN_SECS" 2) s, sink counted $DRAIN_DELIVERED"
+}
+
+# ---------------------------------------------------------------- go benchmarks & sizes
+
+go_bench() { # go_bench PKG: Benchmark lines of the package, or nothing
+	(cd "$REPO" && timeout 150 go test -run '^$' -bench . -benchmem -count 1 -benchtime "${GO_BENCHTIME:-1s}" "./$1/" 2>&1) |
+		grep -E '^Benchmark' || true
+}
+
+cross_sizes() {
+	local t os arch v env out
+	SIZES=()
+	for t in "${CROSS_TARGETS[@]}"; do
+		IFS=/ read -r os arch v <<<"$t"
+		env=(GOOS="$os" GOARCH="$arch" CGO_ENABLED=0)
+		[[ $arch == arm && -n $v ]] && env+=(GOARM="$v")
+		[[ $arch == mipsle && -n $v ]] && env+=(GOMIPS="$v")
+		out=$W/bin/plcmail-$os-$arch${v:+-$v}
+		if (cd "$REPO" && env "${env[@]}" timeout 300 go build -trimpath -ldflags "-s -w" -o "$out" ./cmd/plcmail) >"$W/build.log" 2>&1; then
+			SIZES+=("$t|$(stat -c %s "$out")")
+		else
+			SIZES+=("$t|n/a")
+		fi
+	done
+}
+
+pkg_kib() { dpkg-query -W -f='${Installed-Size}' "$1" 2>/dev/null || echo 0; }
+
+# ================================================================ the run
+
+log "work directory $W (queues of both relays on $(findmnt -n -o FSTYPE -T "$W"))"
+make_tls
+
+log "building plcmail (stripped static binary, the one that is measured)"
+if (cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$PLC_BIN" ./cmd/plcmail) >"$W/build.log" 2>&1; then
+	PLC_OK=1
+else
+	PLC_WHY="go build failed: $(head -2 "$W/build.log" | tr '\n' ' ')"
+fi
+
+start_sink
+start_tls_terminator
+postfix_configure
+postfix_start
+log "postfix running (private instance in $PF)"
+
+if ((PLC_OK)); then
+	plc_config plain none "$SINK_PORT" 1s
+	plc_config tls tls "$TLS_PORT" 1s
+	plc_config drain none "$SINK_PORT" 1h
+	if ! "$PLC_BIN" -c "$PLC/plain.toml" check >"$W/check.log" 2>&1; then
+		PLC_OK=0
+		PLC_WHY="plcmail check rejected the bench config: $(head -3 "$W/check.log" | tr '\n' ' ')"
+	elif ! start_plcmail plain; then
+		PLC_OK=0
+	fi
+fi
+((PLC_OK)) && log "plcmail serve running" || log "plcmail rows: n/a ($PLC_WHY)"
+
+declare -A R # results: R[key.pf] / R[key.plc]
+
+# --- memory: idle
+sleep 3
+R[idle.pf]=$(pf_pss_kb)
+R[idle_nproc.pf]=$(pf_nproc)
+((PLC_OK)) && R[idle.plc]=$(status_kb "$PLC_PID" VmRSS)
+
+# --- memory: 200 idle sessions
+idle_sessions postfix "$PF_PORT" pf_pss_kb
+R[sess.pf]=$IDLE_MEM R[sess_ok.pf]=$IDLE_OK
+if ((PLC_OK)); then
+	plc_rss() { status_kb "$PLC_PID" VmRSS; }
+	idle_sessions plcmail "$PLC_PORT" plc_rss
+	R[sess.plc]=$IDLE_MEM R[sess_ok.plc]=$IDLE_OK
+fi
+sleep 2
+
+# --- relay, plain upstream
+log "relay (plain upstream): $N_RELAY messages, $SESSIONS sessions, $MSG_BYTES bytes"
+sampler_start
+relay_run postfix "$PF_PORT" pf_queue_count || true
+R[peak.pf]=$(sampler_stop)
+R[acc.pf]=$ACC_RATE R[del.pf]=$DEL_RATE
+if ((PLC_OK)); then
+	echo 5 >"/proc/$PLC_PID/clear_refs" 2>/dev/null || true # reset VmHWM: the peak of this run only
+	relay_run plcmail "$PLC_PORT" plc_queue_count || true
+	R[peak.plc]=$(status_kb "$PLC_PID" VmHWM)
+	R[acc.plc]=$ACC_RATE R[del.plc]=$DEL_RATE
+fi
+
+# --- relay, implicit TLS upstream (certificate pinned on both sides)
+log "relay (implicit TLS upstream via socat)"
+postfix_set "relayhost = [127.0.0.1]:$TLS_PORT" smtp_tls_wrappermode=yes smtp_tls_security_level=fingerprint \
+	smtp_tls_fingerprint_digest=sha256 "smtp_tls_fingerprint_cert_match = $TLS_FP"
+relay_run postfix "$PF_PORT" pf_queue_count || true
+R[tacc.pf]=$ACC_RATE R[tdel.pf]=$DEL_RATE
+if ((PLC_OK)); then
+	stop_plcmail
+	if start_plcmail tls; then
+		relay_run plcmail "$PLC_PORT" plc_queue_count || true
+		R[tacc.plc]=$ACC_RATE R[tdel.plc]=$DEL_RATE
+	fi
+	stop_plcmail
+fi
+postfix_set "relayhost = [127.0.0.1]:$SINK_PORT" smtp_tls_wrappermode=no smtp_tls_security_level=none
+
+# --- queue drain after an outage
+log "queue drain: $N_DRAIN messages queued while the upstream is down"
+drain postfix "$PF_PORT" pf_queue_count postqueue -c "$PF/etc" -f
+R[drain.pf]=$DRAIN_SECS R[dacc.pf]=$DRAIN_ACC
+if ((PLC_OK)) && start_plcmail drain; then
+	drain plcmail "$PLC_PORT" plc_queue_count "$PLC_BIN" -c "$PLC/drain.toml" queue flush
+	R[drain.plc]=$DRAIN_SECS R[dacc.plc]=$DRAIN_ACC
+	stop_plcmail
+fi
+
+# --- sizes
+log "sizes: cross builds ${CROSS_TARGETS[*]}"
+if ((PLC_OK)); then cross_sizes; else SIZES=(); fi
+PF_PKGS=(postfix libssl3 libsasl2-2 libsasl2-modules-db libdb5.3 libicu72 libnsl2)
+PF_KIB=0
+PF_PKG_TXT=""
+for p in "${PF_PKGS[@]}"; do
+	k=$(pkg_kib "$p")
+	PF_KIB=$((PF_KIB + ${k:-0}))
+	PF_PKG_TXT+="$p $((${k:-0} / 1024)) MiB, "
+done
+
+# --- Go benchmarks
+log "go benchmarks: protocol/ and bridge/"
+PROTO_BENCH=$(go_bench protocol)
+BRIDGE_BENCH=$(go_bench bridge)
+
+# ================================================================ report
+
+mib() { [[ -z ${1:-} || $1 == n/a ]] && echo n/a || awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { # ratio PLC PF
+	[[ -z ${1:-} || -z ${2:-} || $1 == n/a || $2 == n/a ]] && { echo n/a; return; }
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a / b }'
+}
+na="n/a ($PLC_WHY)"
+plc() { if ((PLC_OK)); then echo "${1:-n/a}"; else echo "$na"; fi; }
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
+
+table() {
+	echo "| measurement | Postfix 3.7 relay | plcmail | plcmail / Postfix |"
+	echo "|---|---:|---:|---:|"
+	row "relay, plain upstream: accepted msg/s (higher is better)" "$(fmt "${R[acc.pf]:-n/a}")" "$(plc "$(fmt "${R[acc.plc]:-n/a}")")" "$(ratio "${R[acc.plc]:-}" "${R[acc.pf]:-}")"
+	row "relay, plain upstream: delivered msg/s, end to end" "$(fmt "${R[del.pf]:-n/a}")" "$(plc "$(fmt "${R[del.plc]:-n/a}")")" "$(ratio "${R[del.plc]:-}" "${R[del.pf]:-}")"
+	row "relay, implicit TLS upstream: accepted msg/s" "$(fmt "${R[tacc.pf]:-n/a}")" "$(plc "$(fmt "${R[tacc.plc]:-n/a}")")" "$(ratio "${R[tacc.plc]:-}" "${R[tacc.pf]:-}")"
+	row "relay, implicit TLS upstream: delivered msg/s, end to end" "$(fmt "${R[tdel.pf]:-n/a}")" "$(plc "$(fmt "${R[tdel.plc]:-n/a}")")" "$(ratio "${R[tdel.plc]:-}" "${R[tdel.pf]:-}")"
+	row "queue drain after outage: seconds to empty $N_DRAIN msgs (lower is better)" "$(fmt "${R[drain.pf]:-n/a}" 2)" "$(plc "$(fmt "${R[drain.plc]:-n/a}" 2)")" "$(ratio "${R[drain.plc]:-}" "${R[drain.pf]:-}")"
+	row "queueing during the outage: accepted msg/s" "$(fmt "${R[dacc.pf]:-n/a}")" "$(plc "$(fmt "${R[dacc.plc]:-n/a}")")" "$(ratio "${R[dacc.plc]:-}" "${R[dacc.pf]:-}")"
+	row "memory idle, MiB (Postfix: PSS summed over its ${R[idle_nproc.pf]} processes)" "$(mib "${R[idle.pf]:-}")" "$(plc "$(mib "${R[idle.plc]:-}")")" "$(ratio "${R[idle.plc]:-}" "${R[idle.pf]:-}")"
+	row "memory with $IDLE_SESSIONS idle SMTP sessions, MiB (sessions that got 250 to EHLO)" "$(mib "${R[sess.pf]:-}") (${R[sess_ok.pf]:-0})" "$(plc "$(mib "${R[sess.plc]:-}") (${R[sess_ok.plc]:-0})")" "$(ratio "${R[sess.plc]:-}" "${R[sess.pf]:-}")"
+	row "memory peak during the plain relay run, MiB" "$(mib "${R[peak.pf]:-}")" "$(plc "$(mib "${R[peak.plc]:-}")")" "$(ratio "${R[peak.plc]:-}" "${R[peak.pf]:-}")"
+	local amd=n/a s
+	for s in "${SIZES[@]}"; do [[ ${s%%|*} == linux/amd64 ]] && amd=${s##*|}; done
+	[[ $amd != n/a ]] && amd=$((amd / 1024))
+	row "size on disk, MiB (Postfix: installed size of its packages; plcmail: linux/amd64 binary)" "$(mib "$PF_KIB")" "$(plc "$(mib "$amd")")" "$(ratio "$amd" "$PF_KIB")"
+}
+
+plc_table() {
+	local s line
+	echo "| plcmail alone | value |"
+	echo "|---|---:|"
+	for s in "${SIZES[@]}"; do
+		local sz=${s##*|}
+		[[ $sz != n/a ]] && sz="$(awk -v b="$sz" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }')"
+		echo "| stripped static binary, ${s%%|*} | $sz |"
+	done
+	((${#SIZES[@]})) || echo "| stripped static binaries | $na |"
+	if [[ -n $PROTO_BENCH ]]; then
+		while read -r line; do
+			echo "| protocol: $(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
+		done <<<"$PROTO_BENCH"
+	else
+		echo "| protocol decode throughput | n/a (no benchmark in protocol/ yet) |"
+	fi
+	if [[ -n $BRIDGE_BENCH ]]; then
+		while read -r line; do
+			echo "| serial (bridge): $(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
+		done <<<"$BRIDGE_BENCH"
+	else
+		echo "| serial: frame to ACK, frame to upstream, frames/s | n/a (no benchmark in bridge/ yet) |"
+	fi
+}
+
+CMD="${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bash bench/run.sh"
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+FS=$(findmnt -n -o FSTYPE,OPTIONS -T "$W" | head -1)
+COMMIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(cd "$REPO" && git status --porcelain -- . 2>/dev/null | grep -q . && echo " (working tree with uncommitted changes)" || true)
+report() {
+	cat <<-EOF
+		# plcmail vs. Postfix: benchmark results
+
+		Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$CMD\` (${N_RELAY} relay messages, ${N_DRAIN} for the drain; run time $(($(date +%s) - BENCH_START)) s).
+
+		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on ${FS%% *} (${FS#* }).
+		Software: plcmail $COMMIT$DIRTY built with $(go version | awk '{ print $3 }'); Postfix $(postconf -h mail_version 2>/dev/null) (Debian package); client smtp-source and upstream smtp-sink from the same package; TLS terminator socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }').
+
+	EOF
+	table
+	echo
+	plc_table
+	cat <<-EOF
+
+		Postfix packages counted in "size on disk": ${PF_PKG_TXT%, } (libc not counted; plcmail does not use it).
+
+		## How to read these numbers
+
+		- **Ratios are the trustworthy part.** Both relays ran in the same invocation, on the same machine, against the same
+		  smtp-sink, driven by the same smtp-source command (\`smtp-source -s $SESSIONS -l $MSG_BYTES -m $N_RELAY\`, a new
+		  connection per message as embedded boards do), one after the other with nothing else of ours running.
+		- **Absolute figures are indicative only.** This is a small shared machine with 2 cores and other jobs; messages per
+		  second and MiB move between runs. Compare a row with its neighbour, not with another run.
+		- **Durability is equal.** Postfix's cleanup daemon fsyncs each queue file before smtpd says 250 (not configurable);
+		  plcmail's spool writes each message to a temp file, fsyncs it, renames it into queue/ and fsyncs the directory
+		  before the listener says 250. Both queues live on the same filesystem (above).
+		- **Accepted msg/s** is the client's view: messages divided by smtp-source's wall time (each 250 to DATA means the
+		  message is on disk). **Delivered msg/s** runs from the same start until the relay's queue is empty *and* the sink
+		  has counted every message.
+		- **Implicit TLS**: the sink sits behind \`socat openssl-listen\` (port $TLS_PORT, a fresh self-signed P-256 cert).
+		  Both relays pin that certificate's SHA-256 fingerprint (Postfix \`smtp_tls_security_level = fingerprint\` with
+		  \`smtp_tls_wrappermode = yes\`; plcmail \`security = "tls"\` with \`tls_fingerprints\`), so both verify the peer.
+		- **Queue drain**: the sink is stopped, $N_DRAIN messages are queued through SMTP, the sink is started and each relay is
+		  told to retry now (\`postqueue -f\` for Postfix, \`plcmail queue flush\` for plcmail); the figure is the time from
+		  the flush until the relay's queue directory is empty. The row below it is how fast each accepted mail while the
+		  upstream was down.
+		- **Memory**: plcmail is one process (VmRSS; the peak is VmHWM, reset before the run). Postfix is many processes; we sum
+		  their PSS (shared libraries and shared pages divided among the processes that map them, so nothing is counted
+		  twice), sampled every 200 ms for the peak (a sampled peak can only under-state Postfix). For the idle sessions
+		  Postfix's smtpd process limit is raised to 256, otherwise only 100 of the 200 sessions would be served.
+		- **Size**: plcmail is a static binary built with \`CGO_ENABLED=0 go build -trimpath -ldflags "-s -w"\`; Postfix is the
+		  Installed-Size of its Debian packages plus the TLS, SASL, database and ICU libraries it links.
+		- Settings that differ from each program's defaults are in bench/run.sh: Postfix gets the guide's main.cf (relayhost,
+		  mynetworks, inet_interfaces, VRFY off, size limit) and no chroot; plcmail retries after 1 s during the relay runs and
+		  waits for the flush (1 h backoff) in the drain test.
+	EOF
+	if [[ -n $PROTO_BENCH$BRIDGE_BENCH ]]; then
+		echo
+		echo "Go benchmark output:"
+		echo
+		echo '```'
+		[[ -n $PROTO_BENCH ]] && echo "$PROTO_BENCH"
+		[[ -n $BRIDGE_BENCH ]] && echo "$BRIDGE_BENCH"
+		echo '```'
+	fi
+}
+
+OUT=$(report)
+echo "$OUT"
+if [[ $RESULTS != - ]]; then
+	echo "$OUT" >"$RESULTS"
+	log "wrote $RESULTS"
+fi
+log "done in $(($(date +%s) - BENCH_START)) s"
