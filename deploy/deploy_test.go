@@ -609,3 +609,24 @@ func TestMakeCrossBuild(t *testing.T) {
 	fi, _ := os.Stat(bin)
 	t.Logf("linux/mipsle softfloat binary: %d bytes (%s)", fi.Size(), runtime.Version())
 }
+
+// TestMakeInstall checks the Makefile's install target end to end: it
+// builds the host binary and hands it to install.sh, whose result runs.
+func TestMakeInstall(t *testing.T) {
+	needTool(t, "make")
+	dest := t.TempDir()
+	out, err := exec.Command("make", "-C", repoRoot(t), "install", "DESTDIR="+dest, "INSTALL_FLAGS=--no-user --systemd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dest, "usr/local/bin/plcmail")
+	out, err = exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "plcmail ") {
+		t.Errorf("installed plcmail version: %v\n%s", err, out)
+	}
+	for _, p := range []string{"etc/plcmail/plcmail.toml", "etc/systemd/system/plcmail.service", "var/spool/plcmail"} {
+		if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
+			t.Errorf("make install did not create %s: %v", p, err)
+		}
+	}
+}

@@ -46,7 +46,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	out := fs.String("out", "", "folder for the received mails as .eml files (default: a new temporary folder)")
 	follow := fs.Bool("follow", false, "keep the gateway and mail server running after the script, until Ctrl-C")
 	verbose := fs.Bool("v", false, "show the gateway's log")
-	pace := fs.Duration("pace", time.Second, "pause between the PLC's events")
+	pace := fs.Duration("pace", 1500*time.Millisecond, "pause between the PLC's events")
 	if err := fs.Parse(args); err != nil {
 		return usageError("demo: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/mail"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -178,5 +179,32 @@ func TestDemoUsage(t *testing.T) {
 	r := runCLI(t, "", "plcmail", "demo", "extra")
 	if r.code != 2 {
 		t.Errorf("demo extra: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
+
+// TestDemoGoRun runs the README's first command exactly as written, from
+// the repository root, in a child process with the default pacing: what a
+// new user sees must work and end by itself.
+func TestDemoGoRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the full-length demo")
+	}
+	needPTY(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/plcmail", "demo")
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir()) // its mail folder goes away with the test
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./cmd/plcmail demo: %v\n%s", err, out)
+	}
+	t.Logf("go run ./cmd/plcmail demo: %v (including compilation)", time.Since(start).Round(100*time.Millisecond))
+	if ms := summaryNumbers(t, string(out), "mail server"); ms["mails received"] != 5 {
+		t.Errorf("mail server received %d mails, want 5\n%s", ms["mails received"], out)
+	}
+	if gw := summaryNumbers(t, string(out), "gateway"); gw["duplicates suppressed"] != 1 {
+		t.Errorf("gateway suppressed %d duplicates, want 1\n%s", gw["duplicates suppressed"], out)
 	}
 }

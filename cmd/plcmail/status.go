@@ -119,6 +119,9 @@ func readStatus(ctx context.Context, dir string) (statusSnapshot, error) {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return s, fmt.Errorf("%w (nobody answers on %s)", errNotRunning, path)
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return s, fmt.Errorf("%s: permission denied: the spool is private to the gateway's user; run as root or that user (sudo plcmail status)", path)
+		}
 		return s, err
 	}
 	defer c.Close()
