@@ -1,0 +1,864 @@
+package hosttest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/smtpd"
+)
+
+// Footprint limits, checked against the size-reference sketches built with
+// the same core (see extras/avr/build.sh): the cost of the library itself,
+// not of the serial port every sketch already has.
+const (
+	senderFlashLimit = 3300 // target 3072
+	senderRAMLimit   = 300
+	smtpFlashLimit   = 2560
+)
+
+var (
+	fwDir   string // firmware-sketch/
+	repoDir string // the Go module root
+	workDir string // build products shared by the tests of this run
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	fwDir = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	repoDir = filepath.Dir(fwDir)
+	var err error
+	workDir, err = os.MkdirTemp("", "plcmail-firmware-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(workDir)
+	os.Exit(code)
+}
+
+// need skips the test when a tool is missing, or fails it under CI.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(t, fmt.Sprintf("%s not found (Debian packages: g++ make gcc-avr avr-libc arduino-core-avr arduino-builder simavr libsimavr-dev python3-aiosmtpd)", tool))
+		}
+	}
+}
+
+func missing(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("required in CI: %s", why)
+	}
+	t.Skipf("skipping: %s", why)
+}
+
+// run runs a command and returns its combined output; a failure fails the
+// test with that output.
+func run(t *testing.T, timeout time.Duration, dir string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// onceResult memoises one build per test binary run.
+type onceResult struct {
+	once sync.Once
+	val  string
+	err  error
+}
+
+func (o *onceResult) get(t *testing.T, build func() (string, error)) string {
+	t.Helper()
+	o.once.Do(func() { o.val, o.err = build() })
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	return o.val
+}
+
+var avrBuild, simBuild, gatewayBuild onceResult
+
+func hostMake(t *testing.T, target string) string {
+	t.Helper()
+	need(t, "g++", "make")
+	return run(t, 3*time.Minute, filepath.Join(fwDir, "extras", "test"), "make", "--no-print-directory",
+		"OUT="+filepath.Join(workDir, "host"), target)
+}
+
+func TestCodecVectors(t *testing.T) {
+	out := hostMake(t, "protocol")
+	t.Log(lastLines(out, 3))
+	if !strings.Contains(out, "PASS (") {
+		t.Fatalf("no PASS line:\n%s", out)
+	}
+}
+
+func TestSenderStateMachine(t *testing.T) {
+	out := hostMake(t, "sender")
+	t.Log(lastLines(out, 14))
+}
+
+func python(t *testing.T) string {
+	// Debian's python3-aiosmtpd is installed for /usr/bin/python3; a
+	// python3 earlier on PATH (pyenv, venv) may not see it.
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	need(t, "python3")
+	return "python3"
+}
+
+// TestSMTPClient runs the host build of PlcMailSmtp against servers that
+// refuse each step, against aiosmtpd, and against the real plcmail listener,
+// whose spool must then hold the message.
+func TestSMTPClient(t *testing.T) {
+	py := python(t)
+	hostMake(t, "build/test_smtp")
+	exe := filepath.Join(workDir, "host", "test_smtp")
+
+	g := startListener(t)
+	args := []string{filepath.Join(fwDir, "extras", "test", "run_smtp_tests.py"), exe, "--server", g.addr}
+	if os.Getenv("CI") != "" {
+		args = append(args, "--require-aiosmtpd")
+	}
+	out := run(t, 2*time.Minute, fwDir, py, args...)
+	t.Log(out)
+	if strings.Contains(out, "skip aiosmtpd") {
+		t.Log("aiosmtpd not installed: that part was skipped")
+	}
+	msgs := g.waitMessages(t, 1, 5*time.Second)
+	_, data, err := g.spool.ReadMessage(msgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Subject: Pump 3  Bcc: evil@example.com\r\n", "\r\n.leading dot\r\n", "\r\n.\r\nline after a lone dot\r\n"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("spooled message lacks %q:\n%s", want, data)
+		}
+	}
+	if strings.Contains(string(data), "\nBcc:") {
+		t.Errorf("the subject injected a header:\n%s", data)
+	}
+}
+
+// listener is the real plcmail SMTP listener (package smtpd) with a real
+// spool, on 127.0.0.1:0.
+type listener struct {
+	addr  string
+	port  int
+	spool *mailer.Spool
+}
+
+func startListener(t *testing.T) *listener {
+	t.Helper()
+	dir := t.TempDir()
+	cfgText := fmt.Sprintf(`
+[gateway]
+hostname  = "gw.test"
+spool_dir = %q
+
+[upstream]
+host     = "127.0.0.1"
+port     = 2525
+security = "none"
+auth     = "none"
+from     = "gateway@example.com"
+
+[smtp]
+listen           = ["127.0.0.1:0"]
+allowed_networks = ["127.0.0.0/8"]
+`, filepath.Join(dir, "spool"))
+	path := filepath.Join(dir, "plcmail.toml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := smtpd.New(cfg, spool, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return &listener{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, spool: spool}
+}
+
+func (g *listener) waitMessages(t *testing.T, n int, timeout time.Duration) []mailer.Message {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msgs, err := g.spool.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) >= n || time.Now().After(deadline) {
+			if len(msgs) != n {
+				t.Fatalf("spool holds %d messages, want %d", len(msgs), n)
+			}
+			return msgs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var sizeLine = regexp.MustCompile(`(?m)^SIZE (\S+) (\S+) (\d+) (\d+)$`)
+
+// buildAVR compiles the examples and reference sketches for the ATmega2560
+// and ATmega328P once per run and returns the build directory.
+func buildAVR(t *testing.T) string {
+	t.Helper()
+	need(t, "arduino-builder", "avr-g++", "avr-size", "arduino-ctags")
+	if _, err := os.Stat("/usr/share/arduino/hardware/arduino/avr/platform.txt"); err != nil {
+		missing(t, "Arduino AVR core not installed (Debian: arduino-core-avr)")
+	}
+	return avrBuild.get(t, func() (string, error) {
+		dir := filepath.Join(workDir, "avr")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "bash", filepath.Join(fwDir, "extras", "avr", "build.sh"), dir).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("AVR build: %v\n%s", err, out)
+		}
+		os.WriteFile(filepath.Join(dir, "sizes.txt"), out, 0o644)
+		return dir, nil
+	})
+}
+
+// TestAVRFootprint builds everything for AVR and reports flash and RAM use;
+// the output is printed so that CI logs show a regression.
+func TestAVRFootprint(t *testing.T) {
+	dir := buildAVR(t)
+	out, err := os.ReadFile(filepath.Join(dir, "sizes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type size struct{ flash, ram int }
+	sizes := map[string]size{}
+	for _, m := range sizeLine.FindAllStringSubmatch(string(out), -1) {
+		f, _ := strconv.Atoi(m[3])
+		r, _ := strconv.Atoi(m[4])
+		sizes[m[1]+"@"+m[2]] = size{f, r}
+	}
+	var report strings.Builder
+	fmt.Fprintf(&report, "AVR footprint (bytes; flash = .text+.data, RAM = .data+.bss):\n")
+	fmt.Fprintf(&report, "  %-34s %7s %6s\n", "sketch@mcu", "flash", "RAM")
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if m := sizeLine.FindStringSubmatch(line); m != nil {
+			fmt.Fprintf(&report, "  %-34s %7s %6s\n", m[1]+"@"+m[2], m[3], m[4])
+		} else if strings.HasPrefix(line, "SKIP") {
+			fmt.Fprintf(&report, "  %s\n", line)
+		}
+	}
+	check := func(what, with, without string, flashLimit, ramLimit int) {
+		a, okA := sizes[with]
+		b, okB := sizes[without]
+		if !okA || !okB {
+			t.Errorf("missing size for %s or %s", with, without)
+			return
+		}
+		df, dr := a.flash-b.flash, a.ram-b.ram
+		e := sizes["Empty@"+strings.SplitN(with, "@", 2)[1]]
+		fmt.Fprintf(&report, "  %-34s %+7d %+6d  (vs %s; vs an empty sketch %+d / %+d)\n", what, df, dr, without, a.flash-e.flash, a.ram-e.ram)
+		if flashLimit > 0 && df > flashLimit {
+			t.Errorf("%s: %d bytes of flash, limit %d", what, df, flashLimit)
+		}
+		if ramLimit > 0 && dr > ramLimit {
+			t.Errorf("%s: %d bytes of RAM, limit %d", what, dr, ramLimit)
+		}
+	}
+	for _, mcu := range []string{"atmega2560", "atmega328p"} {
+		check("alarm sender @"+mcu, "UsbSerialAlarms@"+mcu, "SenderBaseline@"+mcu, senderFlashLimit, senderRAMLimit)
+		check("SMTP client @"+mcu, "SmtpOverSerial@"+mcu, "SmtpBaseline@"+mcu, smtpFlashLimit, 0)
+	}
+	t.Log(report.String())
+	fmt.Print(report.String()) // also on stdout, so `go test` output in CI shows it
+}
+
+// buildSim builds the simavr harness once per run.
+func buildSim(t *testing.T) string {
+	t.Helper()
+	need(t, "cc", "make")
+	if _, err := os.Stat("/usr/include/simavr/sim_avr.h"); err != nil {
+		missing(t, "simavr headers not installed (Debian: libsimavr-dev)")
+	}
+	return simBuild.get(t, func() (string, error) {
+		out := filepath.Join(workDir, "sim")
+		cmd := exec.Command("make", "--no-print-directory", "-C", filepath.Join(fwDir, "extras", "simavr"), "OUT="+out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building plcsim: %v\n%s", err, b)
+		}
+		return filepath.Join(out, "plcsim"), nil
+	})
+}
+
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	return gatewayBuild.get(t, func() (string, error) {
+		exe := filepath.Join(workDir, "plcmail")
+		cmd := exec.Command("go", "build", "-o", exe, "./cmd/plcmail")
+		cmd.Dir = repoDir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build ./cmd/plcmail: %v\n%s", err, b)
+		}
+		return exe, nil
+	})
+}
+
+// sim is one run of plcsim: a simulated ATmega2560 with UART0 on a pty.
+type sim struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	pty    string
+	stdout chan string // further lines of plcsim's stdout
+	done   chan struct{}
+}
+
+func startSim(t *testing.T, args ...string) *sim {
+	t.Helper()
+	exe := buildSim(t)
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &sim{t: t, cmd: cmd, stdin: stdin, stdout: make(chan string, 100), done: make(chan struct{})}
+	ptyc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if p, ok := strings.CutPrefix(line, "PTY "); ok {
+				ptyc <- p
+				continue
+			}
+			select {
+			case s.stdout <- line:
+			default:
+			}
+		}
+		close(s.stdout)
+	}()
+	go func() {
+		cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("plcsim stderr:\n%s", stderr.String())
+		}
+	})
+	if hasArg(args, "-x") {
+		return s
+	}
+	select {
+	case s.pty = <-ptyc:
+	case <-s.done:
+		t.Fatalf("plcsim exited: %s", stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("plcsim printed no PTY line")
+	}
+	return s
+}
+
+func hasArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// pin drives an input pin of the simulated chip, e.g. pin("E4", 0).
+func (s *sim) pin(name string, v int) {
+	s.t.Helper()
+	if _, err := fmt.Fprintf(s.stdin, "pin %s %d\n", name, v); err != nil {
+		s.t.Fatalf("plcsim: %v", err)
+	}
+}
+
+// stop ends the simulation; plcsim saves the EEPROM on the way out.
+func (s *sim) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	fmt.Fprintln(s.stdin, "quit")
+	s.stdin.Close()
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+// frameReader decodes what the simulated PLC sends, with the gateway's own
+// Go codec.
+type frameReader struct {
+	f      *os.File
+	frames chan protocol.Frame
+	errs   chan error
+}
+
+func openPTY(t *testing.T, path string) *frameReader {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &frameReader{f: f, frames: make(chan protocol.Frame, 100), errs: make(chan error, 100)}
+	go func() {
+		d := protocol.NewDecoder()
+		buf := make([]byte, 256)
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				d.Feed(buf[:n], func(fr *protocol.Frame, err error) {
+					if err != nil {
+						r.errs <- err
+						return
+					}
+					r.frames <- *fr
+				})
+			}
+			if err != nil {
+				close(r.frames)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { f.Close() })
+	return r
+}
+
+// next returns the next frame that is not a heartbeat.
+func (r *frameReader) next(t *testing.T, timeout time.Duration) protocol.Frame {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f, ok := <-r.frames:
+			if !ok {
+				t.Fatal("pty closed")
+			}
+			if f.Type != protocol.TypeHeartbeat {
+				return f
+			}
+		case err := <-r.errs:
+			t.Fatalf("the firmware sent a bad frame: %v", err)
+		case <-deadline:
+			t.Fatalf("no frame within %v", timeout)
+		}
+	}
+}
+
+func (r *frameReader) ack(t *testing.T, f protocol.Frame) {
+	t.Helper()
+	a := protocol.Frame{Type: protocol.TypeAck, Boot: f.Boot, Seq: f.Seq, AckResult: protocol.AckQueued}
+	if err := protocol.WriteFrame(r.f, &a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func elf(t *testing.T, name string) string {
+	t.Helper()
+	dir := buildAVR(t)
+	matches, _ := filepath.Glob(filepath.Join(dir, name+"@atmega2560", "*.elf"))
+	if len(matches) != 1 {
+		t.Fatalf("no ELF for %s", name)
+	}
+	return matches[0]
+}
+
+// TestSimulatedFirmwareFrames runs the AVR build of examples/UsbSerialAlarms
+// in simavr and plays the gateway by hand: the HELLO is retransmitted with the
+// same bytes until ACKed and then stops, pin changes become EVENT frames in
+// order, and a restart of the chip (same EEPROM) brings a new boot id.
+func TestSimulatedFirmwareFrames(t *testing.T) {
+	fw := elf(t, "UsbSerialAlarms")
+	eeprom := filepath.Join(t.TempDir(), "eeprom.bin")
+	// Pins 2 and 3 of the Mega (PE4, PE5) read high: door closed, no overtemperature.
+	s := startSim(t, "-e", eeprom, "-p", "E4=1", "-p", "E5=1", fw)
+	r := openPTY(t, s.pty)
+
+	hello := r.next(t, 5*time.Second)
+	if hello.Type != protocol.TypeHello || hello.Seq != 1 || hello.Boot == 0 || hello.NActive != 0 {
+		t.Fatalf("first frame %+v, want a HELLO seq 1 with an empty snapshot", hello)
+	}
+	start := time.Now()
+	again := r.next(t, 5*time.Second)
+	if gap := time.Since(start); again.Type != protocol.TypeHello || again.Seq != 1 || gap < 700*time.Millisecond {
+		t.Fatalf("retransmission %+v after %v, want the HELLO again after about 1 s", again, gap)
+	}
+	r.ack(t, again)
+
+	s.pin("E4", 0) // door opens: alarm 17
+	ev := r.next(t, 5*time.Second)
+	if ev.Type != protocol.TypeEvent || ev.Seq != 2 || ev.Code != 17 || ev.Event != protocol.EventRaise ||
+		ev.NValues != 1 || ev.Values[0].Uint32() != 1 {
+		t.Fatalf("got %+v, want EVENT seq 2 raise 17 with value 1 (HELLO retransmitted after its ACK?)", ev)
+	}
+	r.ack(t, ev)
+	s.pin("E5", 0) // overtemperature: alarm 18 with a text
+	ev = r.next(t, 5*time.Second)
+	if ev.Seq != 3 || ev.Code != 18 || ev.Severity != protocol.SeverityCritical || ev.TextString() != "overtemperature" {
+		t.Fatalf("got %+v, want EVENT seq 3 raise 18 critical \"overtemperature\"", ev)
+	}
+	// Not ACKed: the same event comes again; a duplicate ACK then ends it.
+	ev2 := r.next(t, 5*time.Second)
+	if ev2.Seq != 3 {
+		t.Fatalf("got %+v, want seq 3 retransmitted", ev2)
+	}
+	r.ack(t, ev2)
+	r.ack(t, ev2)
+	s.pin("E4", 1) // door closes
+	ev = r.next(t, 5*time.Second)
+	if ev.Seq != 4 || ev.Code != 17 || ev.Event != protocol.EventClear {
+		t.Fatalf("got %+v, want EVENT seq 4 clear 17", ev)
+	}
+	r.ack(t, ev)
+	// Acknowledged: nothing but heartbeats for a while.
+	select {
+	case f := <-r.frames:
+		if f.Type != protocol.TypeHeartbeat {
+			t.Fatalf("unexpected %+v after everything was ACKed", f)
+		}
+	case <-time.After(2500 * time.Millisecond):
+	}
+	s.stop()
+
+	// Power cycle with the EEPROM kept: a new boot id, the snapshot shows
+	// the overtemperature still active (pin E5 low at boot).
+	s2 := startSim(t, "-e", eeprom, "-p", "E4=1", "-p", "E5=0", fw)
+	r2 := openPTY(t, s2.pty)
+	h2 := r2.next(t, 5*time.Second)
+	if h2.Type != protocol.TypeHello || h2.Seq != 1 || h2.Boot != hello.Boot+1 {
+		t.Fatalf("after restart %+v, want HELLO seq 1 boot %d", h2, hello.Boot+1)
+	}
+	if h2.NActive != 1 || h2.Active[0].Code != 18 || h2.ActiveTotal != 1 {
+		t.Fatalf("snapshot %+v, want alarm 18 only", h2.ActiveAlarms())
+	}
+}
+
+// gateway is `plcmail serve` as a child process.
+type gateway struct {
+	t    *testing.T
+	exe  string
+	cfg  string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	done chan struct{}
+}
+
+func (g *gateway) start() {
+	g.t.Helper()
+	g.cmd = exec.Command(g.exe, "-c", g.cfg, "serve")
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	g.cmd.Stdout = g.logs
+	g.cmd.Stderr = g.logs
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	g.done = done
+	go func(c *exec.Cmd) {
+		c.Wait()
+		close(done)
+	}(g.cmd)
+}
+
+func (g *gateway) signal(sig syscall.Signal) {
+	g.t.Helper()
+	syscall.Kill(-g.cmd.Process.Pid, sig)
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+		<-g.done
+		g.t.Errorf("gateway did not stop on %v", sig)
+	}
+}
+
+// TestSimulatedPLCThroughGateway: the AVR-built example in simavr, the real
+// `plcmail serve` on the other end of the pty, mails arriving at a real SMTP
+// upstream; the gateway is killed (-9) and later stopped (SIGTERM) while the
+// PLC keeps raising alarms. Every event must arrive as exactly one mail.
+func TestSimulatedPLCThroughGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 30 s of real time")
+	}
+	fw := elf(t, "UsbSerialAlarms")
+	exe := buildGateway(t)
+	up := startUpstream(t)
+	dir := t.TempDir()
+	s := startSim(t, "-e", filepath.Join(dir, "eeprom.bin"), "-p", "E4=1", "-p", "E5=1", fw)
+
+	cfg := filepath.Join(dir, "plcmail.toml")
+	cfgText := fmt.Sprintf(`
+[gateway]
+hostname  = "gw.test"
+spool_dir = %q
+
+[upstream]
+host     = "127.0.0.1"
+port     = %d
+security = "none"
+auth     = "none"
+from     = "plc-gateway@example.com"
+timeout  = "5s"
+
+[queue]
+min_backoff = "200ms"
+max_backoff = "1s"
+
+[flood]
+holdoff              = "0s"
+max_mails_per_minute = 1000
+
+[[serial]]
+name   = "sim"
+device = %q
+baud   = 115200
+
+[[alarm]]
+default = true
+subject = "{{.Kind}} code={{.Code}} event={{.Event}} boot={{.Boot}} seq={{.Seq}}"
+body    = "alarm {{.Code}} {{.Event}} at uptime {{.Uptime}}"
+to      = ["ops@example.com"]
+`, filepath.Join(dir, "spool"), up.port, s.pty)
+	if err := os.WriteFile(cfg, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	g := &gateway{t: t, exe: exe, cfg: cfg, logs: logs}
+	g.start()
+	t.Cleanup(func() {
+		select {
+		case <-g.done:
+		default:
+			g.signal(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", logs.String())
+		}
+	})
+
+	// want maps "event=raise code=17 seq=2" style keys to expected mails.
+	want := map[string]bool{}
+	seq := uint32(1) // the HELLO
+	step := func(pin string, v int, code int, event string) {
+		s.pin(pin, v)
+		seq++
+		want[fmt.Sprintf("code=%d event=%s seq=%d", code, event, seq)] = true
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	// Phase 1: the gateway is up.
+	step("E4", 0, 17, "raise")
+	step("E4", 1, 17, "clear")
+	step("E4", 0, 17, "raise")
+	step("E4", 1, 17, "clear")
+	up.waitAlarms(t, want, 20*time.Second)
+
+	// Phase 2: the gateway crashes; three events (the PLC's queue holds
+	// four) wait in the PLC and are retransmitted with backoff.
+	g.signal(syscall.SIGKILL)
+	step("E4", 0, 17, "raise")
+	step("E5", 0, 18, "raise")
+	step("E4", 1, 17, "clear")
+	time.Sleep(2 * time.Second)
+	g.start()
+	up.waitAlarms(t, want, 40*time.Second)
+
+	// Phase 3: an event on the wire while the gateway shuts down cleanly.
+	step("E5", 1, 18, "clear")
+	g.signal(syscall.SIGTERM)
+	time.Sleep(1 * time.Second)
+	g.start()
+	up.waitAlarms(t, want, 40*time.Second)
+
+	// Nothing doubled, even after retransmissions settle.
+	time.Sleep(3 * time.Second)
+	up.checkExactlyOnce(t, want)
+}
+
+// upstream is the repository's test SMTP server (mailertest: go-smtp on
+// 127.0.0.1, plain, no AUTH), reached by the gateway as its provider.
+type upstream struct {
+	*mailertest.Upstream
+	port int
+}
+
+func startUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true})
+	return &upstream{Upstream: u, port: u.Port}
+}
+
+// subjects returns the Subject of every message accepted so far.
+func (u *upstream) subjects() []string {
+	var s []string
+	for _, m := range u.Messages() {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			s = append(s, "unparsable: "+err.Error())
+			continue
+		}
+		s = append(s, msg.Header.Get("Subject"))
+	}
+	return s
+}
+
+// alarms returns how many alarm mails arrived per "code=.. event=.. seq=.." key.
+func (u *upstream) alarms() map[string]int {
+	got := map[string]int{}
+	re := regexp.MustCompile(`^alarm (code=\d+ event=\w+) boot=\d+ (seq=\d+)$`)
+	for _, s := range u.subjects() {
+		if m := re.FindStringSubmatch(s); m != nil {
+			got[m[1]+" "+m[2]]++
+		}
+	}
+	return got
+}
+
+func (u *upstream) waitAlarms(t *testing.T, want map[string]bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := u.alarms()
+		all := true
+		for k := range want {
+			if got[k] == 0 {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: mails %q, want alarms %v", timeout, u.subjects(), keys(want))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (u *upstream) checkExactlyOnce(t *testing.T, want map[string]bool) {
+	t.Helper()
+	got := u.alarms()
+	for k, n := range got {
+		if !want[k] {
+			t.Errorf("unexpected alarm mail %q", k)
+		} else if n != 1 {
+			t.Errorf("alarm %q mailed %d times", k, n)
+		}
+	}
+	for k := range want {
+		if got[k] == 0 {
+			t.Errorf("alarm %q never mailed", k)
+		}
+	}
+	subj := u.subjects()
+	t.Logf("%d mails upstream: %q", len(subj), subj)
+}
+
+func keys(m map[string]bool) []string {
+	var k []string
+	for s := range m {
+		k = append(k, s)
+	}
+	return k
+}
+
+// TestSimulatedSMTPClient runs the AVR build of PlcMailSmtp in simavr; its
+// second UART is bridged to the real plcmail listener's TCP port, which must
+// queue the mail.
+func TestSimulatedSMTPClient(t *testing.T) {
+	fw := elf(t, "SmtpOverSerial")
+	g := startListener(t)
+	s := startSim(t, "-x", "-t", g.addr, fw)
+	select {
+	case line, ok := <-s.stdout:
+		if !ok {
+			t.Fatal("plcsim ended without a result")
+		}
+		if strings.TrimSpace(line) != "SMTP step=ok code=250" {
+			t.Fatalf("firmware reported %q, want SMTP step=ok code=250", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no result from the simulated SMTP client")
+	}
+	msgs := g.waitMessages(t, 1, 5*time.Second)
+	_, data, err := g.spool.ReadMessage(msgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Subject: Tank 2 level high\r\n", "\r\n.hidden dot line\r\n", "To: ops@example.com\r\n"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("queued message lacks %q:\n%s", want, data)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,365 @@
+/*
+ * plcsim: runs an AVR firmware (ELF) in simavr in real time and connects its
+ * UARTs to the outside, so the real plcmail gateway can talk to a simulated
+ * PLC:
+ *   UART0  <-> a pseudo-terminal (its path is printed: "PTY /dev/pts/N"),
+ *              or with -x, to the program's own stdout (for sketches that
+ *              print results) while commands still come from stdin;
+ *   UART1  <-> a TCP connection to -t HOST:PORT (the SMTP client example
+ *              bridged to a mail server), opened after -T ms of simulated
+ *              time (default 100), once the firmware has enabled the UART:
+ *              simavr drops bytes that arrive at a disabled receiver.
+ * Input pins are driven from the command line (-p E4=1) and from stdin
+ * ("pin E4 0"); "quit" or end of stdin stops the simulation. With -e FILE the
+ * EEPROM is loaded from FILE at start and saved back at exit, so a restart
+ * of plcsim is a reboot of the PLC with its EEPROM kept.
+ *
+ * Time: the simulated clock is held to the wall clock (at most a few ms
+ * ahead), so the firmware's millis() and the gateway's timeouts agree.
+ *
+ * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-t HOST:PORT [-T MS]] [-x] firmware.elf
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <simavr/avr_eeprom.h>
+#include <simavr/avr_ioport.h>
+#include <simavr/avr_uart.h>
+#include <simavr/sim_avr.h>
+#include <simavr/sim_elf.h>
+#include <simavr/sim_io.h>
+#include <simavr/sim_irq.h>
+#include <simavr/sim_time.h>
+
+/* One UART bridged to a file descriptor. Bytes from the outside wait in
+ * `in` until the simulated UART signals room (XON); bytes from the firmware
+ * are written to the descriptor as they come. */
+struct bridge {
+	avr_t *avr;
+	char name;            /* '0', '1', ... */
+	int fd;               /* -1: not connected */
+	avr_irq_t *input;     /* raise to give the AVR a byte */
+	int xon;
+	unsigned char in[4096];
+	size_t in_len, in_pos;
+	unsigned long long tx, rx;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static void die(const char *what) {
+	perror(what);
+	exit(1);
+}
+
+static void bridge_feed(struct bridge *b) {
+	while (b->xon && b->in_pos < b->in_len) {
+		avr_raise_irq(b->input, b->in[b->in_pos++]);
+		b->rx++;
+	}
+	if (b->in_pos == b->in_len) b->in_pos = b->in_len = 0;
+}
+
+static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	struct bridge *b = param;
+	unsigned char c = (unsigned char)value;
+	b->tx++;
+	if (b->fd < 0) return;
+	for (;;) {
+		ssize_t n = write(b->fd, &c, 1);
+		if (n == 1) return;
+		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && errno == EAGAIN) {
+			/* The reader is slow (or gone): wait a little, then drop. */
+			struct pollfd p = {b->fd, POLLOUT, 0};
+			if (poll(&p, 1, 100) > 0) continue;
+		}
+		return;
+	}
+}
+
+static void uart_xon_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	(void)value;
+	struct bridge *b = param;
+	b->xon = 1;
+	bridge_feed(b);
+}
+
+static void uart_xoff_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	(void)value;
+	((struct bridge *)param)->xon = 0;
+}
+
+static void bridge_attach(struct bridge *b, avr_t *avr, char name, int fd) {
+	memset(b, 0, sizeof *b);
+	b->avr = avr;
+	b->name = name;
+	b->fd = fd;
+	b->xon = 1;
+	/* No "stdio" echo of the UART on the simulator console. */
+	uint32_t flags = 0;
+	avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS(name), &flags);
+	flags &= ~AVR_UART_FLAG_STDIO;
+	avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS(name), &flags);
+	b->input = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ(name), UART_IRQ_INPUT);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ(name), UART_IRQ_OUTPUT),
+	                        uart_out_hook, b);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ(name), UART_IRQ_OUT_XON),
+	                        uart_xon_hook, b);
+	avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ(name), UART_IRQ_OUT_XOFF),
+	                        uart_xoff_hook, b);
+}
+
+/* Reads what is waiting on the bridge's descriptor. Returns 0 at EOF. */
+static int bridge_read(struct bridge *b) {
+	if (b->fd < 0) return 1;
+	if (b->in_len == sizeof b->in) return 1;
+	ssize_t n = read(b->fd, b->in + b->in_len, sizeof b->in - b->in_len);
+	if (n > 0) {
+		b->in_len += (size_t)n;
+		bridge_feed(b);
+		return 1;
+	}
+	if (n == 0) return 0;
+	return errno == EAGAIN || errno == EINTR || errno == EIO; /* EIO: pty slave closed for now */
+}
+
+static int open_pty(char *path, size_t len, int *slave) {
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) die("pty");
+	if (ptsname_r(m, path, len)) die("ptsname");
+	/* Keep the slave open ourselves: a gateway that closes and reopens the
+	 * device (restart) then never leaves the master in a hung-up state. */
+	*slave = open(path, O_RDWR | O_NOCTTY);
+	if (*slave < 0) die(path);
+	struct termios t;
+	if (tcgetattr(*slave, &t) == 0) {
+		cfmakeraw(&t);
+		cfsetspeed(&t, B115200);
+		tcsetattr(*slave, TCSANOW, &t);
+	}
+	fcntl(m, F_SETFL, O_NONBLOCK);
+	return m;
+}
+
+static int dial(const char *hostport) {
+	char host[256];
+	snprintf(host, sizeof host, "%s", hostport);
+	char *colon = strrchr(host, ':');
+	if (!colon) {
+		fprintf(stderr, "plcsim: -t wants HOST:PORT\n");
+		exit(2);
+	}
+	*colon = 0;
+	struct addrinfo hints = {0}, *res;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, colon + 1, &hints, &res)) {
+		fprintf(stderr, "plcsim: cannot resolve %s\n", hostport);
+		exit(1);
+	}
+	int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen)) die(hostport);
+	freeaddrinfo(res);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+}
+
+static int set_pin(avr_t *avr, const char *spec, int value) {
+	char port = spec[0];
+	int bit = spec[1] - '0';
+	if (port < 'A' || port > 'L' || bit < 0 || bit > 7 || spec[2]) return -1;
+	avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit);
+	if (!irq) return -1;
+	avr_raise_irq(irq, value ? 1 : 0);
+	return 0;
+}
+
+static void eeprom_io(avr_t *avr, const char *path, int save) {
+	if (!path) return;
+	static unsigned char buf[4096];
+	avr_eeprom_desc_t d = {.ee = buf, .offset = 0, .size = avr->e2end + 1};
+	if (d.size > sizeof buf) d.size = sizeof buf;
+	if (save) {
+		avr_ioctl(avr, AVR_IOCTL_EEPROM_GET, &d);
+		/* GET points d.ee at the simulator's own copy. */
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(d.ee, 1, d.size, f) != d.size) die(path);
+		fclose(f);
+		return;
+	}
+	FILE *f = fopen(path, "rb");
+	if (!f) return; /* first boot: erased EEPROM */
+	size_t n = fread(buf, 1, d.size, f);
+	fclose(f);
+	d.size = (uint32_t)n;
+	avr_ioctl(avr, AVR_IOCTL_EEPROM_SET, &d);
+}
+
+static uint64_t now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void command(avr_t *avr, char *line) {
+	char what[16], pin[8];
+	int v;
+	if (sscanf(line, "%15s %7s %d", what, pin, &v) == 3 && !strcmp(what, "pin")) {
+		if (set_pin(avr, pin, v)) fprintf(stderr, "plcsim: bad pin %s\n", pin);
+	} else if (sscanf(line, "%15s", what) == 1 && !strcmp(what, "quit")) {
+		stop_requested = 1;
+	} else if (line[0] && line[0] != '\n') {
+		fprintf(stderr, "plcsim: unknown command: %s", line);
+	}
+}
+
+int main(int argc, char **argv) {
+	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL;
+	uint32_t freq = 16000000;
+	int opt, to_stdout = 0, dial_ms = 100;
+	char *pins[16];
+	int npins = 0;
+	while ((opt = getopt(argc, argv, "m:f:e:p:t:T:x")) != -1) {
+		switch (opt) {
+		case 'm': mcu = optarg; break;
+		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'e': eeprom = optarg; break;
+		case 'p': if (npins < 16) pins[npins++] = optarg; break;
+		case 't': tcp = optarg; break;
+		case 'T': dial_ms = atoi(optarg); break;
+		case 'x': to_stdout = 1; break;
+		default:
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "plcsim: one firmware ELF file expected\n");
+		return 2;
+	}
+
+	elf_firmware_t fw;
+	memset(&fw, 0, sizeof fw);
+	if (elf_read_firmware(argv[optind], &fw)) {
+		fprintf(stderr, "plcsim: cannot read %s\n", argv[optind]);
+		return 1;
+	}
+	avr_t *avr = avr_make_mcu_by_name(mcu);
+	if (!avr) {
+		fprintf(stderr, "plcsim: unknown MCU %s\n", mcu);
+		return 1;
+	}
+	avr_init(avr);
+	avr->frequency = freq;
+	avr->log = 1; /* errors only */
+	avr_load_firmware(avr, &fw);
+	eeprom_io(avr, eeprom, 0);
+	for (int i = 0; i < npins; i++) {
+		char spec[8];
+		int v;
+		if (sscanf(pins[i], "%7[^=]=%d", spec, &v) != 2 || set_pin(avr, spec, v)) {
+			fprintf(stderr, "plcsim: bad -p %s (want e.g. E4=1)\n", pins[i]);
+			return 2;
+		}
+	}
+
+	struct bridge u0, u1;
+	int slave = -1;
+	if (to_stdout) {
+		fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
+		bridge_attach(&u0, avr, '0', 1);
+		u0.fd = 1;
+	} else {
+		char path[128];
+		int master = open_pty(path, sizeof path, &slave);
+		bridge_attach(&u0, avr, '0', master);
+		printf("PTY %s\n", path);
+	}
+	int have_u1 = 0;
+	if (tcp) bridge_attach(&u1, avr, '1', -1);
+	avr_cycle_count_t dial_at = (avr_cycle_count_t)freq / 1000 * (avr_cycle_count_t)dial_ms;
+	fflush(stdout);
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+
+	char cmd[256];
+	size_t cmd_len = 0;
+	int stdin_open = 1;
+	uint64_t start = now_ns();
+	const avr_cycle_count_t slice = freq / 1000; /* 1 ms of simulated time */
+	avr_cycle_count_t next_check = slice;
+	int state = cpu_Running;
+	while (!stop_requested && state != cpu_Done && state != cpu_Crashed) {
+		state = avr_run(avr);
+		if (avr->cycle < next_check) continue;
+		next_check = avr->cycle + slice;
+		if (tcp && !have_u1 && u1.fd < 0 && avr->cycle >= dial_at) {
+			u1.fd = dial(tcp);
+			have_u1 = 1;
+		}
+
+		/* Hold simulated time to wall time. */
+		uint64_t sim_ns = avr_cycles_to_nsec(avr, avr->cycle);
+		uint64_t wall_ns = now_ns() - start;
+		int wait_ms = sim_ns > wall_ns + 2000000 ? (int)((sim_ns - wall_ns) / 1000000) : 0;
+
+		struct pollfd p[3];
+		int np = 0;
+		p[np++] = (struct pollfd){stdin_open ? 0 : -1, POLLIN, 0};
+		p[np++] = (struct pollfd){to_stdout ? -1 : u0.fd, POLLIN, 0};
+		p[np++] = (struct pollfd){have_u1 ? u1.fd : -1, POLLIN, 0};
+		if (poll(p, np, wait_ms) < 0 && errno != EINTR) die("poll");
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			ssize_t n = read(0, cmd + cmd_len, sizeof cmd - 1 - cmd_len);
+			if (n == 0) {
+				stdin_open = 0;
+				stop_requested = 1;
+			} else if (n > 0) {
+				cmd_len += (size_t)n;
+				char *nl;
+				while ((nl = memchr(cmd, '\n', cmd_len))) {
+					*nl = 0;
+					command(avr, cmd);
+					size_t used = (size_t)(nl - cmd) + 1;
+					memmove(cmd, nl + 1, cmd_len - used);
+					cmd_len -= used;
+				}
+				if (cmd_len == sizeof cmd - 1) cmd_len = 0;
+			}
+		}
+		if (p[1].revents & POLLIN) bridge_read(&u0);
+		if (have_u1 && (p[2].revents & (POLLIN | POLLHUP)) && !bridge_read(&u1)) {
+			/* The server hung up: the firmware sees silence from now on. */
+			close(u1.fd);
+			u1.fd = -2;
+			have_u1 = 0;
+		}
+		/* The UART may have made room without a new XON since. */
+		bridge_feed(&u0);
+		if (have_u1) bridge_feed(&u1);
+	}
+	eeprom_io(avr, eeprom, 1);
+	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart0 tx %llu rx %llu\n",
+	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, u0.tx, u0.rx);
+	if (slave >= 0) close(slave);
+	return state == cpu_Crashed ? 1 : 0;
+}
