@@ -144,7 +144,7 @@ func python(t *testing.T) string {
 // whose spool must then hold the message.
 func TestSMTPClient(t *testing.T) {
 	py := python(t)
-	hostMake(t, "build/test_smtp")
+	hostMake(t, "smtp-client")
 	exe := filepath.Join(workDir, "host", "test_smtp")
 
 	g := startListener(t)

@@ -180,12 +180,21 @@ static int dial(const char *hostport) {
 	return fd;
 }
 
+/* Drives an input pin from outside, like a switch with a strong pull. The
+ * value is also registered as the port's "external" state, so that the
+ * firmware's pinMode(INPUT_PULLUP) does not override it. */
 static int set_pin(avr_t *avr, const char *spec, int value) {
+	static uint8_t mask[26], level[26];
 	char port = spec[0];
 	int bit = spec[1] - '0';
 	if (port < 'A' || port > 'L' || bit < 0 || bit > 7 || spec[2]) return -1;
 	avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit);
 	if (!irq) return -1;
+	int i = port - 'A';
+	mask[i] |= (uint8_t)(1 << bit);
+	level[i] = (uint8_t)((level[i] & ~(1 << bit)) | ((value ? 1 : 0) << bit));
+	avr_ioport_external_t ext = {.name = (unsigned long)port, .mask = mask[i], .value = level[i]};
+	avr_ioctl(avr, AVR_IOCTL_IOPORT_SET_EXTERNAL(port), &ext);
 	avr_raise_irq(irq, value ? 1 : 0);
 	return 0;
 }
@@ -254,6 +263,11 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 
+	/* simavr's loader prints "Loaded N .text ..." on stdout, which is the
+	 * UART with -x and the PTY line otherwise: send it to stderr. */
+	fflush(stdout);
+	int saved_stdout = dup(1);
+	dup2(2, 1);
 	elf_firmware_t fw;
 	memset(&fw, 0, sizeof fw);
 	if (elf_read_firmware(argv[optind], &fw)) {
@@ -269,6 +283,9 @@ int main(int argc, char **argv) {
 	avr->frequency = freq;
 	avr->log = 1; /* errors only */
 	avr_load_firmware(avr, &fw);
+	fflush(stdout);
+	dup2(saved_stdout, 1);
+	close(saved_stdout);
 	eeprom_io(avr, eeprom, 0);
 	for (int i = 0; i < npins; i++) {
 		char spec[8];
