@@ -83,20 +83,20 @@ type record struct {
 type linkState struct {
 	Boot     uint32
 	Active   map[int]string
-	seen     map[uint32]bool // seqs of Boot that were accepted
+	seen     seqSet // seqs of Boot that were accepted
 	pending  []record        // held for the digest, oldest first
 	unmailed []record        // to be mailed on their own, not yet in the spool
 	Offline  bool
 }
 
 func newLinkState() *linkState {
-	return &linkState{Active: map[int]string{}, seen: map[uint32]bool{}}
+	return &linkState{Active: map[int]string{}}
 }
 
 func (s *linkState) setBoot(boot uint32) {
 	if boot != s.Boot {
 		s.Boot = boot
-		s.seen = map[uint32]bool{}
+		s.seen = seqSet{}
 	}
 }
 
@@ -104,7 +104,7 @@ func (s *linkState) apply(r *record) {
 	switch r.T {
 	case "ev":
 		s.setBoot(r.Boot)
-		s.seen[r.Seq] = true
+		s.seen.add(r.Seq)
 		switch r.Event {
 		case "raise":
 			s.Active[r.Code] = r.Sev
@@ -135,7 +135,7 @@ func (s *linkState) apply(r *record) {
 		s.pending = s.pending[min(r.N, len(s.pending)):]
 	case "hello":
 		s.setBoot(r.Boot)
-		s.seen[r.Seq] = true
+		s.seen.add(r.Seq)
 		s.Active = maps(r.Active)
 	case "offline":
 		s.Offline = true
@@ -144,15 +144,7 @@ func (s *linkState) apply(r *record) {
 	case "snap":
 		s.Boot = r.Boot
 		s.Active = maps(r.Active)
-		s.seen = map[uint32]bool{}
-		for _, rg := range r.Seen {
-			for q := rg[0]; ; q++ {
-				s.seen[q] = true
-				if q == rg[1] {
-					break
-				}
-			}
-		}
+		s.seen = seqSet{r: slices.Clone(r.Seen)}
 		s.pending, s.unmailed = nil, nil
 		s.Offline = r.Offline
 	}
@@ -168,20 +160,7 @@ func maps(m map[int]string) map[int]string {
 
 // snapshot returns the records that recreate s.
 func (s *linkState) snapshot() []record {
-	seqs := make([]uint32, 0, len(s.seen))
-	for q := range s.seen {
-		seqs = append(seqs, q)
-	}
-	slices.Sort(seqs)
-	var ranges [][2]uint32
-	for _, q := range seqs {
-		if n := len(ranges); n > 0 && ranges[n-1][1]+1 == q {
-			ranges[n-1][1] = q
-		} else {
-			ranges = append(ranges, [2]uint32{q, q})
-		}
-	}
-	recs := []record{{T: "snap", Boot: s.Boot, Active: s.Active, Seen: ranges, Offline: s.Offline}}
+	recs := []record{{T: "snap", Boot: s.Boot, Active: s.Active, Seen: s.seen.r, Offline: s.Offline}}
 	for _, p := range s.pending {
 		p.T = "pend"
 		recs = append(recs, p)
@@ -296,4 +275,46 @@ func (j *journal) close() error {
 		return nil
 	}
 	return j.f.Close()
+}
+
+// seqSet is a set of sequence numbers kept as sorted, disjoint, non-adjacent
+// ranges. A PLC numbers its frames 1, 2, 3, ... and the gateway accepts
+// them nearly in order, so a boot's worth of frames is one or two ranges
+// however long the PLC runs.
+type seqSet struct{ r [][2]uint32 }
+
+// find returns the index of the first range whose end is >= q.
+func (s *seqSet) find(q uint32) int {
+	i, _ := slices.BinarySearchFunc(s.r, q, func(rg [2]uint32, q uint32) int {
+		if rg[1] < q {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+func (s *seqSet) has(q uint32) bool {
+	i := s.find(q)
+	return i < len(s.r) && s.r[i][0] <= q
+}
+
+func (s *seqSet) add(q uint32) {
+	i := s.find(q)
+	if i < len(s.r) && s.r[i][0] <= q {
+		return
+	}
+	joinPrev := i > 0 && s.r[i-1][1] != ^uint32(0) && s.r[i-1][1]+1 == q
+	joinNext := i < len(s.r) && q != ^uint32(0) && s.r[i][0] == q+1
+	switch {
+	case joinPrev && joinNext:
+		s.r[i-1][1] = s.r[i][1]
+		s.r = slices.Delete(s.r, i, i+1)
+	case joinPrev:
+		s.r[i-1][1] = q
+	case joinNext:
+		s.r[i][0] = q
+	default:
+		s.r = slices.Insert(s.r, i, [2]uint32{q, q})
+	}
 }

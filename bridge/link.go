@@ -538,7 +538,7 @@ func entryFromRecord(r *record) mailer.Entry {
 // order loses nothing and doubles nothing.
 func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	l.adoptBoot(f.Boot)
-	if l.st.seen[f.Seq] {
+	if l.st.seen.has(f.Seq) {
 		l.ack(f, protocol.AckDuplicate)
 		return
 	}
@@ -694,7 +694,7 @@ func (l *Link) adoptBoot(boot uint32) {
 // mails of one HELLO have keys derived from the HELLO's key, so a
 // retransmitted HELLO after a crash re-queues nothing.
 func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
-	if f.Boot == l.st.Boot && l.st.seen[f.Seq] {
+	if f.Boot == l.st.Boot && l.st.seen.has(f.Seq) {
 		l.ack(f, protocol.AckDuplicate)
 		return
 	}
