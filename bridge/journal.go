@@ -83,9 +83,9 @@ type record struct {
 type linkState struct {
 	Boot     uint32
 	Active   map[int]string
-	seen     seqSet // seqs of Boot that were accepted
-	pending  []record        // held for the digest, oldest first
-	unmailed []record        // to be mailed on their own, not yet in the spool
+	seen     seqSet   // seqs of Boot that were accepted
+	pending  []record // held for the digest, oldest first
+	unmailed []record // to be mailed on their own, not yet in the spool
 	Offline  bool
 }
 
