@@ -80,6 +80,8 @@ type install struct {
 	t       *testing.T
 	destdir string
 	binary  string
+	shell   string   // /bin/sh unless set
+	env     []string // extra environment
 }
 
 func newInstall(t *testing.T) *install {
@@ -97,8 +99,12 @@ func (in *install) run(args ...string) (string, int) {
 	in.t.Helper()
 	args = append([]string{filepath.Join(repoRoot(in.t), "deploy", "install.sh"),
 		"--destdir", in.destdir, "--binary", in.binary}, args...)
-	cmd := exec.Command("/bin/sh", args...)
-	cmd.Env = append(os.Environ(), "DESTDIR=")
+	shell := in.shell
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	cmd := exec.Command(shell, args...)
+	cmd.Env = append(append(os.Environ(), "DESTDIR="), in.env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -291,26 +297,44 @@ func TestInstallCreatesUser(t *testing.T) {
 		t.Skip("needs root to create a user (in a private mount namespace)")
 	}
 	needTool(t, "unshare")
-	needTool(t, "useradd")
 	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
 		t.Skipf("cannot create a mount namespace here: %v %s", err, out)
 	}
+	t.Run("shadow-utils", func(t *testing.T) {
+		needTool(t, "useradd")
+		testInstallCreatesUser(t, "/bin/sh", os.Getenv("PATH"), "/usr/sbin/nologin")
+	})
+	// OpenWrt and Alpine have busybox adduser/addgroup instead of useradd.
+	t.Run("busybox", func(t *testing.T) {
+		bb := busyboxUserland(t)
+		testInstallCreatesUser(t, filepath.Join(bb, "sh"), bb, "/bin/false")
+	})
+}
+
+func testInstallCreatesUser(t *testing.T, shell, path, loginShell string) {
 	in := newInstall(t)
 	etc := filepath.Join(t.TempDir(), "etc")
 	if out, err := exec.Command("cp", "-a", "/etc", etc).CombinedOutput(); err != nil {
 		t.Fatalf("copy /etc: %v %s", err, out)
 	}
+	// dialout already has a member, who must stay.
+	group, err := os.ReadFile(filepath.Join(etc, "group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group = regexp.MustCompile(`(?m)^dialout:x:(\d+):.*$`).ReplaceAll(group, []byte("dialout:x:$1:root"))
+	os.WriteFile(filepath.Join(etc, "group"), group, 0o644)
 	script := filepath.Join(repoRoot(t), "deploy", "install.sh")
 	// Twice: the second run must find the user and not fail.
 	sh := `set -e
 mount --bind "$1" /etc
-sh "$2" --destdir "$3" --binary "$4" --systemd
-sh "$2" --destdir "$3" --binary "$4" --systemd >/dev/null
+PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd
+PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd >/dev/null
 id -Gn plcmail
 stat -c '%U:%G %a %n' "$3/var/spool/plcmail" "$3/etc/plcmail" "$3/etc/plcmail/plcmail.toml" "$3/etc/plcmail/upstream.secret" "$3/usr/local/bin/plcmail"
 getent passwd plcmail`
 	out, err := exec.Command("unshare", "--mount", "--propagation", "private",
-		"sh", "-c", sh, "sh", etc, script, in.destdir, in.binary).CombinedOutput()
+		"sh", "-c", sh, "sh", etc, script, in.destdir, in.binary, shell, path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("install as root: %v\n%s", err, out)
 	}
@@ -331,8 +355,12 @@ getent passwd plcmail`
 	if !regexp.MustCompile(`(?m)^plcmail( \S+)* dialout( |$)`).MatchString(text) {
 		t.Errorf("plcmail is not in group dialout")
 	}
-	if !regexp.MustCompile(`(?m)^plcmail:x:\d+:\d+:[^:]*:/var/spool/plcmail:/usr/sbin/nologin$`).MatchString(text) {
+	if !regexp.MustCompile(`(?m)^plcmail:x:\d+:\d+:[^:]*:/var/spool/plcmail:` + loginShell + `$`).MatchString(text) {
 		t.Errorf("account is not a no-login system account with the spool as home")
+	}
+	group, _ = os.ReadFile(filepath.Join(etc, "group"))
+	if !regexp.MustCompile(`(?m)^dialout:x:\d+:root,plcmail$`).Match(group) {
+		t.Errorf("dialout members wrong:\n%s", regexp.MustCompile(`(?m)^dialout:.*$`).Find(group))
 	}
 	// The host's own /etc never saw the account.
 	if b, _ := os.ReadFile("/etc/passwd"); bytes.Contains(b, []byte("\nplcmail:")) && !strings.Contains(string(b), "plcmail gateway") {
@@ -501,12 +529,28 @@ procd_close_instance() { echo "close"; }
 procd_send_signal() { echo "signal $*"; }
 logger() { cat >/dev/null; }
 `
-	call := func(conf, fn string) (string, error) {
-		script := stubs + `. "$1"; PROG="$2"; CONF="$3"; ` + fn
-		out, err := exec.Command("/bin/sh", "-c", script, "sh", "openwrt/plcmail.init", bin, conf).CombinedOutput()
-		return string(out), err
+	// OpenWrt's shell is busybox ash: run the script there as well as in dash.
+	bb := busyboxUserland(t)
+	for _, shell := range []struct{ name, path, env string }{
+		{"dash", "/bin/sh", ""},
+		{"busybox", filepath.Join(bb, "sh"), "PATH=" + bb},
+	} {
+		t.Run(shell.name, func(t *testing.T) {
+			call := func(conf, fn string) (string, error) {
+				script := stubs + `. "$1"; PROG="$2"; CONF="$3"; ` + fn
+				cmd := exec.Command(shell.path, "-c", script, "sh", "openwrt/plcmail.init", bin, conf)
+				if shell.env != "" {
+					cmd.Env = append(os.Environ(), shell.env)
+				}
+				out, err := cmd.CombinedOutput()
+				return string(out), err
+			}
+			checkInitScript(t, call, bin, good, filepath.Join(dir, "bad.toml"))
+		})
 	}
+}
 
+func checkInitScript(t *testing.T, call func(conf, fn string) (string, error), bin, good, bad string) {
 	out, err := call(good, "start_service")
 	if err != nil {
 		t.Fatalf("start_service: %v\n%s", err, out)
@@ -526,7 +570,6 @@ logger() { cat >/dev/null; }
 		t.Errorf("reload_service: %v\n%s", err, out)
 	}
 
-	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[gateway]\nbogus = 1\n"), 0o644)
 	out, err = call(bad, "start_service")
 	if err == nil || strings.Contains(out, "open") {
@@ -628,5 +671,43 @@ func TestMakeInstall(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
 			t.Errorf("make install did not create %s: %v", p, err)
 		}
+	}
+}
+
+// busyboxUserland returns a directory holding only busybox applets, like
+// the PATH of an OpenWrt router, so scripts meant for one run with nothing
+// from GNU coreutils, dash or util-linux.
+func busyboxUserland(t *testing.T) string {
+	bb := needTool(t, "busybox")
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	dir := t.TempDir()
+	for _, applet := range strings.Fields(string(out)) {
+		if err := os.Symlink(bb, filepath.Join(dir, applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestInstallBusybox runs the installer on a busybox-only userland, as on
+// OpenWrt.
+func TestInstallBusybox(t *testing.T) {
+	bin := busyboxUserland(t)
+	in := newInstall(t)
+	in.shell = filepath.Join(bin, "sh")
+	in.env = []string{"PATH=" + bin}
+	os.MkdirAll(in.path("etc"), 0o755)
+	os.WriteFile(in.path("etc/openwrt_release"), []byte("DISTRIB_ID='OpenWrt'\n"), 0o644)
+	in.mustRun("--no-user", "--sendmail")
+	in.mustRun("--no-user", "--sendmail") // idempotent there too
+	in.wantMode("usr/bin/plcmail", 0o755)
+	in.wantMode("etc/init.d/plcmail", 0o755)
+	in.wantMode("etc/plcmail/upstream.secret", 0o600)
+	in.wantMode("etc/plcmail/spool", fs.ModeDir|0o700)
+	if target, _ := os.Readlink(in.path("usr/sbin/sendmail")); target != "/usr/bin/plcmail" {
+		t.Errorf("sendmail -> %q", target)
 	}
 }

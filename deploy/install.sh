@@ -91,27 +91,55 @@ own() {
 }
 
 # --- user -------------------------------------------------------------------
-if [ "$mkuser" = 1 ]; then
-	if ! grep -q '^dialout:' /etc/group; then
-		if command -v groupadd >/dev/null; then groupadd --system dialout; else addgroup -S dialout; fi
+# shadow-utils (useradd) where present. Otherwise (OpenWrt: its busybox has
+# no adduser) the account is written into /etc/passwd, /etc/group and
+# /etc/shadow directly, which is what OpenWrt's own packages do.
+in_file() { grep -q "^$1:" "$2" 2>/dev/null; }
+free_id() { # first id from 200 used neither as uid nor as gid
+	n=200
+	while cut -d: -f3 /etc/passwd /etc/group | grep -qx "$n"; do n=$((n + 1)); done
+	echo "$n"
+}
+add_group() { # add_group NAME [GID]
+	gid=${2:-$(free_id)}
+	if cut -d: -f3 /etc/group | grep -qx "$gid"; then gid=$(free_id); fi
+	echo "$1:x:$gid:" >>/etc/group
+}
+add_member() { # add_member GROUP USER
+	if grep "^$1:" /etc/group | cut -d: -f4 | tr ',' '\n' | grep -qx "$2"; then
+		return 1
 	fi
-	if ! id plcmail >/dev/null 2>&1; then
+	if command -v usermod >/dev/null; then
+		usermod -a -G "$1" "$2"
+	else
+		if grep -q "^$1:.*:\$" /etc/group; then
+			sed -i "s/^\($1:.*:\)\$/\1$2/" /etc/group
+		else
+			sed -i "s/^\($1:.*\)\$/\1,$2/" /etc/group
+		fi
+	fi
+}
+if [ "$mkuser" = 1 ]; then
+	if ! in_file dialout /etc/group; then
+		if command -v groupadd >/dev/null; then groupadd --system dialout; else add_group dialout 20; fi
+	fi
+	if ! in_file plcmail /etc/passwd && ! id plcmail >/dev/null 2>&1; then
 		if command -v useradd >/dev/null; then
 			useradd --system --user-group --no-log-init --home-dir "$spool" --no-create-home \
 				--shell /usr/sbin/nologin --comment "plcmail gateway" plcmail
-		else # busybox (OpenWrt, Alpine)
-			addgroup -S plcmail
-			adduser -S -D -H -h "$spool" -s /bin/false -G plcmail -g "plcmail gateway" plcmail
+		else
+			in_file plcmail /etc/group || add_group plcmail
+			gid=$(grep "^plcmail:" /etc/group | cut -d: -f3)
+			uid=$gid
+			if cut -d: -f3 /etc/passwd | grep -qx "$uid"; then uid=$(free_id); fi
+			echo "plcmail:x:$uid:$gid:plcmail gateway:$spool:/bin/false" >>/etc/passwd
+			if [ -f /etc/shadow ]; then echo "plcmail:*:0:0:99999:7:::" >>/etc/shadow; fi
 		fi
 		say "created system user plcmail"
 	fi
-	case " $(id -Gn plcmail) " in
-	*" dialout "*) ;;
-	*)
-		if command -v usermod >/dev/null; then usermod -a -G dialout plcmail; else addgroup plcmail dialout; fi
+	if add_member dialout plcmail; then
 		say "added plcmail to group dialout (serial ports)"
-		;;
-	esac
+	fi
 fi
 
 # --- directories ------------------------------------------------------------
