@@ -57,15 +57,10 @@ func newSettings(cfg *config.Config) (*settings, error) {
 	return s, nil
 }
 
-// link returns the [[serial]] entry of a link; a link removed by a reload
-// keeps running with defaults until the daemon restarts.
-func (s *settings) link(name string) *config.Serial {
-	if sc, ok := s.serial[name]; ok {
-		return sc
-	}
-	return &config.Serial{Name: name, HeartbeatTimeout: config.Duration(config.DefaultHeartbeatTimeout),
-		ResetGrace: config.Duration(config.DefaultResetGrace)}
-}
+// link returns the [[serial]] entry of a running link. Reload carries the
+// entries of links the new configuration removed over from the old one, so
+// every running link has one.
+func (s *settings) link(name string) *config.Serial { return s.serial[name] }
 
 // newBridge builds a bridge whose links use the given openers (by link
 // name); a missing opener means the real serial port of the config.
@@ -82,11 +77,7 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 	dir := filepath.Join(spool.Dir(), "links")
 	for i := range cfg.Serial {
 		sc := cfg.Serial[i]
-		open := openers[sc.Name]
-		if open == nil {
-			open = SerialOpener(sc)
-		}
-		l, err := newLink(b, sc.Name, portName(sc), open, dir)
+		l, err := newLink(b, sc.Name, openers[sc.Name], dir)
 		if err != nil {
 			for _, l := range b.links {
 				l.j.close()
@@ -128,10 +119,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 }
 
 // Reload switches to cfg's templates, recipients, flood settings and link
-// settings (heartbeat timeout, labels, notices) without closing any port.
-// An invalid cfg is refused with its errors (config.Errors) and the running
-// configuration stays. Port settings (device, baud, ...) and added or
-// removed links take effect at the next start of the daemon.
+// settings (heartbeat timeout, labels, notices) without closing any port; a
+// link whose port settings (device, baud, parity, ...) changed reopens its
+// port with the new ones. An invalid cfg is refused with its errors
+// (config.Errors) and the running configuration stays. Added or removed
+// [[serial]] links take effect at the next start of the daemon.
 func (b *Bridge) Reload(cfg *config.Config) error {
 	st, err := newSettings(cfg)
 	if err != nil {
@@ -144,14 +136,10 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 			b.log.Warn("reload: new [[serial]] link starts at the next restart", "link", name)
 		}
 	}
-	for name := range old.serial {
+	for name, sc := range old.serial {
 		if _, ok := st.serial[name]; !ok {
 			b.log.Warn("reload: removed [[serial]] link keeps running until the next restart", "link", name)
-		}
-	}
-	for name, sc := range st.serial {
-		if o, ok := old.serial[name]; ok && portName(*o) != portName(*sc) {
-			b.log.Warn("reload: port settings take effect at the next restart", "link", name)
+			st.serial[name] = sc
 		}
 	}
 	b.rt.Store(st)

@@ -116,6 +116,36 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if st := g.b.Status()[0]; st.Reconnects != 0 || !st.Connected {
 		t.Errorf("link dropped by reload: %+v", st)
 	}
+
+	// New port settings: the link reopens its port with them.
+	baud := strings.Replace(good, "reset_grace", "baud = 57600\nreset_grace", 1)
+	baudCfg, err := config.Parse("new.toml", []byte(baud))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.b.Reload(baudCfg); err != nil {
+		t.Fatal(err)
+	}
+	g.waitFor("reopen", func() bool { st := g.b.Status()[0]; return st.Reconnects == 1 && st.Connected })
+	ev3 := p.event(17, protocol.EventRaise, "after reopen")
+	p.expectAck(ev3, protocol.AckQueued)
+
+	// A reload without the link keeps it running.
+	noLink := strings.Replace(baud, "[[serial]]", "[[serial_removed]]", 1)
+	noLink = noLink[:strings.Index(noLink, "[[serial_removed]]")] + noLink[strings.Index(noLink, "[[alarm]]"):]
+	noLinkCfg, err := config.Parse("new.toml", []byte(noLink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.b.Reload(noLinkCfg); err != nil {
+		t.Fatal(err)
+	}
+	ev4 := p.event(17, protocol.EventClear, "still here")
+	p.expectAck(ev4, protocol.AckQueued)
+	g.waitMails(4)
+	if st := g.b.Status()[0]; st.Reconnects != 1 || !st.Connected {
+		t.Errorf("after removing the link from the config: %+v", st)
+	}
 }
 
 // TestUnplugReplug uses socat's pty pair like a USB-serial adapter: killing

@@ -73,8 +73,7 @@ type holdKey struct {
 type Link struct {
 	b    *Bridge
 	name string
-	port string
-	open Opener
+	open Opener // nil: the configured serial port
 	log  *slog.Logger
 
 	j  *journal
@@ -101,19 +100,23 @@ type Link struct {
 	nakSecond    time.Time
 	nakCount     int
 	wbuf         []byte
+	portKey      string // the port settings of the open port
 	lastDecStats protocol.Stats
 
 	mu     sync.Mutex
 	status LinkStatus
 }
 
-func newLink(b *Bridge, name, port string, open Opener, journalDir string) (*Link, error) {
+// newLink prepares the link called name; open nil means the serial port of
+// its [[serial]] entry, re-read at every (re)open so that a reload can
+// change it.
+func newLink(b *Bridge, name string, open Opener, journalDir string) (*Link, error) {
 	j, st, err := openJournal(journalDir, name)
 	if err != nil {
 		return nil, err
 	}
 	l := &Link{
-		b: b, name: name, port: port, open: open,
+		b: b, name: name, open: open,
 		log:        b.log.With("link", name),
 		j:          j,
 		st:         st,
@@ -123,7 +126,7 @@ func newLink(b *Bridge, name, port string, open Opener, journalDir string) (*Lin
 		dec:        protocol.NewDecoder(),
 		holdoff:    map[holdKey]time.Time{},
 	}
-	l.status = LinkStatus{Name: name, Port: port, Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	l.status = LinkStatus{Name: name, Port: portName(*l.settings().link(name)), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
 	if len(st.pending) > 0 {
 		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
 	}
@@ -174,13 +177,21 @@ func (l *Link) run(ctx context.Context) {
 	backoff := minBackoff
 	failures := 0
 	for ctx.Err() == nil {
-		port, err := l.open()
+		sc := *l.settings().link(l.name)
+		l.portKey = portKey(sc)
+		open := l.open
+		if open == nil {
+			open = SerialOpener(sc)
+		}
+		name := portName(sc)
+		l.update(func(s *LinkStatus) { s.Port = name })
+		port, err := open()
 		if err != nil {
 			failures++
 			// Log the first failure and then rarely: an unplugged PLC is
 			// already reported by the offline mail.
 			if failures == 1 || failures%60 == 0 {
-				l.log.Warn("cannot open port, retrying", "port", l.port, "err", err, "attempts", failures)
+				l.log.Warn("cannot open port, retrying", "port", name, "err", err, "attempts", failures)
 			}
 			l.update(func(s *LinkStatus) { s.LastError = err.Error() })
 			l.idle(ctx, backoff)
@@ -188,7 +199,7 @@ func (l *Link) run(ctx context.Context) {
 			continue
 		}
 		backoff, failures = minBackoff, 0
-		l.log.Info("port open", "port", l.port)
+		l.log.Info("port open", "port", name)
 		err = l.serve(ctx, port)
 		port.Close()
 		l.w = nil
@@ -201,7 +212,7 @@ func (l *Link) run(ctx context.Context) {
 			}
 		})
 		if ctx.Err() == nil {
-			l.log.Warn("port lost, reconnecting", "port", l.port, "err", err)
+			l.log.Warn("port lost, reconnecting", "port", name, "err", err)
 		}
 	}
 }
@@ -292,9 +303,16 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 			l.mailedDone(d)
 		case <-tick.C:
 			l.tick(time.Now())
+			if l.open == nil && portKey(*l.settings().link(l.name)) != l.portKey {
+				l.log.Info("port settings changed by reload, reopening")
+				return errReconfigured
+			}
 		}
 	}
 }
+
+// errReconfigured ends serve when a reload changed the port settings.
+var errReconfigured = errors.New("port settings changed")
 
 func (l *Link) settings() *settings { return l.b.rt.Load() }
 
@@ -309,6 +327,7 @@ func (l *Link) syncDecoderStats() {
 // emit handles one decoder result; f is only valid during the call.
 func (l *Link) emit(f *protocol.Frame, err error) {
 	now := time.Now()
+	l.syncDecoderStats() // before any answer, so status agrees with what the PLC saw
 	if err != nil {
 		l.frameError(err, now)
 		return
@@ -352,8 +371,8 @@ func (l *Link) frameError(err error, now time.Time) {
 		}
 		l.nakCount++
 	}
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: fe.Boot, Seq: fe.Seq, NakReason: reason})
 	l.update(func(s *LinkStatus) { s.Naks++ })
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: fe.Boot, Seq: fe.Seq, NakReason: reason})
 }
 
 // frameSeen does the link supervision for any valid frame.
@@ -420,7 +439,7 @@ func (l *Link) journal(r *record) error {
 
 func (l *Link) noticeData(kind string, now time.Time) mailer.AlarmData {
 	sc := l.settings().link(l.name)
-	return mailer.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: l.port,
+	return mailer.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
 		Boot: l.st.Boot, Time: now}
 }
 
@@ -469,18 +488,18 @@ func (l *Link) send(f *protocol.Frame) {
 }
 
 func (l *Link) ack(f *protocol.Frame, res protocol.AckResult) {
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeAck, Boot: f.Boot, Seq: f.Seq, AckResult: res})
 	l.update(func(s *LinkStatus) {
 		s.Acks++
 		if res == protocol.AckDuplicate {
 			s.Duplicates++
 		}
 	})
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeAck, Boot: f.Boot, Seq: f.Seq, AckResult: res})
 }
 
 func (l *Link) nakBusy(f *protocol.Frame) {
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: f.Boot, Seq: f.Seq, NakReason: protocol.NakBusy})
 	l.update(func(s *LinkStatus) { s.Naks++; s.Busy++ })
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: f.Boot, Seq: f.Seq, NakReason: protocol.NakBusy})
 }
 
 func (l *Link) sendDelivery(d delivery) {
@@ -491,9 +510,9 @@ func (l *Link) sendDelivery(d delivery) {
 	if d.ok {
 		status = protocol.DeliveryAccepted
 	}
+	l.update(func(s *LinkStatus) { s.Deliveries++ })
 	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: d.boot, Seq: d.seq,
 		Status: status, SMTPCode: uint16(max(0, min(d.code, 65535)))})
-	l.update(func(s *LinkStatus) { s.Deliveries++ })
 }
 
 func recordFromFrame(f *protocol.Frame, now time.Time) record {
@@ -521,7 +540,7 @@ func mailerValue(v protocol.Value) mailer.Value {
 
 func (l *Link) alarmData(r *record, note string) mailer.AlarmData {
 	sc := l.settings().link(l.name)
-	return mailer.AlarmData{Kind: mailer.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: l.port,
+	return mailer.AlarmData{Kind: mailer.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
 		Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values, Text: r.Text, Note: note,
 		Boot: r.Boot, Seq: r.Seq, Uptime: time.Duration(r.Uptime) * time.Second, Time: r.At}
 }
@@ -557,11 +576,12 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 		return
 	}
 	l.st.apply(&r)
-	l.ack(f, protocol.AckQueued)
+	// Bookkeeping first, so that a status read after the ACK includes it.
 	if r.Held == "" {
 		l.holdoff[hk] = now
-		l.mailOut(r)
 		l.update(func(s *LinkStatus) { s.Unmailed = len(l.st.unmailed) })
+		l.ack(f, protocol.AckQueued)
+		l.mailOut(r)
 		return
 	}
 	if len(l.st.pending) == 1 {
@@ -569,6 +589,7 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.cfg.Flood.DigestDelay.D())
 	}
 	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
+	l.ack(f, protocol.AckQueued)
 	l.log.Debug("alarm held for digest", "key", eventKey(l.name, f.Boot, f.Seq), "reason", r.Held)
 }
 

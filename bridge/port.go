@@ -67,6 +67,11 @@ func portName(s config.Serial) string {
 	return "usb:" + strings.Join(parts, ",")
 }
 
+// portKey identifies everything SerialOpener uses; a change means reopen.
+func portKey(s config.Serial) string {
+	return fmt.Sprintf("%s|%d|%d|%s|%s", portName(s), s.Baud, s.DataBits, s.Parity, s.StopBits)
+}
+
 func resolvePort(s config.Serial) (string, error) {
 	if s.Device != "" {
 		return s.Device, nil
