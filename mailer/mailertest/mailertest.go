@@ -221,13 +221,14 @@ func (u *Upstream) listen(addr string) error {
 // It is called automatically at the end of the test.
 func (u *Upstream) Stop() {
 	u.mu.Lock()
-	srv, stopped, done := u.srv, u.stopped, u.serveErr
+	srv, ln, stopped, done := u.srv, u.ln, u.stopped, u.serveErr
 	u.stopped = true
 	u.mu.Unlock()
 	if stopped || srv == nil {
 		return
 	}
 	srv.Close()
+	ln.Close() // Close misses a listener that Serve has not registered yet
 	<-done
 }
 
