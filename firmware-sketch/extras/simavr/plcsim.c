@@ -17,7 +17,10 @@
  * Time: the simulated clock is held to the wall clock (at most a few ms
  * ahead), so the firmware's millis() and the gateway's timeouts agree.
  *
- * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-t HOST:PORT [-T MS]] [-x] firmware.elf
+ * With -l PATH a symlink to the pty is (re)made at PATH, a stable device name
+ * for the gateway's config across restarts of plcsim (like socat's link=).
+ *
+ * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -239,12 +242,12 @@ static void command(avr_t *avr, char *line) {
 }
 
 int main(int argc, char **argv) {
-	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL;
+	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL;
 	uint32_t freq = 16000000;
 	int opt, to_stdout = 0, dial_ms = 100;
 	char *pins[16];
 	int npins = 0;
-	while ((opt = getopt(argc, argv, "m:f:e:p:t:T:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:f:e:p:l:t:T:x")) != -1) {
 		switch (opt) {
 		case 'm': mcu = optarg; break;
 		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -252,9 +255,10 @@ int main(int argc, char **argv) {
 		case 'p': if (npins < 16) pins[npins++] = optarg; break;
 		case 't': tcp = optarg; break;
 		case 'T': dial_ms = atoi(optarg); break;
+		case 'l': link = optarg; break;
 		case 'x': to_stdout = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
 			return 2;
 		}
 	}
@@ -306,6 +310,12 @@ int main(int argc, char **argv) {
 		char path[128];
 		int master = open_pty(path, sizeof path, &slave);
 		bridge_attach(&u0, avr, '0', master);
+		if (link) {
+			char tmp[4096];
+			snprintf(tmp, sizeof tmp, "%s.tmp%d", link, (int)getpid());
+			unlink(tmp);
+			if (symlink(path, tmp) || rename(tmp, link)) die(link);
+		}
 		printf("PTY %s\n", path);
 	}
 	int have_u1 = 0;
@@ -378,5 +388,6 @@ int main(int argc, char **argv) {
 	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart0 tx %llu rx %llu\n",
 	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, u0.tx, u0.rx);
 	if (slave >= 0) close(slave);
+	if (link) unlink(link); /* like an unplugged USB adapter */
 	return state == cpu_Crashed ? 1 : 0;
 }
