@@ -1,0 +1,67 @@
+package mailer
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkEnqueue measures what the serial bridge waits for before it may
+// ACK a frame: one durable Enqueue (write, fsync, rename, directory fsync)
+// of a typical 1 KiB alarm mail with an idempotency key. It reports p50 and
+// p99 latency. The spool is in $PLCMAIL_BENCH_DIR when set (to measure the
+// target's SD card or eMMC), else in t.TempDir(); the filesystem is logged
+// because fsync cost is a property of the filesystem and the device.
+func BenchmarkEnqueue(b *testing.B) {
+	dir := b.TempDir()
+	if d := os.Getenv("PLCMAIL_BENCH_DIR"); d != "" {
+		var err error
+		if dir, err = os.MkdirTemp(d, "plcmail-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	b.Logf("spool on %s (%s)", dir, fsType(dir))
+	s, err := OpenSpool(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub := testSub(0, "")
+	body := make([]byte, 1024)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	sub.Data = append(sub.Data, body...)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sub.Key = fmt.Sprintf("bench/%d/%d", b.N, i)
+		t0 := time.Now()
+		if _, err := s.Enqueue(sub); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+func fsType(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "unknown: " + err.Error()
+	}
+	names := map[int64]string{0xEF53: "ext4", 0x01021994: "tmpfs", 0x58465342: "xfs", 0x9123683E: "btrfs",
+		0x794c7630: "overlayfs", 0x4d44: "vfat", 0x5346544e: "ntfs", 0xF2F52010: "f2fs", 0x6969: "nfs"}
+	if n, ok := names[int64(st.Type)]; ok {
+		return n
+	}
+	return fmt.Sprintf("fs magic %#x", st.Type)
+}
