@@ -81,6 +81,9 @@ func serveStatus(ctx context.Context, path string, collect func() statusSnapshot
 	os.Remove(path)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
+		if len(path) > 100 {
+			err = fmt.Errorf("%w (a Unix socket path is limited to about 100 bytes; this one has %d: use a shorter spool_dir)", err, len(path))
+		}
 		log.Warn("no status socket; `plcmail status` will not work", "err", err)
 		<-ctx.Done()
 		return nil
