@@ -40,11 +40,13 @@ QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
 	N_RELAY=${BENCH_N_RELAY:-1000}
 	N_DRAIN=${BENCH_N_DRAIN:-2000}
+	N_SERIAL=200
 	TIME_LIMIT=180
 	CROSS_TARGETS=("linux/amd64" "linux/arm/7")
 else
 	N_RELAY=${BENCH_N_RELAY:-5000}
 	N_DRAIN=${BENCH_N_DRAIN:-10000}
+	N_SERIAL=1000
 	TIME_LIMIT=900
 	CROSS_TARGETS=("linux/amd64" "linux/arm64" "linux/arm/6" "linux/arm/7" "linux/mipsle/softfloat")
 fi
@@ -168,62 +170,42 @@ wait_port() {
 
 # ---------------------------------------------------------------- memory probes
 
-# pss_kb PID...: sum of proportional set sizes (shared pages divided among
-# their users), from smaps_rollup; falls back to RSS where it is missing.
-pss_kb() {
-	local p total=0 v
-	for p in "$@"; do
-		v=$(awk '/^Pss:/ { print $2; exit }' "/proc/$p/smaps_rollup" 2>/dev/null) ||
-			v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || v=0
-		total=$((total + ${v:-0}))
-	done
-	echo "$total"
-}
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-# pf_pids: the Postfix master and all its children.
-pf_pids() {
+# pf_pss_kb: PSS summed over the Postfix master and its children (see memsample.py).
+pf_pss_kb() { python3 "$REPO/bench/memsample.py" "$PF/queue/pid/master.pid" once; }
+pf_nproc() {
 	local m
-	m=$(awk '{ print $1; exit }' "$PF/queue/pid/master.pid" 2>/dev/null) || return 0
-	[[ -n $m ]] || return 0
-	echo "$m"
-	ps -o pid= --ppid "$m" 2>/dev/null | tr -d ' ' || true
+	m=$(awk '{ print $1; exit }' "$PF/queue/pid/master.pid")
+	echo $((1 + $(wc -w <"/proc/$m/task/$m/children")))
 }
-pf_pss_kb() { pss_kb $(pf_pids); }
-pf_nproc() { pf_pids | wc -l; }
 
-# sampler_start: records the summed PSS of Postfix every 200 ms (a peak that
-# falls between samples is missed, which can only make Postfix look smaller).
+# sampler_start/sampler_stop: the peak of pf_pss_kb into $W/peak.txt, sampled every 200 ms by
+# one Python process (a peak that falls between samples is missed, which can
+# only make Postfix look smaller).
 sampler_start() {
-	: >"$W/pss.samples"
-	(
-		while :; do
-			pf_pss_kb >>"$W/pss.samples"
-			sleep 0.2
-		done
-	) &
+	python3 "$REPO/bench/memsample.py" "$PF/queue/pid/master.pid" watch >"$W/peak.txt" &
 	SAMPLER=$!
 }
 sampler_stop() {
-	kill "$SAMPLER" 2>/dev/null || true
+	kill -TERM "$SAMPLER" 2>/dev/null || true
 	wait "$SAMPLER" 2>/dev/null || true
-	sort -n "$W/pss.samples" | tail -1
 }
 
 # ---------------------------------------------------------------- sink & TLS
 
-# The upstream: one smtp-sink for the whole run; its running counter (-c) is
-# how we check that every message arrived.
+# The upstream: one smtp-sink, restarted only for the outage. It is not asked
+# to count (-c): its counter goes through an output buffer that is flushed
+# only now and then, so it lags. A message counts as delivered when the relay
+# logged it as accepted by the upstream (Postfix "status=sent", plcmail
+# "msg=delivered") and its queue file is gone.
 start_sink() {
-	bg sink smtp-sink -u nobody -c "127.0.0.1:$SINK_PORT" 256
+	bg sink smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 256
 	SINK_PID=$BG_PID
 	wait_port "$SINK_PORT" 10 || die "smtp-sink did not start: $(cat "$W/sink.log")"
 }
 stop_sink() { stop_bg "$SINK_PID"; }
-sink_count() {
-	local c
-	c=$(tr '\r' '\n' <"$W/sink.log" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2)
-	echo "${c:-0}"
-}
+pf_sent() { grep -c 'status=sent' "$PF/maillog" 2>/dev/null || true; }
+plc_sent() { grep -c 'msg=delivered' "$W/plcmail.log" 2>/dev/null || true; }
 
 make_tls() {
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -309,6 +291,12 @@ postfix_start() {
 	PF_STARTED=1
 	wait_port "$PF_PORT" 15 || die "postfix is not listening on $PF_PORT: $(tail -5 "$PF/maillog")"
 }
+postfix_restart() {
+	postfix -c "$PF/etc" stop >/dev/null 2>&1
+	for _ in $(seq 100); do postfix -c "$PF/etc" status >/dev/null 2>&1 || break; sleep 0.1; done
+	postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix did not restart: $(tail -5 "$PF/maillog")"
+	wait_port "$PF_PORT" 15 || die "postfix is not listening on $PF_PORT after restart"
+}
 postfix_set() { # postfix_set name=value...: change main.cf and reload
 	postconf -c "$PF/etc" -e "$@"
 	postfix -c "$PF/etc" reload >/dev/null 2>&1
@@ -347,25 +335,52 @@ plc_config() { # plc_config NAME SECURITY PORT MIN_BACKOFF
 		listen            = ["127.0.0.1:$PLC_PORT"]
 		allowed_networks  = ["127.0.0.0/8"]
 		max_message_bytes = 10240000
-		$(plc_smtp_extra)
+		# like Postfix's smtpd process limit below: 200 idle sessions from one address
+		max_connections        = 256
+		max_connections_per_ip = 256
 	EOF
 }
-# plc_smtp_extra: listener limits that would otherwise refuse 200 sessions
-# from one address, set only when this plcmail knows the key.
-plc_smtp_extra() {
-	local f k
-	for f in "$REPO"/config/smtp.go; do
-		for k in max_connections max_connections_per_ip max_conns max_conns_per_ip; do
-			if grep -q "toml:\"$k\"" "$f" 2>/dev/null; then echo "$k = 1000"; fi
-		done
-	done
+plc_serial_config() { # the serial link on the gateway end of a socat pty pair
+	cat >"$PLC/serial.toml" <<-EOF
+		[gateway]
+		hostname  = "bench-plcmail.localdomain"
+		spool_dir = "$PLC/spool-serial"
+		log_level = "info"
+
+		[upstream]
+		host     = "127.0.0.1"
+		port     = $SINK_PORT
+		security = "none"
+		auth     = "none"
+		from     = "plcmail@bench.localdomain"
+
+		[queue]
+		min_backoff = "1s"
+		max_backoff = "1s"
+
+		[[serial]]
+		name   = "bench"
+		device = "$W/gw.tty"
+		baud   = 115200
+		heartbeat_timeout = "1h"
+
+		[[alarm]]
+		default = true
+		to = ["$RCPT"]
+
+		# every event its own mail, so that every event gets its DELIVERY frame
+		[flood]
+		holdoff = "0s"
+		max_mails_per_minute = 1000000
+	EOF
 }
 plc_queue_count() { find "$PLC/spool/queue" -type f 2>/dev/null | wc -l; }
 
-start_plcmail() { # start_plcmail CONFIGNAME
+start_plcmail() { # start_plcmail CONFIGNAME [nolisten]
 	PLC_CFG=$PLC/$1.toml
 	setsid "$PLC_BIN" -c "$PLC_CFG" serve >>"$W/plcmail.log" 2>&1 &
 	PLC_PID=$!
+	[[ ${2:-} == nolisten ]] && return 0
 	if ! wait_port "$PLC_PORT" 15; then
 		PLC_WHY="plcmail serve did not listen on 127.0.0.1:$PLC_PORT: $(tail -3 "$W/plcmail.log" | tr '\n' ' ')"
 		stop_plcmail
@@ -383,10 +398,11 @@ stop_plcmail() {
 
 # ---------------------------------------------------------------- measurements
 
-# relay_run WHO PORT QUEUECOUNTFN: one smtp-source run; sets ACC_RATE, DEL_RATE, DELIVERED.
+# relay_run WHO PORT QUEUECOUNTFN SENTFN: one smtp-source run; sets ACC_RATE,
+# DEL_RATE, DELIVERED.
 relay_run() {
-	local who=$1 port=$2 qcount=$3 n=$N_RELAY base t0 t1 t2 c end
-	base=$(sink_count)
+	local who=$1 port=$2 qcount=$3 sent=$4 n=$N_RELAY base t0 t1 t2 end
+	base=$($sent)
 	t0=$(now)
 	if ! timeout 300 smtp-source -s "$SESSIONS" -l "$MSG_BYTES" -m "$n" -f "$SENDER" -t "$RCPT" \
 		"127.0.0.1:$port" >"$W/source-$who.log" 2>&1; then
@@ -397,20 +413,19 @@ relay_run() {
 	t1=$(now)
 	end=$(($(date +%s) + 240))
 	while (($(date +%s) < end)); do
-		c=$(($(sink_count) - base))
-		if ((c >= n)) && (($($qcount) == 0)); then break; fi
+		if (($($qcount) == 0)) && (($($sent) - base >= n)); then break; fi
 		sleep 0.05
 	done
 	t2=$(now)
-	DELIVERED=$(($(sink_count) - base))
+	DELIVERED=$(($($sent) - base))
 	ACC_RATE=$(calc "$n / ($t1 - $t0)")
 	if ((DELIVERED >= n)); then
 		DEL_RATE=$(calc "$n / ($t2 - $t0)")
 	else
 		DEL_RATE=n/a
-		log "$who: only $DELIVERED of $n messages reached the sink within 240 s"
+		log "$who: only $DELIVERED of $n messages delivered within 240 s"
 	fi
-	log "$who: accepted $(fmt "$ACC_RATE") msg/s, delivered $(fmt "$DEL_RATE") msg/s ($DELIVERED at the sink)"
+	log "$who: accepted $(fmt "$ACC_RATE") msg/s, delivered $(fmt "$DEL_RATE") msg/s ($DELIVERED delivered)"
 }
 
 # idle_sessions WHO PORT MEMFN: hold 200 EHLO'd sessions, then read memory.
@@ -427,11 +442,12 @@ idle_sessions() {
 	log "$who: ${IDLE_OK:-0} idle sessions, $((IDLE_MEM / 1024)) MiB"
 }
 
-# drain WHO PORT QUEUECOUNTFN FLUSHCMD...: queue N_DRAIN messages with the sink
-# down, start the sink, flush, and time until the queue is empty.
+# drain WHO PORT QUEUECOUNTFN SENTFN FLUSHCMD...: queue N_DRAIN messages with
+# the sink down, start the sink, flush, and time until the queue is empty.
 drain() {
-	local who=$1 port=$2 qcount=$3 n=$N_DRAIN t0 t1 end q
-	shift 3
+	local who=$1 port=$2 qcount=$3 sent=$4 n=$N_DRAIN t0 t1 end q base
+	shift 4
+	base=$($sent)
 	stop_sink
 	local ts0 ts1
 	ts0=$(now)
@@ -448,14 +464,14 @@ drain() {
 	while (($($qcount) > 0)) && (($(date +%s) < end)); do sleep 0.1; done
 	t1=$(now)
 	q=$($qcount)
-	DRAIN_DELIVERED=$(sink_count)
+	DRAIN_DELIVERED=$(($($sent) - base))
 	if ((q == 0)); then
 		DRAIN_SECS=$(calc "$t1 - $t0")
 	else
 		DRAIN_SECS=n/a
 		log "$who: $q messages still queued after 300 s"
 	fi
-	log "$who: drained in $(fmt "$DRAIN_SECS" 2) s, sink counted $DRAIN_DELIVERED"
+	log "$who: drained in $(fmt "$DRAIN_SECS" 2) s, $DRAIN_DELIVERED delivered"
 }
 
 # ---------------------------------------------------------------- go benchmarks & sizes
@@ -523,25 +539,16 @@ R[idle.pf]=$(pf_pss_kb)
 R[idle_nproc.pf]=$(pf_nproc)
 ((PLC_OK)) && R[idle.plc]=$(status_kb "$PLC_PID" VmRSS)
 
-# --- memory: 200 idle sessions
-idle_sessions postfix "$PF_PORT" pf_pss_kb
-R[sess.pf]=$IDLE_MEM R[sess_ok.pf]=$IDLE_OK
-if ((PLC_OK)); then
-	plc_rss() { status_kb "$PLC_PID" VmRSS; }
-	idle_sessions plcmail "$PLC_PORT" plc_rss
-	R[sess.plc]=$IDLE_MEM R[sess_ok.plc]=$IDLE_OK
-fi
-sleep 2
-
 # --- relay, plain upstream
 log "relay (plain upstream): $N_RELAY messages, $SESSIONS sessions, $MSG_BYTES bytes"
 sampler_start
-relay_run postfix "$PF_PORT" pf_queue_count || true
-R[peak.pf]=$(sampler_stop)
+relay_run postfix "$PF_PORT" pf_queue_count pf_sent || true
+sampler_stop
+R[peak.pf]=$(cat "$W/peak.txt")
 R[acc.pf]=$ACC_RATE R[del.pf]=$DEL_RATE
 if ((PLC_OK)); then
 	echo 5 >"/proc/$PLC_PID/clear_refs" 2>/dev/null || true # reset VmHWM: the peak of this run only
-	relay_run plcmail "$PLC_PORT" plc_queue_count || true
+	relay_run plcmail "$PLC_PORT" plc_queue_count plc_sent || true
 	R[peak.plc]=$(status_kb "$PLC_PID" VmHWM)
 	R[acc.plc]=$ACC_RATE R[del.plc]=$DEL_RATE
 fi
@@ -550,27 +557,62 @@ fi
 log "relay (implicit TLS upstream via socat)"
 postfix_set "relayhost = [127.0.0.1]:$TLS_PORT" smtp_tls_wrappermode=yes smtp_tls_security_level=fingerprint \
 	smtp_tls_fingerprint_digest=sha256 "smtp_tls_fingerprint_cert_match = $TLS_FP"
-relay_run postfix "$PF_PORT" pf_queue_count || true
+relay_run postfix "$PF_PORT" pf_queue_count pf_sent || true
 R[tacc.pf]=$ACC_RATE R[tdel.pf]=$DEL_RATE
 if ((PLC_OK)); then
 	stop_plcmail
 	if start_plcmail tls; then
-		relay_run plcmail "$PLC_PORT" plc_queue_count || true
+		relay_run plcmail "$PLC_PORT" plc_queue_count plc_sent || true
 		R[tacc.plc]=$ACC_RATE R[tdel.plc]=$DEL_RATE
 	fi
 	stop_plcmail
 fi
 postfix_set "relayhost = [127.0.0.1]:$SINK_PORT" smtp_tls_wrappermode=no smtp_tls_security_level=none
 
+# --- memory: 200 idle sessions
+idle_sessions postfix "$PF_PORT" pf_pss_kb
+R[sess.pf]=$IDLE_MEM R[sess_ok.pf]=$IDLE_OK
+if ((PLC_OK)) && start_plcmail plain; then
+	plc_rss() { status_kb "$PLC_PID" VmRSS; }
+	idle_sessions plcmail "$PLC_PORT" plc_rss
+	R[sess.plc]=$IDLE_MEM R[sess_ok.plc]=$IDLE_OK
+	stop_plcmail
+fi
+
+# Postfix keeps idle smtpd processes for max_idle (100 s): restart it so the
+# drain starts from the same state as plcmail, which is restarted too.
+postfix_restart
 # --- queue drain after an outage
 log "queue drain: $N_DRAIN messages queued while the upstream is down"
-drain postfix "$PF_PORT" pf_queue_count postqueue -c "$PF/etc" -f
+drain postfix "$PF_PORT" pf_queue_count pf_sent postqueue -c "$PF/etc" -f
 R[drain.pf]=$DRAIN_SECS R[dacc.pf]=$DRAIN_ACC
 if ((PLC_OK)) && start_plcmail drain; then
-	drain plcmail "$PLC_PORT" plc_queue_count "$PLC_BIN" -c "$PLC/drain.toml" queue flush
+	drain plcmail "$PLC_PORT" plc_queue_count plc_sent "$PLC_BIN" -c "$PLC/drain.toml" queue flush
 	R[drain.plc]=$DRAIN_SECS R[dacc.plc]=$DRAIN_ACC
 	stop_plcmail
 fi
+
+# --- serial: the PLC end of a pty pair against plcmail serve
+SERIAL=""
+if ((PLC_OK)); then
+	log "serial: $N_SERIAL events over a pty at 115200 baud"
+	if (cd "$REPO" && go build -o "$W/bin/serialbench" ./bench/serialbench) >"$W/build.log" 2>&1; then
+		bg pty socat "pty,raw,echo=0,link=$W/plc.tty" "pty,raw,echo=0,link=$W/gw.tty"
+		PTY_PID=$BG_PID
+		for _ in $(seq 50); do [[ -e $W/gw.tty && -e $W/plc.tty ]] && break; sleep 0.1; done
+		plc_serial_config
+		start_plcmail serial nolisten
+		SERIAL=$(timeout 120 "$W/bin/serialbench" -tty "$W/plc.tty" -n "$N_SERIAL" 2>"$W/serialbench.err") ||
+			log "serial: $(cat "$W/serialbench.err")"
+		[[ -n $SERIAL ]] && log "serial: $SERIAL"
+		stop_plcmail
+		stop_bg "$PTY_PID"
+	else
+		log "serial: cannot build bench/serialbench: $(head -3 "$W/build.log")"
+	fi
+fi
+# sv KEY: one value of serialbench's key=value line
+sv() { tr ' ' '\n' <<<"$SERIAL" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 # --- sizes
 log "sizes: cross builds ${CROSS_TARGETS[*]}"
@@ -635,6 +677,13 @@ plc_table() {
 	else
 		echo "| protocol decode throughput | n/a (no benchmark in protocol/ yet) |"
 	fi
+	if [[ -n $SERIAL ]]; then
+		echo "| serial through \`plcmail serve\`, pty at 115200 baud, $(sv events) events of $(sv frame_bytes) bytes: event frame to ACK, p50 / p99 / max | $(sv ack_p50_ms) / $(sv ack_p99_ms) / $(sv ack_max_ms) ms (the frame itself takes $(sv wire_ms) ms on the wire) |"
+		echo "| serial: event frame to upstream acceptance (DELIVERY frame after the sink's 250), p50 / p99 | $(sv upstream_p50_ms) / $(sv upstream_p99_ms) ms |"
+		echo "| serial: events/s, stop-and-wait as the firmware sends, paced at line rate | $(sv frames_per_s) (line limit $(sv line_max_frames_per_s)); ACKed queued $(sv acked_queued), delivered $(sv delivered), duplicates $(sv acked_duplicate), NAKs $(sv nak) |"
+	else
+		echo "| serial through \`plcmail serve\` | $( ((PLC_OK)) && echo "n/a (serialbench failed, see log)" || echo "$na") |"
+	fi
 	if [[ -n $BRIDGE_BENCH ]]; then
 		while read -r line; do
 			echo "| serial (bridge): $(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
@@ -678,8 +727,8 @@ report() {
 		  plcmail's spool writes each message to a temp file, fsyncs it, renames it into queue/ and fsyncs the directory
 		  before the listener says 250. Both queues live on the same filesystem (above).
 		- **Accepted msg/s** is the client's view: messages divided by smtp-source's wall time (each 250 to DATA means the
-		  message is on disk). **Delivered msg/s** runs from the same start until the relay's queue is empty *and* the sink
-		  has counted every message.
+		  message is on disk). **Delivered msg/s** runs from the same start until the relay's queue is empty *and* the relay
+		  has logged every message as accepted by the sink (Postfix \`status=sent\`, plcmail \`msg=delivered\`).
 		- **Implicit TLS**: the sink sits behind \`socat openssl-listen\` (port $TLS_PORT, a fresh self-signed P-256 cert).
 		  Both relays pin that certificate's SHA-256 fingerprint (Postfix \`smtp_tls_security_level = fingerprint\` with
 		  \`smtp_tls_wrappermode = yes\`; plcmail \`security = "tls"\` with \`tls_fingerprints\`), so both verify the peer.
