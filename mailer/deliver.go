@@ -392,6 +392,9 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
 func (uc *upstreamConn) classify(cmd, rcpt string, err error) error {
 	var te *textproto.Error
 	if errors.As(err, &te) {
+		if te.Code == 421 { // the server is closing the connection
+			uc.broken = true
+		}
 		return &SMTPError{Code: te.Code, Command: cmd, Rcpt: rcpt, Msg: strings.ReplaceAll(te.Msg, "\n", "; ")}
 	}
 	uc.broken = true

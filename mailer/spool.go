@@ -171,9 +171,10 @@ func OpenSpool(dir string, log *slog.Logger) (*Spool, error) {
 		}
 	}
 	s.cleanTmp()
-	if err := s.loadKeys(true); err != nil {
+	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}
+	s.cleanOrphans()
 	return s, nil
 }
 
@@ -203,21 +204,37 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	if strings.ContainsAny(sub.Key, "\r\n") {
 		return "", errors.New("spool: key contains a line break")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.keys[sub.Key]; sub.Key != "" && dup {
-		return "", ErrDuplicate
+	// The key is reserved before and committed after the write, so that
+	// the fsyncs of concurrent Enqueues (several serial links) overlap
+	// instead of queueing behind one lock.
+	if sub.Key != "" {
+		s.mu.Lock()
+		_, dup := s.keys[sub.Key]
+		if !dup {
+			s.keys[sub.Key] = time.Time{} // reserved
+		}
+		s.mu.Unlock()
+		if dup {
+			return "", ErrDuplicate
+		}
 	}
 	id := newID()
 	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key,
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
 	m.NextAttempt = m.Created
-	if err := writeDurable(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, sub.Data)); err != nil {
-		return "", fmt.Errorf("spool: %w", err)
-	}
+	err := writeDurable(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, sub.Data))
 	if sub.Key != "" {
-		s.keys[sub.Key] = m.Created
+		s.mu.Lock()
+		if err != nil {
+			delete(s.keys, sub.Key) // not queued: a retransmission must get in
+		} else {
+			s.keys[sub.Key] = m.Created
+		}
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return "", fmt.Errorf("spool: %w", err)
 	}
 	return id, nil
 }
@@ -416,7 +433,11 @@ func (s *Spool) quarantine(area, name string, why error) {
 		}
 		return
 	}
-	os.Remove(s.path(dirState, name))
+	if area == dirDead {
+		os.Rename(s.path(dirDead, name+".json"), dst+".json")
+	} else {
+		os.Remove(s.path(dirState, name))
+	}
 	s.log.Error("spool: corrupt file moved aside", "file", dst, "err", why)
 }
 
@@ -601,6 +622,32 @@ func (s *Spool) cleanTmp() {
 	}
 }
 
+// cleanOrphans removes retry states and dead-letter reasons whose message
+// is gone: left by a crash between two steps of DeadLetter or remove.
+// A state written by another process just before its message file is
+// harmless to remove: only the retry schedule is lost.
+func (s *Spool) cleanOrphans() {
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if ents, err := os.ReadDir(filepath.Join(s.dir, dirState)); err == nil {
+		for _, e := range ents {
+			if !exists(s.path(dirQueue, e.Name())) {
+				os.Remove(s.path(dirState, e.Name()))
+			}
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(s.dir, dirDead)); err == nil {
+		for _, e := range ents {
+			id, ok := strings.CutSuffix(e.Name(), ".json")
+			fi, err := e.Info()
+			// DeadLetter writes the reason a moment before it moves the
+			// message in: leave young ones alone.
+			if ok && err == nil && s.now().Sub(fi.ModTime()) > staleTmpAge && !exists(s.path(dirDead, id)) {
+				os.Remove(s.path(dirDead, e.Name()))
+			}
+		}
+	}
+}
+
 // learnKey adds a key found in a file queued by another process.
 func (s *Spool) learnKey(key string, created time.Time) {
 	if key == "" {
@@ -613,9 +660,9 @@ func (s *Spool) learnKey(key string, created time.Time) {
 	s.mu.Unlock()
 }
 
-// loadKeys rebuilds the key index from keys/log, queue/ and dead/; with
-// prune it also drops log entries older than KeyRetention.
-func (s *Spool) loadKeys(prune bool) error {
+// loadKeys rebuilds the key index from keys/log, queue/ and dead/, and
+// compacts the log, dropping entries older than KeyRetention.
+func (s *Spool) loadKeys() error {
 	keys := map[string]time.Time{}
 	unlock, err := s.lockKeys()
 	if err != nil {
@@ -646,7 +693,7 @@ func (s *Spool) loadKeys(prune bool) error {
 			keys[key] = t
 		}
 	}
-	if prune && (pruned > 0 || bad > 0) {
+	if pruned > 0 || bad > 0 {
 		var nb bytes.Buffer
 		for k, t := range keys {
 			fmt.Fprintf(&nb, "%d %s\n", t.Unix(), strconv.Quote(k))
@@ -671,15 +718,7 @@ func (s *Spool) loadKeys(prune bool) error {
 		}
 	}
 	s.mu.Lock()
-	if prune {
-		s.keys = keys
-	} else {
-		for k, t := range keys {
-			if _, ok := s.keys[k]; !ok {
-				s.keys[k] = t
-			}
-		}
-	}
+	s.keys = keys
 	s.mu.Unlock()
 	return nil
 }
