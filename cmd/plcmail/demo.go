@@ -266,7 +266,11 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	time.Sleep(200 * time.Millisecond)
 	plc.fill(sum)
 	sum.MailsReceived = sink.count()
-	if st, err := readStatus(ctx, cfg.Gateway.SpoolDir); err == nil {
+	// Ask the gateway the way `plcmail status` does (also after Ctrl-C).
+	stCtx, stCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st, err := readStatus(stCtx, cfg.Gateway.SpoolDir)
+	stCancel()
+	if err == nil {
 		for _, l := range st.Links {
 			if l.Name == demoLink {
 				sum.GatewayFrames, sum.GatewayAcks, sum.GatewayDuplicates, sum.GatewayMailed = l.Frames, l.Acks, l.Duplicates, l.Mailed

@@ -208,3 +208,29 @@ func TestDemoGoRun(t *testing.T) {
 		t.Errorf("gateway suppressed %d duplicates, want 1\n%s", gw["duplicates suppressed"], out)
 	}
 }
+
+// TestDemoInterrupted: Ctrl-C in the middle of the script stops the demo
+// cleanly, with the summary of what happened so far.
+func TestDemoInterrupted(t *testing.T) {
+	needPTY(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := &syncBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: &syncBuffer{}, getenv: func(string) string { return "" }}
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"plcmail", "demo", "--out", t.TempDir()}, e) }()
+	waitFor(t, "the first mail", func() bool { return strings.Contains(stdout.String(), "MAIL  #1") })
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("demo after Ctrl-C: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop after Ctrl-C")
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "\nsummary\n") || !regexp.MustCompile(`gateway\s+[1-9]\d* frames`).MatchString(out) {
+		t.Errorf("no summary with the gateway's counters after Ctrl-C:\n%s", out)
+	}
+}
