@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -268,5 +269,50 @@ func TestTestMessageIsValid(t *testing.T) {
 	}
 	if err := SendNow(context.Background(), cfg, Envelope{From: cfg.Upstream.From, To: []string{"ops@example.com"}}, msg, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSilentUpstreamTimesOut: a server that accepts TCP and never greets
+// costs one upstream.timeout and is a temporary failure.
+func TestSilentUpstreamTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	cfg := gatewayConfig(t, u)
+	cfg.Upstream.Port = ln.Addr().(*net.TCPAddr).Port
+	cfg.Upstream.Timeout = config.Duration(300 * time.Millisecond)
+	start := time.Now()
+	err = sendOne(t, cfg, nil)
+	var ce *ConnError
+	if !errors.As(err, &ce) || ce.Stage != "greeting" {
+		t.Fatalf("err = %v, want a greeting ConnError", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestNullSenderAndUTF8(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	cfg := gatewayConfig(t, u)
+	data := []byte("Subject: =?utf-8?q?St=C3=B6rung?=\r\n\r\nK\xc3\xbchlung ausgefallen\r\n")
+	if err := SendNow(context.Background(), cfg, Envelope{From: "", To: []string{"ops@example.com"}}, data, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := u.Wait(t, 1, 5*time.Second)[0]
+	if m.From != "" || !bytes.Equal(m.Data, data) {
+		t.Errorf("got from %q data %q", m.From, m.Data)
 	}
 }

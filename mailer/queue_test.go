@@ -381,3 +381,37 @@ func TestQueueShutdownKeepsMail(t *testing.T) {
 		t.Errorf("after shutdown: %+v %v; want still queued with 1 attempt", m, err)
 	}
 }
+
+// TestQueue421EndsBatch: 421 means the server closes the connection; the
+// rest of the batch is not charged with an attempt on a dead connection.
+func TestQueue421EndsBatch(t *testing.T) {
+	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	var n atomic.Int32
+	u.SetData(func(mailertest.Received) error {
+		if n.Add(1) == 1 {
+			return mailertest.Reply(421, "shutting down")
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		s.Enqueue(testSub(i, ""))
+	}
+	_, results := runQueue(t, s, cfg)
+	rs := waitResults(t, results, 3, 10*time.Second)
+	for _, r := range rs {
+		if !r.Delivered {
+			t.Errorf("%+v", r)
+		}
+	}
+	var retried int
+	for _, r := range rs {
+		retried += r.Message.Attempts
+	}
+	if retried != 1 {
+		t.Errorf("%d failed attempts charged, want 1 (only the message that got the 421)", retried)
+	}
+	// 421, then the two others on a new connection, then the retry.
+	if c := u.Connections(); c != 3 {
+		t.Errorf("%d connections, want 3", c)
+	}
+}

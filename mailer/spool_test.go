@@ -422,3 +422,39 @@ func TestKill9DuringEnqueue(t *testing.T) {
 		t.Logf("round %d: %d acknowledged messages all intact", round, len(acked))
 	}
 }
+
+// FuzzSpoolFile: whatever bytes a queue file holds, reading the queue never
+// panics, and a file is either listed with its exact body or moved aside.
+func FuzzSpoolFile(f *testing.F) {
+	dir := f.TempDir()
+	s, _ := OpenSpool(dir, nil)
+	id, _ := s.Enqueue(testSub(1, "seed"))
+	good, _ := os.ReadFile(s.path(dirQueue, id))
+	f.Add(good)
+	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"id":"` + id + `","size":3}` + "\nabc"))
+	f.Add([]byte(`{"id":"` + id + `","size":-1}` + "\n"))
+	f.Add([]byte(`{"id":"` + id + `","size":99999999999}` + "\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		s, err := OpenSpool(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(s.path(dirQueue, id), b, 0o600)
+		msgs, err := s.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 {
+			_, data, err := s.ReadMessage(id)
+			if err != nil || int64(len(data)) != msgs[0].Size {
+				t.Fatalf("listed but unreadable: %v", err)
+			}
+			return
+		}
+		if _, err := os.Stat(filepath.Join(dir, dirCorrupt, dirQueue+"-"+id)); err != nil {
+			t.Fatalf("not listed and not moved aside: %v", err)
+		}
+	})
+}
