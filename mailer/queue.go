@@ -77,6 +77,7 @@ type Queue struct {
 	holdUntil time.Time
 	connFails int
 	lastScan  time.Time
+	lastPrune time.Time
 	published Stats
 
 	mu       sync.Mutex
@@ -133,6 +134,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	defer unlock()
 	q.scan()
+	q.lastPrune = q.now() // OpenSpool just compacted
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -143,6 +145,12 @@ func (q *Queue) Run(ctx context.Context) error {
 		now := q.now()
 		if now.Sub(q.lastScan) >= q.cfg.Queue.ScanEvery.D() {
 			q.scan()
+		}
+		if now.Sub(q.lastPrune) >= 24*time.Hour {
+			q.lastPrune = now
+			if err := q.spool.loadKeys(); err != nil {
+				q.log.Error("queue: compacting idempotency keys", "err", err)
+			}
 		}
 		if batch := q.due(now); len(batch) > 0 {
 			q.deliver(ctx, batch)

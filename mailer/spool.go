@@ -661,7 +661,9 @@ func (s *Spool) learnKey(key string, created time.Time) {
 }
 
 // loadKeys rebuilds the key index from keys/log, queue/ and dead/, and
-// compacts the log, dropping entries older than KeyRetention.
+// compacts the log, dropping entries older than KeyRetention. It runs at
+// open and daily in the delivery loop, so neither the log nor the index
+// grows without bound in a daemon that runs for years.
 func (s *Spool) loadKeys() error {
 	keys := map[string]time.Time{}
 	unlock, err := s.lockKeys()
@@ -718,6 +720,14 @@ func (s *Spool) loadKeys() error {
 		}
 	}
 	s.mu.Lock()
+	// Keep what this process learnt meanwhile, including keys reserved by
+	// an Enqueue in progress (zero time), so a daily compaction in a
+	// running daemon cannot let a duplicate through.
+	for k, t := range s.keys {
+		if _, ok := keys[k]; !ok && (t.IsZero() || t.After(cutoff)) {
+			keys[k] = t
+		}
+	}
 	s.keys = keys
 	s.mu.Unlock()
 	return nil
