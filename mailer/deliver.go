@@ -364,20 +364,22 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
 	}
 	// DATA may legitimately take a while for a big message on a slow link.
 	uc.c.UpdateDeadline(uc.timeout + time.Duration(len(data)/(8<<10))*time.Second)
+	// If DATA fails, the accepted recipients did not get it either.
+	failed := TxResult{Deferred: append(append([]string(nil), res.Accepted...), res.Deferred...), Rejected: res.Rejected}
 	w, err := c.Data()
 	if err != nil {
 		err = uc.classify("DATA", "", err)
 		uc.reset()
-		return TxResult{Deferred: env.To}, err
+		return failed, err
 	}
 	uc.tracef("C: (message, %d bytes)", len(data))
 	uc.tracef("C: .")
 	if _, err := w.Write(data); err != nil {
 		uc.broken = true
-		return TxResult{Deferred: env.To}, &ConnError{"io", err}
+		return failed, &ConnError{"io", err}
 	}
 	if err := w.Close(); err != nil {
-		return TxResult{Deferred: env.To}, uc.classify("DATA", "", err)
+		return failed, uc.classify("DATA", "", err)
 	}
 	res.Code = 250
 	if dc, ok := w.(*smtp.DataCloser); ok {

@@ -73,7 +73,11 @@ type Queue struct {
 	wake  chan struct{}
 
 	// Owned by the Run goroutine.
-	msgs      map[string]*Message
+	msgs map[string]*Message
+	// settled holds ids that reached their final state but whose file
+	// could not be removed (read-only or failing disk): never send them
+	// again from this process, whatever the next scan finds.
+	settled   map[string]bool
 	holdUntil time.Time
 	connFails int
 	lastScan  time.Time
@@ -95,7 +99,7 @@ func NewQueue(spool *Spool, cfg *config.Config, log *slog.Logger) (*Queue, error
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return &Queue{spool: spool, cfg: cfg, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), msgs: map[string]*Message{}}, nil
+		wake: make(chan struct{}, 1), msgs: map[string]*Message{}, settled: map[string]bool{}}, nil
 }
 
 // OnResult registers fn to be called, from the delivery goroutine, each
@@ -207,7 +211,7 @@ func (q *Queue) scan() {
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		seen[id] = true
-		if _, ok := q.msgs[id]; ok {
+		if _, ok := q.msgs[id]; ok || q.settled[id] {
 			continue
 		}
 		m, err := q.spool.load(dirQueue, id)
@@ -223,6 +227,11 @@ func (q *Queue) scan() {
 	for id := range q.msgs {
 		if !seen[id] {
 			delete(q.msgs, id) // deleted by `plcmail queue delete`
+		}
+	}
+	for id := range q.settled {
+		if !seen[id] {
+			delete(q.settled, id)
 		}
 	}
 	if q.spool.takeFlush() {
@@ -377,8 +386,10 @@ func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	}
 	delete(q.msgs, m.ID)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// The file is still there; a later run retries (for a delivered
-		// message that means one duplicate, the price of a failing disk).
+		// The file is still there. This process will not touch it again;
+		// after a restart it is sent once more (for a delivered message,
+		// one duplicate: the price of a failing disk, not a loop).
+		q.settled[m.ID] = true
 		q.log.Error("queue: cannot update spool", "id", m.ID, "err", err)
 		return
 	}

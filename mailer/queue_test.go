@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -413,5 +414,24 @@ func TestQueue421EndsBatch(t *testing.T) {
 	// 421, then the two others on a new connection, then the retry.
 	if c := u.Connections(); c != 3 {
 		t.Errorf("%d connections, want 3", c)
+	}
+}
+
+// TestQueueUnremovableFileSentOnce: when a delivered message's file cannot
+// be removed (failing disk; here an immutable file), it is not sent again
+// on every scan.
+func TestQueueUnremovableFileSentOnce(t *testing.T) {
+	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	id, _ := s.Enqueue(testSub(1, ""))
+	path := s.path(dirQueue, id)
+	if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i not possible here (%v: %s); cannot simulate a failing disk", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", path).Run() })
+	runQueue(t, s, cfg)
+	u.Wait(t, 1, 5*time.Second)
+	time.Sleep(time.Duration(5) * cfg.Queue.ScanEvery.D())
+	if n := len(u.Messages()); n != 1 {
+		t.Errorf("sent %d times, want once", n)
 	}
 }
