@@ -96,8 +96,8 @@ func ReplyCode(err error) int {
 	return 0
 }
 
-// TxResult is the outcome of one SMTP transaction.
-type TxResult struct {
+// txResult is the outcome of one SMTP transaction.
+type txResult struct {
 	Accepted []string    // recipients the upstream took the message for (after 250 to DATA)
 	Deferred []string    // recipients to try again (4xx)
 	Rejected []Rejection // recipients refused for good (5xx)
@@ -223,6 +223,7 @@ func dialUpstream(ctx context.Context, cfg *config.Config, trace io.Writer) (*up
 		c.Close()
 		return nil, &ConnError{stage, err}
 	}
+	c.UpdateDeadline(uc.timeout)
 	if err := c.Hello(cfg.Gateway.Hostname); err != nil {
 		return fail("ehlo", err)
 	}
@@ -232,6 +233,7 @@ func dialUpstream(ctx context.Context, cfg *config.Config, trace io.Writer) (*up
 			c.Quit()
 			return fail("starttls", ErrNoStartTLS)
 		}
+		c.UpdateDeadline(uc.timeout)
 		if err := c.StartTLS(tconf); err != nil {
 			return fail("starttls", err)
 		}
@@ -317,11 +319,11 @@ func pickAuth(offered []string) string {
 }
 
 // send runs one transaction. A nil error means the transaction completed
-// (some recipients may still be deferred or rejected, see TxResult); an
+// (some recipients may still be deferred or rejected, see txResult); an
 // error means nothing was accepted: *SMTPError for a refused MAIL or DATA or
 // when every recipient was refused, *ConnError when the connection broke.
-func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
-	var res TxResult
+func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
+	var res txResult
 	c := uc.c
 	ascii := isASCII(env.From)
 	for _, r := range env.To {
@@ -343,7 +345,7 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
 		cerr := uc.classify("RCPT", r, err)
 		var se *SMTPError
 		if !errors.As(cerr, &se) {
-			return TxResult{}, cerr
+			return txResult{}, cerr
 		}
 		if se.Temporary() {
 			res.Deferred = append(res.Deferred, r)
@@ -365,7 +367,7 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (TxResult, error) {
 	// DATA may legitimately take a while for a big message on a slow link.
 	uc.c.UpdateDeadline(uc.timeout + time.Duration(len(data)/(8<<10))*time.Second)
 	// If DATA fails, the accepted recipients did not get it either.
-	failed := TxResult{Deferred: append(append([]string(nil), res.Accepted...), res.Deferred...), Rejected: res.Rejected}
+	failed := txResult{Deferred: append(append([]string(nil), res.Accepted...), res.Deferred...), Rejected: res.Rejected}
 	w, err := c.Data()
 	if err != nil {
 		err = uc.classify("DATA", "", err)

@@ -324,7 +324,7 @@ func (q *Queue) deliver(ctx context.Context, batch []*Message) {
 
 // settle records the outcome of one transaction durably and reports final
 // states.
-func (q *Queue) settle(m *Message, res TxResult, err error) {
+func (q *Queue) settle(m *Message, res txResult, err error) {
 	var se *SMTPError
 	switch {
 	case err == nil:
