@@ -45,6 +45,14 @@ type Stats struct {
 	Updated      time.Time `json:"updated"` // when the status file was written (ReadStats only)
 }
 
+// maxProbeInterval caps the wait between connection attempts to an
+// unreachable upstream. When connecting (or TLS, or AUTH) fails, no message
+// is at fault: the messages are held all together, with the upstream's
+// backoff rather than their own, so that the first successful probe after
+// an outage drains the whole queue at once. Probing every few minutes costs
+// one TCP connection; waiting max_backoff (an hour) would delay alarms.
+const maxProbeInterval = 5 * time.Minute
+
 // statusFile is where Run publishes Stats for other processes (plcmail
 // status); it is informational and not fsynced.
 const statusFile = "status.json"
@@ -286,10 +294,10 @@ func (q *Queue) deliver(ctx context.Context, batch []*Message) {
 			return // shutting down: not a failure of the messages
 		}
 		q.connFails++
-		q.holdUntil = q.now().Add(q.backoff(q.connFails))
+		q.holdUntil = q.now().Add(min(q.backoff(q.connFails), maxProbeInterval))
 		for _, m := range batch {
 			q.logAttempt(m, start, ReplyCode(err), err)
-			q.deferMsg(m, err)
+			q.deferUntil(m, q.holdUntil, err)
 		}
 		q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(batch), "retry_at", q.holdUntil.Format(time.RFC3339))
 		return
@@ -413,11 +421,16 @@ func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	}
 }
 
-// deferMsg schedules the next attempt of m.
+// deferMsg schedules the next attempt of m after its own backoff.
 func (q *Queue) deferMsg(m *Message, cause error) {
+	q.deferUntil(m, q.now().Add(q.backoff(m.Attempts+1)), cause)
+}
+
+// deferUntil records a failed attempt of m and its next attempt time.
+func (q *Queue) deferUntil(m *Message, next time.Time, cause error) {
 	now := q.now()
 	m.Attempts++
-	m.NextAttempt = now.Add(q.backoff(m.Attempts))
+	m.NextAttempt = next
 	m.LastError = cause.Error()
 	if err := q.spool.Defer(m.ID, m.Attempts, m.NextAttempt, m.LastError); err != nil {
 		q.log.Error("queue: cannot record retry state", "id", m.ID, "err", err)
