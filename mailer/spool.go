@@ -37,6 +37,7 @@ import (
 //	keys/lock   flock guarding appends to and compaction of keys/log
 //	deliver.lock  flock held by the one process that delivers (serve)
 //	flush       marker: another process asked for an immediate retry of all
+//	status.json   the delivery loop's Stats, for `plcmail status` (ReadStats)
 //
 // Idempotency keys live in the header of the queued file, so Enqueue costs
 // exactly one file write, one fsync, one rename and one directory fsync. A key
