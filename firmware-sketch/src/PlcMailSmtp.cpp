@@ -171,7 +171,9 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
 uint8_t PlcMailSmtpSession::fail(uint8_t step) {
   uint16_t code = code_;
   if (open_(io_) && code != 421) {
-    io_.print(F("QUIT\r\n"));
+    Out out(io_);
+    out.print(F("QUIT\r\n"));
+    out.flush();
     readReply();
   }
   code_ = code;

@@ -553,6 +553,65 @@ void testRs485Direction() {
   CHECK(fakePins[75] == LOW && fakePins[76] == LOW);  // back to receive
 }
 
+// On a two-wire RS-485 bus with the receiver left enabled the PLC hears its
+// own frames; they must not be mistaken for answers.
+void testOwnEchoIgnored() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(18, 0);
+  for (int i = 0; i < 5; i++) {
+    pm.poll();
+    link.in.insert(link.in.end(), link.out.begin(), link.out.end());  // the echo
+    link.out.clear();
+    fakeMillis += 1300;
+  }
+  CHECK_EQ(pm.pending(), 1);
+  CHECK(statuses.empty());
+}
+
+// Random line noise and random well-formed gateway frames: nothing crashes
+// (the host build runs with AddressSanitizer and UBSan) and the sender ends
+// in a consistent state.
+void testNoiseRobustness() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(19, 0);
+  uint32_t x = 12345;
+  auto rnd = [&x]() {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+  };
+  for (int round = 0; round < 3000; round++) {
+    if (rnd() % 3 == 0) pm.raise((uint16_t)(rnd() % 40), (uint8_t)(rnd() % 4), (long)rnd());
+    if (rnd() % 3 == 0) pm.clear((uint16_t)(rnd() % 40));
+    int n = (int)(rnd() % 40);
+    for (int i = 0; i < n; i++) link.in.push_back((uint8_t)(rnd() % 5 == 0 ? 0 : rnd()));
+    if (rnd() % 4 == 0) {
+      Frame f = {};
+      f.version = 1;
+      f.type = (uint8_t)(0x81 + rnd() % 3);
+      f.boot = rnd() % 2 ? 19 : 0;
+      f.seq = pm.headSeq() - (rnd() % 2);
+      f.ackResult = (uint8_t)(rnd() % 2);
+      f.nakReason = (uint8_t)(1 + rnd() % 5);
+      f.status = (uint8_t)(1 + rnd() % 2);
+      f.smtpCode = 250;
+      if (f.type != kTypeNak || f.nakReason != kNakBadFrame || f.boot == 0) link.reply(f);
+    }
+    fakeMillis += rnd() % 3000;
+    pm.poll();
+    link.out.clear();
+    CHECK(pm.pending() <= PLCMAIL_QUEUE_LEN + 1);
+  }
+  CHECK(pm.activeCount() <= PLCMAIL_MAX_ACTIVE);
+}
+
 }  // namespace
 
 int main() {
@@ -568,6 +627,8 @@ int main() {
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
   RUN(testRs485Direction);
+  RUN(testOwnEchoIgnored);
+  RUN(testNoiseRobustness);
   if (testFailures) {
     printf("FAIL: %d check(s) failed\n", testFailures);
     return 1;
