@@ -474,6 +474,15 @@ type frameReader struct {
 	f      *os.File
 	frames chan protocol.Frame
 	errs   chan error
+
+	mu  sync.Mutex
+	raw []byte // everything received, for `plcmail decode`
+}
+
+func (r *frameReader) capture() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.raw...)
 }
 
 func openPTY(t *testing.T, path string) *frameReader {
@@ -489,6 +498,9 @@ func openPTY(t *testing.T, path string) *frameReader {
 		for {
 			n, err := f.Read(buf)
 			if n > 0 {
+				r.mu.Lock()
+				r.raw = append(r.raw, buf[:n]...)
+				r.mu.Unlock()
 				d.Feed(buf[:n], func(fr *protocol.Frame, err error) {
 					if err != nil {
 						r.errs <- err
@@ -602,6 +614,25 @@ func TestSimulatedFirmwareFrames(t *testing.T) {
 	case <-time.After(2500 * time.Millisecond):
 	}
 	s.stop()
+
+	// The same bytes through the gateway's own tool, as a user would check a
+	// capture: every frame decodes, no framing error.
+	capture := filepath.Join(t.TempDir(), "capture.bin")
+	if err := os.WriteFile(capture, r.capture(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	decoded := run(t, time.Minute, repoDir, buildGateway(t), "decode", capture)
+	for _, want := range []string{`"type":"hello"`, `"type":"event"`, `"text":"overtemperature"`} {
+		if !strings.Contains(decoded, want) {
+			t.Errorf("plcmail decode output lacks %s:\n%s", want, decoded)
+		}
+	}
+	for _, line := range strings.Split(decoded, "\n") {
+		// "incomplete": the simulation stopped in the middle of a frame.
+		if strings.Contains(line, `"error"`) && !strings.Contains(line, `"incomplete"`) {
+			t.Errorf("plcmail decode found a framing error: %s", line)
+		}
+	}
 
 	// Power cycle with the EEPROM kept: a new boot id, the snapshot shows
 	// the overtemperature still active (pin E5 low at boot).
