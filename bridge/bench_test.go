@@ -74,3 +74,29 @@ func BenchmarkEventToAck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkJournalAppend is the floor under BenchmarkEventToAck: one journal
+// record appended and fsynced, the only disk wait before an ACK. Run both
+// together; on a loaded machine the fsync tail dominates both p99s.
+func BenchmarkJournalAppend(b *testing.B) {
+	j, _, err := openJournal(b.TempDir(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.close()
+	r := record{T: "ev", Boot: 1, Code: 17, Event: "raise", Sev: "alarm", Text: "pressure below limit", At: time.Now()}
+	lat := make([]time.Duration, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		r.Seq = uint32(i + 1)
+		start := time.Now()
+		if err := j.append(&r); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*99/100)]), "p99-ms")
+}

@@ -14,7 +14,7 @@ import (
 
 // Opener opens a link's port. The bridge calls it again after every link
 // error, so it must find the device anew each time (a USB adapter may come
-// back under another name).
+// back under another name). Close must make a pending Read return.
 type Opener func() (io.ReadWriteCloser, error)
 
 // readTimeout bounds each Read on a real serial port so that a reader
