@@ -10,14 +10,14 @@ import (
 	"testing"
 )
 
-// TestScriptsParse runs `bash -n` on run.sh and compiles idle_sessions.py.
+// TestScriptsParse runs `bash -n` on run.sh and parses the Python helpers.
 func TestScriptsParse(t *testing.T) {
 	checks := []struct {
 		tool string
 		args []string
 	}{
 		{"bash", []string{"-n", "run.sh"}},
-		{"python3", []string{"-c", "import ast,sys; ast.parse(open('idle_sessions.py').read(), 'idle_sessions.py')"}},
+		{"python3", []string{"-c", "import ast\nfor f in ('idle_sessions.py', 'memsample.py'): ast.parse(open(f).read(), f)"}},
 	}
 	for _, c := range checks {
 		t.Run(c.tool, func(t *testing.T) {

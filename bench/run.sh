@@ -732,6 +732,12 @@ report() {
 		- **Implicit TLS**: the sink sits behind \`socat openssl-listen\` (port $TLS_PORT, a fresh self-signed P-256 cert).
 		  Both relays pin that certificate's SHA-256 fingerprint (Postfix \`smtp_tls_security_level = fingerprint\` with
 		  \`smtp_tls_wrappermode = yes\`; plcmail \`security = "tls"\` with \`tls_fingerprints\`), so both verify the peer.
+		- **Delivery works differently by design.** Postfix opens up to 20 parallel connections to the relayhost
+		  (\`default_destination_concurrency_limit\`) and reuses plain ones (connection cache), but by default not TLS
+		  ones (\`smtp_tls_connection_reuse = no\`), so with TLS each message pays a handshake. plcmail sends over one
+		  connection at a time, up to \`queue.batch_size\` (100) messages per connection, and fsyncs the queue directory
+		  after removing each delivered message so that it cannot reappear after a power loss and be mailed twice;
+		  Postfix only unlinks it.
 		- **Queue drain**: the sink is stopped, $N_DRAIN messages are queued through SMTP, the sink is started and each relay is
 		  told to retry now (\`postqueue -f\` for Postfix, \`plcmail queue flush\` for plcmail); the figure is the time from
 		  the flush until the relay's queue directory is empty. The row below it is how fast each accepted mail while the
@@ -742,6 +748,12 @@ report() {
 		  Postfix's smtpd process limit is raised to 256, otherwise only 100 of the 200 sessions would be served.
 		- **Size**: plcmail is a static binary built with \`CGO_ENABLED=0 go build -trimpath -ldflags "-s -w"\`; Postfix is the
 		  Installed-Size of its Debian packages plus the TLS, SASL, database and ICU libraries it links.
+		- **Serial** rows are plcmail only (Postfix has no serial side). They run the real \`plcmail serve\` with a
+		  [[serial]] link on one end of a socat pty pair and bench/serialbench as the PLC on the other: EVENT frames
+		  written as the firmware does (stop-and-wait, the last byte held back for the frame's time on a 115200 baud
+		  line, since a pty has no baud rate), one mail per event to the same smtp-sink; the upstream figure ends at the
+		  DELIVERY frame the gateway sends after the sink's 250. The bridge's own Go benchmark (in-process, no serve)
+		  follows.
 		- Settings that differ from each program's defaults are in bench/run.sh: Postfix gets the guide's main.cf (relayhost,
 		  mynetworks, inet_interfaces, VRFY off, size limit) and no chroot; plcmail retries after 1 s during the relay runs and
 		  waits for the flush (1 h backoff) in the drain test.
