@@ -281,6 +281,11 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		scriptErr = fmt.Errorf("demo: plcmail status: %w", err)
 	}
 	printDemoSummary(pr, sum)
+	// The work directory goes away; the configuration is worth keeping as
+	// an example of a complete one.
+	if err := os.WriteFile(filepath.Join(mailDir, "plcmail-demo.toml"), []byte(text), 0o644); err == nil {
+		pr.printf("  configuration    %s\n", filepath.Join(mailDir, "plcmail-demo.toml"))
+	}
 	if scriptErr != nil && !errors.Is(scriptErr, context.Canceled) {
 		stop()
 		return sum, scriptErr
@@ -323,6 +328,9 @@ type demoPLC struct {
 	seq   uint32
 	start time.Time
 	acks  chan protocol.Frame
+	// heard is closed when the first bytes from the gateway arrive: it
+	// sends a delimiter when it opens the port.
+	heard chan struct{}
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every counter change
@@ -331,7 +339,7 @@ type demoPLC struct {
 
 func newDemoPLC(w io.ReadWriter, pr *demoPrinter) *demoPLC {
 	return &demoPLC{w: w, pr: pr, boot: uint32(time.Now().Unix()), start: time.Now(),
-		acks: make(chan protocol.Frame, 16), changed: make(chan struct{})}
+		acks: make(chan protocol.Frame, 16), heard: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func (p *demoPLC) update(f func(s *demoSummary)) {
@@ -388,8 +396,13 @@ func (p *demoPLC) waitFor(ctx context.Context, cond func() bool, timeout time.Du
 func (p *demoPLC) readLoop() {
 	dec := protocol.NewDecoder()
 	buf := make([]byte, 256)
+	heard := false
 	for {
 		n, err := p.w.Read(buf)
+		if n > 0 && !heard {
+			heard = true
+			close(p.heard)
+		}
 		dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
 			if err != nil {
 				p.pr.printf("PLC   bad frame from the gateway: %v\n", err)
@@ -522,6 +535,16 @@ type demoEvent struct {
 // runScript is the PLC's life: boot, hello, alarms raised and cleared with
 // heartbeats in between, one ACK lost.
 func (p *demoPLC) runScript(ctx context.Context, pace time.Duration) error {
+	// Power the PLC on once the gateway has the port open, so that the one
+	// retransmission the demo shows is the one it stages. (A real PLC that
+	// boots first loses nothing either: it retransmits its HELLO.)
+	select {
+	case <-p.heard:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return errors.New("demo: the gateway did not open the serial link within 30s")
+	}
 	// A fresh boot: a delimiter ends whatever the bootloader left on the line.
 	if _, err := p.w.Write([]byte{0}); err != nil {
 		return err

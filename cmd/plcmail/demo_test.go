@@ -62,21 +62,36 @@ func TestDemo(t *testing.T) {
 		t.Errorf("gateway warnings during the demo:\n%s", r.stderr)
 	}
 
+	// The script stages exactly one lost ACK. On a loaded machine an ACK can
+	// also come later than the PLC's 1 s timer, and then the frame is
+	// retransmitted once more: the protocol copes, so the test does too, but
+	// every retransmission must be suppressed as a duplicate, and the mails
+	// stay exactly five.
 	sent := summaryNumbers(t, r.stdout, "PLC sent")
-	for k, want := range map[string]int{"frames": 8, "hello": 1, "events": 5, "heartbeats": 2, "retransmission": 1} {
+	for k, want := range map[string]int{"frames": 8, "hello": 1, "events": 5, "heartbeats": 2} {
 		if sent[k] != want {
 			t.Errorf("PLC sent %d %s, want %d (%v)", sent[k], k, want, sent)
 		}
 	}
+	retrans := sent["retransmission"]
+	if retrans < 1 {
+		t.Errorf("PLC retransmitted %d frames, want at least the staged one", retrans)
+	} else if retrans > 1 {
+		t.Logf("%d retransmissions: the machine was slow to ACK", retrans)
+	}
 	got := summaryNumbers(t, r.stdout, "PLC received")
-	for k, want := range map[string]int{"ACKs": 7, "queued": 5, "duplicate": 1, "lost on": 1, "NAKs": 0, "delivery reports": 5, "accepted": 5, "failed": 0} {
+	for k, want := range map[string]int{"queued": 5, "lost on": 1, "NAKs": 0, "delivery reports": 5, "accepted": 5, "failed": 0} {
 		if got[k] != want {
 			t.Errorf("PLC received %d %s, want %d (%v)", got[k], k, want, got)
 		}
 	}
+	if got["duplicate"] < 1 {
+		t.Errorf("PLC got %d duplicate ACKs, want at least 1", got["duplicate"])
+	}
 	gw := summaryNumbers(t, r.stdout, "gateway")
-	// The gateway saw 9 frames: 8 plus the retransmission.
-	for k, want := range map[string]int{"frames": 9, "ACKs": 7, "duplicates suppressed": 1, "alarm mails": 5, "delivered": 5} {
+	// The gateway saw the 8 frames plus every retransmission, ACKed each
+	// HELLO and EVENT copy, and suppressed every copy after the first.
+	for k, want := range map[string]int{"frames": 8 + retrans, "ACKs": 6 + retrans, "duplicates suppressed": retrans, "alarm mails": 5, "delivered": 5} {
 		if gw[k] != want {
 			t.Errorf("gateway %d %s, want %d (%v)", gw[k], k, want, gw)
 		}
@@ -204,8 +219,8 @@ func TestDemoGoRun(t *testing.T) {
 	if ms := summaryNumbers(t, string(out), "mail server"); ms["mails received"] != 5 {
 		t.Errorf("mail server received %d mails, want 5\n%s", ms["mails received"], out)
 	}
-	if gw := summaryNumbers(t, string(out), "gateway"); gw["duplicates suppressed"] != 1 {
-		t.Errorf("gateway suppressed %d duplicates, want 1\n%s", gw["duplicates suppressed"], out)
+	if gw := summaryNumbers(t, string(out), "gateway"); gw["duplicates suppressed"] < 1 || gw["alarm mails"] != 5 {
+		t.Errorf("gateway suppressed %d duplicates and queued %d mails, want >= 1 and 5\n%s", gw["duplicates suppressed"], gw["alarm mails"], out)
 	}
 }
 
