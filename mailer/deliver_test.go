@@ -215,30 +215,42 @@ func TestFingerprintPinning(t *testing.T) {
 }
 
 func TestDialogueMasksSecrets(t *testing.T) {
-	for _, mech := range []string{"plain", "login", "cram-md5"} {
-		t.Run(mech, func(t *testing.T) {
-			u := mailertest.NewUpstream(t, mailertest.Options{AuthMechs: []string{"PLAIN", "LOGIN", "CRAM-MD5"}, RequireAuth: true})
+	for _, tc := range []struct{ mech, security string }{
+		{"plain", mailertest.StartTLS}, {"login", mailertest.StartTLS}, {"cram-md5", mailertest.StartTLS},
+		{"xoauth2", mailertest.StartTLS}, {"plain", mailertest.TLS},
+	} {
+		t.Run(tc.mech+"/"+tc.security, func(t *testing.T) {
+			u := mailertest.NewUpstream(t, mailertest.Options{Security: tc.security,
+				AuthMechs: []string{"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"}, RequireAuth: true})
 			cfg := gatewayConfig(t, u)
-			cfg.Upstream.Auth = mech
+			cfg.Upstream.Auth = tc.mech
 			var d bytes.Buffer
 			if err := sendOne(t, cfg, &d); err != nil {
 				t.Fatal(err)
 			}
 			out := d.String()
 			t.Logf("dialogue:\n%s", out)
-			for _, want := range []string{"S: 220 ", "C: EHLO gw.test", "C: STARTTLS", "* TLS established: TLS 1.3", "C: MAIL FROM:<plc@example.com>",
-				"C: RCPT TO:<ops@example.com>", "C: DATA", "S: 235", "C: QUIT", "* AUTH " + strings.ToUpper(mech)} {
-				if !strings.Contains(out, want) {
-					t.Errorf("dialogue lacks %q", want)
+			want := []string{"S: 220 ", "C: EHLO gw.test", "* TLS established: TLS 1.3", "C: MAIL FROM:<plc@example.com>",
+				"C: RCPT TO:<ops@example.com>", "C: DATA", "S: 235", "C: QUIT", "* AUTH " + strings.ToUpper(tc.mech),
+				"C: AUTH " + strings.ToUpper(tc.mech) + " ****"}
+			if tc.security == mailertest.StartTLS {
+				want = append(want, "C: STARTTLS")
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("dialogue lacks %q", w)
 				}
 			}
-			for _, secret := range secretForms(cfg.Upstream.Username, cfg.Upstream.Password) {
+			user, pass := cfg.Upstream.Username, cfg.Upstream.Password
+			secrets := append(secretForms(user, pass),
+				base64.StdEncoding.EncodeToString([]byte("user="+user+"\x01auth=Bearer "+pass+"\x01\x01")))
+			if tc.mech == "login" {
+				secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(user)))
+			}
+			for _, secret := range secrets {
 				if strings.Contains(out, secret) {
 					t.Errorf("dialogue shows secret %q", secret)
 				}
-			}
-			if mech == "login" && strings.Contains(out, base64.StdEncoding.EncodeToString([]byte(cfg.Upstream.Username))) {
-				t.Errorf("LOGIN exchange not masked")
 			}
 		})
 	}
