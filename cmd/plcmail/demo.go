@@ -217,7 +217,13 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	pr.printf("plcmail demo: a simulated PLC on a virtual serial link, the real gateway, a local mail server\n")
 	pr.printf("  serial link  %s (pseudo-terminal pair made by this process; the PLC holds the other end)\n", slavePath)
 	pr.printf("  upstream     127.0.0.1:%d, STARTTLS (demo CA) and AUTH PLAIN, in this process\n", sink.port)
-	pr.printf("  config       %s\n", cfgPath)
+	// The work directory goes away at the end; a copy of the configuration
+	// stays with the mails, as an example of a complete one.
+	keptConfig := filepath.Join(mailDir, "plcmail-demo.toml")
+	if err := os.WriteFile(keptConfig, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	pr.printf("  config       %s (a copy is kept with the mails)\n", cfgPath)
 	pr.printf("  mails        %s\n\n", mailDir)
 
 	// The gateway: the same code as `plcmail serve`.
@@ -281,11 +287,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		scriptErr = fmt.Errorf("demo: plcmail status: %w", err)
 	}
 	printDemoSummary(pr, sum)
-	// The work directory goes away; the configuration is worth keeping as
-	// an example of a complete one.
-	if err := os.WriteFile(filepath.Join(mailDir, "plcmail-demo.toml"), []byte(text), 0o644); err == nil {
-		pr.printf("  configuration    %s\n", filepath.Join(mailDir, "plcmail-demo.toml"))
-	}
+	pr.printf("  configuration    %s\n", keptConfig)
 	if scriptErr != nil && !errors.Is(scriptErr, context.Canceled) {
 		stop()
 		return sum, scriptErr

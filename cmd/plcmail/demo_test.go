@@ -147,6 +147,9 @@ func TestDemo(t *testing.T) {
 	if strings.Join(subjects, "\n") != strings.Join(want, "\n") {
 		t.Errorf("subjects:\n%s\nwant:\n%s", strings.Join(subjects, "\n"), strings.Join(want, "\n"))
 	}
+	if kept, err := os.ReadFile(filepath.Join(out, "plcmail-demo.toml")); err != nil || !bytes.Contains(kept, []byte("[[serial]]")) {
+		t.Errorf("the demo's configuration is not kept with the mails: %v", err)
+	}
 	body, _ := os.ReadFile(files[0])
 	if !strings.Contains(r.stdout, "62.5 bar") || !bytes.Contains(body, []byte("Hydraulic pressure low")) {
 		t.Errorf("first mail does not carry the PLC's value and the template's text")
