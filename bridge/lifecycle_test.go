@@ -202,6 +202,11 @@ func TestUnplugReplug(t *testing.T) {
 	syscall.Kill(-sc.Process.Pid, syscall.SIGKILL)
 	sc.Wait()
 	port.Close()
+	// udev removes the /dev/serial/by-id link of an unplugged adapter; socat
+	// killed with SIGKILL leaves its links dangling, and the pty number may
+	// soon belong to someone else's test.
+	os.Remove(gwPath)
+	os.Remove(plcPath)
 	g.waitFor("link down", func() bool { return !g.b.Status()[0].Connected })
 	time.Sleep(600 * time.Millisecond) // a few failed reopen attempts
 	if !strings.Contains(g.logs.String(), "port lost, reconnecting") {
