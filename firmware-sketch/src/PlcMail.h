@@ -41,7 +41,9 @@
 #endif
 // Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
 // default, away from the addresses sketches usually start at.
-#if !defined(PLCMAIL_EEPROM_ADDR) && defined(E2END)
+// (AVR only: other cores that define E2END emulate EEPROM without
+// <avr/eeprom.h>; there, call begin(bootId, resetCause).)
+#if !defined(PLCMAIL_EEPROM_ADDR) && defined(E2END) && (defined(__AVR__) || defined(PLCMAIL_FAKE_AVR))
 #define PLCMAIL_EEPROM_ADDR (E2END - 3)
 #endif
 

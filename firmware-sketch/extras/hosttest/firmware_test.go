@@ -647,6 +647,45 @@ func TestSimulatedFirmwareFrames(t *testing.T) {
 	}
 }
 
+// TestSimulatedRS485 runs the Controllino RS-485 example (Serial3, driver
+// enable on PJ5) in simavr: plcsim checks that every byte leaves while the
+// driver is enabled and that it is released only after the last character
+// has left the UART, i.e. after flush().
+func TestSimulatedRS485(t *testing.T) {
+	fw := elf(t, "ControllinoRS485Alarms")
+	// A0 of the Mega (PF0) high: the emergency-stop chain is closed.
+	s := startSim(t, "-u", "3", "-r", "J5", "-p", "F0=1", fw)
+	r := openPTY(t, s.pty)
+	hello := r.next(t, simTimeout)
+	if hello.Type != protocol.TypeHello || hello.NActive != 0 {
+		t.Fatalf("got %+v, want a HELLO with an empty snapshot", hello)
+	}
+	r.ack(t, hello)
+	s.pin("F0", 0)
+	ev := r.next(t, simTimeout)
+	if ev.Type != protocol.TypeEvent || ev.Code != 100 || ev.Severity != protocol.SeverityCritical ||
+		ev.TextString() != "emergency stop chain open" {
+		t.Fatalf("got %+v, want EVENT raise 100 critical", ev)
+	}
+	r.ack(t, ev)
+	time.Sleep(300 * time.Millisecond)
+	s.stop()
+	var summary string
+	for line := range s.stdout {
+		if strings.HasPrefix(line, "RS485 ") {
+			summary = line
+		}
+	}
+	var sent, violations int
+	if _, err := fmt.Sscanf(summary, "RS485 bytes=%d violations=%d", &sent, &violations); err != nil {
+		t.Fatalf("no RS-485 summary from plcsim (%q): %v", summary, err)
+	}
+	if sent < 40 || violations != 0 {
+		t.Fatalf("%s: want every byte sent with the driver enabled and the bus released only after flush()", summary)
+	}
+	t.Log(summary)
+}
+
 // gateway is `plcmail serve` as a child process.
 type gateway struct {
 	t    *testing.T

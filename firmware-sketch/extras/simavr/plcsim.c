@@ -17,10 +17,18 @@
  * Time: the simulated clock is held to the wall clock (at most a few ms
  * ahead), so the firmware's millis() and the gateway's timeouts agree.
  *
+ * -u N puts UART N on the pty instead of UART0 (3: the RS-485 port of a
+ * Controllino MAXI/MEGA). -r PORTBIT[:BAUD] watches an RS-485 driver-enable
+ * pin (J5 on the Controllino): every byte must leave while it is high, and it
+ * may only drop once the last byte had time to leave the shift register
+ * (one character time at BAUD, default 115200). Violations are counted and
+ * printed at exit as "RS485 bytes=N violations=M".
+ *
  * With -l PATH a symlink to the pty is (re)made at PATH, a stable device name
  * for the gateway's config across restarts of plcsim (like socat's link=).
  *
- * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf
+ * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]]
+ *               [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -61,6 +69,34 @@ struct bridge {
 
 static volatile sig_atomic_t stop_requested;
 
+/* RS-485 direction check (-r). */
+static struct {
+	avr_t *avr;
+	int on;                        /* watching */
+	int de;                        /* current level of the enable pin */
+	avr_cycle_count_t last_byte;   /* cycle of the last byte written */
+	avr_cycle_count_t char_cycles; /* one character (10 bits) at the baud rate */
+	unsigned long bytes, violations;
+	char watched; /* the UART on the pty */
+} rs485;
+
+static void rs485_byte(void) {
+	if (!rs485.on) return;
+	rs485.bytes++;
+	rs485.last_byte = rs485.avr->cycle;
+	if (!rs485.de) rs485.violations++; /* sent while the driver was off */
+}
+
+static void rs485_de_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	(void)param;
+	int de = value != 0;
+	/* Released before the last character had left: its end is cut off. */
+	if (rs485.de && !de && rs485.bytes && rs485.avr->cycle - rs485.last_byte < rs485.char_cycles)
+		rs485.violations++;
+	rs485.de = de;
+}
+
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 static void die(const char *what) {
@@ -81,6 +117,7 @@ static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
 	struct bridge *b = param;
 	unsigned char c = (unsigned char)value;
 	b->tx++;
+	if (b->name == rs485.watched) rs485_byte();
 	if (b->fd < 0) return;
 	for (;;) {
 		ssize_t n = write(b->fd, &c, 1);
@@ -242,12 +279,13 @@ static void command(avr_t *avr, char *line) {
 }
 
 int main(int argc, char **argv) {
-	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL;
+	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL;
+	char uart = '0';
 	uint32_t freq = 16000000;
 	int opt, to_stdout = 0, dial_ms = 100;
 	char *pins[16];
 	int npins = 0;
-	while ((opt = getopt(argc, argv, "m:f:e:p:l:t:T:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:f:e:p:l:t:T:u:r:x")) != -1) {
 		switch (opt) {
 		case 'm': mcu = optarg; break;
 		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -256,9 +294,11 @@ int main(int argc, char **argv) {
 		case 't': tcp = optarg; break;
 		case 'T': dial_ms = atoi(optarg); break;
 		case 'l': link = optarg; break;
+		case 'u': uart = optarg[0]; break;
+		case 'r': de_pin = optarg; break;
 		case 'x': to_stdout = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
 			return 2;
 		}
 	}
@@ -304,12 +344,12 @@ int main(int argc, char **argv) {
 	int slave = -1;
 	if (to_stdout) {
 		fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
-		bridge_attach(&u0, avr, '0', 1);
+		bridge_attach(&u0, avr, uart, 1);
 		u0.fd = 1;
 	} else {
 		char path[128];
 		int master = open_pty(path, sizeof path, &slave);
-		bridge_attach(&u0, avr, '0', master);
+		bridge_attach(&u0, avr, uart, master);
 		if (link) {
 			char tmp[4096];
 			snprintf(tmp, sizeof tmp, "%s.tmp%d", link, (int)getpid());
@@ -317,6 +357,20 @@ int main(int argc, char **argv) {
 			if (symlink(path, tmp) || rename(tmp, link)) die(link);
 		}
 		printf("PTY %s\n", path);
+	}
+	if (de_pin) {
+		char port;
+		int bit;
+		unsigned long baud = 115200;
+		if (sscanf(de_pin, "%c%d:%lu", &port, &bit, &baud) < 2 || bit < 0 || bit > 7) {
+			fprintf(stderr, "plcsim: bad -r %s (want e.g. J5 or J5:9600)\n", de_pin);
+			return 2;
+		}
+		rs485.avr = avr;
+		rs485.on = 1;
+		rs485.watched = uart;
+		rs485.char_cycles = (avr_cycle_count_t)freq * 10 / baud;
+		avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit), rs485_de_hook, NULL);
 	}
 	int have_u1 = 0;
 	if (tcp) bridge_attach(&u1, avr, '1', -1);
@@ -385,8 +439,12 @@ int main(int argc, char **argv) {
 		if (have_u1) bridge_feed(&u1);
 	}
 	eeprom_io(avr, eeprom, 1);
-	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart0 tx %llu rx %llu\n",
-	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, u0.tx, u0.rx);
+	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu\n",
+	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx);
+	if (rs485.on) {
+		printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
+		fflush(stdout);
+	}
 	if (slave >= 0) close(slave);
 	if (link) unlink(link); /* like an unplugged USB adapter */
 	return state == cpu_Crashed ? 1 : 0;

@@ -37,6 +37,7 @@ class __FlashStringHelper;
 extern uint8_t fakeMCUSR;
 #define MCUSR fakeMCUSR
 #define E2END 0xFFF
+#define PLCMAIL_FAKE_AVR 1  // use <avr/eeprom.h> (the fake in fake/avr/)
 
 class Print {
  public:
