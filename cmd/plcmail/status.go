@@ -76,8 +76,16 @@ func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queu
 // JSON statusSnapshot, until ctx is done. It returns nil only then, also when
 // the socket could not be created.
 func serveStatus(ctx context.Context, path string, collect func() statusSnapshot, log *slog.Logger) error {
-	// A socket left by a gateway that was killed: nobody answers on it (the
-	// delivery lock guarantees only one serve per spool), so it can go.
+	// A second serve on the same spool stops at the delivery lock, but this
+	// runs concurrently: it must not take the socket of the one that runs.
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		log.Warn("another plcmail serve answers on the status socket; leaving it", "path", path)
+		<-ctx.Done()
+		return nil
+	}
+	// A socket left by a gateway that was killed: nobody answers on it, so
+	// it can go.
 	os.Remove(path)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {

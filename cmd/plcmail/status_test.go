@@ -169,3 +169,22 @@ func TestStatusUsage(t *testing.T) {
 		t.Errorf("status with a missing config: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestStatusSecondServe: a second serve on the same spool is refused (the
+// delivery lock), and on its way out it must not take the status socket
+// away from the gateway that runs.
+func TestStatusSecondServe(t *testing.T) {
+	c := newTestConfig(t)
+	path := c.write(t)
+	first := startServe(t, path)
+	waitFor(t, "the first serve to answer status", func() bool {
+		return runCLI(t, "", "plcmail", "-c", path, "status").code == 0
+	})
+	r := runCLI(t, "", "plcmail", "-c", path, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, "already") {
+		t.Fatalf("second serve: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", "plcmail", "-c", path, "status"); r.code != 0 {
+		t.Errorf("status after a refused second serve: exit %d\n%s%s\nfirst serve's log:\n%s", r.code, r.stdout, r.stderr, first.logs())
+	}
+}
