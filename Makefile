@@ -46,7 +46,7 @@ cross:
 	@echo "sizes (bytes):"
 	@cd $(DIST) && for f in plcmail-*; do \
 		wc -c <$$f | awk -v f=$$f '{ printf "  %-32s %9d  %5.2f MiB\n", f, $$1, $$1/1048576 }'; done
-	@cd $(DIST) && sha256sum plcmail-* > SHA256SUMS && echo "checksums: $(DIST)/SHA256SUMS"
+	@cd $(DIST) && { command -v sha256sum >/dev/null && sha256sum plcmail-* || shasum -a 256 plcmail-*; } > SHA256SUMS && echo "checksums: $(DIST)/SHA256SUMS"
 
 test:
 	$(GO) test -race ./...
