@@ -241,3 +241,28 @@ func drain(m interface {
 		}
 	}
 }
+
+// TestResetGraceNoNakForBootloaderNoise: opening a USB Arduino resets it and
+// its bootloader talks for a moment; those bytes are counted, not NAKed.
+// The same noise after reset_grace is NAKed (rate-limited).
+func TestResetGraceNoNakForBootloaderNoise(t *testing.T) {
+	m, slave := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave, testOpts{resetGrace: "700ms"}), dir)
+	g.waitConnected()
+	noise := []byte("\x00avrdude stk500 sync\x00\x11\x22\x33\x00")
+	p := newPLC(t, m, 2)
+	p.write(noise)
+	if r := p.next(300 * time.Millisecond); r != nil {
+		t.Fatalf("answered bootloader noise with %v", r.Type)
+	}
+	if st := g.b.Status()[0]; st.FrameErrors == 0 || st.Naks != 0 {
+		t.Fatalf("during grace: %+v", st)
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.write(noise)
+	r := p.next(2 * time.Second)
+	if r == nil || r.Type != protocol.TypeNak || r.NakReason != protocol.NakBadFrame {
+		t.Fatalf("after grace: got %+v, want NAK bad frame", r)
+	}
+}

@@ -63,7 +63,7 @@ name = "line1"
 device = "%s"
 label = "Press 1"
 heartbeat_timeout = "%s"
-reset_grace = "1ms"
+reset_grace = "%s"
 
 [[alarm]]
 code = 17
@@ -88,6 +88,7 @@ type testOpts struct {
 	maxPerMin   int
 	digestDelay string
 	extra       string // appended TOML
+	resetGrace  string
 }
 
 func configText(device string, o testOpts) string {
@@ -103,7 +104,10 @@ func configText(device string, o testOpts) string {
 	if o.digestDelay == "" {
 		o.digestDelay = "200ms"
 	}
-	return fmt.Sprintf(testConfig, device, o.heartbeat, o.holdoff, o.maxPerMin, o.digestDelay) + o.extra
+	if o.resetGrace == "" {
+		o.resetGrace = "1ms"
+	}
+	return fmt.Sprintf(testConfig, device, o.heartbeat, o.resetGrace, o.holdoff, o.maxPerMin, o.digestDelay) + o.extra
 }
 
 func testCfg(t testing.TB, device string, o testOpts) *config.Config {
