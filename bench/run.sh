@@ -539,34 +539,44 @@ R[idle.pf]=$(pf_pss_kb)
 R[idle_nproc.pf]=$(pf_nproc)
 ((PLC_OK)) && R[idle.plc]=$(status_kb "$PLC_PID" VmRSS)
 
-# --- relay, plain upstream
-log "relay (plain upstream): $N_RELAY messages, $SESSIONS sessions, $MSG_BYTES bytes"
+# --- relay: each mode runs Postfix, plcmail, plcmail, Postfix (ABBA), so that
+# a drift of the machine's speed during the run hits both sides alike; the
+# table shows the mean of the two runs and each run in parentheses.
+# relay_pf KEY / relay_plc KEY: one run, appending the rates to R[KEY.acc.*].
+relay_pf() {
+	relay_run postfix "$PF_PORT" pf_queue_count pf_sent || true
+	R[$1acc.pf]+="$ACC_RATE " R[$1del.pf]+="$DEL_RATE "
+}
+relay_plc() {
+	((PLC_OK)) && [[ -n $PLC_PID ]] || return 0
+	relay_run plcmail "$PLC_PORT" plc_queue_count plc_sent || true
+	R[$1acc.plc]+="$ACC_RATE " R[$1del.plc]+="$DEL_RATE "
+}
+
+log "relay (plain upstream): $N_RELAY messages, $SESSIONS sessions, $MSG_BYTES bytes, twice each"
 sampler_start
-relay_run postfix "$PF_PORT" pf_queue_count pf_sent || true
+relay_pf ""
 sampler_stop
 R[peak.pf]=$(cat "$W/peak.txt")
-R[acc.pf]=$ACC_RATE R[del.pf]=$DEL_RATE
 if ((PLC_OK)); then
 	echo 5 >"/proc/$PLC_PID/clear_refs" 2>/dev/null || true # reset VmHWM: the peak of this run only
-	relay_run plcmail "$PLC_PORT" plc_queue_count plc_sent || true
+	relay_plc ""
 	R[peak.plc]=$(status_kb "$PLC_PID" VmHWM)
-	R[acc.plc]=$ACC_RATE R[del.plc]=$DEL_RATE
+	relay_plc ""
 fi
+relay_pf ""
 
 # --- relay, implicit TLS upstream (certificate pinned on both sides)
-log "relay (implicit TLS upstream via socat)"
+log "relay (implicit TLS upstream via socat), twice each"
 postfix_set "relayhost = [127.0.0.1]:$TLS_PORT" smtp_tls_wrappermode=yes smtp_tls_security_level=fingerprint \
 	smtp_tls_fingerprint_digest=sha256 "smtp_tls_fingerprint_cert_match = $TLS_FP"
-relay_run postfix "$PF_PORT" pf_queue_count pf_sent || true
-R[tacc.pf]=$ACC_RATE R[tdel.pf]=$DEL_RATE
+relay_pf t
 if ((PLC_OK)); then
 	stop_plcmail
-	if start_plcmail tls; then
-		relay_run plcmail "$PLC_PORT" plc_queue_count plc_sent || true
-		R[tacc.plc]=$ACC_RATE R[tdel.plc]=$DEL_RATE
-	fi
+	start_plcmail tls && relay_plc t && relay_plc t
 	stop_plcmail
 fi
+relay_pf t
 postfix_set "relayhost = [127.0.0.1]:$SINK_PORT" smtp_tls_wrappermode=no smtp_tls_security_level=none
 
 # --- memory: 200 idle sessions
@@ -633,6 +643,18 @@ BRIDGE_BENCH=$(go_bench bridge)
 
 # ================================================================ report
 
+# mean "V1 V2 ...": the mean of the values, n/a if any run failed.
+mean() {
+	awk -v l="${1:-}" 'BEGIN { n = split(l, v, " "); if (n == 0) { print "n/a"; exit }
+		for (i = 1; i <= n; i++) { if (v[i] == "n/a") { print "n/a"; exit } s += v[i] }
+		printf "%.6f", s / n }'
+}
+# runs "V1 V2": the individual runs, for the table.
+runs() {
+	local v out=""
+	for v in ${1:-}; do out+="$(fmt "$v") / "; done
+	[[ -n $out ]] && echo " (${out% / })"
+}
 mib() { [[ -z ${1:-} || $1 == n/a ]] && echo n/a || awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { # ratio PLC PF
 	[[ -z ${1:-} || -z ${2:-} || $1 == n/a || $2 == n/a ]] && { echo n/a; return; }
@@ -645,10 +667,10 @@ row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 table() {
 	echo "| measurement | Postfix 3.7 relay | plcmail | plcmail / Postfix |"
 	echo "|---|---:|---:|---:|"
-	row "relay, plain upstream: accepted msg/s (higher is better)" "$(fmt "${R[acc.pf]:-n/a}")" "$(plc "$(fmt "${R[acc.plc]:-n/a}")")" "$(ratio "${R[acc.plc]:-}" "${R[acc.pf]:-}")"
-	row "relay, plain upstream: delivered msg/s, end to end" "$(fmt "${R[del.pf]:-n/a}")" "$(plc "$(fmt "${R[del.plc]:-n/a}")")" "$(ratio "${R[del.plc]:-}" "${R[del.pf]:-}")"
-	row "relay, implicit TLS upstream: accepted msg/s" "$(fmt "${R[tacc.pf]:-n/a}")" "$(plc "$(fmt "${R[tacc.plc]:-n/a}")")" "$(ratio "${R[tacc.plc]:-}" "${R[tacc.pf]:-}")"
-	row "relay, implicit TLS upstream: delivered msg/s, end to end" "$(fmt "${R[tdel.pf]:-n/a}")" "$(plc "$(fmt "${R[tdel.plc]:-n/a}")")" "$(ratio "${R[tdel.plc]:-}" "${R[tdel.pf]:-}")"
+	row "relay, plain upstream: accepted msg/s (higher is better)" "$(fmt "$(mean "${R[acc.pf]:-}")")$(runs "${R[acc.pf]:-}")" "$(plc "$(fmt "$(mean "${R[acc.plc]:-}")")$(runs "${R[acc.plc]:-}")")" "$(ratio "$(mean "${R[acc.plc]:-}")" "$(mean "${R[acc.pf]:-}")")"
+	row "relay, plain upstream: delivered msg/s, end to end" "$(fmt "$(mean "${R[del.pf]:-}")")$(runs "${R[del.pf]:-}")" "$(plc "$(fmt "$(mean "${R[del.plc]:-}")")$(runs "${R[del.plc]:-}")")" "$(ratio "$(mean "${R[del.plc]:-}")" "$(mean "${R[del.pf]:-}")")"
+	row "relay, implicit TLS upstream: accepted msg/s" "$(fmt "$(mean "${R[tacc.pf]:-}")")$(runs "${R[tacc.pf]:-}")" "$(plc "$(fmt "$(mean "${R[tacc.plc]:-}")")$(runs "${R[tacc.plc]:-}")")" "$(ratio "$(mean "${R[tacc.plc]:-}")" "$(mean "${R[tacc.pf]:-}")")"
+	row "relay, implicit TLS upstream: delivered msg/s, end to end" "$(fmt "$(mean "${R[tdel.pf]:-}")")$(runs "${R[tdel.pf]:-}")" "$(plc "$(fmt "$(mean "${R[tdel.plc]:-}")")$(runs "${R[tdel.plc]:-}")")" "$(ratio "$(mean "${R[tdel.plc]:-}")" "$(mean "${R[tdel.pf]:-}")")"
 	row "queue drain after outage: seconds to empty $N_DRAIN msgs (lower is better)" "$(fmt "${R[drain.pf]:-n/a}" 2)" "$(plc "$(fmt "${R[drain.plc]:-n/a}" 2)")" "$(ratio "${R[drain.plc]:-}" "${R[drain.pf]:-}")"
 	row "queueing during the outage: accepted msg/s" "$(fmt "${R[dacc.pf]:-n/a}")" "$(plc "$(fmt "${R[dacc.plc]:-n/a}")")" "$(ratio "${R[dacc.plc]:-}" "${R[dacc.pf]:-}")"
 	row "memory idle, MiB (Postfix: PSS summed over its ${R[idle_nproc.pf]} processes)" "$(mib "${R[idle.pf]:-}")" "$(plc "$(mib "${R[idle.plc]:-}")")" "$(ratio "${R[idle.plc]:-}" "${R[idle.pf]:-}")"
@@ -696,7 +718,8 @@ plc_table() {
 CMD="${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bash bench/run.sh"
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-FS=$(findmnt -n -o FSTYPE,OPTIONS -T "$W" | head -1)
+FS_TYPE=$(findmnt -n -o FSTYPE -T "$W" | head -1)
+FS_OPTS=$(findmnt -n -o OPTIONS -T "$W" | head -1)
 COMMIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(cd "$REPO" && git status --porcelain -- . 2>/dev/null | grep -q . && echo " (working tree with uncommitted changes)" || true)
 report() {
@@ -705,7 +728,7 @@ report() {
 
 		Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$CMD\` (${N_RELAY} relay messages, ${N_DRAIN} for the drain; run time $(($(date +%s) - BENCH_START)) s).
 
-		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on ${FS%% *} (${FS#* }).
+		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on $FS_TYPE ($FS_OPTS).
 		Software: plcmail $COMMIT$DIRTY built with $(go version | awk '{ print $3 }'); Postfix $(postconf -h mail_version 2>/dev/null) (Debian package); client smtp-source and upstream smtp-sink from the same package; TLS terminator socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }').
 
 	EOF
@@ -720,7 +743,9 @@ report() {
 
 		- **Ratios are the trustworthy part.** Both relays ran in the same invocation, on the same machine, against the same
 		  smtp-sink, driven by the same smtp-source command (\`smtp-source -s $SESSIONS -l $MSG_BYTES -m $N_RELAY\`, a new
-		  connection per message as embedded boards do), one after the other with nothing else of ours running.
+		  connection per message as embedded boards do), one after the other with nothing else of ours running. Each relay
+		  row runs Postfix, plcmail, plcmail, Postfix and shows the mean, with each run in parentheses: when the two runs
+		  of one side differ a lot, the machine was busy and the ratio deserves less trust.
 		- **Absolute figures are indicative only.** This is a small shared machine with 2 cores and other jobs; messages per
 		  second and MiB move between runs. Compare a row with its neighbour, not with another run.
 		- **Durability is equal.** Postfix's cleanup daemon fsyncs each queue file before smtpd says 250 (not configurable);
