@@ -178,6 +178,7 @@ type Templates struct {
 	codes    map[int]*alarmTemplate
 	def      *alarmTemplate
 	notices  map[string]*alarmTemplate
+	builtin  *alarmTemplate      // DefaultSubject/DefaultBody, when a configured template fails at run time
 	noticeTo map[string][]string // link -> recipients
 	allTo    []string
 	holdoff  time.Duration
@@ -215,6 +216,7 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 			body = DefaultBody
 		}
 		var err error
+		before := len(errs)
 		if at.subject, err = template.New(path + ".subject").Parse(subj); err != nil {
 			errs = append(errs, cfg.Errorf(path+".subject", "%v", cleanTemplateError(err)))
 		}
@@ -243,7 +245,7 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 		case a.Code != nil:
 			t.codes[*a.Code] = at
 		}
-		if len(errs) == 0 {
+		if len(errs) == before { // parsed: now prove it runs
 			code := 17
 			if a.Code != nil {
 				code = *a.Code
@@ -262,12 +264,13 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 		}
 		t.notices[kind] = at
 	}
+	t.builtin = &alarmTemplate{
+		holdoff: t.holdoff, to: t.allTo,
+		subject: template.Must(template.New("default.subject").Parse(DefaultSubject)),
+		body:    template.Must(template.New("default.body").Parse(DefaultBody)),
+	}
 	if t.def == nil {
-		t.def = &alarmTemplate{
-			holdoff: t.holdoff, to: t.allTo,
-			subject: template.Must(template.New("default.subject").Parse(DefaultSubject)),
-			body:    template.Must(template.New("default.body").Parse(DefaultBody)),
-		}
+		t.def = t.builtin
 	}
 	for i := range cfg.Serial {
 		s := &cfg.Serial[i]
@@ -379,10 +382,9 @@ func (t *Templates) Render(data AlarmData) (Submission, error) {
 	}
 	to, cc := at.to, at.cc
 	switch data.Kind {
-	case KindAlarm:
 	case KindDigest:
 		to, cc = t.digestRecipients(data)
-	default:
+	case KindOffline, KindOnline, KindRestart:
 		to, cc = t.noticeTo[data.Link], nil
 	}
 	if len(to) == 0 {
@@ -393,15 +395,8 @@ func (t *Templates) Render(data AlarmData) (Submission, error) {
 	}
 	sub, rerr := t.renderWith(at, data, &recipients{to: to, cc: cc})
 	if rerr != nil && data.Kind == KindAlarm {
-		fallback := t.notices[KindAlarm]
-		if fallback == nil {
-			fallback = &alarmTemplate{
-				subject: template.Must(template.New("fallback.subject").Parse(DefaultSubject)),
-				body:    template.Must(template.New("fallback.body").Parse(DefaultBody)),
-			}
-		}
 		data.Note = strings.TrimSpace(data.Note + "\n(the configured template failed: " + rerr.err.Error() + ")")
-		sub, rerr = t.renderWith(fallback, data, &recipients{to: to, cc: cc})
+		sub, rerr = t.renderWith(t.builtin, data, &recipients{to: to, cc: cc})
 	}
 	if rerr != nil {
 		return Submission{}, rerr.err
