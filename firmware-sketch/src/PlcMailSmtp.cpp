@@ -97,7 +97,7 @@ const __FlashStringHelper* PlcMailSmtpSession::stepName(uint8_t step) {
 uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* subject, const char* text,
                                 PlcMailBodyWriter body) {
   Out out(io_);
-  if (!expect(220, 220)) return fail(PLCMAIL_SMTP_GREETING);
+  if (!expect(220, 220)) return fail(PLCMAIL_SMTP_GREETING, out);
 
   out.print(F("EHLO "));
   out.print(helo_);
@@ -106,19 +106,19 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
   if (!expect(250, 250)) {
     // RFC 5321 4.1.4: a server that does not know EHLO answers 5xx; HELO
     // then still works. 4xx or silence means it is going away.
-    if (code_ < 500) return fail(PLCMAIL_SMTP_HELLO);
+    if (code_ < 500) return fail(PLCMAIL_SMTP_HELLO, out);
     out.print(F("HELO "));
     out.print(helo_);
     crlf(out);
     out.flush();
-    if (!expect(250, 250)) return fail(PLCMAIL_SMTP_HELLO);
+    if (!expect(250, 250)) return fail(PLCMAIL_SMTP_HELLO, out);
   }
 
   out.print(F("MAIL FROM:<"));
   out.print(from);
   out.print(F(">\r\n"));
   out.flush();
-  if (!expect(250, 250)) return fail(PLCMAIL_SMTP_MAIL_FROM);
+  if (!expect(250, 250)) return fail(PLCMAIL_SMTP_MAIL_FROM, out);
 
   // One RCPT per comma-separated address.
   for (const char* p = to; *p;) {
@@ -128,12 +128,12 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
     while (*p && *p != ',' && *p != ' ') out.write((uint8_t)*p++);
     out.print(F(">\r\n"));
     out.flush();
-    if (!expect(250, 251)) return fail(PLCMAIL_SMTP_RCPT_TO);
+    if (!expect(250, 251)) return fail(PLCMAIL_SMTP_RCPT_TO, out);
   }
 
   out.print(F("DATA\r\n"));
   out.flush();
-  if (!expect(354, 354)) return fail(PLCMAIL_SMTP_DATA);
+  if (!expect(354, 354)) return fail(PLCMAIL_SMTP_DATA, out);
 
   out.print(F("From: "));
   out.mode(Out::kHeader);
@@ -157,7 +157,7 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
   out.endBody();
   out.print(F(".\r\n"));
   out.flush();
-  if (!expect(250, 250)) return fail(PLCMAIL_SMTP_MESSAGE);
+  if (!expect(250, 250)) return fail(PLCMAIL_SMTP_MESSAGE, out);
 
   // The mail is accepted; QUIT is courtesy and its answer changes nothing.
   uint16_t accepted = code_;
@@ -168,10 +168,9 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
   return PLCMAIL_SMTP_OK;
 }
 
-uint8_t PlcMailSmtpSession::fail(uint8_t step) {
+uint8_t PlcMailSmtpSession::fail(uint8_t step, Print& out) {
   uint16_t code = code_;
   if (open_(io_) && code != 421) {
-    Out out(io_);
     out.print(F("QUIT\r\n"));
     out.flush();
     readReply();

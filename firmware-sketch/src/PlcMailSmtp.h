@@ -59,7 +59,7 @@ class PlcMailSmtpSession {
   bool expect(uint16_t lo, uint16_t hi);
   uint16_t readReply();
   int readByte(uint32_t deadline);
-  uint8_t fail(uint8_t step);
+  uint8_t fail(uint8_t step, Print& out);  // QUIT (through out's buffer) unless the server left
 
   Stream& io_;
   IsOpen open_;
