@@ -228,6 +228,7 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 				errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
 			}
 		}
+		parsed := len(errs) == before
 		errs = append(errs, checkAddrs(cfg, path+".to", a.To)...)
 		errs = append(errs, checkAddrs(cfg, path+".cc", a.Cc)...)
 		for _, r := range a.To {
@@ -245,13 +246,13 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 		case a.Code != nil:
 			t.codes[*a.Code] = at
 		}
-		if len(errs) == before { // parsed: now prove it runs
-			code := 17
-			if a.Code != nil {
-				code = *a.Code
-			}
+		if parsed { // now prove it runs
 			sample := SampleData(KindAlarm)
-			sample.Code = code
+			if a.Code != nil {
+				sample.Code = *a.Code
+			}
+			sample.Name = a.Name
+			t.fill(&sample)
 			if _, err := t.renderWith(at, sample, nil); err != nil {
 				errs = append(errs, cfg.Errorf(path+err.key, "renders with sample data: %v", cleanTemplateError(err.err)))
 			}
