@@ -266,3 +266,41 @@ func TestResetGraceNoNakForBootloaderNoise(t *testing.T) {
 		t.Fatalf("after grace: got %+v, want NAK bad frame", r)
 	}
 }
+
+// TestWireTextCannotInjectHeaders sends header-injection attempts as event
+// text over the line: the mails keep their recipients and headers.
+func TestWireTextCannotInjectHeaders(t *testing.T) {
+	m, slave := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
+	g.waitConnected()
+	p := newPLC(t, m, 6)
+	p.expectAck(p.hello(), protocol.AckQueued)
+	attacks := []string{"x\r\nBcc: evil@x", "\r\n\r\nforged body", "y\nTo: evil@x\n", "{{.Link}}\x00\x1b"}
+	for _, a := range attacks {
+		p.expectAck(p.event(17, protocol.EventRaise, a), protocol.AckQueued)
+	}
+	for _, q := range g.waitMails(len(attacks)) {
+		if len(q.Meta.Envelope.To) != 1 || q.Meta.Envelope.To[0] != "ops@example.com" {
+			t.Errorf("envelope %v", q.Meta.Envelope.To)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, "queue", q.Meta.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, msg, _ := strings.Cut(string(raw), "\n")
+		hdr, _, _ := strings.Cut(msg, "\r\n\r\n")
+		for _, line := range strings.Split(hdr, "\r\n") {
+			l := strings.ToLower(line)
+			if strings.HasPrefix(l, "bcc:") || strings.HasPrefix(l, "forged") || (strings.HasPrefix(l, "to:") && strings.Contains(l, "evil")) {
+				t.Errorf("injected header line %q", line)
+			}
+		}
+		if q.Meta.Key == "line1/6/5" && !strings.Contains(q.Subject, "{{.Link}}") {
+			t.Errorf("wire text was not kept as plain data: %q", q.Subject)
+		}
+		if strings.ContainsAny(q.Subject, "\r\n\x00\x1b") {
+			t.Errorf("control characters in subject %q", q.Subject)
+		}
+	}
+}
