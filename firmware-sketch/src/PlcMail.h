@@ -47,6 +47,16 @@
 #define PLCMAIL_EEPROM_ADDR (E2END - 3)
 #endif
 
+// These sizes shape the PlcMail object, so the library's own PlcMail.cpp
+// must see the same values as every sketch file: set them for the whole
+// build (compiler flags, e.g. build.extra_flags=-DPLCMAIL_QUEUE_LEN=8), not
+// with a #define in the sketch. A mismatch is a link error naming
+// plcmail_config_qN_aM instead of a silently corrupted object.
+#define PLCMAIL_PASTE_(q, a) plcmail_config_q##q##_a##a
+#define PLCMAIL_PASTE(q, a) PLCMAIL_PASTE_(q, a)
+#define PLCMAIL_CONFIG_SYMBOL PLCMAIL_PASTE(PLCMAIL_QUEUE_LEN, PLCMAIL_MAX_ACTIVE)
+extern const uint8_t PLCMAIL_CONFIG_SYMBOL;
+
 #if PLCMAIL_QUEUE_LEN < 1 || PLCMAIL_QUEUE_LEN > 64
 #error "PLCMAIL_QUEUE_LEN must be 1..64"
 #endif
@@ -126,7 +136,7 @@ struct PlcMailState {
 
 class PlcMail : private PlcMailState {
  public:
-  explicit PlcMail(Stream& link);
+  explicit PlcMail(Stream& link) : link_(link) { init(PLCMAIL_CONFIG_SYMBOL); }
 
   // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
   // cause from MCUSR, and queues the HELLO. Call once from setup(), after the
@@ -184,6 +194,7 @@ class PlcMail : private PlcMailState {
   static uint32_t nextBootId(uint32_t stored);
 
  private:
+  void init(uint8_t configCheck);
   uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
                 const char* text, bool textInFlash);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
