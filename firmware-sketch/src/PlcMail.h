@@ -6,14 +6,16 @@
 //   void loop()  { if (tooHot) alarms.raise(17, PLCMAIL_ALARM, temperature);
 //                  alarms.poll(); }
 //
-// Frames follow protocol/SPEC.md of plcmail. The sender never blocks and never
-// calls delay(): poll() does a bounded amount of work and returns. Events wait
+// Frames follow protocol/SPEC.md of plcmail. The sender never calls delay():
+// poll() does a bounded amount of work and returns (the serial driver may
+// wait for room in its buffer, and with RS-485 flush() waits for the last
+// byte). Events wait
 // in a small queue and go out one at a time (stop-and-wait), each retransmitted
 // with the same bytes until the gateway ACKs it, so the gateway can mail each
 // exactly once.
 //
 // RAM: one receive buffer of 81 bytes, PLCMAIL_QUEUE_LEN compact event records
-// of 13 bytes and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
+// of 16 bytes and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
 // on the stack only while they are written.
 #ifndef PLCMAIL_H
 #define PLCMAIL_H
@@ -165,6 +167,9 @@ class PlcMail : private PlcMailState {
   // are sent.
   uint32_t raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text);
   uint32_t raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text);
+  // A text in RAM would have to live until its frame is ACKed, and a string
+  // literal would silently become the bool overload: use F("...").
+  uint32_t raise(uint16_t code, uint8_t severity, const char* text) = delete;
   // The alarm is no longer active.
   uint32_t clear(uint16_t code);
   // An operator acknowledged the alarm on the PLC.
