@@ -306,6 +306,10 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "plcsim: one firmware ELF file expected\n");
 		return 2;
 	}
+	if (tcp && uart == '1') {
+		fprintf(stderr, "plcsim: -t uses UART1, which -u 1 already puts on the pty\n");
+		return 2;
+	}
 
 	/* simavr's loader prints "Loaded N .text ..." on stdout, which is the
 	 * UART with -x and the PTY line otherwise: send it to stderr. */
