@@ -275,6 +275,17 @@ func TestInstallOpenWrt(t *testing.T) {
 	}
 }
 
+// With --destdir (packaging) and no --user, the host's accounts are left
+// alone even when run as root: nothing is chown'ed to a plcmail user.
+func TestInstallDestdirLeavesAccountsAlone(t *testing.T) {
+	in := newInstall(t)
+	out := in.mustRun("--systemd")
+	if strings.Contains(out, "created system user") {
+		t.Errorf("--destdir created a host account:\n%s", out)
+	}
+	in.wantMode("var/spool/plcmail", fs.ModeDir|0o700)
+}
+
 func TestInstallUsage(t *testing.T) {
 	in := newInstall(t)
 	out, code := in.run("--bogus")
@@ -328,8 +339,8 @@ func testInstallCreatesUser(t *testing.T, shell, path, loginShell string) {
 	// Twice: the second run must find the user and not fail.
 	sh := `set -e
 mount --bind "$1" /etc
-PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd
-PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd >/dev/null
+PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user
+PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user >/dev/null
 id -Gn plcmail
 stat -c '%U:%G %a %n' "$3/var/spool/plcmail" "$3/etc/plcmail" "$3/etc/plcmail/plcmail.toml" "$3/etc/plcmail/upstream.secret" "$3/usr/local/bin/plcmail"
 getent passwd plcmail`

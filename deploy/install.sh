@@ -3,7 +3,7 @@
 # systemd, or OpenWrt with procd) with safe ownership and permissions.
 #
 #   sh deploy/install.sh [--binary FILE] [--openwrt] [--sendmail [--force]]
-#                        [--destdir DIR] [--no-user] [--no-service]
+#                        [--destdir DIR] [--user|--no-user] [--no-service]
 #
 # It is idempotent: run it again after an upgrade. It never overwrites an
 # existing config or secret, and it re-applies the safe modes every time.
@@ -19,8 +19,9 @@
 #   with --sendmail: /usr/sbin/sendmail and /usr/bin/mailq linked to plcmail,
 #   refusing to replace another MTA's sendmail unless --force is given.
 #
-# --destdir DIR and --no-user exist for packaging and for the tests: with
-# --no-user no account is created and nothing is chown'ed.
+# --destdir DIR (or DESTDIR=DIR) installs below DIR, for packaging and the
+# tests; it leaves this host's accounts alone (as --no-user does: no account
+# is created and nothing is chown'ed) unless --user is given as well.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +30,7 @@ src=$(cd "$here/.." && pwd)
 binary=
 destdir=${DESTDIR:-}
 openwrt=auto
-mkuser=1
+mkuser=
 service=1
 sendmail=0
 force=0
@@ -52,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--openwrt) openwrt=1 ;;
 	--systemd) openwrt=0 ;;
 	--no-user) mkuser=0 ;;
+	--user) mkuser=1 ;;
 	--no-service) service=0 ;;
 	--sendmail) sendmail=1 ;;
 	--force) force=1 ;;
@@ -61,6 +63,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 destdir=${destdir%/}
+if [ -z "$mkuser" ]; then
+	if [ -n "$destdir" ]; then mkuser=0; else mkuser=1; fi
+fi
 
 if [ "$openwrt" = auto ]; then
 	if [ -f "$destdir/etc/openwrt_release" ]; then openwrt=1; else openwrt=0; fi
