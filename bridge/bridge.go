@@ -91,8 +91,9 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 }
 
 // Run runs every link until ctx is done, then closes their ports and
-// journals and returns. Link errors (a missing device, a read error) are
-// handled inside the link by reconnecting; Run only returns ctx's error.
+// journals and returns nil (or an error closing a journal; a deadline
+// exceeded is returned as such). Link errors (a missing device, a read
+// error) never end Run: the link logs them and reconnects.
 func (b *Bridge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, l := range b.links {
