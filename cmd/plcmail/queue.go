@@ -50,6 +50,10 @@ func cmdQueue(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Root acts on the spool as the gateway's user (spoolowner_linux.go).
+	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
+		return err
+	}
 	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		return err

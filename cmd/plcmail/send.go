@@ -155,6 +155,10 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("send: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Root (cron through the sendmail link) queues as the gateway's user (spoolowner_linux.go).
+	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
 	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+// actAsSpoolOwner is Linux-only (see spoolowner_linux.go); elsewhere the
+// commands run as whoever started them.
+func actAsSpoolOwner(dir string) error { return nil }
