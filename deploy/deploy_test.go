@@ -340,7 +340,9 @@ func testInstallCreatesUser(t *testing.T, shell, path, loginShell string) {
 	sh := `set -e
 mount --bind "$1" /etc
 PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user
+mkdir "$3/var/spool/plcmail/queue" && touch "$3/var/spool/plcmail/queue/left-by-root"
 PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user >/dev/null
+stat -c '%U:%G %a %n' "$3/var/spool/plcmail/queue/left-by-root"
 id -Gn plcmail
 stat -c '%U:%G %a %n' "$3/var/spool/plcmail" "$3/etc/plcmail" "$3/etc/plcmail/plcmail.toml" "$3/etc/plcmail/upstream.secret" "$3/usr/local/bin/plcmail"
 getent passwd plcmail`
@@ -358,6 +360,7 @@ getent passwd plcmail`
 		"root:plcmail 640 " + in.path("etc/plcmail/plcmail.toml"),
 		"plcmail:plcmail 600 " + in.path("etc/plcmail/upstream.secret"),
 		"root:root 755 " + in.path("usr/local/bin/plcmail"),
+		"plcmail:plcmail 644 " + in.path("var/spool/plcmail/queue/left-by-root"),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q", want)

@@ -151,6 +151,11 @@ fi
 mkdir -p "$destdir$bindir" "$destdir/etc/plcmail" "$destdir$spool"
 own root:plcmail 0750 "$destdir/etc/plcmail"
 own plcmail:plcmail 0700 "$destdir$spool"
+if [ "$mkuser" = 1 ]; then
+	# Repair files a `plcmail serve` started by hand as root left behind:
+	# the gateway's user must own everything in its spool.
+	chown -R plcmail:plcmail "$destdir$spool"
+fi
 
 # --- binary -----------------------------------------------------------------
 # Copy to a temp name and rename, so a running gateway keeps its old inode.
