@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -800,29 +799,11 @@ func textBody(h interface{ Get(string) string }, body io.Reader) string {
 	case "quoted-printable":
 		r = quotedprintable.NewReader(body)
 	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, &newlineStripper{bufio.NewReader(body)})
+		r = base64.NewDecoder(base64.StdEncoding, body) // skips the line breaks itself
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Sprintf("(undecodable body: %v)", err)
 	}
 	return string(b)
-}
-
-// newlineStripper drops CR and LF, which base64 bodies are wrapped with.
-type newlineStripper struct{ r *bufio.Reader }
-
-func (s *newlineStripper) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		c, err := s.r.ReadByte()
-		if err != nil {
-			return n, err
-		}
-		if c != '\r' && c != '\n' {
-			p[n] = c
-			n++
-		}
-	}
-	return n, nil
 }

@@ -252,3 +252,23 @@ func TestDemoInterrupted(t *testing.T) {
 		t.Errorf("no summary with the gateway's counters after Ctrl-C:\n%s", out)
 	}
 }
+
+// TestTextBody: the demo's mail printer finds and decodes the text part the
+// way mail programs do.
+func TestTextBody(t *testing.T) {
+	for _, c := range []struct{ name, msg, want string }{
+		{"plain", "Subject: x\r\n\r\nhello\r\n", "hello\r\n"},
+		{"quoted-printable", "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nDruck =C3=BCber 80=\r\n bar\r\n", "Druck über 80 bar\r\n"},
+		{"base64", "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8g\r\nd29ybGQ=\r\n", "hello world"},
+		{"multipart", "Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\ndGV4dA==\r\n--b--\r\n", "text"},
+		{"html only", "Content-Type: text/html\r\n\r\n<p>x</p>\r\n", "(no text part)"},
+	} {
+		msg, err := mail.ReadMessage(strings.NewReader(c.msg))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := textBody(msg.Header, msg.Body); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
