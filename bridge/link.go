@@ -88,20 +88,24 @@ type Link struct {
 	outWake chan struct{}
 
 	// Owned by run.
-	w            io.Writer // the open port, nil while disconnected
-	dec          *protocol.Decoder
-	started      time.Time
-	lastFrame    time.Time // zero: none since the gateway started
-	openedAt     time.Time
-	holdoff      map[holdKey]time.Time
-	digestDue    time.Time
-	mailRetry    time.Time
-	noticeRetry  time.Time
-	nakSecond    time.Time
-	nakCount     int
-	wbuf         []byte
-	portKey      string // the port settings of the open port
-	lastDecStats protocol.Stats
+	w           io.Writer // the open port, nil while disconnected
+	dec         *protocol.Decoder
+	started     time.Time
+	lastFrame   time.Time // zero: none since the gateway started
+	openedAt    time.Time
+	holdoff     map[holdKey]time.Time
+	digestDue   time.Time
+	mailRetry   time.Time
+	noticeRetry time.Time
+	nakSecond   time.Time
+	nakCount    int
+	// frame error log rate limit
+	errLogSecond     time.Time
+	errLogCount      int
+	errLogSuppressed int
+	wbuf             []byte
+	portKey          string // the port settings of the open port
+	lastDecStats     protocol.Stats
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -357,7 +361,20 @@ func (l *Link) frameError(err error, now time.Time) {
 		l.log.Debug("frame error during reset grace", "err", err)
 		return
 	}
-	l.log.Info("frame error", "err", err)
+	// Line noise can produce thousands of errors a second: log a few per
+	// second at info level; all are counted in the status.
+	if now.Sub(l.errLogSecond) >= time.Second {
+		if l.errLogSuppressed > 0 {
+			l.log.Info("frame errors not logged", "count", l.errLogSuppressed)
+		}
+		l.errLogSecond, l.errLogCount, l.errLogSuppressed = now, 0, 0
+	}
+	if l.errLogCount < naksPerSecond {
+		l.errLogCount++
+		l.log.Info("frame error", "err", err)
+	} else {
+		l.errLogSuppressed++
+	}
 	if errors.Is(err, protocol.ErrTooLong) {
 		return // reported before its delimiter: maybe idle noise (SPEC §4.5)
 	}
