@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // openPTY makes a pseudo-terminal pair: the demo's simulated PLC talks on
@@ -14,63 +14,64 @@ import (
 // translating the PLC's first bytes before the gateway sets the port up, and
 // keeps the master readable when the gateway closes and reopens the port.
 func openPTY() (master, slave *os.File, slavePath string, err error) {
-	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("pty: %w", err)
 	}
-	fail := func(e error) (*os.File, *os.File, string, error) {
-		master.Close()
-		return nil, nil, "", fmt.Errorf("pty: %w", e)
-	}
 	var n uint32
-	var unlock int32
-	if err := ioctl(master, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil { // unlockpt
-		return fail(err)
-	}
-	if err := ioctl(master, syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil { // ptsname
-		return fail(err)
+	err = control(master, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil { // unlockpt(3)
+			return err
+		}
+		n, err = unix.IoctlGetUint32(fd, unix.TIOCGPTN) // ptsname(3)
+		return err
+	})
+	if err != nil {
+		master.Close()
+		return nil, nil, "", fmt.Errorf("pty: %w", err)
 	}
 	slavePath = fmt.Sprintf("/dev/pts/%d", n)
-	slave, err = os.OpenFile(slavePath, os.O_RDWR|syscall.O_NOCTTY, 0)
+	slave, err = os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err == nil {
+		err = control(slave, func(fd int) error {
+			t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+			if err != nil {
+				return err
+			}
+			makeRaw(t)
+			return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+		})
+		if err != nil {
+			slave.Close()
+		}
+	}
 	if err != nil {
-		return fail(err)
-	}
-	var t syscall.Termios
-	if err := ioctl(slave, syscall.TCGETS, unsafe.Pointer(&t)); err != nil {
-		slave.Close()
-		return fail(err)
-	}
-	makeRaw(&t)
-	if err := ioctl(slave, syscall.TCSETS, unsafe.Pointer(&t)); err != nil {
-		slave.Close()
-		return fail(err)
+		master.Close()
+		return nil, nil, "", fmt.Errorf("pty: %w", err)
 	}
 	return master, slave, slavePath, nil
 }
 
 // makeRaw is cfmakeraw(3).
-func makeRaw(t *syscall.Termios) {
-	t.Iflag &^= syscall.IGNBRK | syscall.BRKINT | syscall.PARMRK | syscall.ISTRIP | syscall.INLCR | syscall.IGNCR | syscall.ICRNL | syscall.IXON
-	t.Oflag &^= syscall.OPOST
-	t.Lflag &^= syscall.ECHO | syscall.ECHONL | syscall.ICANON | syscall.ISIG | syscall.IEXTEN
-	t.Cflag &^= syscall.CSIZE | syscall.PARENB
-	t.Cflag |= syscall.CS8
-	t.Cc[syscall.VMIN], t.Cc[syscall.VTIME] = 1, 0
+func makeRaw(t *unix.Termios) {
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
 }
 
-func ioctl(f *os.File, req uint, arg unsafe.Pointer) error {
+// control runs f on f's descriptor without taking it out of the runtime's
+// poller (File.Fd would make it blocking).
+func control(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, uintptr(req), uintptr(arg))
-	}); err != nil {
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
 		return err
 	}
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	return ferr
 }
