@@ -330,7 +330,13 @@ func announce(s string) {
 	if os.Getenv("CI") == "" {
 		return
 	}
-	if f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/2", os.Getppid()), os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	path := fmt.Sprintf("/proc/%d/fd/2", os.Getppid())
+	// Only to a pipe or terminal: a regular file opened anew would have its
+	// own offset and overwrite what go test writes to it.
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice|os.ModeSocket) == 0 {
+		return
+	}
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
 		f.WriteString(s)
 		f.Close()
 	}
