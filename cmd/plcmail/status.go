@@ -80,7 +80,7 @@ func serveStatus(ctx context.Context, path string, collect func() statusSnapshot
 	// runs concurrently: it must not take the socket of the one that runs.
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		log.Warn("another plcmail serve answers on the status socket; leaving it", "path", path)
+		log.Warn("status socket is answered by a gateway that is already running; leaving it", "path", path)
 		<-ctx.Done()
 		return nil
 	}
