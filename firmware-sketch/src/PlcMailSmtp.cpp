@@ -78,6 +78,16 @@ class Out : public Print {
 
 void crlf(Print& p) { p.print(F("\r\n")); }
 
+// One header field; CR and LF in the value become spaces, so a value from a
+// sketch (a subject with a sensor reading) can never start another field.
+void header(Out& out, const __FlashStringHelper* name, const char* value) {
+  out.print(name);
+  out.mode(Out::kHeader);
+  out.print(value);
+  out.mode(Out::kRaw);
+  crlf(out);
+}
+
 }  // namespace
 
 const __FlashStringHelper* PlcMailSmtpSession::stepName(uint8_t step) {
@@ -135,22 +145,12 @@ uint8_t PlcMailSmtpSession::run(const char* from, const char* to, const char* su
   out.flush();
   if (!expect(354, 354)) return fail(PLCMAIL_SMTP_DATA, out);
 
-  out.print(F("From: "));
-  out.mode(Out::kHeader);
-  out.print(from);
-  out.mode(Out::kRaw);
-  out.print(F("\r\nTo: "));
-  out.mode(Out::kHeader);
-  out.print(to);
-  out.mode(Out::kRaw);
-  if (subject) {
-    out.print(F("\r\nSubject: "));
-    out.mode(Out::kHeader);
-    out.print(subject);
-    out.mode(Out::kRaw);
-  }
+  header(out, F("From: "), from);
+  header(out, F("To: "), to);
+  if (subject) header(out, F("Subject: "), subject);
+  if (date_) header(out, F("Date: "), date_);
   // The blank line that separates the header from the body.
-  out.print(F("\r\n\r\n"));
+  out.print(F("\r\n"));
   out.mode(Out::kBody);
   if (text) out.print(text);
   if (body) body(out);

@@ -47,11 +47,12 @@ class PlcMailSmtpSession {
  public:
   typedef uint8_t (*IsOpen)(Stream& io);  // false once the peer hung up
   PlcMailSmtpSession(Stream& io, IsOpen open)
-      : helo_("plc"), timeoutMs_(10000), code_(0), io_(io), open_(open) {}
+      : helo_("plc"), date_(0), timeoutMs_(10000), code_(0), io_(io), open_(open) {}
   uint8_t run(const char* from, const char* to, const char* subject, const char* text, PlcMailBodyWriter body);
   static const __FlashStringHelper* stepName(uint8_t step);
 
   const char* helo_;
+  const char* date_;  // optional Date header value
   uint16_t timeoutMs_;
   uint16_t code_;
 
@@ -76,6 +77,10 @@ class PlcMailSmtp {
   void setHeloName(const char* name) { session_.helo_ = name; }
   // How long to wait for each reply, in milliseconds; default 10000.
   void setTimeout(uint16_t ms) { session_.timeoutMs_ = ms; }
+  // A Date header for the next mails, RFC 5322 form ("Tue, 3 Mar 2026
+  // 14:05:00 +0100"), e.g. from the Controllino's RTC; 0 (the default) leaves
+  // it out and the gateway adds the time it received the mail.
+  void setDate(const char* date) { session_.date_ = date; }
 
   // Sends one mail and returns PLCMAIL_SMTP_OK or the failed step. to may
   // list several recipients separated by commas. subject may be 0; CR and LF

@@ -127,7 +127,7 @@ class Scripted:
 
 
 def run_client(exe, port, timeout_ms=2000, writer=False, host="127.0.0.1",
-               subject=SUBJECT, to=TO):
+               subject=SUBJECT, to=TO, date=None):
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(BODY)
         path = f.name
@@ -135,6 +135,8 @@ def run_client(exe, port, timeout_ms=2000, writer=False, host="127.0.0.1",
         args = [exe, host, str(port), FROM, to, subject, path, str(timeout_ms)]
         if writer:
             args.append("--writer")
+        if date:
+            args.append("--date=" + date)
         out = subprocess.run(args, capture_output=True, timeout=60, check=False)
     finally:
         os.unlink(path)
@@ -154,7 +156,7 @@ def check_result(name, res, step, code):
     return True
 
 
-def check_message(name, data):
+def check_message(name, data, date=None):
     """data: the DATA payload as received, up to and including CRLF.CRLF."""
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
@@ -163,6 +165,8 @@ def check_message(name, data):
     lines = head.split(b"\r\n")
     want = [b"From: " + FROM.encode(), b"To: " + TO.encode(),
             b"Subject: Pump 3  Bcc: evil@example.com"]
+    if date:
+        want.append(b"Date: " + date.encode())
     if lines != want:
         fail(name, f"header lines {lines!r}, want {want!r}")
     if body != BODY_WIRE + b".\r\n":
@@ -173,6 +177,7 @@ def scripted_tests(exe):
     cases = [
         # name, replies, expected step, code, extra check
         ("accepted", {}, "ok", 250),
+        ("accepted-date", {}, "ok", 250),
         ("accepted-pieces", {"greeting": (b"2", b"20-a\r", b"\n220 b\r\n"),
                              "EHLO": (b"250-x\r\n25", b"0 y\r\n")}, "ok", 250),
         ("rcpt-251", {"RCPT": [b"251 user not local; will forward\r\n"]}, "ok", 250),
@@ -195,13 +200,14 @@ def scripted_tests(exe):
             tname = name + ("/writer" if writer else "")
             srv = Scripted(**replies)
             t0 = time.monotonic()
-            res = run_client(exe, srv.port, timeout_ms=700, writer=writer)
+            date = "Sat, 21 Nov 2026 20:15:00 +0100" if name == "accepted-date" else None
+            res = run_client(exe, srv.port, timeout_ms=700, writer=writer, date=date)
             took = time.monotonic() - t0
             srv.thread.join(5)
             ok = check_result(tname, res, step, code)
             cmds = srv.commands
             if ok and step == "ok":
-                check_message(tname, srv.data)
+                check_message(tname, srv.data, date)
                 want = [b"EHLO plc-test"] if name != "helo-fallback" else [b"EHLO plc-test", b"HELO plc-test"]
                 want += [b"MAIL FROM:<plc@example.com>", b"RCPT TO:<ops@example.com>",
                          b"RCPT TO:<boss@example.com>", b"DATA", b"QUIT"]

@@ -2,7 +2,7 @@
 // scenarios (servers answering errors at each step, real aiosmtpd, the
 // plcmail listener) are driven by run_smtp_tests.py and the Go test.
 //
-// usage: test_smtp HOST PORT FROM TO SUBJECT BODYFILE [TIMEOUT_MS] [--writer]
+// usage: test_smtp HOST PORT FROM TO SUBJECT BODYFILE [TIMEOUT_MS] [--writer] [--date=DATE]
 // prints: step=NAME code=N writes=N
 #include <time.h>
 
@@ -40,7 +40,11 @@ int main(int argc, char** argv) {
   PlcMailSmtp smtp(client);
   smtp.setHeloName("plc-test");
   if (argc > 7) smtp.setTimeout((uint16_t)atoi(argv[7]));
-  bool writer = argc > 8 && strcmp(argv[8], "--writer") == 0;
+  bool writer = false;
+  for (int i = 8; i < argc; i++) {
+    if (strcmp(argv[i], "--writer") == 0) writer = true;
+    if (strncmp(argv[i], "--date=", 7) == 0) smtp.setDate(argv[i] + 7);
+  }
   const char* subject = strcmp(argv[5], "-") == 0 ? nullptr : argv[5];
   uint32_t t0 = millis();
   uint8_t step = writer ? smtp.send(argv[1], (uint16_t)atoi(argv[2]), argv[3], argv[4], subject, writeBody)
