@@ -161,14 +161,27 @@ func TestHeartbeatTimeoutOneOfflineOneOnline(t *testing.T) {
 	if !g.b.Status()[0].Offline {
 		t.Errorf("status not offline")
 	}
-	// Heartbeats are not ACKed but prove life: exactly one online mail.
-	for i := 0; i < 3; i++ {
-		p.sendFrame(&protocol.Frame{Type: protocol.TypeHeartbeat, Boot: 5, Uptime: 100})
-		time.Sleep(100 * time.Millisecond)
-	}
+	// Heartbeats are not ACKed but prove life: exactly one online mail. The
+	// PLC keeps sending them (every 200 ms, well within the 1 s timeout)
+	// while the test looks, so a slow machine cannot cause a second offline.
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			p.sendFrame(&protocol.Frame{Type: protocol.TypeHeartbeat, Boot: 5, Uptime: 100})
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 	g.waitFor("online notice", func() bool { return countKind(spoolMessages(t, dir), "back online") == 1 })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	msgs = spoolMessages(t, dir)
+	close(stop)
+	<-sent
 	if countKind(msgs, "back online") != 1 || countKind(msgs, "PLC offline") != 1 || len(msgs) != 2 {
 		for _, q := range msgs {
 			t.Logf("mail %s: %s", q.Meta.Key, q.Subject)
@@ -248,7 +261,7 @@ func drain(m interface {
 func TestResetGraceNoNakForBootloaderNoise(t *testing.T) {
 	m, slave := openPty(t)
 	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{resetGrace: "700ms"}), dir)
+	g := startGateway(t, testCfg(t, slave, testOpts{resetGrace: "1500ms"}), dir)
 	g.waitConnected()
 	noise := []byte("\x00avrdude stk500 sync\x00\x11\x22\x33\x00")
 	p := newPLC(t, m, 2)
@@ -259,7 +272,7 @@ func TestResetGraceNoNakForBootloaderNoise(t *testing.T) {
 	if st := g.b.Status()[0]; st.FrameErrors == 0 || st.Naks != 0 {
 		t.Fatalf("during grace: %+v", st)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1300 * time.Millisecond)
 	p.write(noise)
 	r := p.next(2 * time.Second)
 	if r == nil || r.Type != protocol.TypeNak || r.NakReason != protocol.NakBadFrame {
