@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +33,16 @@ type Bridge struct {
 	log   *slog.Logger
 	wake  func() // tells the delivery loop that mail was queued; may be nil
 
-	rt      atomic.Pointer[settings]
-	limiter rateLimiter
-	links   []*Link
-	byName  map[string]*Link
+	rt         atomic.Pointer[settings]
+	limiter    rateLimiter
+	openers    map[string]Opener // tests: link name -> opener
+	journalDir string
+
+	mu     sync.Mutex
+	links  []*Link // in configuration order
+	byName map[string]*Link
+	runCtx context.Context // nil until Run
+	wg     sync.WaitGroup  // running links
 }
 
 // settings is everything Reload swaps at once.
@@ -57,9 +64,8 @@ func newSettings(cfg *config.Config) (*settings, error) {
 	return s, nil
 }
 
-// link returns the [[serial]] entry of a running link. Reload carries the
-// entries of links the new configuration removed over from the old one, so
-// every running link has one.
+// link returns the [[serial]] entry of a link (Reload stops a link before it
+// installs settings without it).
 func (s *settings) link(name string) *config.Serial { return s.serial[name] }
 
 // newBridge builds a bridge whose links use the given openers (by link
@@ -72,22 +78,59 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	b := &Bridge{spool: spool, log: log, wake: wake, byName: map[string]*Link{}}
+	b := &Bridge{spool: spool, log: log, wake: wake, byName: map[string]*Link{}, openers: openers,
+		journalDir: filepath.Join(spool.Dir(), "links")}
 	b.rt.Store(st)
-	dir := filepath.Join(spool.Dir(), "links")
 	for i := range cfg.Serial {
-		sc := cfg.Serial[i]
-		l, err := newLink(b, sc.Name, openers[sc.Name], dir)
-		if err != nil {
+		if _, err := b.addLink(cfg.Serial[i].Name); err != nil {
 			for _, l := range b.links {
 				l.j.close()
 			}
-			return nil, fmt.Errorf("link %s: %w", sc.Name, err)
+			return nil, err
 		}
-		b.links = append(b.links, l)
-		b.byName[sc.Name] = l
 	}
 	return b, nil
+}
+
+// addLink creates the link called name and starts it if Run is running;
+// b.mu must be held or b not yet shared.
+func (b *Bridge) addLink(name string) (*Link, error) {
+	l, err := newLink(b, name, b.openers[name], b.journalDir)
+	if err != nil {
+		return nil, fmt.Errorf("link %s: %w", name, err)
+	}
+	b.links = append(b.links, l)
+	b.byName[name] = l
+	if b.runCtx != nil {
+		b.startLink(l)
+	}
+	return l, nil
+}
+
+func (b *Bridge) startLink(l *Link) {
+	ctx, cancel := context.WithCancel(b.runCtx)
+	l.cancel = cancel
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer close(l.stopped)
+		l.run(ctx)
+	}()
+}
+
+// removeLink stops the link called name, waits for it and closes its
+// journal; b.mu must be held.
+func (b *Bridge) removeLink(name string) {
+	l := b.byName[name]
+	delete(b.byName, name)
+	b.links = slices.DeleteFunc(b.links, func(x *Link) bool { return x == l })
+	if l.cancel != nil {
+		l.cancel()
+		<-l.stopped
+	}
+	if err := l.j.close(); err != nil {
+		b.log.Error("closing journal", "link", name, "err", err)
+	}
 }
 
 // Run runs every link until ctx is done, then closes their ports and
@@ -95,15 +138,16 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 // exceeded is returned as such). Link errors (a missing device, a read
 // error) never end Run: the link logs them and reconnects.
 func (b *Bridge) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	b.mu.Lock()
+	b.runCtx = ctx
 	for _, l := range b.links {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.run(ctx)
-		}()
+		b.startLink(l)
 	}
-	wg.Wait()
+	b.mu.Unlock()
+	<-ctx.Done()
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var errs []error
 	for _, l := range b.links {
 		if err := l.j.close(); err != nil {
@@ -122,36 +166,47 @@ func (b *Bridge) Run(ctx context.Context) error {
 // Reload switches to cfg's templates, recipients, flood settings and link
 // settings (heartbeat timeout, labels, notices) without closing any port; a
 // link whose port settings (device, baud, parity, ...) changed reopens its
-// port with the new ones. An invalid cfg is refused with its errors
-// (config.Errors) and the running configuration stays. Added or removed
-// [[serial]] links take effect at the next start of the daemon.
+// port with the new ones, a new [[serial]] link starts, a removed one stops
+// (its journal stays for when it comes back). An invalid cfg is refused with
+// its errors (config.Errors) and the running configuration stays.
 func (b *Bridge) Reload(cfg *config.Config) error {
 	st, err := newSettings(cfg)
 	if err != nil {
 		b.log.Error("reload refused, keeping the running configuration", "err", err)
 		return err
 	}
-	old := b.rt.Load()
-	for name := range st.serial {
-		if _, ok := b.byName[name]; !ok {
-			b.log.Warn("reload: new [[serial]] link starts at the next restart", "link", name)
-		}
-	}
-	for name, sc := range old.serial {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for name := range b.byName {
 		if _, ok := st.serial[name]; !ok {
-			b.log.Warn("reload: removed [[serial]] link keeps running until the next restart", "link", name)
-			st.serial[name] = sc
+			b.log.Info("reload: link removed, stopping it", "link", name)
+			b.removeLink(name)
 		}
 	}
 	b.rt.Store(st)
+	var errs []error
+	for i := range cfg.Serial {
+		name := cfg.Serial[i].Name
+		if _, ok := b.byName[name]; !ok {
+			b.log.Info("reload: new link", "link", name)
+			if _, err := b.addLink(name); err != nil {
+				// Its journal is unreadable: the other links run on.
+				b.log.Error("reload: cannot start link", "link", name, "err", err)
+				errs = append(errs, err)
+			}
+		}
+	}
 	b.log.Info("configuration reloaded", "alarms", len(cfg.Alarm), "links", len(cfg.Serial))
-	return nil
+	return errors.Join(errs...)
 }
 
 // Status returns a snapshot of every link, in configuration order.
 func (b *Bridge) Status() []LinkStatus {
-	out := make([]LinkStatus, 0, len(b.links))
-	for _, l := range b.links {
+	b.mu.Lock()
+	links := slices.Clone(b.links)
+	b.mu.Unlock()
+	out := make([]LinkStatus, 0, len(links))
+	for _, l := range links {
 		out = append(out, l.Status())
 	}
 	return out
@@ -165,7 +220,9 @@ func (b *Bridge) DeliveryResult(key string, delivered bool, smtpCode int) {
 	if !ok {
 		return
 	}
+	b.mu.Lock()
 	l := b.byName[name]
+	b.mu.Unlock()
 	if l == nil {
 		return
 	}

@@ -130,9 +130,9 @@ func TestReloadKeepsLinks(t *testing.T) {
 	ev3 := p.event(17, protocol.EventRaise, "after reopen")
 	p.expectAck(ev3, protocol.AckQueued)
 
-	// A reload without the link keeps it running.
-	noLink := strings.Replace(baud, "[[serial]]", "[[serial_removed]]", 1)
-	noLink = noLink[:strings.Index(noLink, "[[serial_removed]]")] + noLink[strings.Index(noLink, "[[alarm]]"):]
+	// A reload without the link stops it; one with it again starts it, and
+	// its journal still knows what was ACKed.
+	noLink := baud[:strings.Index(baud, "[[serial]]")] + baud[strings.Index(baud, "[[alarm]]"):]
 	noLinkCfg, err := config.Parse("new.toml", []byte(noLink))
 	if err != nil {
 		t.Fatal(err)
@@ -140,12 +140,20 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if err := g.b.Reload(noLinkCfg); err != nil {
 		t.Fatal(err)
 	}
-	ev4 := p.event(17, protocol.EventClear, "still here")
+	if st := g.b.Status(); len(st) != 0 {
+		t.Fatalf("removed link still listed: %+v", st)
+	}
+	drain(m)
+	p.got, p.dec = nil, protocol.NewDecoder()
+	if err := g.b.Reload(baudCfg); err != nil {
+		t.Fatal(err)
+	}
+	g.waitConnected()
+	p.sendFrame(ev3) // retransmission of an event ACKed before the removal
+	p.expectAck(ev3, protocol.AckDuplicate)
+	ev4 := p.event(17, protocol.EventClear, "back again")
 	p.expectAck(ev4, protocol.AckQueued)
 	g.waitMails(4)
-	if st := g.b.Status()[0]; st.Reconnects != 1 || !st.Connected {
-		t.Errorf("after removing the link from the config: %+v", st)
-	}
 }
 
 // TestUnplugReplug uses socat's pty pair like a USB-serial adapter: killing
@@ -233,4 +241,42 @@ type deadlinePort struct{ p serial.Port }
 
 func (d deadlinePort) SetReadDeadline(t time.Time) error {
 	return d.p.SetReadTimeout(max(time.Until(t), time.Millisecond))
+}
+
+func TestReloadAddsLink(t *testing.T) {
+	m1, slave1 := openPty(t)
+	m2, slave2 := openPty(t)
+	dir := t.TempDir()
+	g := startGateway(t, testCfg(t, slave1, testOpts{}), dir)
+	g.waitConnected()
+	two := configText(slave1, testOpts{}) + `
+[[serial]]
+name = "line2"
+device = "` + slave2 + `"
+reset_grace = "1ms"
+`
+	cfg2, err := config.Parse("two.toml", []byte(two))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.b.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	g.waitFor("second link", func() bool { st := g.b.Status(); return len(st) == 2 && st[1].Connected })
+	p2 := newPLC(t, m2, 50)
+	p2.expectAck(p2.hello(), protocol.AckQueued)
+	p2.expectAck(p2.event(17, protocol.EventRaise, "on line 2"), protocol.AckQueued)
+	p1 := newPLC(t, m1, 60)
+	p1.expectAck(p1.hello(), protocol.AckQueued)
+	p1.expectAck(p1.event(17, protocol.EventRaise, "on line 1"), protocol.AckQueued)
+	keys := map[string]bool{}
+	for _, q := range g.waitMails(2) {
+		keys[q.Meta.Key] = true
+	}
+	if !keys["line2/50/2"] || !keys["line1/60/2"] {
+		t.Errorf("mails %v", keys)
+	}
+	if st := g.b.Status(); st[0].Reconnects != 0 || st[0].Name != "line1" || st[1].Name != "line2" {
+		t.Errorf("status %+v", st)
+	}
 }

@@ -79,6 +79,9 @@ type Link struct {
 	j  *journal
 	st *linkState
 
+	cancel  context.CancelFunc // stops run; set when started
+	stopped chan struct{}      // closed when run returned
+
 	deliveries chan delivery
 	mailed     chan mailDone
 
@@ -125,6 +128,7 @@ func newLink(b *Bridge, name string, open Opener, journalDir string) (*Link, err
 		j:          j,
 		st:         st,
 		deliveries: make(chan delivery, 64),
+		stopped:    make(chan struct{}),
 		mailed:     make(chan mailDone),
 		outWake:    make(chan struct{}, 1),
 		dec:        protocol.NewDecoder(),
