@@ -82,29 +82,26 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 		journalDir: filepath.Join(spool.Dir(), "links")}
 	b.rt.Store(st)
 	for i := range cfg.Serial {
-		if _, err := b.addLink(cfg.Serial[i].Name); err != nil {
+		l, err := newLink(b, &cfg.Serial[i], openers[cfg.Serial[i].Name], b.journalDir)
+		if err != nil {
 			for _, l := range b.links {
 				l.j.close()
 			}
-			return nil, err
+			return nil, fmt.Errorf("link %s: %w", cfg.Serial[i].Name, err)
 		}
+		b.addLink(l)
 	}
 	return b, nil
 }
 
-// addLink creates the link called name and starts it if Run is running;
-// b.mu must be held or b not yet shared.
-func (b *Bridge) addLink(name string) (*Link, error) {
-	l, err := newLink(b, name, b.openers[name], b.journalDir)
-	if err != nil {
-		return nil, fmt.Errorf("link %s: %w", name, err)
-	}
+// addLink registers l and starts it if Run is running; b.mu must be held
+// or b not yet shared.
+func (b *Bridge) addLink(l *Link) {
 	b.links = append(b.links, l)
-	b.byName[name] = l
+	b.byName[l.name] = l
 	if b.runCtx != nil {
 		b.startLink(l)
 	}
-	return l, nil
 }
 
 func (b *Bridge) startLink(l *Link) {
@@ -177,6 +174,23 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// New links first: if one cannot load its journal, nothing changes.
+	var added []*Link
+	for i := range cfg.Serial {
+		if _, ok := b.byName[cfg.Serial[i].Name]; ok {
+			continue
+		}
+		l, err := newLink(b, &cfg.Serial[i], b.openers[cfg.Serial[i].Name], b.journalDir)
+		if err != nil {
+			for _, l := range added {
+				l.j.close()
+			}
+			err = fmt.Errorf("link %s: %w", cfg.Serial[i].Name, err)
+			b.log.Error("reload refused, keeping the running configuration", "err", err)
+			return err
+		}
+		added = append(added, l)
+	}
 	for name := range b.byName {
 		if _, ok := st.serial[name]; !ok {
 			b.log.Info("reload: link removed, stopping it", "link", name)
@@ -184,20 +198,12 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		}
 	}
 	b.rt.Store(st)
-	var errs []error
-	for i := range cfg.Serial {
-		name := cfg.Serial[i].Name
-		if _, ok := b.byName[name]; !ok {
-			b.log.Info("reload: new link", "link", name)
-			if _, err := b.addLink(name); err != nil {
-				// Its journal is unreadable: the other links run on.
-				b.log.Error("reload: cannot start link", "link", name, "err", err)
-				errs = append(errs, err)
-			}
-		}
+	for _, l := range added {
+		b.log.Info("reload: new link", "link", l.name)
+		b.addLink(l)
 	}
 	b.log.Info("configuration reloaded", "alarms", len(cfg.Alarm), "links", len(cfg.Serial))
-	return errors.Join(errs...)
+	return nil
 }
 
 // Status returns a snapshot of every link, in configuration order.

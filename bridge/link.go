@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/protocol"
 )
@@ -117,7 +118,8 @@ type Link struct {
 // newLink prepares the link called name; open nil means the serial port of
 // its [[serial]] entry, re-read at every (re)open so that a reload can
 // change it.
-func newLink(b *Bridge, name string, open Opener, journalDir string) (*Link, error) {
+func newLink(b *Bridge, sc *config.Serial, open Opener, journalDir string) (*Link, error) {
+	name := sc.Name
 	j, st, err := openJournal(journalDir, name)
 	if err != nil {
 		return nil, err
@@ -134,7 +136,7 @@ func newLink(b *Bridge, name string, open Opener, journalDir string) (*Link, err
 		dec:        protocol.NewDecoder(),
 		holdoff:    map[holdKey]time.Time{},
 	}
-	l.status = LinkStatus{Name: name, Port: portName(*l.settings().link(name)), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	l.status = LinkStatus{Name: name, Port: portName(*sc), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
 	if len(st.pending) > 0 {
 		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
 	}
