@@ -239,8 +239,12 @@ func (u *Upstream) validate(v *validator) {
 		v.errf("upstream.password_file", "set either password or password_file, not both")
 	}
 	if u.PasswordFile != "" {
-		if err := CheckSecretFile(u.PasswordFile); err != nil {
+		if pw, err := ReadSecret(u.PasswordFile); err != nil {
 			v.errf("upstream.password_file", "%v", err)
+		} else if pw == "" && u.Auth != "none" {
+			// install.sh creates the file empty; a forgotten password
+			// would otherwise show up only as AUTH failures in the log.
+			v.errf("upstream.password_file", "%s is empty: put the password (or the OAuth2 token) on its first line", u.PasswordFile)
 		}
 	}
 	if u.Username != "" && u.Password == "" && u.PasswordFile == "" && u.Auth != "none" {

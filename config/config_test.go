@@ -52,6 +52,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 	open := filepath.Join(dir, "open.secret")
 	os.WriteFile(open, []byte("pw\n"), 0o644)
 	missing := filepath.Join(dir, "missing.secret")
+	empty := filepath.Join(dir, "empty.secret")
+	os.WriteFile(empty, nil, 0o600)
 
 	tests := []struct {
 		name string
@@ -68,6 +70,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"missing host", strings.Replace(validBase, `host = "smtp.example.com"`, "", 1), "t.toml:6: upstream.host: required"},
 		{"unreadable password_file", strings.Replace(validBase, `auth = "none"`, `username = "u"`+"\npassword_file = \""+missing+"\"", 1), "t.toml:11: upstream.password_file: stat " + missing},
 		{"world-readable password_file", strings.Replace(validBase, `auth = "none"`, `username = "u"`+"\npassword_file = \""+open+"\"", 1), "t.toml:11: upstream.password_file: " + open + " is readable by group or others (mode 0644)"},
+		{"empty password_file", strings.Replace(validBase, `auth = "none"`, `username = "u"`+"\npassword_file = \""+empty+"\"", 1), "t.toml:11: upstream.password_file: " + empty + " is empty"},
 		{"bad duration", validBase + "[queue]\nlifetime = \"five days\"\n", "t.toml:13: queue.lifetime:"},
 		{"bad fingerprint", strings.Replace(validBase, `auth = "none"`, "auth = \"none\"\ntls_fingerprints = [\"ab:cd\"]", 1), "t.toml:11: upstream.tls_fingerprints[0]: fingerprint"},
 		{"syntax error", validBase + "[gateway\n", "t.toml:12:"},

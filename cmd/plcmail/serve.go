@@ -75,13 +75,13 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		return err
 	}}}
 
-	links, err := newLinks(cfg, spool, queue, log.With("component", "bridge"))
+	// The bridge runs even without [[serial]] links, so that a SIGHUP can
+	// add the first one; it opens no port until it has a link.
+	links, err := bridge.New(cfg, spool, queue, log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
-	if links != nil {
-		comps = append(comps, component{"bridge", links.Run})
-	}
+	comps = append(comps, component{"bridge", links.Run})
 	if cfg.SMTP != nil {
 		srv, err := smtpd.New(cfg, spool, queue.Wake, log.With("component", "smtpd"))
 		if err != nil {
@@ -157,7 +157,7 @@ func reload(path string, old *config.Config, links *bridge.Bridge, log *slog.Log
 	if err == nil {
 		_, err = mailer.CompileTemplates(cfg)
 	}
-	if err == nil && links != nil {
+	if err == nil {
 		err = links.Reload(cfg)
 	}
 	if err != nil {
@@ -177,8 +177,8 @@ func reload(path string, old *config.Config, links *bridge.Bridge, log *slog.Log
 }
 
 // restartKeys names the sections a reload cannot apply: the delivery loop
-// and the listener keep the settings they started with, and links are
-// opened at start.
+// and the listener keep the settings they started with. Serial links are not
+// among them: the bridge adds, removes and reopens links on reload.
 func restartKeys(old, cfg *config.Config) []string {
 	var keys []string
 	if old.Gateway.SpoolDir != cfg.Gateway.SpoolDir || old.Gateway.Hostname != cfg.Gateway.Hostname {
@@ -193,9 +193,6 @@ func restartKeys(old, cfg *config.Config) []string {
 	if !reflect.DeepEqual(old.SMTP, cfg.SMTP) {
 		keys = append(keys, "smtp")
 	}
-	if !reflect.DeepEqual(linkPorts(old), linkPorts(cfg)) {
-		keys = append(keys, "serial (links added, removed or moved)")
-	}
 	return keys
 }
 
@@ -205,14 +202,6 @@ func mixed(old, cfg *config.Config) *config.Config {
 	m.Gateway.SpoolDir, m.Gateway.Hostname = old.Gateway.SpoolDir, old.Gateway.Hostname
 	m.Upstream, m.Queue, m.SMTP = old.Upstream, old.Queue, old.SMTP
 	return &m
-}
-
-func linkPorts(c *config.Config) []string {
-	var out []string
-	for _, s := range c.Serial {
-		out = append(out, s.Name+"="+s.Device+s.USBVID+":"+s.USBPID+":"+s.USBSerial)
-	}
-	return out
 }
 
 func componentNames(cs []component) string {
@@ -229,15 +218,4 @@ func parseLevel(s string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
-}
-
-// newLinks builds the serial bridge when [[serial]] links are configured
-// (nil otherwise). It opens no port yet; bridge.New also routes the queue's
-// final delivery results back to the link that queued the mail, so the PLC
-// learns whether its alarm went out.
-func newLinks(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queue, log *slog.Logger) (*bridge.Bridge, error) {
-	if len(cfg.Serial) == 0 {
-		return nil, nil
-	}
-	return bridge.New(cfg, spool, queue, log)
 }
