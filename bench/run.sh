@@ -27,6 +27,7 @@
 #
 # Environment knobs: BENCH_QUICK=1, BENCH_KEEP=1, BENCH_DIR (parent of the work
 # directory; its filesystem holds both queues), BENCH_NO_INSTALL=1,
+# BENCH_SKIP_PLCMAIL=1 (the Postfix half only), BENCH_TIME_LIMIT (seconds),
 # BENCH_RESULTS (output file, default bench/RESULTS.md; "-" for none),
 # BENCH_PF_PORT (2525), BENCH_PLC_PORT (2527), BENCH_SINK_PORT (2626),
 # BENCH_TLS_PORT (2636).
@@ -41,13 +42,13 @@ if [[ $QUICK == 1 ]]; then
 	N_RELAY=${BENCH_N_RELAY:-1000}
 	N_DRAIN=${BENCH_N_DRAIN:-2000}
 	N_SERIAL=200
-	TIME_LIMIT=180
+	TIME_LIMIT=${BENCH_TIME_LIMIT:-180}
 	CROSS_TARGETS=("linux/amd64" "linux/arm/7")
 else
 	N_RELAY=${BENCH_N_RELAY:-5000}
 	N_DRAIN=${BENCH_N_DRAIN:-10000}
 	N_SERIAL=1000
-	TIME_LIMIT=900
+	TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
 	CROSS_TARGETS=("linux/amd64" "linux/arm64" "linux/arm/6" "linux/arm/7" "linux/mipsle/softfloat")
 fi
 SESSIONS=16
@@ -110,7 +111,9 @@ PF_STARTED=0
 cleanup() {
 	local rc=$?
 	set +e
-	pkill -TERM -P "$WATCHDOG" 2>/dev/null; kill "$WATCHDOG" 2>/dev/null
+	trap '' INT TERM # every step below is bounded; let it finish
+	kill "$WATCHDOG" 2>/dev/null
+	wait "$WATCHDOG" 2>/dev/null
 	[[ -n $PLC_PID ]] && stop_plcmail
 	for p in "${PIDS[@]}"; do
 		# Background helpers run in their own process group (setsid) so that
@@ -123,7 +126,8 @@ cleanup() {
 		postfix -c "$PF/etc" status >/dev/null 2>&1 && postfix -c "$PF/etc" abort >/dev/null 2>&1
 	fi
 	for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-	wait 2>/dev/null
+	[[ -n ${SAMPLER:-} ]] && kill "$SAMPLER" 2>/dev/null
+	((${#PIDS[@]})) && wait "${PIDS[@]}" 2>/dev/null
 	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
 		log "kept work directory $W"
 	else
@@ -137,12 +141,25 @@ trap 'log "interrupted"; exit 130' INT TERM
 # The whole run is bounded: after TIME_LIMIT the watchdog stops the script's
 # children (by parent id) and the script itself, whose EXIT trap cleans up.
 (
-	sleep "$TIME_LIMIT"
+	sleep "$TIME_LIMIT" &
+	trap 'kill $! 2>/dev/null; exit 0' TERM
+	wait $!
 	log "time limit of $TIME_LIMIT s reached, stopping"
 	kill -TERM $$ 2>/dev/null
 	pkill -TERM -P $$ 2>/dev/null
 ) &
 WATCHDOG=$!
+
+# budget SECONDS NAME: whether a phase that needs about SECONDS still fits in
+# TIME_LIMIT (keeping 15 s for the report); a phase that does not is skipped
+# and named in the report, so a slow machine still gets a table.
+SKIPPED=()
+budget() {
+	if (($(date +%s) - BENCH_START + $1 + 15 <= TIME_LIMIT)); then return 0; fi
+	log "skipping $2: not enough time left in the ${TIME_LIMIT} s budget"
+	SKIPPED+=("$2")
+	return 1
+}
 
 # bg NAME CMD...: start CMD in its own session, output to $W/NAME.log; sets BG_PID.
 bg() {
@@ -376,7 +393,8 @@ plc_serial_config() { # the serial link on the gateway end of a socat pty pair
 }
 plc_queue_count() { find "$PLC/spool/queue" -type f 2>/dev/null | wc -l; }
 
-start_plcmail() { # start_plcmail CONFIGNAME [nolisten]
+start_plcmail() { # start_plcmail CONFIGNAME [nolisten]: (re)start serve with that config
+	stop_plcmail
 	PLC_CFG=$PLC/$1.toml
 	setsid "$PLC_BIN" -c "$PLC_CFG" serve >>"$W/plcmail.log" 2>&1 &
 	PLC_PID=$!
@@ -506,7 +524,9 @@ log "work directory $W (queues of both relays on $(findmnt -n -o FSTYPE -T "$W")
 make_tls
 
 log "building plcmail (stripped static binary, the one that is measured)"
-if (cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$PLC_BIN" ./cmd/plcmail) >"$W/build.log" 2>&1; then
+if [[ ${BENCH_SKIP_PLCMAIL:-0} == 1 ]]; then
+	PLC_WHY="skipped: BENCH_SKIP_PLCMAIL=1"
+elif (cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$PLC_BIN" ./cmd/plcmail) >"$W/build.log" 2>&1; then
 	PLC_OK=1
 else
 	PLC_WHY="go build failed: $(head -2 "$W/build.log" | tr '\n' ' ')"
@@ -567,44 +587,49 @@ fi
 relay_pf ""
 
 # --- relay, implicit TLS upstream (certificate pinned on both sides)
-log "relay (implicit TLS upstream via socat), twice each"
-postfix_set "relayhost = [127.0.0.1]:$TLS_PORT" smtp_tls_wrappermode=yes smtp_tls_security_level=fingerprint \
-	smtp_tls_fingerprint_digest=sha256 "smtp_tls_fingerprint_cert_match = $TLS_FP"
-relay_pf t
-if ((PLC_OK)); then
-	stop_plcmail
-	start_plcmail tls && relay_plc t && relay_plc t
-	stop_plcmail
+if budget "$((QUICK == 1 ? 45 : 220))" "TLS relay"; then
+	log "relay (implicit TLS upstream via socat), twice each"
+	postfix_set "relayhost = [127.0.0.1]:$TLS_PORT" smtp_tls_wrappermode=yes smtp_tls_security_level=fingerprint \
+		smtp_tls_fingerprint_digest=sha256 "smtp_tls_fingerprint_cert_match = $TLS_FP"
+	relay_pf t
+	if ((PLC_OK)); then
+		start_plcmail tls && relay_plc t && relay_plc t
+		stop_plcmail
+	fi
+	relay_pf t
+	postfix_set "relayhost = [127.0.0.1]:$SINK_PORT" smtp_tls_wrappermode=no smtp_tls_security_level=none
 fi
-relay_pf t
-postfix_set "relayhost = [127.0.0.1]:$SINK_PORT" smtp_tls_wrappermode=no smtp_tls_security_level=none
 
 # --- memory: 200 idle sessions
-idle_sessions postfix "$PF_PORT" pf_pss_kb
-R[sess.pf]=$IDLE_MEM R[sess_ok.pf]=$IDLE_OK
-if ((PLC_OK)) && start_plcmail plain; then
-	plc_rss() { status_kb "$PLC_PID" VmRSS; }
-	idle_sessions plcmail "$PLC_PORT" plc_rss
-	R[sess.plc]=$IDLE_MEM R[sess_ok.plc]=$IDLE_OK
-	stop_plcmail
+if budget 30 "idle sessions"; then
+	idle_sessions postfix "$PF_PORT" pf_pss_kb
+	R[sess.pf]=$IDLE_MEM R[sess_ok.pf]=$IDLE_OK
+	if ((PLC_OK)) && start_plcmail plain; then
+		plc_rss() { status_kb "$PLC_PID" VmRSS; }
+		idle_sessions plcmail "$PLC_PORT" plc_rss
+		R[sess.plc]=$IDLE_MEM R[sess_ok.plc]=$IDLE_OK
+		stop_plcmail
+	fi
 fi
 
-# Postfix keeps idle smtpd processes for max_idle (100 s): restart it so the
-# drain starts from the same state as plcmail, which is restarted too.
-postfix_restart
 # --- queue drain after an outage
-log "queue drain: $N_DRAIN messages queued while the upstream is down"
-drain postfix "$PF_PORT" pf_queue_count pf_sent postqueue -c "$PF/etc" -f
-R[drain.pf]=$DRAIN_SECS R[dacc.pf]=$DRAIN_ACC
-if ((PLC_OK)) && start_plcmail drain; then
-	drain plcmail "$PLC_PORT" plc_queue_count plc_sent "$PLC_BIN" -c "$PLC/drain.toml" queue flush
-	R[drain.plc]=$DRAIN_SECS R[dacc.plc]=$DRAIN_ACC
-	stop_plcmail
+if budget "$((QUICK == 1 ? 45 : 160))" "queue drain"; then
+	# Postfix keeps idle smtpd processes for max_idle (100 s): restart it so the
+	# drain starts from the same state as plcmail, which is restarted too.
+	postfix_restart
+	log "queue drain: $N_DRAIN messages queued while the upstream is down"
+	drain postfix "$PF_PORT" pf_queue_count pf_sent postqueue -c "$PF/etc" -f
+	R[drain.pf]=$DRAIN_SECS R[dacc.pf]=$DRAIN_ACC
+	if ((PLC_OK)) && start_plcmail drain; then
+		drain plcmail "$PLC_PORT" plc_queue_count plc_sent "$PLC_BIN" -c "$PLC/drain.toml" queue flush
+		R[drain.plc]=$DRAIN_SECS R[dacc.plc]=$DRAIN_ACC
+		stop_plcmail
+	fi
 fi
 
 # --- serial: the PLC end of a pty pair against plcmail serve
 SERIAL=""
-if ((PLC_OK)); then
+if ((PLC_OK)) && budget 30 "serial"; then
 	log "serial: $N_SERIAL events over a pty at 115200 baud"
 	if (cd "$REPO" && go build -o "$W/bin/serialbench" ./bench/serialbench) >"$W/build.log" 2>&1; then
 		bg pty socat "pty,raw,echo=0,link=$W/plc.tty" "pty,raw,echo=0,link=$W/gw.tty"
@@ -626,7 +651,8 @@ sv() { tr ' ' '\n' <<<"$SERIAL" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 # --- sizes
 log "sizes: cross builds ${CROSS_TARGETS[*]}"
-if ((PLC_OK)); then cross_sizes; else SIZES=(); fi
+SIZES=()
+if ((PLC_OK)) && budget 30 "cross builds"; then cross_sizes; fi
 PF_PKGS=(postfix libssl3 libsasl2-2 libsasl2-modules-db libdb5.3 libicu72 libnsl2)
 PF_KIB=0
 PF_PKG_TXT=""
@@ -638,8 +664,9 @@ done
 
 # --- Go benchmarks
 log "go benchmarks: protocol/ and bridge/"
-PROTO_BENCH=$(go_bench protocol)
-BRIDGE_BENCH=$(go_bench bridge)
+PROTO_BENCH="" BRIDGE_BENCH=""
+budget 25 "protocol benchmark" && PROTO_BENCH=$(go_bench protocol)
+budget 25 "bridge benchmark" && BRIDGE_BENCH=$(go_bench bridge)
 
 # ================================================================ report
 
@@ -733,6 +760,7 @@ report() {
 
 	EOF
 	table
+	((${#SKIPPED[@]})) && printf '\nSkipped to stay within %s s (n/a above): %s.\n' "$TIME_LIMIT" "$(IFS=,; echo "${SKIPPED[*]}" | sed 's/,/, /g')"
 	echo
 	plc_table
 	cat <<-EOF
