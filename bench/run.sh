@@ -17,23 +17,27 @@
 #     `plcmail serve` with an [smtp] listener, both relaying to the same
 #     smtp-sink, driven by the same smtp-source (16 sessions, 4 KiB, 5000 msgs):
 #     accepted msg/s (client wall time) and delivered msg/s (until the relay's
-#     queue is empty and the sink counted every message); plain and implicit TLS
-#     (the sink behind a socat TLS terminator, certificate pinned on both sides).
+#     queue is empty and it logged every message as accepted upstream); plain and
+#     implicit TLS (the sink behind a socat TLS terminator, certificate pinned on
+#     both sides). Each is run Postfix, plcmail, plcmail, Postfix.
 #   * queue drain after an upstream outage (10000 messages queued while the sink
 #     is down; then the sink starts and the queue is flushed).
 #   * memory: idle, with 200 idle SMTP sessions, peak during the relay run.
 #   * size: stripped static plcmail builds per target vs. Postfix's packages.
-#   * serial and protocol figures from the Go benchmarks of bridge/ and protocol/.
+#   * serial: `plcmail serve` on one end of a socat pty pair, bench/serialbench
+#     as the PLC on the other (event to ACK, event to upstream 250, events/s);
+#     and the Go benchmarks of bridge/ and protocol/.
 #
 # Environment knobs: BENCH_QUICK=1, BENCH_KEEP=1, BENCH_DIR (parent of the work
 # directory; its filesystem holds both queues), BENCH_NO_INSTALL=1,
 # BENCH_SKIP_PLCMAIL=1 (the Postfix half only), BENCH_TIME_LIMIT (seconds),
 # BENCH_RESULTS (output file, default bench/RESULTS.md; "-" for none),
 # BENCH_PF_PORT (2525), BENCH_PLC_PORT (2527), BENCH_SINK_PORT (2626),
-# BENCH_TLS_PORT (2636).
+# BENCH_TLS_PORT (2636), BENCH_N_RELAY, BENCH_N_DRAIN (message counts).
 
 set -euo pipefail
 export LC_ALL=C
+export PATH=$PATH:/usr/sbin:/sbin # smtp-source, smtp-sink, postfix
 
 BENCH_START=$(date +%s)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -107,13 +111,17 @@ mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PLC" "$W/tls" "$W/bin"
 
 PIDS=()          # processes we started, killed by id at exit
 PLC_PID=""
+WATCHDOG=""
+SAMPLER=""
 PF_STARTED=0
 cleanup() {
 	local rc=$?
 	set +e
 	trap '' INT TERM # every step below is bounded; let it finish
-	kill "$WATCHDOG" 2>/dev/null
-	wait "$WATCHDOG" 2>/dev/null
+	if [[ -n $WATCHDOG ]]; then
+		kill "$WATCHDOG" 2>/dev/null
+		wait "$WATCHDOG" 2>/dev/null
+	fi
 	[[ -n $PLC_PID ]] && stop_plcmail
 	for p in "${PIDS[@]}"; do
 		# Background helpers run in their own process group (setsid) so that
@@ -126,7 +134,7 @@ cleanup() {
 		postfix -c "$PF/etc" status >/dev/null 2>&1 && postfix -c "$PF/etc" abort >/dev/null 2>&1
 	fi
 	for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-	[[ -n ${SAMPLER:-} ]] && kill "$SAMPLER" 2>/dev/null
+	[[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
 	((${#PIDS[@]})) && wait "${PIDS[@]}" 2>/dev/null
 	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
 		log "kept work directory $W"
