@@ -667,7 +667,7 @@ PF_PKG_TXT=""
 for p in "${PF_PKGS[@]}"; do
 	k=$(pkg_kib "$p")
 	PF_KIB=$((PF_KIB + ${k:-0}))
-	PF_PKG_TXT+="$p $((${k:-0} / 1024)) MiB, "
+	PF_PKG_TXT+="$p $(awk -v k="${k:-0}" 'BEGIN { printf "%.1f", k / 1024 }') MiB, "
 done
 
 # --- Go benchmarks
