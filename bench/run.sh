@@ -801,8 +801,8 @@ report() {
 		  Postfix only unlinks it.
 		- **Queue drain**: the sink is stopped, $N_DRAIN messages are queued through SMTP, the sink is started and each relay is
 		  told to retry now (\`postqueue -f\` for Postfix, \`plcmail queue flush\` for plcmail); the figure is the time from
-		  the flush until the relay's queue directory is empty. The row below it is how fast each accepted mail while the
-		  upstream was down.
+		  the flush until the relay's queue directory is empty (plcmail sees the flush request at its next spool scan,
+		  within \`queue.scan_every\`, 1 s). The row below it is how fast each accepted mail while the upstream was down.
 		- **Memory**: plcmail is one process (VmRSS; the peak is VmHWM, reset before the run). Postfix is many processes; we sum
 		  their PSS (shared libraries and shared pages divided among the processes that map them, so nothing is counted
 		  twice), sampled every 200 ms for the peak (a sampled peak can only under-state Postfix). For the idle sessions
