@@ -39,16 +39,21 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestServeWholeGateway wires everything `plcmail serve` runs: a PLC on a
-// pty pair (socat) sends HELLO and an EVENT, the LAN SMTP listener gets a
-// mail from a real SMTP client, and both reach the TLS upstream; the PLC is
-// ACKed after the spool has the mail and told about the delivery with a
-// DELIVERY frame routed from the queue through the bridge.
-func TestServeWholeGateway(t *testing.T) {
+// plcLink is the PLC's end of a socat pty pair: the test writes frames as
+// the firmware would and reads the gateway's answers.
+type plcLink struct {
+	t      *testing.T
+	port   serial.Port
+	frames chan protocol.Frame
+	logs   func() string // the gateway's log, for failure messages
+}
+
+// newPTYPair starts socat with a pty pair and returns the gateway's and the
+// PLC's device paths.
+func newPTYPair(t *testing.T) (gwPath, plcPath string) {
 	needTool(t, "socat", "socat")
-	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
 	tmp := t.TempDir()
-	gwPath, plcPath := filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
+	gwPath, plcPath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
 	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
 	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := socat.Start(); err != nil {
@@ -57,111 +62,113 @@ func TestServeWholeGateway(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(-socat.Process.Pid, syscall.SIGKILL); socat.Wait() })
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(plcPath); err == nil {
-			break
+			return gwPath, plcPath
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("socat did not create its ptys")
 		}
 	}
+}
 
-	listen := freeAddr(t)
-	c := newTestConfig(t)
-	c.Upstream = upstreamTOML(u.Config())
-	c.Extra = fmt.Sprintf(`
-[[serial]]
-name = "press-1"
-device = %q
-label = "Press 1"
-reset_grace = "0s"
-
-[[alarm]]
-code = 17
-name = "Hydraulic pressure low"
-subject = "[{{.Severity}}] {{.Label}}: {{.Name}} ({{.Event}})"
-body = "values: {{range .Values}}{{.}} {{end}}"
-to = ["maintenance@example.com"]
-
-[smtp]
-listen = [%q]
-allowed_networks = ["127.0.0.0/8"]
-`, gwPath, listen)
-	path := c.write(t)
-	srv := startServe(t, path)
-
+// openPLC opens the PLC's end with the real serial library and starts
+// decoding what the gateway sends.
+func openPLC(t *testing.T, plcPath string, logs func() string) *plcLink {
 	port, err := serial.Open(plcPath, &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer port.Close()
+	t.Cleanup(func() { port.Close() })
 	port.SetReadTimeout(100 * time.Millisecond)
-	frames := make(chan protocol.Frame, 16)
+	p := &plcLink{t: t, port: port, frames: make(chan protocol.Frame, 64), logs: logs}
 	go func() {
 		dec := protocol.NewDecoder()
 		buf := make([]byte, 256)
 		for {
 			n, err := port.Read(buf)
 			if err != nil {
-				close(frames)
+				close(p.frames)
 				return
 			}
 			dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
 				if err == nil {
-					frames <- *f
+					p.frames <- *f
 				}
 			})
 		}
 	}()
-	expect := func(typ protocol.Type, seq uint32) protocol.Frame {
-		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case f, ok := <-frames:
-				if !ok {
-					t.Fatalf("port closed waiting for %v seq %d", typ, seq)
-				}
-				if f.Type == typ && f.Seq == seq {
-					return f
-				}
-			case <-timeout:
-				logs := srv.logs()
-				t.Fatalf("no %v for seq %d\nserve log:\n%s", typ, seq, logs)
-			}
-		}
+	return p
+}
+
+// send writes one frame from boot 7.
+func (p *plcLink) send(f *protocol.Frame) {
+	p.t.Helper()
+	f.Version, f.Boot = protocol.Version, 7
+	b, err := protocol.AppendEncoded(nil, f)
+	if err != nil {
+		p.t.Fatal(err)
 	}
-	send := func(f *protocol.Frame) {
-		t.Helper()
-		f.Version, f.Boot = protocol.Version, 7
-		b, err := protocol.AppendEncoded(nil, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := port.Write(b); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := p.port.Write(b); err != nil {
+		p.t.Fatal(err)
 	}
-	// The bridge may still be opening its end; HELLO is repeated until ACKed,
-	// as the firmware does.
-	for i := 0; ; i++ {
-		send(&protocol.Frame{Type: protocol.TypeHello, Seq: 1, Uptime: 1, ResetCause: 1})
+}
+
+// expect waits for a frame of type typ answering seq, skipping others.
+func (p *plcLink) expect(typ protocol.Type, seq uint32) protocol.Frame {
+	p.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
 		select {
-		case f := <-frames:
+		case f, ok := <-p.frames:
+			if !ok {
+				p.t.Fatalf("port closed waiting for %v seq %d", typ, seq)
+			}
+			if f.Type == typ && f.Seq == seq {
+				return f
+			}
+		case <-timeout:
+			p.t.Fatalf("no %v for seq %d\nserve log:\n%s", typ, seq, p.logs())
+		}
+	}
+}
+
+// hello sends HELLO until it is ACKed, as the firmware does: the bridge may
+// still be opening its end.
+func (p *plcLink) hello() {
+	p.t.Helper()
+	for i := 0; i <= 20; i++ {
+		p.send(&protocol.Frame{Type: protocol.TypeHello, Seq: 1, Uptime: 1, ResetCause: 1})
+		select {
+		case f := <-p.frames:
 			if f.Type == protocol.TypeAck && f.Seq == 1 {
-				goto helloAcked
+				return
 			}
 		case <-time.After(500 * time.Millisecond):
 		}
-		if i == 20 {
-			logs := srv.logs()
-			t.Fatalf("HELLO never ACKed\n%s", logs)
-		}
 	}
-helloAcked:
+	p.t.Fatalf("HELLO never ACKed\n%s", p.logs())
+}
+
+// TestServeWholeGateway wires everything `plcmail serve` runs: a PLC on a
+// pty pair (socat) sends HELLO and an EVENT, the LAN SMTP listener gets a
+// mail from a real SMTP client, and both reach the TLS upstream; the PLC is
+// ACKed after the spool has the mail and told about the delivery with a
+// DELIVERY frame routed from the queue through the bridge.
+func TestServeWholeGateway(t *testing.T) {
+	gwPath, plcPath := newPTYPair(t)
+	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	listen := freeAddr(t)
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	c.Extra = gatewayExtra(gwPath, listen)
+	srv := startServe(t, c.write(t))
+	plc := openPLC(t, plcPath, srv.logs)
+	plc.hello()
+
 	ev := &protocol.Frame{Type: protocol.TypeEvent, Seq: 2, Uptime: 100, Code: 17, Event: protocol.EventRaise,
 		Severity: protocol.SeverityCritical, NValues: 1}
 	ev.Values[0] = protocol.Float32Value(61.5)
-	send(ev)
-	if ack := expect(protocol.TypeAck, 2); ack.AckResult != protocol.AckQueued {
+	plc.send(ev)
+	if ack := plc.expect(protocol.TypeAck, 2); ack.AckResult != protocol.AckQueued {
 		t.Errorf("EVENT ack result %v", ack.AckResult)
 	}
 
@@ -186,10 +193,37 @@ helloAcked:
 	if lan == nil || lan.From != "board@lan.test" || lan.To[0] != "ops@example.com" {
 		t.Errorf("LAN mail: %+v", lan)
 	}
-	if d := expect(protocol.TypeDelivery, 2); d.Status != protocol.DeliveryAccepted || d.SMTPCode != 250 {
+	if d := plc.expect(protocol.TypeDelivery, 2); d.Status != protocol.DeliveryAccepted || d.SMTPCode != 250 {
 		t.Errorf("DELIVERY frame: status %v code %d", d.Status, d.SMTPCode)
 	}
 	if err, logs := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
+}
+
+// gatewayExtra is the [[serial]], [[alarm]] and [smtp] part of the config
+// for the whole-gateway tests.
+func gatewayExtra(gwPath, listen string) string {
+	return fmt.Sprintf(`
+[[serial]]
+name = "press-1"
+device = %q
+label = "Press 1"
+reset_grace = "0s"
+
+[[alarm]]
+code = 17
+name = "Hydraulic pressure low"
+subject = "[{{.Severity}}] {{.Label}}: {{.Name}} ({{.Event}}) #{{.Seq}}"
+body = "values: {{range .Values}}{{.}} {{end}}"
+to = ["maintenance@example.com"]
+
+[flood]
+holdoff = "0s"
+max_mails_per_minute = 1000
+
+[smtp]
+listen = [%q]
+allowed_networks = ["127.0.0.0/8"]
+`, gwPath, listen)
 }
