@@ -403,6 +403,8 @@ type Error struct {
 	Msg  string
 }
 
+// Error formats the problem as FILE:LINE: key: message, the form editors
+// and CI logs turn into a link to the line.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -420,6 +422,7 @@ func (e *Error) Error() string {
 // Errors is every problem found in one file.
 type Errors []*Error
 
+// Error joins the problems, one per line.
 func (es Errors) Error() string {
 	s := make([]string, len(es))
 	for i, e := range es {
