@@ -25,7 +25,8 @@ import (
 
 // Spool directory layout (all below Spool.Dir()):
 //
-//	tmp/        files being written; renamed into queue/ once fsynced
+//	tmp/        files being written; renamed into place once fsynced (new
+//	            queue files skip it where O_TMPFILE works, see writeLinked)
 //	queue/ID    one active message: a JSON header line (Message), "\n", then
 //	            the raw RFC 5322 bytes exactly as submitted. Written once.
 //	state/ID    retry state of queue/ID (JSON spoolState), rewritten on every
@@ -40,8 +41,10 @@ import (
 //	status.json   the delivery loop's Stats, for `plcmail status` (ReadStats)
 //
 // Idempotency keys live in the header of the queued file, so Enqueue costs
-// exactly one file write, one fsync, one rename and one directory fsync. A key
-// is appended (fsynced) to keys/log before the last file carrying it is
+// exactly one file write, one fsync, one link (or rename) and one directory
+// fsync, and that directory fsync is shared by all Enqueues that linked
+// before it started (groupSync). A key is appended to keys/log, and the
+// append fsynced (shared the same way), before the last file carrying it is
 // removed, so the index rebuilt at open from keys/log ∪ queue/ ∪ dead/ never
 // forgets a key that was accepted. Log entries older than KeyRetention are
 // pruned at open.
@@ -156,6 +159,12 @@ type Spool struct {
 
 	mu   sync.Mutex
 	keys map[string]time.Time // key -> when it was first queued
+
+	// tmpfile: new queue files are written with writeLinked.
+	tmpfile bool
+	// Group commit of the fsyncs that make a change in queue/ and dead/
+	// (files linked, renamed or removed) and an append to keys/log durable.
+	queueSync, deadSync, keysSync *groupSync
 }
 
 // OpenSpool opens (creating if needed) the spool directory: it removes temp
@@ -171,6 +180,25 @@ func OpenSpool(dir string, log *slog.Logger) (*Spool, error) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 	}
+	// keys/log exists from the start, durably, so that appendKey only ever
+	// appends and its shared fsync need not cover a new directory entry.
+	logPath := filepath.Join(dir, dirKeys, "log")
+	if _, err := os.Stat(logPath); errors.Is(err, fs.ErrNotExist) {
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err == nil {
+			err = f.Close()
+		}
+		if err == nil {
+			err = syncDir(filepath.Join(dir, dirKeys))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spool: keys: %w", err)
+		}
+	}
+	s.queueSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirKeys, "log")) })
+	s.tmpfile = tmpfileWorks(filepath.Join(dir, dirTmp))
 	s.cleanTmp()
 	if err := s.loadKeys(); err != nil {
 		return nil, err
@@ -224,7 +252,7 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
 	m.NextAttempt = m.Created
-	err := writeDurable(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, sub.Data))
+	err := s.writeNew(id, encodeSpoolFile(&m, sub.Data))
 	if sub.Key != "" {
 		s.mu.Lock()
 		if err != nil {
@@ -238,6 +266,20 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		return "", fmt.Errorf("spool: %w", err)
 	}
 	return id, nil
+}
+
+// writeNew stores a new queue file durably: on disk with its contents and
+// its name after a crash or power loss once it returns nil.
+func (s *Spool) writeNew(id string, data []byte) error {
+	final := s.path(dirQueue, id)
+	if s.tmpfile {
+		if err := writeLinked(final, data); err != nil {
+			return err
+		}
+	} else if err := writeRenamed(filepath.Join(s.dir, dirTmp), final, data); err != nil {
+		return err
+	}
+	return s.queueSync.Sync()
 }
 
 // checkAddr refuses what would break the SMTP command line it ends up in.
@@ -499,12 +541,12 @@ func (s *Spool) remove(area string, m *Message) error {
 	}
 	if area == dirDead {
 		os.Remove(s.path(dirDead, m.ID+".json"))
-	} else {
-		os.Remove(s.path(dirState, m.ID))
+		return s.deadSync.Sync()
 	}
+	os.Remove(s.path(dirState, m.ID))
 	// Without this a delivered message could reappear after a power loss
 	// and be sent twice.
-	return syncDir(filepath.Join(s.dir, area))
+	return s.queueSync.Sync()
 }
 
 // Narrow rewrites a queued message after a transaction that settled some
@@ -517,7 +559,10 @@ func (s *Spool) Narrow(id string, to []string, rejected []Rejection) error {
 	}
 	m.Envelope.To = append([]string(nil), to...)
 	m.Rejected = append(m.Rejected, rejected...)
-	return writeDurable(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, data))
+	if err := writeRenamed(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, data)); err != nil {
+		return err
+	}
+	return s.queueSync.Sync()
 }
 
 // DeadLetter moves a queued message to dead/ with the reason and upstream
@@ -537,10 +582,10 @@ func (s *Spool) DeadLetter(id string, code int, reason string) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	os.Remove(s.path(dirState, id))
-	if err := syncDir(filepath.Join(s.dir, dirDead)); err != nil {
+	if err := s.deadSync.Sync(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Join(s.dir, dirQueue))
+	return s.queueSync.Sync()
 }
 
 // Delete removes a queued or dead message (postsuper -d). Its key stays
@@ -735,22 +780,27 @@ func (s *Spool) loadKeys() error {
 }
 
 // appendKey logs a key durably before the last file holding it goes away.
+// The append happens under the key lock; its fsync is shared with the
+// appends of other deliveries (keysSync). A compaction by another process
+// between our append and our fsync read the appended line under the same
+// lock and wrote it durably into the new log, which is then what we fsync.
 func (s *Spool) appendKey(key string, created time.Time) error {
 	unlock, err := s.lockKeys()
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	f, err := os.OpenFile(filepath.Join(s.dir, dirKeys, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		unlock()
 		return fmt.Errorf("spool: keys: %w", err)
 	}
 	_, err = fmt.Fprintf(f, "%d %s\n", created.Unix(), strconv.Quote(key))
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	unlock()
+	if err == nil {
+		err = s.keysSync.Sync()
 	}
 	if err != nil {
 		return fmt.Errorf("spool: keys: %w", err)
@@ -798,6 +848,15 @@ func (s *Spool) LockDelivery() (unlock func(), err error) {
 // final and fsyncs final's directory, so that after it returns nil the file
 // exists with its complete contents even after a crash or power loss.
 func writeDurable(tmpDir, final string, data []byte) error {
+	if err := writeRenamed(tmpDir, final, data); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+// writeRenamed is writeDurable without the directory fsync, for callers
+// that share it (groupSync).
+func writeRenamed(tmpDir, final string, data []byte) error {
 	f, err := os.CreateTemp(tmpDir, "w-*")
 	if err != nil {
 		return err
@@ -815,9 +874,8 @@ func writeDurable(tmpDir, final string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	return syncDir(filepath.Dir(final))
+	return err
 }
 
 func syncDir(dir string) error {
