@@ -70,6 +70,9 @@ type Queue struct {
 	MaxBackoff Duration `toml:"max_backoff"` // maximal_backoff_time
 	BatchSize  int      `toml:"batch_size"`  // messages sent over one upstream connection
 	ScanEvery  Duration `toml:"scan_every"`  // how often the spool directory is re-read for mail queued by other processes
+	// Connections is how many upstream connections deliver at once
+	// (default_destination_concurrency_limit); 1 sends over one at a time.
+	Connections int `toml:"connections"`
 }
 
 // Security values for Upstream.Security.
@@ -99,6 +102,10 @@ func Default() *Config {
 			MaxBackoff: Duration(1 * time.Hour),
 			BatchSize:  100,
 			ScanEvery:  Duration(1 * time.Second),
+			// Below Postfix's initial_destination_concurrency (5): providers
+			// cap concurrent sessions per account, and 4 already keeps a
+			// small gateway's disk and CPU busy while draining a backlog.
+			Connections: 4,
 		},
 		Flood: defaultFlood(),
 	}
@@ -285,6 +292,9 @@ func (q *Queue) validate(v *validator) {
 	}
 	if q.ScanEvery <= 0 {
 		v.errf("queue.scan_every", "must be positive")
+	}
+	if q.Connections < 1 || q.Connections > 50 {
+		v.errf("queue.connections", "must be between 1 and 50")
 	}
 }
 

@@ -68,30 +68,56 @@ func ReadStats(dir string) (Stats, error) {
 	return st, json.Unmarshal(b, &st)
 }
 
+// connIdle is how long a worker keeps an idle upstream connection open for
+// the next batch, like Postfix's smtp_connection_cache_time_limit: long
+// enough to carry a steady trickle of mail without a handshake per message,
+// short enough not to hold a session the provider would time out.
+const connIdle = 2 * time.Second
+
 // Queue is the delivery loop: it sends due messages from the spool in
-// batches over one upstream connection, retries temporary failures with
-// exponential backoff and jitter, and dead-letters permanent failures and
-// expired messages. Only one Queue per spool directory runs at a time,
-// across processes (Spool.LockDelivery).
+// batches over up to queue.connections upstream connections at once,
+// retries temporary failures with exponential backoff and jitter, and
+// dead-letters permanent failures and expired messages. Only one Queue per
+// spool directory runs at a time, across processes (Spool.LockDelivery).
+//
+// Run scans the spool and hands batches to workers, one per connection. A
+// message handed out is claimed until its worker is done with it, so it is
+// never in two transactions at once; the worker works on a copy and writes
+// it back under smu. When a connection cannot be made, the upstream is held
+// down for every worker, and after the hold a single worker probes before
+// the others connect again, so an outage costs one connection attempt per
+// probe interval, not one per worker.
 type Queue struct {
 	spool *Spool
 	cfg   *config.Config
 	log   *slog.Logger
 	now   func() time.Time
 	wake  chan struct{}
+	// kick tells Run that a worker is free again or that the upstream
+	// came back: dispatch now, without a rescan.
+	kick chan struct{}
+	jobs chan []Message
 
 	// Owned by the Run goroutine.
+	lastScan  time.Time
+	lastPrune time.Time
+	published Stats
+
+	// smu guards the delivery state shared by Run and the workers.
+	smu  sync.Mutex
 	msgs map[string]*Message
+	// claimed holds the ids in a worker's batch.
+	claimed map[string]bool
 	// settled holds ids that reached their final state but whose file
 	// could not be removed (read-only or failing disk): never send them
 	// again from this process, whatever the next scan finds.
 	settled   map[string]bool
 	holdUntil time.Time
 	connFails int
-	lastScan  time.Time
-	lastPrune time.Time
-	published Stats
+	probing   bool // a single worker tries the upstream after an outage
+	busy      int  // workers with a batch
 
+	resultMu sync.Mutex // OnResult callbacks run one at a time
 	mu       sync.Mutex
 	onResult []func(Result)
 	stats    Stats
@@ -107,12 +133,13 @@ func NewQueue(spool *Spool, cfg *config.Config, log *slog.Logger) (*Queue, error
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return &Queue{spool: spool, cfg: cfg, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), msgs: map[string]*Message{}, settled: map[string]bool{}}, nil
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), jobs: make(chan []Message),
+		msgs: map[string]*Message{}, claimed: map[string]bool{}, settled: map[string]bool{}}, nil
 }
 
-// OnResult registers fn to be called, from the delivery goroutine, each
-// time a message reaches its final state; the spool change is durable by
-// then. fn must not block for long.
+// OnResult registers fn to be called each time a message reaches its final
+// state; the spool change is durable by then. Calls come from the delivery
+// workers but never overlap. fn must not block for long.
 func (q *Queue) OnResult(fn func(Result)) {
 	q.mu.Lock()
 	q.onResult = append(q.onResult, fn)
@@ -128,6 +155,13 @@ func (q *Queue) Wake() {
 	}
 }
 
+func (q *Queue) poke() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Stats returns a snapshot of the loop's state.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
@@ -135,22 +169,36 @@ func (q *Queue) Stats() Stats {
 	return q.stats
 }
 
-// Run delivers until ctx is done. A transaction in progress is completed
+// connections is the number of delivery workers.
+func (q *Queue) connections() int { return max(q.cfg.Queue.Connections, 1) }
+
+// Run delivers until ctx is done. Transactions in progress are completed
 // (bounded by upstream.timeout), never cut off, so that a message the
 // upstream accepted is also removed from the spool. It returns nil after
-// ctx is done, or an error when it cannot start (another process delivers).
+// ctx is done and every worker stopped, or an error when it cannot start
+// (another process delivers).
 func (q *Queue) Run(ctx context.Context) error {
 	unlock, err := q.spool.LockDelivery()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	for range q.connections() {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			q.worker(ctx)
+		}()
+	}
 	q.scan()
 	q.lastPrune = q.now() // OpenSpool just compacted
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		if ctx.Err() != nil {
+			workers.Wait()
 			q.publish()
 			return nil
 		}
@@ -164,17 +212,14 @@ func (q *Queue) Run(ctx context.Context) error {
 				q.log.Error("queue: compacting idempotency keys", "err", err)
 			}
 		}
-		if batch := q.due(now); len(batch) > 0 {
-			q.deliver(ctx, batch)
-			q.publish()
-			continue
-		}
+		q.dispatch(ctx, now)
 		q.publish()
 		timer.Reset(q.sleep(now))
 		select {
 		case <-ctx.Done():
 		case <-q.wake:
 			q.lastScan = time.Time{}
+		case <-q.kick:
 		case <-timer.C:
 		}
 		if !timer.Stop() {
@@ -189,15 +234,26 @@ func (q *Queue) Run(ctx context.Context) error {
 // sleep returns how long nothing is to be done.
 func (q *Queue) sleep(now time.Time) time.Duration {
 	next := q.lastScan.Add(q.cfg.Queue.ScanEvery.D())
-	for _, m := range q.msgs {
+	q.smu.Lock()
+	// With every worker busy, or a probe under way, only expiry can be
+	// due before a worker kicks.
+	canSend := q.busy < q.connections() && !(q.connFails > 0 && q.probing)
+	for id, m := range q.msgs {
+		if q.claimed[id] {
+			continue // its worker reports back through kick
+		}
 		t := m.NextAttempt
-		if t.Before(q.holdUntil) && !q.expired(m, now) {
+		switch {
+		case !canSend:
+			t = later(t, m.Created.Add(q.cfg.Queue.Lifetime.D()))
+		case t.Before(q.holdUntil) && !q.expired(m, now):
 			t = q.holdUntil
 		}
 		if t.Before(next) {
 			next = t
 		}
 	}
+	q.smu.Unlock()
 	d := next.Sub(now)
 	if d < time.Millisecond {
 		d = time.Millisecond
@@ -211,6 +267,11 @@ func (q *Queue) sleep(now time.Time) time.Duration {
 func (q *Queue) scan() {
 	q.lastScan = q.now()
 	q.spool.cleanTmp()
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	// Listed under smu: a worker removes a delivered file before it
+	// forgets the message under smu, so a listing that still shows the
+	// file finds the message known and does not load it again.
 	ids, err := q.spool.ids(dirQueue)
 	if err != nil {
 		q.log.Error("queue: scan", "err", err)
@@ -251,67 +312,228 @@ func (q *Queue) scan() {
 	}
 }
 
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func (q *Queue) expired(m *Message, now time.Time) bool {
 	return now.Sub(m.Created) > q.cfg.Queue.Lifetime.D()
 }
 
-// due returns up to batch_size messages to try now, oldest first, after
-// dead-lettering the expired ones. While the upstream is held down, only
-// expiry happens.
-func (q *Queue) due(now time.Time) []*Message {
-	var due []*Message
-	for _, m := range q.msgs {
-		if m.NextAttempt.After(now) {
+// dispatch dead-letters expired messages and hands due ones to free
+// workers, oldest first, spread so that N due messages use N connections
+// (up to queue.connections) and no batch exceeds batch_size.
+func (q *Queue) dispatch(ctx context.Context, now time.Time) {
+	q.smu.Lock()
+	var due, expired []*Message
+	for id, m := range q.msgs {
+		if q.claimed[id] || m.NextAttempt.After(now) {
 			continue
 		}
 		if q.expired(m, now) {
-			q.final(m, false, 0, "expired")
+			q.claimed[id] = true
+			expired = append(expired, m)
 			continue
 		}
 		due = append(due, m)
 	}
-	if now.Before(q.holdUntil) {
-		return nil
+	free := q.connections() - q.busy
+	switch {
+	case now.Before(q.holdUntil):
+		free = 0 // only expiry while the upstream is held down
+	case q.connFails > 0 && q.probing:
+		free = 0
+	case q.connFails > 0:
+		free = min(free, 1) // the upstream failed last time: one probe, not a stampede
 	}
-	sort.Slice(due, func(i, j int) bool {
-		if !due[i].Created.Equal(due[j].Created) {
-			return due[i].Created.Before(due[j].Created)
+	var batches [][]Message
+	if free > 0 && len(due) > 0 {
+		sort.Slice(due, func(i, j int) bool {
+			if !due[i].Created.Equal(due[j].Created) {
+				return due[i].Created.Before(due[j].Created)
+			}
+			return due[i].ID < due[j].ID
+		})
+		per := min(q.cfg.Queue.BatchSize, (len(due)+free-1)/free)
+		for len(batches) < free && len(due) > 0 {
+			n := min(per, len(due))
+			b := make([]Message, n)
+			for i, m := range due[:n] {
+				b[i] = *m
+				q.claimed[m.ID] = true
+			}
+			due = due[n:]
+			batches = append(batches, b)
 		}
-		return due[i].ID < due[j].ID
-	})
-	if len(due) > q.cfg.Queue.BatchSize {
-		due = due[:q.cfg.Queue.BatchSize]
+		q.busy += len(batches)
+		if q.connFails > 0 {
+			q.probing = true
+		}
 	}
-	return due
+	exp := make([]Message, len(expired))
+	for i, m := range expired {
+		exp[i] = *m
+	}
+	q.smu.Unlock()
+	for i := range exp {
+		q.final(&exp[i], false, 0, "expired")
+	}
+	for i, b := range batches {
+		select {
+		case q.jobs <- b:
+		case <-ctx.Done():
+			for _, b := range batches[i:] {
+				q.batchDone(b)
+			}
+			return
+		}
+	}
 }
 
-// deliver sends a batch over one connection.
-func (q *Queue) deliver(ctx context.Context, batch []*Message) {
-	start := q.now()
-	uc, err := dialUpstream(ctx, q.cfg, nil)
-	if err != nil {
-		if ctx.Err() != nil {
-			return // shutting down: not a failure of the messages
+// worker owns one upstream connection at a time and delivers the batches
+// Run hands it. The connection stays open for the next batch for up to
+// connIdle and carries at most batch_size messages.
+func (q *Queue) worker(ctx context.Context) {
+	w := &workerConn{}
+	defer w.close()
+	idle := time.NewTimer(connIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-q.jobs:
+			done := q.deliver(ctx, w, b)
+			q.batchDone(b[done:])
+			if !idle.Stop() {
+				select {
+				case <-idle.C:
+				default:
+				}
+			}
+			idle.Reset(connIdle)
+		case <-idle.C:
+			w.close()
 		}
-		q.connFails++
-		q.holdUntil = q.now().Add(min(q.backoff(q.connFails), maxProbeInterval))
-		for _, m := range batch {
-			q.logAttempt(m, start, ReplyCode(err), err)
-			q.deferUntil(m, q.holdUntil, err)
-		}
-		q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(batch), "retry_at", q.holdUntil.Format(time.RFC3339))
-		return
 	}
+}
+
+// workerConn is a worker's upstream connection and how much it carried.
+type workerConn struct {
+	uc     *upstreamConn
+	sent   int
+	reused bool // idle since the last batch: check it before use
+}
+
+func (w *workerConn) close() {
+	if w.uc != nil {
+		w.uc.close()
+		w.uc = nil
+	}
+}
+
+// batchDone releases the untried rest of a batch (shutdown, or a hold: they
+// stay due) and frees the worker. The tried messages were released one by
+// one already and may by now be claimed by another worker: their claims are
+// not this batch's to drop.
+func (q *Queue) batchDone(batch []Message) {
+	q.smu.Lock()
+	for i := range batch {
+		delete(q.claimed, batch[i].ID)
+	}
+	q.busy--
+	q.probing = false
+	q.smu.Unlock()
+	q.poke()
+}
+
+// held reports whether the upstream is held down (another worker could not
+// connect): a worker that needs a new connection leaves its batch due.
+func (q *Queue) held() bool {
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	return q.now().Before(q.holdUntil)
+}
+
+// connFailed records a failed connection attempt and returns until when
+// the upstream is held down. Workers failing together during one hold count
+// as one failure, so N connections do not back off N times faster.
+func (q *Queue) connFailed() time.Time {
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	now := q.now()
+	if !now.Before(q.holdUntil) {
+		q.connFails++
+		q.holdUntil = now.Add(min(q.backoff(q.connFails), maxProbeInterval))
+	}
+	return q.holdUntil
+}
+
+// connOK ends an outage; the other workers may connect again.
+func (q *Queue) connOK() {
+	q.smu.Lock()
+	wasDown := q.connFails > 0
 	q.connFails = 0
 	q.holdUntil = time.Time{}
-	defer uc.close()
-	for _, m := range batch {
-		if ctx.Err() != nil || uc.broken {
-			return // the rest stays due, untouched
+	q.probing = false
+	q.smu.Unlock()
+	if wasDown {
+		q.poke()
+	}
+}
+
+// deliver sends a batch over the worker's connection, connecting when it
+// has none (or the one it has is broken, used up or no longer answers). It
+// returns how many messages of the batch it settled and released; the rest
+// was not tried.
+func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int {
+	w.reused = w.uc != nil
+	for i := range batch {
+		m := &batch[i]
+		if ctx.Err() != nil {
+			return i // the rest stays due, untouched
+		}
+		if w.uc != nil && (w.uc.broken || w.sent >= q.cfg.Queue.BatchSize) {
+			w.close()
+		}
+		if w.uc != nil && w.reused {
+			// Idle since the last batch: the server may have dropped
+			// it. A failed NOOP costs a reconnect, not an attempt.
+			w.reused = false
+			w.uc.c.UpdateDeadline(w.uc.timeout)
+			if w.uc.c.Noop() != nil {
+				w.uc.broken = true
+				w.close()
+			}
+		}
+		if w.uc == nil {
+			if q.held() {
+				return i // another worker found the upstream down
+			}
+			start := q.now()
+			uc, err := dialUpstream(ctx, q.cfg, nil)
+			if err != nil {
+				if ctx.Err() != nil {
+					return i // shutting down: not a failure of the messages
+				}
+				until := q.connFailed()
+				for j := i; j < len(batch); j++ {
+					q.logAttempt(&batch[j], start, ReplyCode(err), err)
+					q.deferUntil(&batch[j], until, err)
+					q.writeBack(&batch[j])
+				}
+				q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(batch)-i, "retry_at", until.Format(time.RFC3339))
+				return len(batch)
+			}
+			q.connOK()
+			w.uc, w.sent = uc, 0
 		}
 		cur, data, err := q.spool.ReadMessage(m.ID)
 		if err != nil {
-			delete(q.msgs, m.ID) // deleted meanwhile, or quarantined as corrupt
+			q.forget(m.ID) // deleted meanwhile, or quarantined as corrupt
 			if !errors.Is(err, ErrNotFound) {
 				q.log.Error("queue: cannot read message", "id", m.ID, "err", err)
 			}
@@ -320,19 +542,42 @@ func (q *Queue) deliver(ctx context.Context, batch []*Message) {
 		cur.Attempts, cur.NextAttempt, cur.LastError = m.Attempts, m.NextAttempt, m.LastError
 		*m = cur
 		t0 := q.now()
-		res, err := uc.send(m.Envelope, data)
+		res, err := w.uc.send(m.Envelope, data)
+		w.sent++
 		code := res.Code
 		if err != nil {
 			code = ReplyCode(err)
 		}
 		q.logAttempt(m, t0, code, err)
-		q.settle(m, res, err)
+		if q.settle(m, res, err) {
+			q.writeBack(m)
+		}
 	}
+	return len(batch)
+}
+
+// writeBack stores a worker's copy of a message that stays queued and
+// releases its claim.
+func (q *Queue) writeBack(m *Message) {
+	q.smu.Lock()
+	if cur, ok := q.msgs[m.ID]; ok {
+		*cur = *m
+	}
+	delete(q.claimed, m.ID)
+	q.smu.Unlock()
+}
+
+// forget drops a message that is no longer in the spool.
+func (q *Queue) forget(id string) {
+	q.smu.Lock()
+	delete(q.msgs, id)
+	delete(q.claimed, id)
+	q.smu.Unlock()
 }
 
 // settle records the outcome of one transaction durably and reports final
-// states.
-func (q *Queue) settle(m *Message, res txResult, err error) {
+// states. It returns true when m stays queued.
+func (q *Queue) settle(m *Message, res txResult, err error) bool {
 	var se *SMTPError
 	switch {
 	case err == nil:
@@ -343,6 +588,7 @@ func (q *Queue) settle(m *Message, res txResult, err error) {
 			}
 			m.Envelope.To, m.Rejected = res.Deferred, append(m.Rejected, res.Rejected...)
 			q.deferMsg(m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
+			return true
 		case len(res.Rejected)+len(m.Rejected) > 0:
 			q.rejectRest(m, res.Rejected)
 		default:
@@ -355,15 +601,18 @@ func (q *Queue) settle(m *Message, res txResult, err error) {
 			}
 		}
 		q.deferMsg(m, err)
+		return true
 	case se != nil: // permanent
 		if se.Command == "RCPT" {
 			q.rejectRest(m, res.Rejected)
-			return
+			return false
 		}
 		q.final(m, false, se.Code, se.Error())
 	default:
 		q.deferMsg(m, err)
+		return true
 	}
+	return false
 }
 
 // rejectRest dead-letters what is left of m after every pending recipient
@@ -383,24 +632,29 @@ func (q *Queue) rejectRest(m *Message, rejected []Rejection) {
 	q.final(m, false, all[0].Code, strings.Join(reasons, "; "))
 }
 
-// final takes m out of the queue: delivered (removed) or dead-lettered.
+// final takes m (a claimed copy) out of the queue: delivered (removed) or
+// dead-lettered.
 func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	var err error
 	if delivered {
-		err = q.spool.Delivered(m.ID)
+		err = q.spool.delivered(m)
 	} else {
 		err = q.spool.DeadLetter(m.ID, code, reason)
 		q.log.Warn("queue: dead-lettered", "id", m.ID, "rcpts", len(m.Envelope.To), "code", code, "reason", reason)
 	}
+	q.smu.Lock()
 	delete(q.msgs, m.ID)
+	delete(q.claimed, m.ID)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// The file is still there. This process will not touch it again;
 		// after a restart it is sent once more (for a delivered message,
 		// one duplicate: the price of a failing disk, not a loop).
 		q.settled[m.ID] = true
+		q.smu.Unlock()
 		q.log.Error("queue: cannot update spool", "id", m.ID, "err", err)
 		return
 	}
+	q.smu.Unlock()
 	now := q.now()
 	m.Reason, m.Code = reason, code
 	if !delivered {
@@ -416,6 +670,8 @@ func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	fns := append([]func(Result){}, q.onResult...)
 	q.mu.Unlock()
 	r := Result{Message: *m, Delivered: delivered, Code: code, Reason: reason}
+	q.resultMu.Lock()
+	defer q.resultMu.Unlock()
 	for _, fn := range fns {
 		fn(r)
 	}
@@ -426,7 +682,8 @@ func (q *Queue) deferMsg(m *Message, cause error) {
 	q.deferUntil(m, q.now().Add(q.backoff(m.Attempts+1)), cause)
 }
 
-// deferUntil records a failed attempt of m and its next attempt time.
+// deferUntil records a failed attempt of m (a claimed copy) and its next
+// attempt time; the caller writes m back.
 func (q *Queue) deferUntil(m *Message, next time.Time, cause error) {
 	now := q.now()
 	m.Attempts++
@@ -467,13 +724,16 @@ func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
 // publish updates Stats and the status file.
 func (q *Queue) publish() {
 	var oldest time.Time
+	q.smu.Lock()
 	for _, m := range q.msgs {
 		if oldest.IsZero() || m.Created.Before(oldest) {
 			oldest = m.Created
 		}
 	}
+	queued, hold := len(q.msgs), q.holdUntil
+	q.smu.Unlock()
 	q.mu.Lock()
-	q.stats.Queued, q.stats.Oldest, q.stats.HoldUntil = len(q.msgs), oldest, q.holdUntil
+	q.stats.Queued, q.stats.Oldest, q.stats.HoldUntil = queued, oldest, hold
 	st := q.stats
 	q.mu.Unlock()
 	// Write only on change: gateways run from SD cards.
