@@ -102,6 +102,7 @@ type Queue struct {
 	lastScan  time.Time
 	lastPrune time.Time
 	published Stats
+	writtenAt time.Time // of the status file
 
 	// smu guards the delivery state shared by Run and the workers.
 	smu  sync.Mutex
@@ -183,6 +184,11 @@ func (q *Queue) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if stop, err := watchFlush(q.spool.dir, q.Wake); err == nil {
+		defer stop()
+	} else {
+		q.log.Debug("queue: flush requests are seen at the next scan", "err", err)
+	}
 	var workers sync.WaitGroup
 	defer workers.Wait()
 	for range q.connections() {
@@ -199,7 +205,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			workers.Wait()
-			q.publish()
+			q.publish(true)
 			return nil
 		}
 		now := q.now()
@@ -213,7 +219,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			}
 		}
 		q.dispatch(ctx, now)
-		q.publish()
+		q.publish(false)
 		timer.Reset(q.sleep(now))
 		select {
 		case <-ctx.Done():
@@ -721,8 +727,10 @@ func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
 	q.log.Info("delivered", attrs...)
 }
 
-// publish updates Stats and the status file.
-func (q *Queue) publish() {
+// publish updates Stats, and the status file when they changed, at most
+// once per scan_every unless force: the loop runs once per batch and per
+// Wake, and on a busy relay that is hundreds of times a second.
+func (q *Queue) publish(force bool) {
 	var oldest time.Time
 	q.smu.Lock()
 	for _, m := range q.msgs {
@@ -737,11 +745,12 @@ func (q *Queue) publish() {
 	st := q.stats
 	q.mu.Unlock()
 	// Write only on change: gateways run from SD cards.
-	if st == q.published {
+	now := q.now()
+	if st == q.published || (!force && now.Sub(q.writtenAt) < q.cfg.Queue.ScanEvery.D()) {
 		return
 	}
-	q.published = st
-	st.Updated = q.now().UTC()
+	q.published, q.writtenAt = st, now
+	st.Updated = now.UTC()
 	b, _ := json.Marshal(st)
 	path := filepath.Join(q.spool.dir, statusFile)
 	tmp := path + ".tmp"

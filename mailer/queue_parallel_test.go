@@ -225,3 +225,33 @@ func TestQueueOutageHoldShared(t *testing.T) {
 		t.Errorf("stats during the outage: %+v", st)
 	}
 }
+
+// TestQueueFlushSeenAtOnce: a Flush from another process (plcmail queue
+// flush) takes effect at once, not at the next scan (an hour here).
+func TestQueueFlushSeenAtOnce(t *testing.T) {
+	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	cfg.Queue.ScanEvery = config.Duration(time.Hour)
+	cfg.Queue.MinBackoff = config.Duration(time.Hour)
+	cfg.Queue.MaxBackoff = config.Duration(time.Hour)
+	var refused atomic.Bool
+	u.SetData(func(mailertest.Received) error {
+		if !refused.Swap(true) {
+			return mailertest.Reply(451, "later")
+		}
+		return nil
+	})
+	if _, err := s.Enqueue(testSub(1, "")); err != nil {
+		t.Fatal(err)
+	}
+	q, results := runQueue(t, s, cfg)
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Stats().Deferred == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := openTestSpool(t, s.Dir()).Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResults(t, results, 1, 5*time.Second)[0]; !r.Delivered || r.Message.Attempts != 1 {
+		t.Errorf("result %+v", r)
+	}
+}
