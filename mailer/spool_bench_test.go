@@ -48,23 +48,34 @@ func BenchmarkEnqueue(b *testing.B) {
 	})
 	// 16 concurrent writers, as 16 SMTP sessions or serial links are:
 	// what group commit of the directory fsync buys (ns/op is wall time
-	// per message across all writers).
-	b.Run("Enqueue-parallel16", func(b *testing.B) {
-		b.SetParallelism((16 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			sub := sub
-			for pb.Next() {
-				sub.Key = fmt.Sprintf("bench-par/%d", n.Add(1))
-				if _, err := s.Enqueue(sub); err != nil {
-					b.Error(err)
-					return
-				}
+	// per message across all writers). "rename" writes a named temp file
+	// and renames it, where "tmpfile" links an O_TMPFILE inode; both share
+	// the directory fsync.
+	for _, tmpfile := range []bool{true, false} {
+		name := map[bool]string{true: "Enqueue-parallel16-tmpfile", false: "Enqueue-parallel16-rename"}[tmpfile]
+		b.Run(name, func(b *testing.B) {
+			if tmpfile && !s.tmpfile {
+				b.Skip("no O_TMPFILE here")
 			}
+			was := s.tmpfile
+			s.tmpfile = tmpfile
+			defer func() { s.tmpfile = was }()
+			b.SetParallelism((16 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				sub := sub
+				for pb.Next() {
+					sub.Key = fmt.Sprintf("bench-par/%d", n.Add(1))
+					if _, err := s.Enqueue(sub); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
-		b.StopTimer()
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+	}
 	// The floor: the bare write, fsync, rename, directory fsync that
 	// Enqueue is built on, measured on the same disk in the same run.
 	b.Run("writeDurable", func(b *testing.B) {
