@@ -793,16 +793,16 @@ report() {
 		- **Implicit TLS**: the sink sits behind \`socat openssl-listen\` (port $TLS_PORT, a fresh self-signed P-256 cert).
 		  Both relays pin that certificate's SHA-256 fingerprint (Postfix \`smtp_tls_security_level = fingerprint\` with
 		  \`smtp_tls_wrappermode = yes\`; plcmail \`security = "tls"\` with \`tls_fingerprints\`), so both verify the peer.
-		- **Delivery works differently by design.** Postfix opens up to 20 parallel connections to the relayhost
+		- **Delivery, each with its defaults.** Postfix opens up to 20 parallel connections to the relayhost
 		  (\`default_destination_concurrency_limit\`) and reuses plain ones (connection cache), but by default not TLS
-		  ones (\`smtp_tls_connection_reuse = no\`), so with TLS each message pays a handshake. plcmail sends over one
-		  connection at a time, up to \`queue.batch_size\` (100) messages per connection, and fsyncs the queue directory
-		  after removing each delivered message so that it cannot reappear after a power loss and be mailed twice;
-		  Postfix only unlinks it.
+		  ones (\`smtp_tls_connection_reuse = no\`), so with TLS each message pays a handshake. plcmail delivers over
+		  \`queue.connections\` (default 4) parallel connections, each reused for up to \`queue.batch_size\` (100) messages,
+		  and makes the removal of a delivered message durable (a directory fsync shared by concurrent removals) so that
+		  it cannot reappear after a power loss and be mailed twice; Postfix only unlinks it.
 		- **Queue drain**: the sink is stopped, $N_DRAIN messages are queued through SMTP, the sink is started and each relay is
 		  told to retry now (\`postqueue -f\` for Postfix, \`plcmail queue flush\` for plcmail); the figure is the time from
-		  the flush until the relay's queue directory is empty (plcmail sees the flush request at its next spool scan,
-		  within \`queue.scan_every\`, 1 s). The row below it is how fast each accepted mail while the upstream was down.
+		  the flush until the relay's queue directory is empty. The row below it is how fast each accepted mail while the
+		  upstream was down.
 		- **Memory**: plcmail is one process (VmRSS; the peak is VmHWM, reset before the run). Postfix is many processes; we sum
 		  their PSS (shared libraries and shared pages divided among the processes that map them, so nothing is counted
 		  twice), sampled every 200 ms for the peak (a sampled peak can only under-state Postfix). For the idle sessions
