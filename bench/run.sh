@@ -40,6 +40,7 @@ export LC_ALL=C
 export PATH=$PATH:/usr/sbin:/sbin # smtp-source, smtp-sink, postfix
 
 BENCH_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
@@ -763,7 +764,7 @@ report() {
 
 		Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$CMD\` (${N_RELAY} relay messages, ${N_DRAIN} for the drain; run time $(($(date +%s) - BENCH_START)) s).
 
-		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on $FS_TYPE ($FS_OPTS).
+		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on $FS_TYPE ($FS_OPTS). Load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end: other work on the machine shares its $(nproc) CPUs.
 		Software: plcmail $COMMIT$DIRTY built with $(go version | awk '{ print $3 }'); Postfix $(postconf -h mail_version 2>/dev/null) (Debian package); client smtp-source and upstream smtp-sink from the same package; TLS terminator socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }').
 
 	EOF
