@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plcmail/plcmail/config"
@@ -97,6 +98,9 @@ type Queue struct {
 	// came back: dispatch now, without a rescan.
 	kick chan struct{}
 	jobs chan []Message
+	// rescanReq makes the next Wake list the spool directory even when
+	// this process queued something (a Flush request from outside).
+	rescanReq atomic.Bool
 
 	// Owned by the Run goroutine.
 	lastScan  time.Time
@@ -147,13 +151,42 @@ func (q *Queue) OnResult(fn func(Result)) {
 	q.mu.Unlock()
 }
 
-// Wake makes the loop rescan the spool and try due messages now, without
-// waiting for the next scan; call it after an in-process Enqueue.
+// Wake makes the loop try due messages now, without waiting for the next
+// scan; call it after an in-process Enqueue. Messages queued through the
+// Queue's own Spool are taken over directly; otherwise (another Spool value,
+// another process) Wake rescans the spool directory.
 func (q *Queue) Wake() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
+}
+
+// rescan is Wake with a full listing of the spool directory.
+func (q *Queue) rescan() {
+	q.rescanReq.Store(true)
+	q.Wake()
+}
+
+// addFresh adds the messages this process queued since the last call and
+// reports whether there were any.
+func (q *Queue) addFresh() bool {
+	fresh := q.spool.takeFresh()
+	if len(fresh) == 0 {
+		return false
+	}
+	q.smu.Lock()
+	for i := range fresh {
+		m := &fresh[i]
+		// Already known (a scan found it), or settled: nothing to add. A
+		// message delivered and forgotten meanwhile is re-added here and
+		// dropped when its file is not found.
+		if _, ok := q.msgs[m.ID]; !ok && !q.settled[m.ID] {
+			q.msgs[m.ID] = m
+		}
+	}
+	q.smu.Unlock()
+	return true
 }
 
 func (q *Queue) poke() {
@@ -163,10 +196,21 @@ func (q *Queue) poke() {
 	}
 }
 
-// Stats returns a snapshot of the loop's state.
+// Stats returns a snapshot of the loop's state. Queued counts a message
+// until its final state is durable, and no longer once its OnResult ran.
 func (q *Queue) Stats() Stats {
+	var oldest time.Time
+	q.smu.Lock()
+	for _, m := range q.msgs {
+		if oldest.IsZero() || m.Created.Before(oldest) {
+			oldest = m.Created
+		}
+	}
+	queued, hold := len(q.msgs), q.holdUntil
+	q.smu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.stats.Queued, q.stats.Oldest, q.stats.HoldUntil = queued, oldest, hold
 	return q.stats
 }
 
@@ -184,7 +228,9 @@ func (q *Queue) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if stop, err := watchFlush(q.spool.dir, q.Wake); err == nil {
+	q.spool.trackNew(true)
+	defer q.spool.trackNew(false)
+	if stop, err := watchFlush(q.spool.dir, q.rescan); err == nil {
 		defer stop()
 	} else {
 		q.log.Debug("queue: flush requests are seen at the next scan", "err", err)
@@ -224,7 +270,9 @@ func (q *Queue) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-q.wake:
-			q.lastScan = time.Time{}
+			if q.rescanReq.Swap(false) || !q.addFresh() {
+				q.lastScan = time.Time{}
+			}
 		case <-q.kick:
 		case <-timer.C:
 		}
@@ -272,6 +320,7 @@ func (q *Queue) sleep(now time.Time) time.Duration {
 // not read; only new files' header lines are.
 func (q *Queue) scan() {
 	q.lastScan = q.now()
+	q.spool.takeFresh() // the listing below includes them
 	q.spool.cleanTmp()
 	q.smu.Lock()
 	defer q.smu.Unlock()
@@ -513,6 +562,8 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 			if w.uc.c.Noop() != nil {
 				w.uc.broken = true
 				w.close()
+			} else {
+				q.connOK() // the upstream answers: a probe need not dial
 			}
 		}
 		if w.uc == nil {
@@ -537,10 +588,12 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 			q.connOK()
 			w.uc, w.sent = uc, 0
 		}
-		cur, data, err := q.spool.ReadMessage(m.ID)
+		// From queue/ only: a message that was dead-lettered meanwhile
+		// must not be read from dead/ and sent.
+		cur, data, err := q.spool.read(dirQueue, m.ID, true)
 		if err != nil {
 			q.forget(m.ID) // deleted meanwhile, or quarantined as corrupt
-			if !errors.Is(err, ErrNotFound) {
+			if !errors.Is(err, fs.ErrNotExist) {
 				q.log.Error("queue: cannot read message", "id", m.ID, "err", err)
 			}
 			continue
@@ -731,22 +784,13 @@ func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
 // once per scan_every unless force: the loop runs once per batch and per
 // Wake, and on a busy relay that is hundreds of times a second.
 func (q *Queue) publish(force bool) {
-	var oldest time.Time
-	q.smu.Lock()
-	for _, m := range q.msgs {
-		if oldest.IsZero() || m.Created.Before(oldest) {
-			oldest = m.Created
-		}
-	}
-	queued, hold := len(q.msgs), q.holdUntil
-	q.smu.Unlock()
-	q.mu.Lock()
-	q.stats.Queued, q.stats.Oldest, q.stats.HoldUntil = queued, oldest, hold
-	st := q.stats
-	q.mu.Unlock()
-	// Write only on change: gateways run from SD cards.
 	now := q.now()
-	if st == q.published || (!force && now.Sub(q.writtenAt) < q.cfg.Queue.ScanEvery.D()) {
+	if !force && now.Sub(q.writtenAt) < q.cfg.Queue.ScanEvery.D() {
+		return
+	}
+	st := q.Stats()
+	// Write only on change: gateways run from SD cards.
+	if st == q.published {
 		return
 	}
 	q.published, q.writtenAt = st, now

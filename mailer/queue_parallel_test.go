@@ -255,3 +255,27 @@ func TestQueueFlushSeenAtOnce(t *testing.T) {
 		t.Errorf("result %+v", r)
 	}
 }
+
+// TestQueueWakeTakesOwnEnqueues: a message queued through the Queue's own
+// Spool reaches the loop on Wake without a directory scan (scan_every is an
+// hour here); one queued through another Spool value makes Wake rescan.
+func TestQueueWakeTakesOwnEnqueues(t *testing.T) {
+	_, cfg, s := upstreamSpool(t, mailertest.Options{})
+	cfg.Queue.ScanEvery = config.Duration(time.Hour)
+	q, results := runQueue(t, s, cfg)
+	time.Sleep(50 * time.Millisecond) // Run's first scan is done
+	if _, err := s.Enqueue(testSub(1, "")); err != nil {
+		t.Fatal(err)
+	}
+	q.Wake()
+	if r := waitResults(t, results, 1, 5*time.Second)[0]; !r.Delivered {
+		t.Errorf("%+v", r)
+	}
+	if _, err := openTestSpool(t, s.Dir()).Enqueue(testSub(2, "")); err != nil {
+		t.Fatal(err)
+	}
+	q.Wake()
+	if r := waitResults(t, results, 1, 5*time.Second)[0]; !r.Delivered {
+		t.Errorf("%+v", r)
+	}
+}

@@ -160,6 +160,12 @@ type Spool struct {
 	mu   sync.Mutex
 	keys map[string]time.Time // key -> when it was first queued
 
+	// While a Queue runs on this Spool, messages this process queued are
+	// handed to it in fresh (under mu), so that Queue.Wake need not list
+	// the queue directory and re-read the new file's header.
+	trackFresh bool
+	fresh      []Message
+
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
 	// Group commit of the fsyncs that make a change in queue/ and dead/
@@ -253,15 +259,18 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	m.Envelope.To = append([]string(nil), sub.To...)
 	m.NextAttempt = m.Created
 	err := s.writeNew(id, encodeSpoolFile(&m, sub.Data))
+	s.mu.Lock()
 	if sub.Key != "" {
-		s.mu.Lock()
 		if err != nil {
 			delete(s.keys, sub.Key) // not queued: a retransmission must get in
 		} else {
 			s.keys[sub.Key] = m.Created
 		}
-		s.mu.Unlock()
 	}
+	if err == nil && s.trackFresh {
+		s.fresh = append(s.fresh, m)
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("spool: %w", err)
 	}
@@ -280,6 +289,24 @@ func (s *Spool) writeNew(id string, data []byte) error {
 		return err
 	}
 	return s.queueSync.Sync()
+}
+
+// trackNew starts (or stops) handing messages queued by this process to
+// the delivery loop through takeFresh.
+func (s *Spool) trackNew(on bool) {
+	s.mu.Lock()
+	s.trackFresh, s.fresh = on, nil
+	s.mu.Unlock()
+}
+
+// takeFresh returns the messages queued by this process since the last
+// call (with trackNew on); they are durably queued.
+func (s *Spool) takeFresh() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fresh
+	s.fresh = nil
+	return f
 }
 
 // checkAddr refuses what would break the SMTP command line it ends up in.
