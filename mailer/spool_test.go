@@ -159,12 +159,19 @@ func TestDeferKeepsBodyAndFlush(t *testing.T) {
 	if m.Attempts != 3 || !m.NextAttempt.Equal(next) || m.LastError != "451 later" {
 		t.Errorf("state not applied: %+v", m)
 	}
+	fresh, _ := s.Enqueue(testSub(2, "")) // never deferred: due already
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	m, _ = s.Get(id)
-	if m.NextAttempt.After(time.Now()) || m.Attempts != 3 {
+	if m.NextAttempt.After(time.Now()) || m.Attempts != 3 || m.LastError != "451 later" {
 		t.Errorf("after Flush: %+v", m)
+	}
+	if _, err := os.Stat(s.path(dirState, fresh)); !os.IsNotExist(err) {
+		t.Errorf("Flush wrote a state for a message that was due already: %v", err)
+	}
+	if m, _ := s.Get(fresh); m.NextAttempt.After(time.Now()) {
+		t.Errorf("never-deferred message not due: %+v", m)
 	}
 	if !s.takeFlush() || s.takeFlush() {
 		t.Error("flush marker not set exactly once")
