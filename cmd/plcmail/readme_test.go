@@ -106,19 +106,20 @@ func TestREADMECommands(t *testing.T) {
 // readmeOtherCommands are the non-plcmail commands README.md shows, each
 // with what exercises it.
 var readmeOtherCommands = map[string]string{
-	"go test":       ".ci/run runs exactly the README's test command",
-	"make":          "deploy/deploy_test.go TestMakeCrossTargets, TestMakeCrossBuild, TestMakeInstall",
-	"sh deploy":     "deploy/deploy_test.go TestInstall*",
-	"sudoedit":      "editing a file: nothing of ours",
-	"sh -c":         "writing the secret file: config tests cover reading it",
-	"install -m":    "creating the secret file: config tests cover its permissions",
-	"systemctl":     "deploy/deploy_test.go TestSystemdUnitVerify (systemd-analyze verify)",
-	"bash bench":    "bench/bench_test.go checks the script's syntax and runs its serial harness",
-	"timeout 30":    "capturing a serial port: the decode of the capture runs here",
-	"echo":          "input for the next command of the pipeline",
-	"journalctl":    "reading the log: nothing of ours",
-	"/etc/init.d/":  "deploy/deploy_test.go TestOpenWrtInitScript",
-	"go run ./cmd/": "TestDemoGoRun",
+	"go test":                  ".ci/run runs exactly the README's test command",
+	"make":                     "deploy/deploy_test.go TestMakeCrossTargets, TestMakeCrossBuild, TestMakeInstall",
+	"sh deploy":                "deploy/deploy_test.go TestInstall*",
+	"sudoedit":                 "editing a file: nothing of ours",
+	"sh -c":                    "writing the secret file: config tests cover reading it",
+	"install -m":               "creating the secret file: config tests cover its permissions",
+	"systemctl":                "deploy/deploy_test.go TestSystemdUnitVerify (systemd-analyze verify)",
+	"bash bench":               "bench/bench_test.go checks the script's syntax and runs its serial harness",
+	"BENCH_QUICK=1 bash bench": "the same script in quick mode",
+	"timeout 30":               "capturing a serial port: the decode of the capture runs here",
+	"echo":                     "input for the next command of the pipeline",
+	"journalctl":               "reading the log: nothing of ours",
+	"/etc/init.d/":             "deploy/deploy_test.go TestOpenWrtInitScript",
+	"go run ./cmd/":            "TestDemoGoRun",
 }
 
 func coveredElsewhere(words []string) bool {
