@@ -201,9 +201,9 @@ func OpenSpool(dir string, log *slog.Logger) (*Spool, error) {
 			return nil, fmt.Errorf("spool: keys: %w", err)
 		}
 	}
-	s.queueSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirQueue)) })
-	s.deadSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirDead)) })
-	s.keysSync = newGroupSync(func() error { return fsyncPath(filepath.Join(dir, dirKeys, "log")) })
+	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirKeys, "log")) })
 	s.tmpfile = tmpfileWorks(filepath.Join(dir, dirTmp))
 	s.cleanTmp()
 	if err := s.loadKeys(); err != nil {
@@ -918,6 +918,7 @@ func writeRenamed(tmpDir, final string, data []byte) error {
 	return err
 }
 
+// syncDir opens dir (a directory, or a file such as keys/log) and fsyncs it.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

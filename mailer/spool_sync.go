@@ -1,9 +1,6 @@
 package mailer
 
-import (
-	"os"
-	"sync"
-)
+import "sync"
 
 // groupSync shares one fsync among every caller that changed the synced
 // object before it started: group commit, as databases do for their log.
@@ -66,17 +63,4 @@ func (g *groupSync) Sync() error {
 		return g.failErr
 	}
 	return nil
-}
-
-// fsyncPath opens path (a directory or a file) and fsyncs it.
-func fsyncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
