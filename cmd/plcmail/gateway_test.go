@@ -14,20 +14,10 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
-
-// needTool skips (or, in CI, fails) when an external program is missing.
-func needTool(t *testing.T, name, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (apt-get install %s)", name, pkg)
-		}
-		t.Skipf("%s not installed (apt-get install %s)", name, pkg)
-	}
-}
 
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {
@@ -51,7 +41,7 @@ type plcLink struct {
 // newPTYPair starts socat with a pty pair and returns the gateway's and the
 // PLC's device paths.
 func newPTYPair(t *testing.T) (gwPath, plcPath string) {
-	needTool(t, "socat", "socat")
+	testenv.NeedTool(t, "socat", "socat")
 	tmp := t.TempDir()
 	gwPath, plcPath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
 	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
