@@ -7,11 +7,14 @@
 package config
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -441,14 +444,10 @@ func (es Errors) Error() string {
 	return strings.Join(s, "\n")
 }
 
+// sort orders es by line; stable, so that keys absent from the file (line 0)
+// stay in validation order at the top.
 func (es Errors) sort() {
-	// Stable insertion sort by line: the lists are short, and keys that are
-	// absent from the file (line 0) stay in validation order at the top.
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Line < es[j-1].Line; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
+	slices.SortStableFunc(es, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 }
 
 // AsErrors returns the list inside err, or a one-element list for any other
@@ -476,7 +475,7 @@ func decodeError(path string, data []byte, pos *positions, err error) *Error {
 		// newline as being on the next line.
 		line := pe.Position.Line
 		if s := pe.Position.Start; s > 0 && s <= len(data) {
-			line = 1 + strings.Count(string(data[:s]), "\n")
+			line = 1 + bytes.Count(data[:s], []byte("\n"))
 		}
 		// For a syntax error pe.LastKey is the last key parsed before it,
 		// not the one at fault; it is named only when that key is on the
