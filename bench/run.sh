@@ -699,14 +699,26 @@ ratio() { # ratio PLC PF
 na="n/a ($PLC_WHY)"
 plc() { if ((PLC_OK)); then echo "${1:-n/a}"; else echo "$na"; fi; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4"; }
+# relay_row LABEL KEY: the mean of R[KEY.pf] and of R[KEY.plc], each with its runs.
+relay_row() {
+	local pf=${R[$2.pf]:-} pl=${R[$2.plc]:-}
+	row "$1" "$(fmt "$(mean "$pf")")$(runs "$pf")" "$(plc "$(fmt "$(mean "$pl")")$(runs "$pl")")" "$(ratio "$(mean "$pl")" "$(mean "$pf")")"
+}
+# bench_rows PREFIX LINES: one row per Go benchmark line: its name, then its figures.
+bench_rows() {
+	local line
+	while read -r line; do
+		echo "| $1$(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
+	done <<<"$2"
+}
 
 table() {
 	echo "| measurement | Postfix 3.7 relay | plcmail | plcmail / Postfix |"
 	echo "|---|---:|---:|---:|"
-	row "relay, plain upstream: accepted msg/s (higher is better)" "$(fmt "$(mean "${R[acc.pf]:-}")")$(runs "${R[acc.pf]:-}")" "$(plc "$(fmt "$(mean "${R[acc.plc]:-}")")$(runs "${R[acc.plc]:-}")")" "$(ratio "$(mean "${R[acc.plc]:-}")" "$(mean "${R[acc.pf]:-}")")"
-	row "relay, plain upstream: delivered msg/s, end to end" "$(fmt "$(mean "${R[del.pf]:-}")")$(runs "${R[del.pf]:-}")" "$(plc "$(fmt "$(mean "${R[del.plc]:-}")")$(runs "${R[del.plc]:-}")")" "$(ratio "$(mean "${R[del.plc]:-}")" "$(mean "${R[del.pf]:-}")")"
-	row "relay, implicit TLS upstream: accepted msg/s" "$(fmt "$(mean "${R[tacc.pf]:-}")")$(runs "${R[tacc.pf]:-}")" "$(plc "$(fmt "$(mean "${R[tacc.plc]:-}")")$(runs "${R[tacc.plc]:-}")")" "$(ratio "$(mean "${R[tacc.plc]:-}")" "$(mean "${R[tacc.pf]:-}")")"
-	row "relay, implicit TLS upstream: delivered msg/s, end to end" "$(fmt "$(mean "${R[tdel.pf]:-}")")$(runs "${R[tdel.pf]:-}")" "$(plc "$(fmt "$(mean "${R[tdel.plc]:-}")")$(runs "${R[tdel.plc]:-}")")" "$(ratio "$(mean "${R[tdel.plc]:-}")" "$(mean "${R[tdel.pf]:-}")")"
+	relay_row "relay, plain upstream: accepted msg/s (higher is better)" acc
+	relay_row "relay, plain upstream: delivered msg/s, end to end" del
+	relay_row "relay, implicit TLS upstream: accepted msg/s" tacc
+	relay_row "relay, implicit TLS upstream: delivered msg/s, end to end" tdel
 	row "queue drain after outage: seconds to empty $N_DRAIN msgs (lower is better)" "$(fmt "${R[drain.pf]:-n/a}" 2)" "$(plc "$(fmt "${R[drain.plc]:-n/a}" 2)")" "$(ratio "${R[drain.plc]:-}" "${R[drain.pf]:-}")"
 	row "queueing during the outage: accepted msg/s" "$(fmt "${R[dacc.pf]:-n/a}")" "$(plc "$(fmt "${R[dacc.plc]:-n/a}")")" "$(ratio "${R[dacc.plc]:-}" "${R[dacc.pf]:-}")"
 	row "memory idle, MiB (Postfix: PSS summed over its ${R[idle_nproc.pf]} processes)" "$(mib "${R[idle.pf]:-}")" "$(plc "$(mib "${R[idle.plc]:-}")")" "$(ratio "${R[idle.plc]:-}" "${R[idle.pf]:-}")"
@@ -719,7 +731,7 @@ table() {
 }
 
 plc_table() {
-	local s line
+	local s
 	echo "| plcmail alone | value |"
 	echo "|---|---:|"
 	for s in "${SIZES[@]}"; do
@@ -729,9 +741,7 @@ plc_table() {
 	done
 	((${#SIZES[@]})) || echo "| stripped static binaries | $na |"
 	if [[ -n $PROTO_BENCH ]]; then
-		while read -r line; do
-			echo "| protocol: $(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
-		done <<<"$PROTO_BENCH"
+		bench_rows "protocol: " "$PROTO_BENCH"
 	else
 		echo "| protocol decode throughput | n/a (no benchmark in protocol/ yet) |"
 	fi
@@ -743,9 +753,7 @@ plc_table() {
 		echo "| serial through \`plcmail serve\` | $( ((PLC_OK)) && echo "n/a (serialbench failed, see log)" || echo "$na") |"
 	fi
 	if [[ -n $BRIDGE_BENCH ]]; then
-		while read -r line; do
-			echo "| serial (bridge): $(awk '{ print $1 }' <<<"$line") | $(cut -d' ' -f3- <<<"$(tr -s ' \t' '  ' <<<"$line")") |"
-		done <<<"$BRIDGE_BENCH"
+		bench_rows "serial (bridge): " "$BRIDGE_BENCH"
 	else
 		echo "| serial: frame to ACK, frame to upstream, frames/s | n/a (no benchmark in bridge/ yet) |"
 	fi
