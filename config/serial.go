@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plcmail/plcmail/protocol"
 )
 
 // Serial is one PLC link ([[serial]]). The bridge helper owns this file.
@@ -78,11 +80,6 @@ func (s *Serial) applyDefaults() {
 // WantsRestartNotice reports whether a new boot id is announced by mail.
 func (s *Serial) WantsRestartNotice() bool { return s.RestartNotice == nil || *s.RestartNotice }
 
-// ByUSB reports whether the port is found by USB ids rather than by path.
-func (s *Serial) ByUSB() bool {
-	return s.Device == "" && (s.USBVID != "" || s.USBPID != "" || s.USBSerial != "")
-}
-
 func (s *Serial) validate(v *validator, path string) {
 	if s.Name == "" {
 		v.errf(path+".name", "required: a short name for the link (used in mails, logs and idempotency keys)")
@@ -152,12 +149,6 @@ type Alarm struct {
 	Holdoff Duration `toml:"holdoff"`
 }
 
-// IsDefault reports whether a is the template for unknown codes.
-func (a *Alarm) IsDefault() bool { return a.Default }
-
-// Severities are the names of the protocol's severity levels, in wire order.
-var Severities = []string{"info", "warning", "alarm", "critical"}
-
 func (a *Alarm) validate(v *validator, path string) {
 	switch {
 	case a.Code == nil && !a.Default:
@@ -167,7 +158,7 @@ func (a *Alarm) validate(v *validator, path string) {
 	case a.Code != nil && (*a.Code < 0 || *a.Code > 65535):
 		v.errf(path+".code", "must be 0..65535, not %d", *a.Code)
 	}
-	if a.Severity != "" && !isSeverity(a.Severity) {
+	if _, err := protocol.ParseSeverity(a.Severity); a.Severity != "" && err != nil {
 		v.errf(path+".severity", "must be info, warning, alarm or critical, not %q", a.Severity)
 	}
 	if len(a.To) == 0 {
@@ -186,15 +177,6 @@ func (a *Alarm) validate(v *validator, path string) {
 	if a.Holdoff < 0 {
 		v.errf(path+".holdoff", "must not be negative")
 	}
-}
-
-func isSeverity(s string) bool {
-	for _, n := range Severities {
-		if s == n {
-			return true
-		}
-	}
-	return false
 }
 
 // Flood configures hold-off and digests ([flood]).
