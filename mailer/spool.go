@@ -525,22 +525,7 @@ func (s *Spool) writeState(path string, st *spoolState) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Join(s.dir, dirTmp), "s-*")
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := writeRenamed(filepath.Join(s.dir, dirTmp), path, b); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
