@@ -406,12 +406,7 @@ func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 	}
 	var batches [][]Message
 	if free > 0 && len(due) > 0 {
-		sort.Slice(due, func(i, j int) bool {
-			if !due[i].Created.Equal(due[j].Created) {
-				return due[i].Created.Before(due[j].Created)
-			}
-			return due[i].ID < due[j].ID
-		})
+		sort.Slice(due, func(i, j int) bool { return olderFirst(due[i], due[j]) })
 		per := min(q.cfg.Queue.BatchSize, (len(due)+free-1)/free)
 		for len(batches) < free && len(due) > 0 {
 			n := min(per, len(due))

@@ -348,13 +348,16 @@ func (s *Spool) list(area string) ([]Message, error) {
 		}
 		msgs = append(msgs, m)
 	}
-	sort.Slice(msgs, func(i, j int) bool {
-		if !msgs[i].Created.Equal(msgs[j].Created) {
-			return msgs[i].Created.Before(msgs[j].Created)
-		}
-		return msgs[i].ID < msgs[j].ID
-	})
+	sort.Slice(msgs, func(i, j int) bool { return olderFirst(&msgs[i], &msgs[j]) })
 	return msgs, nil
+}
+
+// olderFirst is the queue's order: by creation time, then by id.
+func olderFirst(a, b *Message) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.ID < b.ID
 }
 
 // ids returns the message ids in area; names that cannot be ids are moved
