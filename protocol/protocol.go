@@ -98,24 +98,12 @@ const (
 	EventAcknowledge EventKind = 3
 )
 
-var eventNames = [...]string{EventRaise: "raise", EventClear: "clear", EventAcknowledge: "acknowledge"}
+var eventNames = []string{EventRaise: "raise", EventClear: "clear", EventAcknowledge: "acknowledge"}
 
-func (k EventKind) String() string {
-	if k >= EventRaise && k <= EventAcknowledge {
-		return eventNames[k]
-	}
-	return "event-" + strconv.Itoa(int(k))
-}
+func (k EventKind) String() string { return enumString(eventNames, k, "event-") }
 
 // ParseEventKind is the inverse of EventKind.String for known kinds.
-func ParseEventKind(s string) (EventKind, error) {
-	for k := EventRaise; k <= EventAcknowledge; k++ {
-		if eventNames[k] == s {
-			return k, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown event %q (want raise, clear or acknowledge)", s)
-}
+func ParseEventKind(s string) (EventKind, error) { return parseEnum[EventKind](eventNames, s, "event") }
 
 // Severity of an alarm (SPEC.md 3.2).
 type Severity uint8
@@ -128,23 +116,13 @@ const (
 	SeverityCritical Severity = 3
 )
 
-var severityNames = [...]string{"info", "warning", "alarm", "critical"}
+var severityNames = []string{SeverityInfo: "info", SeverityWarning: "warning", SeverityAlarm: "alarm", SeverityCritical: "critical"}
 
-func (s Severity) String() string {
-	if s <= SeverityCritical {
-		return severityNames[s]
-	}
-	return "severity-" + strconv.Itoa(int(s))
-}
+func (s Severity) String() string { return enumString(severityNames, s, "severity-") }
 
 // ParseSeverity is the inverse of Severity.String for known severities.
 func ParseSeverity(s string) (Severity, error) {
-	for i, n := range severityNames {
-		if n == s {
-			return Severity(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown severity %q (want info, warning, alarm or critical)", s)
+	return parseEnum[Severity](severityNames, s, "severity")
 }
 
 // ValueKind is the type of a typed value in an event (SPEC.md 3.2).
@@ -158,15 +136,10 @@ const (
 	ValueBool    ValueKind = 4
 )
 
-var valueKindNames = [...]string{ValueInt32: "i32", ValueUint32: "u32", ValueFloat32: "f32", ValueBool: "bool"}
+var valueKindNames = []string{ValueInt32: "i32", ValueUint32: "u32", ValueFloat32: "f32", ValueBool: "bool"}
 
 // String returns the short name used by the CLI: i32, u32, f32 or bool.
-func (k ValueKind) String() string {
-	if k >= ValueInt32 && k <= ValueBool {
-		return valueKindNames[k]
-	}
-	return "kind-" + strconv.Itoa(int(k))
-}
+func (k ValueKind) String() string { return enumString(valueKindNames, k, "kind-") }
 
 // Value is one typed value of an event: the kind and the 32-bit image that
 // goes on the wire, so a Frame stays flat and comparable.
@@ -235,14 +208,13 @@ const (
 	AckDuplicate AckResult = 1
 )
 
-func (r AckResult) String() string {
-	switch r {
-	case AckQueued:
-		return "queued"
-	case AckDuplicate:
-		return "duplicate"
-	}
-	return "result-" + strconv.Itoa(int(r))
+var ackNames = []string{AckQueued: "queued", AckDuplicate: "duplicate"}
+
+func (r AckResult) String() string { return enumString(ackNames, r, "result-") }
+
+// ParseAckResult is the inverse of AckResult.String for known results.
+func ParseAckResult(s string) (AckResult, error) {
+	return parseEnum[AckResult](ackNames, s, "ACK result")
 }
 
 // NakReason tells the PLC why a frame was refused and what to do (SPEC.md 3.5).
@@ -257,23 +229,13 @@ const (
 	NakBusy        NakReason = 5
 )
 
-var nakNames = [...]string{NakBadFrame: "bad-frame", NakVersion: "version", NakUnknownType: "unknown-type", NakMalformed: "malformed", NakBusy: "busy"}
+var nakNames = []string{NakBadFrame: "bad-frame", NakVersion: "version", NakUnknownType: "unknown-type", NakMalformed: "malformed", NakBusy: "busy"}
 
-func (r NakReason) String() string {
-	if r >= NakBadFrame && r <= NakBusy {
-		return nakNames[r]
-	}
-	return "reason-" + strconv.Itoa(int(r))
-}
+func (r NakReason) String() string { return enumString(nakNames, r, "reason-") }
 
 // ParseNakReason is the inverse of NakReason.String for known reasons.
 func ParseNakReason(s string) (NakReason, error) {
-	for r := NakBadFrame; r <= NakBusy; r++ {
-		if nakNames[r] == s {
-			return r, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown NAK reason %q (want bad-frame, version, unknown-type, malformed or busy)", s)
+	return parseEnum[NakReason](nakNames, s, "NAK reason")
 }
 
 // DeliveryStatus is the final outcome of the mail for an event (SPEC.md 3.6).
@@ -285,25 +247,39 @@ const (
 	DeliveryFailed   DeliveryStatus = 2
 )
 
-func (s DeliveryStatus) String() string {
-	switch s {
-	case DeliveryAccepted:
-		return "accepted"
-	case DeliveryFailed:
-		return "failed"
-	}
-	return "status-" + strconv.Itoa(int(s))
-}
+var deliveryNames = []string{DeliveryAccepted: "accepted", DeliveryFailed: "failed"}
+
+func (s DeliveryStatus) String() string { return enumString(deliveryNames, s, "status-") }
 
 // ParseDeliveryStatus is the inverse of DeliveryStatus.String for known values.
 func ParseDeliveryStatus(s string) (DeliveryStatus, error) {
-	switch s {
-	case "accepted":
-		return DeliveryAccepted, nil
-	case "failed":
-		return DeliveryFailed, nil
+	return parseEnum[DeliveryStatus](deliveryNames, s, "delivery status")
+}
+
+// enumString returns the name of v in names (indexed by value, "" where a
+// value has none), or prefix and the number for a value without a name.
+func enumString[T ~uint8](names []string, v T, prefix string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
 	}
-	return 0, fmt.Errorf("unknown delivery status %q (want accepted or failed)", s)
+	return prefix + strconv.Itoa(int(v))
+}
+
+// parseEnum is the inverse of enumString for the named values; what names
+// the enumeration in the error, which lists the names: "(want a, b or c)".
+func parseEnum[T ~uint8](names []string, s, what string) (T, error) {
+	var known []string
+	for i, n := range names {
+		if n == "" {
+			continue
+		}
+		if n == s {
+			return T(i), nil
+		}
+		known = append(known, n)
+	}
+	last := len(known) - 1
+	return 0, fmt.Errorf("unknown %s %q (want %s or %s)", what, s, strings.Join(known[:last], ", "), known[last])
 }
 
 // Frame is one decoded or to-be-encoded frame. It is flat and fixed-size so
