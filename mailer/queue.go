@@ -125,7 +125,7 @@ type Queue struct {
 	resultMu sync.Mutex // OnResult callbacks run one at a time
 	mu       sync.Mutex
 	onResult []func(Result)
-	stats    Stats
+	stats    Stats // counters and last outcomes; Stats derives Queued, Oldest, HoldUntil
 }
 
 // NewQueue prepares a delivery loop; it checks what can be checked before
@@ -209,9 +209,10 @@ func (q *Queue) Stats() Stats {
 	queued, hold := len(q.msgs), q.holdUntil
 	q.smu.Unlock()
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.stats.Queued, q.stats.Oldest, q.stats.HoldUntil = queued, oldest, hold
-	return q.stats
+	st := q.stats
+	q.mu.Unlock()
+	st.Queued, st.Oldest, st.HoldUntil = queued, oldest, hold
+	return st
 }
 
 // connections is the number of delivery workers.
