@@ -164,13 +164,8 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 			return usageError("frame event: --text: %v", err)
 		}
 	case protocol.TypeAck:
-		switch *result {
-		case "queued":
-			f.AckResult = protocol.AckQueued
-		case "duplicate":
-			f.AckResult = protocol.AckDuplicate
-		default:
-			return usageError("frame ack: --result %q: want queued or duplicate", *result)
+		if f.AckResult, err = protocol.ParseAckResult(*result); err != nil {
+			return usageError("frame ack: --result: %v", err)
 		}
 	case protocol.TypeNak:
 		if f.NakReason, err = protocol.ParseNakReason(*reason); err != nil {
