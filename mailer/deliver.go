@@ -334,7 +334,7 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 	if err := c.Mail("<" + env.From + ">"); err != nil {
 		return res, uc.classify("MAIL", "", err)
 	}
-	var firstTemp *SMTPError
+	var firstTemp, firstPerm *SMTPError
 	for _, r := range env.To {
 		uc.c.UpdateDeadline(uc.timeout)
 		err := c.Rcpt("<" + r + ">")
@@ -354,6 +354,9 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 			}
 		} else {
 			res.Rejected = append(res.Rejected, Rejection{Rcpt: r, Code: se.Code, Reason: se.Error()})
+			if firstPerm == nil {
+				firstPerm = se
+			}
 		}
 	}
 	if len(res.Accepted) == 0 {
@@ -361,8 +364,7 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 		if firstTemp != nil {
 			return res, firstTemp
 		}
-		r := res.Rejected[0]
-		return res, &SMTPError{Code: r.Code, Command: "RCPT", Rcpt: r.Rcpt, Msg: strings.TrimPrefix(r.Reason, fmt.Sprintf("RCPT <%s>: %d ", r.Rcpt, r.Code))}
+		return res, firstPerm
 	}
 	// DATA may legitimately take a while for a big message on a slow link.
 	uc.c.UpdateDeadline(uc.timeout + time.Duration(len(data)/(8<<10))*time.Second)
