@@ -157,16 +157,7 @@ func TestSMTPClient(t *testing.T) {
 	if strings.Contains(out, "skip aiosmtpd") {
 		t.Log("aiosmtpd not installed: that part was skipped")
 	}
-	msgs := g.waitMessages(t, 1, 5*time.Second)
-	_, data, err := g.spool.ReadMessage(msgs[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"Subject: Pump 3  Bcc: evil@example.com\r\n", "\r\n.leading dot\r\n", "\r\n.\r\nline after a lone dot\r\n"} {
-		if !bytes.Contains(data, []byte(want)) {
-			t.Errorf("spooled message lacks %q:\n%s", want, data)
-		}
-	}
+	data := g.message(t, "Subject: Pump 3  Bcc: evil@example.com\r\n", "\r\n.leading dot\r\n", "\r\n.\r\nline after a lone dot\r\n")
 	if strings.Contains(string(data), "\nBcc:") {
 		t.Errorf("the subject injected a header:\n%s", data)
 	}
@@ -241,6 +232,23 @@ func (g *listener) waitMessages(t *testing.T, n int, timeout time.Duration) []ma
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// message waits for the spool to hold exactly one message, checks that it
+// contains every want and returns it.
+func (g *listener) message(t *testing.T, wants ...string) []byte {
+	t.Helper()
+	msgs := g.waitMessages(t, 1, 5*time.Second)
+	_, data, err := g.spool.ReadMessage(msgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range wants {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("queued message lacks %q:\n%s", want, data)
+		}
+	}
+	return data
 }
 
 // simTimeout bounds waits for the simulated chip. plcsim holds it to real
@@ -958,16 +966,7 @@ func TestSimulatedSMTPClient(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no result from the simulated SMTP client")
 	}
-	msgs := g.waitMessages(t, 1, 5*time.Second)
-	_, data, err := g.spool.ReadMessage(msgs[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"Subject: Tank 2 level high\r\n", "\r\n.hidden dot line\r\n", "To: ops@example.com\r\n"} {
-		if !bytes.Contains(data, []byte(want)) {
-			t.Errorf("queued message lacks %q:\n%s", want, data)
-		}
-	}
+	g.message(t, "Subject: Tank 2 level high\r\n", "\r\n.hidden dot line\r\n", "To: ops@example.com\r\n")
 }
 
 func lastLines(s string, n int) string {
