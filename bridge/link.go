@@ -479,20 +479,36 @@ func (l *Link) queueNotice(data mailer.AlarmData, key string) bool {
 // enqueue renders data and queues it under key. It returns false only when
 // the mail could not be stored.
 func (l *Link) enqueue(data mailer.AlarmData, key string) bool {
-	sub, err := l.settings().tmpl.Render(data)
+	sub, err := l.render(data, key)
 	if err != nil {
 		l.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
 		return false
 	}
-	sub.Source, sub.Key = "serial:"+l.name, key
-	if _, err := l.b.spool.Enqueue(sub); err != nil && !errors.Is(err, mailer.ErrDuplicate) {
+	if _, err := l.store(sub); err != nil {
 		l.log.Error("cannot queue mail", "kind", data.Kind, "key", key, "err", err)
 		return false
 	}
-	if l.b.wake != nil {
+	return true
+}
+
+// render renders data as this link's mail under key.
+func (l *Link) render(data mailer.AlarmData, key string) (mailer.Submission, error) {
+	sub, err := l.settings().tmpl.Render(data)
+	sub.Source, sub.Key = "serial:"+l.name, key
+	return sub, err
+}
+
+// store queues sub in the spool and wakes the delivery loop. dup reports
+// that the spool had its key already (not an error).
+func (l *Link) store(sub mailer.Submission) (dup bool, err error) {
+	_, err = l.b.spool.Enqueue(sub)
+	if errors.Is(err, mailer.ErrDuplicate) {
+		return true, nil
+	}
+	if err == nil && l.b.wake != nil {
 		l.b.wake()
 	}
-	return true
+	return false, err
 }
 
 func (l *Link) send(f *protocol.Frame) {
@@ -645,27 +661,19 @@ func (l *Link) mailer(ctx context.Context) {
 
 		done := mailDone{boot: r.Boot, seq: r.Seq}
 		key := eventKey(l.name, r.Boot, r.Seq)
-		sub, err := l.settings().tmpl.Render(l.alarmData(&r, ""))
+		sub, err := l.render(l.alarmData(&r, ""), key)
 		if err != nil {
 			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
 			done.failed = true
-		} else {
-			sub.Source, sub.Key = "serial:"+l.name, key
-			_, err = l.b.spool.Enqueue(sub)
-			done.dup = errors.Is(err, mailer.ErrDuplicate)
-			if err != nil && !done.dup {
-				// The event is safe in the journal; the spool takes it later.
-				l.log.Error("cannot queue alarm, retrying", "key", key, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(digestRetry):
-				}
-				continue
+		} else if done.dup, err = l.store(sub); err != nil {
+			// The event is safe in the journal; the spool takes it later.
+			l.log.Error("cannot queue alarm, retrying", "key", key, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(digestRetry):
 			}
-			if !done.dup && l.b.wake != nil {
-				l.b.wake()
-			}
+			continue
 		}
 		select {
 		case l.mailed <- done:
