@@ -99,8 +99,8 @@ func repair(data []byte, info repairInfo) []byte {
 			for j < len(hdr) && (hdr[j][0] == ' ' || hdr[j][0] == '\t') {
 				j++
 			}
-			if field := bytes.Join(hdr[i:j], []byte("\r\n")); has8bit(field) {
-				val := strings.TrimSpace(string(bytes.Join(hdr[i:j], nil)[n:]))
+			if field := bytes.Join(hdr[i:j], nil); has8bit(field) {
+				val := strings.TrimSpace(string(field[n:]))
 				charset := "utf-8"
 				if !utf8.ValidString(val) {
 					charset = "iso-8859-1"
