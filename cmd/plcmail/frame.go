@@ -113,33 +113,30 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 		return usageError("frame %s: %s does not apply to %s frames (they take: --%s)", typ, strings.Join(bad, ", "), typ, strings.Join(frameFlags[typ], ", --"))
 	}
 
-	// Numbers: name, text, bit size, destination.
 	if !set["seq"] {
 		*seq = "0"
 		if typ == protocol.TypeHello || typ == protocol.TypeEvent {
 			*seq = "1"
 		}
 	}
-	var n32 [4]uint64
-	var n16 [2]uint64
-	var n8 [2]uint64
-	for _, p := range []struct {
-		name, s string
-		bits    int
-		dst     *uint64
-	}{
-		{"boot", *boot, 32, &n32[0]}, {"seq", *seq, 32, &n32[1]}, {"uptime", *uptime, 32, &n32[2]},
-		{"code", *code, 16, &n16[0]}, {"smtp-code", *smtpCode, 16, &n16[1]},
-		{"reset-cause", *resetCause, 8, &n8[0]},
-	} {
-		v, err := strconv.ParseUint(p.s, 0, p.bits)
-		if err != nil {
-			return usageError("frame %s: --%s %q: want an unsigned %d-bit number", typ, p.name, p.s, p.bits)
+	// num parses a numeric flag; the first bad one is reported.
+	var numErr error
+	num := func(name, s string, bits int) uint64 {
+		v, err := strconv.ParseUint(s, 0, bits)
+		if err != nil && numErr == nil {
+			numErr = usageError("frame %s: --%s %q: want an unsigned %d-bit number", typ, name, s, bits)
 		}
-		*p.dst = v
+		return v
 	}
-	f.Boot, f.Seq, f.Uptime = uint32(n32[0]), uint32(n32[1]), uint32(n32[2])
-	f.Code, f.SMTPCode, f.ResetCause = uint16(n16[0]), uint16(n16[1]), uint8(n8[0])
+	f.Boot = uint32(num("boot", *boot, 32))
+	f.Seq = uint32(num("seq", *seq, 32))
+	f.Uptime = uint32(num("uptime", *uptime, 32))
+	f.Code = uint16(num("code", *code, 16))
+	f.SMTPCode = uint16(num("smtp-code", *smtpCode, 16))
+	f.ResetCause = uint8(num("reset-cause", *resetCause, 8))
+	if numErr != nil {
+		return numErr
+	}
 
 	switch typ {
 	case protocol.TypeHello:
