@@ -394,8 +394,7 @@ func (l *Link) frameError(err error, now time.Time) {
 		}
 		l.nakCount++
 	}
-	l.update(func(s *LinkStatus) { s.Naks++ })
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: fe.Boot, Seq: fe.Seq, NakReason: reason})
+	l.nak(fe.Boot, fe.Seq, reason)
 }
 
 // frameSeen does the link supervision for any valid frame.
@@ -536,9 +535,15 @@ func (l *Link) ack(f *protocol.Frame, res protocol.AckResult) {
 	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeAck, Boot: f.Boot, Seq: f.Seq, AckResult: res})
 }
 
-func (l *Link) nakBusy(f *protocol.Frame) {
-	l.update(func(s *LinkStatus) { s.Naks++; s.Busy++ })
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: f.Boot, Seq: f.Seq, NakReason: protocol.NakBusy})
+// nak refuses frame (boot, seq); NakBusy means nothing could be stored.
+func (l *Link) nak(boot, seq uint32, reason protocol.NakReason) {
+	l.update(func(s *LinkStatus) {
+		s.Naks++
+		if reason == protocol.NakBusy {
+			s.Busy++
+		}
+	})
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: boot, Seq: seq, NakReason: reason})
 }
 
 func (l *Link) sendDelivery(d delivery) {
@@ -611,7 +616,7 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	}
 	if err := l.j.append(&r); err != nil {
 		l.log.Error("cannot record event, NAK busy", "key", eventKey(l.name, f.Boot, f.Seq), "err", err)
-		l.nakBusy(f)
+		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
 	l.st.apply(&r)
@@ -802,11 +807,11 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 		}
 	}
 	if !ok {
-		l.nakBusy(f)
+		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
 	if err := l.journal(&record{T: "hello", Boot: f.Boot, Seq: f.Seq, Active: active}); err != nil {
-		l.nakBusy(f)
+		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
 	if f.Boot != prevBoot {
