@@ -18,11 +18,6 @@ import (
 	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
-// gatewayConfig is a full configuration pointing at u.
-func gatewayConfig(t *testing.T, u *mailertest.Upstream) *config.Config {
-	return u.GatewayConfig(t)
-}
-
 var testData = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n\r\n.dot at line start\r\nline with bare LF\nend\r\n")
 
 // wireData is testData as it must arrive: SMTP carries lines in CRLF.
@@ -62,7 +57,7 @@ func TestDeliverSecurityAndAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := mailertest.NewUpstream(t, mailertest.Options{Security: tc.security, AuthMechs: tc.mechs,
 				RequireAuth: tc.wantMech != "", AllowInsecureAuth: tc.security == mailertest.Plain})
-			cfg := gatewayConfig(t, u)
+			cfg := u.GatewayConfig(t)
 			cfg.Upstream.Auth = tc.auth
 			if tc.auth == "xoauth2" { // the token comes from the password file
 				pf := filepath.Join(t.TempDir(), "token")
@@ -93,7 +88,7 @@ func TestDeliverSecurityAndAuth(t *testing.T) {
 // would even take AUTH in clear) gets neither credentials nor mail.
 func TestStartTLSMandatory(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, AllowInsecureAuth: true})
-	cfg := gatewayConfig(t, u)
+	cfg := u.GatewayConfig(t)
 	cfg.Upstream.Security = config.SecurityStartTLS
 	var dialogue bytes.Buffer
 	err := sendOne(t, cfg, &dialogue)
@@ -142,7 +137,7 @@ func TestCertificateVerification(t *testing.T) {
 	t.Run("other CA", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{})
 		other := mailertest.NewUpstream(t, mailertest.Options{}) // a different test CA
-		cfg := gatewayConfig(t, u)
+		cfg := u.GatewayConfig(t)
 		cfg.Upstream.CAFile = other.CAFile
 		err := sendOne(t, cfg, nil)
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -152,7 +147,7 @@ func TestCertificateVerification(t *testing.T) {
 	})
 	t.Run("no ca_file", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.TLS})
-		cfg := gatewayConfig(t, u)
+		cfg := u.GatewayConfig(t)
 		cfg.Upstream.CAFile = ""
 		if err := sendOne(t, cfg, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v, want a certificate error", err)
@@ -161,7 +156,7 @@ func TestCertificateVerification(t *testing.T) {
 	})
 	t.Run("wrong host name", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{CertHosts: []string{"mail.example.net"}})
-		cfg := gatewayConfig(t, u)
+		cfg := u.GatewayConfig(t)
 		err := sendOne(t, cfg, nil)
 		if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
 			t.Fatalf("err = %v, want a name mismatch", err)
@@ -184,7 +179,7 @@ func assertNothingSent(t *testing.T, u *mailertest.Upstream) {
 
 func TestFingerprintPinning(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{SelfSigned: true, CertHosts: []string{"self-signed.example"}})
-	cfg := gatewayConfig(t, u) // pins u.Fingerprint, no ca_file
+	cfg := u.GatewayConfig(t) // pins u.Fingerprint, no ca_file
 	if err := sendOne(t, cfg, nil); err != nil {
 		t.Fatalf("matching pin refused: %v", err)
 	}
@@ -222,7 +217,7 @@ func TestDialogueMasksSecrets(t *testing.T) {
 		t.Run(tc.mech+"/"+tc.security, func(t *testing.T) {
 			u := mailertest.NewUpstream(t, mailertest.Options{Security: tc.security,
 				AuthMechs: []string{"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"}, RequireAuth: true})
-			cfg := gatewayConfig(t, u)
+			cfg := u.GatewayConfig(t)
 			cfg.Upstream.Auth = tc.mech
 			var d bytes.Buffer
 			if err := sendOne(t, cfg, &d); err != nil {
@@ -258,7 +253,7 @@ func TestDialogueMasksSecrets(t *testing.T) {
 
 func TestAuthFailureIsTemporary(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
-	cfg := gatewayConfig(t, u)
+	cfg := u.GatewayConfig(t)
 	cfg.Upstream.Password = "wrong"
 	err := sendOne(t, cfg, nil)
 	var ce *ConnError
@@ -269,7 +264,7 @@ func TestAuthFailureIsTemporary(t *testing.T) {
 
 func TestTestMessageIsValid(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := gatewayConfig(t, u)
+	cfg := u.GatewayConfig(t)
 	msg := TestMessage(cfg, "ops@example.com", time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	for _, h := range []string{"From: ", "To: <ops@example.com>", "Date: Sun, 01 Mar 2026 12:00:00 +0000", "Message-ID: <", "Subject: "} {
 		if !bytes.Contains(msg, []byte(h)) {
@@ -302,7 +297,7 @@ func TestSilentUpstreamTimesOut(t *testing.T) {
 		}
 	}()
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := gatewayConfig(t, u)
+	cfg := u.GatewayConfig(t)
 	cfg.Upstream.Port = ln.Addr().(*net.TCPAddr).Port
 	cfg.Upstream.Timeout = config.Duration(300 * time.Millisecond)
 	start := time.Now()
@@ -318,7 +313,7 @@ func TestSilentUpstreamTimesOut(t *testing.T) {
 
 func TestNullSenderAndUTF8(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := gatewayConfig(t, u)
+	cfg := u.GatewayConfig(t)
 	data := []byte("Subject: =?utf-8?q?St=C3=B6rung?=\r\n\r\nK\xc3\xbchlung ausgefallen\r\n")
 	if err := SendNow(context.Background(), cfg, Envelope{From: "", To: []string{"ops@example.com"}}, data, nil); err != nil {
 		t.Fatal(err)
