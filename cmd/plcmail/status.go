@@ -45,18 +45,15 @@ type statusSnapshot struct {
 	SMTP  []string            `json:"smtp_listen,omitempty"`
 }
 
-// statusComponent is the part of serve that answers `plcmail status`. links
-// may be nil (no [[serial]]). It never stops the gateway: if the socket
-// cannot be created the gateway runs on without it, and says so in the log.
+// statusComponent is the part of serve that answers `plcmail status`. It
+// never stops the gateway: if the socket cannot be created the gateway runs
+// on without it, and says so in the log.
 func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queue, links *bridge.Bridge, log *slog.Logger) component {
 	started := time.Now()
 	collect := func() statusSnapshot {
 		s := statusSnapshot{
 			Version: readBuildInfo().Version, PID: os.Getpid(), Config: cfg.File,
-			Started: started, Now: time.Now(), Queue: queue.Stats(), Links: []bridge.LinkStatus{},
-		}
-		if links != nil {
-			s.Links = links.Status()
+			Started: started, Now: time.Now(), Queue: queue.Stats(), Links: links.Status(),
 		}
 		if dead, err := spool.ListDead(); err == nil {
 			s.Dead = len(dead)
