@@ -92,24 +92,20 @@ type Link struct {
 	outWake chan struct{}
 
 	// Owned by run.
-	w           io.Writer // the open port, nil while disconnected
-	dec         *protocol.Decoder
-	started     time.Time
-	lastFrame   time.Time // zero: none since the gateway started
-	openedAt    time.Time
-	holdoff     map[holdKey]time.Time
-	digestDue   time.Time
-	mailRetry   time.Time
-	noticeRetry time.Time
-	nakSecond   time.Time
-	nakCount    int
-	// frame error log rate limit
-	errLogSecond     time.Time
-	errLogCount      int
-	errLogSuppressed int
-	wbuf             []byte
-	portKey          string // the port settings of the open port
-	lastDecStats     protocol.Stats
+	w            io.Writer // the open port, nil while disconnected
+	dec          *protocol.Decoder
+	started      time.Time
+	lastFrame    time.Time // zero: none since the gateway started
+	openedAt     time.Time
+	holdoff      map[holdKey]time.Time
+	digestDue    time.Time
+	mailRetry    time.Time
+	noticeRetry  time.Time
+	nakRate      perSecond // NAKs of reason bad frame
+	errLogRate   perSecond // frame errors logged
+	wbuf         []byte
+	portKey      string // the port settings of the open port
+	lastDecStats protocol.Stats
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -369,32 +365,44 @@ func (l *Link) frameError(err error, now time.Time) {
 	}
 	// Line noise can produce thousands of errors a second: log a few per
 	// second at info level; all are counted in the status.
-	if now.Sub(l.errLogSecond) >= time.Second {
-		if l.errLogSuppressed > 0 {
-			l.log.Info("frame errors not logged", "count", l.errLogSuppressed)
-		}
-		l.errLogSecond, l.errLogCount, l.errLogSuppressed = now, 0, 0
+	logIt, notLogged := l.errLogRate.allow(now, naksPerSecond)
+	if notLogged > 0 {
+		l.log.Info("frame errors not logged", "count", notLogged)
 	}
-	if l.errLogCount < naksPerSecond {
-		l.errLogCount++
+	if logIt {
 		l.log.Info("frame error", "err", err)
-	} else {
-		l.errLogSuppressed++
 	}
 	if errors.Is(err, protocol.ErrTooLong) {
 		return // reported before its delimiter: maybe idle noise (SPEC §4.5)
 	}
 	reason := fe.NakReason()
 	if reason == protocol.NakBadFrame {
-		if now.Sub(l.nakSecond) >= time.Second {
-			l.nakSecond, l.nakCount = now, 0
-		}
-		if l.nakCount >= naksPerSecond {
+		if ok, _ := l.nakRate.allow(now, naksPerSecond); !ok {
 			return
 		}
-		l.nakCount++
 	}
 	l.nak(fe.Boot, fe.Seq, reason)
+}
+
+// perSecond admits up to max events in each one-second window.
+type perSecond struct {
+	start   time.Time
+	n       int // admitted in the current window
+	refused int // refused in the current window
+}
+
+// allow reports whether one more event fits in the current window; when now
+// opens a new window, refused is how many the previous one turned away.
+func (w *perSecond) allow(now time.Time, max int) (ok bool, refused int) {
+	if now.Sub(w.start) >= time.Second {
+		refused, w.start, w.n, w.refused = w.refused, now, 0, 0
+	}
+	if w.n >= max {
+		w.refused++
+		return false, refused
+	}
+	w.n++
+	return true, refused
 }
 
 // frameSeen does the link supervision for any valid frame.
