@@ -254,13 +254,13 @@ Error parseRaw(const uint8_t* raw, uint8_t len, Frame* f) {
 }
 
 uint8_t encodeRaw(const Frame* f, uint8_t* raw) {
+  // validate() also holds nActive, nValues and textLen to their limits and
+  // the version to kVersion, which header() writes.
   if (validate(f) != kOK) return 0;
   FrameWriter w(raw, kMaxFrame);
   w.header(f->type, f->boot, f->seq);
-  raw[0] = f->version;
   switch (f->type) {
     case kTypeHello:
-      if (f->nActive > kMaxActive) return 0;
       w.u32(f->uptime);
       w.u8(f->resetCause);
       w.u8(f->activeTotal);
@@ -271,7 +271,6 @@ uint8_t encodeRaw(const Frame* f, uint8_t* raw) {
       }
       break;
     case kTypeEvent:
-      if (f->nValues > kMaxValues || f->textLen > kMaxText) return 0;
       w.u16(f->code);
       w.u8(f->event);
       w.u8(f->severity);

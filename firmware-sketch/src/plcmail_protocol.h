@@ -85,8 +85,8 @@ int cobsDecode(const uint8_t* src, size_t len, uint8_t* dst);
 // the next one. The buffer must hold rawLen + 2 bytes (kMaxFrame + 2 at most).
 uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen);
 
-// Builds an unencoded frame into a caller buffer, field by field, so the
-// firmware can serialise compact queued records without a Frame struct.
+// Builds an unencoded frame into a caller buffer, field by field; encodeRaw's
+// helper. (The firmware builds its frames in place, see PlcMail::startFrame.)
 class FrameWriter {
  public:
   FrameWriter(uint8_t* buf, uint8_t cap) : buf_(buf), cap_(cap), len_(0) {}
@@ -99,8 +99,6 @@ class FrameWriter {
   // Appends the CRC and returns the raw frame length, or 0 when the frame did
   // not fit in the buffer.
   uint8_t finish();
-  uint8_t len() const { return len_; }
-  bool overflow() const { return len_ > cap_; }
 
  private:
   uint8_t* buf_;
