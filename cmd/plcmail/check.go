@@ -31,11 +31,7 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 			}
 			fmt.Fprintln(e.stdout, p)
 		}
-		noun := "problems"
-		if len(problems) == 1 {
-			noun = "problem"
-		}
-		fmt.Fprintf(e.stderr, "plcmail: %s: %d %s\n", e.configPath, len(problems), noun)
+		fmt.Fprintf(e.stderr, "plcmail: %s: %d %s\n", e.configPath, len(problems), plural(len(problems), "problem", "problems"))
 		return errSilent
 	}
 	fmt.Fprintf(e.stdout, "%s: ok\n", cfg.File)
