@@ -292,7 +292,7 @@ func (q *Queue) sleep(now time.Time) time.Duration {
 	q.smu.Lock()
 	// With every worker busy, or a probe under way, only expiry can be
 	// due before a worker kicks.
-	canSend := q.busy < q.connections() && !(q.connFails > 0 && q.probing)
+	canSend := q.freeWorkers() > 0
 	for id, m := range q.msgs {
 		if q.claimed[id] {
 			continue // its worker reports back through kick
@@ -396,14 +396,9 @@ func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 		}
 		due = append(due, m)
 	}
-	free := q.connections() - q.busy
-	switch {
-	case now.Before(q.holdUntil):
+	free := q.freeWorkers()
+	if now.Before(q.holdUntil) {
 		free = 0 // only expiry while the upstream is held down
-	case q.connFails > 0 && q.probing:
-		free = 0
-	case q.connFails > 0:
-		free = min(free, 1) // the upstream failed last time: one probe, not a stampede
 	}
 	var batches [][]Message
 	if free > 0 && len(due) > 0 {
@@ -442,6 +437,20 @@ func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 			return
 		}
 	}
+}
+
+// freeWorkers returns how many workers may take a batch, the upstream hold
+// aside: after a failed connection, one probes and the others wait for it.
+// The caller holds smu.
+func (q *Queue) freeWorkers() int {
+	free := q.connections() - q.busy
+	if q.connFails > 0 {
+		if q.probing {
+			return 0
+		}
+		return min(free, 1) // the upstream failed last time: one probe, not a stampede
+	}
+	return free
 }
 
 // worker owns one upstream connection at a time and delivers the batches
