@@ -92,20 +92,19 @@ type Link struct {
 	outWake chan struct{}
 
 	// Owned by run.
-	w            io.Writer // the open port, nil while disconnected
-	dec          *protocol.Decoder
-	started      time.Time
-	lastFrame    time.Time // zero: none since the gateway started
-	openedAt     time.Time
-	holdoff      map[holdKey]time.Time
-	digestDue    time.Time
-	mailRetry    time.Time
-	noticeRetry  time.Time
-	nakRate      perSecond // NAKs of reason bad frame
-	errLogRate   perSecond // frame errors logged
-	wbuf         []byte
-	portKey      string // the port settings of the open port
-	lastDecStats protocol.Stats
+	w           io.Writer // the open port, nil while disconnected
+	dec         *protocol.Decoder
+	started     time.Time
+	lastFrame   time.Time // zero: none since the gateway started
+	openedAt    time.Time
+	holdoff     map[holdKey]time.Time
+	digestDue   time.Time
+	noticeRetry time.Time
+	nakRate     perSecond // NAKs of reason bad frame
+	errLogRate  perSecond // frame errors logged
+	wbuf        []byte
+	portKey     string // the port settings of the open port
+	decErrors   uint64 // the decoder's error count last put in the status
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -323,11 +322,10 @@ var errReconfigured = errors.New("port settings changed")
 func (l *Link) settings() *settings { return l.b.rt.Load() }
 
 func (l *Link) syncDecoderStats() {
-	st := l.dec.Stats()
-	if st.Errors() != l.lastDecStats.Errors() {
-		l.update(func(s *LinkStatus) { s.FrameErrors = st.Errors() })
+	if n := l.dec.Stats().Errors(); n != l.decErrors {
+		l.decErrors = n
+		l.update(func(s *LinkStatus) { s.FrameErrors = n })
 	}
-	l.lastDecStats = st
 }
 
 // emit handles one decoder result; f is only valid during the call.
