@@ -244,6 +244,25 @@ func TestStrings(t *testing.T) {
 	if k, err := ParseType("delivery"); err != nil || k != TypeDelivery {
 		t.Error("ParseType")
 	}
+	for _, tt := range []struct{ got, want string }{
+		{EventKind(0).String(), "event-0"}, {Severity(4).String(), "severity-4"}, {ValueKind(5).String(), "kind-5"},
+		{AckDuplicate.String(), "duplicate"}, {AckResult(2).String(), "result-2"},
+		{NakBusy.String(), "busy"}, {NakReason(0).String(), "reason-0"},
+		{DeliveryFailed.String(), "failed"}, {DeliveryStatus(3).String(), "status-3"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	if r, err := ParseAckResult("duplicate"); err != nil || r != AckDuplicate {
+		t.Error("ParseAckResult")
+	}
+	if _, err := ParseAckResult(""); err == nil || err.Error() != `unknown ACK result "" (want queued or duplicate)` {
+		t.Errorf("ParseAckResult(\"\"): %v", err)
+	}
+	if _, err := ParseNakReason("x"); err == nil || err.Error() != `unknown NAK reason "x" (want bad-frame, version, unknown-type, malformed or busy)` {
+		t.Errorf("ParseNakReason(x): %v", err)
+	}
 }
 
 // TestDecodeAllocs: decoding valid frames allocates nothing, whatever the
