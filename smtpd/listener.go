@@ -25,9 +25,8 @@ type gateListener struct {
 	tlsOffered bool // STARTTLS is offered: lineFixer must step aside after it
 
 	mu    sync.Mutex
-	total int
 	perIP map[netip.Addr]int
-	conns map[*gateConn]struct{}
+	conns map[*gateConn]struct{} // open connections; len is the total
 }
 
 // refusalLinger is how long a refused connection is kept half-open so the
@@ -64,7 +63,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		}
 		g.mu.Lock()
 		switch {
-		case g.total >= g.maxTotal:
+		case len(g.conns) >= g.maxTotal:
 			g.mu.Unlock()
 			g.log.Warn("smtp: connection refused", "peer", c.RemoteAddr().String(), "reason", "max_connections reached", "limit", g.maxTotal)
 			g.refuse(c, "421 4.7.0 Too many connections, try again later\r\n")
@@ -75,7 +74,6 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			g.refuse(c, "421 4.7.0 Too many connections from your address, try again later\r\n")
 			continue
 		}
-		g.total++
 		g.perIP[ip]++
 		gc := &gateConn{Conn: c, gate: g, ip: ip}
 		gc.fix.tls = g.tlsOffered
@@ -123,7 +121,6 @@ func (g *gateListener) release(c *gateConn) {
 		return
 	}
 	delete(g.conns, c)
-	g.total--
 	if g.perIP[c.ip]--; g.perIP[c.ip] <= 0 {
 		delete(g.perIP, c.ip)
 	}
@@ -161,7 +158,7 @@ func (g *gateListener) closeAll() {
 func (g *gateListener) active() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.total
+	return len(g.conns)
 }
 
 func peerAddr(c net.Conn) netip.Addr {
