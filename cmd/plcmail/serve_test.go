@@ -162,11 +162,20 @@ func TestServeRefusesSecondInstance(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+	if !poll(15*time.Second, cond) {
+		t.Fatalf("timed out waiting: %s", what)
+	}
+}
+
+// poll checks cond every 20 ms until it holds (true) or timeout has passed
+// (false).
+func poll(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
+			return false
 		}
 	}
+	return true
 }
 
 var (
@@ -282,26 +291,12 @@ func (d *daemon) logs() string {
 // waitRunning waits until the process started last has said it runs, so
 // that a signal reaches main's handlers rather than a starting runtime.
 func (d *daemon) waitRunning(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if strings.Count(d.logs(), "plcmail running") > d.runningBefore {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return poll(timeout, func() bool { return strings.Count(d.logs(), "plcmail running") > d.runningBefore })
 }
 
 // waitLog waits until the daemon's log contains s.
 func (d *daemon) waitLog(s string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if strings.Contains(d.logs(), s) {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return poll(timeout, func() bool { return strings.Contains(d.logs(), s) })
 }
 
 // TestQueueFlushWakesServe: a message waiting out a long backoff goes out at
