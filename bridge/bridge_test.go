@@ -11,12 +11,8 @@ import (
 )
 
 func TestRaiseClearMailed(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 7)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{}, 7)
+	dir := g.dir
 
 	raise := p.event(17, protocol.EventRaise, "P1 < 90", protocol.Float32Value(87.5))
 	p.expectAck(raise, protocol.AckQueued)
@@ -66,12 +62,8 @@ func TestRaiseClearMailed(t *testing.T) {
 }
 
 func TestDuplicateFrameAckedNotMailedTwice(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 9)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{}, 9)
+	dir := g.dir
 	ev := p.event(17, protocol.EventRaise, "x")
 	p.expectAck(ev, protocol.AckQueued)
 	for i := 0; i < 3; i++ { // the PLC missed the ACK and retransmits the same bytes
@@ -89,12 +81,7 @@ func TestDuplicateFrameAckedNotMailedTwice(t *testing.T) {
 }
 
 func TestGarbageAndTruncatedFrames(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 3)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{}, 3)
 
 	good, _ := protocol.AppendEncoded(nil, &protocol.Frame{Version: 1, Type: protocol.TypeEvent, Boot: 3, Seq: 2,
 		Code: 17, Event: protocol.EventRaise})
@@ -142,12 +129,8 @@ func TestGarbageAndTruncatedFrames(t *testing.T) {
 }
 
 func TestHeartbeatTimeoutOneOfflineOneOnline(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{heartbeat: "1s"}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 5)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{heartbeat: "1s"}, 5)
+	dir := g.dir
 	// Silence for 3 heartbeat timeouts: exactly one offline mail.
 	g.waitFor("offline notice", func() bool { return countKind(spoolMessages(t, dir), "PLC offline") == 1 })
 	time.Sleep(2500 * time.Millisecond)
@@ -283,12 +266,8 @@ func TestResetGraceNoNakForBootloaderNoise(t *testing.T) {
 // TestWireTextCannotInjectHeaders sends header-injection attempts as event
 // text over the line: the mails keep their recipients and headers.
 func TestWireTextCannotInjectHeaders(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 6)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{}, 6)
+	dir := g.dir
 	attacks := []string{"x\r\nBcc: evil@x", "\r\n\r\nforged body", "y\nTo: evil@x\n", "{{.Link}}\x00\x1b"}
 	for _, a := range attacks {
 		p.expectAck(p.event(17, protocol.EventRaise, a), protocol.AckQueued)

@@ -20,12 +20,8 @@ func TestFloodBoundedAndAccounted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 events over a pty")
 	}
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{holdoff: "5m", maxPerMin: 20, digestDelay: "300ms"}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 77)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{holdoff: "5m", maxPerMin: 20, digestDelay: "300ms"}, 77)
+	dir := g.dir
 	const n = 10000
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -84,12 +80,8 @@ func TestFloodBoundedAndAccounted(t *testing.T) {
 // TestHoldoffRaiseAndClearInDigest: a flapping alarm is mailed once per
 // event kind, and the repeated raise and clear are both in the digest.
 func TestHoldoffRaiseAndClearInDigest(t *testing.T) {
-	m, slave := openPty(t)
-	dir := t.TempDir()
-	g := startGateway(t, testCfg(t, slave, testOpts{holdoff: "1h", digestDelay: "200ms"}), dir)
-	g.waitConnected()
-	p := newPLC(t, m, 4)
-	p.expectAck(p.hello(), protocol.AckQueued)
+	g, p := startHello(t, testOpts{holdoff: "1h", digestDelay: "200ms"}, 4)
+	dir := g.dir
 	for i := 0; i < 3; i++ {
 		p.expectAck(p.event(17, protocol.EventRaise, fmt.Sprintf("r%d", i)), protocol.AckQueued)
 		p.expectAck(p.event(17, protocol.EventClear, fmt.Sprintf("c%d", i)), protocol.AckQueued)

@@ -398,3 +398,15 @@ func journaled(t testing.TB, dir string, boot, seq uint32) bool {
 	}
 	return strings.Contains(string(data), fmt.Sprintf(`"t":"ev","b":%d,"s":%d,`, boot, seq))
 }
+
+// startHello starts a gateway for one link on a fresh pty (options o) and a
+// PLC of boot id boot on the other end, whose HELLO is ACKed.
+func startHello(t testing.TB, o testOpts, boot uint32) (*gateway, *plc) {
+	t.Helper()
+	m, slave := openPty(t)
+	g := startGateway(t, testCfg(t, slave, o), t.TempDir())
+	g.waitConnected()
+	p := newPLC(t, m, boot)
+	p.expectAck(p.hello(), protocol.AckQueued)
+	return g, p
+}
