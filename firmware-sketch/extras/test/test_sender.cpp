@@ -118,6 +118,15 @@ void runUntil(PlcMail& pm, uint32_t until) {
   }
 }
 
+// Starts pm with boot id `boot`, sends its HELLO (left in link.out) and lets
+// it take the ACK: the next raise() is sequence 2 and goes out at the next poll.
+void beginAcked(PlcMail& pm, FakeLink& link, uint32_t boot) {
+  pm.begin(boot, 0);
+  pm.poll();
+  link.ack(boot, 1);
+  pm.poll();
+}
+
 void reset() {
   fakeMillis = 1000;
   statuses.clear();
@@ -243,10 +252,7 @@ void testNakHandling() {
   FakeLink link;
   PlcMail pm(link);
   pm.onStatus(onStatus);
-  pm.begin(5, 0);
-  pm.poll();
-  link.ack(5, 1);
-  pm.poll();
+  beginAcked(pm, link, 5);
   pm.raise(1, PLCMAIL_ALARM);
   pm.raise(2, PLCMAIL_ALARM);
   pm.poll();
@@ -285,10 +291,7 @@ void testQueueFullResyncs() {
   FakeLink link;
   PlcMail pm(link);
   pm.onStatus(onStatus);
-  pm.begin(21, 0);
-  pm.poll();
-  link.ack(21, 1);
-  pm.poll();
+  beginAcked(pm, link, 21);
   link.frames();
   for (int i = 0; i < PLCMAIL_QUEUE_LEN; i++) CHECK_EQ(pm.raise(100 + i, PLCMAIL_WARNING), 2 + i);
   CHECK_EQ(pm.raise(200, PLCMAIL_CRITICAL), 0);  // full
@@ -421,10 +424,7 @@ void testDeliveryStatus() {
   FakeLink link;
   PlcMail pm(link);
   pm.onStatus(onStatus);
-  pm.begin(13, 0);
-  pm.poll();
-  link.ack(13, 1);
-  pm.poll();
+  beginAcked(pm, link, 13);
   uint32_t seq = pm.raise(17, PLCMAIL_ALARM);
   pm.poll();
   link.ack(13, seq);
@@ -484,10 +484,7 @@ void testEventText() {
   reset();
   FakeLink link;
   PlcMail pm(link);
-  pm.begin(15, 0);
-  pm.poll();
-  link.ack(15, 1);
-  pm.poll();
+  beginAcked(pm, link, 15);
   link.frames();
   pm.raise(9, PLCMAIL_CRITICAL, 1.5f, F("oil pressure low"));
   pm.raise(10, PLCMAIL_CRITICAL, 2.0f, F("this text is far longer than thirty-two bytes"));
