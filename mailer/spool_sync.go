@@ -19,8 +19,7 @@ type groupSync struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	started uint64 // fsyncs started; while running, the running one is number started
-	done    uint64 // number of the last completed fsync
-	running bool
+	done    uint64 // number of the last completed fsync; done < started while one runs
 	failed  uint64 // number of the last fsync that failed, 0 when none did
 	failErr error
 }
@@ -42,17 +41,15 @@ func (g *groupSync) Sync() error {
 	// one numbered after it is known to cover the change.
 	need := g.started + 1
 	for g.done < need {
-		if g.running {
+		if g.done < g.started { // one is running
 			g.cond.Wait()
 			continue
 		}
-		g.running = true
 		g.started++
 		n := g.started
 		g.mu.Unlock()
 		err := g.sync()
 		g.mu.Lock()
-		g.running = false
 		g.done = n
 		if err != nil {
 			g.failed, g.failErr = n, err
