@@ -411,27 +411,29 @@ func (t *Templates) fill(d *AlarmData) {
 		d.Site = t.site
 	}
 	if d.Kind == KindAlarm {
-		if d.Name == "" {
-			d.Name = t.Name(d.Code)
-		}
-		if d.Name == "" {
-			d.Name = "Alarm " + strconv.Itoa(d.Code)
-		}
+		d.Name = t.nameOr(d.Code, d.Name)
 		d.Severity = t.Severity(d.Code, d.Severity)
 	}
 	for _, list := range [][]Entry{d.Digest, d.Active} {
 		for i := range list {
 			e := &list[i]
 			e.Text = SanitizeText(e.Text)
-			if e.Name == "" {
-				e.Name = t.Name(e.Code)
-			}
-			if e.Name == "" {
-				e.Name = "Alarm " + strconv.Itoa(e.Code)
-			}
+			e.Name = t.nameOr(e.Code, e.Name)
 			e.Severity = t.Severity(e.Code, e.Severity)
 		}
 	}
+}
+
+// nameOr returns name, or when it is empty the configured name of code, or
+// "Alarm <code>".
+func (t *Templates) nameOr(code int, name string) string {
+	if name == "" {
+		name = t.Name(code)
+	}
+	if name == "" {
+		name = "Alarm " + strconv.Itoa(code)
+	}
+	return name
 }
 
 func (t *Templates) digestRecipients(d AlarmData) (to, cc []string) {
