@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plcmail/plcmail/internal/testenv"
 )
 
 // Real clients that nobody on this project wrote: swaks, Python's smtplib
 // and curl.
 
 func TestSwaks(t *testing.T) {
-	swaks := needTool(t, "swaks")
+	swaks := testenv.NeedTool(t, "swaks", "swaks")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "press1.secret")
 	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
@@ -75,7 +77,7 @@ password_file = %q
 }
 
 func TestPythonSmtplib(t *testing.T) {
-	python := needTool(t, "python3")
+	python := testenv.NeedTool(t, "python3", "python3")
 	g := startGateway(t, `allowed_recipients = ["example.com"]
 max_message_bytes = 65536`)
 	out, err := runTool(t, "", python, "testdata/smtplib_client.py", g.port)
@@ -125,7 +127,7 @@ max_message_bytes = 65536`)
 }
 
 func TestCurl(t *testing.T) {
-	curl := needTool(t, "curl")
+	curl := testenv.NeedTool(t, "curl", "curl")
 	g := startGateway(t, "")
 	msg := filepath.Join(t.TempDir(), "msg.txt")
 	// Bare LF, as a shell script on the gateway would write it.

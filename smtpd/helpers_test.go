@@ -260,20 +260,6 @@ func (s *session) send(data string) {
 	}
 }
 
-// needTool skips when a real client is not installed, and fails under CI,
-// where .ci/run installs it.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required under CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
-
 // runTool runs a client with a timeout and returns its combined output.
 func runTool(t *testing.T, stdin string, name string, args ...string) (string, error) {
 	t.Helper()
