@@ -259,7 +259,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	if scriptErr == nil {
 		// Every alarm is mailed once, and each mail's outcome goes back to
 		// the PLC as a DELIVERY frame.
-		scriptErr = plc.waitFor(ctx, func() bool {
+		scriptErr = waitUntil(ctx, func() bool {
 			return sink.count() >= plc.events() && plc.deliveries() >= plc.events()
 		}, 30*time.Second)
 		if scriptErr != nil {
@@ -333,21 +333,18 @@ type demoPLC struct {
 	// sends a delimiter when it opens the port.
 	heard chan struct{}
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every counter change
-	sum     demoSummary
+	mu  sync.Mutex
+	sum demoSummary
 }
 
 func newDemoPLC(w io.ReadWriter, pr *demoPrinter) *demoPLC {
 	return &demoPLC{w: w, pr: pr, boot: uint32(time.Now().Unix()), start: time.Now(),
-		acks: make(chan protocol.Frame, 16), heard: make(chan struct{}), changed: make(chan struct{})}
+		acks: make(chan protocol.Frame, 16), heard: make(chan struct{})}
 }
 
 func (p *demoPLC) update(f func(s *demoSummary)) {
 	p.mu.Lock()
 	f(&p.sum)
-	close(p.changed)
-	p.changed = make(chan struct{})
 	p.mu.Unlock()
 }
 
@@ -371,22 +368,20 @@ func (p *demoPLC) fill(s *demoSummary) {
 	s.MailDir = mailDir
 }
 
-// waitFor waits until cond holds, re-checking it on every counter change
-// and every 100 ms (the mail server counts on its own).
-func (p *demoPLC) waitFor(ctx context.Context, cond func() bool, timeout time.Duration) error {
+// waitUntil waits until cond holds, re-checking it every 100 ms: the mail
+// server counts on its own, so there is nothing to wait on but time.
+func waitUntil(ctx context.Context, cond func() bool, timeout time.Duration) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		p.mu.Lock()
-		ch := p.changed
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
 			return errors.New("timed out")
-		case <-ch:
-		case <-time.After(100 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 	return nil
