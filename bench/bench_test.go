@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/internal/testenv"
 )
 
 // TestScriptsParse runs `bash -n` on run.sh and parses the Python helpers.
@@ -30,10 +32,7 @@ func TestScriptsParse(t *testing.T) {
 	for _, c := range checks {
 		t.Run(c.tool, func(t *testing.T) {
 			if _, err := exec.LookPath(c.tool); err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("%s not installed (required in CI): %v", c.tool, err)
-				}
-				t.Skipf("%s not installed: %v", c.tool, err)
+				testenv.Missing(t, "%s not installed: %v", c.tool, err)
 			}
 			out, err := exec.Command(c.tool, c.args...).CombinedOutput()
 			if err != nil {
@@ -54,10 +53,7 @@ func TestSerialBenchAgainstServe(t *testing.T) {
 	}
 	for _, tool := range []string{"socat", "smtp-sink"} {
 		if _, err := lookTool(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not installed (required in CI): %v", tool, err)
-			}
-			t.Skipf("%s not installed: %v", tool, err)
+			testenv.Missing(t, "%s not installed: %v", tool, err)
 		}
 	}
 	dir := t.TempDir()

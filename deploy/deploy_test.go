@@ -16,21 +16,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-)
 
-// needTool skips when an external tool is missing, except in CI where a
-// missing tool means the CI setup is broken and the test must fail.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (CI must provide it): %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
+	"github.com/plcmail/plcmail/internal/testenv"
+)
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -307,12 +295,12 @@ func TestInstallCreatesUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a user (in a private mount namespace)")
 	}
-	needTool(t, "unshare")
+	testenv.NeedTool(t, "unshare", "util-linux")
 	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
 		t.Skipf("cannot create a mount namespace here: %v %s", err, out)
 	}
 	t.Run("shadow-utils", func(t *testing.T) {
-		needTool(t, "useradd")
+		testenv.NeedTool(t, "useradd", "passwd")
 		testInstallCreatesUser(t, "/bin/sh", os.Getenv("PATH"), "/usr/sbin/nologin")
 	})
 	// OpenWrt and Alpine have busybox adduser/addgroup instead of useradd.
@@ -476,7 +464,7 @@ func TestSystemdUnitHardening(t *testing.T) {
 // binary path pointed at a real plcmail so the Exec lines are checked too,
 // and records the exposure score of `systemd-analyze security`.
 func TestSystemdUnitVerify(t *testing.T) {
-	sa := needTool(t, "systemd-analyze")
+	sa := testenv.NeedTool(t, "systemd-analyze", "systemd")
 	bin := plcmailBinary(t)
 	unit, err := os.ReadFile("plcmail.service")
 	if err != nil {
@@ -596,7 +584,7 @@ func checkInitScript(t *testing.T, call func(conf, fn string) (string, error), b
 }
 
 func TestMakeCrossTargets(t *testing.T) {
-	needTool(t, "make")
+	testenv.NeedTool(t, "make", "make")
 	out, err := exec.Command("make", "-s", "-n", "-C", repoRoot(t), "cross").CombinedOutput()
 	if err != nil {
 		t.Fatalf("make -n cross: %v\n%s", err, out)
@@ -619,7 +607,7 @@ func TestMakeCrossTargets(t *testing.T) {
 // `plcmail demo` on it under qemu-user: pty ioctls, TLS, the spool's fsync
 // and the status socket all work on the target architecture.
 func TestMakeCrossBuild(t *testing.T) {
-	needTool(t, "make")
+	testenv.NeedTool(t, "make", "make")
 	targets := []struct {
 		target, file string
 		machine      elf.Machine
@@ -694,7 +682,7 @@ func TestMakeCrossBuild(t *testing.T) {
 			}
 			t.Logf("%s: %d bytes (%s)", tg.file, len(data), runtime.Version())
 
-			qemu := needTool(t, tg.qemu)
+			qemu := testenv.NeedTool(t, tg.qemu, "qemu-user")
 			mails := t.TempDir()
 			demo := exec.Command(qemu, bin, "demo", "--pace", "100ms", "--out", mails)
 			// A short TMPDIR: the demo's spool, and with it the status
@@ -727,7 +715,7 @@ func TestMakeCrossBuild(t *testing.T) {
 // TestMakeInstall checks the Makefile's install target end to end: it
 // builds the host binary and hands it to install.sh, whose result runs.
 func TestMakeInstall(t *testing.T) {
-	needTool(t, "make")
+	testenv.NeedTool(t, "make", "make")
 	dest := t.TempDir()
 	out, err := exec.Command("make", "-C", repoRoot(t), "install", "DESTDIR="+dest, "INSTALL_FLAGS=--no-user --systemd").CombinedOutput()
 	if err != nil {
@@ -749,7 +737,7 @@ func TestMakeInstall(t *testing.T) {
 // the PATH of an OpenWrt router, so scripts meant for one run with nothing
 // from GNU coreutils, dash or util-linux.
 func busyboxUserland(t *testing.T) string {
-	bb := needTool(t, "busybox")
+	bb := testenv.NeedTool(t, "busybox", "busybox")
 	out, err := exec.Command(bb, "--list").Output()
 	if err != nil {
 		t.Fatalf("busybox --list: %v", err)
