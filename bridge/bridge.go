@@ -81,17 +81,36 @@ func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.L
 	b := &Bridge{spool: spool, log: log, wake: wake, byName: map[string]*Link{}, openers: openers,
 		journalDir: filepath.Join(spool.Dir(), "links")}
 	b.rt.Store(st)
-	for i := range cfg.Serial {
-		l, err := newLink(b, &cfg.Serial[i], openers[cfg.Serial[i].Name], b.journalDir)
-		if err != nil {
-			for _, l := range b.links {
-				l.j.close()
-			}
-			return nil, fmt.Errorf("link %s: %w", cfg.Serial[i].Name, err)
-		}
+	links, err := b.openLinks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
 		b.addLink(l)
 	}
 	return b, nil
+}
+
+// openLinks prepares the links of cfg that b does not have yet, loading
+// their journals; if one fails, it closes the journals it opened. b.mu must
+// be held or b not yet shared.
+func (b *Bridge) openLinks(cfg *config.Config) ([]*Link, error) {
+	var added []*Link
+	for i := range cfg.Serial {
+		sc := &cfg.Serial[i]
+		if _, ok := b.byName[sc.Name]; ok {
+			continue
+		}
+		l, err := newLink(b, sc, b.openers[sc.Name], b.journalDir)
+		if err != nil {
+			for _, l := range added {
+				l.j.close()
+			}
+			return nil, fmt.Errorf("link %s: %w", sc.Name, err)
+		}
+		added = append(added, l)
+	}
+	return added, nil
 }
 
 // addLink registers l and starts it if Run is running; b.mu must be held
@@ -175,21 +194,10 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// New links first: if one cannot load its journal, nothing changes.
-	var added []*Link
-	for i := range cfg.Serial {
-		if _, ok := b.byName[cfg.Serial[i].Name]; ok {
-			continue
-		}
-		l, err := newLink(b, &cfg.Serial[i], b.openers[cfg.Serial[i].Name], b.journalDir)
-		if err != nil {
-			for _, l := range added {
-				l.j.close()
-			}
-			err = fmt.Errorf("link %s: %w", cfg.Serial[i].Name, err)
-			b.log.Error("reload refused, keeping the running configuration", "err", err)
-			return err
-		}
-		added = append(added, l)
+	added, err := b.openLinks(cfg)
+	if err != nil {
+		b.log.Error("reload refused, keeping the running configuration", "err", err)
+		return err
 	}
 	for name := range b.byName {
 		if _, ok := st.serial[name]; !ok {
