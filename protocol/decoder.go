@@ -141,7 +141,6 @@ func (d *Decoder) advance(n int) {
 
 // fail counts err and wraps it. Errors allocate; valid frames do not.
 func (d *Decoder) fail(err error, detail string) error {
-	fe := &FrameError{Err: err, Offset: d.start, Detail: detail}
 	switch err {
 	case ErrBadCOBS:
 		d.stats.BadCOBS++
@@ -158,10 +157,7 @@ func (d *Decoder) fail(err error, detail string) error {
 	case ErrMalformed:
 		d.stats.Malformed++
 	}
-	if fe.HeaderTrusted() {
-		fe.Boot, fe.Seq, fe.Type = d.frame.Boot, d.frame.Seq, d.frame.Type
-	}
-	return fe
+	return newFrameError(err, detail, &d.frame, d.start)
 }
 
 // Reader reads frames from an io.Reader, for tools such as plcmail decode.

@@ -420,6 +420,16 @@ func (e *FrameError) Error() string {
 
 func (e *FrameError) Unwrap() error { return e.Err }
 
+// newFrameError wraps the sentinel err, with the header of f when it is
+// trusted (see FrameError).
+func newFrameError(err error, detail string, f *Frame, offset int64) *FrameError {
+	fe := &FrameError{Err: err, Offset: offset, Detail: detail}
+	if fe.HeaderTrusted() {
+		fe.Boot, fe.Seq, fe.Type = f.Boot, f.Seq, f.Type
+	}
+	return fe
+}
+
 // NakReason is the reason the gateway puts in its NAK for this error.
 func (e *FrameError) NakReason() NakReason {
 	switch e.Err {
@@ -448,7 +458,7 @@ type payloadError string
 // gateway or the CLI sends can be refused as malformed by the other side.
 func (f *Frame) Validate() error {
 	if detail, err := f.validate(); err != nil {
-		return &FrameError{Err: err, Boot: f.Boot, Seq: f.Seq, Type: f.Type, Offset: -1, Detail: detail}
+		return newFrameError(err, detail, f, -1)
 	}
 	return nil
 }
@@ -596,11 +606,7 @@ func WriteFrame(w io.Writer, f *Frame) error {
 // it into f. Errors are *FrameError.
 func ParseRaw(raw []byte, f *Frame) error {
 	if detail, err := parseRaw(raw, f); err != nil {
-		fe := &FrameError{Err: err, Offset: -1, Detail: detail}
-		if fe.HeaderTrusted() {
-			fe.Boot, fe.Seq, fe.Type = f.Boot, f.Seq, f.Type
-		}
-		return fe
+		return newFrameError(err, detail, f, -1)
 	}
 	return nil
 }
