@@ -2,13 +2,13 @@ package smtpd
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"mime"
 	"net/mail"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/plcmail/plcmail/mailer"
 )
 
 // repairInfo is what repair needs to know about the transaction.
@@ -122,7 +122,7 @@ func repair(data []byte, info repairInfo) []byte {
 	}
 	if !have["message-id"] {
 		out = append(out, "Message-ID: "...)
-		out = append(out, newMessageID(info.Now, info.Hostname)...)
+		out = append(out, mailer.MessageID(info.Now, info.Hostname)...)
 		out = append(out, "\r\n"...)
 	}
 	if !have["from"] {
@@ -205,10 +205,4 @@ func has8bit(b []byte) bool {
 		}
 	}
 	return false
-}
-
-func newMessageID(now time.Time, host string) string {
-	var r [8]byte
-	rand.Read(r[:])
-	return "<" + now.UTC().Format("20060102150405") + "." + hex.EncodeToString(r[:]) + "@" + host + ">"
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -264,7 +262,7 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, n
 		hdrs = append(hdrs, header{name: "Date", lines: []string{"Date: " + now.Format(time.RFC1123Z)}})
 	}
 	if !has["message-id"] {
-		hdrs = append(hdrs, header{name: "Message-ID", lines: []string{"Message-ID: " + newMessageID(now, hostname)}})
+		hdrs = append(hdrs, header{name: "Message-ID", lines: []string{"Message-ID: " + mailer.MessageID(now, hostname)}})
 	}
 
 	var b bytes.Buffer
@@ -388,11 +386,4 @@ func checkEnvelopeAddress(a string) (string, error) {
 
 func cleanMailError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "mail: "))
-}
-
-// newMessageID makes a globally unique Message-ID in the gateway's domain.
-func newMessageID(now time.Time, hostname string) string {
-	var r [8]byte
-	rand.Read(r[:])
-	return fmt.Sprintf("<%s.%s@%s>", now.UTC().Format("20060102150405"), hex.EncodeToString(r[:]), hostname)
 }
