@@ -123,9 +123,15 @@ func (s *Serial) validate(v *validator, path string) {
 	if s.ResetGrace < 0 {
 		v.errf(path+".reset_grace", "must not be negative")
 	}
-	for i, a := range s.To {
+	checkAddresses(v, path+".to", s.To)
+}
+
+// checkAddresses reports each entry of list that is not a mail address, at
+// key[i].
+func checkAddresses(v *validator, key string, list []string) {
+	for i, a := range list {
 		if !looksLikeAddress(a) {
-			v.errf(fmt.Sprintf("%s.to[%d]", path, i), "%q is not a mail address", a)
+			v.errf(fmt.Sprintf("%s[%d]", key, i), "%q is not a mail address", a)
 		}
 	}
 }
@@ -164,16 +170,8 @@ func (a *Alarm) validate(v *validator, path string) {
 	if len(a.To) == 0 {
 		v.errf(path+".to", "required: at least one recipient")
 	}
-	for i, r := range a.To {
-		if !looksLikeAddress(r) {
-			v.errf(fmt.Sprintf("%s.to[%d]", path, i), "%q is not a mail address", r)
-		}
-	}
-	for i, r := range a.Cc {
-		if !looksLikeAddress(r) {
-			v.errf(fmt.Sprintf("%s.cc[%d]", path, i), "%q is not a mail address", r)
-		}
-	}
+	checkAddresses(v, path+".to", a.To)
+	checkAddresses(v, path+".cc", a.Cc)
 	if a.Holdoff < 0 {
 		v.errf(path+".holdoff", "must not be negative")
 	}
