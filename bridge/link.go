@@ -780,20 +780,24 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 		}
 		ok = l.queueNotice(data, key+"/restart") && ok
 	}
+	// reconcile mails one raise or clear the gateway had not heard.
+	reconcile := func(code int, event, sev, note string) bool {
+		r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: event, Sev: sev, Uptime: int64(f.Uptime), At: now.UTC()}
+		if !l.enqueue(l.alarmData(&r, note), fmt.Sprintf("%s/%s/%d", key, event, code)) {
+			ok = false
+			return false
+		}
+		l.update(func(s *LinkStatus) { s.Mailed++ })
+		return true
+	}
 	active := maps(l.st.Active)
 	for _, a := range f.ActiveAlarms() {
-		code := int(a.Code)
+		code, sev := int(a.Code), a.Severity.String()
 		if _, known := l.st.Active[code]; known {
 			continue
 		}
-		r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: "raise", Sev: a.Severity.String(),
-			Uptime: int64(f.Uptime), At: now.UTC()}
-		if l.enqueue(l.alarmData(&r, "This alarm was active when the PLC (re)connected; the gateway had not mailed it."),
-			fmt.Sprintf("%s/raise/%d", key, code)) {
-			active[code] = r.Sev
-			l.update(func(s *LinkStatus) { s.Mailed++ })
-		} else {
-			ok = false
+		if reconcile(code, "raise", sev, "This alarm was active when the PLC (re)connected; the gateway had not mailed it.") {
+			active[code] = sev
 		}
 	}
 	if complete {
@@ -801,14 +805,8 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 			if _, still := snapshot[code]; still {
 				continue
 			}
-			r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: "clear", Sev: sev,
-				Uptime: int64(f.Uptime), At: now.UTC()}
-			if l.enqueue(l.alarmData(&r, "This alarm cleared while the gateway did not hear the PLC (the PLC no longer reports it active)."),
-				fmt.Sprintf("%s/clear/%d", key, code)) {
+			if reconcile(code, "clear", sev, "This alarm cleared while the gateway did not hear the PLC (the PLC no longer reports it active).") {
 				delete(active, code)
-				l.update(func(s *LinkStatus) { s.Mailed++ })
-			} else {
-				ok = false
 			}
 		}
 	}
