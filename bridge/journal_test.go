@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/mailer"
 )
 
 func TestSeqSetMatchesMap(t *testing.T) {
@@ -90,5 +92,35 @@ func TestJournalReplay(t *testing.T) {
 		if !st2.pending[0].At.Equal(now) {
 			t.Errorf("time lost: %v", st2.pending[0].At)
 		}
+	}
+}
+
+// TestJournalCompactsOnMailedRecords: alarms mailed one by one append only
+// ev and mailed records, which must also compact an oversized journal.
+func TestJournalCompactsOnMailedRecords(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := mailer.OpenSpool(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBridge(testCfg(t, "/dev/null", testOpts{}), sp, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := b.links[0]
+	defer l.j.close()
+	r := record{T: "ev", Boot: 3, Seq: 2, Code: 17, Event: "raise", Sev: "alarm", At: time.Now().UTC()}
+	if err := l.j.append(&r); err != nil {
+		t.Fatal(err)
+	}
+	l.st.apply(&r)
+	l.j.size = compactBytes + 1 // as if many alarms had been mailed before
+	l.mailedDone(mailDone{boot: 3, seq: 2})
+	fi, err := os.Stat(l.j.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.j.size > compactBytes || l.j.size != fi.Size() || len(l.st.unmailed) != 0 {
+		t.Errorf("journal not compacted: size %d, file %d bytes, unmailed %d", l.j.size, fi.Size(), len(l.st.unmailed))
 	}
 }

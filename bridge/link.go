@@ -457,12 +457,18 @@ func (l *Link) journal(r *record) error {
 		l.log.Error("journal append failed", "err", err)
 	}
 	l.st.apply(r)
+	l.compact()
+	return err
+}
+
+// compact rewrites the journal once it is larger than compactBytes and no
+// held event waits for its digest.
+func (l *Link) compact() {
 	if l.j.size > compactBytes && len(l.st.pending) == 0 {
 		if err := l.j.rewrite(l.st); err != nil {
 			l.log.Error("journal compaction failed", "err", err)
 		}
 	}
-	return err
 }
 
 func (l *Link) noticeData(kind string, now time.Time) mailer.AlarmData {
@@ -722,6 +728,9 @@ func (l *Link) mailedDone(d mailDone) {
 			l.log.Error("journal append failed", "err", err)
 		}
 		l.st.apply(&mr)
+		// Alarms mailed one by one write only ev and mailed records: this
+		// is where a PLC that never restarts makes the journal grow.
+		l.compact()
 	}
 	l.update(func(s *LinkStatus) {
 		s.Unmailed = len(l.st.unmailed)
