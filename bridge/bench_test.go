@@ -10,9 +10,9 @@ import (
 
 // BenchmarkEventToAck measures, over a pty opened with the real serial
 // library, the time from the last byte of an EVENT frame written by the PLC
-// to its ACK read back: decode, render, spool write with fsync, journal
-// append with fsync, encode, write; the alarm mail is queued right after
-// the ACK by the link's mailer goroutine, concurrently with the next frame.
+// to its ACK read back: decode, journal append with fsync, encode, write;
+// the alarm mail is rendered and queued right after the ACK by the link's
+// mailer goroutine, concurrently with the next frame.
 //
 // ptys ignore the baud rate, so the line rate is imposed by the test: in the
 // "115200" cases the PLC writes all but the last byte of a frame, waits the
@@ -31,12 +31,7 @@ func BenchmarkEventToAck(b *testing.B) {
 		{"mailed-burst", testOpts{}, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			m, slave := openPty(b)
-			dir := b.TempDir()
-			g := startGateway(b, testCfg(b, slave, bc.opts), dir)
-			g.waitConnected()
-			p := newPLC(b, m, 1)
-			p.expectAck(p.hello(), protocol.AckQueued)
+			_, p := startHello(b, bc.opts, 1)
 			p.expectAck(p.event(17, protocol.EventRaise, "warm-up"), protocol.AckQueued)
 			lat := make([]time.Duration, 0, b.N)
 			var frameLen int
