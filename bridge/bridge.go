@@ -1,8 +1,9 @@
 // Package bridge connects PLC serial links to the mail spool.
 //
 // Each [[serial]] entry becomes a link: one goroutine owns the port, decodes
-// frames (package protocol), renders alarm mails (mailer.Templates), queues
-// them durably (mailer.Spool) and only then ACKs the frame. A link survives
+// frames (package protocol), appends each accepted event to the link's
+// journal (fsynced) and only then ACKs the frame; the alarm mail is rendered
+// (mailer.Templates) and queued durably (mailer.Spool) right after. A link survives
 // its port disappearing (USB unplug) by reopening it with backoff, supervises
 // the PLC with a heartbeat timeout, reconciles the PLC's active alarms after
 // a restart, and holds back floods of alarms into digest mails without
