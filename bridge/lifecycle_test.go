@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/protocol"
 	"go.bug.st/serial"
 )
@@ -161,12 +162,7 @@ func TestReloadKeepsLinks(t *testing.T) {
 // starting it again brings it back at the same path. The link must log,
 // reconnect and carry on without a restart of the bridge.
 func TestUnplugReplug(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("socat not installed (apt-get install socat)")
-		}
-		t.Skip("socat not installed")
-	}
+	testenv.NeedTool(t, "socat", "socat")
 	tmp := t.TempDir()
 	gwPath, plcPath := filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
 	startSocat := func() *exec.Cmd {
