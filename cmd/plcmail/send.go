@@ -172,24 +172,21 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// buildSubmission turns what sendmail got on stdin into a spooled message:
-// CRLF line endings, Bcc removed, and the headers every provider insists on
-// (From, Date, Message-ID) added when the script that called us left them out.
+// buildSubmission turns what sendmail got on stdin into a spooled message.
+// What only sendmail does stays here: a lone "." ends the message unless -i,
+// an mbox "From " line is dropped, and the recipients come from the command
+// line and, with -t, from To, Cc and Bcc. The message itself is repaired by
+// mailer.Repair, the cleanup the SMTP listener uses too, so a cron mail and
+// a PLC's SMTP mail get the same line endings, added fields and charset
+// declaration; Bcc is removed, since the other recipients must not see it.
 func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, now time.Time) (*mailer.Submission, error) {
-	lines := splitLines(raw)
 	if !o.ignoreDots {
-		for i, l := range lines {
-			if l == "." {
-				lines = lines[:i]
-				break
-			}
-		}
+		raw = cutAtDot(raw)
 	}
 	// An mbox "From " line from a script that pipes a stored mail: not a header.
-	if len(lines) > 0 && strings.HasPrefix(lines[0], "From ") {
-		lines = lines[1:]
+	if bytes.HasPrefix(raw, []byte("From ")) {
+		_, raw, _ = bytes.Cut(raw, []byte("\n"))
 	}
-	hdrs, body := splitHeader(lines)
 
 	envFrom := defaultFrom
 	if o.fromSet {
@@ -225,24 +222,15 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, n
 			return nil, err
 		}
 	}
-	has := map[string]bool{}
-	kept := hdrs[:0]
-	for _, h := range hdrs {
-		name := strings.ToLower(h.name)
-		has[name] = true
-		if o.extract && (name == "to" || name == "cc" || name == "bcc") {
-			if v := h.value(); strings.TrimSpace(v) != "" {
-				if err := add(h.name+" header", v); err != nil {
+	if o.extract {
+		for _, f := range mailer.RecipientFields(raw) {
+			if strings.TrimSpace(f.Value) != "" {
+				if err := add(f.Name+" header", f.Value); err != nil {
 					return nil, err
 				}
 			}
 		}
-		if name == "bcc" {
-			continue // never show blind copies to the other recipients
-		}
-		kept = append(kept, h)
 	}
-	hdrs = kept
 	if len(rcpts) == 0 {
 		if o.extract {
 			return nil, errors.New("no recipients in To, Cc or Bcc headers")
@@ -250,103 +238,36 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, n
 		return nil, errors.New("no recipients: give them as arguments, or use -t to read To, Cc and Bcc")
 	}
 
-	if !has["from"] {
-		addr := envFrom
-		if addr == "" {
-			addr = defaultFrom
-		}
-		from := (&mail.Address{Name: o.fullName, Address: addr}).String()
-		hdrs = append(hdrs, header{name: "From", lines: []string{"From: " + from}})
-	}
-	if !has["date"] {
-		hdrs = append(hdrs, header{name: "Date", lines: []string{"Date: " + now.Format(time.RFC1123Z)}})
-	}
-	if !has["message-id"] {
-		hdrs = append(hdrs, header{name: "Message-ID", lines: []string{"Message-ID: " + mailer.MessageID(now, hostname)}})
-	}
-
-	var b bytes.Buffer
-	for _, h := range hdrs {
-		for _, l := range h.lines {
-			b.WriteString(l)
-			b.WriteString("\r\n")
-		}
-	}
-	b.WriteString("\r\n")
-	for _, l := range body {
-		b.WriteString(l)
-		b.WriteString("\r\n")
-	}
+	data := mailer.Repair(raw, mailer.RepairInfo{
+		From:     envFrom,
+		FromName: o.fullName,
+		Fallback: defaultFrom,
+		Hostname: hostname,
+		Now:      now,
+		DropBcc:  true,
+	})
 	return &mailer.Submission{
 		Envelope: mailer.Envelope{From: envFrom, To: rcpts},
-		Data:     b.Bytes(),
+		Data:     data,
 		Source:   "send",
 	}, nil
 }
 
-// header is one header field as it was written, continuation lines included,
-// so that headers we do not touch are passed on unchanged.
-type header struct {
-	name  string
-	lines []string
-}
-
-// value returns the unfolded field body.
-func (h header) value() string {
-	v := strings.Join(h.lines, " ")
-	_, v, _ = strings.Cut(v, ":")
-	return v
-}
-
-// splitLines splits at LF, dropping a CR before it. A final line without a
-// newline counts as a line; a trailing newline does not add an empty one.
-func splitLines(raw []byte) []string {
-	s := string(raw)
-	s = strings.TrimSuffix(s, "\n")
-	if s == "" {
-		return nil
-	}
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimSuffix(l, "\r")
-	}
-	return lines
-}
-
-// splitHeader separates the header fields from the body. A message that
-// starts with something that is not a header field has no header at all
-// (echo "disk full" | sendmail root), and everything is body.
-func splitHeader(lines []string) ([]header, []string) {
-	var hdrs []header
-	for i, l := range lines {
-		switch {
-		case l == "":
-			return hdrs, lines[i+1:]
-		case (l[0] == ' ' || l[0] == '\t') && len(hdrs) > 0:
-			hdrs[len(hdrs)-1].lines = append(hdrs[len(hdrs)-1].lines, l)
-		case isHeaderField(l):
-			name, _, _ := strings.Cut(l, ":")
-			hdrs = append(hdrs, header{name: name, lines: []string{l}})
-		default:
-			return hdrs, lines[i:]
+// cutAtDot returns raw up to its first line that is a lone "." (LF or CRLF
+// ended, or last): without -i that line ends the message, as in an SMTP
+// DATA, and what follows is not sent.
+func cutAtDot(raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		end, next := len(raw), len(raw)
+		if j := bytes.IndexByte(raw[i:], '\n'); j >= 0 {
+			end, next = i+j, i+j+1
 		}
-	}
-	return hdrs, nil
-}
-
-// isHeaderField reports whether l starts an RFC 5322 field: printable ASCII
-// other than ':' and space, then ':'.
-func isHeaderField(l string) bool {
-	name, _, ok := strings.Cut(l, ":")
-	if !ok || name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c > '~' {
-			return false
+		if line := raw[i:end]; string(line) == "." || string(line) == ".\r" {
+			return raw[:i]
 		}
+		i = next
 	}
-	return true
+	return raw
 }
 
 // parseAddress accepts "a@b", "<a@b>" and "Name <a@b>" and returns the bare

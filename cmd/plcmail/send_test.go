@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"mime"
+	"net/mail"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
 func TestParseSendArgs(t *testing.T) {
@@ -60,6 +66,13 @@ func TestParseSendArgs(t *testing.T) {
 func TestBuildSubmission(t *testing.T) {
 	now := time.Date(2026, 11, 21, 19, 40, 0, 0, time.UTC)
 	const date = "Date: Sat, 21 Nov 2026 19:40:00 +0000\r\n"
+	// send repairs with mailer.Repair, as the SMTP listener does: added
+	// fields come as Date, Message-ID, From, To (send used to add From
+	// first), and a message with neither To nor Cc gets
+	// "To: undisclosed-recipients:;" (send used to add none), as Postfix's
+	// cleanup does for both ways in.
+	const added = date + "Message-ID: MSGID\r\nFrom: <plc@gw>\r\n"
+	const undisclosed = "To: undisclosed-recipients:;\r\n"
 	tests := []struct {
 		name string
 		in   string
@@ -79,49 +92,84 @@ func TestBuildSubmission(t *testing.T) {
 		in:   "Subject: s\n\nline 1\n.\nnot sent\n",
 		opts: sendOptions{rcpts: []string{"b@x"}},
 		from: "plc@gw", to: []string{"b@x"},
-		data: "Subject: s\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nline 1\r\n",
+		data: "Subject: s\r\n" + added + undisclosed + "\r\nline 1\r\n",
 	}, {
 		name: "-t reads To, Cc, Bcc (folded, grouped, named), removes Bcc, adds the rest",
 		in:   "To: Ops <ops@x>,\n  boss@x\nCc: undisclosed-recipients:;\nBcc: audit@x, OPS@x\nSubject: s\n\nbody",
 		opts: sendOptions{extract: true},
 		from: "plc@gw", to: []string{"ops@x", "boss@x", "audit@x"},
-		data: "To: Ops <ops@x>,\r\n  boss@x\r\nCc: undisclosed-recipients:;\r\nSubject: s\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nbody\r\n",
+		data: "To: Ops <ops@x>,\r\n  boss@x\r\nCc: undisclosed-recipients:;\r\nSubject: s\r\n" + added + "\r\nbody\r\n",
 	}, {
 		name: "-t adds command-line recipients, like Postfix",
 		in:   "To: a@x\n\nb",
 		opts: sendOptions{extract: true, rcpts: []string{"Extra <c@x>"}},
 		from: "plc@gw", to: []string{"c@x", "a@x"},
-		data: "To: a@x\r\nFrom: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+		data: "To: a@x\r\n" + added + "\r\nb\r\n",
 	}, {
 		name: "-f sets the envelope and the added From, -F its name",
 		in:   "Subject: s\r\n\r\nb\r\n",
 		opts: sendOptions{rcpts: []string{"b@x"}, from: "Cron <cron@gw>", fromSet: true, fullName: "Cron Daemon"},
 		from: "cron@gw", to: []string{"b@x"},
-		data: "Subject: s\r\nFrom: \"Cron Daemon\" <cron@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+		data: "Subject: s\r\n" + date + "Message-ID: MSGID\r\nFrom: \"Cron Daemon\" <cron@gw>\r\n" + undisclosed + "\r\nb\r\n",
 	}, {
 		name: "null sender",
 		in:   "From: a@x\nDate: d\nMessage-ID: <m@x>\n\nb",
 		opts: sendOptions{rcpts: []string{"b@x"}, from: "<>", fromSet: true},
 		from: "", to: []string{"b@x"},
-		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\nb\r\n",
+		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n" + undisclosed + "\r\nb\r\n",
 	}, {
 		name: "no header at all: everything is body",
 		in:   "disk /dev/sda full\nsecond line\n",
 		opts: sendOptions{rcpts: []string{"root@x"}},
 		from: "plc@gw", to: []string{"root@x"},
-		data: "From: <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\ndisk /dev/sda full\r\nsecond line\r\n",
+		data: added + undisclosed + "\r\ndisk /dev/sda full\r\nsecond line\r\n",
 	}, {
 		name: "mbox From_ line dropped",
 		in:   "From a@x Sat Nov 21 10:00:00 2026\nFrom: a@x\nDate: d\nMessage-ID: <m@x>\n\nb\n",
 		opts: sendOptions{rcpts: []string{"b@x"}},
 		from: "plc@gw", to: []string{"b@x"},
-		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\nb\r\n",
+		data: "From: a@x\r\nDate: d\r\nMessage-ID: <m@x>\r\n" + undisclosed + "\r\nb\r\n",
 	}, {
 		name: "header injection through -F is encoded, not obeyed",
 		in:   "Subject: s\n\nb",
 		opts: sendOptions{rcpts: []string{"b@x"}, fullName: "x\r\nBcc: evil@y"},
 		from: "plc@gw", to: []string{"b@x"},
-		data: "Subject: s\r\nFrom: =?utf-8?b?eA0KQmNjOiBldmlsQHk=?= <plc@gw>\r\n" + date + "Message-ID: MSGID\r\n\r\nb\r\n",
+		data: "Subject: s\r\n" + date + "Message-ID: MSGID\r\nFrom: =?utf-8?b?eA0KQmNjOiBldmlsQHk=?= <plc@gw>\r\n" + undisclosed + "\r\nb\r\n",
+	}, {
+		// send used to end the header at "Subject : x" (obsolete blank
+		// before the colon) and mail the header fields as body text.
+		name: "obsolete Subject : x is a header field",
+		in:   "Subject : pressure low\nTo : ops@x\n\nb\n",
+		opts: sendOptions{extract: true},
+		from: "plc@gw", to: []string{"ops@x"},
+		data: "Subject: pressure low\r\nTo: ops@x\r\n" + added + "\r\nb\r\n",
+	}, {
+		// send used to pass 8-bit text on undeclared.
+		name: "8-bit UTF-8 from cron: body declared, Subject encoded",
+		in:   "Subject: Sicherung f\xc3\xbcr /var\n\nPr\xc3\xbcfsumme falsch\n",
+		opts: sendOptions{rcpts: []string{"root@x"}},
+		from: "plc@gw", to: []string{"root@x"},
+		data: "Subject: =?utf-8?q?Sicherung_f=C3=BCr_/var?=\r\n" + added + undisclosed +
+			"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n" +
+			"\r\nPr\xc3\xbcfsumme falsch\r\n",
+	}, {
+		name: "dot line with CRLF, and lone dot as last line",
+		in:   "Subject: s\r\n\r\nline 1\r\n.\r\nnot sent\r\n",
+		opts: sendOptions{rcpts: []string{"b@x"}},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "Subject: s\r\n" + added + undisclosed + "\r\nline 1\r\n",
+	}, {
+		name: "lone dot without newline at the end",
+		in:   "Subject: s\n\nline 1\n.",
+		opts: sendOptions{rcpts: []string{"b@x"}},
+		from: "plc@gw", to: []string{"b@x"},
+		data: "Subject: s\r\n" + added + undisclosed + "\r\nline 1\r\n",
+	}, {
+		name: "-t with only Bcc: Bcc removed, To added",
+		in:   "Bcc: audit@x\nSubject: s\n\nb\n",
+		opts: sendOptions{extract: true},
+		from: "plc@gw", to: []string{"audit@x"},
+		data: "Subject: s\r\n" + added + undisclosed + "\r\nb\r\n",
 	},
 		{name: "no recipients", in: "Subject: s\n\nb", opts: sendOptions{}, err: "no recipients: give them as arguments"},
 		{name: "-t without recipient headers", in: "Subject: s\n\nb", opts: sendOptions{extract: true}, err: "no recipients in To, Cc or Bcc"},
@@ -221,5 +269,70 @@ func TestSendQueuesDurably(t *testing.T) {
 	r = runCLI(t, "Subject: x\n\nbody\n", "plcmail", "send", "-c", c2.write(t), "ops@example.com")
 	if r.code != 1 {
 		t.Errorf("unwritable spool: %+v", r)
+	}
+}
+
+// TestSendDeliversRepaired pipes what cron and scripts send through the
+// sendmail link and lets `plcmail serve` deliver it to a real SMTP server:
+// UTF-8 text arrives declared as charset=utf-8 with an RFC 2047 Subject, and
+// "Subject : x" arrives as the Subject. Before send used mailer.Repair, the
+// first went out undeclared and the second as body text.
+func TestSendDeliversRepaired(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+
+	const cronMail = "From: root (Cron Daemon)\nTo: root@example.com\nSubject: Cron <root@gw> /usr/local/bin/sicherung f\xc3\xbcr /var\n\n" +
+		"Pr\xc3\xbcfsumme falsch: 3 Dateien \xe2\x80\x93 bitte pr\xc3\xbcfen\n"
+	if r := runCLI(t, cronMail, "sendmail", "-c", path, "-i", "-FCronDaemon", "-odi", "-oem", "-oi", "-t"); r.code != 0 {
+		t.Fatalf("sendmail: %+v", r)
+	}
+	if r := runCLI(t, "Subject : pressure low\nX-Plant : press 1\n\nline 1\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatalf("sendmail: %+v", r)
+	}
+	startServe(t, path)
+	msgs := u.Wait(t, 2, 20*time.Second)
+
+	dec := new(mime.WordDecoder)
+	got := map[string]*mail.Message{}
+	for _, m := range msgs {
+		pm, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("upstream got an unparsable message: %v\n%s", err, m.Data)
+		}
+		got[m.To[0]] = pm
+	}
+	cron, plain := got["root@example.com"], got["ops@example.com"]
+	if cron == nil || plain == nil {
+		t.Fatalf("delivered to %v", got)
+	}
+
+	raw := cron.Header.Get("Subject")
+	subject, err := dec.DecodeHeader(raw)
+	if err != nil || subject != "Cron <root@gw> /usr/local/bin/sicherung für /var" || !strings.HasPrefix(raw, "=?utf-8?q?") {
+		t.Errorf("Subject %q decodes to %q (%v)", raw, subject, err)
+	}
+	for k, want := range map[string]string{"Mime-Version": "1.0", "Content-Type": "text/plain; charset=utf-8",
+		"Content-Transfer-Encoding": "8bit", "From": "root (Cron Daemon)", "To": "root@example.com"} {
+		if v := cron.Header.Get(k); v != want {
+			t.Errorf("cron mail %s: %q, want %q", k, v, want)
+		}
+	}
+	if body, _ := io.ReadAll(cron.Body); string(body) != "Pr\xc3\xbcfsumme falsch: 3 Dateien \xe2\x80\x93 bitte pr\xc3\xbcfen\r\n" {
+		t.Errorf("cron mail body %q", body)
+	}
+
+	for k, want := range map[string]string{"Subject": "pressure low", "X-Plant": "press 1",
+		"From": "<plc-gateway@example.com>", "To": "undisclosed-recipients:;"} {
+		if v := plain.Header.Get(k); v != want {
+			t.Errorf("obsolete-syntax mail %s: %q, want %q", k, v, want)
+		}
+	}
+	if _, ok := plain.Header["Content-Type"]; ok {
+		t.Errorf("ASCII mail got a Content-Type: %q", plain.Header.Get("Content-Type"))
+	}
+	if body, _ := io.ReadAll(plain.Body); string(body) != "line 1\r\n" {
+		t.Errorf("obsolete-syntax mail body %q", body)
 	}
 }
