@@ -103,6 +103,9 @@ type txResult struct {
 	Rejected []Rejection // recipients refused for good (5xx)
 	Code     int         // final reply code of the transaction
 	Reply    string      // final reply text
+	// Downgrade says what was converted, and what stayed 8-bit, because
+	// the upstream does not announce 8BITMIME ("" when nothing was to do).
+	Downgrade string
 }
 
 // upstreamConn is one connected, authenticated upstream session.
@@ -330,6 +333,14 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 		ascii = ascii && isASCII(r)
 	}
 	c.SkipSMTPUTF8(ascii)
+	// go-mail's Mail adds BODY=8BITMIME whenever the upstream announces
+	// 8BITMIME (RFC 6152 allows it on 7-bit messages too). When it does
+	// not, 8-bit content is converted for this transaction only; the
+	// spool keeps the original (see downgrade.go).
+	if ok, _ := c.Extension("8BITMIME"); !ok && contains8bit(data) {
+		data, res.Downgrade = downgrade8bit(data)
+		uc.tracef("* upstream does not announce 8BITMIME: %s", res.Downgrade)
+	}
 	uc.c.UpdateDeadline(uc.timeout)
 	if err := c.Mail("<" + env.From + ">"); err != nil {
 		return res, uc.classify("MAIL", "", err)
@@ -369,7 +380,7 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 	// DATA may legitimately take a while for a big message on a slow link.
 	uc.c.UpdateDeadline(uc.timeout + time.Duration(len(data)/(8<<10))*time.Second)
 	// If DATA fails, the accepted recipients did not get it either.
-	failed := txResult{Deferred: append(append([]string(nil), res.Accepted...), res.Deferred...), Rejected: res.Rejected}
+	failed := txResult{Deferred: append(append([]string(nil), res.Accepted...), res.Deferred...), Rejected: res.Rejected, Downgrade: res.Downgrade}
 	w, err := c.Data()
 	if err != nil {
 		err = uc.classify("DATA", "", err)

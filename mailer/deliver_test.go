@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,5 +322,125 @@ func TestNullSenderAndUTF8(t *testing.T) {
 	m := u.Wait(t, 1, 5*time.Second)[0]
 	if m.From != "" || !bytes.Equal(m.Data, data) {
 		t.Errorf("got from %q data %q", m.From, m.Data)
+	}
+}
+
+// repaired8bit is what the listener stores for a board that sent UTF-8
+// text without BODY=8BITMIME.
+var repaired8bit = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+	"Störung Kühlkreislauf: 95 °C\r\n.Punkt am Zeilenanfang\r\n" + strings.Repeat("ä", 60) + "\r\n")
+
+// headerAndBody returns header and body of a received message.
+func headerAndBody(t *testing.T, data []byte) (string, []byte) {
+	t.Helper()
+	h, b, ok := bytes.Cut(data, []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatalf("no header/body separator in %q", data)
+	}
+	return string(h) + "\r\n", b
+}
+
+// TestDeliver8BitToUpstreamWithout8BitMIME: the upstream (go-smtp with
+// 8BITMIME filtered out of its EHLO reply) gets quoted-printable without a
+// single 8-bit byte and no BODY parameter; decoding gives the original text.
+func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
+	cfg := u.GatewayConfig(t)
+	data := bytes.Clone(repaired8bit)
+	var dialogue bytes.Buffer
+	if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, data, &dialogue); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, repaired8bit) {
+		t.Error("the caller's bytes (the spool copy) were modified")
+	}
+	m := u.Wait(t, 1, 5*time.Second)[0]
+	t.Logf("received:\n%s", m.Data)
+	if m.Body != "" {
+		t.Errorf("MAIL carried BODY=%s to a server without 8BITMIME", m.Body)
+	}
+	if contains8bit(m.Data) {
+		t.Errorf("8-bit bytes reached a server without 8BITMIME")
+	}
+	hdr, body := headerAndBody(t, m.Data)
+	wantHdr := strings.Replace(string(repaired8bit[:bytes.Index(repaired8bit, []byte("\r\n\r\n"))+2]),
+		"Content-Transfer-Encoding: 8bit", "Content-Transfer-Encoding: quoted-printable", 1)
+	if hdr != wantHdr {
+		t.Errorf("header\n got %q\nwant %q", hdr, wantHdr)
+	}
+	checkQPLines(t, body)
+	_, origBody := headerAndBody(t, repaired8bit)
+	if got := decodeQP(t, body); !bytes.Equal(got, origBody) {
+		t.Errorf("decoded body\n got %q\nwant %q", got, origBody)
+	}
+	if !strings.Contains(dialogue.String(), "* upstream does not announce 8BITMIME: 1 part(s) re-encoded quoted-printable") {
+		t.Errorf("dialogue does not say what was converted:\n%s", dialogue.String())
+	}
+	// The filter is what the test relies on: the reply really lacked it.
+	if strings.Contains(dialogue.String(), "8BITMIME\n") || !strings.Contains(dialogue.String(), "S: 250-PIPELINING") {
+		t.Errorf("EHLO reply not as intended:\n%s", dialogue.String())
+	}
+
+	// A 7-bit message goes to the same server byte for byte.
+	if err := sendOne(t, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m := u.Wait(t, 2, 5*time.Second)[1]; !bytes.Equal(m.Data, wireData) || m.Body != "" {
+		t.Errorf("7-bit message changed: BODY=%q\n%q", m.Body, m.Data)
+	}
+}
+
+// TestDeliver8BitWith8BitMIME: an upstream that announces 8BITMIME gets
+// the stored bytes unchanged, declared with BODY=8BITMIME on MAIL.
+func TestDeliver8BitWith8BitMIME(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	cfg := u.GatewayConfig(t)
+	var dialogue bytes.Buffer
+	if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, repaired8bit, &dialogue); err != nil {
+		t.Fatal(err)
+	}
+	m := u.Wait(t, 1, 5*time.Second)[0]
+	if m.Body != "8BITMIME" {
+		t.Errorf("MAIL BODY parameter %q, want 8BITMIME", m.Body)
+	}
+	if !bytes.Equal(m.Data, repaired8bit) {
+		t.Errorf("data\n got %q\nwant %q", m.Data, repaired8bit)
+	}
+	if d := dialogue.String(); !strings.Contains(d, "C: MAIL FROM:<plc@example.com> BODY=8BITMIME") || strings.Contains(d, "does not announce") {
+		t.Errorf("dialogue:\n%s", d)
+	}
+}
+
+// TestQueueDowngradeKeepsSpool: the conversion happens on the wire only.
+// The first attempt goes to a server without 8BITMIME (which takes the
+// quoted-printable and answers 451); the retry, to the same server now
+// announcing 8BITMIME, gets the original bytes, so the spool kept them.
+func TestQueueDowngradeKeepsSpool(t *testing.T) {
+	u, cfg, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
+	var first atomic.Pointer[mailertest.Received]
+	u.SetData(func(m mailertest.Received) error {
+		if first.CompareAndSwap(nil, &m) {
+			u.SetNo8BitMIME(false)
+			return mailertest.Reply(451, "try again")
+		}
+		return nil
+	})
+	sub := testSub(1, "downgrade/1")
+	sub.Data = repaired8bit
+	if _, err := s.Enqueue(sub); err != nil {
+		t.Fatal(err)
+	}
+	_, results := runQueue(t, s, cfg)
+	m := u.Wait(t, 1, 10*time.Second)[0]
+	if r := waitResults(t, results, 1, 10*time.Second)[0]; !r.Delivered {
+		t.Fatalf("result %+v", r)
+	}
+	f := first.Load()
+	if f.Body != "" || contains8bit(f.Data) || !bytes.Contains(f.Data, []byte("quoted-printable")) {
+		t.Errorf("first attempt (no 8BITMIME) got BODY=%q\n%s", f.Body, f.Data)
+	}
+	if m.Body != "8BITMIME" || !bytes.Equal(m.Data, repaired8bit) {
+		t.Errorf("retry (8BITMIME) got BODY=%q, data\n%q\nwant\n%q", m.Body, m.Data, repaired8bit)
 	}
 }

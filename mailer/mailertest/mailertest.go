@@ -69,6 +69,12 @@ type Options struct {
 	// test CA (for fingerprint pinning tests).
 	SelfSigned bool
 
+	// No8BitMIME leaves 8BITMIME out of the EHLO reply, as a server that
+	// only takes 7-bit data does (go-smtp always announces it, so the
+	// reply is filtered on the wire, after Transcript recorded it). Only
+	// with Security Plain: a filter cannot see into TLS.
+	No8BitMIME bool
+
 	// Rcpt and Data, when set, decide the reply to each RCPT and DATA;
 	// return nil to accept, or an error from Reply. They can be changed
 	// later with SetRcpt and SetData.
@@ -80,6 +86,9 @@ type Options struct {
 type Received struct {
 	From string
 	To   []string
+	// Body is the BODY parameter of MAIL FROM ("8BITMIME", "7BIT"), ""
+	// when the client sent none.
+	Body string
 	Data []byte
 	// User is the authenticated user name, "" without AUTH.
 	User string
@@ -120,6 +129,7 @@ type Upstream struct {
 	rcptFn   func(string) error
 	dataFn   func(Received) error
 	transcr  bytes.Buffer
+	no8bit   bool // Options.No8BitMIME, changed by SetNo8BitMIME
 	stopped  bool
 	serveErr chan error
 }
@@ -143,7 +153,10 @@ func NewUpstream(t testing.TB, opts Options) *Upstream {
 	if opts.CertHosts == nil {
 		opts.CertHosts = []string{"127.0.0.1", "::1", "localhost"}
 	}
-	u := &Upstream{opts: opts, t: t, changed: make(chan struct{}), rcptFn: opts.Rcpt, dataFn: opts.Data}
+	if opts.No8BitMIME && opts.Security != Plain {
+		t.Fatal("mailertest: No8BitMIME needs Security Plain")
+	}
+	u := &Upstream{opts: opts, t: t, changed: make(chan struct{}), rcptFn: opts.Rcpt, dataFn: opts.Data, no8bit: opts.No8BitMIME}
 	dir := t.TempDir()
 	ca, err := NewCA()
 	if err != nil {
@@ -294,6 +307,18 @@ func Reply(code int, msg string) error {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
 }
 
+// SetNo8BitMIME changes Options.No8BitMIME for the connections accepted
+// from now on.
+func (u *Upstream) SetNo8BitMIME(on bool) {
+	u.t.Helper()
+	if on && u.opts.Security != Plain {
+		u.t.Fatal("mailertest: No8BitMIME needs Security Plain")
+	}
+	u.mu.Lock()
+	u.no8bit = on
+	u.mu.Unlock()
+}
+
 // SetRcpt replaces the RCPT hook (nil accepts every recipient).
 func (u *Upstream) SetRcpt(fn func(to string) error) {
 	u.mu.Lock()
@@ -381,9 +406,44 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.u.mu.Lock()
 		l.u.conns++
 		l.u.events = append(l.u.events, "connect")
+		no8bit := l.u.no8bit
 		l.u.mu.Unlock()
+		if no8bit {
+			c = &dropLineConn{Conn: c, drop: []byte("250-8BITMIME\r\n")}
+		}
 	}
 	return c, err
+}
+
+// dropLineConn removes one reply line from everything the server writes.
+// Replies always end in CRLF, so an incomplete line is held back until the
+// rest of it is written.
+type dropLineConn struct {
+	net.Conn
+	drop    []byte
+	pending []byte
+}
+
+func (c *dropLineConn) Write(p []byte) (int, error) {
+	c.pending = append(c.pending, p...)
+	var out []byte
+	for {
+		i := bytes.Index(c.pending, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		line := c.pending[:i+2]
+		if !bytes.Equal(line, c.drop) {
+			out = append(out, line...)
+		}
+		c.pending = c.pending[i+2:]
+	}
+	if len(out) > 0 {
+		if _, err := c.Conn.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
 
 type lockedWriter struct{ u *Upstream }
@@ -416,6 +476,7 @@ type session struct {
 	user string
 	mech string
 	from string
+	body string
 	to   []string
 }
 
@@ -458,12 +519,15 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.u.event("mail %s", from)
 	if s.u.opts.RequireAuth && s.user == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	}
 	s.from = from
+	if opts != nil {
+		s.body = string(opts.Body)
+	}
 	return nil
 }
 
@@ -487,7 +551,7 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	s.u.event("data")
-	m := Received{From: s.from, To: append([]string(nil), s.to...), Data: b, User: s.user, Mech: s.mech, TLS: s.tls, Conn: s.conn}
+	m := Received{From: s.from, To: append([]string(nil), s.to...), Body: s.body, Data: b, User: s.user, Mech: s.mech, TLS: s.tls, Conn: s.conn}
 	s.u.mu.Lock()
 	fn := s.u.dataFn
 	s.u.mu.Unlock()
@@ -505,7 +569,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.to = "", nil
+	s.from, s.body, s.to = "", "", nil
 	s.u.event("reset")
 }
 
