@@ -1,20 +1,31 @@
 package smtpd
 
 import (
+	"bytes"
 	"io"
+	"net/netip"
 	"strconv"
-	"strings"
 )
 
-// lineFixer rewrites bare LF to CRLF inside DATA, on the read side of a
-// connection, before go-smtp sees the bytes.
+// lineFixer sits on the read side of every accepted connection, under
+// go-smtp, and makes three repairs for the sloppy dialogues of 8-bit boards
+// that go-smtp, rightly for a public MX, refuses:
 //
-// Why: 8-bit boards often end lines with "\n" only (Arduino's print("\n") or
-// a C string literal). go-smtp deliberately recognises the end of DATA only as
-// CRLF "." CRLF, so a board that ends its message with "\n.\n" would hang
-// until the data timeout and its alarm would be lost.
+//  1. Bare LF inside DATA becomes CRLF. 8-bit boards often end lines with
+//     "\n" only (Arduino's print("\n") or a C string literal). go-smtp
+//     deliberately recognises the end of DATA only as CRLF "." CRLF, so a
+//     board that ends its message with "\n.\n" would hang until the data
+//     timeout and its alarm would be lost.
 //
-// Why this is safe here, although go-smtp refuses bare LF on purpose: SMTP
+//  2. Trailing blanks after a command are dropped: go-smtp answers
+//     "501 Bad command" to "DATA " or "QUIT " (a 4-letter command followed
+//     by one blank), which Postfix, splitting commands on white space,
+//     accepts. Arguments are unaffected (go-smtp trims those itself).
+//
+//  3. MAIL (or RCPT, DATA, BDAT, AUTH) before any HELO/EHLO gets an implicit
+//     "HELO [peer-address]" in front of it (see implicitHelo).
+//
+// Why bare LF is safe here, although go-smtp refuses it on purpose: SMTP
 // smuggling needs two MTAs that disagree about where a message ends, so that
 // bytes one of them treats as message text become commands for the next.
 // plcmail never forwards the bytes it receives: the listener parses the
@@ -22,32 +33,52 @@ import (
 // writes it upstream with its own dot-stuffing. There is no second party to
 // disagree with. And every connection reaching this reader has already passed
 // the allowed_networks check at accept (gateListener), i.e. comes from a LAN
-// client we trust to relay anyway; strangers never get here. Normalising is
-// what Postfix does for such clients too (smtpd_forbid_bare_newline_exclusions
+// client we trust to relay anyway; strangers never get here and keep
+// go-smtp's strict dialogue, or rather none at all. Normalising is what
+// Postfix does for such clients too (smtpd_forbid_bare_newline_exclusions
 // defaults to $mynetworks).
 //
 // The fixer follows the command stream just enough to know where DATA starts
 // and ends (a line "DATA" up to the line "."), to pass BDAT chunks through
 // untouched (their length is counted in bytes, and BDAT is binary), and to
 // step aside for good after STARTTLS (what follows is TLS records, and clients
-// that speak TLS end their lines properly). If its view ever differed from
-// go-smtp's (a DATA that the server rejected), the only effect is that some
-// command lines get CRLF endings, which go-smtp reads the same way.
+// that speak TLS are complete SMTP clients that say EHLO and end their lines
+// properly). If its view ever differed from go-smtp's (a DATA that the server
+// rejected), the only effect is that some command lines get CRLF endings,
+// which go-smtp reads the same way.
+//
+// Command lines are handed on whole: bytes are read into in, complete lines
+// (and message text) are moved to out, and Read returns from out. A command
+// line longer than in is passed on in pieces, untouched, for go-smtp's own
+// line limit to judge.
 type lineFixer struct {
-	tls  bool // STARTTLS is offered: switch to passthrough after a STARTTLS line
-	mode uint8
+	tls  bool   // STARTTLS is offered: switch to passthrough after a STARTTLS line
+	helo []byte // implicit greeting, "HELO [addr]\r\n"; nil: never inject
 
-	line    [24]byte // start of the current command line
-	lineLen int      // its full length, may exceed len(line)
+	// implicit is called when the implicit HELO is handed to go-smtp, with
+	// the command that needed it; the caller hides go-smtp's reply to it.
+	implicit func(verb string)
+
+	mode    uint8
+	greeted bool // the client said HELO/EHLO with a name, or we did for it
+	midLine bool // inside an over-long command line that is passed on in pieces
+
+	in     []byte // read from the connection, not yet looked at: in[inOff:]
+	inOff  int
+	out    []byte // ready for go-smtp: out[outOff:]
+	outOff int
+	err    error // read error, returned once out is drained
 
 	rawLeft int64 // bytes left in the current BDAT chunk
 
 	prevCR bool  // data: the previous input byte was CR
 	dstate uint8 // data: end-of-data detector state over the output
-
-	pending    byte // one output byte that did not fit a 1-byte Read
-	hasPending bool
 }
+
+// fixerBuf is the size of a connection's read buffer, which is also the
+// longest command line the fixer repairs. go-smtp refuses command lines over
+// max_line_length anyway; longer ones are passed on untouched.
+const fixerBuf = 4096
 
 const (
 	modeCommand = iota
@@ -64,66 +95,237 @@ const (
 	dCR
 )
 
-// read fills b from r. Inside DATA, one input byte may become two output
-// bytes, so it reads at most len(b)/2 bytes into the tail of b and expands
-// them towards the front: before input byte k (at tail+k) is handled at most
-// 2k bytes were written, and 2k+1 < tail+k+1 because k < len(b)/2 <= tail,
-// so output never overtakes unread input.
+// implicitHelo returns the HELO line injected for a client that starts a
+// transaction without HELO/EHLO: an RFC 5321 address literal of the peer, so
+// that the Received field and the logs name the peer's address where the
+// HELO name would be.
+//
+// Why: go-smtp answers MAIL before HELO with "502 5.5.1 Please introduce
+// yourself first." (conn.go, handleMail and handleAuth check c.helo), and has
+// no option or hook to relax it: Backend.NewSession, our only entry point,
+// is called from HELO/EHLO alone. Postfix, with its default
+// smtpd_helo_required = no, accepts the transaction (RFC 5321 4.1.4 says a
+// client MUST say HELO, but a server decides what it tolerates), and minimal
+// Arduino sketches do skip it. An argument-less "HELO" is still refused with
+// 501 by both and is not treated as a greeting here either.
+//
+// Why at this layer: it is the only place under go-smtp where we see the
+// command stream of a connection that passed the allowed_networks check, and
+// the only one that keeps go-smtp's state machine, session and reply
+// handling intact (forking go-smtp for a one-line check would not). It is
+// safe for the same reason as the bare-LF repair: only LAN clients allowed
+// to relay reach it, and the HELO name is not used for any decision.
+func implicitHelo(ip netip.Addr) []byte {
+	ip = ip.WithZone("")
+	if ip.Is4() {
+		return []byte("HELO [" + ip.String() + "]\r\n")
+	}
+	return []byte("HELO [IPv6:" + ip.String() + "]\r\n")
+}
+
+// read fills b with the repaired byte stream read from r.
 func (f *lineFixer) read(r io.Reader, b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if f.hasPending {
-		b[0] = f.pending
-		f.hasPending = false
-		return 1, nil
-	}
-	if f.mode == modeTLS {
-		return r.Read(b)
-	}
-	m := len(b) / 2
-	if m == 0 {
-		m = 1
-	}
-	tail := len(b) - m
-	n, err := r.Read(b[tail : tail+m])
-	o := 0
-	for k := 0; k < n; k++ {
-		c := b[tail+k]
-		switch f.mode {
-		case modeData:
-			if c == '\n' && !f.prevCR {
-				f.emit(b, &o, '\r')
-			}
-			f.prevCR = c == '\r'
-			f.emit(b, &o, c)
-		case modeChunk:
-			b[o] = c
-			o++
-			if f.rawLeft--; f.rawLeft <= 0 {
-				f.mode = modeCommand
-				f.lineLen = 0
-			}
-		case modeCommand:
-			b[o] = c
-			o++
-			f.commandByte(c)
-		default: // modeTLS, entered in the middle of this buffer
-			b[o] = c
-			o++
+	for f.outOff == len(f.out) {
+		f.out, f.outOff = f.out[:0], 0
+		if f.inOff < len(f.in) && f.process() {
+			continue
 		}
+		if f.err != nil {
+			err := f.err
+			f.err = nil
+			if f.inOff < len(f.in) { // a partial line before EOF or an error: hand it on as it is
+				f.out = append(f.out, f.in[f.inOff:]...)
+				f.inOff = len(f.in)
+				f.err = err
+				continue
+			}
+			return 0, err
+		}
+		if f.mode == modeTLS && f.inOff == len(f.in) {
+			return r.Read(b)
+		}
+		f.fill(r)
 	}
-	return o, err
+	n := copy(b, f.out[f.outOff:])
+	f.outOff += n
+	return n, nil
 }
 
-// emit writes one byte of DATA output and tracks the end-of-data line.
-func (f *lineFixer) emit(b []byte, o *int, c byte) {
-	if *o < len(b) {
-		b[*o] = c
-		*o++
-	} else {
-		f.pending, f.hasPending = c, true
+// fill reads once from r into the free end of in, after moving the unread
+// part to the front.
+func (f *lineFixer) fill(r io.Reader) {
+	if f.in == nil {
+		f.in = make([]byte, 0, fixerBuf)
+		f.out = make([]byte, 0, 2*fixerBuf+64)
 	}
+	if f.inOff > 0 {
+		f.in = f.in[:copy(f.in, f.in[f.inOff:])]
+		f.inOff = 0
+	}
+	n, err := r.Read(f.in[len(f.in):cap(f.in)])
+	f.in = f.in[:len(f.in)+n]
+	if err != nil {
+		f.err = err
+	} else if n == 0 && len(f.in) == cap(f.in) {
+		// Cannot happen: process consumes a full buffer (over-long line).
+		f.err = io.ErrNoProgress
+	}
+}
+
+// process moves what it can from in to out and reports whether out is not
+// empty. It stops early, with out empty, when more input is needed to
+// complete a command line, and stops after an implicit HELO so that go-smtp
+// gets that line alone (see implicit).
+func (f *lineFixer) process() bool {
+	for f.inOff < len(f.in) {
+		rest := f.in[f.inOff:]
+		switch f.mode {
+		case modeData:
+			f.inOff += f.data(rest)
+		case modeChunk:
+			n := int(min(f.rawLeft, int64(len(rest))))
+			f.out = append(f.out, rest[:n]...)
+			f.inOff += n
+			if f.rawLeft -= int64(n); f.rawLeft <= 0 {
+				f.mode = modeCommand
+			}
+		case modeTLS:
+			f.out = append(f.out, rest...)
+			f.inOff = len(f.in)
+		default:
+			i := bytes.IndexByte(rest, '\n')
+			switch {
+			case f.midLine:
+				// The tail of an over-long line: untouched.
+				if i < 0 {
+					f.out = append(f.out, rest...)
+					f.inOff = len(f.in)
+				} else {
+					f.out = append(f.out, rest[:i+1]...)
+					f.inOff += i + 1
+					f.midLine = false
+				}
+			case i < 0:
+				if f.inOff > 0 || len(f.in) < cap(f.in) {
+					return len(f.out) > 0 // wait for the rest of the line
+				}
+				f.out = append(f.out, rest...)
+				f.inOff = len(f.in)
+				f.midLine = true
+			default:
+				switch f.command(rest[:i+1]) {
+				case lineDone:
+					f.inOff += i + 1
+				case lineWait, lineHelo:
+					return true
+				}
+			}
+		}
+	}
+	return len(f.out) > 0
+}
+
+// What command did with a line.
+const (
+	lineDone = iota // appended to out
+	lineWait        // not consumed: out holds earlier lines, which go first
+	lineHelo        // not consumed: out holds the implicit HELO, which goes alone
+)
+
+// command handles one complete command line (ending in LF): it appends the
+// line without trailing blanks to out and follows the mode changes it
+// causes; or it puts the implicit HELO in front of it.
+func (f *lineFixer) command(line []byte) int {
+	body := line[:len(line)-1]
+	cr := len(body) > 0 && body[len(body)-1] == '\r'
+	if cr {
+		body = body[:len(body)-1]
+	}
+	body = bytes.TrimRight(body, " \t")
+	verb := commandVerb(body)
+
+	if !f.greeted && f.helo != nil {
+		switch verb {
+		case "HELO", "EHLO":
+			// go-smtp's rule (parseCmd, parseHelloArgument): a blank,
+			// then a non-empty name; "HELO" alone gets 501 and greets no one.
+			f.greeted = len(body) > 5 && body[4] == ' ' && len(bytes.TrimSpace(body[5:])) > 0
+		case "MAIL", "RCPT", "DATA", "BDAT", "AUTH":
+			// Hand the HELO to go-smtp alone and only after everything
+			// before it: go-smtp reads a line only once it has answered
+			// all earlier ones, so the next reply it writes after taking
+			// the HELO is the HELO's, which gateConn.Write then hides.
+			if len(f.out) > 0 {
+				return lineWait
+			}
+			f.greeted = true
+			f.out = append(f.out, f.helo...)
+			if f.implicit != nil {
+				f.implicit(verb)
+			}
+			return lineHelo
+		}
+	}
+
+	f.out = append(f.out, body...)
+	if cr {
+		f.out = append(f.out, '\r')
+	}
+	f.out = append(f.out, '\n')
+
+	switch {
+	case len(body) == 4 && verb == "DATA":
+		f.mode, f.dstate, f.prevCR = modeData, dLineStart, false
+	case f.tls && verb == "STARTTLS":
+		f.mode = modeTLS
+	case verb == "BDAT":
+		fields := bytes.Fields(body[4:])
+		if len(fields) == 0 {
+			return lineDone
+		}
+		if size, err := strconv.ParseUint(string(fields[0]), 10, 32); err == nil && size > 0 {
+			f.mode, f.rawLeft = modeChunk, int64(size)
+		}
+	}
+	return lineDone
+}
+
+// commandVerb returns the upper-cased command of a line: its first four
+// letters when the line is four letters long or the fifth byte is a blank,
+// as go-smtp's parseCmd reads it, or "STARTTLS" for any line starting so.
+func commandVerb(line []byte) string {
+	if len(line) >= 8 && string(bytes.ToUpper(line[:8])) == "STARTTLS" {
+		return "STARTTLS"
+	}
+	if len(line) == 4 || len(line) > 4 && line[4] == ' ' {
+		return string(bytes.ToUpper(line[:4]))
+	}
+	return ""
+}
+
+// data copies message text from in to out, adding CR before bare LF, until
+// the end of data; it returns how many input bytes it consumed.
+func (f *lineFixer) data(in []byte) int {
+	for k, c := range in {
+		if c == '\n' && !f.prevCR {
+			f.emit('\r')
+		}
+		f.prevCR = c == '\r'
+		if f.emit(c) {
+			f.mode = modeCommand
+			return k + 1
+		}
+	}
+	return len(in)
+}
+
+// emit appends one byte of DATA output and reports whether it completed
+// the end-of-data line CRLF "." CRLF.
+func (f *lineFixer) emit(c byte) bool {
+	f.out = append(f.out, c)
 	switch f.dstate {
 	case dLineStart:
 		switch c {
@@ -141,10 +343,8 @@ func (f *lineFixer) emit(b []byte, o *int, c byte) {
 			f.dstate = dMiddle
 		}
 	case dDotCR:
-		if c == '\n' { // CRLF . CRLF: back to commands
-			f.mode = modeCommand
-			f.lineLen = 0
-			return
+		if c == '\n' {
+			return true
 		}
 		f.dstate = dMiddle
 		if c == '\r' {
@@ -160,34 +360,5 @@ func (f *lineFixer) emit(b []byte, o *int, c byte) {
 			f.dstate = dMiddle
 		}
 	}
-}
-
-func (f *lineFixer) commandByte(c byte) {
-	if c != '\n' {
-		if f.lineLen < len(f.line) {
-			f.line[f.lineLen] = c
-		}
-		f.lineLen++
-		return
-	}
-	n := f.lineLen
-	f.lineLen = 0
-	if n <= len(f.line) && n > 0 && f.line[n-1] == '\r' {
-		n--
-	}
-	line := strings.ToUpper(string(f.line[:min(n, len(f.line))]))
-	switch {
-	case n == 4 && line == "DATA":
-		f.mode, f.dstate, f.prevCR = modeData, dLineStart, false
-	case f.tls && strings.HasPrefix(line, "STARTTLS"):
-		f.mode = modeTLS
-	case n <= len(f.line) && strings.HasPrefix(line, "BDAT "):
-		fields := strings.Fields(line[5:])
-		if len(fields) == 0 {
-			return
-		}
-		if size, err := strconv.ParseUint(fields[0], 10, 32); err == nil && size > 0 {
-			f.mode, f.rawLeft = modeChunk, int64(size)
-		}
-	}
+	return false
 }

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -11,7 +12,10 @@ import (
 // readThrough reads all of in through a fresh lineFixer with Read buffers of
 // bufSize bytes, from a source that returns at most srcChunk bytes per Read.
 func readThrough(in []byte, tls bool, bufSize, srcChunk int) []byte {
-	f := &lineFixer{tls: tls}
+	return readThroughFixer(&lineFixer{tls: tls}, in, bufSize, srcChunk)
+}
+
+func readThroughFixer(f *lineFixer, in []byte, bufSize, srcChunk int) []byte {
 	var src io.Reader = bytes.NewReader(in)
 	if srcChunk == 1 {
 		src = iotest.OneByteReader(src)
@@ -99,6 +103,18 @@ func TestLineFixer(t *testing.T) {
 		{"8-bit text", false,
 			"DATA\nSubject: St\xc3\xb6rung\n\xe4\n.\n",
 			"DATA\nSubject: St\xc3\xb6rung\r\n\xe4\r\n.\r\n"},
+		{"trailing blanks after commands dropped", false,
+			"NOOP \r\nRSET\t\nMAIL FROM:<a@b> \t \r\nDATA \r\nx \r\n.\r\nQUIT \n",
+			"NOOP\r\nRSET\nMAIL FROM:<a@b>\r\nDATA\r\nx \r\n.\r\nQUIT\n"},
+		{"blanks-only line", false,
+			"  \r\n \n",
+			"\r\n\n"},
+		{"long command line passes untouched in pieces", false,
+			"MAIL FROM:<" + strings.Repeat("a", 5000) + "@example.com> \r\nNOOP \r\n",
+			"MAIL FROM:<" + strings.Repeat("a", 5000) + "@example.com> \r\nNOOP\r\n"},
+		{"no newline at the end", false,
+			"DATA\nx\n.\nQUI",
+			"DATA\nx\r\n.\r\nQUI"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,21 +130,175 @@ func TestLineFixer(t *testing.T) {
 	}
 }
 
+func TestImplicitHeloLine(t *testing.T) {
+	for _, tt := range []struct{ ip, want string }{
+		{"192.168.1.177", "HELO [192.168.1.177]\r\n"},
+		{"::1", "HELO [IPv6:::1]\r\n"},
+		{"fe80::1%eth0", "HELO [IPv6:fe80::1]\r\n"},
+	} {
+		if got := string(implicitHelo(netip.MustParseAddr(tt.ip))); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.ip, got, tt.want)
+		}
+	}
+}
+
+// TestLineFixerImplicitHelo checks where the implicit HELO goes in the
+// stream, independent of how reads are split.
+func TestLineFixerImplicitHelo(t *testing.T) {
+	const helo = "HELO [10.0.0.7]\r\n"
+	tests := []struct {
+		name string
+		tls  bool
+		in   string
+		want string // "" = in unchanged
+		verb string // the command reported to implicit, "" for none
+	}{
+		{"MAIL first", false,
+			"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n",
+			helo + "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", "MAIL"},
+		{"lower case, bare LF", false,
+			"mail from:<a@b>\n",
+			helo + "mail from:<a@b>\n", "MAIL"},
+		{"after NOOP, RSET and VRFY", false,
+			"NOOP\r\nRSET\r\nVRFY x\r\nMAIL FROM:<a@b>\r\n",
+			"NOOP\r\nRSET\r\nVRFY x\r\n" + helo + "MAIL FROM:<a@b>\r\n", "MAIL"},
+		{"RCPT first", false, "RCPT TO:<c@d>\r\n", helo + "RCPT TO:<c@d>\r\n", "RCPT"},
+		{"DATA first", false, "DATA\r\nx\n.\n", helo + "DATA\r\nx\r\n.\r\n", "DATA"},
+		{"AUTH first", false, "AUTH PLAIN AGEAYg==\r\n", helo + "AUTH PLAIN AGEAYg==\r\n", "AUTH"},
+		{"HELO without a name does not greet", false,
+			"HELO\r\nHELO \r\nMAIL FROM:<a@b>\r\n",
+			"HELO\r\nHELO\r\n" + helo + "MAIL FROM:<a@b>\r\n", "MAIL"},
+		{"HELO with a tab is refused by go-smtp, does not greet", false,
+			"HELO\tx\r\nMAIL FROM:<a@b>\r\n",
+			"HELO\tx\r\n" + helo + "MAIL FROM:<a@b>\r\n", "MAIL"},
+		{"only once", false,
+			"MAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\n",
+			helo + "MAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\n", "MAIL"},
+		{"HELO", false, "HELO board\r\nMAIL FROM:<a@b>\r\n", "", ""},
+		{"lower-case ehlo", false, "ehlo 192.168.1.177\nMAIL FROM:<a@b>\n", "", ""},
+		{"QUIT", false, "QUIT\r\n", "", ""},
+		{"STARTTLS first: TLS clients are on their own", true,
+			"STARTTLS\r\nMAIL FROM:<a@b>\r\n", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := tt.want
+			if want == "" {
+				want = tt.in
+			}
+			for _, bufSize := range []int{1, 3, 64, 4096} {
+				for _, src := range []int{0, 1, 3} {
+					var verbs []string
+					f := &lineFixer{tls: tt.tls, helo: []byte(helo), implicit: func(v string) { verbs = append(verbs, v) }}
+					got := readThroughFixer(f, []byte(tt.in), bufSize, src)
+					if string(got) != want {
+						t.Fatalf("buf %d, src chunk %d:\n got %q\nwant %q", bufSize, src, got, want)
+					}
+					if strings.Join(verbs, ",") != tt.verb {
+						t.Fatalf("buf %d, src chunk %d: implicit called for %q, want %q", bufSize, src, verbs, tt.verb)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLineFixerHeloAlone checks the property gateConn relies on to hide
+// the right reply: the implicit HELO is handed out in a Read of its own,
+// after every earlier line, and implicit runs in that Read.
+func TestLineFixerHeloAlone(t *testing.T) {
+	var reads []string
+	called := -1
+	f := &lineFixer{helo: []byte("HELO [10.0.0.7]\r\n"), implicit: func(string) { called = len(reads) }}
+	src := strings.NewReader("NOOP\r\nRSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.read(src, buf)
+		if n > 0 {
+			reads = append(reads, string(buf[:n]))
+		}
+		if err != nil {
+			break
+		}
+	}
+	want := []string{"NOOP\r\nRSET\r\n", "HELO [10.0.0.7]\r\n", "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"}
+	if strings.Join(reads, "|") != strings.Join(want, "|") {
+		t.Fatalf("reads %q, want %q", reads, want)
+	}
+	if called != 1 {
+		t.Fatalf("implicit called during read %d, want 1", called)
+	}
+}
+
+func TestReplyHider(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		rest   string // what passes on
+	}{
+		{"one line", []string{"250 2.0.0 Hello [10.0.0.7]\r\n", "250 2.0.0 Roger\r\n"}, "250 2.0.0 Roger\r\n"},
+		{"same write", []string{"250 2.0.0 Hello\r\n250 2.0.0 Roger\r\n"}, "250 2.0.0 Roger\r\n"},
+		{"multi-line, split", []string{"250-Hello\r\n25", "0-PIPELINING\r\n", "250 SIZE 10\r", "\n221 Bye\r\n"}, "221 Bye\r\n"},
+		{"bare code", []string{"250\r\n", "221 Bye\r\n"}, "221 Bye\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := replyHider{active: true}
+			var rest string
+			for _, w := range tt.writes {
+				if !h.active {
+					rest += w
+					continue
+				}
+				n := h.consume([]byte(w))
+				rest += w[n:]
+			}
+			if rest != tt.rest || h.active {
+				t.Fatalf("passed on %q (still hiding: %v), want %q", rest, h.active, tt.rest)
+			}
+		})
+	}
+}
+
 // FuzzLineFixer checks that the output does not depend on how reads are
-// split, and that the fixer only ever inserts CR before LF.
+// split, and that the fixer changes nothing but line endings (a CR before
+// LF), blanks at the end of command lines, and inserts at most one HELO.
 func FuzzLineFixer(f *testing.F) {
-	f.Add([]byte("DATA\nSubject: x\nhi\n.\nQUIT\n"), uint8(1), false)
-	f.Add([]byte("BDAT 3\r\n\n\n\nDATA\r\n\n.\n"), uint8(2), false)
-	f.Add([]byte("STARTTLS\n\x16\n\nDATA\n\n"), uint8(7), true)
-	f.Fuzz(func(t *testing.T, in []byte, size uint8, tls bool) {
-		ref := readThrough(in, tls, 4096, 0)
-		got := readThrough(in, tls, int(size)%17+1, int(size)%5)
+	f.Add([]byte("DATA\nSubject: x\nhi\n.\nQUIT\n"), uint8(1), false, false)
+	f.Add([]byte("BDAT 3\r\n\n\n\nDATA\r\n\n.\n"), uint8(2), false, true)
+	f.Add([]byte("STARTTLS\n\x16\n\nDATA\n\n"), uint8(7), true, false)
+	f.Add([]byte("NOOP \r\nMAIL FROM:<a@b>\r\nDATA \nx \n.\n"), uint8(3), false, true)
+	f.Fuzz(func(t *testing.T, in []byte, size uint8, tls, greet bool) {
+		fixer := func() *lineFixer {
+			f := &lineFixer{tls: tls}
+			if greet {
+				f.helo = []byte("HELO [10.0.0.7]\r\n")
+			}
+			return f
+		}
+		ref := readThroughFixer(fixer(), in, 4096, 0)
+		got := readThroughFixer(fixer(), in, int(size)%17+1, int(size)%5)
 		if !bytes.Equal(ref, got) {
 			t.Fatalf("split reads differ:\n%q\n%q", ref, got)
 		}
-		strip := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")) }
-		if !bytes.Equal(strip(ref), strip(in)) {
-			t.Fatalf("fixer changed more than line endings:\nin  %q\nout %q", in, ref)
+		out := ref
+		if i := bytes.Index(out, []byte("HELO [10.0.0.7]\r\n")); greet && i >= 0 {
+			out = append(out[:i:i], out[i+len("HELO [10.0.0.7]\r\n"):]...)
+		}
+		strip := func(b []byte) []byte {
+			var s []byte
+			for _, c := range b {
+				if c != '\r' && c != ' ' && c != '\t' {
+					s = append(s, c)
+				}
+			}
+			return s
+		}
+		if !bytes.Equal(strip(out), strip(in)) {
+			t.Fatalf("fixer changed more than line endings and blanks:\nin  %q\nout %q", in, ref)
+		}
+		if len(ref) > len(in)*2+len("HELO [10.0.0.7]\r\n") {
+			t.Fatalf("output %d bytes for %d in", len(ref), len(in))
 		}
 	})
 }

@@ -1,12 +1,15 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,6 +80,8 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		g.perIP[ip]++
 		gc := &gateConn{Conn: c, gate: g, ip: ip}
 		gc.fix.tls = g.tlsOffered
+		gc.fix.helo = implicitHelo(ip)
+		gc.fix.implicit = gc.implicitHelo
 		g.conns[gc] = struct{}{}
 		g.mu.Unlock()
 		return gc, nil
@@ -175,12 +180,20 @@ func peerAddr(c net.Conn) netip.Addr {
 }
 
 // gateConn is an accepted connection: it returns its slot to the listener on
-// Close and repairs bare-LF line endings on the read side (see lineFixer).
+// Close, repairs the command stream on the read side (see lineFixer) and
+// hides go-smtp's reply to an implicit HELO on the write side.
 type gateConn struct {
 	net.Conn
 	gate *gateListener
 	ip   netip.Addr
 	fix  lineFixer
+
+	// hide is the reply to the implicit HELO while go-smtp writes it.
+	// go-smtp's connection goroutine alone reads and writes the SMTP
+	// dialogue and touches fix and hide; hiding is atomic because a TLS
+	// close_notify may be written from the goroutine that closes the server.
+	hiding atomic.Bool
+	hide   replyHider
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -188,6 +201,67 @@ type gateConn struct {
 }
 
 func (c *gateConn) Read(b []byte) (int, error) { return c.fix.read(c.Conn, b) }
+
+// Write passes go-smtp's replies on, except the one to an implicit HELO: the
+// client never sent that command and must not see an answer to it, or every
+// later reply would be one off for a client that sent its commands blind.
+func (c *gateConn) Write(b []byte) (int, error) {
+	if !c.hiding.Load() {
+		return c.Conn.Write(b)
+	}
+	n := c.hide.consume(b)
+	if !c.hide.active {
+		c.hiding.Store(false)
+		if !bytes.HasPrefix(c.hide.first, []byte("2")) {
+			c.gate.log.Warn("smtp: implicit HELO refused", "peer", c.ip.String(), "reply", string(c.hide.first))
+		}
+	}
+	if n == len(b) {
+		return n, nil
+	}
+	m, err := c.Conn.Write(b[n:])
+	return n + m, err
+}
+
+// implicitHelo is lineFixer's report that it put a HELO in front of verb.
+func (c *gateConn) implicitHelo(verb string) {
+	c.hide = replyHider{active: true}
+	c.hiding.Store(true)
+	c.gate.log.Info("smtp: no HELO/EHLO before "+verb+", assuming the peer address as HELO name",
+		"peer", c.ip.String(), "helo", strings.TrimSpace(string(c.fix.helo[5:])))
+}
+
+// replyHider swallows one SMTP reply, single- or multi-line ("250-..."
+// lines up to a "250 ..." line), however go-smtp splits it into writes.
+type replyHider struct {
+	active bool
+	col    int    // bytes seen of the current line
+	more   bool   // the current line is a continuation line ("250-")
+	first  []byte // start of the reply, for the log
+}
+
+// consume takes the bytes of b that belong to the reply and returns how
+// many; active turns false once the reply is complete.
+func (h *replyHider) consume(b []byte) int {
+	for i, c := range b {
+		if len(h.first) < 80 && c != '\r' && c != '\n' {
+			h.first = append(h.first, c)
+		}
+		if c == '\n' {
+			if !h.more {
+				h.active = false
+				return i + 1
+			}
+			h.col, h.more = 0, false
+			continue
+		}
+		if h.col == 3 {
+			h.more = c == '-'
+		}
+		h.col++
+	}
+	return len(b)
+}
 
 func (c *gateConn) Close() error {
 	err := net.ErrClosed

@@ -1,0 +1,310 @@
+package smtpd_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/plcmail/plcmail/mailer/mailertest"
+)
+
+// Sloppy command dialogues from embedded clients, sent blind over a raw
+// socket: what go-smtp on its own refuses, and what the listener accepts
+// from allowed networks as Postfix does with its defaults
+// (smtpd_helo_required = no, strict_rfc821_envelopes = no, commands split
+// on white space).
+
+// startPlainGoSMTP serves a bare go-smtp server, configured like the
+// listener but without plcmail's connection wrapper, that accepts every
+// transaction. It is the reference for what go-smtp itself refuses.
+func startPlainGoSMTP(t *testing.T) (addr string, delivered func() int) {
+	t.Helper()
+	var n int
+	done := make(chan struct{}, 100)
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return acceptAll{done}, nil
+	}))
+	srv.Domain = "plain.test"
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = nopLogger{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), func() int {
+		for {
+			select {
+			case <-done:
+				n++
+			default:
+				return n
+			}
+		}
+	}
+}
+
+type acceptAll struct{ done chan struct{} }
+
+func (acceptAll) Mail(string, *smtp.MailOptions) error { return nil }
+func (acceptAll) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (a acceptAll) Data(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	a.done <- struct{}{}
+	return err
+}
+func (acceptAll) Reset()        {}
+func (acceptAll) Logout() error { return nil }
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+func (nopLogger) Println(...any)        {}
+
+// TestSloppyCommands runs each dialogue against plain go-smtp and against
+// the listener: the listener repairs exactly what go-smtp refuses and
+// Postfix accepts, and leaves alone what go-smtp already takes.
+func TestSloppyCommands(t *testing.T) {
+	const msg = "DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+	tests := []struct {
+		name   string
+		script string
+		plain  string // a reply plain go-smtp gives ("" = it accepts the message too)
+		codes  string // the listener's replies
+	}{
+		{"MAIL without HELO",
+			"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\n" + msg,
+			"502 5.5.1 Please introduce yourself first.",
+			"220 250 250 354 250 221"},
+		{"trailing blanks after commands",
+			"HELO board \r\nNOOP\t\r\nMAIL FROM:<plc@example.com> \r\nRCPT TO:<ops@example.com>\t\r\nDATA \r\nSubject: x\r\n\r\nhi\r\n.\r\nRSET \r\nQUIT \r\n",
+			"501 5.5.2 Bad command",
+			"220 250 250 250 250 354 250 250 221"},
+		{"lower case commands",
+			"helo board\r\nmail from:<plc@example.com>\r\nrcpt to:<ops@example.com>\r\ndata\r\nSubject: x\r\n\r\nhi\r\n.\r\nquit\r\n",
+			"", "220 250 250 250 354 250 221"},
+		{"blank after the colon",
+			"HELO board\r\nMAIL FROM: <plc@example.com>\r\nRCPT TO: <ops@example.com>\r\n" + msg,
+			"", "220 250 250 250 354 250 221"},
+		{"no angle brackets",
+			"HELO board\r\nMAIL FROM:plc@example.com\r\nRCPT TO: ops@example.com\r\n" + msg,
+			"", "220 250 250 250 354 250 221"},
+		{"HELO without a name is refused, as by Postfix; MAIL then works",
+			"HELO\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\n" + msg,
+			"501 5.5.2 Domain/address argument required for HELO",
+			"220 501 250 250 354 250 221"},
+	}
+	pg, delivered := startPlainGoSMTP(t)
+	g := startGateway(t, "")
+	want := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := delivered()
+			out := converse(t, pg, "", tt.script)
+			if tt.plain != "" {
+				if !strings.Contains(out, "\r\n"+tt.plain+"\r\n") {
+					t.Errorf("plain go-smtp no longer answers %q, the repair may be obsolete:\n%s", tt.plain, out)
+				}
+			} else if delivered() != before+1 {
+				t.Errorf("plain go-smtp refused the message:\n%s", out)
+			}
+
+			out = converse(t, g.addr, "", tt.script)
+			if got := codeList(out); got != tt.codes {
+				t.Fatalf("listener replies %q, want %q\n%s", got, tt.codes, out)
+			}
+		})
+		want++
+	}
+	q := g.queued()
+	if len(q) != want {
+		t.Fatalf("%d queued, want %d", len(q), want)
+	}
+	for _, m := range q {
+		if m.Envelope.From != "plc@example.com" || len(m.Envelope.To) != 1 || m.Envelope.To[0] != "ops@example.com" {
+			t.Errorf("envelope %+v", m.Envelope)
+		}
+	}
+}
+
+// TestUnqualifiedAddressStillRefused pins a difference from Postfix that is
+// kept: "MAIL FROM:<plc>" without a domain gets go-smtp's 501 (Postfix
+// would append $myorigin, giving a sender the provider rejects anyway).
+func TestUnqualifiedAddressStillRefused(t *testing.T) {
+	g := startGateway(t, "")
+	out := converse(t, g.addr, "", "HELO board\r\nmail from:<plc>\r\nQUIT\r\n")
+	if got := codes(out); strings.Join(got, " ") != "220 250 2.0.0 501 5.5.2 221 2.0.0" {
+		t.Fatalf("replies %q\n%s", got, out)
+	}
+}
+
+// TestNoHelo replays boards that never say HELO or EHLO, with the commands
+// sent blind: every reply must belong to a command the client sent, in
+// order, and the Received field names the peer address as HELO name.
+func TestNoHelo(t *testing.T) {
+	tests := []struct {
+		name     string
+		script   string
+		codes    string
+		received []string // "from ..." of each queued message, in order
+		implicit bool     // an implicit HELO is logged
+	}{
+		{"MAIL first, bare LF, no blank line",
+			"MAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n",
+			"220 250 250 354 250 221", []string{"from [127.0.0.1] ([127.0.0.1])"}, true},
+		{"NOOP, RSET and VRFY first",
+			"NOOP\r\nRSET\r\nVRFY root\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n",
+			"220 250 250 252 250 250 354 250 221", []string{"from [127.0.0.1] "}, true},
+		{"HELO later in the session takes over",
+			"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: 1\r\n.\r\n" +
+				"HELO press-1\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: 2\r\n.\r\nQUIT\r\n",
+			"220 250 250 354 250 250 250 250 354 250 221", []string{"from [127.0.0.1] ", "from press-1 "}, true},
+		{"EHLO later: its multi-line reply stays in order",
+			"MAIL FROM:<plc@example.com>\r\nEHLO press-1\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n",
+			"220 250 250 250 250 354 250 221", []string{"from press-1 "}, true},
+		{"RCPT first",
+			"RCPT TO:<ops@example.com>\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n",
+			"220 502 250 250 354 250 221", []string{"from [127.0.0.1] "}, true},
+		{"no transaction, no implicit HELO",
+			"NOOP\r\nRSET\r\nQUIT\r\n",
+			"220 250 250 221", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := startGateway(t, "")
+			out := converse(t, g.addr, "", tt.script)
+			if got := codeList(out); got != tt.codes {
+				t.Fatalf("replies %q, want %q\n%s", got, tt.codes, out)
+			}
+			if strings.Contains(out, "Hello [") {
+				t.Errorf("reply to the implicit HELO reached the client:\n%s", out)
+			}
+			if tt.name == "EHLO later: its multi-line reply stays in order" && !strings.Contains(out, "250-PIPELINING\r\n") {
+				t.Errorf("EHLO reply missing:\n%s", out)
+			}
+			q := g.queued()
+			if len(q) != len(tt.received) {
+				t.Fatalf("%d queued, want %d", len(q), len(tt.received))
+			}
+			for i, m := range q {
+				h, _ := parse(t, m.Data)
+				if r := h.Header.Get("Received"); !strings.HasPrefix(r, tt.received[i]) {
+					t.Errorf("message %d: Received %q, want prefix %q", i, r, tt.received[i])
+				}
+			}
+			logged := strings.Contains(g.logs.String(), `no HELO/EHLO before MAIL, assuming the peer address as HELO name" peer=127.0.0.1 helo=[127.0.0.1]`) ||
+				strings.Contains(g.logs.String(), `no HELO/EHLO before RCPT`)
+			if logged != tt.implicit {
+				t.Errorf("implicit HELO logged %v, want %v:\n%s", logged, tt.implicit, g.logs)
+			}
+		})
+	}
+}
+
+// TestNoHeloLockstep: a client that waits for each reply sees exactly one
+// reply per command and nothing after QUIT's.
+func TestNoHeloLockstep(t *testing.T) {
+	g := startGateway(t, "")
+	s := open(t, g.addr, "")
+	s.cmd("NOOP", "250 2.0.0 I have successfully done nothing")
+	s.cmd("MAIL FROM:<plc@example.com>", "250 2.0.0 Roger")
+	s.cmd("RCPT TO:<ops@example.com>", "250 2.0.0 I'll make sure")
+	s.cmd("DATA", "354")
+	s.send("Subject: lockstep\r\n\r\nx\r\n.\r\n")
+	s.expect("250 2.0.0 OK: queued as")
+	s.cmd("QUIT", "221")
+	s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if rest, err := io.ReadAll(s.r); len(rest) > 0 || err != nil && !isReset(err) {
+		t.Fatalf("after QUIT: %q, %v", rest, err)
+	}
+	if len(g.queued()) != 1 {
+		t.Fatal("not queued")
+	}
+}
+
+// TestNoHeloAuth: AUTH before HELO works as in Postfix (which checks HELO
+// only under smtpd_helo_required), and require_auth still holds.
+func TestNoHeloAuth(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "board.secret")
+	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf("require_auth = true\n[[smtp.account]]\nusername = \"press1\"\npassword_file = %q\n", pw))
+	out := converse(t, g.addr, "", "MAIL FROM:<plc@example.com>\r\nAUTH PLAIN "+base64Std("\x00press1\x00b0ard-Pa55")+"\r\n"+
+		"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 530 235 250 250 354 250 221" {
+		t.Fatalf("replies %q\n%s", got, out)
+	}
+	out = converse(t, g.addr, "", "AUTH LOGIN "+base64Std("press1")+"\r\n"+base64Std("b0ard-Pa55")+"\r\n"+
+		"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 334 235 250 250 354 250 221" {
+		t.Fatalf("LOGIN: replies %q\n%s", got, out)
+	}
+	if len(g.queued()) != 2 {
+		t.Fatal("not queued")
+	}
+}
+
+// TestNoHeloStranger: a client outside allowed_networks that skips HELO
+// gets the 554 at connect and nothing else, however sloppy its dialogue.
+func TestNoHeloStranger(t *testing.T) {
+	g := startGateway(t, `allowed_networks = ["127.0.0.1/32"]`)
+	out := converse(t, g.addr, "127.0.0.2",
+		"MAIL FROM:<a@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA \r\nSubject: spam\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	if got := codes(out); len(got) != 1 || got[0] != "554 5.7.1" {
+		t.Fatalf("replies %q, want only 554 5.7.1", out)
+	}
+	if len(g.queued()) != 0 {
+		t.Fatal("stranger's message queued")
+	}
+	if strings.Contains(g.logs.String(), "assuming the peer address") {
+		t.Errorf("implicit HELO for a stranger:\n%s", g.logs)
+	}
+}
+
+// TestNoHeloAfterStartTLS: after STARTTLS the wrapper steps aside (it sits
+// under TLS and cannot see commands), so a client that skips EHLO over TLS
+// gets go-smtp's strict 502; TLS clients are full SMTP clients that say
+// EHLO, as RFC 3207 requires after STARTTLS anyway.
+func TestNoHeloAfterStartTLS(t *testing.T) {
+	ca, err := mailertest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	s := open(t, g.addr, "")
+	s.cmd("STARTTLS", "220")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tc := tls.Client(s.c, &tls.Config{ServerName: "127.0.0.1", RootCAs: pool})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	s.c = tc
+	s.r.Reset(tc)
+	s.cmd("MAIL FROM:<plc@example.com>", "502 5.5.1")
+	s.cmd("EHLO board", "250")
+	s.cmd("MAIL FROM:<plc@example.com>", "250")
+	s.cmd("QUIT", "221")
+	if strings.Contains(g.logs.String(), "assuming the peer address") {
+		t.Errorf("implicit HELO inside TLS:\n%s", g.logs)
+	}
+}
