@@ -187,8 +187,8 @@ func TestAiosmtpd8BitMIME(t *testing.T) {
 				}
 				return
 			}
-			if len(msg.MailOptions) != 0 || contains8bit(msg.Data) {
-				t.Errorf("server without 8BITMIME got options %q and 8-bit data: %v", msg.MailOptions, contains8bit(msg.Data))
+			if len(msg.MailOptions) != 0 || has8bit(msg.Data) {
+				t.Errorf("server without 8BITMIME got options %q and 8-bit data: %v", msg.MailOptions, has8bit(msg.Data))
 			}
 			hdr, body := headerAndBody(t, msg.Data)
 			if !strings.Contains(hdr, "\r\nContent-Transfer-Encoding: quoted-printable\r\n") {

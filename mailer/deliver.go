@@ -337,9 +337,23 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 	// 8BITMIME (RFC 6152 allows it on 7-bit messages too). When it does
 	// not, 8-bit content is converted for this transaction only; the
 	// spool keeps the original (see downgrade.go).
-	if ok, _ := c.Extension("8BITMIME"); !ok && contains8bit(data) {
+	if ok, _ := c.Extension("8BITMIME"); !ok && has8bit(data) {
 		data, res.Downgrade = downgrade8bit(data)
 		uc.tracef("* upstream does not announce 8BITMIME: %s", res.Downgrade)
+	}
+	// RFC 6531 §3.2: a non-ASCII address must not go to a server without
+	// SMTPUTF8. We refuse it for good, as Postfix does (5.6.7), rather
+	// than let a 7-bit server mangle or misroute it; the refusal takes
+	// the same path as the server's own 553 would.
+	utf8OK, _ := c.Extension("SMTPUTF8")
+	refuseUTF8 := func(cmd, rcpt string) *SMTPError {
+		se := &SMTPError{Code: 553, Command: cmd, Rcpt: rcpt,
+			Msg: "5.6.7 non-ASCII address, and the upstream does not announce SMTPUTF8 (refused by plcmail, RFC 6531)"}
+		uc.tracef("* %v", se)
+		return se
+	}
+	if !utf8OK && !isASCII(env.From) {
+		return res, refuseUTF8("MAIL", "")
 	}
 	uc.c.UpdateDeadline(uc.timeout)
 	if err := c.Mail("<" + env.From + ">"); err != nil {
@@ -347,13 +361,18 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 	}
 	var firstTemp, firstPerm *SMTPError
 	for _, r := range env.To {
-		uc.c.UpdateDeadline(uc.timeout)
-		err := c.Rcpt("<" + r + ">")
-		if err == nil {
-			res.Accepted = append(res.Accepted, r)
-			continue
+		var cerr error
+		if !utf8OK && !isASCII(r) {
+			cerr = refuseUTF8("RCPT", r)
+		} else {
+			uc.c.UpdateDeadline(uc.timeout)
+			err := c.Rcpt("<" + r + ">")
+			if err == nil {
+				res.Accepted = append(res.Accepted, r)
+				continue
+			}
+			cerr = uc.classify("RCPT", r, err)
 		}
-		cerr := uc.classify("RCPT", r, err)
 		var se *SMTPError
 		if !errors.As(cerr, &se) {
 			return txResult{}, cerr

@@ -360,7 +360,7 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 	if m.Body != "" {
 		t.Errorf("MAIL carried BODY=%s to a server without 8BITMIME", m.Body)
 	}
-	if contains8bit(m.Data) {
+	if has8bit(m.Data) {
 		t.Errorf("8-bit bytes reached a server without 8BITMIME")
 	}
 	hdr, body := headerAndBody(t, m.Data)
@@ -437,10 +437,62 @@ func TestQueueDowngradeKeepsSpool(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 	f := first.Load()
-	if f.Body != "" || contains8bit(f.Data) || !bytes.Contains(f.Data, []byte("quoted-printable")) {
+	if f.Body != "" || has8bit(f.Data) || !bytes.Contains(f.Data, []byte("quoted-printable")) {
 		t.Errorf("first attempt (no 8BITMIME) got BODY=%q\n%s", f.Body, f.Data)
 	}
 	if m.Body != "8BITMIME" || !bytes.Equal(m.Data, repaired8bit) {
 		t.Errorf("retry (8BITMIME) got BODY=%q, data\n%q\nwant\n%q", m.Body, m.Data, repaired8bit)
 	}
+}
+
+// TestSMTPUTF8: non-ASCII addresses go out with SMTPUTF8 where the
+// upstream announces it; where it does not, they are refused here with a
+// permanent 553 5.6.7 (RFC 6531 §3.2) and never reach the server, while
+// ASCII recipients of the same message are delivered.
+func TestSMTPUTF8(t *testing.T) {
+	const utf8Rcpt = "jürgen@example.com"
+	msg := []byte("Subject: x\r\n\r\nbody\r\n")
+	t.Run("announced", func(t *testing.T) {
+		u := mailertest.NewUpstream(t, mailertest.Options{SMTPUTF8: true})
+		cfg := u.GatewayConfig(t)
+		if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{utf8Rcpt}}, msg, nil); err != nil {
+			t.Fatal(err)
+		}
+		if m := u.Wait(t, 1, 5*time.Second)[0]; !m.UTF8 || !slices.Equal(m.To, []string{utf8Rcpt}) {
+			t.Errorf("got SMTPUTF8=%v to %q", m.UTF8, m.To)
+		}
+		// An ASCII envelope does not ask for SMTPUTF8.
+		if err := sendOne(t, cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		if m := u.Wait(t, 2, 5*time.Second)[1]; m.UTF8 {
+			t.Error("SMTPUTF8 on an ASCII envelope")
+		}
+	})
+	t.Run("not announced", func(t *testing.T) {
+		u := mailertest.NewUpstream(t, mailertest.Options{})
+		cfg := u.GatewayConfig(t)
+		var dialogue bytes.Buffer
+		err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{utf8Rcpt, "ops@example.com"}}, msg, &dialogue)
+		if err == nil || !strings.Contains(err.Error(), "accepted for 1 of 2") || !strings.Contains(err.Error(), "5.6.7") {
+			t.Errorf("err = %v", err)
+		}
+		if m := u.Wait(t, 1, 5*time.Second)[0]; !slices.Equal(m.To, []string{"ops@example.com"}) || m.UTF8 {
+			t.Errorf("delivered to %q, SMTPUTF8=%v", m.To, m.UTF8)
+		}
+		if !strings.Contains(dialogue.String(), "* RCPT <"+utf8Rcpt+">: 553 5.6.7") {
+			t.Errorf("dialogue does not say why:\n%s", dialogue.String())
+		}
+
+		err = SendNow(context.Background(), cfg, Envelope{From: utf8Rcpt, To: []string{"ops@example.com"}}, msg, nil)
+		var se *SMTPError
+		if !errors.As(err, &se) || se.Code != 553 || se.Command != "MAIL" || se.Temporary() {
+			t.Errorf("non-ASCII sender: err = %v, want a permanent MAIL 553", err)
+		}
+		for _, ev := range u.Events() {
+			if strings.Contains(ev, "ü") {
+				t.Errorf("server saw %q", ev)
+			}
+		}
+	})
 }

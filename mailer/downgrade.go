@@ -50,7 +50,7 @@ const maxDowngradeDepth = 20
 // what stayed 8-bit. A 7-bit message is returned as it is (the same slice)
 // with an empty note. data itself is never modified.
 func downgrade8bit(data []byte) ([]byte, string) {
-	if !contains8bit(data) {
+	if !has8bit(data) {
 		return data, ""
 	}
 	d := &downgrader{}
@@ -63,7 +63,7 @@ func downgrade8bit(data []byte) ([]byte, string) {
 		notes = append(notes, "RFC 2047-encoded "+strings.Join(d.encodedHeaders, ", "))
 	}
 	notes = append(notes, d.left...)
-	if contains8bit(out) {
+	if has8bit(out) {
 		notes = append(notes, "the message still holds 8-bit bytes and is sent so")
 	}
 	return out, strings.Join(notes, "; ")
@@ -144,7 +144,7 @@ func lineEnd(fields []headerField) string {
 // entity converts one MIME entity (a message or a body part). top is true
 // for the message itself, which also gets MIME-Version when it had none.
 func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool) []byte {
-	if !contains8bit(raw) {
+	if !has8bit(raw) {
 		return raw
 	}
 	if depth > maxDowngradeDepth {
@@ -182,7 +182,7 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	newFields := make([][]byte, len(fields))
 	for i, f := range fields {
 		newFields[i] = f.raw
-		if contains8bit(f.raw) {
+		if has8bit(f.raw) {
 			newFields[i] = d.header(f, nl)
 		}
 	}
@@ -190,7 +190,7 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	newBody := body
 	newCTE := ""
 	switch {
-	case body == nil || !contains8bit(body):
+	case body == nil || !has8bit(body):
 	case strings.HasPrefix(mediaType, "multipart/"):
 		boundary := params["boundary"]
 		if boundary == "" {
@@ -258,7 +258,7 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 // converted: 7bit where it was declared 8bit or binary and its content is
 // now 7-bit, "" (keep the field) otherwise.
 func relabel7bit(cte string, body []byte) string {
-	if (cte == "8bit" || cte == "binary") && !contains8bit(body) {
+	if (cte == "8bit" || cte == "binary") && !has8bit(body) {
 		return "7bit"
 	}
 	return ""
@@ -311,7 +311,7 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 		}
 		if ok {
 			if partStart < 0 {
-				if contains8bit(body[:pos]) {
+				if has8bit(body[:pos]) {
 					d.leave("8-bit multipart preamble left as is")
 				}
 			} else {
@@ -338,7 +338,7 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 		out.Write(body[copied:partStart])
 		out.Write(d.entity(body[partStart:], childType, depth+1, false))
 		copied = len(body)
-	} else if closed && contains8bit(body[partStart:]) {
+	} else if closed && has8bit(body[partStart:]) {
 		d.leave("8-bit multipart epilogue left as is")
 	}
 	out.Write(body[copied:])
@@ -381,14 +381,4 @@ func qpBinary(body []byte) []byte {
 	w.Write(body)
 	w.Close()
 	return out.Bytes()
-}
-
-// contains8bit reports whether b holds a byte outside US-ASCII.
-func contains8bit(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return true
-		}
-	}
-	return false
 }

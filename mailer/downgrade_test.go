@@ -27,7 +27,7 @@ func decodeQP(t *testing.T, body []byte) []byte {
 // than 998 too, which is all RFC 5322 requires of them) and ends in CRLF.
 func checkQPLines(t *testing.T, body []byte) {
 	t.Helper()
-	if contains8bit(body) {
+	if has8bit(body) {
 		t.Errorf("8-bit byte left in %q", body)
 	}
 	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
@@ -253,7 +253,7 @@ func TestDowngradeMultipart(t *testing.T) {
 	in := []byte(mixedMessage)
 	out, note := downgrade8bit(in)
 	t.Logf("note: %s\n%s", note, out)
-	if contains8bit(out) {
+	if has8bit(out) {
 		t.Fatal("8-bit bytes left")
 	}
 	if !bytes.Equal(in, []byte(mixedMessage)) {
@@ -334,7 +334,7 @@ func FuzzDowngrade(f *testing.F) {
 		if !bytes.Equal(in, orig) {
 			t.Fatal("input modified")
 		}
-		if !contains8bit(in) && !bytes.Equal(out, in) {
+		if !has8bit(in) && !bytes.Equal(out, in) {
 			t.Fatal("7-bit input changed")
 		}
 	})

@@ -74,6 +74,8 @@ type Options struct {
 	// reply is filtered on the wire, after Transcript recorded it). Only
 	// with Security Plain: a filter cannot see into TLS.
 	No8BitMIME bool
+	// SMTPUTF8 announces the SMTPUTF8 extension (RFC 6531).
+	SMTPUTF8 bool
 
 	// Rcpt and Data, when set, decide the reply to each RCPT and DATA;
 	// return nil to accept, or an error from Reply. They can be changed
@@ -89,6 +91,8 @@ type Received struct {
 	// Body is the BODY parameter of MAIL FROM ("8BITMIME", "7BIT"), ""
 	// when the client sent none.
 	Body string
+	// UTF8 is true when MAIL FROM carried the SMTPUTF8 parameter.
+	UTF8 bool
 	Data []byte
 	// User is the authenticated user name, "" without AUTH.
 	User string
@@ -209,6 +213,7 @@ func (u *Upstream) listen(addr string) error {
 	srv.MaxMessageBytes = 32 << 20
 	srv.MaxRecipients = 1000
 	srv.AllowInsecureAuth = u.opts.AllowInsecureAuth
+	srv.EnableSMTPUTF8 = u.opts.SMTPUTF8
 	srv.Debug = &lockedWriter{u: u}
 	srv.ErrorLog = testLogger{u.t}
 	switch u.opts.Security {
@@ -477,6 +482,7 @@ type session struct {
 	mech string
 	from string
 	body string
+	utf8 bool
 	to   []string
 }
 
@@ -526,7 +532,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from = from
 	if opts != nil {
-		s.body = string(opts.Body)
+		s.body, s.utf8 = string(opts.Body), opts.UTF8
 	}
 	return nil
 }
@@ -551,7 +557,7 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	s.u.event("data")
-	m := Received{From: s.from, To: append([]string(nil), s.to...), Body: s.body, Data: b, User: s.user, Mech: s.mech, TLS: s.tls, Conn: s.conn}
+	m := Received{From: s.from, To: append([]string(nil), s.to...), Body: s.body, UTF8: s.utf8, Data: b, User: s.user, Mech: s.mech, TLS: s.tls, Conn: s.conn}
 	s.u.mu.Lock()
 	fn := s.u.dataFn
 	s.u.mu.Unlock()
@@ -569,7 +575,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.body, s.to = "", "", nil
+	s.from, s.body, s.utf8, s.to = "", "", false, nil
 	s.u.event("reset")
 }
 
