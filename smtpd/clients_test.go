@@ -156,3 +156,45 @@ func TestCurl(t *testing.T) {
 		t.Errorf("Received %q", m.Header.Get("Received"))
 	}
 }
+
+// TestPythonSmtplibNoHelo: smtplib's low-level commands, which send no
+// HELO and use lower case, plus a bare HELO, trailing blanks and addresses
+// without angle brackets (testdata/smtplib_nohelo.py).
+func TestPythonSmtplibNoHelo(t *testing.T) {
+	python := testenv.NeedTool(t, "python3", "python3")
+	g := startGateway(t, "")
+	out, err := runTool(t, "", python, "testdata/smtplib_nohelo.py", g.port)
+	if err != nil {
+		t.Fatalf("smtplib client: %v\n%s", err, out)
+	}
+	var got []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m struct {
+			Step string
+			Code int
+			Msg  string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%v: %q", err, sc.Text())
+		}
+		got = append(got, fmt.Sprintf("%s=%d", m.Step, m.Code))
+	}
+	want := "mail=250 rcpt=250 data=250 helo_bare=501 rset_blank=250 mail_blank_nobrackets=250 rcpt_nobrackets=250 data_blank=354 data_end=250 quit=221"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("replies\n got %s\nwant %s\n%s", strings.Join(got, " "), want, out)
+	}
+	q := g.queued()
+	if len(q) != 2 {
+		t.Fatalf("%d queued, want 2", len(q))
+	}
+	for _, m := range q {
+		h, _ := parse(t, m.Data)
+		if r := h.Header.Get("Received"); !strings.HasPrefix(r, "from [127.0.0.1] ([127.0.0.1])") {
+			t.Errorf("Received %q", r)
+		}
+		if m.Envelope.From != "plc@example.com" || len(m.Envelope.To) != 1 || m.Envelope.To[0] != "ops@example.com" {
+			t.Errorf("envelope %+v", m.Envelope)
+		}
+	}
+}

@@ -202,6 +202,10 @@ func TestNoHelo(t *testing.T) {
 					t.Errorf("message %d: Received %q, want prefix %q", i, r, tt.received[i])
 				}
 			}
+			if len(q) > 0 && strings.HasPrefix(tt.received[0], "from [127.0.0.1]") &&
+				!strings.Contains(g.logs.String(), `msg="smtp: queued" peer=127.0.0.1 helo=[127.0.0.1] `) {
+				t.Errorf("queued log line lacks the implicit HELO name:\n%s", g.logs)
+			}
 			logged := strings.Contains(g.logs.String(), `no HELO/EHLO before MAIL, assuming the peer address as HELO name" peer=127.0.0.1 helo=[127.0.0.1]`) ||
 				strings.Contains(g.logs.String(), `no HELO/EHLO before RCPT`)
 			if logged != tt.implicit {

@@ -8,8 +8,10 @@
 //     peers over the connection limits, are answered and closed at accept
 //     (gateListener), so the listener is never an open relay;
 //   - tolerance for sloppy firmware: commands sent without waiting, an
-//     address as EHLO argument, bare-LF line endings (lineFixer), missing
-//     header fields and the blank line after the header (repair);
+//     address as EHLO argument, bare-LF line endings, trailing blanks after
+//     commands, MAIL without HELO (lineFixer, which injects an implicit
+//     HELO with the peer's address), missing header fields and the blank
+//     line after the header (repair);
 //   - durability: the 250 after DATA is sent only once mailer.Spool.Enqueue
 //     returned, i.e. the message is fsynced; any spool error is a 451 so the
 //     client keeps the message and retries.
@@ -425,7 +427,7 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.srv.wake != nil {
 		ss.srv.wake()
 	}
-	ss.srv.log.Info("smtp: queued", "peer", ss.peer, "from", ss.from, "rcpts", len(rcpts), "size", len(msg), "id", id, "user", ss.user)
+	ss.srv.log.Info("smtp: queued", "peer", ss.peer, "helo", ss.conn.Hostname(), "from", ss.from, "rcpts", len(rcpts), "size", len(msg), "id", id, "user", ss.user)
 	// go-smtp replies with the code of an *SMTPError returned from Data; a
 	// 250 carrying the queue id lets the sender's log be matched with
 	// `plcmail queue list`, as Postfix's "queued as" does.
