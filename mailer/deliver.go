@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	golog "github.com/wneessen/go-mail/log"
 	"github.com/wneessen/go-mail/smtp"
@@ -44,6 +45,11 @@ import (
 //     the server keep a plaintext-equivalent secret. XOAUTH2 needs a token
 //     instead of a password and is never chosen automatically. With no
 //     username, auto means no AUTH.
+//   - 8-bit content goes out as stored, with BODY=8BITMIME, when the
+//     upstream announces 8BITMIME; otherwise it is converted to
+//     quoted-printable for that transaction (downgrade.go). Non-ASCII
+//     addresses need SMTPUTF8; without it each one is refused for good
+//     with 553 5.6.7 (RFC 6531 §3.2; Postfix bounces them with 5.6.7 too).
 
 // ErrNoStartTLS is the temporary failure for a "starttls" upstream that
 // does not offer STARTTLS (misconfigured, or an attacker stripped it).
@@ -332,7 +338,10 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 	for _, r := range env.To {
 		ascii = ascii && isASCII(r)
 	}
-	c.SkipSMTPUTF8(ascii)
+	// SMTPUTF8 on MAIL says the envelope or the header holds UTF-8
+	// (RFC 6531 §3.4); go-mail adds it when the server announces it and
+	// we do not skip it.
+	c.SkipSMTPUTF8(ascii && !utf8Header(data))
 	// go-mail's Mail adds BODY=8BITMIME whenever the upstream announces
 	// 8BITMIME (RFC 6152 allows it on 7-bit messages too). When it does
 	// not, 8-bit content is converted for this transaction only; the
@@ -342,9 +351,9 @@ func (uc *upstreamConn) send(env Envelope, data []byte) (txResult, error) {
 		uc.tracef("* upstream does not announce 8BITMIME: %s", res.Downgrade)
 	}
 	// RFC 6531 §3.2: a non-ASCII address must not go to a server without
-	// SMTPUTF8. We refuse it for good, as Postfix does (5.6.7), rather
-	// than let a 7-bit server mangle or misroute it; the refusal takes
-	// the same path as the server's own 553 would.
+	// SMTPUTF8. We refuse it for good (Postfix bounces it with 5.6.7 too)
+	// rather than let a 7-bit server mangle or misroute it; the refusal
+	// takes the same path as the server's own 553 would.
 	utf8OK, _ := c.Extension("SMTPUTF8")
 	refuseUTF8 := func(cmd, rcpt string) *SMTPError {
 		se := &SMTPError{Code: 553, Command: cmd, Rcpt: rcpt,
@@ -457,6 +466,18 @@ func (uc *upstreamConn) close() {
 		}
 	}
 	uc.c.Close()
+}
+
+// utf8Header reports whether the message header (up to the first empty
+// line) holds non-ASCII text that is valid UTF-8.
+func utf8Header(data []byte) bool {
+	end := len(data)
+	for _, sep := range []string{"\r\n\r\n", "\n\n"} {
+		if i := bytes.Index(data, []byte(sep)); i >= 0 && i < end {
+			end = i
+		}
+	}
+	return has8bit(data[:end]) && utf8.Valid(data[:end])
 }
 
 func isASCII(s string) bool {

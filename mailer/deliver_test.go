@@ -466,7 +466,15 @@ func TestSMTPUTF8(t *testing.T) {
 			t.Fatal(err)
 		}
 		if m := u.Wait(t, 2, 5*time.Second)[1]; m.UTF8 {
-			t.Error("SMTPUTF8 on an ASCII envelope")
+			t.Error("SMTPUTF8 on an ASCII envelope and header")
+		}
+		// A UTF-8 header field asks for it too (RFC 6531 §3.4).
+		hdr8 := []byte("From: Jürgen <plc@example.com>\r\nSubject: x\r\n\r\nbody\r\n")
+		if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, hdr8, nil); err != nil {
+			t.Fatal(err)
+		}
+		if m := u.Wait(t, 3, 5*time.Second)[2]; !m.UTF8 || !bytes.Equal(m.Data, hdr8) {
+			t.Errorf("UTF-8 header: SMTPUTF8=%v, data %q", m.UTF8, m.Data)
 		}
 	})
 	t.Run("not announced", func(t *testing.T) {

@@ -339,3 +339,33 @@ func FuzzDowngrade(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDowngrade measures the conversion of a typical repaired alarm
+// (4 KiB, German text) and the check that passes a 7-bit message through.
+func BenchmarkDowngrade(b *testing.B) {
+	body := strings.Repeat("Störung Kühlkreislauf Linie 3: Temperatur 95 °C, Grenzwert 90 °C.\r\n", 60)
+	msg := []byte("From: plc@example.com\r\nSubject: Alarm\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body)
+	ascii := []byte(strings.NewReplacer("ö", "oe", "ü", "ue", "°", "").Replace(string(msg)))
+	b.Run("8bit", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			downgrade8bit(msg)
+		}
+	})
+	b.Run("7bit", func(b *testing.B) {
+		b.SetBytes(int64(len(ascii)))
+		b.ReportAllocs()
+		for b.Loop() {
+			downgrade8bit(ascii)
+		}
+	})
+	b.Run("multipart", func(b *testing.B) {
+		b.SetBytes(int64(len(mixedMessage)))
+		b.ReportAllocs()
+		for b.Loop() {
+			downgrade8bit([]byte(mixedMessage))
+		}
+	})
+}
