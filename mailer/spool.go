@@ -34,6 +34,8 @@ import (
 //	dead/ID     a dead letter: the message file moved out of queue/
 //	dead/ID.json  why it died (JSON spoolState with reason and code)
 //	corrupt/    files that could not be parsed, moved aside for a human
+//	free/       delivered message files kept for reuse by Enqueue; their
+//	            contents are garbage (spool_recycle.go)
 //	keys/log    append-only idempotency key log, "UNIXSECONDS QUOTEDKEY\n"
 //	keys/lock   flock guarding appends to and compaction of keys/log
 //	deliver.lock  flock held by the one process that delivers (serve)
@@ -168,6 +170,8 @@ type Spool struct {
 
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
+	// free: delivered message files kept for reuse (spool_recycle.go).
+	free freePool
 	// Group commit of the fsyncs that make a change in queue/ and dead/
 	// (files linked, renamed or removed) and an append to keys/log durable.
 	queueSync, deadSync, keysSync *groupSync
@@ -181,7 +185,7 @@ func OpenSpool(dir string, log *slog.Logger) (*Spool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}}
-	for _, d := range []string{"", dirTmp, dirQueue, dirState, dirDead, dirCorrupt, dirKeys} {
+	for _, d := range []string{"", dirTmp, dirQueue, dirState, dirDead, dirCorrupt, dirKeys, dirFree} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
@@ -281,6 +285,13 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 // its name after a crash or power loss once it returns nil.
 func (s *Spool) writeNew(id string, data []byte) error {
 	final := s.path(dirQueue, id)
+	if name := s.takeFree(); name != "" {
+		err := s.writeRecycled(name, final, data)
+		if err == nil {
+			return s.queueSync.Sync()
+		}
+		s.log.Warn("spool: cannot reuse a free file, creating one", "err", err)
+	}
 	if s.tmpfile {
 		if err := writeLinked(final, data); err != nil {
 			return err
@@ -441,8 +452,14 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	if err == nil && int64(len(hdr))+1+m.Size != fi.Size() {
 		err = fmt.Errorf("size %d, header says %d", fi.Size()-int64(len(hdr))-1, m.Size)
 	}
+	// A file removed or recycled (spool_recycle.go) while we read it is a
+	// message that left the queue, not a corrupt one.
+	gone := func() error { return fmt.Errorf("spool: %s/%s left while being read: %w", area, id, fs.ErrNotExist) }
 	if err != nil {
 		f.Close()
+		if !stillLinked(s.path(area, id), fi) {
+			return m, nil, gone()
+		}
 		s.quarantine(area, id, err)
 		return m, nil, fmt.Errorf("%w %s: %v", ErrCorrupt, id, err)
 	}
@@ -452,6 +469,10 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 		if _, err := io.ReadFull(br, data); err != nil {
 			return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
 		}
+	}
+	// Also when this process does not recycle: the one delivering may.
+	if !stillLinked(s.path(area, id), fi) {
+		return m, nil, gone()
 	}
 	statePath := s.path(dirState, id)
 	if area == dirDead {
@@ -555,8 +576,17 @@ func (s *Spool) remove(area string, m *Message) error {
 			return err
 		}
 	}
-	if err := os.Remove(s.path(area, m.ID)); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	recycled := ""
+	if area == dirQueue && s.recycles(m.Size) {
+		recycled = newID()
+		if os.Rename(s.path(area, m.ID), s.path(dirFree, recycled)) != nil {
+			recycled = "" // unlink it instead, which reports the error
+		}
+	}
+	if recycled == "" {
+		if err := os.Remove(s.path(area, m.ID)); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
 	}
 	if area == dirDead {
 		os.Remove(s.path(dirDead, m.ID+".json"))
@@ -565,7 +595,15 @@ func (s *Spool) remove(area string, m *Message) error {
 	os.Remove(s.path(dirState, m.ID))
 	// Without this a delivered message could reappear after a power loss
 	// and be sent twice.
-	return s.queueSync.Sync()
+	err := s.queueSync.Sync()
+	if recycled != "" {
+		if err == nil {
+			s.putFree(recycled)
+		} else {
+			os.Remove(s.path(dirFree, recycled))
+		}
+	}
+	return err
 }
 
 // Narrow rewrites a queued message after a transaction that settled some
@@ -869,7 +907,8 @@ func (s *Spool) LockDelivery() (unlock func(), err error) {
 		}
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return func() { f.Close() }, nil
+	s.enableRecycling()
+	return func() { s.disableRecycling(); f.Close() }, nil
 }
 
 // writeDurable writes data to a temp file in tmpDir, fsyncs it, renames it to

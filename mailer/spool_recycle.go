@@ -1,0 +1,171 @@
+package mailer
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// Recycled message files.
+//
+// Creating a file is the dominant cost of queueing a message: the
+// filesystem allocates an inode and blocks, and on ext4 without a journal
+// (a common choice for the SD cards and eMMC of small gateways) every
+// allocation also scans past the inodes deleted in the last seconds, which
+// under a steady flow of delivered-then-removed messages grows with the
+// message rate. Databases meet the same cost with their logs and recycle
+// the files (PostgreSQL renames finished WAL segments into place as future
+// segments); the spool does it per message:
+//
+//   - a delivered message file is renamed from queue/ into free/ instead of
+//     being unlinked, once that rename is durable;
+//   - Enqueue overwrites a free file, truncates it to the new length,
+//     fsyncs it and renames it to queue/ID: no inode or block allocation,
+//     and the directory fsync that follows is the one Enqueue pays anyway.
+//
+// Only the process holding the delivery lock recycles (it is the only one
+// removing delivered messages, and no other process may write into free/,
+// or two writers could fill one file). Other processes (plcmail send,
+// plcmail queue) create and unlink as before.
+//
+// A reader in another process that opened queue/ID just before the file was
+// recycled would see another message's bytes; read() detects that, because
+// the path no longer names the file it read (see stillLinked), and reports
+// the message as gone, which it is.
+const (
+	dirFree = "free"
+	// maxFreeFiles bounds the pool: enough for every message in flight at
+	// the listener's and the queue's usual concurrency.
+	maxFreeFiles = 128
+	// maxRecycleBytes keeps large messages out of the pool, so that the
+	// pool holds at most a few MiB of disk.
+	maxRecycleBytes = 64 << 10
+)
+
+// freePool is the set of files in free/ that this process may overwrite.
+type freePool struct {
+	mu    sync.Mutex
+	on    bool
+	names []string
+}
+
+// enableRecycling starts recycling message files; the caller holds the
+// delivery lock. It adopts the files a previous holder left in free/,
+// except those still linked elsewhere: after a power loss in the middle of
+// a rename on a filesystem without a journal, fsck may leave one file with
+// both names, and overwriting it would destroy the queued message.
+func (s *Spool) enableRecycling() {
+	dir := filepath.Join(s.dir, dirFree)
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
+		st, ok := fileStat(fi)
+		if err != nil || !fi.Mode().IsRegular() || !ok || st.Nlink != 1 ||
+			fi.Size() > maxRecycleBytes+maxHeaderLine || len(names) >= maxFreeFiles {
+			os.Remove(p)
+			continue
+		}
+		names = append(names, e.Name())
+	}
+	s.free.mu.Lock()
+	s.free.on, s.free.names = true, names
+	s.free.mu.Unlock()
+}
+
+// disableRecycling stops recycling when the delivery lock is released; the
+// files stay in free/ for the next holder.
+func (s *Spool) disableRecycling() {
+	s.free.mu.Lock()
+	s.free.on, s.free.names = false, nil
+	s.free.mu.Unlock()
+}
+
+func fileStat(fi os.FileInfo) (*syscall.Stat_t, bool) {
+	if fi == nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
+
+// takeFree claims a free file for an Enqueue; "" when there is none.
+func (s *Spool) takeFree() string {
+	s.free.mu.Lock()
+	defer s.free.mu.Unlock()
+	n := len(s.free.names)
+	if !s.free.on || n == 0 {
+		return ""
+	}
+	name := s.free.names[n-1]
+	s.free.names = s.free.names[:n-1]
+	return name
+}
+
+// putFree returns a file to the pool; only after the rename that put it
+// into free/ is durable, so that a file being overwritten can never still
+// be a queued message after a crash.
+func (s *Spool) putFree(name string) {
+	s.free.mu.Lock()
+	if s.free.on && len(s.free.names) < maxFreeFiles {
+		s.free.names = append(s.free.names, name)
+		name = ""
+	}
+	s.free.mu.Unlock()
+	if name != "" {
+		os.Remove(filepath.Join(s.dir, dirFree, name))
+	}
+}
+
+// recycles reports whether a removed queue file of this size should go to
+// free/ rather than be unlinked.
+func (s *Spool) recycles(size int64) bool {
+	if size > maxRecycleBytes {
+		return false
+	}
+	s.free.mu.Lock()
+	defer s.free.mu.Unlock()
+	return s.free.on && len(s.free.names) < maxFreeFiles
+}
+
+// writeRecycled writes data over the free file name and renames it to
+// final, which must not exist. The caller fsyncs final's directory. On
+// error the free file is removed (its state is unknown) and the caller
+// falls back to creating a new file.
+func (s *Spool) writeRecycled(name, final string, data []byte) error {
+	p := filepath.Join(s.dir, dirFree, name)
+	err := overwrite(p, data)
+	if err == nil {
+		err = os.Rename(p, final)
+	}
+	if err != nil {
+		os.Remove(p)
+	}
+	return err
+}
+
+func overwrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// stillLinked reports whether path still names the file fi describes.
+func stillLinked(path string, fi os.FileInfo) bool {
+	now, err := os.Stat(path)
+	return err == nil && os.SameFile(now, fi)
+}
