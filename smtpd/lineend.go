@@ -293,18 +293,26 @@ func (f *lineFixer) command(line []byte) int {
 	return lineDone
 }
 
-// commandVerb returns the upper-cased command of a line: its first four
-// letters when the line is four letters long or the fifth byte is a blank,
-// as go-smtp's parseCmd reads it, or "STARTTLS" for any line starting so.
+// commandVerb returns the command of a line, upper-cased, if the fixer
+// cares about it: the first four letters when the line is four letters long
+// or the fifth byte is a blank, as go-smtp's parseCmd reads it, or STARTTLS
+// for any line starting so. Other lines give "".
 func commandVerb(line []byte) string {
-	if len(line) >= 8 && string(bytes.ToUpper(line[:8])) == "STARTTLS" {
+	if len(line) >= 8 && bytes.EqualFold(line[:8], []byte("STARTTLS")) {
 		return "STARTTLS"
 	}
-	if len(line) == 4 || len(line) > 4 && line[4] == ' ' {
-		return string(bytes.ToUpper(line[:4]))
+	if len(line) != 4 && (len(line) < 5 || line[4] != ' ') {
+		return ""
+	}
+	for _, v := range fixerVerbs {
+		if bytes.EqualFold(line[:4], []byte(v)) {
+			return v
+		}
 	}
 	return ""
 }
+
+var fixerVerbs = [...]string{"HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH"}
 
 // data copies message text from in to out, adding CR before bare LF, until
 // the end of data; it returns how many input bytes it consumed.
