@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,7 +150,9 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	if len(raw) > maxSendBytes {
 		return fmt.Errorf("send: message larger than %d MiB", maxSendBytes>>20)
 	}
-	sub, err := buildSubmission(raw, o, cfg.Gateway.Hostname, cfg.Upstream.From, time.Now())
+	// The real uid, before actAsSpoolOwner changes it: who on this machine
+	// sent the mail (cron as root, PHP as www-data) is what Received tells.
+	sub, err := buildSubmission(raw, o, cfg.Gateway.Hostname, cfg.Upstream.From, os.Getuid(), time.Now())
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -179,7 +183,9 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 // mailer.Repair, the cleanup the SMTP listener uses too, so a cron mail and
 // a PLC's SMTP mail get the same line endings, added fields and charset
 // declaration; Bcc is removed, since the other recipients must not see it.
-func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, now time.Time) (*mailer.Submission, error) {
+// Like Postfix's pickup, send records the submitting user (uid, -1 where
+// there is none) in a Received field.
+func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, uid int, now time.Time) (*mailer.Submission, error) {
 	if !o.ignoreDots {
 		raw = cutAtDot(raw)
 	}
@@ -238,7 +244,13 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, n
 		return nil, errors.New("no recipients: give them as arguments, or use -t to read To, Cc and Bcc")
 	}
 
+	received := "by " + hostname + " (plcmail"
+	if uid >= 0 {
+		received += ", from userid " + strconv.Itoa(uid)
+	}
+	received += ");\r\n\t" + now.Format(time.RFC1123Z)
 	data := mailer.Repair(raw, mailer.RepairInfo{
+		Received: received,
 		From:     envFrom,
 		FromName: o.fullName,
 		Fallback: defaultFrom,

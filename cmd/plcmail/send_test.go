@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime"
 	"net/mail"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,7 +84,7 @@ func TestBuildSubmission(t *testing.T) {
 		data string // with MSGID standing for the generated Message-ID
 		err  string
 	}{{
-		name: "complete message passes unchanged, LF to CRLF",
+		name: "complete message passes unchanged but for Received, LF to CRLF",
 		in:   "From: a@x\nTo: b@x\nDate: Fri, 20 Nov 2026 10:00:00 +0100\nMessage-ID: <1@x>\nSubject: hi\n\nline 1\n.\nline 3\n",
 		opts: sendOptions{rcpts: []string{"b@x"}, ignoreDots: true},
 		from: "plc@gw", to: []string{"b@x"},
@@ -180,7 +182,7 @@ func TestBuildSubmission(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sub, err := buildSubmission([]byte(tt.in), &tt.opts, "gw.test", "plc@gw", now)
+			sub, err := buildSubmission([]byte(tt.in), &tt.opts, "gw.test", "plc@gw", 33, now)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)
@@ -202,8 +204,9 @@ func TestBuildSubmission(t *testing.T) {
 				}
 				data = strings.Replace(data, id, "MSGID", 1)
 			}
-			if data != tt.data {
-				t.Errorf("data\n got %q\nwant %q", data, tt.data)
+			// Every message gets send's Received first, as Postfix's pickup adds one.
+			if want := "Received: by gw.test (plcmail, from userid 33);\r\n\t" + date[len("Date: "):] + tt.data; data != want {
+				t.Errorf("data\n got %q\nwant %q", data, want)
 			}
 		})
 	}
@@ -318,6 +321,9 @@ func TestSendDeliversRepaired(t *testing.T) {
 		if v := cron.Header.Get(k); v != want {
 			t.Errorf("cron mail %s: %q, want %q", k, v, want)
 		}
+	}
+	if r, want := cron.Header.Get("Received"), fmt.Sprintf("by gw.test (plcmail, from userid %d);", os.Getuid()); !strings.HasPrefix(r, want) {
+		t.Errorf("Received %q, want it to start %q", r, want)
 	}
 	if body, _ := io.ReadAll(cron.Body); string(body) != "Pr\xc3\xbcfsumme falsch: 3 Dateien \xe2\x80\x93 bitte pr\xc3\xbcfen\r\n" {
 		t.Errorf("cron mail body %q", body)
