@@ -312,3 +312,26 @@ func TestNoHeloAfterStartTLS(t *testing.T) {
 		t.Errorf("implicit HELO inside TLS:\n%s", g.logs)
 	}
 }
+
+// TestNoHeloIPv6: the implicit HELO of an IPv6 peer is an RFC 5321 IPv6
+// address literal.
+func TestNoHeloIPv6(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	g := startGateway(t, `allowed_networks = ["::1/128"]`)
+	go g.srv.Serve(l)
+	out := converse(t, l.Addr().String(), "", "MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: v6\r\n.\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 250 354 250 221" {
+		t.Fatalf("replies %q\n%s", got, out)
+	}
+	q := g.queued()
+	if len(q) != 1 {
+		t.Fatalf("%d queued", len(q))
+	}
+	h, _ := parse(t, q[0].Data)
+	if r := h.Header.Get("Received"); !strings.HasPrefix(r, "from [IPv6:::1] ([::1])") {
+		t.Errorf("Received %q", r)
+	}
+}

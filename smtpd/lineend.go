@@ -55,8 +55,9 @@ type lineFixer struct {
 	tls  bool   // STARTTLS is offered: switch to passthrough after a STARTTLS line
 	helo []byte // implicit greeting, "HELO [addr]\r\n"; nil: never inject
 
-	// implicit is called when the implicit HELO is handed to go-smtp, with
-	// the command that needed it; the caller hides go-smtp's reply to it.
+	// implicit is called, in the Read that hands the implicit HELO to
+	// go-smtp, with the command that needed it; the caller then hides
+	// go-smtp's next reply, which is the one to that HELO.
 	implicit func(verb string)
 
 	mode    uint8
@@ -176,9 +177,9 @@ func (f *lineFixer) fill(r io.Reader) {
 }
 
 // process moves what it can from in to out and reports whether out is not
-// empty. It stops early, with out empty, when more input is needed to
-// complete a command line, and stops after an implicit HELO so that go-smtp
-// gets that line alone (see implicit).
+// empty. It stops when a command line is incomplete, before a command that
+// needs the implicit HELO while out still holds earlier lines, and right
+// after putting the implicit HELO in out, so that go-smtp gets it alone.
 func (f *lineFixer) process() bool {
 	for f.inOff < len(f.in) {
 		rest := f.in[f.inOff:]
@@ -254,10 +255,13 @@ func (f *lineFixer) command(line []byte) int {
 			// then a non-empty name; "HELO" alone gets 501 and greets no one.
 			f.greeted = len(body) > 5 && body[4] == ' ' && len(bytes.TrimSpace(body[5:])) > 0
 		case "MAIL", "RCPT", "DATA", "BDAT", "AUTH":
-			// Hand the HELO to go-smtp alone and only after everything
-			// before it: go-smtp reads a line only once it has answered
-			// all earlier ones, so the next reply it writes after taking
-			// the HELO is the HELO's, which gateConn.Write then hides.
+			// Hand the HELO to go-smtp alone, in a Read of its own after
+			// everything before it has been read. go-smtp's bufio.Reader
+			// calls Read only when it holds no complete line, and go-smtp
+			// asks for a line only after answering the one before; so
+			// when that Read comes, every earlier command has its reply,
+			// and the next reply go-smtp writes is the HELO's, which
+			// gateConn.Write hides.
 			if len(f.out) > 0 {
 				return lineWait
 			}
