@@ -35,19 +35,36 @@ import (
 // the message as gone, which it is.
 const (
 	dirFree = "free"
-	// maxFreeFiles bounds the pool: enough for every message in flight at
-	// the listener's and the queue's usual concurrency.
-	maxFreeFiles = 128
-	// maxRecycleBytes keeps large messages out of the pool, so that the
-	// pool holds at most a few MiB of disk.
+	// maxFreeFiles and maxFreeBytes bound the pool: it should hold as
+	// many files as a burst leaves queued at once (a few hundred when 16
+	// clients send faster than the upstream takes), but never more than a
+	// few MiB of a small gateway's flash.
+	maxFreeFiles = 1024
+	maxFreeBytes = 8 << 20
+	// maxRecycleBytes keeps large messages out of the pool.
 	maxRecycleBytes = 64 << 10
 )
+
+// diskBytes is what a file of size bytes occupies, in whole 4 KiB blocks.
+func diskBytes(size int64) int64 { return (size + 4095) &^ 4095 }
 
 // freePool is the set of files in free/ that this process may overwrite.
 type freePool struct {
 	mu    sync.Mutex
 	on    bool
-	names []string
+	files []freeFile
+	bytes int64 // sum of diskBytes over files
+}
+
+type freeFile struct {
+	name string
+	size int64
+}
+
+// fits reports whether a file of size bytes may join the pool. The caller
+// holds mu.
+func (p *freePool) fits(size int64) bool {
+	return p.on && size <= maxRecycleBytes && len(p.files) < maxFreeFiles && p.bytes+diskBytes(size) <= maxFreeBytes
 }
 
 // enableRecycling starts recycling message files; the caller holds the
@@ -58,28 +75,27 @@ type freePool struct {
 func (s *Spool) enableRecycling() {
 	dir := filepath.Join(s.dir, dirFree)
 	ents, _ := os.ReadDir(dir)
-	var names []string
+	s.free.mu.Lock()
+	defer s.free.mu.Unlock()
+	s.free.on, s.free.files, s.free.bytes = true, nil, 0
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
 		fi, err := os.Lstat(p)
 		st, ok := fileStat(fi)
-		if err != nil || !fi.Mode().IsRegular() || !ok || st.Nlink != 1 ||
-			fi.Size() > maxRecycleBytes+maxHeaderLine || len(names) >= maxFreeFiles {
+		if err != nil || !fi.Mode().IsRegular() || !ok || st.Nlink != 1 || !s.free.fits(fi.Size()) {
 			os.Remove(p)
 			continue
 		}
-		names = append(names, e.Name())
+		s.free.files = append(s.free.files, freeFile{e.Name(), fi.Size()})
+		s.free.bytes += diskBytes(fi.Size())
 	}
-	s.free.mu.Lock()
-	s.free.on, s.free.names = true, names
-	s.free.mu.Unlock()
 }
 
 // disableRecycling stops recycling when the delivery lock is released; the
 // files stay in free/ for the next holder.
 func (s *Spool) disableRecycling() {
 	s.free.mu.Lock()
-	s.free.on, s.free.names = false, nil
+	s.free.on, s.free.files, s.free.bytes = false, nil, 0
 	s.free.mu.Unlock()
 }
 
@@ -95,22 +111,28 @@ func fileStat(fi os.FileInfo) (*syscall.Stat_t, bool) {
 func (s *Spool) takeFree() string {
 	s.free.mu.Lock()
 	defer s.free.mu.Unlock()
-	n := len(s.free.names)
+	n := len(s.free.files)
 	if !s.free.on || n == 0 {
 		return ""
 	}
-	name := s.free.names[n-1]
-	s.free.names = s.free.names[:n-1]
-	return name
+	f := s.free.files[n-1]
+	s.free.files = s.free.files[:n-1]
+	s.free.bytes -= diskBytes(f.size)
+	return f.name
 }
 
 // putFree returns a file to the pool; only after the rename that put it
 // into free/ is durable, so that a file being overwritten can never still
 // be a queued message after a crash.
 func (s *Spool) putFree(name string) {
+	var size int64 = maxRecycleBytes + 1
+	if fi, err := os.Stat(filepath.Join(s.dir, dirFree, name)); err == nil {
+		size = fi.Size()
+	}
 	s.free.mu.Lock()
-	if s.free.on && len(s.free.names) < maxFreeFiles {
-		s.free.names = append(s.free.names, name)
+	if s.free.fits(size) {
+		s.free.files = append(s.free.files, freeFile{name, size})
+		s.free.bytes += diskBytes(size)
 		name = ""
 	}
 	s.free.mu.Unlock()
@@ -119,15 +141,13 @@ func (s *Spool) putFree(name string) {
 	}
 }
 
-// recycles reports whether a removed queue file of this size should go to
-// free/ rather than be unlinked.
+// recycles reports whether a removed queue file with a message of this size
+// should go to free/ rather than be unlinked (putFree decides again with the
+// file's exact size).
 func (s *Spool) recycles(size int64) bool {
-	if size > maxRecycleBytes {
-		return false
-	}
 	s.free.mu.Lock()
 	defer s.free.mu.Unlock()
-	return s.free.on && len(s.free.names) < maxFreeFiles
+	return s.free.fits(size)
 }
 
 // writeRecycled writes data over the free file name and renames it to
