@@ -160,7 +160,9 @@ func (f *lineFixer) read(r io.Reader, b []byte) (int, error) {
 func (f *lineFixer) fill(r io.Reader) {
 	if f.in == nil {
 		f.in = make([]byte, 0, fixerBuf)
-		f.out = make([]byte, 0, 2*fixerBuf+64)
+		// Command replies are short; out grows (to at most 2*fixerBuf+64)
+		// only for sessions that send a message, so idle ones stay small.
+		f.out = make([]byte, 0, 256)
 	}
 	if f.inOff > 0 {
 		f.in = f.in[:copy(f.in, f.in[f.inOff:])]
