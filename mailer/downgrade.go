@@ -86,8 +86,7 @@ func (d *downgrader) leave(format string, args ...any) {
 }
 
 // headerField is one field of a header as it was received: name in lower
-// case ("" for a line that is no field), raw bytes with continuation lines
-// and line ends.
+// case, raw bytes with continuation lines and line ends.
 type headerField struct {
 	name string
 	raw  []byte
@@ -105,7 +104,9 @@ func (f headerField) value() string {
 }
 
 // splitEntity separates header fields and body. The body starts after the
-// first empty line; without one the entity is all header.
+// first empty line (sep holds it), or, as Repair and Postfix read a header,
+// at the first line that is neither a field nor a continuation (sep nil).
+// Without either the entity is all header and body is nil.
 func splitEntity(raw []byte) (fields []headerField, sep, body []byte) {
 	pos := 0
 	for pos < len(raw) {
@@ -118,15 +119,15 @@ func splitEntity(raw []byte) (fields []headerField, sep, body []byte) {
 		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
 			return fields, line, raw[next:]
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+		switch {
+		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
 			f := &fields[len(fields)-1]
 			f.raw = raw[pos-len(f.raw) : next]
-		} else {
-			name := ""
-			if i := bytes.IndexByte(line, ':'); i > 0 {
-				name = strings.ToLower(strings.TrimRight(string(line[:i]), " \t"))
-			}
+		case isHeaderField(line):
+			name := strings.ToLower(strings.TrimRight(string(line[:bytes.IndexByte(line, ':')]), " \t"))
 			fields = append(fields, headerField{name: name, raw: line})
+		default:
+			return fields, nil, raw[pos:]
 		}
 		pos = next
 	}
@@ -246,8 +247,8 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	for _, f := range extra {
 		out.WriteString(f)
 	}
-	if sep == nil && body == nil {
-		return out.Bytes()
+	if sep == nil && len(extra) > 0 && body != nil {
+		sep = []byte(nl) // the added fields must not run into the body
 	}
 	out.Write(sep)
 	out.Write(newBody)
@@ -273,11 +274,7 @@ var unstructuredFields = map[string]bool{"subject": true, "comments": true, "con
 func (d *downgrader) header(f headerField, nl string) []byte {
 	v := f.value()
 	if !unstructuredFields[f.name] || !utf8.ValidString(v) || strings.Contains(v, "=?") {
-		name := f.name
-		if name == "" {
-			name = "(malformed header line)"
-		}
-		d.leave("8-bit header field %s left as is", name)
+		d.leave("8-bit header field %s left as is", f.name)
 		return f.raw
 	}
 	name := f.raw[:bytes.IndexByte(f.raw, ':')]

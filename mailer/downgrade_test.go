@@ -78,6 +78,12 @@ func TestDowngradeSinglePart(t *testing.T) {
 			wantHeader: "Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
 		},
 		{
+			name:       "header ended by a text line, not an empty one (read as Repair does)",
+			header:     "Subject: x\r\nMIME-Version: 1.0\r\n",
+			body:       "Kühlung ausgefallen\r\n",
+			wantHeader: "Subject: x\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+		},
+		{
 			name:       "Latin-1 body without Content-Type gets no charset guess",
 			header:     "Subject: x\r\nMIME-Version: 1.0\r\n\r\n",
 			body:       "F\xfcllstand\r\n",
@@ -295,21 +301,27 @@ func TestDowngradeMultipart(t *testing.T) {
 }
 
 func TestDowngradeMultipartOddities(t *testing.T) {
-	for _, tc := range []struct{ name, in, note string }{
+	for _, tc := range []struct{ name, in, note, contains string }{
 		{"no boundary", "Content-Type: multipart/mixed\r\n\r\nä\r\n",
-			"multipart/mixed without boundary left as is; the message still holds 8-bit bytes and is sent so"},
+			"multipart/mixed without boundary left as is; the message still holds 8-bit bytes and is sent so", "\r\n\r\nä\r\n"},
 		{"8-bit preamble", "Content-Type: multipart/mixed; boundary=b\r\n\r\nä\r\n--b\r\n\r\nü\r\n--b--\r\n",
-			"1 part(s) re-encoded quoted-printable; 8-bit multipart preamble left as is; the message still holds 8-bit bytes and is sent so"},
+			"1 part(s) re-encoded quoted-printable; 8-bit multipart preamble left as is; the message still holds 8-bit bytes and is sent so",
+			"\r\n\r\nä\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=BC\r\n--b--\r\n"},
 		{"no close delimiter", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nü\r\n",
-			"1 part(s) re-encoded quoted-printable"},
+			"1 part(s) re-encoded quoted-printable", "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=BC\r\n"},
+		{"part without header or empty line", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nText ü\r\n--b--\r\n",
+			"1 part(s) re-encoded quoted-printable", "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nText =C3=BC\r\n--b--"},
 		{"boundary prefix is not a delimiter", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n--bx ü\r\n--b--\r\n",
-			"1 part(s) re-encoded quoted-printable"},
+			"1 part(s) re-encoded quoted-printable", "\r\n\r\n--bx =C3=BC\r\n--b--\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, note := downgrade8bit([]byte(tc.in))
 			t.Logf("%s", out)
 			if note != tc.note {
 				t.Errorf("note %q, want %q", note, tc.note)
+			}
+			if !bytes.Contains(out, []byte(tc.contains)) {
+				t.Errorf("output lacks %q", tc.contains)
 			}
 		})
 	}
