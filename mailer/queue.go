@@ -661,6 +661,9 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 		t0 := q.now()
 		res, err := w.uc.send(m.Envelope, data)
 		w.sent++
+		if res.Downgrade != "" {
+			q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "what", res.Downgrade)
+		}
 		code := res.Code
 		if err != nil {
 			code = ReplyCode(err)
