@@ -407,7 +407,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	now := time.Now()
-	msg := repair(data, repairInfo{
+	msg := mailer.Repair(data, mailer.RepairInfo{
 		From:     ss.from,
 		Hostname: ss.srv.hostname,
 		Fallback: ss.srv.fallback,
