@@ -794,8 +794,11 @@ report() {
 		- **Absolute figures are indicative only.** This is a small shared machine with 2 cores and other jobs; messages per
 		  second and MiB move between runs. Compare a row with its neighbour, not with another run.
 		- **Durability is equal.** Postfix's cleanup daemon fsyncs each queue file before smtpd says 250 (not configurable);
-		  plcmail's spool writes each message to a temp file, fsyncs it, renames it into queue/ and fsyncs the directory
-		  before the listener says 250. Both queues live on the same filesystem (above).
+		  plcmail's spool writes each message into a file, fsyncs it, renames it into queue/ and fsyncs the directory
+		  before the listener says 250. The file is a new one, or one of a delivered message that plcmail recycles
+		  (mailer/spool_recycle.go): on ext4 without a journal, creating files right after many were deleted is
+		  expensive for both relays, and recycling is how plcmail avoids most of it. Both queues live on the same
+		  filesystem (above).
 		- **Accepted msg/s** is the client's view: messages divided by smtp-source's wall time (each 250 to DATA means the
 		  message is on disk). **Delivered msg/s** runs from the same start until the relay's queue is empty *and* the relay
 		  has logged every message as accepted by the sink (Postfix \`status=sent\`, plcmail \`msg=delivered\`).
