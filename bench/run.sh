@@ -764,6 +764,12 @@ CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 FS_TYPE=$(findmnt -n -o FSTYPE -T "$W" | head -1)
 FS_OPTS=$(findmnt -n -o OPTIONS -T "$W" | head -1)
+# ext4 journals through jbd2, which lists each journaled device in /proc/fs/jbd2.
+FS_DEV=$(findmnt -n -o SOURCE -T "$W" | head -1)
+FS_JOURNAL=""
+if [[ $FS_TYPE == ext4 ]]; then
+	if ls /proc/fs/jbd2 2>/dev/null | grep -q "^${FS_DEV##*/}-"; then FS_JOURNAL=", with a journal"; else FS_JOURNAL=", without a journal"; fi
+fi
 COMMIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(cd "$REPO" && git status --porcelain -- . 2>/dev/null | grep -q . && echo " (working tree with uncommitted changes)" || true)
 report() {
@@ -772,7 +778,7 @@ report() {
 
 		Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$CMD\` (${N_RELAY} relay messages, ${N_DRAIN} for the drain; run time $(($(date +%s) - BENCH_START)) s).
 
-		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on $FS_TYPE ($FS_OPTS). Load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end: other work on the machine shares its $(nproc) CPUs.
+		Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"); both queues on $FS_TYPE ($FS_OPTS$FS_JOURNAL). Load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end: other work on the machine shares its $(nproc) CPUs.
 		Software: plcmail $COMMIT$DIRTY built with $(go version | awk '{ print $3 }'); Postfix $(postconf -h mail_version 2>/dev/null) (Debian package); client smtp-source and upstream smtp-sink from the same package; TLS terminator socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }').
 
 	EOF
