@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/protocol"
@@ -35,7 +36,7 @@ to = ["nobody@example.com"]
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sp, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
 	if err != nil {

@@ -13,11 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/protocol"
 	"golang.org/x/sys/unix"
@@ -128,24 +128,7 @@ type gateway struct {
 	dir    string
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testenv.SyncBuffer
 }
 
 func startGateway(t testing.TB, cfg *config.Config, dir string) *gateway {
@@ -154,7 +137,7 @@ func startGateway(t testing.TB, cfg *config.Config, dir string) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := newBridge(cfg, sp, nil, log, nil)
 	if err != nil {

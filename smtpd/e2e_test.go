@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/smtpd"
@@ -21,7 +22,7 @@ func TestEndToEnd(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
 	cfg := u.GatewayConfig(t)
 	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/smtpd"
 )
@@ -34,7 +34,7 @@ type gw struct {
 	addr  string
 	port  string
 	wakes atomic.Int32
-	logs  *syncBuffer
+	logs  *testenv.SyncBuffer
 }
 
 // startGateway parses a complete configuration whose [smtp] section holds
@@ -66,7 +66,7 @@ listen = ["127.0.0.1:0"]
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g := &gw{t: t, cfg: cfg, logs: &syncBuffer{}}
+	g := &gw{t: t, cfg: cfg, logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g.spool, err = mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
 	if err != nil {
@@ -269,23 +269,6 @@ func runTool(t *testing.T, stdin string, name string, args ...string) (string, e
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // eventually polls cond for up to 10 s.

@@ -162,8 +162,8 @@ func TestDemoFollow(t *testing.T) {
 	needPTY(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout := &syncBuffer{}
-	stderr := &syncBuffer{}
+	stdout := &testenv.SyncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr, getenv: func(string) string { return "" }}
 	errc := make(chan error, 1)
 	go func() {
@@ -232,8 +232,8 @@ func TestDemoInterrupted(t *testing.T) {
 	needPTY(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout := &syncBuffer{}
-	e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: &syncBuffer{}, getenv: func(string) string { return "" }}
+	stdout := &testenv.SyncBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: &testenv.SyncBuffer{}, getenv: func(string) string { return "" }}
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, []string{"plcmail", "demo", "--out", t.TempDir()}, e) }()
 	waitFor(t, "the first mail", func() bool { return strings.Contains(stdout.String(), "MAIL  #1") })

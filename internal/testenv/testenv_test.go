@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -34,5 +35,26 @@ func TestMissingSkipsLocallyFailsInCI(t *testing.T) {
 	Missing(ci, "no %s", "swaks")
 	if !local.skipped || local.failed || !ci.failed || ci.skipped {
 		t.Errorf("local skipped=%v failed=%v; CI skipped=%v failed=%v", local.skipped, local.failed, ci.skipped, ci.failed)
+	}
+}
+
+// TestSyncBufferConcurrentWrites is only meaningful under -race: writers
+// and a reader at once must not race, and no write may be lost.
+func TestSyncBufferConcurrentWrites(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				b.Write([]byte("x"))
+				_ = b.String()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(b.String()); n != 400 {
+		t.Errorf("len = %d, want 400", n)
 	}
 }
