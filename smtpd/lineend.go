@@ -25,6 +25,11 @@ import (
 //  3. MAIL (or RCPT, DATA, BDAT, AUTH) before any HELO/EHLO gets an implicit
 //     "HELO [peer-address]" in front of it (see implicitHelo).
 //
+//  4. An address without a domain in MAIL FROM or RCPT TO ("<plc>", "plc")
+//     gets the marker domain unqualifiedDomain appended, so that go-smtp
+//     passes it to the session, which decides what it means (see
+//     unqualifiedEnd).
+//
 // Why bare LF is safe here, although go-smtp refuses it on purpose: SMTP
 // smuggling needs two MTAs that disagree about where a message ends, so that
 // bytes one of them treats as message text become commands for the next.
@@ -52,8 +57,9 @@ import (
 // line longer than in is passed on in pieces, untouched, for go-smtp's own
 // line limit to judge.
 type lineFixer struct {
-	tls  bool   // STARTTLS is offered: switch to passthrough after a STARTTLS line
-	helo []byte // implicit greeting, "HELO [addr]\r\n"; nil: never inject
+	tls     bool   // STARTTLS is offered: switch to passthrough after a STARTTLS line
+	helo    []byte // implicit greeting, "HELO [addr]\r\n"; nil: never inject
+	qualify bool   // mark addresses without a domain (repair 4)
 
 	// implicit is called, in the Read that hands the implicit HELO to
 	// go-smtp, with the command that needed it; the caller then hides
@@ -276,6 +282,14 @@ func (f *lineFixer) command(line []byte) int {
 		}
 	}
 
+	if f.qualify && (verb == "MAIL" || verb == "RCPT") {
+		if i := unqualifiedEnd(body, verb); i >= 0 {
+			f.out = append(f.out, body[:i]...)
+			f.out = append(f.out, '@')
+			f.out = append(f.out, unqualifiedDomain...)
+			body = body[i:]
+		}
+	}
 	f.out = append(f.out, body...)
 	if cr {
 		f.out = append(f.out, '\r')
@@ -375,4 +389,73 @@ func (f *lineFixer) emit(c byte) bool {
 		}
 	}
 	return false
+}
+
+// unqualifiedDomain marks an envelope address that the client sent without
+// a domain. It is in the .invalid top-level domain, reserved by RFC 2606 so
+// that it names no real host: a marked address can never be mistaken for a
+// deliverable one, and a client that sends the marker itself is treated as
+// if it had sent no domain, which is what such an address amounts to.
+const unqualifiedDomain = "unqualified.plcmail.invalid"
+
+// unqualifiedEnd returns where, in a MAIL or RCPT command line without its
+// line ending, the local part of an address without a domain ends, or -1
+// when the line holds no such address.
+//
+// Why: Arduino sketches and other minimal firmware write "MAIL FROM:<plc>"
+// or "MAIL FROM:plc", as one would on a Unix host. go-smtp refuses that in
+// handleMail/handleRcpt with "501 5.5.2 Was expecting MAIL arg syntax"
+// (parser.parseMailbox insists on an "@") before the session sees it, so
+// there is no hook above this layer. Postfix accepts it
+// (strict_rfc821_envelopes = no) and its cleanup(8) has trivial-rewrite(8)
+// append @$myorigin to envelope addresses (append_at_myorigin = yes; since
+// Postfix 3.0 append_dot_mydomain defaults to no, so nothing else is added).
+//
+// The fixer only marks the address; what it becomes is the session's
+// decision (session.Mail qualifies a sender with gateway.hostname,
+// session.Rcpt refuses a recipient), so that policy stays in one place with
+// the rest of it and go-smtp's own parsing of the rest of the line, ESMTP
+// parameters included, is untouched. Only what go-smtp would otherwise
+// accept is marked: a dot-string local part that go-smtp's parser reads
+// whole, in angle brackets or bare as go-smtp allows it. Quoted local parts,
+// source routes, "<>" (the null sender) and anything malformed are left for
+// go-smtp to judge as before.
+func unqualifiedEnd(line []byte, verb string) int {
+	prefix := "FROM:"
+	if verb == "RCPT" {
+		prefix = "TO:"
+	}
+	i := skipBlanks(line, 5) // go-smtp: TrimSpace(line[5:]), then the prefix
+	if len(line)-i < len(prefix) || !bytes.EqualFold(line[i:i+len(prefix)], []byte(prefix)) {
+		return -1
+	}
+	i = skipBlanks(line, i+len(prefix))
+	bracket := i < len(line) && line[i] == '<'
+	if bracket {
+		i++
+	}
+	start := i
+	for ; i < len(line); i++ {
+		c := line[i]
+		if c == '>' || c == ' ' || c == '\t' {
+			break
+		}
+		// "@": qualified already, a source route, or an empty local
+		// part; the others: what go-smtp's dot-string parser refuses;
+		// controls: what session.bareAddress refuses.
+		if c == '@' || c < ' ' || c == 0x7f || bytes.IndexByte([]byte(`()<[]:;\,"`), c) >= 0 {
+			return -1
+		}
+	}
+	if i == start || bracket != (i < len(line) && line[i] == '>') {
+		return -1 // "<>", nothing at all, or the brackets do not match
+	}
+	return i
+}
+
+func skipBlanks(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	return i
 }

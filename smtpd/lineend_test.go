@@ -130,6 +130,80 @@ func TestLineFixer(t *testing.T) {
 	}
 }
 
+// TestUnqualifiedEnd: which MAIL/RCPT lines carry an address without a
+// domain that go-smtp would otherwise accept, and where its local part ends.
+func TestUnqualifiedEnd(t *testing.T) {
+	const none = -1
+	tests := []struct {
+		line string
+		want int // index after the local part, or none
+	}{
+		{"MAIL FROM:<plc>", 14},
+		{"mail from:<plc>", 14},
+		{"MAIL FROM:plc", 13},
+		{"MAIL FROM: <plc>", 15},
+		{"MAIL  FROM:\t<plc>", 16},
+		{"MAIL FROM:<plc> SIZE=100 BODY=8BITMIME", 14},
+		{"MAIL FROM:plc SIZE=100", 13},
+		{"MAIL FROM:<press-1.line_2+x>", 27},
+		{"MAIL FROM:<pl\xc3\xa4c>", 16}, // UTF-8, as go-smtp takes it
+		{"RCPT TO:<ops>", 12},
+		{"rcpt to:ops NOTIFY=NEVER", 11},
+		{"MAIL FROM:<>", none}, // the null sender stays null
+		{"MAIL FROM:<> SIZE=10", none},
+		{"MAIL FROM:", none},
+		{"MAIL FROM:<plc@example.com>", none},
+		{"MAIL FROM:plc@example.com", none},
+		{"MAIL FROM:<@relay.example:plc>", none}, // source route: go-smtp's call
+		{"MAIL FROM:<\"plc\">", none},            // quoted local part
+		{"MAIL FROM:<plc", none},                 // unbalanced brackets
+		{"MAIL FROM:plc>", none},
+		{"MAIL FROM:<plc x>", none},
+		{"MAIL FROM:<pl:c>", none},
+		{"MAIL FROM:<pl\x01c>", none},
+		{"MAIL TO:<plc>", none},
+		{"RCPT FROM:<ops>", none},
+		{"MAIL", none},
+		{"MAIL ", none},
+	}
+	for _, tt := range tests {
+		verb := strings.ToUpper(tt.line[:4])
+		if got := unqualifiedEnd([]byte(tt.line), verb); got != tt.want {
+			t.Errorf("%q: %d, want %d", tt.line, got, tt.want)
+		}
+	}
+}
+
+// TestLineFixerQualify: the marker goes in after the local part, the rest
+// of the line (and everything else) is untouched, and nothing happens
+// without qualify.
+func TestLineFixerQualify(t *testing.T) {
+	const m = "@" + unqualifiedDomain
+	tests := []struct{ in, want string }{
+		{"MAIL FROM:<plc>\r\nRCPT TO:<ops>\r\n", "MAIL FROM:<plc" + m + ">\r\nRCPT TO:<ops" + m + ">\r\n"},
+		{"mail from:plc SIZE=10 \nrcpt to:ops@example.com\n", "mail from:plc" + m + " SIZE=10\nrcpt to:ops@example.com\n"},
+		{"MAIL FROM:<>\r\nNOOP <plc>\r\n", "MAIL FROM:<>\r\nNOOP <plc>\r\n"},
+		{"DATA\nMAIL FROM:<plc>\n.\nMAIL FROM:<plc>\n", "DATA\nMAIL FROM:<plc>\r\n.\r\nMAIL FROM:<plc" + m + ">\n"},
+	}
+	for _, tt := range tests {
+		for _, bufSize := range []int{1, 3, 64, 4096} {
+			for _, src := range []int{0, 1, 3} {
+				if got := string(readThroughFixer(&lineFixer{qualify: true}, []byte(tt.in), bufSize, src)); got != tt.want {
+					t.Fatalf("%q, buf %d, src chunk %d:\n got %q\nwant %q", tt.in, bufSize, src, got, tt.want)
+				}
+			}
+		}
+		if got := string(readThroughFixer(&lineFixer{}, []byte("MAIL FROM:<plc>\r\n"), 4096, 0)); got != "MAIL FROM:<plc>\r\n" {
+			t.Fatalf("without qualify: %q", got)
+		}
+	}
+	// With the implicit HELO: the marked line follows it.
+	f := &lineFixer{qualify: true, helo: []byte("HELO [10.0.0.7]\r\n")}
+	if got := string(readThroughFixer(f, []byte("MAIL FROM:<plc>\n"), 4096, 0)); got != "HELO [10.0.0.7]\r\nMAIL FROM:<plc"+m+">\n" {
+		t.Fatalf("with implicit HELO: %q", got)
+	}
+}
+
 func TestImplicitHeloLine(t *testing.T) {
 	for _, tt := range []struct{ ip, want string }{
 		{"192.168.1.177", "HELO [192.168.1.177]\r\n"},
@@ -262,20 +336,23 @@ func TestReplyHider(t *testing.T) {
 
 // FuzzLineFixer checks that the output does not depend on how reads are
 // split, and that the fixer changes nothing but line endings (a CR before
-// LF), blanks at the end of command lines, and inserts at most one HELO.
+// LF), blanks at the end of command lines, inserts at most one HELO, and
+// with qualify adds the marker domain (and nothing else).
 func FuzzLineFixer(f *testing.F) {
-	f.Add([]byte("DATA\nSubject: x\nhi\n.\nQUIT\n"), uint8(1), false, false)
-	f.Add([]byte("BDAT 3\r\n\n\n\nDATA\r\n\n.\n"), uint8(2), false, true)
-	f.Add([]byte("STARTTLS\n\x16\n\nDATA\n\n"), uint8(7), true, false)
-	f.Add([]byte("NOOP \r\nMAIL FROM:<a@b>\r\nDATA \nx \n.\n"), uint8(3), false, true)
-	f.Fuzz(func(t *testing.T, in []byte, size uint8, tls, greet bool) {
+	f.Add([]byte("DATA\nSubject: x\nhi\n.\nQUIT\n"), uint8(1), false, false, false)
+	f.Add([]byte("BDAT 3\r\n\n\n\nDATA\r\n\n.\n"), uint8(2), false, true, false)
+	f.Add([]byte("STARTTLS\n\x16\n\nDATA\n\n"), uint8(7), true, false, false)
+	f.Add([]byte("NOOP \r\nMAIL FROM:<a@b>\r\nDATA \nx \n.\n"), uint8(3), false, true, false)
+	f.Add([]byte("MAIL FROM:<plc> SIZE=1\nRCPT TO:ops\r\nDATA\nMAIL FROM:<x>\n.\n"), uint8(4), false, true, true)
+	f.Fuzz(func(t *testing.T, in []byte, size uint8, tls, greet, qualify bool) {
 		fixer := func() *lineFixer {
-			f := &lineFixer{tls: tls}
+			f := &lineFixer{tls: tls, qualify: qualify}
 			if greet {
 				f.helo = []byte("HELO [10.0.0.7]\r\n")
 			}
 			return f
 		}
+		inLen, lines := len(in), bytes.Count(in, []byte("\n"))
 		ref := readThroughFixer(fixer(), in, 4096, 0)
 		got := readThroughFixer(fixer(), in, int(size)%17+1, int(size)%5)
 		if !bytes.Equal(ref, got) {
@@ -294,11 +371,17 @@ func FuzzLineFixer(f *testing.F) {
 			}
 			return s
 		}
+		if qualify {
+			// Markers the client sent itself are removed from both.
+			marker := []byte("@" + unqualifiedDomain)
+			out = bytes.ReplaceAll(out, marker, nil)
+			in = bytes.ReplaceAll(in, marker, nil)
+		}
 		if !bytes.Equal(strip(out), strip(in)) {
 			t.Fatalf("fixer changed more than line endings and blanks:\nin  %q\nout %q", in, ref)
 		}
-		if len(ref) > len(in)*2+len("HELO [10.0.0.7]\r\n") {
-			t.Fatalf("output %d bytes for %d in", len(ref), len(in))
+		if len(ref) > inLen*2+len("HELO [10.0.0.7]\r\n")+lines*len("@"+unqualifiedDomain) {
+			t.Fatalf("output %d bytes for %d in", len(ref), inLen)
 		}
 	})
 }

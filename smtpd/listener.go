@@ -81,6 +81,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		gc := &gateConn{Conn: c, gate: g, ip: ip}
 		gc.fix.tls = g.tlsOffered
 		gc.fix.helo = implicitHelo(ip)
+		gc.fix.qualify = true
 		gc.fix.implicit = gc.implicitHelo
 		g.conns[gc] = struct{}{}
 		g.mu.Unlock()

@@ -11,7 +11,8 @@
 //     address as EHLO argument, bare-LF line endings, trailing blanks after
 //     commands, MAIL without HELO (lineFixer, which injects an implicit
 //     HELO with the peer's address), missing header fields and the blank
-//     line after the header (repair);
+//     line after the header (repair), a sender without a domain (qualified
+//     with gateway.hostname, as Postfix appends $myorigin);
 //   - durability: the 250 after DATA is sent only once mailer.Spool.Enqueue
 //     returned, i.e. the message is fsynced; any spool error is a 451 so the
 //     client keeps the message and retries.
@@ -282,6 +283,8 @@ type session struct {
 
 	from  string
 	rcpts []string
+
+	qualifiedLogged bool // the session's first qualified sender was logged
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -335,6 +338,22 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.srv.cfg.RequireAuth && ss.user == "" {
 		return ss.reject("MAIL", errAuthRequired, "from", from)
 	}
+	if local, ok := cutUnqualified(from); ok {
+		if strings.Contains(local, "@") { // "a@b@<marker>": the client wrote the marker itself
+			return ss.reject("MAIL", errBadAddress, "from", from)
+		}
+		// What Postfix does for "MAIL FROM:<plc>" with its defaults
+		// (append_at_myorigin = yes): the board's name at the gateway.
+		// gateway.hostname is plcmail's $myorigin, the name the gateway
+		// already uses in EHLO and Message-ID. Repair then puts the
+		// qualified address in a From field it adds, so header and
+		// envelope agree.
+		from = local + "@" + ss.srv.hostname
+		if !ss.qualifiedLogged {
+			ss.qualifiedLogged = true
+			ss.srv.log.Info("smtp: sender without domain, appended gateway.hostname", "peer", ss.peer, "sent", local, "from", from)
+		}
+	}
 	if !bareAddress(from) {
 		return ss.reject("MAIL", errBadAddress, "from", from)
 	}
@@ -357,9 +376,38 @@ func bareAddress(a string) bool {
 	return true
 }
 
+// cutUnqualified reports whether lineFixer marked addr as sent without a
+// domain (see unqualifiedEnd), and returns the local part the client sent.
+func cutUnqualified(addr string) (local string, ok bool) {
+	const marker = "@" + unqualifiedDomain
+	if len(addr) <= len(marker) || !strings.EqualFold(addr[len(addr)-len(marker):], marker) {
+		return "", false
+	}
+	return addr[:len(addr)-len(marker)], true
+}
+
 var errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: recipient not in allowed_recipients"}
 
+// errUnqualifiedRcpt refuses "RCPT TO:<ops>". Postfix would append
+// @$myorigin and, as $myorigin is one of its own domains, deliver to the
+// local mailbox "ops". plcmail has no local mailboxes: all mail goes to the
+// provider, and "ops@gateway.hostname" would be a domain the provider cannot
+// deliver to (or, worse, a real host that is not the intended one), to be
+// found out only from a bounce to a board that cannot read bounces. Nothing
+// in the configuration says who "ops" is (upstream.from is a sender, and
+// alarm recipients belong to [[alarm]] entries), so a permanent refusal the
+// board's log can show at once is the useful answer. 553 with 5.1.3 is RFC
+// 5321's and RFC 3463's reply for a mailbox name whose syntax is not
+// allowed, the same as errBadAddress. This holds for "<postmaster>" too,
+// which RFC 5321 wants accepted by servers that have a postmaster mailbox;
+// the gateway has none, and go-smtp alone answers 501 to it.
+var errUnqualifiedRcpt = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+	Message: "Recipient must be a full address user@domain"}
+
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if local, ok := cutUnqualified(to); ok {
+		return ss.reject("RCPT", errUnqualifiedRcpt, "from", ss.from, "to", local)
+	}
 	if to == "" || !bareAddress(to) {
 		return ss.reject("RCPT", errBadAddress, "from", ss.from, "to", to)
 	}
