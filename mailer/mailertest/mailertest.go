@@ -6,21 +6,16 @@ package mailertest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,6 +28,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/throwawayca"
 )
 
 // Security values for Options.Security: how the server offers TLS.
@@ -175,8 +171,7 @@ func NewUpstream(t testing.TB, opts Options) *Upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.CAPool = x509.NewCertPool()
-	u.CAPool.AddCert(ca.Cert)
+	u.CAPool = ca.Pool()
 	caPEM := ca.PEM()
 	if opts.SelfSigned {
 		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]})
@@ -649,111 +644,19 @@ func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 	return nil, true, x.check(user, token)
 }
 
-// CA is a test certificate authority.
-type CA struct {
-	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
-}
+// CA is a test certificate authority: throwawayca's, which the demo uses
+// too. The alias keeps mailertest the one import a test needs, for its
+// upstream and for servers outside the process.
+type CA = throwawayca.CA
 
 // NewCA generates an ECDSA P-256 CA valid for one day.
-func NewCA() (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "plcmail test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{Cert: cert, Key: key}, nil
-}
-
-// PEM returns the CA certificate in PEM form.
-func (ca *CA) PEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
-}
-
-// Issue returns a server certificate for hosts (DNS names or IPs).
-func (ca *CA) Issue(hosts ...string) (tls.Certificate, error) {
-	return issue(hosts, ca.Cert, ca.Key)
-}
+func NewCA() (*CA, error) { return throwawayca.New("plcmail test CA") }
 
 // SelfSigned returns a self-signed server certificate for hosts.
-func SelfSigned(hosts ...string) (tls.Certificate, error) { return issue(hosts, nil, nil) }
+func SelfSigned(hosts ...string) (tls.Certificate, error) { return throwawayca.SelfSigned(hosts...) }
 
 // WriteKeyPair writes cert and key as PEM files into dir and returns their
 // paths, for servers outside the process (aiosmtpd, swaks).
 func WriteKeyPair(dir string, cert tls.Certificate) (certFile, keyFile string, err error) {
-	var cb bytes.Buffer
-	for _, der := range cert.Certificate {
-		pem.Encode(&cb, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		return "", "", err
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, cb.Bytes(), 0o644); err != nil {
-		return "", "", err
-	}
-	err = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile, err
-}
-
-func issue(hosts []string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "mailertest"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if len(hosts) > 0 {
-		tmpl.Subject.CommonName = hosts[0]
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(errors.New("mailertest: no randomness"))
-	}
-	return n
+	return throwawayca.WriteKeyPair(dir, cert)
 }
