@@ -401,7 +401,7 @@ func BenchmarkLineFixer(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		f := &lineFixer{}
+		f := &lineFixer{qualify: true} // as gateListener sets it
 		r := bytes.NewReader(data)
 		for {
 			if _, err := f.read(r, buf); err != nil {
