@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -55,8 +56,10 @@ func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queu
 			Version: readBuildInfo().Version, PID: os.Getpid(), Config: cfg.File,
 			Started: started, Now: time.Now(), Queue: queue.Stats(), Links: links.Status(),
 		}
-		if dead, err := spool.ListDead(); err == nil {
-			s.Dead = len(dead)
+		// Counted from the directory: parsing every dead letter on each
+		// status request would cost a file read apiece.
+		if sum, err := mailer.PeekSpool(spool.Dir()); err == nil {
+			s.Dead = sum.Dead
 		}
 		if cfg.SMTP != nil {
 			s.SMTP = cfg.SMTP.Listen
@@ -173,28 +176,26 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// printSpoolOnly shows what waits in the spool of a stopped gateway, read
-// straight from the directory (opening the spool would tidy it, which is the
-// running gateway's job).
+// printSpoolOnly shows what waits in the spool of a stopped gateway.
+// mailer.PeekSpool reads the directory without opening the spool: opening
+// would tidy it, which is the running gateway's job.
 func printSpoolOnly(w io.Writer, dir string) {
-	for _, area := range []struct{ dir, what string }{{"queue", "queued"}, {"dead", "dead letters"}} {
-		ents, err := os.ReadDir(filepath.Join(dir, area.dir))
-		if err != nil {
-			continue
-		}
-		n := 0
-		var oldest time.Time
-		for _, e := range ents {
-			if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".json") {
-				continue
-			}
-			n++
-			if fi, err := e.Info(); err == nil && (oldest.IsZero() || fi.ModTime().Before(oldest)) {
-				oldest = fi.ModTime()
-			}
-		}
-		if n > 0 {
-			fmt.Fprintf(w, "%s: %d, oldest %s ago\n", area.what, n, age(time.Now(), oldest))
+	sum, err := mailer.PeekSpool(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // nothing was ever queued
+	}
+	if err != nil {
+		fmt.Fprintf(w, "cannot read the spool: %v\n", err)
+		return
+	}
+	now := time.Now()
+	for _, area := range []struct {
+		what   string
+		n      int
+		oldest time.Time
+	}{{"queued", sum.Queued, sum.OldestQueued}, {"dead letters", sum.Dead, sum.OldestDead}} {
+		if area.n > 0 {
+			fmt.Fprintf(w, "%s: %d, oldest %s ago\n", area.what, area.n, age(now, area.oldest))
 		} else {
 			fmt.Fprintf(w, "%s: 0\n", area.what)
 		}

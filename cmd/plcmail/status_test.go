@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
@@ -186,5 +188,54 @@ func TestStatusSecondServe(t *testing.T) {
 	}
 	if r := runCLI(t, "", "plcmail", "-c", path, "status"); r.code != 0 {
 		t.Errorf("status after a refused second serve: exit %d\n%s%s\nfirst serve's log:\n%s", r.code, r.stdout, r.stderr, first.logs())
+	}
+}
+
+// TestStatusStoppedSpool: beside a stopped gateway, status counts queued
+// messages and dead letters from the spool directory, and not the reasons
+// of dead letters (dead/ID.json) nor recycled files (free/); a spool that
+// was never created shows no counts.
+func TestStatusStoppedSpool(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	var out strings.Builder
+	printSpoolOnly(&out, dir)
+	if out.Len() != 0 {
+		t.Errorf("never-created spool: %q, want nothing", out.String())
+	}
+
+	sp, err := mailer.OpenSpool(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := mailer.Submission{Envelope: mailer.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}},
+		Data: []byte("Subject: x\r\n\r\nx\r\n")}
+	var ids []string
+	for range 3 {
+		id, err := sp.Enqueue(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := sp.DeadLetter(ids[0], 550, "no such user"); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := sp.LockDelivery() // the delivering process recycles into free/
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Delivered(ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	sp.Close()
+	if free, _ := os.ReadDir(filepath.Join(dir, "free")); len(free) == 0 {
+		t.Fatal("the delivered message was not recycled into free/: the test checks nothing there")
+	}
+
+	out.Reset()
+	printSpoolOnly(&out, dir)
+	if !regexp.MustCompile(`^queued: 1, oldest \d+s ago\ndead letters: 1, oldest \d+s ago\n$`).MatchString(out.String()) {
+		t.Errorf("status of a stopped spool:\n%s", out.String())
 	}
 }
