@@ -467,6 +467,9 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	if body {
 		data = make([]byte, m.Size)
 		if _, err := io.ReadFull(br, data); err != nil {
+			if !stillLinked(s.path(area, id), fi) {
+				return m, nil, gone() // recycled into a shorter message
+			}
 			return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
 		}
 	}
