@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -172,6 +174,8 @@ type Spool struct {
 	tmpfile bool
 	// free: delivered message files kept for reuse (spool_recycle.go).
 	free freePool
+	// lastIDTime is the time part of the last id this process made.
+	lastIDTime atomic.Uint64
 	// Group commit of the fsyncs that make a change in queue/ and dead/
 	// (files linked, renamed or removed) and an append to keys/log durable.
 	queueSync, deadSync, keysSync *groupSync
@@ -257,7 +261,7 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 			return "", ErrDuplicate
 		}
 	}
-	id := newID()
+	id := s.newID()
 	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key,
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
@@ -581,7 +585,7 @@ func (s *Spool) remove(area string, m *Message) error {
 	}
 	recycled := ""
 	if area == dirQueue && s.recycles(m.Size) {
-		recycled = newID()
+		recycled = s.newID()
 		if os.Rename(s.path(area, m.ID), s.path(dirFree, recycled)) != nil {
 			recycled = "" // unlink it instead, which reports the error
 		}
@@ -963,19 +967,37 @@ func syncDir(dir string) error {
 
 var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
 
-// newID returns a queue id that sorts by creation time, like Postfix's long
-// queue ids: 10 characters of time, 6 of randomness. 48 random bits per
-// microsecond make a collision between processes sharing the spool
-// practically impossible.
-func newID() string {
+// newIDAt returns a queue id that sorts by creation time, like Postfix's
+// long queue ids: its 16 characters carry 80 bits, 54 of microseconds since
+// 1970 (enough until the year 2541) and 26 random ones. Earlier versions
+// kept only the low 48 bits of the time, which wrap every 8.9 years; ids of
+// both kinds are valid and only break ties in olderFirst.
+func newIDAt(us uint64) string {
+	var r [4]byte
+	rand.Read(r[:])
 	var b [10]byte
-	ns := uint64(time.Now().UnixMicro())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ns)
-		ns >>= 8
+	binary.BigEndian.PutUint16(b[0:], uint16(us>>38))
+	binary.BigEndian.PutUint64(b[2:], us<<26|uint64(binary.BigEndian.Uint32(r[:]))&(1<<26-1))
+	return idEncoding.EncodeToString(b[:])
+}
+
+// newID returns an id for something that is not a queued message.
+func newID() string { return newIDAt(uint64(time.Now().UnixMicro())) }
+
+// newID returns a queue id no other id of this process has: its time part
+// strictly increases, so two messages queued in the same microsecond cannot
+// collide, and a rename into queue/ (which would replace a file of the same
+// name) never meets an id of its own process. Another process sharing the
+// spool would need the same microsecond and the same 26 random bits.
+func (s *Spool) newID() string {
+	now := uint64(time.Now().UnixMicro())
+	for {
+		last := s.lastIDTime.Load()
+		t := max(now, last+1)
+		if s.lastIDTime.CompareAndSwap(last, t) {
+			return newIDAt(t)
+		}
 	}
-	rand.Read(b[6:])
-	return strings.ToUpper(idEncoding.EncodeToString(b[:]))
 }
 
 // validID reports whether name is a queue id as newID makes them; it keeps

@@ -3,6 +3,7 @@ package mailer
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -464,4 +465,37 @@ func FuzzSpoolFile(f *testing.F) {
 			t.Fatalf("not listed and not moved aside: %v", err)
 		}
 	})
+}
+
+// Queue ids of one spool are unique and increase with time, also when many
+// are made in the same microsecond, and carry the time in a form that does
+// not wrap before the year 2541.
+func TestQueueIDs(t *testing.T) {
+	s := openTestSpool(t, t.TempDir())
+	before := time.Now()
+	prev := ""
+	for range 10000 {
+		id := s.newID()
+		if !validID(id) {
+			t.Fatalf("invalid id %q", id)
+		}
+		if id <= prev {
+			t.Fatalf("id %s after %s: not increasing", id, prev)
+		}
+		prev = id
+	}
+	b, err := idEncoding.DecodeString(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := uint64(b[0])<<46 | uint64(b[1])<<38 | binary.BigEndian.Uint64(b[2:])>>26
+	got := time.UnixMicro(int64(us))
+	// 10000 ids may run ahead of the clock by at most 10000 µs.
+	if got.Before(before) || got.After(time.Now().Add(10*time.Millisecond)) {
+		t.Errorf("id time %v, want about %v", got, before)
+	}
+	late := newIDAt(uint64(time.Date(2500, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()))
+	if !validID(late) || late <= prev {
+		t.Errorf("id of 2500 %q does not sort after today's %q", late, prev)
+	}
 }
