@@ -414,15 +414,17 @@ func TestDeliver8BitWith8BitMIME(t *testing.T) {
 
 // TestQueueDowngradeKeepsSpool: the conversion happens on the wire only.
 // The first attempt goes to a server without 8BITMIME (which takes the
-// quoted-printable and answers 451); the retry, to the same server now
-// announcing 8BITMIME, gets the original bytes, so the spool kept them.
+// quoted-printable and answers 421, so that the retry needs a new session
+// and a new EHLO: after a 451 the connection could be reused); the retry,
+// to the same server now announcing 8BITMIME, gets the original bytes, so
+// the spool kept them.
 func TestQueueDowngradeKeepsSpool(t *testing.T) {
 	u, cfg, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
 	var first atomic.Pointer[mailertest.Received]
 	u.SetData(func(m mailertest.Received) error {
 		if first.CompareAndSwap(nil, &m) {
 			u.SetNo8BitMIME(false)
-			return mailertest.Reply(451, "try again")
+			return mailertest.Reply(421, "closing, try again")
 		}
 		return nil
 	})
