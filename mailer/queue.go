@@ -116,8 +116,13 @@ type Queue struct {
 	// settled holds ids that reached their final state but whose file
 	// could not be removed (read-only or failing disk): never send them
 	// again from this process, whatever the next scan finds.
-	settled   map[string]bool
-	holdUntil time.Time
+	settled map[string]bool
+	// removing holds delivered messages whose removal from the spool is
+	// under way (see final); they stay claimed until it is durable.
+	removing    map[string]bool
+	removers    sync.WaitGroup
+	removeSlots chan struct{}
+	holdUntil   time.Time
 	// With boundsKnown, no unclaimed message is due before dueBound nor
 	// can expire before expiryBound (see dispatch). They spare the loop a
 	// walk over every queued message on each Wake: after an outage with
@@ -146,12 +151,13 @@ func NewQueue(spool *Spool, cfg *config.Config, log *slog.Logger) (*Queue, error
 	}
 	return &Queue{spool: spool, cfg: cfg, log: log, now: time.Now,
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), jobs: make(chan []Message),
-		msgs: map[string]*Message{}, claimed: map[string]bool{}, settled: map[string]bool{}}, nil
+		msgs: map[string]*Message{}, claimed: map[string]bool{}, settled: map[string]bool{},
+		removing: map[string]bool{}, removeSlots: make(chan struct{}, maxRemoving)}, nil
 }
 
 // OnResult registers fn to be called each time a message reaches its final
 // state; the spool change is durable by then. Calls come from the delivery
-// workers but never overlap. fn must not block for long.
+// goroutines but never overlap. fn must not block for long.
 func (q *Queue) OnResult(fn func(Result)) {
 	q.mu.Lock()
 	q.onResult = append(q.onResult, fn)
@@ -244,6 +250,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	} else {
 		q.log.Debug("queue: flush requests are seen at the next scan", "err", err)
 	}
+	defer q.removers.Wait() // after the workers, which start removals
 	var workers sync.WaitGroup
 	defer workers.Wait()
 	for range q.connections() {
@@ -260,6 +267,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			workers.Wait()
+			q.removers.Wait()
 			q.publish(true)
 			return nil
 		}
@@ -550,7 +558,7 @@ func (q *Queue) batchDone(batch []Message) {
 	q.smu.Lock()
 	for i := range batch {
 		id := batch[i].ID
-		if q.claimed[id] {
+		if q.claimed[id] && !q.removing[id] {
 			delete(q.claimed, id)
 			if m, ok := q.msgs[id]; ok {
 				q.lowerBounds(m)
@@ -753,9 +761,39 @@ func (q *Queue) rejectRest(m *Message, rejected []Rejection) {
 	q.final(m, false, all[0].Code, strings.Join(reasons, "; "))
 }
 
+// maxRemoving bounds the removals of delivered messages under way at once.
+const maxRemoving = 64
+
 // final takes m (a claimed copy) out of the queue: delivered (removed) or
-// dead-lettered.
+// dead-lettered, and reports the result once that is durable.
+//
+// A delivered message is removed in the background: its worker goes on
+// with the next transaction while the removal waits for the directory
+// fsync, which concurrent removals share (groupSync). Without that, each
+// worker spent as long waiting for the disk as talking to the upstream, and
+// under a burst delivery fell behind acceptance. The message stays claimed
+// (removing) until the removal is durable, so it is never handed out
+// again; a crash before that sends it once more, as it would have before.
 func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
+	if !delivered {
+		q.settleFinal(m, false, code, reason)
+		return
+	}
+	q.smu.Lock()
+	q.removing[m.ID] = true
+	q.smu.Unlock()
+	q.removeSlots <- struct{}{}
+	q.removers.Add(1)
+	mm := *m
+	go func() {
+		defer q.removers.Done()
+		q.settleFinal(&mm, true, code, reason)
+		<-q.removeSlots
+	}()
+}
+
+// settleFinal makes the final state of m durable and reports it.
+func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string) {
 	var err error
 	if delivered {
 		err = q.spool.delivered(m)
@@ -766,6 +804,7 @@ func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	q.smu.Lock()
 	delete(q.msgs, m.ID)
 	delete(q.claimed, m.ID)
+	delete(q.removing, m.ID)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// The file is still there. This process will not touch it again;
 		// after a restart it is sent once more (for a delivered message,
