@@ -771,7 +771,7 @@ if [[ $FS_TYPE == ext4 ]]; then
 	if ls /proc/fs/jbd2 2>/dev/null | grep -q "^${FS_DEV##*/}-"; then FS_JOURNAL=", with a journal"; else FS_JOURNAL=", without a journal"; fi
 fi
 COMMIT=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(cd "$REPO" && git status --porcelain -- . 2>/dev/null | grep -q . && echo " (working tree with uncommitted changes)" || true)
+DIRTY=$(cd "$REPO" && git status --porcelain -- . ':!bench/RESULTS.md' 2>/dev/null | grep -q . && echo " (working tree with uncommitted changes)" || true)
 report() {
 	cat <<-EOF
 		# plcmail vs. Postfix: benchmark results
