@@ -350,3 +350,39 @@ func TestPoolPrefilled(t *testing.T) {
 	}
 	unlock()
 }
+
+// A spool that cannot take the message fails the Enqueue also when a
+// recycled file is at hand (the listener then answers 451), and works again
+// once repaired.
+func TestRecycledEnqueueFailure(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestSpool(t, dir)
+	s.free.prefill = 5
+	unlock, err := s.LockDelivery()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	<-s.free.prefilled
+	queueDir := filepath.Join(dir, dirQueue)
+	if err := os.Remove(queueDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(queueDir, nil, 0o600); err != nil { // the rename fails even for root
+		t.Fatal(err)
+	}
+	if id, err := s.Enqueue(testSub(1, "k")); err == nil {
+		t.Fatalf("Enqueue into a broken spool returned %s, nil", id)
+	}
+	os.Remove(queueDir)
+	if err := os.Mkdir(queueDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Enqueue(testSub(2, "k")) // the key of the failed one is free again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := s.ReadMessage(id); err != nil || !bytes.Equal(data, testSub(2, "").Data) {
+		t.Fatalf("after repair: %q, %v", data, err)
+	}
+}
