@@ -30,6 +30,38 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	addr, spool := startRelay(t, cfg, log)
+
+	out := converse(t, addr, "",
+		"EHLO 192.168.1.177\nMAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
+	if got := codeList(out); got != "220 250 250 250 354 250 221" {
+		t.Fatalf("dialogue: %q\n%s", got, out)
+	}
+	got := u.Wait(t, 1, 15*time.Second)[0]
+	if !got.TLS || got.User == "" {
+		t.Errorf("delivered without TLS or AUTH: %+v", got)
+	}
+	if len(got.To) != 1 || got.To[0] != "ops@example.com" {
+		t.Errorf("upstream envelope %v -> %v", got.From, got.To)
+	}
+	t.Logf("as received upstream:\n%s", got.Data)
+	m, body := parse(t, got.Data)
+	if m.Header.Get("Subject") != "Alarm" || body != "Pump 3 failed\r\n" {
+		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)
+	}
+	if !strings.HasSuffix(m.Header.Get("Message-Id"), "@gw.test>") {
+		t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
+	}
+	eventually(t, "the spool to empty", func() bool {
+		list, err := spool.List()
+		return err == nil && len(list) == 0
+	})
+}
+
+// startRelay wires a spool, the delivery queue and the listener as `plcmail
+// serve` does, on 127.0.0.1, and returns the listener's address and the spool.
+func startRelay(t *testing.T, cfg *config.Config, log *slog.Logger) (string, *mailer.Spool) {
+	t.Helper()
 	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
@@ -57,29 +89,5 @@ func TestEndToEnd(t *testing.T) {
 		<-sdone
 		<-qdone
 	})
-
-	out := converse(t, l.Addr().String(), "",
-		"EHLO 192.168.1.177\nMAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
-	if got := codeList(out); got != "220 250 250 250 354 250 221" {
-		t.Fatalf("dialogue: %q\n%s", got, out)
-	}
-	got := u.Wait(t, 1, 15*time.Second)[0]
-	if !got.TLS || got.User == "" {
-		t.Errorf("delivered without TLS or AUTH: %+v", got)
-	}
-	if len(got.To) != 1 || got.To[0] != "ops@example.com" {
-		t.Errorf("upstream envelope %v -> %v", got.From, got.To)
-	}
-	t.Logf("as received upstream:\n%s", got.Data)
-	m, body := parse(t, got.Data)
-	if m.Header.Get("Subject") != "Alarm" || body != "Pump 3 failed\r\n" {
-		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)
-	}
-	if !strings.HasSuffix(m.Header.Get("Message-Id"), "@gw.test>") {
-		t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
-	}
-	eventually(t, "the spool to empty", func() bool {
-		list, err := spool.List()
-		return err == nil && len(list) == 0
-	})
+	return l.Addr().String(), spool
 }

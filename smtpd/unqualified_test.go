@@ -2,20 +2,16 @@ package smtpd_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/mailer/mailertest"
-	"github.com/plcmail/plcmail/smtpd"
 )
 
 // TestPythonSmtplibUnqualified: Python's smtplib with bare names as sender
@@ -70,35 +66,9 @@ func TestUnqualifiedEndToEnd(t *testing.T) {
 	cfg.Gateway.Hostname = "press-hall.example.com"
 	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := mailer.NewQueue(spool, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := smtpd.New(cfg, spool, q.Wake, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	qdone := make(chan error, 1)
-	go func() { qdone <- q.Run(ctx) }()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdone := make(chan error, 1)
-	go func() { sdone <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		cancel()
-		srv.Close()
-		<-sdone
-		<-qdone
-	})
+	addr, _ := startRelay(t, cfg, log)
 
-	out := converse(t, l.Addr().String(), "",
+	out := converse(t, addr, "",
 		"MAIL FROM:<plc>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
 	if got := codeList(out); got != "220 250 250 354 250 221" {
 		t.Fatalf("dialogue: %q\n%s", got, out)
