@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
 // Sloppy command dialogues from embedded clients, sent blind over a raw
@@ -395,22 +393,11 @@ func TestNoHeloStranger(t *testing.T) {
 
 // TestNoHeloAfterStartTLS: after STARTTLS the wrapper steps aside (it sits
 // under TLS and cannot see commands), so a client that skips EHLO over TLS
-// gets go-smtp's strict 502, and an unqualified sender its 501; TLS clients are full SMTP clients that say
-// EHLO, as RFC 3207 requires after STARTTLS anyway.
+// gets go-smtp's strict 502, and an unqualified sender its 501; TLS clients
+// are full SMTP clients that say EHLO, as RFC 3207 requires after STARTTLS
+// anyway.
 func TestNoHeloAfterStartTLS(t *testing.T) {
-	ca, err := mailertest.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	g, ca := startTLSGateway(t)
 	s := open(t, g.addr, "")
 	s.cmd("STARTTLS", "220")
 	pool := x509.NewCertPool()

@@ -21,6 +21,7 @@ import (
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -280,4 +281,24 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// startTLSGateway is startGateway with STARTTLS offered, its certificate
+// for 127.0.0.1 issued by the returned test CA.
+func startTLSGateway(t *testing.T) (*gw, *mailertest.CA) {
+	t.Helper()
+	ca, err := mailertest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	return g, ca
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -396,19 +395,7 @@ password_file = %q
 // TestStartTLS uses the standard library's SMTP client over STARTTLS with a
 // certificate from a test CA.
 func TestStartTLS(t *testing.T) {
-	ca, err := mailertest.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	g, ca := startTLSGateway(t)
 	c, err := smtp.Dial(g.addr)
 	if err != nil {
 		t.Fatal(err)
