@@ -56,9 +56,9 @@ type RepairInfo struct {
 //   - a Received: field is prepended when info.Received is set.
 //
 // Header fields the client did send are kept byte for byte (except an 8-bit
-// Subject, Bcc, and blanks before a colon), in their order. Values from info are cleaned of line
-// breaks and control characters first, so they cannot end their field and
-// start another (header injection).
+// Subject, Bcc, and blanks before a colon), in their order. Values from info
+// are cleaned of line breaks and control characters first, so they cannot
+// end their field and start another (header injection).
 func Repair(data []byte, info RepairInfo) []byte {
 	hdr, body := splitMessage(data)
 
