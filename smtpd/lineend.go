@@ -8,7 +8,7 @@ import (
 )
 
 // lineFixer sits on the read side of every accepted connection, under
-// go-smtp, and makes three repairs for the sloppy dialogues of 8-bit boards
+// go-smtp, and makes four repairs for the sloppy dialogues of 8-bit boards
 // that go-smtp, rightly for a public MX, refuses:
 //
 //  1. Bare LF inside DATA becomes CRLF. 8-bit boards often end lines with
