@@ -189,7 +189,6 @@ func OpenSpool(dir string, log *slog.Logger) (*Spool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}}
-	s.free.prefill = maxFreeFiles
 	for _, d := range []string{"", dirTmp, dirQueue, dirState, dirDead, dirCorrupt, dirKeys, dirFree} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("spool: %w", err)

@@ -44,7 +44,6 @@ func freeFiles(t *testing.T, dir string) []string {
 func TestRecycledFileIsReused(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestSpool(t, dir)
-	s.free.prefill = 0
 	unlock, err := s.LockDelivery()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +93,6 @@ func TestRecycledFileIsReused(t *testing.T) {
 func TestNoRecyclingWithoutDeliveryLock(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestSpool(t, dir)
-	s.free.prefill = 0
 	id, err := s.Enqueue(testSub(1, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +135,6 @@ func TestLeftoverFreeFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(free, "big"), make([]byte, maxRecycleBytes+maxHeaderLine+1), 0o600)
 
 	s2 := openTestSpool(t, dir)
-	s2.free.prefill = 0
 	unlock, err := s2.LockDelivery()
 	if err != nil {
 		t.Fatal(err)
@@ -311,59 +308,24 @@ func TestKill9WhileRecycling(t *testing.T) {
 	}
 }
 
-// Taking the delivery lock fills the pool with empty files, so that the
-// first burst after a start creates no file; releasing it stops the filling.
-func TestPoolPrefilled(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestSpool(t, dir)
-	s.free.prefill = 50
-	unlock, err := s.LockDelivery()
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-s.free.prefilled
-	if f := freeFiles(t, dir); len(f) != 50 {
-		t.Fatalf("%d files in free/ after prefill, want 50", len(f))
-	}
-	id, err := s.Enqueue(testSub(1, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := freeFiles(t, dir); len(f) != 49 {
-		t.Errorf("%d files in free/ after one Enqueue, want 49", len(f))
-	}
-	if _, data, err := s.ReadMessage(id); err != nil || !bytes.Equal(data, testSub(1, "").Data) {
-		t.Fatalf("message in a prefilled file: %q, %v", data, err)
-	}
-	unlock()
-
-	// A restart adopts them and tops up to the target again.
-	s2 := openTestSpool(t, dir)
-	s2.free.prefill = 60
-	unlock, err = s2.LockDelivery()
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-s2.free.prefilled
-	if f := freeFiles(t, dir); len(f) != 60 {
-		t.Errorf("%d files in free/ after the second prefill, want 60", len(f))
-	}
-	unlock()
-}
-
 // A spool that cannot take the message fails the Enqueue also when a
 // recycled file is at hand (the listener then answers 451), and works again
 // once repaired.
 func TestRecycledEnqueueFailure(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestSpool(t, dir)
-	s.free.prefill = 5
 	unlock, err := s.LockDelivery()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	<-s.free.prefilled
+	id, err := s.Enqueue(testSub(0, ""))
+	if err == nil {
+		err = s.Delivered(id)
+	}
+	if err != nil || len(freeFiles(t, dir)) != 1 {
+		t.Fatalf("no recycled file to start with: %v", err)
+	}
 	queueDir := filepath.Join(dir, dirQueue)
 	if err := os.Remove(queueDir); err != nil {
 		t.Fatal(err)
@@ -378,7 +340,7 @@ func TestRecycledEnqueueFailure(t *testing.T) {
 	if err := os.Mkdir(queueDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.Enqueue(testSub(2, "k")) // the key of the failed one is free again
+	id, err = s.Enqueue(testSub(2, "k")) // the key of the failed one is free again
 	if err != nil {
 		t.Fatal(err)
 	}
