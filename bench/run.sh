@@ -503,8 +503,8 @@ drain() {
 
 # ---------------------------------------------------------------- go benchmarks & sizes
 
-go_bench() { # go_bench PKG: Benchmark lines of the package, or nothing
-	(cd "$REPO" && timeout 150 go test -run '^$' -bench . -benchmem -count 1 -benchtime "${GO_BENCHTIME:-1s}" "./$1/" 2>&1) |
+go_bench() { # go_bench PKG [PATTERN]: Benchmark lines of the package, or nothing
+	(cd "$REPO" && timeout 150 go test -run '^$' -bench "${2:-.}" -benchmem -count 1 -benchtime "${GO_BENCHTIME:-1s}" "./$1/" 2>&1) |
 		grep -E '^Benchmark' || true
 }
 
@@ -672,10 +672,11 @@ for p in "${PF_PKGS[@]}"; do
 done
 
 # --- Go benchmarks
-log "go benchmarks: protocol/ and bridge/"
-PROTO_BENCH="" BRIDGE_BENCH=""
+log "go benchmarks: protocol/, bridge/ and the spool's relay cycle in mailer/"
+PROTO_BENCH="" BRIDGE_BENCH="" SPOOL_BENCH=""
 budget 25 "protocol benchmark" && PROTO_BENCH=$(go_bench protocol)
 budget 25 "bridge benchmark" && BRIDGE_BENCH=$(go_bench bridge)
+budget 25 "spool benchmark" && SPOOL_BENCH=$(go_bench mailer 'RelayCycle')
 
 # ================================================================ report
 
@@ -757,6 +758,8 @@ plc_table() {
 	else
 		echo "| serial: frame to ACK, frame to upstream, frames/s | n/a (no benchmark in bridge/ yet) |"
 	fi
+	[[ -n $SPOOL_BENCH ]] && bench_rows "spool, Enqueue+Delivered from 16 goroutines (new files vs recycled): " "$SPOOL_BENCH"
+	return 0
 }
 
 CMD="${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bash bench/run.sh"
@@ -837,13 +840,14 @@ report() {
 		  mynetworks, inet_interfaces, VRFY off, size limit) and no chroot; plcmail retries after 1 s during the relay runs and
 		  waits for the flush (1 h backoff) in the drain test.
 	EOF
-	if [[ -n $PROTO_BENCH$BRIDGE_BENCH ]]; then
+	if [[ -n $PROTO_BENCH$BRIDGE_BENCH$SPOOL_BENCH ]]; then
 		echo
 		echo "Go benchmark output:"
 		echo
 		echo '```'
 		[[ -n $PROTO_BENCH ]] && echo "$PROTO_BENCH"
 		[[ -n $BRIDGE_BENCH ]] && echo "$BRIDGE_BENCH"
+		[[ -n $SPOOL_BENCH ]] && echo "$SPOOL_BENCH"
 		echo '```'
 	fi
 }
