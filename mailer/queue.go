@@ -306,8 +306,6 @@ func (q *Queue) Run(ctx context.Context) error {
 func (q *Queue) sleep(now time.Time) time.Duration {
 	next := q.lastScan.Add(q.cfg.Queue.ScanEvery.D())
 	q.smu.Lock()
-	// With every worker busy, or a probe under way, only expiry can be
-	// due before a worker kicks.
 	canSend := q.freeWorkers() > 0
 	if !q.boundsKnown {
 		q.computeBounds(now)
