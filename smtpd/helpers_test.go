@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -38,9 +37,10 @@ type gw struct {
 	logs  *testenv.SyncBuffer
 }
 
-// startGateway parses a complete configuration whose [smtp] section holds
-// smtpKeys (TOML lines; listen is added), and serves it on 127.0.0.1:0.
-func startGateway(t testing.TB, smtpKeys string) *gw {
+// gatewayConfig parses a complete configuration with a spool in a
+// temporary directory, no upstream to speak of, and smtpSection (TOML lines,
+// listen included) as its [smtp] section.
+func gatewayConfig(t testing.TB, smtpSection string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	text := fmt.Sprintf(`
@@ -56,17 +56,21 @@ auth     = "none"
 from     = "gateway@example.com"
 
 [smtp]
-listen = ["127.0.0.1:0"]
 %s
-`, filepath.Join(dir, "spool"), smtpKeys)
-	path := filepath.Join(dir, "plcmail.toml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
+`, filepath.Join(dir, "spool"), smtpSection)
+	cfg, err := config.Parse(filepath.Join(dir, "plcmail.toml"), []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	return cfg
+}
+
+// startGateway serves gatewayConfig with smtpKeys (listen is added) on
+// 127.0.0.1:0.
+func startGateway(t testing.TB, smtpKeys string) *gw {
+	t.Helper()
+	cfg := gatewayConfig(t, "listen = [\"127.0.0.1:0\"]\n"+smtpKeys)
+	var err error
 	g := &gw{t: t, cfg: cfg, logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g.spool, err = mailer.OpenSpool(cfg.Gateway.SpoolDir, log)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/mailer"
 	"github.com/plcmail/plcmail/smtpd"
 )
@@ -527,24 +526,9 @@ func TestRunAndShutdown(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	dir := t.TempDir()
-	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`
-[gateway]
-hostname = "gw.test"
-spool_dir = %q
-[upstream]
-host = "127.0.0.1"
-security = "none"
-auth = "none"
-from = "gw@example.com"
-[smtp]
-listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
-allowed_networks = ["127.0.0.0/8"]
-`, dir, port, port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spool, err := mailer.OpenSpool(dir, nil)
+	cfg := gatewayConfig(t, fmt.Sprintf(`listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
+allowed_networks = ["127.0.0.0/8"]`, port, port))
+	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
