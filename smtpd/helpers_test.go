@@ -101,6 +101,16 @@ func startGateway(t testing.TB, smtpKeys string) *gw {
 	return g
 }
 
+// queuedN is queued for a test that expects exactly n messages.
+func (g *gw) queuedN(n int) []queuedMsg {
+	g.t.Helper()
+	q := g.queued()
+	if len(q) != n {
+		g.t.Fatalf("%d queued, want %d", len(q), n)
+	}
+	return q
+}
+
 // queued returns every message in the spool with its stored bytes.
 func (g *gw) queued() []queuedMsg {
 	g.t.Helper()
