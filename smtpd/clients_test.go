@@ -67,7 +67,7 @@ password_file = %q
 			want++
 		}
 	}
-	q := g.queuedN(want)
+	q := g.queuedN(t, want)
 	for _, m := range q {
 		parse(t, m.Data)
 	}
@@ -106,7 +106,7 @@ max_message_bytes = 65536`)
 		t.Errorf("SIZE not advertised: %v", steps["ehlo"])
 	}
 
-	q := g.queuedN(2)
+	q := g.queuedN(t, 2)
 	m, body := parse(t, q[0].Data)
 	if subj, _ := new(mimeDecoder).DecodeHeader(m.Header.Get("Subject")); subj != "Störung Presse 1" || body != "Öldruck zu niedrig.\r\n" {
 		t.Errorf("send_message: subject %q body %q\n%s", subj, body, q[0].Data)
@@ -178,7 +178,7 @@ func TestPythonSmtplibNoHelo(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("replies\n got %s\nwant %s\n%s", strings.Join(got, " "), want, out)
 	}
-	q := g.queuedN(2)
+	q := g.queuedN(t, 2)
 	for _, m := range q {
 		h, _ := parse(t, m.Data)
 		if r := h.Header.Get("Received"); !strings.HasPrefix(r, "from [127.0.0.1] ([127.0.0.1])") {

@@ -124,7 +124,7 @@ func TestSloppyCommands(t *testing.T) {
 		})
 		want++
 	}
-	q := g.queuedN(want)
+	q := g.queuedN(t, want)
 	for _, m := range q {
 		if m.Envelope.From != "plc@example.com" || len(m.Envelope.To) != 1 || m.Envelope.To[0] != "ops@example.com" {
 			t.Errorf("envelope %+v", m.Envelope)
@@ -178,7 +178,7 @@ func TestUnqualifiedSender(t *testing.T) {
 			if got := codeList(out); got != tt.codes {
 				t.Fatalf("replies %q, want %q\n%s", got, tt.codes, out)
 			}
-			q := g.queuedN(1)
+			q := g.queuedN(t, 1)
 			if q[0].Envelope.From != tt.from {
 				t.Errorf("envelope sender %q, want %q", q[0].Envelope.From, tt.from)
 			}
@@ -301,7 +301,7 @@ func TestNoHelo(t *testing.T) {
 			if strings.Contains(tt.script, "EHLO") && !strings.Contains(out, "250-Hello press-1\r\n250-PIPELINING\r\n") {
 				t.Errorf("EHLO reply missing:\n%s", out)
 			}
-			q := g.queuedN(len(tt.received))
+			q := g.queuedN(t, len(tt.received))
 			for i, m := range q {
 				h, _ := parse(t, m.Data)
 				if r := h.Header.Get("Received"); !strings.HasPrefix(r, tt.received[i]) {
@@ -422,7 +422,7 @@ func TestNoHeloIPv6(t *testing.T) {
 	if got := codeList(out); got != "220 250 250 354 250 221" {
 		t.Fatalf("replies %q\n%s", got, out)
 	}
-	q := g.queuedN(1)
+	q := g.queuedN(t, 1)
 	h, _ := parse(t, q[0].Data)
 	if r := h.Header.Get("Received"); !strings.HasPrefix(r, "from [IPv6:::1] ([::1])") {
 		t.Errorf("Received %q", r)

@@ -101,12 +101,13 @@ func startGateway(t testing.TB, smtpKeys string) *gw {
 	return g
 }
 
-// queuedN is queued for a test that expects exactly n messages.
-func (g *gw) queuedN(n int) []queuedMsg {
-	g.t.Helper()
+// queuedN is queued for a test (or subtest) t that expects exactly n
+// messages.
+func (g *gw) queuedN(t testing.TB, n int) []queuedMsg {
+	t.Helper()
 	q := g.queued()
 	if len(q) != n {
-		g.t.Fatalf("%d queued, want %d", len(q), n)
+		t.Fatalf("%d queued, want %d", len(q), n)
 	}
 	return q
 }

@@ -378,7 +378,7 @@ password_file = %q
 	if got := codeList(out); got != "220 250 334 235 250 250 354 250 221" {
 		t.Errorf("LOGIN blind: %q\n%s", got, out)
 	}
-	q := g.queuedN(3)
+	q := g.queuedN(t, 3)
 	m, _ := parse(t, q[0].Data)
 	if r := m.Header.Get("Received"); !strings.Contains(r, "with ESMTPA") {
 		t.Errorf("Received %q does not record the authentication", r)
@@ -417,7 +417,7 @@ func TestStartTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Quit()
-	q := g.queuedN(1)
+	q := g.queuedN(t, 1)
 	m, body := parse(t, q[0].Data)
 	if !strings.Contains(m.Header.Get("Received"), "with ESMTPS") || body != "over TLS\r\n" {
 		t.Errorf("Received %q body %q", m.Header.Get("Received"), body)
@@ -621,7 +621,7 @@ func TestBDAT(t *testing.T) {
 	if got := codeList(out); got != "220 250 250 250 250 250 221" {
 		t.Fatalf("%q\n%s", got, out)
 	}
-	q := g.queuedN(1)
+	q := g.queuedN(t, 1)
 	m, body := parse(t, q[0].Data)
 	if m.Header.Get("Subject") != "chunked" || body != "first\r\nsecond\r\n.\r\n" {
 		t.Errorf("subject %q body %q", m.Header.Get("Subject"), body)

@@ -41,7 +41,7 @@ func TestPythonSmtplibUnqualified(t *testing.T) {
 			t.Errorf("%s: %s, want %s", step, steps[step], want)
 		}
 	}
-	q := g.queuedN(2)
+	q := g.queuedN(t, 2)
 	for i, wantTo := range []string{"ops@example.com", "shift@example.com"} {
 		if q[i].Envelope.From != "plc@gw.test" || len(q[i].Envelope.To) != 1 || q[i].Envelope.To[0] != wantTo {
 			t.Errorf("message %d: envelope %+v", i, q[i].Envelope)
