@@ -468,16 +468,12 @@ func (uc *upstreamConn) close() {
 	uc.c.Close()
 }
 
-// utf8Header reports whether the message header (up to the first empty
-// line) holds non-ASCII text that is valid UTF-8.
+// utf8Header reports whether the message header, where splitEntity (and
+// so the downgrade) sees it end, holds non-ASCII text that is valid UTF-8.
 func utf8Header(data []byte) bool {
-	end := len(data)
-	for _, sep := range []string{"\r\n\r\n", "\n\n"} {
-		if i := bytes.Index(data, []byte(sep)); i >= 0 && i < end {
-			end = i
-		}
-	}
-	return has8bit(data[:end]) && utf8.Valid(data[:end])
+	_, sep, body := splitEntity(data)
+	hdr := data[:len(data)-len(sep)-len(body)]
+	return has8bit(hdr) && utf8.Valid(hdr)
 }
 
 func isASCII(s string) bool {
