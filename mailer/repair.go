@@ -194,27 +194,16 @@ type field struct {
 	lines [][]byte // first line and continuation lines, without line ends
 }
 
-// splitMessage splits data into lines, then into header fields and body
-// lines (see Repair for where the header ends).
+// splitMessage splits data into header fields and body lines, the header
+// ending where splitEntity (shared with the downgrade) ends it.
 func splitMessage(data []byte) (hdr []field, body [][]byte) {
-	lines := splitLines(data)
-	for i, l := range lines {
-		switch {
-		case len(l) == 0:
-			return hdr, lines[i+1:]
-		case (l[0] == ' ' || l[0] == '\t') && len(hdr) > 0:
-			f := &hdr[len(hdr)-1]
-			f.lines = append(f.lines, l)
-		case isHeaderField(l):
-			name := bytes.TrimRight(l[:bytes.IndexByte(l, ':')], " \t")
-			// The capacity limit makes a continuation line copy the
-			// slice instead of overwriting the next line.
-			hdr = append(hdr, field{name: name, lines: lines[i : i+1 : i+1]})
-		default:
-			return hdr, lines[i:]
-		}
+	fields, _, rest := splitEntity(data)
+	hdr = make([]field, len(fields))
+	for i, f := range fields {
+		lines := splitLines(f.raw)
+		hdr[i] = field{name: bytes.TrimRight(lines[0][:bytes.IndexByte(lines[0], ':')], " \t"), lines: lines}
 	}
-	return hdr, nil
+	return hdr, splitLines(rest)
 }
 
 // splitLines splits at LF and drops one CR before each LF. A last line
