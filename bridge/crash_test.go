@@ -121,7 +121,7 @@ func TestKill9NothingLostNothingDoubled(t *testing.T) {
 	kill()
 	start()
 	mu.Unlock()
-	keys := map[string]int{}
+	var keys map[string]int
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		keys = map[string]int{}

@@ -38,9 +38,8 @@ func main() {
 }
 
 type result struct {
-	at     time.Time
-	frame  protocol.Frame
-	status string
+	at    time.Time
+	frame protocol.Frame
 }
 
 // peer decodes what the gateway sends and hands ACK/NAK and DELIVERY frames

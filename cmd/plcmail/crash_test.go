@@ -103,7 +103,7 @@ func TestKill9DuringBurst(t *testing.T) {
 		// send never needs serve; a failure here is a bug of its own.
 		t.Errorf("%d sends failed:\n%s", len(sendFailures), strings.Join(sendFailures, "\n"))
 	}
-	received := map[int]int{}
+	var received map[int]int
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		received = map[int]int{}
