@@ -134,7 +134,7 @@ func TestServeSerialUnderSMTPFlood(t *testing.T) {
 	}
 	slices.Sort(lat)
 	t.Logf("event->ACK under SMTP load: p50 %v, max %v; %d LAN mails accepted meanwhile", lat[len(lat)/2], lat[len(lat)-1], lanSent.Load())
-	if err, logs := srv.stop(); err != nil {
+	if logs, err := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
 }

@@ -186,7 +186,7 @@ func TestServeWholeGateway(t *testing.T) {
 	if d := plc.expect(protocol.TypeDelivery, 2); d.Status != protocol.DeliveryAccepted || d.SMTPCode != 250 {
 		t.Errorf("DELIVERY frame: status %v code %d", d.Status, d.SMTPCode)
 	}
-	if err, logs := srv.stop(); err != nil {
+	if logs, err := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
 }

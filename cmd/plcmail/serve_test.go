@@ -19,7 +19,7 @@ import (
 
 // inProcessServe is a `plcmail serve` running in a goroutine.
 type inProcessServe struct {
-	stop func() (error, string) // cancels, waits, returns serve's error and log
+	stop func() (string, error) // cancels, waits, returns serve's log and error
 	logs func() string
 }
 
@@ -33,7 +33,7 @@ func startServe(t *testing.T, path string) inProcessServe {
 	go func() { errc <- run(ctx, []string{"plcmail", "-c", path, "serve"}, e) }()
 	var once sync.Once
 	var err error
-	stop := func() (error, string) {
+	stop := func() (string, error) {
 		once.Do(func() {
 			cancel()
 			select {
@@ -42,7 +42,7 @@ func startServe(t *testing.T, path string) inProcessServe {
 				err = fmt.Errorf("serve did not stop within 30s")
 			}
 		})
-		return err, logs.String()
+		return logs.String(), err
 	}
 	t.Cleanup(func() { stop() })
 	return inProcessServe{stop, logs.String}
@@ -101,7 +101,7 @@ func TestServeDelivers(t *testing.T) {
 	if !strings.Contains(r.stdout, "nobody@example.com") || !strings.Contains(r.stdout, "550") || strings.Contains(r.stdout, "ops@example.com") {
 		t.Errorf("mailq after delivery:\n%s", r.stdout)
 	}
-	err, logs := srv.stop()
+	logs, err := srv.stop()
 	if err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
@@ -134,10 +134,10 @@ func TestServeRefusesSecondInstance(t *testing.T) {
 		// result; one still running would be stopped and return nil.
 		return strings.Contains(stop2.logs(), "another plcmail serve")
 	})
-	if err, logs := stop2.stop(); err == nil || !strings.Contains(err.Error(), "another plcmail serve is already delivering") {
+	if logs, err := stop2.stop(); err == nil || !strings.Contains(err.Error(), "another plcmail serve is already delivering") {
 		t.Errorf("second serve: %v\n%s", err, logs)
 	}
-	if err, logs := stop1.stop(); err != nil {
+	if logs, err := stop1.stop(); err != nil {
 		t.Errorf("first serve: %v\n%s", err, logs)
 	}
 }
@@ -304,7 +304,7 @@ func TestQueueFlushWakesServe(t *testing.T) {
 		t.Fatal(r)
 	}
 	u.Wait(t, 1, 10*time.Second)
-	if err, logs := srv.stop(); err != nil || !strings.Contains(logs, "flush requested") {
+	if logs, err := srv.stop(); err != nil || !strings.Contains(logs, "flush requested") {
 		t.Errorf("serve: %v\n%s", err, logs)
 	}
 }

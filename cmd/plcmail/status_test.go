@@ -152,7 +152,7 @@ to = ["ops@example.com"]
 		}
 	}
 
-	if err, logs := s.stop(); err != nil {
+	if logs, err := s.stop(); err != nil {
 		t.Fatalf("serve: %v\n%s", err, logs)
 	}
 	r = runCLI(t, "", "plcmail", "-c", path, "status")
