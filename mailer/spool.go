@@ -456,30 +456,26 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	if err == nil && int64(len(hdr))+1+m.Size != fi.Size() {
 		err = fmt.Errorf("size %d, header says %d", fi.Size()-int64(len(hdr))-1, m.Size)
 	}
-	// A file removed or recycled (spool_recycle.go) while we read it is a
-	// message that left the queue, not a corrupt one.
-	gone := func() error { return fmt.Errorf("spool: %s/%s left while being read: %w", area, id, fs.ErrNotExist) }
-	if err != nil {
+	corrupt := err != nil
+	var data []byte
+	if !corrupt && body {
+		data = make([]byte, m.Size)
+		_, err = io.ReadFull(br, data)
+	}
+	// A file removed or recycled (spool_recycle.go) while we read it, also
+	// by the delivering process when it is not this one, is a message that
+	// left the queue: whatever was read, it is neither that message nor
+	// corrupt.
+	if !stillLinked(s.path(area, id), fi) {
+		return m, nil, fmt.Errorf("spool: %s/%s left while being read: %w", area, id, fs.ErrNotExist)
+	}
+	if corrupt {
 		f.Close()
-		if !stillLinked(s.path(area, id), fi) {
-			return m, nil, gone()
-		}
 		s.quarantine(area, id, err)
 		return m, nil, fmt.Errorf("%w %s: %v", ErrCorrupt, id, err)
 	}
-	var data []byte
-	if body {
-		data = make([]byte, m.Size)
-		if _, err := io.ReadFull(br, data); err != nil {
-			if !stillLinked(s.path(area, id), fi) {
-				return m, nil, gone() // recycled into a shorter message
-			}
-			return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
-		}
-	}
-	// Also when this process does not recycle: the one delivering may.
-	if !stillLinked(s.path(area, id), fi) {
-		return m, nil, gone()
+	if err != nil {
+		return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
 	}
 	statePath := s.path(dirState, id)
 	if area == dirDead {
