@@ -3,7 +3,7 @@
 // Each [[serial]] entry becomes a link: one goroutine owns the port, decodes
 // frames (package protocol), appends each accepted event to the link's
 // journal (fsynced) and only then ACKs the frame; the alarm mail is rendered
-// (mailer.Templates) and queued durably (mailer.Spool) right after. A link survives
+// (alarmmail.Templates) and queued durably (spool.Spool) right after. A link survives
 // its port disappearing (USB unplug) by reopening it with backoff, supervises
 // the PLC with a heartbeat timeout, reconciles the PLC's active alarms after
 // a restart, and holds back floods of alarms into digest mails without
@@ -24,13 +24,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // Bridge runs all serial links of one configuration.
 type Bridge struct {
-	spool *mailer.Spool
+	spool *spool.Spool
 	log   *slog.Logger
 	wake  func() // tells the delivery loop that mail was queued; may be nil
 
@@ -49,12 +50,12 @@ type Bridge struct {
 // settings is everything Reload swaps at once.
 type settings struct {
 	cfg    *config.Config
-	tmpl   *mailer.Templates
+	tmpl   *alarmmail.Templates
 	serial map[string]*config.Serial
 }
 
 func newSettings(cfg *config.Config) (*settings, error) {
-	tmpl, err := mailer.CompileTemplates(cfg)
+	tmpl, err := alarmmail.CompileTemplates(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (s *settings) link(name string) *config.Serial { return s.serial[name] }
 
 // newBridge builds a bridge whose links use the given openers (by link
 // name); a missing opener means the real serial port of the config.
-func newBridge(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger, openers map[string]Opener) (*Bridge, error) {
+func newBridge(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Logger, openers map[string]Opener) (*Bridge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

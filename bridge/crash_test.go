@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -24,7 +25,7 @@ func TestKill9Child(t *testing.T) {
 		t.Skip("helper process for TestKill9NothingLostNothingDoubled")
 	}
 	cfg := testCfg(t, dev, testOpts{})
-	sp, err := mailer.OpenSpool(dir, nil)
+	sp, err := spool.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -38,11 +39,11 @@ to = ["nobody@example.com"]
 	}
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sp, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := mailer.NewQueue(sp, cfg, log)
+	q, err := spool.NewQueue(sp, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -33,7 +34,7 @@ func FuzzLinkBytes(f *testing.F) {
 	cfg := testCfg(f, "/dev/null", testOpts{holdoff: "1m", maxPerMin: 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
-		sp, err := mailer.OpenSpool(dir, nil)
+		sp, err := spool.Open(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,8 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -124,7 +125,7 @@ func testCfg(t testing.TB, device string, o testOpts) *config.Config {
 type gateway struct {
 	t      testing.TB
 	b      *Bridge
-	spool  *mailer.Spool
+	spool  *spool.Spool
 	dir    string
 	cancel context.CancelFunc
 	done   chan error
@@ -133,7 +134,7 @@ type gateway struct {
 
 func startGateway(t testing.TB, cfg *config.Config, dir string) *gateway {
 	t.Helper()
-	sp, err := mailer.OpenSpool(dir, nil)
+	sp, err := spool.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func (g *gateway) waitFor(what string, cond func() bool) {
 
 // queued is one message in the spool, decoded.
 type queued struct {
-	Meta    mailer.Message
+	Meta    spool.Message
 	Subject string
 	Body    string
 }

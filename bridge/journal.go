@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/alarmmail"
 )
 
 // The link journal is the write-ahead log of a link. It lives in
@@ -36,7 +36,7 @@ import (
 //
 //   - ev is durable before the ACK; after a crash, every unmailed ev is
 //     queued again at start-up under its key "link/boot/seq", and the spool
-//     answers mailer.ErrDuplicate if it got there before the crash. So a
+//     answers spool.ErrDuplicate if it got there before the crash. So a
 //     "mailed" record needs no fsync of its own.
 //   - a retransmitted frame whose ev is in the journal is ACKed as a
 //     duplicate; one whose ev is not was never ACKed and never queued.
@@ -62,14 +62,14 @@ type record struct {
 	Seq  uint32 `json:"s,omitempty"`
 
 	// ev, pend
-	Code   int            `json:"c,omitempty"`
-	Event  string         `json:"e,omitempty"`
-	Sev    string         `json:"v,omitempty"`
-	Text   string         `json:"x,omitempty"`
-	Values []mailer.Value `json:"vals,omitempty"`
-	Uptime int64          `json:"u,omitempty"` // seconds
-	At     time.Time      `json:"at,omitzero"`
-	Held   string         `json:"h,omitempty"` // reason the event went to the digest
+	Code   int               `json:"c,omitempty"`
+	Event  string            `json:"e,omitempty"`
+	Sev    string            `json:"v,omitempty"`
+	Text   string            `json:"x,omitempty"`
+	Values []alarmmail.Value `json:"vals,omitempty"`
+	Uptime int64             `json:"u,omitempty"` // seconds
+	At     time.Time         `json:"at,omitzero"`
+	Held   string            `json:"h,omitempty"` // reason the event went to the digest
 
 	N int `json:"n,omitempty"` // flushed
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 func TestSeqSetMatchesMap(t *testing.T) {
@@ -99,7 +99,7 @@ func TestJournalReplay(t *testing.T) {
 // ev and mailed records, which must also compact an oversized journal.
 func TestJournalCompactsOnMailedRecords(t *testing.T) {
 	dir := t.TempDir()
-	sp, err := mailer.OpenSpool(dir, nil)
+	sp, err := spool.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -411,7 +413,7 @@ func (l *Link) frameSeen(now time.Time) {
 		if prev.IsZero() {
 			silence = now.Sub(l.started)
 		}
-		data := l.noticeData(mailer.KindOnline, now)
+		data := l.noticeData(alarmmail.KindOnline, now)
 		data.LastFrame, data.Silence = prev, silence.Round(time.Second)
 		key := fmt.Sprintf("%s/online/%d", l.name, now.UnixNano())
 		if l.queueNotice(data, key) {
@@ -432,7 +434,7 @@ func (l *Link) tick(now time.Time) {
 		since = l.started
 	}
 	if !l.st.Offline && now.Sub(since) >= sc.HeartbeatTimeout.D() && !now.Before(l.noticeRetry) {
-		data := l.noticeData(mailer.KindOffline, now)
+		data := l.noticeData(alarmmail.KindOffline, now)
 		data.LastFrame, data.Silence = l.lastFrame, sc.HeartbeatTimeout.D()
 		key := fmt.Sprintf("%s/offline/%d", l.name, since.UnixNano())
 		if l.queueNotice(data, key) {
@@ -471,15 +473,15 @@ func (l *Link) compact() {
 	}
 }
 
-func (l *Link) noticeData(kind string, now time.Time) mailer.AlarmData {
+func (l *Link) noticeData(kind string, now time.Time) alarmmail.AlarmData {
 	sc := l.settings().link(l.name)
-	return mailer.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
+	return alarmmail.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
 		Boot: l.st.Boot, Time: now}
 }
 
 // queueNotice renders and enqueues a link notice; it reports whether the
 // notice is queued (or was queued before under the same key).
-func (l *Link) queueNotice(data mailer.AlarmData, key string) bool {
+func (l *Link) queueNotice(data alarmmail.AlarmData, key string) bool {
 	ok := l.enqueue(data, key)
 	if ok {
 		l.update(func(s *LinkStatus) { s.Notices++ })
@@ -489,7 +491,7 @@ func (l *Link) queueNotice(data mailer.AlarmData, key string) bool {
 
 // enqueue renders data and queues it under key. It returns false only when
 // the mail could not be stored.
-func (l *Link) enqueue(data mailer.AlarmData, key string) bool {
+func (l *Link) enqueue(data alarmmail.AlarmData, key string) bool {
 	sub, err := l.render(data, key)
 	if err != nil {
 		l.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
@@ -503,17 +505,18 @@ func (l *Link) enqueue(data mailer.AlarmData, key string) bool {
 }
 
 // render renders data as this link's mail under key.
-func (l *Link) render(data mailer.AlarmData, key string) (mailer.Submission, error) {
-	sub, err := l.settings().tmpl.Render(data)
-	sub.Source, sub.Key = "serial:"+l.name, key
+func (l *Link) render(data alarmmail.AlarmData, key string) (spool.Submission, error) {
+	m, err := l.settings().tmpl.Render(data)
+	sub := spool.Submission{Envelope: spool.Envelope{From: m.From, To: m.To}, Data: m.Data,
+		Source: "serial:" + l.name, Key: key}
 	return sub, err
 }
 
 // store queues sub in the spool and wakes the delivery loop. dup reports
 // that the spool had its key already (not an error).
-func (l *Link) store(sub mailer.Submission) (dup bool, err error) {
+func (l *Link) store(sub spool.Submission) (dup bool, err error) {
 	_, err = l.b.spool.Enqueue(sub)
-	if errors.Is(err, mailer.ErrDuplicate) {
+	if errors.Is(err, spool.ErrDuplicate) {
 		return true, nil
 	}
 	if err == nil && l.b.wake != nil {
@@ -580,29 +583,29 @@ func recordFromFrame(f *protocol.Frame, now time.Time) record {
 	return r
 }
 
-func mailerValue(v protocol.Value) mailer.Value {
+func mailerValue(v protocol.Value) alarmmail.Value {
 	switch v.Kind {
 	case protocol.ValueInt32:
-		return mailer.Value{Kind: "int32", Int: int64(v.Int32())}
+		return alarmmail.Value{Kind: "int32", Int: int64(v.Int32())}
 	case protocol.ValueUint32:
-		return mailer.Value{Kind: "uint32", Uint: uint64(v.Uint32())}
+		return alarmmail.Value{Kind: "uint32", Uint: uint64(v.Uint32())}
 	case protocol.ValueFloat32:
-		return mailer.Value{Kind: "float32", F: float64(v.Float32())}
+		return alarmmail.Value{Kind: "float32", F: float64(v.Float32())}
 	case protocol.ValueBool:
-		return mailer.Value{Kind: "bool", Bool: v.Bool()}
+		return alarmmail.Value{Kind: "bool", Bool: v.Bool()}
 	}
-	return mailer.Value{Kind: v.Kind.String()}
+	return alarmmail.Value{Kind: v.Kind.String()}
 }
 
-func (l *Link) alarmData(r *record, note string) mailer.AlarmData {
+func (l *Link) alarmData(r *record, note string) alarmmail.AlarmData {
 	sc := l.settings().link(l.name)
-	return mailer.AlarmData{Kind: mailer.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
+	return alarmmail.AlarmData{Kind: alarmmail.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
 		Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values, Text: r.Text, Note: note,
 		Boot: r.Boot, Seq: r.Seq, Uptime: time.Duration(r.Uptime) * time.Second, Time: r.At}
 }
 
-func entryFromRecord(r *record) mailer.Entry {
-	return mailer.Entry{Time: r.At, Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values,
+func entryFromRecord(r *record) alarmmail.Entry {
+	return alarmmail.Entry{Time: r.At, Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values,
 		Text: r.Text, Boot: r.Boot, Seq: r.Seq, Reason: r.Held}
 }
 
@@ -781,11 +784,11 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 	complete := int(f.ActiveTotal) <= int(f.NActive)
 	ok := true
 	if f.Boot != prevBoot && prevBoot != 0 && sc.WantsRestartNotice() {
-		data := l.noticeData(mailer.KindRestart, now)
+		data := l.noticeData(alarmmail.KindRestart, now)
 		data.Boot, data.PrevBoot, data.Seq = f.Boot, prevBoot, f.Seq
 		data.Uptime, data.ResetCause = time.Duration(f.Uptime)*time.Second, resetCause(f.ResetCause)
 		for _, a := range f.ActiveAlarms() {
-			data.Active = append(data.Active, mailer.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
+			data.Active = append(data.Active, alarmmail.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
 		}
 		ok = l.queueNotice(data, key+"/restart") && ok
 	}
@@ -864,7 +867,7 @@ func resetCause(c uint8) string {
 func (l *Link) flushDigest(now time.Time) {
 	n := min(len(l.st.pending), maxDigestEntries)
 	batch := l.st.pending[:n]
-	data := l.noticeData(mailer.KindDigest, now)
+	data := l.noticeData(alarmmail.KindDigest, now)
 	for i := range batch {
 		data.Digest = append(data.Digest, entryFromRecord(&batch[i]))
 	}

@@ -7,11 +7,13 @@
 package config
 
 import (
+	"github.com/plcmail/plcmail/upstream"
+
 	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"net"
+
 	"os"
 	"regexp"
 	"slices"
@@ -230,7 +232,7 @@ func (u *Upstream) validate(v *validator) {
 	switch u.Security {
 	case SecurityStartTLS, SecurityTLS:
 	case SecurityNone:
-		if u.Host != "" && !IsLoopbackHost(u.Host) {
+		if u.Host != "" && !upstream.IsLoopbackHost(u.Host) {
 			v.errf("upstream.security", `"none" sends mail and credentials in clear; it is only allowed towards a loopback host, not %q`, u.Host)
 		}
 	default:
@@ -266,7 +268,7 @@ func (u *Upstream) validate(v *validator) {
 		}
 	}
 	for i, fp := range u.Fingerprints {
-		if _, err := ParseFingerprint(fp); err != nil {
+		if _, err := upstream.ParseFingerprint(fp); err != nil {
 			v.errf(fmt.Sprintf("upstream.tls_fingerprints[%d]", i), "%v", err)
 		}
 	}
@@ -342,37 +344,6 @@ func (u *Upstream) UpstreamPassword() (string, error) {
 		return ReadSecret(u.PasswordFile)
 	}
 	return u.Password, nil
-}
-
-// IsLoopbackHost reports whether host is a loopback address or "localhost".
-// No DNS lookup is made: a name that merely resolves to 127.0.0.1 today is not
-// trusted with cleartext credentials.
-func IsLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
-
-// ParseFingerprint parses a SHA-256 certificate fingerprint written as 64 hex
-// digits, optionally with colons and an optional "sha256:" prefix, as printed
-// by `openssl x509 -fingerprint -sha256`.
-func ParseFingerprint(s string) ([32]byte, error) {
-	var fp [32]byte
-	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "sha256:"), "SHA256:"))
-	h = strings.ReplaceAll(h, ":", "")
-	if len(h) != 64 {
-		return fp, fmt.Errorf("fingerprint %q: want 64 hex digits of a SHA-256 hash", s)
-	}
-	for i := 0; i < 32; i++ {
-		b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return fp, fmt.Errorf("fingerprint %q: %v", s, err)
-		}
-		fp[i] = byte(b)
-	}
-	return fp, nil
 }
 
 func looksLikeAddress(a string) bool {

@@ -143,7 +143,7 @@ type Alarm struct {
 	Code    *int   `toml:"code"`
 	Default bool   `toml:"default"`
 	Name    string `toml:"name"`    // "Hydraulic pressure low"; .Name in templates
-	Subject string `toml:"subject"` // text/template; default: see mailer.DefaultSubject
+	Subject string `toml:"subject"` // text/template; default: see alarmmail.DefaultSubject
 	Body    string `toml:"body"`    // text/template
 	HTML    string `toml:"html"`    // html/template, optional second part
 	// Severity, when set, replaces the severity the PLC sent

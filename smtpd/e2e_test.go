@@ -10,8 +10,9 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -60,13 +61,13 @@ func TestEndToEnd(t *testing.T) {
 
 // startRelay wires a spool, the delivery queue and the listener as `plcmail
 // serve` does, on 127.0.0.1, and returns the listener's address and the spool.
-func startRelay(t *testing.T, cfg *config.Config, log *slog.Logger) (string, *mailer.Spool) {
+func startRelay(t *testing.T, cfg *config.Config, log *slog.Logger) (string, *spool.Spool) {
 	t.Helper()
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	spool, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := mailer.NewQueue(spool, cfg, log)
+	q, err := spool.NewQueue(spool, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,9 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -30,7 +31,7 @@ type gw struct {
 	t     testing.TB
 	cfg   *config.Config
 	srv   *smtpd.Server
-	spool *mailer.Spool
+	spool *spool.Spool
 	addr  string
 	port  string
 	wakes atomic.Int32
@@ -73,7 +74,7 @@ func startGateway(t testing.TB, smtpKeys string) *gw {
 	var err error
 	g := &gw{t: t, cfg: cfg, logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g.spool, err = mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	g.spool, err = spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func (g *gw) queued() []queuedMsg {
 }
 
 type queuedMsg struct {
-	mailer.Message
+	spool.Message
 	Data []byte
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 func testServer(t *testing.T, listen ...string) *Server {
@@ -37,7 +37,7 @@ listen = [%s]
 	if err != nil {
 		t.Fatal(err)
 	}
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, nil)
+	spool, err := spool.Open(cfg.Gateway.SpoolDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@
 //     HELO with the peer's address), missing header fields and the blank
 //     line after the header (repair), a sender without a domain (qualified
 //     with gateway.hostname, as Postfix appends $myorigin);
-//   - durability: the 250 after DATA is sent only once mailer.Spool.Enqueue
+//   - durability: the 250 after DATA is sent only once spool.Spool.Enqueue
 //     returned, i.e. the message is fsynced; any spool error is a 451 so the
 //     client keeps the message and retries.
 package smtpd
@@ -36,7 +36,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // shutdownGrace bounds how long Run waits, after its context is done, for
@@ -53,7 +54,7 @@ type Server struct {
 	cfg      *config.SMTP
 	hostname string
 	fallback string // header From for mail with the null sender
-	spool    *mailer.Spool
+	spool    *spool.Spool
 	wake     func()
 	log      *slog.Logger
 
@@ -73,7 +74,7 @@ type Server struct {
 // New prepares a listener for cfg.SMTP, which must not be nil. Messages go to
 // spool; wake, if not nil, is called after each one is queued so delivery
 // starts at once.
-func New(cfg *config.Config, spool *mailer.Spool, wake func(), log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Logger) (*Server, error) {
 	if cfg.SMTP == nil {
 		return nil, errors.New("smtpd: no [smtp] section in the configuration")
 	}
@@ -455,7 +456,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	now := time.Now()
-	msg := mailer.Repair(data, mailer.RepairInfo{
+	msg := message.Repair(data, message.RepairInfo{
 		From:     ss.from,
 		Hostname: ss.srv.hostname,
 		Fallback: ss.srv.fallback,
@@ -463,8 +464,8 @@ func (ss *session) Data(r io.Reader) error {
 		Now:      now,
 	})
 	rcpts := append([]string(nil), ss.rcpts...)
-	id, err := ss.srv.spool.Enqueue(mailer.Submission{
-		Envelope: mailer.Envelope{From: ss.from, To: rcpts},
+	id, err := ss.srv.spool.Enqueue(spool.Submission{
+		Envelope: spool.Envelope{From: ss.from, To: rcpts},
 		Data:     msg,
 		Source:   "smtp:" + ss.peer,
 	})

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -522,7 +523,7 @@ func TestRunAndShutdown(t *testing.T) {
 	l.Close()
 	cfg := gatewayConfig(t, fmt.Sprintf(`listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
 allowed_networks = ["127.0.0.0/8"]`, port, port))
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, nil)
+	spool, err := spool.Open(cfg.Gateway.SpoolDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
 // TestPythonSmtplibUnqualified: Python's smtplib with bare names as sender

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
 )
 
 // cmdCheck validates the configuration and every alarm template. Each problem
@@ -40,6 +40,6 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 
 // compileTemplates renders every [[alarm]] template with sample data.
 func compileTemplates(cfg *config.Config) error {
-	_, err := mailer.CompileTemplates(cfg)
+	_, err := alarmmail.CompileTemplates(cfg)
 	return err
 }

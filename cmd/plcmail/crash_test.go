@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 var seqHeader = regexp.MustCompile(`(?m)^X-Burst-Seq: (\d+)\r$`)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
 

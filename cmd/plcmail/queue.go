@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // cmdQueue inspects and acts on the spool, like Postfix's postqueue -p,
@@ -54,32 +54,32 @@ func cmdQueue(ctx context.Context, e *env, args []string) error {
 	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
 		return err
 	}
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		return err
 	}
-	defer spool.Close()
+	defer sp.Close()
 	switch action {
 	case "list":
-		return queueList(e.stdout, spool, asJSON)
+		return queueList(e.stdout, sp, asJSON)
 	case "flush":
-		if err := spool.Flush(); err != nil {
+		if err := sp.Flush(); err != nil {
 			return fmt.Errorf("queue flush: %w", err)
 		}
 		fmt.Fprintln(e.stdout, "every queued message is due now; a running plcmail serve delivers them at once")
 		return nil
 	default:
-		return queueDelete(e, spool, all, fs.Args())
+		return queueDelete(e, sp, all, fs.Args())
 	}
 }
 
 // queueList prints the queue in postqueue -p's layout, then the dead letters.
-func queueList(w io.Writer, spool *mailer.Spool, asJSON bool) error {
-	queued, err := spool.List()
+func queueList(w io.Writer, sp *spool.Spool, asJSON bool) error {
+	queued, err := sp.List()
 	if err != nil {
 		return fmt.Errorf("queue list: %w", err)
 	}
-	dead, err := spool.ListDead()
+	dead, err := sp.ListDead()
 	if err != nil {
 		return fmt.Errorf("queue list: %w", err)
 	}
@@ -89,12 +89,12 @@ func queueList(w io.Writer, spool *mailer.Spool, asJSON bool) error {
 		enc := json.NewEncoder(bw)
 		for _, group := range []struct {
 			state string
-			msgs  []mailer.Message
+			msgs  []spool.Message
 		}{{"queued", queued}, {"dead", dead}} {
 			for _, m := range group.msgs {
 				if err := enc.Encode(struct {
 					State string `json:"state"`
-					mailer.Message
+					spool.Message
 				}{group.state, m}); err != nil {
 					return err
 				}
@@ -135,7 +135,7 @@ const listHeader = "-Queue ID-------  --Size-- ----Arrival Time---- -Sender/Reci
 // recipientIndent lines recipients up under the sender, as postqueue does.
 var recipientIndent = strings.Repeat(" ", len("-Queue ID-------  --Size-- ----Arrival Time---- "))
 
-func writeEntry(w io.Writer, m mailer.Message, status string) {
+func writeEntry(w io.Writer, m spool.Message, status string) {
 	from := m.Envelope.From
 	if from == "" {
 		from = "<>"
@@ -154,7 +154,7 @@ func writeEntry(w io.Writer, m mailer.Message, status string) {
 	fmt.Fprintln(w)
 }
 
-func queuedStatus(m mailer.Message) string {
+func queuedStatus(m spool.Message) string {
 	if m.Attempts == 0 {
 		return "waiting for the first delivery attempt"
 	}
@@ -170,7 +170,7 @@ func queuedStatus(m mailer.Message) string {
 	return s
 }
 
-func deadStatus(m mailer.Message) string {
+func deadStatus(m spool.Message) string {
 	s := "DEAD"
 	if !m.Died.IsZero() {
 		s += " since " + m.Died.Local().Format("Mon Jan _2 15:04:05")
@@ -186,7 +186,7 @@ func deadStatus(m mailer.Message) string {
 // ids from stdin, --all (or ALL) empties the queue and the dead letters.
 // Unknown ids are named on stderr and make the exit status 1, after the
 // known ones were deleted.
-func queueDelete(e *env, spool *mailer.Spool, all bool, ids []string) error {
+func queueDelete(e *env, sp *spool.Spool, all bool, ids []string) error {
 	if len(ids) == 1 && ids[0] == "ALL" {
 		all, ids = true, nil
 	}
@@ -194,7 +194,7 @@ func queueDelete(e *env, spool *mailer.Spool, all bool, ids []string) error {
 		if len(ids) > 0 {
 			return usageError("queue delete: --all takes no ids")
 		}
-		n, err := spool.DeleteAll()
+		n, err := sp.DeleteAll()
 		fmt.Fprintf(e.stdout, "deleted %d %s\n", n, plural(n, "message", "messages"))
 		if err != nil {
 			return fmt.Errorf("queue delete: %w", err)
@@ -216,11 +216,11 @@ func queueDelete(e *env, spool *mailer.Spool, all bool, ids []string) error {
 	}
 	failed := 0
 	for _, id := range ids {
-		err := spool.Delete(id)
+		err := sp.Delete(id)
 		switch {
 		case err == nil:
 			fmt.Fprintf(e.stdout, "%s: deleted\n", id)
-		case errors.Is(err, mailer.ErrNotFound):
+		case errors.Is(err, spool.ErrNotFound):
 			fmt.Fprintf(e.stderr, "plcmail: queue delete: %s: no such message in the queue or the dead letters\n", id)
 			failed++
 		default:

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
-func openTestSpool(t *testing.T, dir string) *mailer.Spool {
+func openTestSpool(t *testing.T, dir string) *spool.Spool {
 	t.Helper()
-	s, err := mailer.OpenSpool(dir, slog.New(slog.DiscardHandler))
+	s, err := spool.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestQueueListDelete(t *testing.T) {
 
 	spool := openTestSpool(t, c.Spool)
 	enqueue := func(from string, to ...string) string {
-		id, err := spool.Enqueue(mailer.Submission{Envelope: mailer.Envelope{From: from, To: to}, Data: []byte("Subject: x\r\n\r\nbody\r\n"), Source: "test"})
+		id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: from, To: to}, Data: []byte("Subject: x\r\n\r\nbody\r\n"), Source: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestQueueFlush(t *testing.T) {
 	c := newTestConfig(t)
 	path := c.write(t)
 	spool := openTestSpool(t, c.Spool)
-	id, err := spool.Enqueue(mailer.Submission{Envelope: mailer.Envelope{From: "a@example.com", To: []string{"b@example.com"}}, Data: []byte("\r\nx\r\n")})
+	id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}}, Data: []byte("\r\nx\r\n")})
 	if err != nil {
 		t.Fatal(err)
 	}

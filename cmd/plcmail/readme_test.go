@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -35,11 +36,11 @@ func TestREADMECommands(t *testing.T) {
 
 	// One queued message for "queue delete ID", and a capture file for
 	// "plcmail decode capture.bin".
-	spool, err := mailer.OpenSpool(c.Spool, nil)
+	spool, err := spool.Open(c.Spool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := spool.Enqueue(mailer.Submission{Envelope: mailer.Envelope{From: "a@example.com", To: []string{"b@example.com"}},
+	id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}},
 		Data: []byte("Subject: x\r\n\r\nx\r\n"), Source: "test"})
 	spool.Close()
 	if err != nil {

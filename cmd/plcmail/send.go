@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // maxSendBytes bounds what `plcmail send` reads from stdin. Providers refuse
@@ -161,12 +162,12 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	defer spool.Close()
-	id, err := spool.Enqueue(*sub)
+	defer sp.Close()
+	id, err := sp.Enqueue(*sub)
 	if err != nil {
 		return fmt.Errorf("send: message not queued: %w", err)
 	}
@@ -180,12 +181,12 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 // What only sendmail does stays here: a lone "." ends the message unless -i,
 // an mbox "From " line is dropped, and the recipients come from the command
 // line and, with -t, from To, Cc and Bcc. The message itself is repaired by
-// mailer.Repair, the cleanup the SMTP listener uses too, so a cron mail and
+// message.Repair, the cleanup the SMTP listener uses too, so a cron mail and
 // a PLC's SMTP mail get the same line endings, added fields and charset
 // declaration; Bcc is removed, since the other recipients must not see it.
 // Like Postfix's pickup, send records the submitting user (uid, -1 where
 // there is none) in a Received field.
-func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, uid int, now time.Time) (*mailer.Submission, error) {
+func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, uid int, now time.Time) (*spool.Submission, error) {
 	if !o.ignoreDots {
 		raw = cutAtDot(raw)
 	}
@@ -229,7 +230,7 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, u
 		}
 	}
 	if o.extract {
-		for _, f := range mailer.RecipientFields(raw) {
+		for _, f := range message.RecipientFields(raw) {
 			if strings.TrimSpace(f.Value) != "" {
 				if err := add(f.Name+" header", f.Value); err != nil {
 					return nil, err
@@ -249,7 +250,7 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, u
 		received += ", from userid " + strconv.Itoa(uid)
 	}
 	received += ");\r\n\t" + now.Format(time.RFC1123Z)
-	data := mailer.Repair(raw, mailer.RepairInfo{
+	data := message.Repair(raw, message.RepairInfo{
 		Received: received,
 		From:     envFrom,
 		FromName: o.fullName,
@@ -258,8 +259,8 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, u
 		Now:      now,
 		DropBcc:  true,
 	})
-	return &mailer.Submission{
-		Envelope: mailer.Envelope{From: envFrom, To: rcpts},
+	return &spool.Submission{
+		Envelope: spool.Envelope{From: envFrom, To: rcpts},
 		Data:     data,
 		Source:   "send",
 	}, nil

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 func TestParseSendArgs(t *testing.T) {
@@ -68,7 +68,7 @@ func TestParseSendArgs(t *testing.T) {
 func TestBuildSubmission(t *testing.T) {
 	now := time.Date(2026, 11, 21, 19, 40, 0, 0, time.UTC)
 	const date = "Date: Sat, 21 Nov 2026 19:40:00 +0000\r\n"
-	// send repairs with mailer.Repair, as the SMTP listener does: added
+	// send repairs with message.Repair, as the SMTP listener does: added
 	// fields come as Date, Message-ID, From, To (send used to add From
 	// first), and a message with neither To nor Cc gets
 	// "To: undisclosed-recipients:;" (send used to add none), as Postfix's
@@ -278,7 +278,7 @@ func TestSendQueuesDurably(t *testing.T) {
 // TestSendDeliversRepaired pipes what cron and scripts send through the
 // sendmail link and lets `plcmail serve` deliver it to a real SMTP server:
 // UTF-8 text arrives declared as charset=utf-8 with an RFC 2047 Subject, and
-// "Subject : x" arrives as the Subject. Before send used mailer.Repair, the
+// "Subject : x" arrives as the Subject. Before send used message.Repair, the
 // first went out undeclared and the second as body text.
 func TestSendDeliversRepaired(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})

@@ -13,9 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
+
 	"github.com/plcmail/plcmail/smtpd"
 )
 
@@ -37,7 +39,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	// Templates are checked before anything starts: a daemon that would fail
 	// on the first alarm must not start at all.
-	if _, err := mailer.CompileTemplates(cfg); err != nil {
+	if _, err := alarmmail.CompileTemplates(cfg); err != nil {
 		return err
 	}
 	level := new(slog.LevelVar)
@@ -58,18 +60,18 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		"spool", cfg.Gateway.SpoolDir, "upstream", fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port),
 		"security", cfg.Upstream.Security, "serial_links", len(cfg.Serial), "smtp", cfg.SMTP != nil)
 
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log.With("component", "spool"))
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log.With("component", "spool"))
 	if err != nil {
 		return err
 	}
-	defer spool.Close()
-	queue, err := mailer.NewQueue(spool, cfg, log.With("component", "queue"))
+	defer sp.Close()
+	queue, err := spool.NewQueue(sp, queueOptions(cfg), log.With("component", "queue"))
 	if err != nil {
 		return err
 	}
 	comps := []component{{"queue", func(ctx context.Context) error {
 		err := queue.Run(ctx)
-		if errors.Is(err, mailer.ErrLocked) {
+		if errors.Is(err, spool.ErrLocked) {
 			return fmt.Errorf("another plcmail serve is already delivering from %s", cfg.Gateway.SpoolDir)
 		}
 		return err
@@ -77,20 +79,24 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 
 	// The bridge runs even without [[serial]] links, so that a SIGHUP can
 	// add the first one; it opens no port until it has a link.
-	links, err := bridge.New(cfg, spool, queue, log.With("component", "bridge"))
+	links, err := bridge.New(cfg, sp, queue.Wake, log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
+	// Final delivery results go back to the PLCs as DELIVERY frames.
+	queue.OnResult(func(r spool.Result) {
+		links.DeliveryResult(r.Message.Key, r.Delivered, r.Code)
+	})
 	comps = append(comps, component{"bridge", links.Run})
 	if cfg.SMTP != nil {
-		srv, err := smtpd.New(cfg, spool, queue.Wake, log.With("component", "smtpd"))
+		srv, err := smtpd.New(cfg, sp, queue.Wake, log.With("component", "smtpd"))
 		if err != nil {
 			return err
 		}
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
 	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
-	comps = append(comps, statusComponent(cfg, spool, queue, links, log))
+	comps = append(comps, statusComponent(cfg, sp, queue, links, log))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -155,7 +161,7 @@ func reload(path string, old *config.Config, links *bridge.Bridge, log *slog.Log
 	log.Info("reloading configuration", "config", path)
 	cfg, err := config.Load(path)
 	if err == nil {
-		_, err = mailer.CompileTemplates(cfg)
+		_, err = alarmmail.CompileTemplates(cfg)
 	}
 	if err == nil {
 		err = links.Reload(cfg)

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer/mailertest"
 )
 
 // inProcessServe is a `plcmail serve` running in a goroutine.

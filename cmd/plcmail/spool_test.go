@@ -4,12 +4,12 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // queuedMessage is a spooled message as the tests see it.
 type queuedMessage struct {
-	mailer.Message
+	spool.Message
 	Data string
 }
 
@@ -17,7 +17,7 @@ type queuedMessage struct {
 // through the spool's own API as another process would.
 func spoolMessages(t *testing.T, dir string) []queuedMessage {
 	t.Helper()
-	s, err := mailer.OpenSpool(dir, slog.New(slog.DiscardHandler))
+	s, err := spool.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // statusSocket is the Unix socket in the spool directory on which a running
@@ -41,7 +41,7 @@ type statusSnapshot struct {
 	Now     time.Time `json:"now"` // when the snapshot was taken, for ages
 
 	Links []bridge.LinkStatus `json:"links"`
-	Queue mailer.Stats        `json:"queue"`
+	Queue spool.Stats         `json:"queue"`
 	Dead  int                 `json:"dead_letters"`
 	SMTP  []string            `json:"smtp_listen,omitempty"`
 }
@@ -49,7 +49,7 @@ type statusSnapshot struct {
 // statusComponent is the part of serve that answers `plcmail status`. It
 // never stops the gateway: if the socket cannot be created the gateway runs
 // on without it, and says so in the log.
-func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queue, links *bridge.Bridge, log *slog.Logger) component {
+func statusComponent(cfg *config.Config, sp *spool.Spool, queue *spool.Queue, links *bridge.Bridge, log *slog.Logger) component {
 	started := time.Now()
 	collect := func() statusSnapshot {
 		s := statusSnapshot{
@@ -58,7 +58,7 @@ func statusComponent(cfg *config.Config, spool *mailer.Spool, queue *mailer.Queu
 		}
 		// Counted from the directory: parsing every dead letter on each
 		// status request would cost a file read apiece.
-		if sum, err := mailer.PeekSpool(spool.Dir()); err == nil {
+		if sum, err := spool.Peek(sp.Dir()); err == nil {
 			s.Dead = sum.Dead
 		}
 		if cfg.SMTP != nil {
@@ -177,10 +177,10 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 }
 
 // printSpoolOnly shows what waits in the spool of a stopped gateway.
-// mailer.PeekSpool reads the directory without opening the spool: opening
+// spool.Peek reads the directory without opening the spool: opening
 // would tidy it, which is the running gateway's job.
 func printSpoolOnly(w io.Writer, dir string) {
-	sum, err := mailer.PeekSpool(dir)
+	sum, err := spool.Peek(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return // nothing was ever queued
 	}

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -203,11 +204,11 @@ func TestStatusStoppedSpool(t *testing.T) {
 		t.Errorf("never-created spool: %q, want nothing", out.String())
 	}
 
-	sp, err := mailer.OpenSpool(dir, nil)
+	sp, err := spool.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := mailer.Submission{Envelope: mailer.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}},
+	sub := spool.Submission{Envelope: spool.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}},
 		Data: []byte("Subject: x\r\n\r\nx\r\n")}
 	var ids []string
 	for range 3 {

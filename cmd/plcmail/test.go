@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plcmail/plcmail/mailer"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 // cmdTest sends one mail upstream right now, bypassing the queue, and prints
@@ -37,17 +37,17 @@ func cmdTest(ctx context.Context, e *env, args []string) error {
 	// Each command has upstream.timeout; bound the whole dialogue as well.
 	ctx, cancel := context.WithTimeout(ctx, 10*cfg.Upstream.Timeout.D())
 	defer cancel()
-	env := mailer.Envelope{From: cfg.Upstream.From, To: []string{rcpt}}
-	upstream := fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port)
-	err = mailer.SendNow(ctx, cfg, env, mailer.TestMessage(cfg, rcpt, time.Now()), e.stdout)
+	server := fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port)
+	msg := testMessage(cfg, rcpt, time.Now())
+	err = upstream.SendNow(ctx, upstreamOptions(cfg), cfg.Upstream.From, []string{rcpt}, msg, e.stdout)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "plcmail: test: FAILED: %s did not accept the mail: %v\n", upstream, err)
+		fmt.Fprintf(e.stderr, "plcmail: test: FAILED: %s did not accept the mail: %v\n", server, err)
 		if h := testHint(err, cfg.Upstream.Port); h != "" {
 			fmt.Fprintf(e.stderr, "plcmail: test: hint: %s\n", h)
 		}
 		return errSilent
 	}
-	fmt.Fprintf(e.stdout, "OK: %s accepted the test mail for %s\n", upstream, rcpt)
+	fmt.Fprintf(e.stdout, "OK: %s accepted the test mail for %s\n", server, rcpt)
 	return nil
 }
 
@@ -55,13 +55,13 @@ func cmdTest(ctx context.Context, e *env, args []string) error {
 func testHint(err error, port int) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
-	var se *mailer.SMTPError
-	var ce *mailer.ConnError
-	code := mailer.ReplyCode(err)
+	var se *upstream.SMTPError
+	var ce *upstream.ConnError
+	code := upstream.ReplyCode(err)
 	switch {
-	case errors.Is(err, mailer.ErrNoStartTLS):
+	case errors.Is(err, upstream.ErrNoStartTLS):
 		return `the server does not offer STARTTLS: if it is an implicit-TLS port (465), set security = "tls"; otherwise check that nothing between here and the server strips STARTTLS`
-	case errors.Is(err, mailer.ErrPinMismatch):
+	case errors.Is(err, upstream.ErrPinMismatch):
 		return "the certificate changed (renewed?): check it and update upstream.tls_fingerprints"
 	case errors.As(err, &unknownCA):
 		return "the certificate is not signed by a trusted CA: add the CA with upstream.ca_file, or pin the certificate with upstream.tls_fingerprints"

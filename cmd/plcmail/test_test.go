@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 // TestTestCommand runs `plcmail test --to` against a real STARTTLS upstream

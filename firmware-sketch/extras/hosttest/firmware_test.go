@@ -23,8 +23,9 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/mailer"
-	"github.com/plcmail/plcmail/mailer/mailertest"
+	"github.com/plcmail/plcmail/spool"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/smtpd"
 )
@@ -161,7 +162,7 @@ func TestSMTPClient(t *testing.T) {
 type listener struct {
 	addr  string
 	port  int
-	spool *mailer.Spool
+	spool *spool.Spool
 }
 
 func startListener(t *testing.T) *listener {
@@ -192,7 +193,7 @@ allowed_networks = ["127.0.0.0/8"]
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	spool, err := mailer.OpenSpool(cfg.Gateway.SpoolDir, log)
+	spool, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ allowed_networks = ["127.0.0.0/8"]
 	return &listener{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, spool: spool}
 }
 
-func (g *listener) waitMessages(t *testing.T, n int, timeout time.Duration) []mailer.Message {
+func (g *listener) waitMessages(t *testing.T, n int, timeout time.Duration) []spool.Message {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

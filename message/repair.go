@@ -1,0 +1,315 @@
+package message
+
+import (
+	"bytes"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// RepairInfo is what Repair needs to know about a submission besides its
+// bytes. Every string here may come from outside (an SMTP envelope, a
+// sendmail command line); Repair keeps each inside its header field.
+type RepairInfo struct {
+	From     string    // envelope sender, "" for the null sender
+	FromName string    // display name for a From field Repair adds (sendmail -F)
+	Fallback string    // header From address for the null sender (upstream.from)
+	Hostname string    // gateway.hostname: Message-ID domain
+	Received string    // value of a Received: field to prepend, folded with CRLF TAB; "" adds none
+	Now      time.Time // for Date: and Message-ID
+
+	// DropBcc removes Bcc fields. The sendmail path sets it: its caller
+	// took the recipients from the envelope or the header (-t), and the
+	// other recipients must never see the blind copies. The SMTP path keeps
+	// the header as the client sent it, as Postfix's smtpd does.
+	DropBcc bool
+}
+
+// Repair turns what a local client sent into a message an upstream provider
+// accepts. It is the one cleanup both ways into the spool share, the SMTP
+// listener and `plcmail send`, the way Postfix's cleanup(8) serves smtpd
+// and sendmail alike, so that the same input leaves the gateway the same
+// way whichever door it came through:
+//
+//   - every line ends in CRLF (bare LF is turned into CRLF; bare CR is kept);
+//   - the header ends at the first blank line, or at the first line that is
+//     neither a header field nor a continuation, which then starts the body:
+//     "Subject: Alarm" followed directly by "Pump 3 failed" becomes a header
+//     and a body (a text line that looks like a header, "Temp: 85", stays in
+//     the header, as with Postfix). A message whose first line is no header
+//     field ("disk full" piped to sendmail) is all body. The obsolete syntax
+//     with blanks before the colon ("Subject : x") is a header field, and
+//     is written without them ("Subject: x");
+//   - missing Date, Message-ID (@Hostname), From (the envelope sender, or
+//     Fallback for the null sender) and To ("undisclosed-recipients:;" when
+//     there is neither To nor Cc) are added at the end of the header, in
+//     that order;
+//   - an 8-bit body is declared text/plain with charset utf-8 (iso-8859-1
+//     when it is not valid UTF-8) and Content-Transfer-Encoding 8bit, each
+//     only where the client did not declare it; providers announce 8BITMIME
+//     today, and the text stays readable in the spool. An 8-bit Subject is
+//     encoded as RFC 2047 encoded-words, one per folded line, since header
+//     fields have no MIME charset;
+//   - Bcc fields are removed when info.DropBcc is set;
+//   - a Received: field is prepended when info.Received is set.
+//
+// Header fields the client did send are kept byte for byte (except an 8-bit
+// Subject, Bcc, and blanks before a colon), in their order. Values from info
+// are cleaned of line breaks and control characters first, so they cannot
+// end their field and start another (header injection).
+func Repair(data []byte, info RepairInfo) []byte {
+	hdr, body := splitMessage(data)
+
+	var has struct{ date, messageID, from, to, mimeVersion, contentType, transferEncoding bool }
+	for _, f := range hdr {
+		switch name := string(f.name); {
+		case strings.EqualFold(name, "date"):
+			has.date = true
+		case strings.EqualFold(name, "message-id"):
+			has.messageID = true
+		case strings.EqualFold(name, "from"):
+			has.from = true
+		case strings.EqualFold(name, "to"), strings.EqualFold(name, "cc"):
+			has.to = true
+		case strings.EqualFold(name, "mime-version"):
+			has.mimeVersion = true
+		case strings.EqualFold(name, "content-type"):
+			has.contentType = true
+		case strings.EqualFold(name, "content-transfer-encoding"):
+			has.transferEncoding = true
+		}
+	}
+	body8, bodyUTF8 := false, true
+	for _, l := range body {
+		if !body8 && Has8Bit(l) {
+			body8 = true
+		}
+		if body8 && !utf8.Valid(l) {
+			bodyUTF8 = false
+			break
+		}
+	}
+
+	out := make([]byte, 0, len(data)+512)
+	if info.Received != "" {
+		out = append(out, "Received: "...)
+		out = append(out, foldedValue(info.Received)...)
+		out = append(out, "\r\n"...)
+	}
+	for _, f := range hdr {
+		switch name := string(f.name); {
+		case info.DropBcc && strings.EqualFold(name, "bcc"):
+			continue
+		case strings.EqualFold(name, "subject"):
+			if subject, ok := encodeSubject(f.lines); ok {
+				out = append(out, subject...)
+				continue
+			}
+		}
+		// "Subject : x" is obsolete syntax that receivers must read but
+		// nobody may write (RFC 5322 section 4), and parsers such as Go's
+		// net/mail do not find that Subject: the blanks go.
+		out = append(out, f.name...)
+		out = append(out, f.lines[0][bytes.IndexByte(f.lines[0], ':'):]...)
+		out = append(out, "\r\n"...)
+		for _, l := range f.lines[1:] {
+			out = append(out, l...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	if !has.date {
+		out = append(out, "Date: "...)
+		out = append(out, info.Now.Format(time.RFC1123Z)...)
+		out = append(out, "\r\n"...)
+	}
+	if !has.messageID {
+		out = append(out, "Message-ID: "...)
+		out = append(out, MessageID(info.Now, fieldValue(info.Hostname))...)
+		out = append(out, "\r\n"...)
+	}
+	if !has.from {
+		from := info.From
+		if from == "" {
+			from = info.Fallback
+		}
+		// mail.Address quotes or encodes the name, but copies the domain
+		// as it is: the address is cleaned here.
+		out = append(out, "From: "...)
+		out = append(out, (&mail.Address{Name: info.FromName, Address: fieldValue(from)}).String()...)
+		out = append(out, "\r\n"...)
+	}
+	if !has.to {
+		out = append(out, "To: undisclosed-recipients:;\r\n"...)
+	}
+	if body8 {
+		if !has.mimeVersion {
+			out = append(out, "MIME-Version: 1.0\r\n"...)
+		}
+		if !has.contentType {
+			out = append(out, "Content-Type: text/plain; charset="...)
+			out = append(out, charsetOf(bodyUTF8)...)
+			out = append(out, "\r\n"...)
+		}
+		if !has.transferEncoding {
+			out = append(out, "Content-Transfer-Encoding: 8bit\r\n"...)
+		}
+	}
+	out = append(out, "\r\n"...)
+	for _, l := range body {
+		out = append(out, l...)
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
+
+// A Field is one header field of a message, as Repair finds the header.
+type Field struct {
+	Name  string // as written, without blanks before the colon
+	Value string // unfolded: line breaks removed, blanks kept
+}
+
+// RecipientFields returns the To, Cc and Bcc fields of data's header, in
+// their order, for `sendmail -t`. It finds the header exactly as Repair
+// does, so the recipients taken and the fields that are mailed never
+// disagree on where the header ends.
+func RecipientFields(data []byte) []Field {
+	hdr, _ := splitMessage(data)
+	var fields []Field
+	for _, f := range hdr {
+		name := string(f.name)
+		if !strings.EqualFold(name, "to") && !strings.EqualFold(name, "cc") && !strings.EqualFold(name, "bcc") {
+			continue
+		}
+		v := bytes.Join(f.lines, nil)
+		fields = append(fields, Field{Name: name, Value: string(v[bytes.IndexByte(v, ':')+1:])})
+	}
+	return fields
+}
+
+// field is one header field as the client wrote it.
+type field struct {
+	name  []byte   // the name, blanks before the colon trimmed
+	lines [][]byte // first line and continuation lines, without line ends
+}
+
+// splitMessage splits data into header fields and body lines, the header
+// ending where splitEntity (shared with the downgrade) ends it.
+func splitMessage(data []byte) (hdr []field, body [][]byte) {
+	fields, _, rest := splitEntity(data)
+	hdr = make([]field, len(fields))
+	for i, f := range fields {
+		lines := splitLines(f.raw)
+		hdr[i] = field{name: bytes.TrimRight(lines[0][:bytes.IndexByte(lines[0], ':')], " \t"), lines: lines}
+	}
+	return hdr, splitLines(rest)
+}
+
+// splitLines splits at LF and drops one CR before each LF. A last line
+// without LF is kept; an empty remainder after the last LF is not a line.
+func splitLines(data []byte) [][]byte {
+	lines := make([][]byte, 0, bytes.Count(data, []byte{'\n'})+1)
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			lines = append(lines, data)
+			break
+		}
+		lines = append(lines, bytes.TrimSuffix(data[:i], []byte{'\r'}))
+		data = data[i+1:]
+	}
+	return lines
+}
+
+// isHeaderField reports whether l starts a header field: a name of printable
+// ASCII without colon, optional blanks (obsolete syntax), then a colon.
+func isHeaderField(l []byte) bool {
+	i := 0
+	for i < len(l) && l[i] > ' ' && l[i] < 0x7f && l[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(l) && (l[i] == ' ' || l[i] == '\t') {
+		i++
+	}
+	return i < len(l) && l[i] == ':'
+}
+
+// encodeSubject returns the Subject field made of lines, unfolded and
+// encoded as RFC 2047 encoded-words with its CRLF, when it has 8-bit
+// characters; ok is false when it is ASCII and stays as it was sent.
+// Encoded-words are folded one per line: RFC 2047 limits a line holding
+// them to 76 characters, and a long subject would otherwise make one line
+// longer than SMTP's 1000.
+func encodeSubject(lines [][]byte) (subject []byte, ok bool) {
+	v := bytes.Join(lines, nil)
+	if !Has8Bit(v) {
+		return nil, false
+	}
+	val := strings.TrimSpace(string(v[bytes.IndexByte(v, ':')+1:]))
+	words := mime.QEncoding.Encode(charsetOf(utf8.ValidString(val)), val)
+	// Q-encoding writes '?' as =3F and blanks as '_', so "?= =?" only ever
+	// stands between two encoded-words.
+	return []byte("Subject: " + strings.ReplaceAll(words, "?= =?", "?=\r\n =?") + "\r\n"), true
+}
+
+// charsetOf names the charset of 8-bit text: UTF-8 when it is valid UTF-8,
+// else Latin-1, which any byte sequence is and which most old 8-bit
+// firmware strings are.
+func charsetOf(validUTF8 bool) string {
+	if validUTF8 {
+		return "utf-8"
+	}
+	return "iso-8859-1"
+}
+
+// Has8Bit reports whether b holds any byte above 0x7F.
+func Has8Bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldValue cleans a single-line value that came from outside: control
+// characters, CR and LF among them, become spaces, so the value cannot end
+// its field. Other bytes are kept as they are.
+func fieldValue(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < ' ' || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// foldedValue cleans a value that may be folded (Received): a CRLF followed
+// by blanks and then text stays as a fold; any other CR, LF or control
+// character other than TAB becomes a space. A fold into a blank line is no
+// fold either: a line of blanks ends the header for some parsers.
+func foldedValue(s string) string {
+	b := []byte(s)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '\r' && i+2 < len(b) && b[i+1] == '\n' && (b[i+2] == ' ' || b[i+2] == '\t') {
+			j := i + 2
+			for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+				j++
+			}
+			if j < len(b) && b[j] != '\r' && b[j] != '\n' {
+				i = j - 1
+				continue
+			}
+		}
+		if c < ' ' && c != '\t' || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,892 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plcmail/plcmail/upstream"
+)
+
+// Result is a message's final state, reported once to OnResult callbacks:
+// accepted upstream (Delivered), or dead-lettered.
+type Result struct {
+	Message Message
+	// Delivered is true when the upstream accepted the message for every
+	// recipient. A message refused for some recipients but accepted for
+	// others ends up dead-lettered for the refused ones, with Delivered
+	// false and Message.Envelope.To naming only those.
+	Delivered bool
+	Code      int    // final upstream reply code; 0 when there was none ("expired")
+	Reason    string // the upstream's reply, or "expired"
+}
+
+// Stats is a snapshot of the delivery loop for `plcmail status`.
+type Stats struct {
+	Queued       int       `json:"queued"`
+	Oldest       time.Time `json:"oldest,omitzero"` // creation time of the oldest queued message
+	LastSuccess  time.Time `json:"last_success,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	HoldUntil    time.Time `json:"hold_until,omitzero"` // upstream unreachable: no new attempt before
+	Delivered    uint64    `json:"delivered"`           // since start
+	Deferred     uint64    `json:"deferred"`
+	DeadLettered uint64    `json:"dead_lettered"`
+}
+
+// maxProbeInterval caps the wait between connection attempts to an
+// unreachable upstream. When connecting (or TLS, or AUTH) fails, no message
+// is at fault: the messages are held all together, with the upstream's
+// backoff rather than their own, so that the first successful probe after
+// an outage drains the whole queue at once. Probing every few minutes costs
+// one TCP connection; waiting max_backoff (an hour) would delay alarms.
+const maxProbeInterval = 5 * time.Minute
+
+// connIdle is how long a worker keeps an idle upstream connection open for
+// the next batch, like Postfix's smtp_connection_cache_time_limit: long
+// enough to carry a steady trickle of mail without a handshake per message,
+// short enough not to hold a session the provider would time out.
+const connIdle = 2 * time.Second
+
+// Queue is the delivery loop: it sends due messages from the spool in
+// batches over up to queue.connections upstream connections at once,
+// retries temporary failures with exponential backoff and jitter, and
+// dead-letters permanent failures and expired messages. Only one Queue per
+// spool directory runs at a time, across processes (Spool.LockDelivery).
+//
+// Run scans the spool and hands batches to workers, one per connection. A
+// message handed out is claimed until its worker is done with it, so it is
+// never in two transactions at once; the worker works on a copy and writes
+// it back under smu. When a connection cannot be made, the upstream is held
+// down for every worker, and after the hold a single worker probes before
+// the others connect again, so an outage costs one connection attempt per
+// probe interval, not one per worker.
+type Queue struct {
+	spool *Spool
+	opts  QueueOptions
+	log   *slog.Logger
+	now   func() time.Time
+	wake  chan struct{}
+	// kick tells Run that a worker is free again or that the upstream
+	// came back: dispatch now, without a rescan.
+	kick chan struct{}
+	jobs chan []Message
+	// rescanReq makes the next Wake list the spool directory even when
+	// this process queued something (a Flush request from outside).
+	rescanReq atomic.Bool
+
+	// Owned by the Run goroutine.
+	lastScan  time.Time
+	lastPrune time.Time
+
+	// smu guards the delivery state shared by Run and the workers.
+	smu  sync.Mutex
+	msgs map[string]*Message
+	// claimed holds the ids in a worker's batch.
+	claimed map[string]bool
+	// settled holds ids that reached their final state but whose file
+	// could not be removed (read-only or failing disk): never send them
+	// again from this process, whatever the next scan finds.
+	settled map[string]bool
+	// removing holds delivered messages whose removal from the spool is
+	// under way (see final); they stay claimed until it is durable.
+	removing    map[string]bool
+	removers    sync.WaitGroup
+	removeSlots chan struct{}
+	holdUntil   time.Time
+	// With boundsKnown, no unclaimed message is due before dueBound nor
+	// can expire before expiryBound (see dispatch). They spare the loop a
+	// walk over every queued message on each Wake: after an outage with
+	// 10,000 messages queued, that walk per accepted message cost more
+	// than accepting it.
+	boundsKnown           bool
+	dueBound, expiryBound time.Time
+	connFails             int
+	probing               bool // a single worker tries the upstream after an outage
+	busy                  int  // workers with a batch
+
+	resultMu sync.Mutex // OnResult callbacks run one at a time
+	mu       sync.Mutex
+	onResult []func(Result)
+	stats    Stats // counters and last outcomes; Stats derives Queued, Oldest, HoldUntil
+}
+
+// QueueOptions is the delivery policy, named after Postfix's equivalents,
+// and the upstream to deliver to.
+type QueueOptions struct {
+	Upstream upstream.Options
+	// Connections is how many upstream connections deliver at once
+	// (default_destination_concurrency_limit); at least 1.
+	Connections int
+	// BatchSize is how many messages one connection carries before it is
+	// closed; at least 1.
+	BatchSize int
+	// ScanEvery is how often the spool directory is re-read for mail
+	// queued by other processes.
+	ScanEvery time.Duration
+	// Lifetime is how long a message is retried before it is
+	// dead-lettered (maximal_queue_lifetime).
+	Lifetime time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay, which doubles per
+	// attempt (minimal_backoff_time, maximal_backoff_time).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// NewQueue prepares a delivery loop; it checks what can be checked before
+// the first connection (the TLS trust settings).
+func NewQueue(spool *Spool, opts QueueOptions, log *slog.Logger) (*Queue, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := opts.Upstream.Validate(); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	opts.Connections = max(opts.Connections, 1)
+	opts.BatchSize = max(opts.BatchSize, 1)
+	return &Queue{spool: spool, opts: opts, log: log, now: time.Now,
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), jobs: make(chan []Message),
+		msgs: map[string]*Message{}, claimed: map[string]bool{}, settled: map[string]bool{},
+		removing: map[string]bool{}, removeSlots: make(chan struct{}, maxRemoving)}, nil
+}
+
+// OnResult registers fn to be called each time a message reaches its final
+// state; the spool change is durable by then. Calls come from the delivery
+// goroutines but never overlap. fn must not block for long.
+func (q *Queue) OnResult(fn func(Result)) {
+	q.mu.Lock()
+	q.onResult = append(q.onResult, fn)
+	q.mu.Unlock()
+}
+
+// Wake makes the loop try due messages now, without waiting for the next
+// scan; call it after an in-process Enqueue. Messages queued through the
+// Queue's own Spool are taken over directly; otherwise (another Spool value,
+// another process) Wake rescans the spool directory.
+func (q *Queue) Wake() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// rescan is Wake with a full listing of the spool directory.
+func (q *Queue) rescan() {
+	q.rescanReq.Store(true)
+	q.Wake()
+}
+
+// addFresh adds the messages this process queued since the last call and
+// reports whether there were any.
+func (q *Queue) addFresh() bool {
+	fresh := q.spool.takeFresh()
+	if len(fresh) == 0 {
+		return false
+	}
+	q.smu.Lock()
+	for i := range fresh {
+		m := &fresh[i]
+		// Already known (a scan found it), or settled: nothing to add. A
+		// message delivered and forgotten meanwhile is re-added here and
+		// dropped when its file is not found.
+		if _, ok := q.msgs[m.ID]; !ok && !q.settled[m.ID] {
+			q.msgs[m.ID] = m
+			q.lowerBounds(m)
+		}
+	}
+	q.smu.Unlock()
+	return true
+}
+
+func (q *Queue) poke() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the loop's state. Queued counts a message
+// until its final state is durable, and no longer once its OnResult ran.
+func (q *Queue) Stats() Stats {
+	var oldest time.Time
+	q.smu.Lock()
+	for _, m := range q.msgs {
+		if oldest.IsZero() || m.Created.Before(oldest) {
+			oldest = m.Created
+		}
+	}
+	queued, hold := len(q.msgs), q.holdUntil
+	q.smu.Unlock()
+	q.mu.Lock()
+	st := q.stats
+	q.mu.Unlock()
+	st.Queued, st.Oldest, st.HoldUntil = queued, oldest, hold
+	return st
+}
+
+// connections is the number of delivery workers.
+func (q *Queue) connections() int { return q.opts.Connections }
+
+// Run delivers until ctx is done. Transactions in progress are completed
+// (bounded by upstream.timeout), never cut off, so that a message the
+// upstream accepted is also removed from the spool. It returns nil after
+// ctx is done and every worker stopped, or an error when it cannot start
+// (another process delivers).
+func (q *Queue) Run(ctx context.Context) error {
+	unlock, err := q.spool.LockDelivery()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	q.spool.trackNew(true)
+	defer q.spool.trackNew(false)
+	if stop, err := watchFlush(q.spool.dir, q.rescan); err == nil {
+		defer stop()
+	} else {
+		q.log.Debug("queue: flush requests are seen at the next scan", "err", err)
+	}
+	defer q.removers.Wait() // after the workers, which start removals
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	for range q.connections() {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			q.worker(ctx)
+		}()
+	}
+	q.scan()
+	q.lastPrune = q.now() // Open just compacted
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			workers.Wait()
+			q.removers.Wait()
+			return nil
+		}
+		now := q.now()
+		if now.Sub(q.lastScan) >= q.opts.ScanEvery {
+			q.scan()
+		}
+		if now.Sub(q.lastPrune) >= 24*time.Hour {
+			q.lastPrune = now
+			if err := q.spool.loadKeys(); err != nil {
+				q.log.Error("queue: compacting idempotency keys", "err", err)
+			}
+		}
+		q.dispatch(ctx, now)
+		timer.Reset(q.sleep(now))
+		select {
+		case <-ctx.Done():
+		case <-q.wake:
+			if q.rescanReq.Swap(false) || !q.addFresh() {
+				q.lastScan = time.Time{}
+			}
+		case <-q.kick:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// sleep returns how long nothing is to be done.
+func (q *Queue) sleep(now time.Time) time.Duration {
+	next := q.lastScan.Add(q.opts.ScanEvery)
+	q.smu.Lock()
+	canSend := q.freeWorkers() > 0
+	if !q.boundsKnown {
+		q.computeBounds(now)
+	}
+	// A message waits for its retry time (or the end of a hold), or until
+	// it expires; with every worker busy, or a probe under way, only expiry
+	// can be due before a worker kicks (see dispatch, which expires only
+	// messages whose retry time has come).
+	t := q.expiryBound
+	if canSend {
+		t = earlier(t, later(q.dueBound, q.holdUntil))
+	}
+	next = earlier(next, t)
+	q.smu.Unlock()
+	d := next.Sub(now)
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	return d
+}
+
+// scan re-reads the queue directory: messages queued by other processes
+// are added, deleted ones dropped, and a Flush request applied. Bodies are
+// not read; only new files' header lines are.
+func (q *Queue) scan() {
+	q.lastScan = q.now()
+	q.spool.takeFresh() // the listing below includes them
+	q.spool.cleanTmp()
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	q.boundsKnown = false // new files, a flush: the next dispatch walks all
+	// Listed under smu: a worker removes a delivered file before it
+	// forgets the message under smu, so a listing that still shows the
+	// file finds the message known and does not load it again.
+	ids, err := q.spool.ids(dirQueue)
+	if err != nil {
+		q.log.Error("queue: scan", "err", err)
+		return
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+		if _, ok := q.msgs[id]; ok || q.settled[id] {
+			continue
+		}
+		m, err := q.spool.load(dirQueue, id)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Error("queue: skipping message", "id", id, "err", err)
+			}
+			continue
+		}
+		q.spool.learnKey(m.Key, m.Created)
+		q.msgs[id] = &m
+	}
+	for id := range q.msgs {
+		if !seen[id] {
+			delete(q.msgs, id) // deleted by `plcmail queue delete`
+		}
+	}
+	for id := range q.settled {
+		if !seen[id] {
+			delete(q.settled, id)
+		}
+	}
+	if q.spool.takeFlush() {
+		q.log.Info("queue: flush requested")
+		for _, m := range q.msgs {
+			m.NextAttempt = q.lastScan
+		}
+		q.holdUntil = time.Time{}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (q *Queue) expired(m *Message, now time.Time) bool {
+	return now.Sub(m.Created) > q.opts.Lifetime
+}
+
+// expiresAt is when dispatch dead-letters m: once it is older than the
+// lifetime and its retry time has come.
+func (q *Queue) expiresAt(m *Message) time.Time {
+	return later(m.NextAttempt, m.Created.Add(q.opts.Lifetime))
+}
+
+// computeBounds walks the unclaimed messages and sets dueBound and
+// expiryBound exactly. The caller holds smu.
+func (q *Queue) computeBounds(now time.Time) {
+	far := now.Add(100 * 365 * 24 * time.Hour)
+	q.dueBound, q.expiryBound, q.boundsKnown = far, far, true
+	for id, m := range q.msgs {
+		if !q.claimed[id] {
+			q.lowerBounds(m)
+		}
+	}
+}
+
+// lowerBounds accounts for an unclaimed message that was added or changed.
+// The caller holds smu.
+func (q *Queue) lowerBounds(m *Message) {
+	q.dueBound = earlier(q.dueBound, m.NextAttempt)
+	q.expiryBound = earlier(q.expiryBound, q.expiresAt(m))
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// dispatch dead-letters expired messages and hands due ones to free
+// workers, oldest first, spread so that N due messages use N connections
+// (up to queue.connections) and no batch exceeds batch_size.
+func (q *Queue) dispatch(ctx context.Context, now time.Time) {
+	q.smu.Lock()
+	free := q.freeWorkers()
+	if now.Before(q.holdUntil) {
+		free = 0 // only expiry while the upstream is held down
+	}
+	var due, expired []*Message
+	// Walk the queue only when something may be due or expired.
+	walk := !q.boundsKnown || free > 0 && !now.Before(q.dueBound) || !now.Before(q.expiryBound)
+	if walk {
+		for id, m := range q.msgs {
+			if q.claimed[id] || m.NextAttempt.After(now) {
+				continue
+			}
+			if q.expired(m, now) {
+				q.claimed[id] = true
+				expired = append(expired, m)
+				continue
+			}
+			if free > 0 {
+				due = append(due, m)
+			}
+		}
+	}
+	var batches [][]Message
+	if free > 0 && len(due) > 0 {
+		sort.Slice(due, func(i, j int) bool { return olderFirst(due[i], due[j]) })
+		per := min(q.opts.BatchSize, (len(due)+free-1)/free)
+		for len(batches) < free && len(due) > 0 {
+			n := min(per, len(due))
+			b := make([]Message, n)
+			for i, m := range due[:n] {
+				b[i] = *m
+				q.claimed[m.ID] = true
+			}
+			due = due[n:]
+			batches = append(batches, b)
+		}
+		q.busy += len(batches)
+		if q.connFails > 0 {
+			q.probing = true
+		}
+	}
+	if walk {
+		q.computeBounds(now) // after the claims above
+	}
+	exp := make([]Message, len(expired))
+	for i, m := range expired {
+		exp[i] = *m
+	}
+	q.smu.Unlock()
+	for i := range exp {
+		q.final(&exp[i], false, 0, "expired")
+	}
+	for i, b := range batches {
+		select {
+		case q.jobs <- b:
+		case <-ctx.Done():
+			for _, b := range batches[i:] {
+				q.batchDone(b)
+			}
+			return
+		}
+	}
+}
+
+// freeWorkers returns how many workers may take a batch, the upstream hold
+// aside: after a failed connection, one probes and the others wait for it.
+// The caller holds smu.
+func (q *Queue) freeWorkers() int {
+	free := q.connections() - q.busy
+	if q.connFails > 0 {
+		if q.probing {
+			return 0
+		}
+		return min(free, 1) // the upstream failed last time: one probe, not a stampede
+	}
+	return free
+}
+
+// worker owns one upstream connection at a time and delivers the batches
+// Run hands it. The connection stays open for the next batch for up to
+// connIdle and carries at most batch_size messages.
+func (q *Queue) worker(ctx context.Context) {
+	w := &workerConn{}
+	defer w.close()
+	idle := time.NewTimer(connIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-q.jobs:
+			done := q.deliver(ctx, w, b)
+			q.batchDone(b[done:])
+			if !idle.Stop() {
+				select {
+				case <-idle.C:
+				default:
+				}
+			}
+			idle.Reset(connIdle)
+		case <-idle.C:
+			w.close()
+		}
+	}
+}
+
+// workerConn is a worker's upstream connection and how much it carried.
+type workerConn struct {
+	uc     *upstream.Conn
+	sent   int
+	reused bool // idle since the last batch: check it before use
+}
+
+func (w *workerConn) close() {
+	if w.uc != nil {
+		w.uc.Close()
+		w.uc = nil
+	}
+}
+
+// batchDone releases the untried rest of a batch (shutdown, or a hold: they
+// stay due) and frees the worker. The tried messages were released one by
+// one already and may by now be claimed by another worker: their claims are
+// not this batch's to drop.
+func (q *Queue) batchDone(batch []Message) {
+	q.smu.Lock()
+	for i := range batch {
+		id := batch[i].ID
+		if q.claimed[id] && !q.removing[id] {
+			delete(q.claimed, id)
+			if m, ok := q.msgs[id]; ok {
+				q.lowerBounds(m)
+			}
+		}
+	}
+	q.busy--
+	q.probing = false
+	q.smu.Unlock()
+	q.poke()
+}
+
+// held reports whether the upstream is held down (another worker could not
+// connect): a worker that needs a new connection leaves its batch due.
+func (q *Queue) held() bool {
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	return q.now().Before(q.holdUntil)
+}
+
+// connFailed records a failed connection attempt and returns until when
+// the upstream is held down. Workers failing together during one hold count
+// as one failure, so N connections do not back off N times faster.
+func (q *Queue) connFailed() time.Time {
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	now := q.now()
+	if !now.Before(q.holdUntil) {
+		q.connFails++
+		q.holdUntil = now.Add(min(q.backoff(q.connFails), maxProbeInterval))
+	}
+	return q.holdUntil
+}
+
+// connOK ends an outage; the other workers may connect again.
+func (q *Queue) connOK() {
+	q.smu.Lock()
+	wasDown := q.connFails > 0
+	q.connFails = 0
+	q.holdUntil = time.Time{}
+	q.probing = false
+	q.smu.Unlock()
+	if wasDown {
+		q.poke()
+	}
+}
+
+// deliver sends a batch over the worker's connection, connecting when it
+// has none (or the one it has is broken, used up or no longer answers). It
+// returns how many messages of the batch it settled and released; the rest
+// was not tried.
+func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int {
+	w.reused = w.uc != nil
+	for i := range batch {
+		m := &batch[i]
+		if ctx.Err() != nil {
+			return i // the rest stays due, untouched
+		}
+		if w.uc != nil && (w.uc.Broken() || w.sent >= q.opts.BatchSize) {
+			w.close()
+		}
+		if w.uc != nil && w.reused {
+			// Idle since the last batch: the server may have dropped
+			// it. A failed NOOP costs a reconnect, not an attempt.
+			w.reused = false
+			if w.uc.Noop() != nil {
+				w.close()
+			} else {
+				q.connOK() // the upstream answers: a probe need not dial
+			}
+		}
+		if w.uc == nil {
+			if q.held() {
+				return i // another worker found the upstream down
+			}
+			start := q.now()
+			uc, err := upstream.Dial(ctx, q.opts.Upstream, nil)
+			if err != nil {
+				if ctx.Err() != nil {
+					return i // shutting down: not a failure of the messages
+				}
+				until := q.connFailed()
+				for j := i; j < len(batch); j++ {
+					q.logAttempt(&batch[j], start, upstream.ReplyCode(err), err)
+					q.deferUntil(&batch[j], until, err)
+					q.writeBack(&batch[j])
+				}
+				q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(batch)-i, "retry_at", until.Format(time.RFC3339))
+				return len(batch)
+			}
+			q.connOK()
+			w.uc, w.sent = uc, 0
+		}
+		// From queue/ only: a message that was dead-lettered meanwhile
+		// must not be read from dead/ and sent.
+		cur, data, err := q.spool.read(dirQueue, m.ID, true)
+		if err != nil {
+			q.forget(m.ID) // deleted meanwhile, or quarantined as corrupt
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Error("queue: cannot read message", "id", m.ID, "err", err)
+			}
+			continue
+		}
+		cur.Attempts, cur.NextAttempt, cur.LastError = m.Attempts, m.NextAttempt, m.LastError
+		*m = cur
+		t0 := q.now()
+		res, err := w.uc.Send(m.Envelope.From, m.Envelope.To, data)
+		w.sent++
+		if res.Downgrade != "" {
+			q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "what", res.Downgrade)
+		}
+		code := res.Code
+		if err != nil {
+			code = upstream.ReplyCode(err)
+		}
+		q.logAttempt(m, t0, code, err)
+		if q.settle(m, res, err) {
+			q.writeBack(m)
+		}
+	}
+	return len(batch)
+}
+
+// writeBack stores a worker's copy of a message that stays queued and
+// releases its claim.
+func (q *Queue) writeBack(m *Message) {
+	q.smu.Lock()
+	if cur, ok := q.msgs[m.ID]; ok {
+		*cur = *m
+		q.lowerBounds(cur)
+	}
+	delete(q.claimed, m.ID)
+	q.smu.Unlock()
+}
+
+// forget drops a message that is no longer in the spool.
+func (q *Queue) forget(id string) {
+	q.smu.Lock()
+	delete(q.msgs, id)
+	delete(q.claimed, id)
+	q.smu.Unlock()
+}
+
+// settle records the outcome of one transaction durably and reports final
+// states. It returns true when m stays queued.
+func (q *Queue) settle(m *Message, res upstream.Result, err error) bool {
+	var se *upstream.SMTPError
+	rejected := rejections(res.Rejected)
+	switch {
+	case err == nil:
+		switch {
+		case len(res.Deferred) > 0:
+			if e := q.spool.Narrow(m.ID, res.Deferred, rejected); e != nil {
+				q.log.Error("queue: cannot record partial delivery", "id", m.ID, "err", e)
+			}
+			m.Envelope.To, m.Rejected = res.Deferred, append(m.Rejected, rejected...)
+			q.deferMsg(m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
+			return true
+		case len(rejected)+len(m.Rejected) > 0:
+			q.rejectRest(m, rejected)
+		default:
+			q.final(m, true, res.Code, res.Reply)
+		}
+	case errors.As(err, &se) && se.Temporary():
+		if len(rejected) > 0 {
+			if e := q.spool.Narrow(m.ID, res.Deferred, rejected); e == nil {
+				m.Envelope.To, m.Rejected = res.Deferred, append(m.Rejected, rejected...)
+			}
+		}
+		q.deferMsg(m, err)
+		return true
+	case se != nil: // permanent
+		if se.Command == "RCPT" {
+			q.rejectRest(m, rejected)
+			return false
+		}
+		q.final(m, false, se.Code, se.Error())
+	default:
+		q.deferMsg(m, err)
+		return true
+	}
+	return false
+}
+
+// rejectRest dead-letters what is left of m after every pending recipient
+// was either accepted or refused: the dead letter's envelope names only the
+// refused recipients.
+func (q *Queue) rejectRest(m *Message, rejected []Rejection) {
+	all := append(append([]Rejection(nil), m.Rejected...), rejected...)
+	to := make([]string, len(all))
+	reasons := make([]string, len(all))
+	for i, r := range all {
+		to[i], reasons[i] = r.Rcpt, r.Reason
+	}
+	if err := q.spool.Narrow(m.ID, to, rejected); err != nil {
+		q.log.Error("queue: cannot record rejection", "id", m.ID, "err", err)
+	}
+	m.Envelope.To, m.Rejected = to, all
+	q.final(m, false, all[0].Code, strings.Join(reasons, "; "))
+}
+
+// rejections converts the upstream's refusals into the spool's record of
+// them.
+func rejections(rs []upstream.Rejection) []Rejection {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]Rejection, len(rs))
+	for i, r := range rs {
+		out[i] = Rejection{Rcpt: r.Rcpt, Code: r.Code, Reason: r.Reason}
+	}
+	return out
+}
+
+// maxRemoving bounds the removals of delivered messages under way at once.
+const maxRemoving = 64
+
+// final takes m (a claimed copy) out of the queue: delivered (removed) or
+// dead-lettered, and reports the result once that is durable.
+//
+// A delivered message is removed in the background: its worker goes on
+// with the next transaction while the removal waits for the directory
+// fsync, which concurrent removals share (groupSync). Without that, each
+// worker spent as long waiting for the disk as talking to the upstream, and
+// under a burst delivery fell behind acceptance. The message stays claimed
+// (removing) until the removal is durable, so it is never handed out
+// again; a crash before that sends it once more, as it would have before.
+func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
+	if !delivered {
+		q.settleFinal(m, false, code, reason)
+		return
+	}
+	q.smu.Lock()
+	q.removing[m.ID] = true
+	q.smu.Unlock()
+	q.removeSlots <- struct{}{}
+	q.removers.Add(1)
+	mm := *m
+	go func() {
+		defer q.removers.Done()
+		q.settleFinal(&mm, true, code, reason)
+		<-q.removeSlots
+	}()
+}
+
+// settleFinal makes the final state of m durable and reports it.
+func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string) {
+	var err error
+	if delivered {
+		err = q.spool.delivered(m)
+	} else {
+		err = q.spool.DeadLetter(m.ID, code, reason)
+		q.log.Warn("queue: dead-lettered", "id", m.ID, "rcpts", len(m.Envelope.To), "code", code, "reason", reason)
+	}
+	q.smu.Lock()
+	delete(q.msgs, m.ID)
+	delete(q.claimed, m.ID)
+	delete(q.removing, m.ID)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// The file is still there. This process will not touch it again;
+		// after a restart it is sent once more (for a delivered message,
+		// one duplicate: the price of a failing disk, not a loop).
+		q.settled[m.ID] = true
+		q.smu.Unlock()
+		q.log.Error("queue: cannot update spool", "id", m.ID, "err", err)
+		return
+	}
+	q.smu.Unlock()
+	now := q.now()
+	m.Reason, m.Code = reason, code
+	if !delivered {
+		m.Died = now.UTC()
+	}
+	q.mu.Lock()
+	if delivered {
+		q.stats.Delivered++
+		q.stats.LastSuccess = now
+	} else {
+		q.stats.DeadLettered++
+	}
+	fns := append([]func(Result){}, q.onResult...)
+	q.mu.Unlock()
+	r := Result{Message: *m, Delivered: delivered, Code: code, Reason: reason}
+	q.resultMu.Lock()
+	defer q.resultMu.Unlock()
+	for _, fn := range fns {
+		fn(r)
+	}
+}
+
+// deferMsg schedules the next attempt of m after its own backoff.
+func (q *Queue) deferMsg(m *Message, cause error) {
+	q.deferUntil(m, q.now().Add(q.backoff(m.Attempts+1)), cause)
+}
+
+// deferUntil records a failed attempt of m (a claimed copy) and its next
+// attempt time; the caller writes m back.
+func (q *Queue) deferUntil(m *Message, next time.Time, cause error) {
+	now := q.now()
+	m.Attempts++
+	m.NextAttempt = next
+	m.LastError = cause.Error()
+	if err := q.spool.Defer(m.ID, m.Attempts, m.NextAttempt, m.LastError); err != nil {
+		q.log.Error("queue: cannot record retry state", "id", m.ID, "err", err)
+	}
+	q.mu.Lock()
+	q.stats.Deferred++
+	q.stats.LastError, q.stats.LastErrorAt = m.LastError, now
+	q.mu.Unlock()
+}
+
+// backoff returns the delay before attempt n+1: min_backoff doubled per
+// attempt, capped at max_backoff, with ±20% jitter so that a burst queued
+// together does not retry in lockstep against a recovering upstream.
+func (q *Queue) backoff(n int) time.Duration {
+	lo, hi := q.opts.MinBackoff, q.opts.MaxBackoff
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return min(max(d, lo), hi)
+}
+
+func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
+	attrs := []any{"id", m.ID, "rcpts", len(m.Envelope.To), "code", code,
+		"duration", q.now().Sub(start).Round(time.Millisecond), "attempt", m.Attempts + 1, "source", m.Source}
+	if err != nil {
+		q.log.Info("delivery attempt failed", append(attrs, "err", err)...)
+		return
+	}
+	q.log.Info("delivered", attrs...)
+}
