@@ -5,8 +5,8 @@
 package mailertest
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
@@ -29,8 +29,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/upstream"
 	"github.com/plcmail/plcmail/internal/throwawayca"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 // Security values for Options.Security: how the server offers TLS.
