@@ -89,7 +89,7 @@ func TestRenderAlarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sub.From != "plc@example.com" || strings.Join(sub.To, ",") != "ops@example.com,boss@example.com" {
-		t.Errorf("envelope = %+v", sub.Envelope)
+		t.Errorf("envelope = from %q to %q", sub.From, sub.To)
 	}
 	m, body := parseMsg(t, sub.Data)
 	if got := decodeHeader(t, m.Header.Get("Subject")); got != "Hydraulic pressure low raise: P1 low" {

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestKill9Child is the gateway process of TestKill9NothingLostNothingDoubled;

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestMailsReachTLSUpstream runs the whole path: PLC frames on a pty, the
@@ -43,14 +42,27 @@ to = ["nobody@example.com"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := spool.NewQueue(sp, cfg, log)
+	// GatewayConfig's queue timings; the rest are config.Default()'s.
+	q, err := spool.NewQueue(sp, spool.QueueOptions{
+		Upstream:    up.Options(),
+		Connections: 4,
+		BatchSize:   100,
+		ScanEvery:   100 * time.Millisecond,
+		Lifetime:    5 * 24 * time.Hour,
+		MinBackoff:  50 * time.Millisecond,
+		MaxBackoff:  500 * time.Millisecond,
+	}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(cfg, sp, q, log)
+	b, err := New(cfg, sp, q.Wake, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Final delivery results go back to the PLC, as serve wires them.
+	q.OnResult(func(r spool.Result) {
+		b.DeliveryResult(r.Message.Key, r.Delivered, r.Code)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { q.Run(ctx); done <- struct{}{} }()

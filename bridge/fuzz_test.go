@@ -5,9 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // FuzzLinkBytes feeds arbitrary line bytes to a link's frame handling and

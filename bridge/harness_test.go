@@ -18,9 +18,8 @@ import (
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 	"golang.org/x/sys/unix"
 )
 

@@ -9,11 +9,10 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/smtpd"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestEndToEnd: the blind bare-LF Arduino dialogue on the listener, the
@@ -31,7 +30,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	addr, spool := startRelay(t, cfg, log)
+	addr, sp := startRelay(t, cfg, u, log)
 
 	out := converse(t, addr, "",
 		"EHLO 192.168.1.177\nMAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
@@ -54,24 +53,37 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("Message-ID %q", m.Header.Get("Message-Id"))
 	}
 	eventually(t, "the spool to empty", func() bool {
-		list, err := spool.List()
+		list, err := sp.List()
 		return err == nil && len(list) == 0
 	})
 }
 
 // startRelay wires a spool, the delivery queue and the listener as `plcmail
 // serve` does, on 127.0.0.1, and returns the listener's address and the spool.
-func startRelay(t *testing.T, cfg *config.Config, log *slog.Logger) (string, *spool.Spool) {
+// The queue delivers to u with cfg's EHLO name (gateway.hostname) and the
+// queue timings of u.GatewayConfig.
+func startRelay(t *testing.T, cfg *config.Config, u *mailertest.Upstream, log *slog.Logger) (string, *spool.Spool) {
 	t.Helper()
-	spool, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := spool.NewQueue(spool, cfg, log)
+	up := u.Options()
+	up.Hostname = cfg.Gateway.Hostname
+	// GatewayConfig's queue timings; the rest are config.Default()'s.
+	q, err := spool.NewQueue(sp, spool.QueueOptions{
+		Upstream:    up,
+		Connections: 4,
+		BatchSize:   100,
+		ScanEvery:   100 * time.Millisecond,
+		Lifetime:    5 * 24 * time.Hour,
+		MinBackoff:  50 * time.Millisecond,
+		MaxBackoff:  500 * time.Millisecond,
+	}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, spool, q.Wake, log)
+	srv, err := smtpd.New(cfg, sp, q.Wake, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,5 +102,5 @@ func startRelay(t *testing.T, cfg *config.Config, log *slog.Logger) (string, *sp
 		<-sdone
 		<-qdone
 	})
-	return l.Addr().String(), spool
+	return l.Addr().String(), sp
 }

@@ -18,11 +18,10 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/smtpd"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // gw is a listener under test: a real smtpd.Server on 127.0.0.1:0 with a

@@ -37,11 +37,11 @@ listen = [%s]
 	if err != nil {
 		t.Fatal(err)
 	}
-	spool, err := spool.Open(cfg.Gateway.SpoolDir, nil)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, spool, nil, nil)
+	s, err := New(cfg, sp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

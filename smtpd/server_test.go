@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/smtpd"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestEmbeddedDialogues replays what 8-bit boards send: every command in one
@@ -523,11 +522,11 @@ func TestRunAndShutdown(t *testing.T) {
 	l.Close()
 	cfg := gatewayConfig(t, fmt.Sprintf(`listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
 allowed_networks = ["127.0.0.0/8"]`, port, port))
-	spool, err := spool.Open(cfg.Gateway.SpoolDir, nil)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, spool, nil, nil)
+	srv, err := smtpd.New(cfg, sp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +569,7 @@ allowed_networks = ["127.0.0.0/8"]`, port, port))
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("shutdown took %v", time.Since(start))
 	}
-	if list, _ := spool.List(); len(list) != 1 {
+	if list, _ := sp.List(); len(list) != 1 {
 		t.Errorf("%d queued, want the message in flight", len(list))
 	}
 	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {

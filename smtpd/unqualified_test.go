@@ -63,7 +63,7 @@ func TestUnqualifiedEndToEnd(t *testing.T) {
 	cfg.Gateway.Hostname = "press-hall.example.com"
 	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	addr, _ := startRelay(t, cfg, log)
+	addr, _ := startRelay(t, cfg, u, log)
 
 	out := converse(t, addr, "",
 		"MAIL FROM:<plc>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime/quotedprintable"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 // findAiosmtpd returns a python3 that can import aiosmtpd (Debian's
@@ -38,7 +41,7 @@ func findAiosmtpd(t *testing.T) string {
 // STARTTLS (certificate from a test CA) and AUTH.
 type aiosmtpd struct {
 	t     *testing.T
-	cfg   *config.Config // relays to it, spool in a temporary directory
+	opts  upstream.Options // relays to it
 	lines chan string
 }
 
@@ -85,15 +88,12 @@ func startAiosmtpd(t *testing.T, script string, args ...string) *aiosmtpd {
 	if _, err := fmt.Sscanf(a.next(), "PORT %d", &port); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Gateway.Hostname = "gw.test"
-	cfg.Gateway.SpoolDir = filepath.Join(dir, "spool")
-	cfg.Upstream = config.Upstream{Host: "127.0.0.1", Port: port, Security: "starttls", Auth: "auto",
-		Username: aioUser, Password: aioPass, CAFile: caFile, From: "plc-gateway@example.com", Timeout: config.Duration(10 * time.Second)}
-	if errs := cfg.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
+	a.opts = upstream.Options{Host: "127.0.0.1", Port: port, Security: upstream.StartTLS, Auth: "auto",
+		Username: aioUser, Secret: func(context.Context) (string, error) { return aioPass, nil },
+		CAFile: caFile, Hostname: "gw.test", Timeout: 10 * time.Second}
+	if err := a.opts.Validate(); err != nil {
+		t.Fatal(err)
 	}
-	a.cfg = cfg
 	return a
 }
 
@@ -126,13 +126,13 @@ type aioMessage struct {
 // implementation that requires STARTTLS and AUTH.
 func TestAiosmtpdUpstream(t *testing.T) {
 	a := startAiosmtpd(t, "aiosmtpd_upstream.py")
-	s := openTestSpool(t, a.cfg.Gateway.SpoolDir)
+	s := openTestSpool(t, t.TempDir())
 	sub := testSub(1, "aio/1/1")
 	sub.To = []string{"ops@example.com", "boss@example.com"}
 	if _, err := s.Enqueue(sub); err != nil {
 		t.Fatal(err)
 	}
-	_, results := runQueue(t, s, a.cfg)
+	_, results := runQueue(t, s, defaultQueueOptions(a.opts))
 
 	var auth string
 	var msg aioMessage
@@ -168,8 +168,7 @@ func TestAiosmtpd8BitMIME(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			a := startAiosmtpd(t, "aiosmtpd_upstream.py", mode)
 			var dialogue bytes.Buffer
-			env := Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}
-			if err := SendNow(context.Background(), a.cfg, env, repaired8bit, &dialogue); err != nil {
+			if err := upstream.SendNow(context.Background(), a.opts, "plc@example.com", []string{"ops@example.com"}, repaired8bit, &dialogue); err != nil {
 				t.Fatalf("%v\n%s", err, dialogue.String())
 			}
 			l := a.next()
@@ -190,8 +189,8 @@ func TestAiosmtpd8BitMIME(t *testing.T) {
 				}
 				return
 			}
-			if len(msg.MailOptions) != 0 || has8bit(msg.Data) {
-				t.Errorf("server without 8BITMIME got options %q and 8-bit data: %v", msg.MailOptions, has8bit(msg.Data))
+			if len(msg.MailOptions) != 0 || message.Has8Bit(msg.Data) {
+				t.Errorf("server without 8BITMIME got options %q and 8-bit data: %v", msg.MailOptions, message.Has8Bit(msg.Data))
 			}
 			hdr, body := headerAndBody(t, msg.Data)
 			if !strings.Contains(hdr, "\r\nContent-Transfer-Encoding: quoted-printable\r\n") {
@@ -206,5 +205,52 @@ func TestAiosmtpd8BitMIME(t *testing.T) {
 				t.Errorf("test void: the server announced 8BITMIME\n%s", dialogue.String())
 			}
 		})
+	}
+}
+
+// repaired8bit is what the listener stores for a board that sent UTF-8
+// text without BODY=8BITMIME (the same as in package upstream's tests).
+var repaired8bit = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+	"Störung Kühlkreislauf: 95 °C\r\n.Punkt am Zeilenanfang\r\n" + strings.Repeat("ä", 60) + "\r\n")
+
+// headerAndBody returns header and body of a received message.
+func headerAndBody(t *testing.T, data []byte) (string, []byte) {
+	t.Helper()
+	h, b, ok := bytes.Cut(data, []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatalf("no header/body separator in %q", data)
+	}
+	return string(h) + "\r\n", b
+}
+
+// decodeQP decodes a quoted-printable body with the standard library's
+// reader, the way a recipient does.
+func decodeQP(t *testing.T, body []byte) []byte {
+	t.Helper()
+	got, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+	if err != nil {
+		t.Fatalf("quoted-printable does not decode: %v\n%q", err, body)
+	}
+	return got
+}
+
+// checkQPLines fails unless every line of body is 7-bit and at most 76
+// characters (the quoted-printable limit) and ends in CRLF.
+func checkQPLines(t *testing.T, body []byte) {
+	t.Helper()
+	if message.Has8Bit(body) {
+		t.Errorf("8-bit byte left in %q", body)
+	}
+	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
+		if len(ln) == 0 {
+			continue
+		}
+		if bytes.HasSuffix(ln, []byte("\n")) && !bytes.HasSuffix(ln, []byte("\r\n")) {
+			t.Errorf("line %d ends in bare LF: %q", i, ln)
+		}
+		if n := len(bytes.TrimRight(ln, "\r\n")); n > 76 {
+			t.Errorf("line %d is %d characters: %q", i, n, ln)
+		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 // BenchmarkLoopPassHeldBacklog is one pass of the delivery loop (dispatch,
@@ -16,7 +16,8 @@ import (
 func BenchmarkLoopPassHeldBacklog(b *testing.B) {
 	for _, backlog := range []int{100, 10000} {
 		b.Run(fmt.Sprint(backlog), func(b *testing.B) {
-			q, err := NewQueue(openTestSpool(b, b.TempDir()), config.Default(), nil)
+			q, err := NewQueue(openTestSpool(b, b.TempDir()), defaultQueueOptions(upstream.Options{
+				Port: 587, Security: upstream.StartTLS, Auth: "auto", Timeout: 30 * time.Second}), nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,15 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 // TestQueueParallelConnections: with connections = 4 and 4 messages due,
 // the four are in DATA at the same time, over four connections.
 func TestQueueParallelConnections(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.Connections = 4
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.Connections = 4
 	var inData atomic.Int32
 	all := make(chan struct{})
 	var once sync.Once
@@ -38,7 +37,7 @@ func TestQueueParallelConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	for _, r := range waitResults(t, results, 4, 15*time.Second) {
 		if !r.Delivered || r.Message.Attempts != 0 {
 			t.Errorf("not delivered at the first attempt: %+v", r)
@@ -57,11 +56,11 @@ func TestQueueParallelConnections(t *testing.T) {
 // results and Stats add up.
 func TestQueueParallelExactlyOnce(t *testing.T) {
 	const n = 500
-	u, cfg, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true})
-	cfg.Queue.Connections = 4
-	cfg.Queue.BatchSize = 25
-	cfg.Queue.MinBackoff = config.Duration(20 * time.Millisecond)
-	cfg.Queue.MaxBackoff = config.Duration(100 * time.Millisecond)
+	u, opts, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true})
+	opts.Connections = 4
+	opts.BatchSize = 25
+	opts.MinBackoff = 20 * time.Millisecond
+	opts.MaxBackoff = 100 * time.Millisecond
 	var mu sync.Mutex
 	inflight := map[string]bool{}
 	tries := map[string]int{}
@@ -97,7 +96,7 @@ func TestQueueParallelExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q, results := runQueue(t, s, cfg)
+	q, results := runQueue(t, s, opts)
 	rs := waitResults(t, results, n, 60*time.Second)
 	keys := map[string]bool{}
 	for _, r := range rs {
@@ -144,8 +143,8 @@ func TestQueueParallelExactlyOnce(t *testing.T) {
 // run defers that message only; the others are not resent, and it is
 // accepted once, later.
 func TestQueue4xxOnOneWorkerNoDuplicate(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.Connections = 4
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.Connections = 4
 	victim := string(testSub(3, "").Data)
 	var refused atomic.Bool
 	u.SetData(func(m mailertest.Received) error {
@@ -157,7 +156,7 @@ func TestQueue4xxOnOneWorkerNoDuplicate(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		s.Enqueue(testSub(i, fmt.Sprintf("v/%d", i)))
 	}
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	for _, r := range waitResults(t, results, 8, 10*time.Second) {
 		want := 0
 		if r.Message.Key == "v/3" {
@@ -187,7 +186,7 @@ func TestQueue4xxOnOneWorkerNoDuplicate(t *testing.T) {
 // the start, then one probe per hold (300 ms here). Without the shared hold
 // each of the 4 workers would dial every round.
 func TestQueueOutageHoldShared(t *testing.T) {
-	_, cfg, s := upstreamSpool(t, mailertest.Options{})
+	_, opts, s := upstreamSpool(t, mailertest.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -204,14 +203,14 @@ func TestQueueOutageHoldShared(t *testing.T) {
 			c.Close()
 		}
 	}()
-	cfg.Upstream.Port = ln.Addr().(*net.TCPAddr).Port
-	cfg.Queue.Connections = 4
-	cfg.Queue.MinBackoff = config.Duration(300 * time.Millisecond)
-	cfg.Queue.MaxBackoff = config.Duration(300 * time.Millisecond)
+	opts.Upstream.Port = ln.Addr().(*net.TCPAddr).Port
+	opts.Connections = 4
+	opts.MinBackoff = 300 * time.Millisecond
+	opts.MaxBackoff = 300 * time.Millisecond
 	for i := 0; i < 40; i++ {
 		s.Enqueue(testSub(i, ""))
 	}
-	q, _ := runQueue(t, s, cfg)
+	q, _ := runQueue(t, s, opts)
 	time.Sleep(1300 * time.Millisecond)
 	a := accepts.Load()
 	st := q.Stats()
@@ -229,10 +228,10 @@ func TestQueueOutageHoldShared(t *testing.T) {
 // TestQueueFlushSeenAtOnce: a Flush from another process (plcmail queue
 // flush) takes effect at once, not at the next scan (an hour here).
 func TestQueueFlushSeenAtOnce(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.ScanEvery = config.Duration(time.Hour)
-	cfg.Queue.MinBackoff = config.Duration(time.Hour)
-	cfg.Queue.MaxBackoff = config.Duration(time.Hour)
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.ScanEvery = time.Hour
+	opts.MinBackoff = time.Hour
+	opts.MaxBackoff = time.Hour
 	var refused atomic.Bool
 	u.SetData(func(mailertest.Received) error {
 		if !refused.Swap(true) {
@@ -243,7 +242,7 @@ func TestQueueFlushSeenAtOnce(t *testing.T) {
 	if _, err := s.Enqueue(testSub(1, "")); err != nil {
 		t.Fatal(err)
 	}
-	q, results := runQueue(t, s, cfg)
+	q, results := runQueue(t, s, opts)
 	deadline := time.Now().Add(5 * time.Second)
 	for q.Stats().Deferred == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -260,9 +259,9 @@ func TestQueueFlushSeenAtOnce(t *testing.T) {
 // Spool reaches the loop on Wake without a directory scan (scan_every is an
 // hour here); one queued through another Spool value makes Wake rescan.
 func TestQueueWakeTakesOwnEnqueues(t *testing.T) {
-	_, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.ScanEvery = config.Duration(time.Hour)
-	q, results := runQueue(t, s, cfg)
+	_, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.ScanEvery = time.Hour
+	q, results := runQueue(t, s, opts)
 	time.Sleep(50 * time.Millisecond) // Run's first scan is done
 	if _, err := s.Enqueue(testSub(1, "")); err != nil {
 		t.Fatal(err)

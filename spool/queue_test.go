@@ -14,15 +14,40 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/upstream"
 )
+
+// defaultQueueOptions is the delivery policy of config.Default() (lifetime
+// 5 days, min_backoff 30s, max_backoff 1h, batch_size 100, scan_every 1s,
+// connections 4), delivering to up.
+func defaultQueueOptions(up upstream.Options) QueueOptions {
+	return QueueOptions{
+		Upstream:    up,
+		Connections: 4,
+		BatchSize:   100,
+		ScanEvery:   time.Second,
+		Lifetime:    5 * 24 * time.Hour,
+		MinBackoff:  30 * time.Second,
+		MaxBackoff:  time.Hour,
+	}
+}
+
+// testQueueOptions is defaultQueueOptions with short retry times suited to
+// tests (min_backoff 50ms, max_backoff 500ms, scan_every 100ms).
+func testQueueOptions(up upstream.Options) QueueOptions {
+	o := defaultQueueOptions(up)
+	o.MinBackoff = 50 * time.Millisecond
+	o.MaxBackoff = 500 * time.Millisecond
+	o.ScanEvery = 100 * time.Millisecond
+	return o
+}
 
 // runQueue starts a Queue on spool and stops it at the end of the test;
 // final results arrive on the returned channel.
-func runQueue(t *testing.T, s *Spool, cfg *config.Config) (*Queue, <-chan Result) {
+func runQueue(t *testing.T, s *Spool, opts QueueOptions) (*Queue, <-chan Result) {
 	t.Helper()
-	q, err := NewQueue(s, cfg, testLogger(t))
+	q, err := NewQueue(s, opts, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,15 +85,17 @@ func waitResults(t *testing.T, ch <-chan Result, n int, timeout time.Duration) [
 	return rs
 }
 
-func upstreamSpool(t *testing.T, opts mailertest.Options) (*mailertest.Upstream, *config.Config, *Spool) {
-	u := mailertest.NewUpstream(t, opts)
-	cfg := u.GatewayConfig(t)
-	return u, cfg, openTestSpool(t, cfg.Gateway.SpoolDir)
+// upstreamSpool starts a fake upstream and returns it, queue options that
+// deliver to it (testQueueOptions), and a spool in a fresh temporary
+// directory.
+func upstreamSpool(t *testing.T, uopts mailertest.Options) (*mailertest.Upstream, QueueOptions, *Spool) {
+	u := mailertest.NewUpstream(t, uopts)
+	return u, testQueueOptions(u.Options()), openTestSpool(t, t.TempDir())
 }
 
 func TestQueueDeliversAndKeysSurvive(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{RequireAuth: true})
-	q, results := runQueue(t, s, cfg)
+	u, opts, s := upstreamSpool(t, mailertest.Options{RequireAuth: true})
+	q, results := runQueue(t, s, opts)
 	sub := testSub(1, "press/7/42")
 	sub.To = []string{"a@example.com", "b@example.com"}
 	id, err := s.Enqueue(sub)
@@ -91,14 +118,14 @@ func TestQueueDeliversAndKeysSurvive(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	// After delivery and a restart the key is still a duplicate.
-	s2 := openTestSpool(t, cfg.Gateway.SpoolDir)
+	s2 := openTestSpool(t, s.Dir())
 	if _, err := s2.Enqueue(testSub(2, "press/7/42")); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after delivery and reopen: %v, want ErrDuplicate", err)
 	}
 }
 
 func TestQueueRetries4xx(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	var tries atomic.Int32
 	u.SetData(func(mailertest.Received) error {
 		if tries.Add(1) <= 2 {
@@ -106,7 +133,7 @@ func TestQueueRetries4xx(t *testing.T) {
 		}
 		return nil
 	})
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	id, _ := s.Enqueue(testSub(1, ""))
 	r := waitResults(t, results, 1, 10*time.Second)[0]
 	if !r.Delivered || r.Message.ID != id {
@@ -121,9 +148,9 @@ func TestQueueRetries4xx(t *testing.T) {
 }
 
 func TestQueueDeadLetters5xx(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	u.SetData(func(mailertest.Received) error { return mailertest.Reply(554, "content rejected") })
-	q, results := runQueue(t, s, cfg)
+	q, results := runQueue(t, s, opts)
 	id, _ := s.Enqueue(testSub(1, "k5"))
 	r := waitResults(t, results, 1, 5*time.Second)[0]
 	if r.Delivered || r.Code != 554 || !strings.Contains(r.Reason, "content rejected") {
@@ -137,7 +164,7 @@ func TestQueueDeadLetters5xx(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	s.Close()
-	if _, err := openTestSpool(t, cfg.Gateway.SpoolDir).Enqueue(testSub(1, "k5")); !errors.Is(err, ErrDuplicate) {
+	if _, err := openTestSpool(t, s.Dir()).Enqueue(testSub(1, "k5")); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("dead letter's key forgotten: %v", err)
 	}
 }
@@ -146,7 +173,7 @@ func TestQueueDeadLetters5xx(t *testing.T) {
 // one deferred. Each gets the message at most once; the refused one ends up
 // in the dead letter.
 func TestQueuePartialRecipients(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	var later atomic.Int32
 	u.SetRcpt(func(to string) error {
 		switch to {
@@ -159,7 +186,7 @@ func TestQueuePartialRecipients(t *testing.T) {
 		}
 		return nil
 	})
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	sub := testSub(1, "")
 	sub.To = []string{"ok@example.com", "nobody@example.com", "later@example.com"}
 	id, _ := s.Enqueue(sub)
@@ -178,11 +205,11 @@ func TestQueuePartialRecipients(t *testing.T) {
 }
 
 func TestQueueExpires(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	s.now = func() time.Time { return time.Now().Add(-6 * 24 * time.Hour) }
 	id, _ := s.Enqueue(testSub(1, ""))
 	s.now = time.Now
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	r := waitResults(t, results, 1, 5*time.Second)[0]
 	if r.Delivered || r.Reason != "expired" || r.Code != 0 || r.Message.ID != id {
 		t.Fatalf("result %+v", r)
@@ -199,10 +226,10 @@ func TestQueueExpires(t *testing.T) {
 // loop backs off (a bounded number of connection attempts), and when the
 // upstream returns everything drains exactly once.
 func TestQueueUpstreamOutage(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.BatchSize = 7
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.BatchSize = 7
 	u.Stop()
-	q, results := runQueue(t, s, cfg)
+	q, results := runQueue(t, s, opts)
 	for i := 0; i < 20; i++ {
 		if _, err := s.Enqueue(testSub(i, fmt.Sprintf("k%d", i))); err != nil {
 			t.Fatal(err)
@@ -218,8 +245,8 @@ func TestQueueUpstreamOutage(t *testing.T) {
 	if st.Deferred > 20*4 {
 		t.Errorf("%d deferrals in 1.5s: retrying too eagerly", st.Deferred)
 	}
-	if fi, err := ReadStats(cfg.Gateway.SpoolDir); err != nil || fi.Queued != 20 {
-		t.Errorf("status file: %+v %v", fi, err)
+	if fi := q.Stats(); fi.Queued != 20 {
+		t.Errorf("stats: %+v", fi)
 	}
 	u.Start()
 	rs := waitResults(t, results, 20, 15*time.Second)
@@ -242,13 +269,13 @@ func TestQueueUpstreamOutage(t *testing.T) {
 }
 
 func TestQueueBatchReusesConnection(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.BatchSize = 100
-	cfg.Queue.Connections = 1
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.BatchSize = 100
+	opts.Connections = 1
 	for i := 0; i < 25; i++ {
 		s.Enqueue(testSub(i, ""))
 	}
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	waitResults(t, results, 25, 10*time.Second)
 	if n := u.Connections(); n != 1 {
 		t.Errorf("%d connections for 25 messages, want 1", n)
@@ -263,9 +290,9 @@ func TestQueueBatchReusesConnection(t *testing.T) {
 }
 
 func TestQueueBatchSizeAndRsetAfterFailure(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.BatchSize = 4
-	cfg.Queue.Connections = 1
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.BatchSize = 4
+	opts.Connections = 1
 	u.SetRcpt(func(to string) error {
 		if to == "bad@example.com" {
 			return mailertest.Reply(550, "unknown")
@@ -279,7 +306,7 @@ func TestQueueBatchSizeAndRsetAfterFailure(t *testing.T) {
 		}
 		s.Enqueue(sub)
 	}
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	waitResults(t, results, 8, 10*time.Second)
 	if n := u.Connections(); n != 2 {
 		t.Errorf("%d connections for 8 messages in batches of 4, want 2", n)
@@ -290,12 +317,12 @@ func TestQueueBatchSizeAndRsetAfterFailure(t *testing.T) {
 }
 
 func TestQueueSkipsCorruptFile(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	s.Enqueue(testSub(1, ""))
 	bad := newID()
 	os.WriteFile(filepath.Join(s.Dir(), dirQueue, bad), []byte("{broken json\r\nSubject: x\r\n"), 0o600)
 	s.Enqueue(testSub(2, ""))
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	waitResults(t, results, 2, 5*time.Second)
 	if n := len(u.Messages()); n != 2 {
 		t.Errorf("%d delivered, want 2", n)
@@ -308,9 +335,9 @@ func TestQueueSkipsCorruptFile(t *testing.T) {
 // TestQueueOtherProcess: mail queued and flushed through another Spool on
 // the same directory (plcmail send, plcmail queue flush) is picked up.
 func TestQueueOtherProcess(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.MinBackoff = config.Duration(time.Hour)
-	cfg.Queue.MaxBackoff = config.Duration(time.Hour)
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.MinBackoff = time.Hour
+	opts.MaxBackoff = time.Hour
 	var fail atomic.Bool
 	fail.Store(true)
 	u.SetData(func(mailertest.Received) error {
@@ -319,8 +346,8 @@ func TestQueueOtherProcess(t *testing.T) {
 		}
 		return nil
 	})
-	q, results := runQueue(t, s, cfg)
-	other := openTestSpool(t, cfg.Gateway.SpoolDir)
+	q, results := runQueue(t, s, opts)
+	other := openTestSpool(t, s.Dir())
 	if _, err := other.Enqueue(testSub(1, "")); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +367,7 @@ func TestQueueOtherProcess(t *testing.T) {
 		t.Errorf("result %+v", r)
 	}
 	// A second delivery loop on the same spool is refused.
-	q2, _ := NewQueue(other, cfg, nil)
+	q2, _ := NewQueue(other, opts, nil)
 	if err := q2.Run(context.Background()); !errors.Is(err, ErrLocked) {
 		t.Errorf("second Run: %v, want ErrLocked", err)
 	}
@@ -349,8 +376,8 @@ func TestQueueOtherProcess(t *testing.T) {
 // TestQueueShutdownKeepsMail: cancelling Run while the upstream hangs
 // returns within the command timeout and keeps the message queued.
 func TestQueueShutdownKeepsMail(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Upstream.Timeout = config.Duration(time.Second)
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.Upstream.Timeout = time.Second
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
@@ -359,7 +386,7 @@ func TestQueueShutdownKeepsMail(t *testing.T) {
 		return mailertest.Reply(451, "slow")
 	})
 	id, _ := s.Enqueue(testSub(1, ""))
-	q, err := NewQueue(s, cfg, testLogger(t))
+	q, err := NewQueue(s, opts, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,8 +415,8 @@ func TestQueueShutdownKeepsMail(t *testing.T) {
 // TestQueue421EndsBatch: 421 means the server closes the connection; the
 // rest of the batch is not charged with an attempt on a dead connection.
 func TestQueue421EndsBatch(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
-	cfg.Queue.Connections = 1
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	opts.Connections = 1
 	var n atomic.Int32
 	u.SetData(func(mailertest.Received) error {
 		if n.Add(1) == 1 {
@@ -400,7 +427,7 @@ func TestQueue421EndsBatch(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s.Enqueue(testSub(i, ""))
 	}
-	_, results := runQueue(t, s, cfg)
+	_, results := runQueue(t, s, opts)
 	rs := waitResults(t, results, 3, 10*time.Second)
 	for _, r := range rs {
 		if !r.Delivered {
@@ -425,16 +452,16 @@ func TestQueue421EndsBatch(t *testing.T) {
 // be removed (failing disk; here an immutable file), it is not sent again
 // on every scan.
 func TestQueueUnremovableFileSentOnce(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{})
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
 	id, _ := s.Enqueue(testSub(1, ""))
 	path := s.path(dirQueue, id)
 	if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
 		t.Skipf("chattr +i not possible here (%v: %s); cannot simulate a failing disk", err, out)
 	}
 	t.Cleanup(func() { exec.Command("chattr", "-i", path).Run() })
-	runQueue(t, s, cfg)
+	runQueue(t, s, opts)
 	u.Wait(t, 1, 5*time.Second)
-	time.Sleep(time.Duration(5) * cfg.Queue.ScanEvery.D())
+	time.Sleep(time.Duration(5) * opts.ScanEvery)
 	if n := len(u.Messages()); n != 1 {
 		t.Errorf("sent %d times, want once", n)
 	}

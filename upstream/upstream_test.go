@@ -1,4 +1,4 @@
-package upstream
+package upstream_test
 
 import (
 	"bytes"
@@ -6,17 +6,19 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"mime/quotedprintable"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 var testData = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n\r\n.dot at line start\r\nline with bare LF\nend\r\n")
@@ -24,7 +26,7 @@ var testData = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: 
 // wireData is testData as it must arrive: SMTP carries lines in CRLF.
 var wireData = bytes.ReplaceAll(testData, []byte("bare LF\n"), []byte("bare LF\r\n"))
 
-func sendOne(t *testing.T, cfg *config.Config, dialogue *bytes.Buffer) error {
+func sendOne(t *testing.T, opts upstream.Options, dialogue *bytes.Buffer) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -32,7 +34,26 @@ func sendOne(t *testing.T, cfg *config.Config, dialogue *bytes.Buffer) error {
 	if dialogue != nil {
 		w = dialogue
 	}
-	return SendNow(ctx, cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, testData, w)
+	return upstream.SendNow(ctx, opts, "plc@example.com", []string{"ops@example.com"}, testData, w)
+}
+
+// secret returns an Options.Secret that always gives s.
+func secret(s string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) { return s, nil }
+}
+
+// pins parses fingerprints as upstream.tls_fingerprints are parsed.
+func pins(t *testing.T, fingerprints ...string) [][32]byte {
+	t.Helper()
+	var out [][32]byte
+	for _, s := range fingerprints {
+		fp, err := upstream.ParseFingerprint(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fp)
+	}
+	return out
 }
 
 func TestDeliverSecurityAndAuth(t *testing.T) {
@@ -58,14 +79,14 @@ func TestDeliverSecurityAndAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := mailertest.NewUpstream(t, mailertest.Options{Security: tc.security, AuthMechs: tc.mechs,
 				RequireAuth: tc.wantMech != "", AllowInsecureAuth: tc.security == mailertest.Plain})
-			cfg := u.GatewayConfig(t)
-			cfg.Upstream.Auth = tc.auth
+			opts := u.Options()
+			opts.Auth = tc.auth
 			if tc.auth == "xoauth2" { // the token comes from the password file
 				pf := filepath.Join(t.TempDir(), "token")
-				os.WriteFile(pf, []byte(cfg.Upstream.Password+"\n"), 0o600)
-				cfg.Upstream.Password, cfg.Upstream.PasswordFile = "", pf
+				os.WriteFile(pf, []byte(u.Config().Password+"\n"), 0o600)
+				opts.Secret = func(context.Context) (string, error) { return config.ReadSecret(pf) }
 			}
-			if err := sendOne(t, cfg, nil); err != nil {
+			if err := sendOne(t, opts, nil); err != nil {
 				t.Fatal(err)
 			}
 			m := u.Wait(t, 1, 5*time.Second)[0]
@@ -89,14 +110,14 @@ func TestDeliverSecurityAndAuth(t *testing.T) {
 // would even take AUTH in clear) gets neither credentials nor mail.
 func TestStartTLSMandatory(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, AllowInsecureAuth: true})
-	cfg := u.GatewayConfig(t)
-	cfg.Upstream.Security = config.SecurityStartTLS
+	opts := u.Options()
+	opts.Security = upstream.StartTLS
 	var dialogue bytes.Buffer
-	err := sendOne(t, cfg, &dialogue)
-	if !errors.Is(err, ErrNoStartTLS) {
+	err := sendOne(t, opts, &dialogue)
+	if !errors.Is(err, upstream.ErrNoStartTLS) {
 		t.Fatalf("err = %v, want ErrNoStartTLS", err)
 	}
-	var ce *ConnError
+	var ce *upstream.ConnError
 	if !errors.As(err, &ce) {
 		t.Errorf("not a ConnError (temporary): %T", err)
 	}
@@ -138,9 +159,9 @@ func TestCertificateVerification(t *testing.T) {
 	t.Run("other CA", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{})
 		other := mailertest.NewUpstream(t, mailertest.Options{}) // a different test CA
-		cfg := u.GatewayConfig(t)
-		cfg.Upstream.CAFile = other.CAFile
-		err := sendOne(t, cfg, nil)
+		opts := u.Options()
+		opts.CAFile = other.CAFile
+		err := sendOne(t, opts, nil)
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v, want a certificate error", err)
 		}
@@ -148,17 +169,17 @@ func TestCertificateVerification(t *testing.T) {
 	})
 	t.Run("no ca_file", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.TLS})
-		cfg := u.GatewayConfig(t)
-		cfg.Upstream.CAFile = ""
-		if err := sendOne(t, cfg, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		opts := u.Options()
+		opts.CAFile = ""
+		if err := sendOne(t, opts, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err = %v, want a certificate error", err)
 		}
 		assertNothingSent(t, u)
 	})
 	t.Run("wrong host name", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{CertHosts: []string{"mail.example.net"}})
-		cfg := u.GatewayConfig(t)
-		err := sendOne(t, cfg, nil)
+		opts := u.Options()
+		err := sendOne(t, opts, nil)
 		if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
 			t.Fatalf("err = %v, want a name mismatch", err)
 		}
@@ -180,15 +201,15 @@ func assertNothingSent(t *testing.T, u *mailertest.Upstream) {
 
 func TestFingerprintPinning(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{SelfSigned: true, CertHosts: []string{"self-signed.example"}})
-	cfg := u.GatewayConfig(t) // pins u.Fingerprint, no ca_file
-	if err := sendOne(t, cfg, nil); err != nil {
+	opts := u.Options() // pins u.Fingerprint, no ca_file
+	if err := sendOne(t, opts, nil); err != nil {
 		t.Fatalf("matching pin refused: %v", err)
 	}
 	u.Wait(t, 1, 5*time.Second)
 
-	cfg.Upstream.Fingerprints = []string{strings.Repeat("ab", 32)}
-	err := sendOne(t, cfg, nil)
-	if !errors.Is(err, ErrPinMismatch) {
+	opts.Pins = pins(t, strings.Repeat("ab", 32))
+	err := sendOne(t, opts, nil)
+	if !errors.Is(err, upstream.ErrPinMismatch) {
 		t.Fatalf("mismatched pin: %v, want ErrPinMismatch", err)
 	}
 	// Uppercase with colons, as openssl prints it, matches too.
@@ -196,13 +217,13 @@ func TestFingerprintPinning(t *testing.T) {
 	for i := 0; i < len(u.Fingerprint); i += 2 {
 		colon = append(colon, strings.ToUpper(u.Fingerprint[i:i+2]))
 	}
-	cfg.Upstream.Fingerprints = []string{strings.Repeat("00", 32), "sha256:" + strings.Join(colon, ":")}
-	if err := sendOne(t, cfg, nil); err != nil {
+	opts.Pins = pins(t, strings.Repeat("00", 32), "sha256:"+strings.Join(colon, ":"))
+	if err := sendOne(t, opts, nil); err != nil {
 		t.Fatalf("second pin refused: %v", err)
 	}
 	// Without the pin, the self-signed certificate is refused.
-	cfg.Upstream.Fingerprints = nil
-	if err := sendOne(t, cfg, nil); err == nil {
+	opts.Pins = nil
+	if err := sendOne(t, opts, nil); err == nil {
 		t.Fatal("self-signed certificate accepted without a pin")
 	}
 	if n := len(u.Messages()); n != 2 {
@@ -218,10 +239,10 @@ func TestDialogueMasksSecrets(t *testing.T) {
 		t.Run(tc.mech+"/"+tc.security, func(t *testing.T) {
 			u := mailertest.NewUpstream(t, mailertest.Options{Security: tc.security,
 				AuthMechs: []string{"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"}, RequireAuth: true})
-			cfg := u.GatewayConfig(t)
-			cfg.Upstream.Auth = tc.mech
+			opts := u.Options()
+			opts.Auth = tc.mech
 			var d bytes.Buffer
-			if err := sendOne(t, cfg, &d); err != nil {
+			if err := sendOne(t, opts, &d); err != nil {
 				t.Fatal(err)
 			}
 			out := d.String()
@@ -237,7 +258,7 @@ func TestDialogueMasksSecrets(t *testing.T) {
 					t.Errorf("dialogue lacks %q", w)
 				}
 			}
-			user, pass := cfg.Upstream.Username, cfg.Upstream.Password
+			user, pass := u.Config().Username, u.Config().Password
 			secrets := append(secretForms(user, pass),
 				base64.StdEncoding.EncodeToString([]byte("user="+user+"\x01auth=Bearer "+pass+"\x01\x01")))
 			if tc.mech == "login" {
@@ -254,29 +275,12 @@ func TestDialogueMasksSecrets(t *testing.T) {
 
 func TestAuthFailureIsTemporary(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
-	cfg := u.GatewayConfig(t)
-	cfg.Upstream.Password = "wrong"
-	err := sendOne(t, cfg, nil)
-	var ce *ConnError
-	if !errors.As(err, &ce) || ce.Stage != "auth" || ReplyCode(err) != 535 {
+	opts := u.Options()
+	opts.Secret = secret("wrong")
+	err := sendOne(t, opts, nil)
+	var ce *upstream.ConnError
+	if !errors.As(err, &ce) || ce.Stage != "auth" || upstream.ReplyCode(err) != 535 {
 		t.Fatalf("err = %#v (%v), want auth ConnError with 535", err, err)
-	}
-}
-
-func TestTestMessageIsValid(t *testing.T) {
-	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := u.GatewayConfig(t)
-	msg := TestMessage(cfg, "ops@example.com", time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	for _, h := range []string{"From: ", "To: <ops@example.com>", "Date: Sun, 01 Mar 2026 12:00:00 +0000", "Message-ID: <", "Subject: "} {
-		if !bytes.Contains(msg, []byte(h)) {
-			t.Errorf("test message lacks %q", h)
-		}
-	}
-	if bytes.Contains(bytes.ReplaceAll(msg, []byte("\r\n"), nil), []byte("\n")) {
-		t.Error("bare LF in test message")
-	}
-	if err := SendNow(context.Background(), cfg, Envelope{From: cfg.Upstream.From, To: []string{"ops@example.com"}}, msg, nil); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -298,12 +302,12 @@ func TestSilentUpstreamTimesOut(t *testing.T) {
 		}
 	}()
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := u.GatewayConfig(t)
-	cfg.Upstream.Port = ln.Addr().(*net.TCPAddr).Port
-	cfg.Upstream.Timeout = config.Duration(300 * time.Millisecond)
+	opts := u.Options()
+	opts.Port = ln.Addr().(*net.TCPAddr).Port
+	opts.Timeout = 300 * time.Millisecond
 	start := time.Now()
-	err = sendOne(t, cfg, nil)
-	var ce *ConnError
+	err = sendOne(t, opts, nil)
+	var ce *upstream.ConnError
 	if !errors.As(err, &ce) || ce.Stage != "greeting" {
 		t.Fatalf("err = %v, want a greeting ConnError", err)
 	}
@@ -314,9 +318,9 @@ func TestSilentUpstreamTimesOut(t *testing.T) {
 
 func TestNullSenderAndUTF8(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := u.GatewayConfig(t)
+	opts := u.Options()
 	data := []byte("Subject: =?utf-8?q?St=C3=B6rung?=\r\n\r\nK\xc3\xbchlung ausgefallen\r\n")
-	if err := SendNow(context.Background(), cfg, Envelope{From: "", To: []string{"ops@example.com"}}, data, nil); err != nil {
+	if err := upstream.SendNow(context.Background(), opts, "", []string{"ops@example.com"}, data, nil); err != nil {
 		t.Fatal(err)
 	}
 	m := u.Wait(t, 1, 5*time.Second)[0]
@@ -341,15 +345,48 @@ func headerAndBody(t *testing.T, data []byte) (string, []byte) {
 	return string(h) + "\r\n", b
 }
 
+// decodeQP decodes a quoted-printable body with the standard library's
+// reader, the way a recipient does. (Package message's tests hold the
+// same helper; test helpers cannot be shared between packages.)
+func decodeQP(t *testing.T, body []byte) []byte {
+	t.Helper()
+	got, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+	if err != nil {
+		t.Fatalf("quoted-printable does not decode: %v\n%q", err, body)
+	}
+	return got
+}
+
+// checkQPLines fails unless every line of body is 7-bit and at most 76
+// characters (the quoted-printable limit) and ends in CRLF. (A copy of
+// package message's test helper.)
+func checkQPLines(t *testing.T, body []byte) {
+	t.Helper()
+	if message.Has8Bit(body) {
+		t.Errorf("8-bit byte left in %q", body)
+	}
+	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
+		if len(ln) == 0 {
+			continue
+		}
+		if bytes.HasSuffix(ln, []byte("\n")) && !bytes.HasSuffix(ln, []byte("\r\n")) {
+			t.Errorf("line %d ends in bare LF: %q", i, ln)
+		}
+		if n := len(bytes.TrimRight(ln, "\r\n")); n > 76 {
+			t.Errorf("line %d is %d characters: %q", i, n, ln)
+		}
+	}
+}
+
 // TestDeliver8BitToUpstreamWithout8BitMIME: the upstream (go-smtp with
 // 8BITMIME filtered out of its EHLO reply) gets quoted-printable without a
 // single 8-bit byte and no BODY parameter; decoding gives the original text.
 func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
-	cfg := u.GatewayConfig(t)
+	opts := u.Options()
 	data := bytes.Clone(repaired8bit)
 	var dialogue bytes.Buffer
-	if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, data, &dialogue); err != nil {
+	if err := upstream.SendNow(context.Background(), opts, "plc@example.com", []string{"ops@example.com"}, data, &dialogue); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(data, repaired8bit) {
@@ -360,7 +397,7 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 	if m.Body != "" {
 		t.Errorf("MAIL carried BODY=%s to a server without 8BITMIME", m.Body)
 	}
-	if has8bit(m.Data) {
+	if message.Has8Bit(m.Data) {
 		t.Errorf("8-bit bytes reached a server without 8BITMIME")
 	}
 	hdr, body := headerAndBody(t, m.Data)
@@ -383,7 +420,7 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 	}
 
 	// A 7-bit message goes to the same server byte for byte.
-	if err := sendOne(t, cfg, nil); err != nil {
+	if err := sendOne(t, opts, nil); err != nil {
 		t.Fatal(err)
 	}
 	if m := u.Wait(t, 2, 5*time.Second)[1]; !bytes.Equal(m.Data, wireData) || m.Body != "" {
@@ -395,9 +432,9 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 // the stored bytes unchanged, declared with BODY=8BITMIME on MAIL.
 func TestDeliver8BitWith8BitMIME(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{})
-	cfg := u.GatewayConfig(t)
+	opts := u.Options()
 	var dialogue bytes.Buffer
-	if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, repaired8bit, &dialogue); err != nil {
+	if err := upstream.SendNow(context.Background(), opts, "plc@example.com", []string{"ops@example.com"}, repaired8bit, &dialogue); err != nil {
 		t.Fatal(err)
 	}
 	m := u.Wait(t, 1, 5*time.Second)[0]
@@ -412,41 +449,6 @@ func TestDeliver8BitWith8BitMIME(t *testing.T) {
 	}
 }
 
-// TestQueueDowngradeKeepsSpool: the conversion happens on the wire only.
-// The first attempt goes to a server without 8BITMIME (which takes the
-// quoted-printable and answers 421, so that the retry needs a new session
-// and a new EHLO: after a 451 the connection could be reused); the retry,
-// to the same server now announcing 8BITMIME, gets the original bytes, so
-// the spool kept them.
-func TestQueueDowngradeKeepsSpool(t *testing.T) {
-	u, cfg, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
-	var first atomic.Pointer[mailertest.Received]
-	u.SetData(func(m mailertest.Received) error {
-		if first.CompareAndSwap(nil, &m) {
-			u.SetNo8BitMIME(false)
-			return mailertest.Reply(421, "closing, try again")
-		}
-		return nil
-	})
-	sub := testSub(1, "downgrade/1")
-	sub.Data = repaired8bit
-	if _, err := s.Enqueue(sub); err != nil {
-		t.Fatal(err)
-	}
-	_, results := runQueue(t, s, cfg)
-	m := u.Wait(t, 1, 10*time.Second)[0]
-	if r := waitResults(t, results, 1, 10*time.Second)[0]; !r.Delivered {
-		t.Fatalf("result %+v", r)
-	}
-	f := first.Load()
-	if f.Body != "" || has8bit(f.Data) || !bytes.Contains(f.Data, []byte("quoted-printable")) {
-		t.Errorf("first attempt (no 8BITMIME) got BODY=%q\n%s", f.Body, f.Data)
-	}
-	if m.Body != "8BITMIME" || !bytes.Equal(m.Data, repaired8bit) {
-		t.Errorf("retry (8BITMIME) got BODY=%q, data\n%q\nwant\n%q", m.Body, m.Data, repaired8bit)
-	}
-}
-
 // TestSMTPUTF8: non-ASCII addresses go out with SMTPUTF8 where the
 // upstream announces it; where it does not, they are refused here with a
 // permanent 553 5.6.7 (RFC 6531 §3.2) and never reach the server, while
@@ -456,15 +458,15 @@ func TestSMTPUTF8(t *testing.T) {
 	msg := []byte("Subject: x\r\n\r\nbody\r\n")
 	t.Run("announced", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{SMTPUTF8: true})
-		cfg := u.GatewayConfig(t)
-		if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{utf8Rcpt}}, msg, nil); err != nil {
+		opts := u.Options()
+		if err := upstream.SendNow(context.Background(), opts, "plc@example.com", []string{utf8Rcpt}, msg, nil); err != nil {
 			t.Fatal(err)
 		}
 		if m := u.Wait(t, 1, 5*time.Second)[0]; !m.UTF8 || !slices.Equal(m.To, []string{utf8Rcpt}) {
 			t.Errorf("got SMTPUTF8=%v to %q", m.UTF8, m.To)
 		}
 		// An ASCII envelope does not ask for SMTPUTF8.
-		if err := sendOne(t, cfg, nil); err != nil {
+		if err := sendOne(t, opts, nil); err != nil {
 			t.Fatal(err)
 		}
 		if m := u.Wait(t, 2, 5*time.Second)[1]; m.UTF8 {
@@ -472,7 +474,7 @@ func TestSMTPUTF8(t *testing.T) {
 		}
 		// A UTF-8 header field asks for it too (RFC 6531 §3.4).
 		hdr8 := []byte("From: Jürgen <plc@example.com>\r\nSubject: x\r\n\r\nbody\r\n")
-		if err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, hdr8, nil); err != nil {
+		if err := upstream.SendNow(context.Background(), opts, "plc@example.com", []string{"ops@example.com"}, hdr8, nil); err != nil {
 			t.Fatal(err)
 		}
 		if m := u.Wait(t, 3, 5*time.Second)[2]; !m.UTF8 || !bytes.Equal(m.Data, hdr8) {
@@ -481,9 +483,9 @@ func TestSMTPUTF8(t *testing.T) {
 	})
 	t.Run("not announced", func(t *testing.T) {
 		u := mailertest.NewUpstream(t, mailertest.Options{})
-		cfg := u.GatewayConfig(t)
+		opts := u.Options()
 		var dialogue bytes.Buffer
-		err := SendNow(context.Background(), cfg, Envelope{From: "plc@example.com", To: []string{utf8Rcpt, "ops@example.com"}}, msg, &dialogue)
+		err := upstream.SendNow(context.Background(), opts, "plc@example.com", []string{utf8Rcpt, "ops@example.com"}, msg, &dialogue)
 		if err == nil || !strings.Contains(err.Error(), "accepted for 1 of 2") || !strings.Contains(err.Error(), "5.6.7") {
 			t.Errorf("err = %v", err)
 		}
@@ -494,8 +496,8 @@ func TestSMTPUTF8(t *testing.T) {
 			t.Errorf("dialogue does not say why:\n%s", dialogue.String())
 		}
 
-		err = SendNow(context.Background(), cfg, Envelope{From: utf8Rcpt, To: []string{"ops@example.com"}}, msg, nil)
-		var se *SMTPError
+		err = upstream.SendNow(context.Background(), opts, utf8Rcpt, []string{"ops@example.com"}, msg, nil)
+		var se *upstream.SMTPError
 		if !errors.As(err, &se) || se.Code != 553 || se.Command != "MAIL" || se.Temporary() {
 			t.Errorf("non-ASCII sender: err = %v, want a permanent MAIL 553", err)
 		}

@@ -31,9 +31,9 @@ func TestQueueListDelete(t *testing.T) {
 		}
 	}
 
-	spool := openTestSpool(t, c.Spool)
+	sp := openTestSpool(t, c.Spool)
 	enqueue := func(from string, to ...string) string {
-		id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: from, To: to}, Data: []byte("Subject: x\r\n\r\nbody\r\n"), Source: "test"})
+		id, err := sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: from, To: to}, Data: []byte("Subject: x\r\n\r\nbody\r\n"), Source: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,10 +42,10 @@ func TestQueueListDelete(t *testing.T) {
 	fresh := enqueue("plc@example.com", "ops@example.com", "boss@example.com")
 	retried := enqueue("", "ops@example.com")
 	dead := enqueue("plc@example.com", "nobody@example.com")
-	if err := spool.Defer(retried, 3, time.Now().Add(10*time.Minute), "421 4.7.0 Try again\nlater"); err != nil {
+	if err := sp.Defer(retried, 3, time.Now().Add(10*time.Minute), "421 4.7.0 Try again\nlater"); err != nil {
 		t.Fatal(err)
 	}
-	if err := spool.DeadLetter(dead, 550, "550 5.1.1 no such user"); err != nil {
+	if err := sp.DeadLetter(dead, 550, "550 5.1.1 no such user"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -107,7 +107,7 @@ func TestQueueListDelete(t *testing.T) {
 	if r.code != 1 || r.stdout != fresh+": deleted\n"+dead+": deleted\n" || !strings.Contains(r.stderr, "0000000000NOSUCH: no such message") {
 		t.Errorf("delete with an unknown id: %+v", r)
 	}
-	if msgs, _ := spool.List(); len(msgs) != 1 || msgs[0].ID != retried {
+	if msgs, _ := sp.List(); len(msgs) != 1 || msgs[0].ID != retried {
 		t.Errorf("after delete: %v", msgs)
 	}
 	if r = runCLI(t, "", "plcmail", "-c", path, "queue", "delete"); r.code != 2 {
@@ -130,25 +130,25 @@ func TestQueueListDelete(t *testing.T) {
 func TestQueueFlush(t *testing.T) {
 	c := newTestConfig(t)
 	path := c.write(t)
-	spool := openTestSpool(t, c.Spool)
-	id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}}, Data: []byte("\r\nx\r\n")})
+	sp := openTestSpool(t, c.Spool)
+	id, err := sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}}, Data: []byte("\r\nx\r\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := spool.Defer(id, 2, time.Now().Add(time.Hour), "421 later"); err != nil {
+	if err := sp.Defer(id, 2, time.Now().Add(time.Hour), "421 later"); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"plcmail", "-c", path, "queue", "flush"}, {"sendmail", "-c", path, "-q"}} {
 		if r := runCLI(t, "", args...); r.code != 0 {
 			t.Fatalf("%q: %+v", args, r)
 		}
-		m, err := spool.Get(id)
+		m, err := sp.Get(id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m.NextAttempt.After(time.Now()) || m.Attempts != 2 {
 			t.Errorf("%q: next attempt %v, attempts %d: want due now, attempts kept", args, m.NextAttempt, m.Attempts)
 		}
-		spool.Defer(id, 2, time.Now().Add(time.Hour), "421 later")
+		sp.Defer(id, 2, time.Now().Add(time.Hour), "421 later")
 	}
 }

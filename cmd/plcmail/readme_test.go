@@ -7,10 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestREADMECommands runs every plcmail command line that README.md shows in
@@ -36,13 +35,13 @@ func TestREADMECommands(t *testing.T) {
 
 	// One queued message for "queue delete ID", and a capture file for
 	// "plcmail decode capture.bin".
-	spool, err := spool.Open(c.Spool, nil)
+	sp, err := spool.Open(c.Spool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := spool.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}},
+	id, err := sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "a@example.com", To: []string{"b@example.com"}},
 		Data: []byte("Subject: x\r\n\r\nx\r\n"), Source: "test"})
-	spool.Close()
+	sp.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

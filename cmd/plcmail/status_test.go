@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 func TestAge(t *testing.T) {

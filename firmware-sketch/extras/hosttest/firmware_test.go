@@ -22,12 +22,11 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/smtpd"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // Footprint limits, checked against the size-reference sketches built with
@@ -193,11 +192,11 @@ allowed_networks = ["127.0.0.0/8"]
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	spool, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, spool, nil, log)
+	srv, err := smtpd.New(cfg, sp, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +206,7 @@ allowed_networks = ["127.0.0.0/8"]
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return &listener{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, spool: spool}
+	return &listener{addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, spool: sp}
 }
 
 func (g *listener) waitMessages(t *testing.T, n int, timeout time.Duration) []spool.Message {

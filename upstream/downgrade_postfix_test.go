@@ -1,4 +1,4 @@
-package message
+package upstream_test
 
 import (
 	"bytes"
@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/upstream"
 )
 
 // startPostfix runs a private Postfix instance (its own configuration and
@@ -134,34 +135,34 @@ postlog unix-dgram n - n - 1 postlogd
 func TestDowngradeMatchesPostfix(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
 	pfPort := startPostfix(t, u.Port)
-	direct := u.GatewayConfig(t)
-	viaPostfix := u.GatewayConfig(t)
-	viaPostfix.Upstream.Port = pfPort
-	viaPostfix.Upstream.Timeout = config.Duration(10 * time.Second)
+	direct := u.Options()
+	viaPostfix := u.Options()
+	viaPostfix.Port = pfPort
+	viaPostfix.Timeout = 10 * time.Second
 
 	// Every 8-bit part is declared 8bit: Postfix converts only declared
 	// parts, and leaves 8-bit header fields alone (both differences are
 	// ours on purpose, see downgrade.go).
 	multi := strings.Replace(mixedMessage, "Content-Description: Kühlung\r\n", "Content-Transfer-Encoding: 8bit\r\n", 1)
 	multi = strings.Replace(multi, "From: plc@example.com\r\n", "From: plc@example.com\r\nTo: ops@example.com\r\nSubject: mp\r\n", 1)
-	env := Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}
+	from, to := "plc@example.com", []string{"ops@example.com"}
 	n := 0
 	for _, msg := range [][]byte{repaired8bit, []byte(multi)} {
 		var d bytes.Buffer
-		if err := SendNow(context.Background(), viaPostfix, env, msg, &d); err != nil {
+		if err := upstream.SendNow(context.Background(), viaPostfix, from, to, msg, &d); err != nil {
 			t.Fatalf("to postfix: %v\n%s", err, d.String())
 		}
 		if !strings.Contains(d.String(), "BODY=8BITMIME") {
 			t.Errorf("postfix got the message without BODY=8BITMIME:\n%s", d.String())
 		}
 		pf := u.Wait(t, n+1, 20*time.Second)[n]
-		if err := SendNow(context.Background(), direct, env, msg, nil); err != nil {
+		if err := upstream.SendNow(context.Background(), direct, from, to, msg, nil); err != nil {
 			t.Fatal(err)
 		}
 		ours := u.Wait(t, n+2, 5*time.Second)[n+1]
 		n += 2
-		if pf.Body != "" || ours.Body != "" || Has8Bit(pf.Data) || Has8Bit(ours.Data) {
-			t.Errorf("BODY %q/%q, 8-bit data %v/%v", pf.Body, ours.Body, Has8Bit(pf.Data), Has8Bit(ours.Data))
+		if pf.Body != "" || ours.Body != "" || message.Has8Bit(pf.Data) || message.Has8Bit(ours.Data) {
+			t.Errorf("BODY %q/%q, 8-bit data %v/%v", pf.Body, ours.Body, message.Has8Bit(pf.Data), message.Has8Bit(ours.Data))
 		}
 		_, pfBody := headerAndBody(t, pf.Data)
 		_, ourBody := headerAndBody(t, ours.Data)
@@ -173,3 +174,55 @@ func TestDowngradeMatchesPostfix(t *testing.T) {
 		}
 	}
 }
+
+// tWriter passes Postfix's output to the test log.
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// mixedMessage is a MIME tree with 8-bit parts, declared and undeclared,
+// at several depths (a copy of package message's test message).
+const mixedMessage = "From: plc@example.com\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/mixed; boundary=\"b1\"\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n" +
+	"\r\n" +
+	"preamble\r\n" +
+	"--b1\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n" +
+	"\r\n" +
+	"Störung an Pumpe 3\r\n" +
+	"--b1\r\n" +
+	"Content-Type: text/csv\r\n" +
+	"\r\n" +
+	"t,value\r\n1,7\r\n" +
+	"--b1  \r\n" + // transport padding
+	"Content-Type: multipart/alternative; boundary=b2\r\n" +
+	"\r\n" +
+	"--b2\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Description: Kühlung\r\n" +
+	"\r\n" +
+	"Kühlung\r\n" +
+	"--b2\r\n" +
+	"Content-Type: text/html; charset=utf-8\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n" +
+	"\r\n" +
+	"<p>Kühlung</p>\r\n" +
+	"\r\n" +
+	"--b2--\r\n" +
+	"--b1\r\n" +
+	"Content-Type: message/rfc822\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n" +
+	"\r\n" +
+	"Subject: inner\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Transfer-Encoding: 8bit\r\n" +
+	"\r\n" +
+	"innen ä\r\n" +
+	"--b1--\r\n" +
+	"epilogue\r\n"
