@@ -672,11 +672,11 @@ for p in "${PF_PKGS[@]}"; do
 done
 
 # --- Go benchmarks
-log "go benchmarks: protocol/, bridge/ and the spool's relay cycle in mailer/"
+log "go benchmarks: protocol/, bridge/ and the relay cycle in spool/"
 PROTO_BENCH="" BRIDGE_BENCH="" SPOOL_BENCH=""
 budget 25 "protocol benchmark" && PROTO_BENCH=$(go_bench protocol)
 budget 25 "bridge benchmark" && BRIDGE_BENCH=$(go_bench bridge)
-budget 25 "spool benchmark" && SPOOL_BENCH=$(go_bench mailer 'RelayCycle')
+budget 25 "spool benchmark" && SPOOL_BENCH=$(go_bench spool 'RelayCycle')
 
 # ================================================================ report
 
@@ -805,7 +805,7 @@ report() {
 		- **Durability is equal.** Postfix's cleanup daemon fsyncs each queue file before smtpd says 250 (not configurable);
 		  plcmail's spool writes each message into a file, fsyncs it, renames it into queue/ and fsyncs the directory
 		  before the listener says 250. The file is a new one, or one of a delivered message that plcmail recycles
-		  (mailer/spool_recycle.go): on ext4 without a journal, creating files right after many were deleted is
+		  (spool/spool_recycle.go): on ext4 without a journal, creating files right after many were deleted is
 		  expensive for both relays, and recycling is how plcmail avoids most of it. Both queues live on the same
 		  filesystem (above).
 		- **Accepted msg/s** is the client's view: messages divided by smtp-source's wall time (each 250 to DATA means the

@@ -85,57 +85,8 @@ func (d *downgrader) leave(format string, args ...any) {
 	d.left = append(d.left, msg)
 }
 
-// headerField is one field of a header as it was received: name in lower
-// case, raw bytes with continuation lines and line ends.
-type headerField struct {
-	name string
-	raw  []byte
-}
-
-// value returns the unfolded value after the colon.
-func (f headerField) value() string {
-	i := bytes.IndexByte(f.raw, ':')
-	if i < 0 {
-		return ""
-	}
-	v := bytes.ReplaceAll(f.raw[i+1:], []byte("\r\n"), nil)
-	v = bytes.ReplaceAll(v, []byte("\n"), nil)
-	return strings.TrimSpace(string(v))
-}
-
-// splitEntity separates header fields and body. The body starts after the
-// first empty line (sep holds it), or, as Repair and Postfix read a header,
-// at the first line that is neither a field nor a continuation (sep nil).
-// Without either the entity is all header and body is nil.
-func splitEntity(raw []byte) (fields []headerField, sep, body []byte) {
-	pos := 0
-	for pos < len(raw) {
-		end := bytes.IndexByte(raw[pos:], '\n')
-		next := len(raw)
-		if end >= 0 {
-			next = pos + end + 1
-		}
-		line := raw[pos:next]
-		if bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n")) {
-			return fields, line, raw[next:]
-		}
-		switch {
-		case (line[0] == ' ' || line[0] == '\t') && len(fields) > 0:
-			f := &fields[len(fields)-1]
-			f.raw = raw[pos-len(f.raw) : next]
-		case isHeaderField(line):
-			name := strings.ToLower(strings.TrimRight(string(line[:bytes.IndexByte(line, ':')]), " \t"))
-			fields = append(fields, headerField{name: name, raw: line})
-		default:
-			return fields, nil, raw[pos:]
-		}
-		pos = next
-	}
-	return fields, nil, nil
-}
-
 // lineEnd returns the line terminator the header uses.
-func lineEnd(fields []headerField) string {
+func lineEnd(fields []field) string {
 	if len(fields) > 0 && !bytes.HasSuffix(fields[0].raw, []byte("\r\n")) && bytes.HasSuffix(fields[0].raw, []byte("\n")) {
 		return "\n"
 	}
@@ -152,20 +103,20 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 		d.leave("MIME nesting deeper than %d left as is", maxDowngradeDepth)
 		return raw
 	}
-	fields, sep, body := splitEntity(raw)
+	fields, sep, body := splitHeader(raw)
 	var ctValue, cte string
 	ctIdx, cteIdx, mimeVersion := -1, -1, false
 	for i, f := range fields {
-		switch f.name {
-		case "content-type":
+		switch {
+		case f.is("content-type"):
 			if ctIdx < 0 {
-				ctIdx, ctValue = i, f.value()
+				ctIdx, ctValue = i, strings.TrimSpace(string(f.value()))
 			}
-		case "content-transfer-encoding":
+		case f.is("content-transfer-encoding"):
 			if cteIdx < 0 {
-				cteIdx, cte = i, strings.ToLower(f.value())
+				cteIdx, cte = i, strings.ToLower(strings.TrimSpace(string(f.value())))
 			}
-		case "mime-version":
+		case f.is("mime-version"):
 			mimeVersion = true
 		}
 	}
@@ -271,12 +222,15 @@ var unstructuredFields = map[string]bool{"subject": true, "comments": true, "con
 
 // header returns the field RFC 2047-encoded when that is mechanical and
 // safe, or as it was.
-func (d *downgrader) header(f headerField, nl string) []byte {
-	v := f.value()
-	if !unstructuredFields[f.name] || !utf8.ValidString(v) || strings.Contains(v, "=?") {
-		d.leave("8-bit header field %s left as is", f.name)
+func (d *downgrader) header(f field, nl string) []byte {
+	v := strings.TrimSpace(string(f.value()))
+	lower := strings.ToLower(string(f.name))
+	if !unstructuredFields[lower] || !utf8.ValidString(v) || strings.Contains(v, "=?") {
+		d.leave("8-bit header field %s left as is", lower)
 		return f.raw
 	}
+	// The name as written, blanks before the colon and all: only the
+	// value is re-encoded.
 	name := f.raw[:bytes.IndexByte(f.raw, ':')]
 	// WordEncoder separates encoded-words (at most 75 characters, no
 	// spaces in them) by one space: fold there.
@@ -378,14 +332,4 @@ func qpBinary(body []byte) []byte {
 	w.Write(body)
 	w.Close()
 	return out.Bytes()
-}
-
-// HeaderIsUTF8 reports whether the message header, where splitEntity (and
-// so the downgrade) sees it end, holds non-ASCII text that is valid UTF-8:
-// the case where a transaction needs SMTPUTF8 although every address is
-// ASCII (RFC 6531 §3.4).
-func HeaderIsUTF8(data []byte) bool {
-	_, sep, body := splitEntity(data)
-	hdr := data[:len(data)-len(sep)-len(body)]
-	return Has8Bit(hdr) && utf8.Valid(hdr)
 }

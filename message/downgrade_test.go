@@ -9,39 +9,9 @@ import (
 	"net/mail"
 	"strings"
 	"testing"
+
+	"github.com/plcmail/plcmail/message/messagetest"
 )
-
-// decodeQP decodes a quoted-printable body with the standard library's
-// reader, the way a recipient does.
-func decodeQP(t *testing.T, body []byte) []byte {
-	t.Helper()
-	got, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
-	if err != nil {
-		t.Fatalf("quoted-printable does not decode: %v\n%q", err, body)
-	}
-	return got
-}
-
-// checkWire7bit fails unless every line of b is 7-bit and at most 76
-// characters (the quoted-printable limit; our header lines are shorter
-// than 998 too, which is all RFC 5322 requires of them) and ends in CRLF.
-func checkQPLines(t *testing.T, body []byte) {
-	t.Helper()
-	if Has8Bit(body) {
-		t.Errorf("8-bit byte left in %q", body)
-	}
-	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
-		if len(ln) == 0 {
-			continue
-		}
-		if bytes.HasSuffix(ln, []byte("\n")) && !bytes.HasSuffix(ln, []byte("\r\n")) {
-			t.Errorf("line %d ends in bare LF: %q", i, ln)
-		}
-		if n := len(bytes.TrimRight(ln, "\r\n")); n > 76 {
-			t.Errorf("line %d is %d characters: %q", i, n, ln)
-		}
-	}
-}
 
 // wireLines is what SMTP makes of a body: every bare LF becomes CRLF.
 func wireLines(b []byte) []byte {
@@ -139,8 +109,8 @@ func TestDowngradeSinglePart(t *testing.T) {
 			}
 			body := out[len(tc.wantHeader):]
 			if strings.Contains(tc.wantHeader, "quoted-printable") {
-				checkQPLines(t, body)
-				if got, want := decodeQP(t, body), wireLines([]byte(tc.body)); !bytes.Equal(got, want) {
+				messagetest.CheckQPLines(t, body)
+				if got, want := messagetest.DecodeQP(t, body), wireLines([]byte(tc.body)); !bytes.Equal(got, want) {
 					t.Errorf("decoded body\n got %q\nwant %q", got, want)
 				}
 			} else if !bytes.Equal(body, []byte(tc.body)) {
@@ -173,48 +143,6 @@ func TestDowngradeLeaves7BitAlone(t *testing.T) {
 		}
 	}
 }
-
-const mixedMessage = "From: plc@example.com\r\n" +
-	"MIME-Version: 1.0\r\n" +
-	"Content-Type: multipart/mixed; boundary=\"b1\"\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"preamble\r\n" +
-	"--b1\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"Störung an Pumpe 3\r\n" +
-	"--b1\r\n" +
-	"Content-Type: text/csv\r\n" +
-	"\r\n" +
-	"t,value\r\n1,7\r\n" +
-	"--b1  \r\n" + // transport padding
-	"Content-Type: multipart/alternative; boundary=b2\r\n" +
-	"\r\n" +
-	"--b2\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Description: Kühlung\r\n" +
-	"\r\n" +
-	"Kühlung\r\n" +
-	"--b2\r\n" +
-	"Content-Type: text/html; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"<p>Kühlung</p>\r\n" +
-	"\r\n" +
-	"--b2--\r\n" +
-	"--b1\r\n" +
-	"Content-Type: message/rfc822\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"Subject: inner\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"innen ä\r\n" +
-	"--b1--\r\n" +
-	"epilogue\r\n"
 
 // leaves walks a MIME tree with mime/multipart (an independent parser)
 // and returns each leaf's decoded content.
@@ -256,20 +184,20 @@ func leaves(t *testing.T, h mail.Header, body io.Reader) []string {
 }
 
 func TestDowngradeMultipart(t *testing.T) {
-	in := []byte(mixedMessage)
+	in := []byte(messagetest.Mixed8Bit)
 	out, note := Downgrade8Bit(in)
 	t.Logf("note: %s\n%s", note, out)
 	if Has8Bit(out) {
 		t.Fatal("8-bit bytes left")
 	}
-	if !bytes.Equal(in, []byte(mixedMessage)) {
+	if !bytes.Equal(in, []byte(messagetest.Mixed8Bit)) {
 		t.Fatal("input modified")
 	}
 	want := "4 part(s) re-encoded quoted-printable; RFC 2047-encoded Content-Description"
 	if note != want {
 		t.Errorf("note %q, want %q", note, want)
 	}
-	checkQPLines(t, out)
+	messagetest.CheckQPLines(t, out)
 	// Untouched bytes stay: the header (but for the relabelled encoding),
 	// preamble, the 7-bit CSV part with its padded delimiter, epilogue.
 	for _, keep := range []string{
@@ -294,7 +222,7 @@ func TestDowngradeMultipart(t *testing.T) {
 	}
 	// The original, parsed the same way, has the same leaves: the
 	// conversion changed the encoding, not the content.
-	m0, _ := mail.ReadMessage(strings.NewReader(mixedMessage))
+	m0, _ := mail.ReadMessage(strings.NewReader(messagetest.Mixed8Bit))
 	if orig := leaves(t, m0.Header, m0.Body); strings.Join(orig, "|") != strings.Join(got, "|") {
 		t.Errorf("original leaves %q differ from converted %q", orig, got)
 	}
@@ -337,7 +265,7 @@ func TestDowngradeMultipartOddities(t *testing.T) {
 }
 
 func FuzzDowngrade(f *testing.F) {
-	f.Add([]byte(mixedMessage))
+	f.Add([]byte(messagetest.Mixed8Bit))
 	f.Add([]byte("Subject: ü\r\n\r\nä\r\n"))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nü\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -374,10 +302,10 @@ func BenchmarkDowngrade(b *testing.B) {
 		}
 	})
 	b.Run("multipart", func(b *testing.B) {
-		b.SetBytes(int64(len(mixedMessage)))
+		b.SetBytes(int64(len(messagetest.Mixed8Bit)))
 		b.ReportAllocs()
 		for b.Loop() {
-			Downgrade8Bit([]byte(mixedMessage))
+			Downgrade8Bit([]byte(messagetest.Mixed8Bit))
 		}
 	})
 }

@@ -60,37 +60,31 @@ type RepairInfo struct {
 // are cleaned of line breaks and control characters first, so they cannot
 // end their field and start another (header injection).
 func Repair(data []byte, info RepairInfo) []byte {
-	hdr, body := splitMessage(data)
+	hdr, _, body := splitHeader(data)
 
 	var has struct{ date, messageID, from, to, mimeVersion, contentType, transferEncoding bool }
 	for _, f := range hdr {
-		switch name := string(f.name); {
-		case strings.EqualFold(name, "date"):
+		switch {
+		case f.is("date"):
 			has.date = true
-		case strings.EqualFold(name, "message-id"):
+		case f.is("message-id"):
 			has.messageID = true
-		case strings.EqualFold(name, "from"):
+		case f.is("from"):
 			has.from = true
-		case strings.EqualFold(name, "to"), strings.EqualFold(name, "cc"):
+		case f.is("to"), f.is("cc"):
 			has.to = true
-		case strings.EqualFold(name, "mime-version"):
+		case f.is("mime-version"):
 			has.mimeVersion = true
-		case strings.EqualFold(name, "content-type"):
+		case f.is("content-type"):
 			has.contentType = true
-		case strings.EqualFold(name, "content-transfer-encoding"):
+		case f.is("content-transfer-encoding"):
 			has.transferEncoding = true
 		}
 	}
-	body8, bodyUTF8 := false, true
-	for _, l := range body {
-		if !body8 && Has8Bit(l) {
-			body8 = true
-		}
-		if body8 && !utf8.Valid(l) {
-			bodyUTF8 = false
-			break
-		}
-	}
+	// Line ends are ASCII: the body is valid UTF-8 exactly when its lines
+	// are.
+	body8 := Has8Bit(body)
+	bodyUTF8 := !body8 || utf8.Valid(body)
 
 	out := make([]byte, 0, len(data)+512)
 	if info.Received != "" {
@@ -99,11 +93,11 @@ func Repair(data []byte, info RepairInfo) []byte {
 		out = append(out, "\r\n"...)
 	}
 	for _, f := range hdr {
-		switch name := string(f.name); {
-		case info.DropBcc && strings.EqualFold(name, "bcc"):
+		switch {
+		case info.DropBcc && f.is("bcc"):
 			continue
-		case strings.EqualFold(name, "subject"):
-			if subject, ok := encodeSubject(f.lines); ok {
+		case f.is("subject"):
+			if subject, ok := encodeSubject(f); ok {
 				out = append(out, subject...)
 				continue
 			}
@@ -112,12 +106,7 @@ func Repair(data []byte, info RepairInfo) []byte {
 		// nobody may write (RFC 5322 section 4), and parsers such as Go's
 		// net/mail do not find that Subject: the blanks go.
 		out = append(out, f.name...)
-		out = append(out, f.lines[0][bytes.IndexByte(f.lines[0], ':'):]...)
-		out = append(out, "\r\n"...)
-		for _, l := range f.lines[1:] {
-			out = append(out, l...)
-			out = append(out, "\r\n"...)
-		}
+		out = appendCRLF(out, f.raw[bytes.IndexByte(f.raw, ':'):])
 	}
 	if !has.date {
 		out = append(out, "Date: "...)
@@ -157,99 +146,21 @@ func Repair(data []byte, info RepairInfo) []byte {
 		}
 	}
 	out = append(out, "\r\n"...)
-	for _, l := range body {
-		out = append(out, l...)
-		out = append(out, "\r\n"...)
-	}
-	return out
+	return appendCRLF(out, body)
 }
 
-// A Field is one header field of a message, as Repair finds the header.
-type Field struct {
-	Name  string // as written, without blanks before the colon
-	Value string // unfolded: line breaks removed, blanks kept
-}
-
-// RecipientFields returns the To, Cc and Bcc fields of data's header, in
-// their order, for `sendmail -t`. It finds the header exactly as Repair
-// does, so the recipients taken and the fields that are mailed never
-// disagree on where the header ends.
-func RecipientFields(data []byte) []Field {
-	hdr, _ := splitMessage(data)
-	var fields []Field
-	for _, f := range hdr {
-		name := string(f.name)
-		if !strings.EqualFold(name, "to") && !strings.EqualFold(name, "cc") && !strings.EqualFold(name, "bcc") {
-			continue
-		}
-		v := bytes.Join(f.lines, nil)
-		fields = append(fields, Field{Name: name, Value: string(v[bytes.IndexByte(v, ':')+1:])})
-	}
-	return fields
-}
-
-// field is one header field as the client wrote it.
-type field struct {
-	name  []byte   // the name, blanks before the colon trimmed
-	lines [][]byte // first line and continuation lines, without line ends
-}
-
-// splitMessage splits data into header fields and body lines, the header
-// ending where splitEntity (shared with the downgrade) ends it.
-func splitMessage(data []byte) (hdr []field, body [][]byte) {
-	fields, _, rest := splitEntity(data)
-	hdr = make([]field, len(fields))
-	for i, f := range fields {
-		lines := splitLines(f.raw)
-		hdr[i] = field{name: bytes.TrimRight(lines[0][:bytes.IndexByte(lines[0], ':')], " \t"), lines: lines}
-	}
-	return hdr, splitLines(rest)
-}
-
-// splitLines splits at LF and drops one CR before each LF. A last line
-// without LF is kept; an empty remainder after the last LF is not a line.
-func splitLines(data []byte) [][]byte {
-	lines := make([][]byte, 0, bytes.Count(data, []byte{'\n'})+1)
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			lines = append(lines, data)
-			break
-		}
-		lines = append(lines, bytes.TrimSuffix(data[:i], []byte{'\r'}))
-		data = data[i+1:]
-	}
-	return lines
-}
-
-// isHeaderField reports whether l starts a header field: a name of printable
-// ASCII without colon, optional blanks (obsolete syntax), then a colon.
-func isHeaderField(l []byte) bool {
-	i := 0
-	for i < len(l) && l[i] > ' ' && l[i] < 0x7f && l[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(l) && (l[i] == ' ' || l[i] == '\t') {
-		i++
-	}
-	return i < len(l) && l[i] == ':'
-}
-
-// encodeSubject returns the Subject field made of lines, unfolded and
-// encoded as RFC 2047 encoded-words with its CRLF, when it has 8-bit
-// characters; ok is false when it is ASCII and stays as it was sent.
+// encodeSubject returns the Subject field f, unfolded and encoded as
+// RFC 2047 encoded-words with its CRLF, when it has 8-bit characters; ok
+// is false when it is ASCII and stays as it was sent.
 // Encoded-words are folded one per line: RFC 2047 limits a line holding
 // them to 76 characters, and a long subject would otherwise make one line
 // longer than SMTP's 1000.
-func encodeSubject(lines [][]byte) (subject []byte, ok bool) {
-	v := bytes.Join(lines, nil)
+func encodeSubject(f field) (subject []byte, ok bool) {
+	v := f.value()
 	if !Has8Bit(v) {
 		return nil, false
 	}
-	val := strings.TrimSpace(string(v[bytes.IndexByte(v, ':')+1:]))
+	val := strings.TrimSpace(string(v))
 	words := mime.QEncoding.Encode(charsetOf(utf8.ValidString(val)), val)
 	// Q-encoding writes '?' as =3F and blanks as '_', so "?= =?" only ever
 	// stands between two encoded-words.

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/quotedprintable"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/message/messagetest"
 	"github.com/plcmail/plcmail/upstream"
 )
 
@@ -69,7 +68,7 @@ func startAiosmtpd(t *testing.T, script string, args ...string) *aiosmtpd {
 
 	cmd := exec.Command(py, append([]string{filepath.Join("testdata", script), certFile, keyFile, aioUser}, args...)...)
 	cmd.Env = append(os.Environ(), "UPSTREAM_PASSWORD="+aioPass)
-	cmd.Stderr = tWriter{t}
+	cmd.Stderr = t.Output()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,6 +163,7 @@ func TestAiosmtpdUpstream(t *testing.T) {
 // unchanged, with BODY=8BITMIME) and once not (quoted-printable arrives,
 // no 8-bit byte, no BODY parameter, and it decodes to the original).
 func TestAiosmtpd8BitMIME(t *testing.T) {
+	repaired8bit := messagetest.Repaired8Bit()
 	for _, mode := range []string{"8BITMIME", "NO8BITMIME"} {
 		t.Run(mode, func(t *testing.T) {
 			a := startAiosmtpd(t, "aiosmtpd_upstream.py", mode)
@@ -192,65 +192,18 @@ func TestAiosmtpd8BitMIME(t *testing.T) {
 			if len(msg.MailOptions) != 0 || message.Has8Bit(msg.Data) {
 				t.Errorf("server without 8BITMIME got options %q and 8-bit data: %v", msg.MailOptions, message.Has8Bit(msg.Data))
 			}
-			hdr, body := headerAndBody(t, msg.Data)
+			hdr, body := messagetest.HeaderAndBody(t, msg.Data)
 			if !strings.Contains(hdr, "\r\nContent-Transfer-Encoding: quoted-printable\r\n") {
 				t.Errorf("header %q", hdr)
 			}
-			checkQPLines(t, body)
-			_, origBody := headerAndBody(t, repaired8bit)
-			if got := decodeQP(t, body); !bytes.Equal(got, origBody) {
+			messagetest.CheckQPLines(t, body)
+			_, origBody := messagetest.HeaderAndBody(t, repaired8bit)
+			if got := messagetest.DecodeQP(t, body); !bytes.Equal(got, origBody) {
 				t.Errorf("decoded body\n got %q\nwant %q", got, origBody)
 			}
 			if strings.Contains(dialogue.String(), "S: 250-8BITMIME") {
 				t.Errorf("test void: the server announced 8BITMIME\n%s", dialogue.String())
 			}
 		})
-	}
-}
-
-// repaired8bit is what the listener stores for a board that sent UTF-8
-// text without BODY=8BITMIME (the same as in package upstream's tests).
-var repaired8bit = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n" +
-	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
-	"Störung Kühlkreislauf: 95 °C\r\n.Punkt am Zeilenanfang\r\n" + strings.Repeat("ä", 60) + "\r\n")
-
-// headerAndBody returns header and body of a received message.
-func headerAndBody(t *testing.T, data []byte) (string, []byte) {
-	t.Helper()
-	h, b, ok := bytes.Cut(data, []byte("\r\n\r\n"))
-	if !ok {
-		t.Fatalf("no header/body separator in %q", data)
-	}
-	return string(h) + "\r\n", b
-}
-
-// decodeQP decodes a quoted-printable body with the standard library's
-// reader, the way a recipient does.
-func decodeQP(t *testing.T, body []byte) []byte {
-	t.Helper()
-	got, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
-	if err != nil {
-		t.Fatalf("quoted-printable does not decode: %v\n%q", err, body)
-	}
-	return got
-}
-
-// checkQPLines fails unless every line of body is 7-bit and at most 76
-// characters (the quoted-printable limit) and ends in CRLF.
-func checkQPLines(t *testing.T, body []byte) {
-	t.Helper()
-	if message.Has8Bit(body) {
-		t.Errorf("8-bit byte left in %q", body)
-	}
-	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
-		if len(ln) == 0 {
-			continue
-		}
-		if bytes.HasSuffix(ln, []byte("\n")) && !bytes.HasSuffix(ln, []byte("\r\n")) {
-			t.Errorf("line %d ends in bare LF: %q", i, ln)
-		}
-		if n := len(bytes.TrimRight(ln, "\r\n")); n > 76 {
-			t.Errorf("line %d is %d characters: %q", i, n, ln)
-		}
 	}
 }

@@ -611,73 +611,112 @@ func (q *Queue) connOK() {
 func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int {
 	w.reused = w.uc != nil
 	for i := range batch {
-		m := &batch[i]
 		if ctx.Err() != nil {
 			return i // the rest stays due, untouched
 		}
-		if w.uc != nil && (w.uc.Broken() || w.sent >= q.opts.BatchSize) {
-			w.close()
+		if n, ok := q.ensureConn(ctx, w, batch[i:]); !ok {
+			return i + n
 		}
-		if w.uc != nil && w.reused {
-			// Idle since the last batch: the server may have dropped
-			// it. A failed NOOP costs a reconnect, not an attempt.
-			w.reused = false
-			if w.uc.Noop() != nil {
-				w.close()
-			} else {
-				q.connOK() // the upstream answers: a probe need not dial
-			}
-		}
-		if w.uc == nil {
-			if q.held() {
-				return i // another worker found the upstream down
-			}
-			start := q.now()
-			uc, err := upstream.Dial(ctx, q.opts.Upstream, nil)
-			if err != nil {
-				if ctx.Err() != nil {
-					return i // shutting down: not a failure of the messages
-				}
-				until := q.connFailed()
-				for j := i; j < len(batch); j++ {
-					q.logAttempt(&batch[j], start, upstream.ReplyCode(err), err)
-					q.deferUntil(&batch[j], until, err)
-					q.writeBack(&batch[j])
-				}
-				q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(batch)-i, "retry_at", until.Format(time.RFC3339))
-				return len(batch)
-			}
-			q.connOK()
-			w.uc, w.sent = uc, 0
-		}
-		// From queue/ only: a message that was dead-lettered meanwhile
-		// must not be read from dead/ and sent.
-		cur, data, err := q.spool.read(dirQueue, m.ID, true)
-		if err != nil {
-			q.forget(m.ID) // deleted meanwhile, or quarantined as corrupt
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Error("queue: cannot read message", "id", m.ID, "err", err)
-			}
+		data, ok := q.current(&batch[i])
+		if !ok {
 			continue
 		}
-		cur.Attempts, cur.NextAttempt, cur.LastError = m.Attempts, m.NextAttempt, m.LastError
-		*m = cur
-		t0 := q.now()
-		res, err := w.uc.Send(m.Envelope.From, m.Envelope.To, data)
-		w.sent++
-		if res.Downgrade != "" {
-			q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "what", res.Downgrade)
-		}
-		code := res.Code
-		if err != nil {
-			code = upstream.ReplyCode(err)
-		}
-		q.logAttempt(m, t0, code, err)
-		if q.settle(m, res, err) {
-			q.writeBack(m)
-		}
+		q.transact(w, &batch[i], data)
 	}
 	return len(batch)
+}
+
+// ensureConn gives w a connection fit for the first message of rest: it
+// drops one that is broken or used up, checks one that was idle since the
+// last batch, and dials when there is none. It reports false when w has no
+// connection, with how many messages of rest it settled: none when the
+// upstream is held down or the worker is shutting down (they stay due,
+// untouched), all of them when the upstream could not be reached (holdRest).
+func (q *Queue) ensureConn(ctx context.Context, w *workerConn, rest []Message) (settled int, ok bool) {
+	if w.uc != nil && (w.uc.Broken() || w.sent >= q.opts.BatchSize) {
+		w.close()
+	}
+	if w.uc != nil && w.reused {
+		// Idle since the last batch: the server may have dropped
+		// it. A failed NOOP costs a reconnect, not an attempt.
+		w.reused = false
+		if w.uc.Noop() != nil {
+			w.close()
+		} else {
+			q.connOK() // the upstream answers: a probe need not dial
+		}
+	}
+	if w.uc != nil {
+		return 0, true
+	}
+	if q.held() {
+		return 0, false // another worker found the upstream down
+	}
+	start := q.now()
+	uc, err := upstream.Dial(ctx, q.opts.Upstream, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, false // shutting down: not a failure of the messages
+		}
+		q.holdRest(rest, start, err)
+		return len(rest), false
+	}
+	q.connOK()
+	w.uc, w.sent = uc, 0
+	return 0, true
+}
+
+// holdRest defers the untried rest of a batch until the end of the
+// upstream's hold after a failed connection: no message is at fault, so
+// each gets the upstream's backoff rather than its own (see
+// maxProbeInterval).
+func (q *Queue) holdRest(rest []Message, start time.Time, err error) {
+	until := q.connFailed()
+	for i := range rest {
+		q.logAttempt(&rest[i], start, upstream.ReplyCode(err), err)
+		q.deferUntil(&rest[i], until, err)
+		q.writeBack(&rest[i])
+	}
+	q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(rest), "retry_at", until.Format(time.RFC3339))
+}
+
+// current replaces the worker's copy m with the message as the spool has it
+// now, keeping the retry state the worker tracks, and returns its body. It
+// reports false when the message is no longer queued; it is then forgotten
+// and released.
+func (q *Queue) current(m *Message) ([]byte, bool) {
+	// From queue/ only: a message that was dead-lettered meanwhile
+	// must not be read from dead/ and sent.
+	cur, data, err := q.spool.read(dirQueue, m.ID, true)
+	if err != nil {
+		q.forget(m.ID) // deleted meanwhile, or quarantined as corrupt
+		if !errors.Is(err, fs.ErrNotExist) {
+			q.log.Error("queue: cannot read message", "id", m.ID, "err", err)
+		}
+		return nil, false
+	}
+	cur.Attempts, cur.NextAttempt, cur.LastError = m.Attempts, m.NextAttempt, m.LastError
+	*m = cur
+	return data, true
+}
+
+// transact runs one mail transaction for m over w's connection, then
+// settles the outcome and releases m.
+func (q *Queue) transact(w *workerConn, m *Message, data []byte) {
+	t0 := q.now()
+	res, err := w.uc.Send(m.Envelope.From, m.Envelope.To, data)
+	w.sent++
+	if res.Downgrade != "" {
+		q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "what", res.Downgrade)
+	}
+	code := res.Code
+	if err != nil {
+		code = upstream.ReplyCode(err)
+	}
+	q.logAttempt(m, t0, code, err)
+	if q.settle(m, res, err) {
+		q.writeBack(m)
+	}
 }
 
 // writeBack stores a worker's copy of a message that stays queued and

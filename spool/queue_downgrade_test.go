@@ -8,6 +8,7 @@ import (
 
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/message/messagetest"
 )
 
 // TestQueueDowngradeKeepsSpool: the conversion happens on the wire only.
@@ -17,6 +18,7 @@ import (
 // to the same server now announcing 8BITMIME, gets the original bytes, so
 // the spool kept them.
 func TestQueueDowngradeKeepsSpool(t *testing.T) {
+	repaired8bit := messagetest.Repaired8Bit()
 	u, opts, s := upstreamSpool(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
 	var first atomic.Pointer[mailertest.Received]
 	u.SetData(func(m mailertest.Received) error {

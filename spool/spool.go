@@ -1,5 +1,27 @@
-// Package mailer owns everything between "a message exists" and "the upstream
-// said 250": the durable spool, alarm templates, and delivery with retries.
+// Package spool keeps messages between "a source handed it over" and "the
+// upstream said 250": the durable on-disk queue (Spool) and the delivery
+// loop that empties it (Queue), with retries, backoff and dead letters.
+//
+// The guarantees, which the rest of the gateway builds on:
+//
+//   - When Enqueue returns nil, the message is on disk and survives kill -9
+//     and power loss: its file and the directory entry are fsynced before
+//     Enqueue returns. The SMTP listener answers 250 only then; the serial
+//     links, which must ACK faster, keep a journal of their own until then
+//     (package bridge) and replay it under idempotency keys (below).
+//   - A message is sent until the upstream accepts it, refuses it
+//     permanently, or it expires. Its removal (or its move to dead/) is
+//     durable before OnResult reports it. Delivery is at least once: a
+//     crash, or a disk failing the removal, between the upstream's 250 and
+//     the durable removal sends it once more after a restart.
+//   - A submission's idempotency key is remembered across restarts, until
+//     KeyRetention after its message was delivered or deleted, so a source
+//     that retransmits after a crash gets ErrDuplicate, not a second mail.
+//   - Only one process delivers from a spool directory at a time
+//     (LockDelivery); others (plcmail send, plcmail queue) may enqueue,
+//     list, flush and delete alongside it.
+//   - Retry state is rewritten without a directory fsync: after a crash it
+//     may be older, which only makes a retry come sooner.
 package spool
 
 import (
@@ -42,7 +64,15 @@ import (
 //	keys/lock   flock guarding appends to and compaction of keys/log
 //	deliver.lock  flock held by the one process that delivers (serve)
 //	flush       marker: another process asked for an immediate retry of all
-//	status.json   the delivery loop's Stats, for `plcmail status` (ReadStats)
+//
+// Other packages keep their own files in the spool directory, so that one
+// directory holds all of the gateway's state; the spool neither reads nor
+// removes them:
+//
+//	links/NAME.journal  a serial link's write-ahead journal (package bridge,
+//	            bridge/journal.go)
+//	status.sock   Unix socket on which serve answers `plcmail status`
+//	            (cmd/plcmail/status.go)
 //
 // Idempotency keys live in the header of the queued file, so Enqueue costs
 // exactly one file write, one fsync, one link (or rename) and one directory
@@ -77,14 +107,14 @@ const maxHeaderLine = 1 << 20
 
 // ErrDuplicate is returned by Enqueue when a submission carries a Key that
 // was queued before. The message is not queued again; the returned id is "".
-var ErrDuplicate = errors.New("mailer: duplicate submission key")
+var ErrDuplicate = errors.New("spool: duplicate submission key")
 
 // ErrNotFound is returned for a queue id that is neither queued nor dead.
-var ErrNotFound = errors.New("mailer: no such message")
+var ErrNotFound = errors.New("spool: no such message")
 
 // ErrCorrupt wraps errors about spool files that cannot be parsed; such
 // files are moved to corrupt/ and skipped.
-var ErrCorrupt = errors.New("mailer: corrupt spool file")
+var ErrCorrupt = errors.New("spool: corrupt spool file")
 
 // Envelope is the SMTP envelope of a message. Addresses are bare
 // ("a@example.com"), without angle brackets; From "" is the null sender.
@@ -106,16 +136,23 @@ type Submission struct {
 	// the same Key returns ErrDuplicate, also after a restart and after the
 	// first message was delivered. Serial links use "link/boot/seq".
 	Key string
+	// Origin, when set, is the source's own JSON description of what the
+	// message is about (a serial link: which event of which PLC boot). It is
+	// opaque to the spool, which stores it in the queue file's header and
+	// hands it back in Result.Message, so that the source routes delivery
+	// results without parsing Key. It must be valid JSON.
+	Origin json.RawMessage
 }
 
 // Message is a queued message's metadata (the body stays on disk).
 type Message struct {
-	ID       string    `json:"id"`
-	Envelope Envelope  `json:"envelope"` // To holds the recipients still pending
-	Source   string    `json:"source,omitempty"`
-	Key      string    `json:"key,omitempty"`
-	Created  time.Time `json:"created"`
-	Size     int64     `json:"size"` // bytes of the RFC 5322 message
+	ID       string          `json:"id"`
+	Envelope Envelope        `json:"envelope"` // To holds the recipients still pending
+	Source   string          `json:"source,omitempty"`
+	Key      string          `json:"key,omitempty"`
+	Origin   json.RawMessage `json:"origin,omitempty"` // Submission.Origin, unread by the spool
+	Created  time.Time       `json:"created"`
+	Size     int64           `json:"size"` // bytes of the RFC 5322 message
 
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`
@@ -247,6 +284,9 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	if strings.ContainsAny(sub.Key, "\r\n") {
 		return "", errors.New("spool: key contains a line break")
 	}
+	if len(sub.Origin) > 0 && !json.Valid(sub.Origin) {
+		return "", errors.New("spool: origin is not valid JSON")
+	}
 	// The key is reserved before and committed after the write, so that
 	// the fsyncs of concurrent Enqueues (several serial links) overlap
 	// instead of queueing behind one lock.
@@ -262,7 +302,7 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		}
 	}
 	id := s.newID()
-	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key,
+	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key, Origin: sub.Origin,
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
 	m.NextAttempt = m.Created
@@ -892,7 +932,7 @@ func (s *Spool) lockKeys() (func(), error) {
 
 // ErrLocked is returned by LockDelivery when another process delivers from
 // the same spool.
-var ErrLocked = errors.New("mailer: spool is being delivered by another process")
+var ErrLocked = errors.New("spool: being delivered by another process")
 
 // LockDelivery takes the spool's delivery lock: only its holder may deliver
 // and dead-letter messages, which makes claiming a message safe across

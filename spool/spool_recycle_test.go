@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -269,22 +270,37 @@ func TestKill9WhileRecycling(t *testing.T) {
 				delivered[id] = true
 			}
 		}
+		// The child is killed mid-stream: some time after its first line
+		// (not after its start, which under -race and load can take
+		// longer than the whole window) and only once it delivered
+		// something, or there is no recycling to interrupt. A child that
+		// never gets there is killed after a generous bound, which fails.
+		var stalled atomic.Bool
+		bound := time.AfterFunc(30*time.Second, func() {
+			stalled.Store(true)
+			cmd.Process.Signal(syscall.SIGKILL)
+		})
+		window := time.Duration(150+100*round) * time.Millisecond
+		var deadline time.Time
 		sc := bufio.NewScanner(out)
-		deadline := time.After(time.Duration(150+100*round) * time.Millisecond)
-	read:
 		for sc.Scan() {
 			record(sc.Text())
-			select {
-			case <-deadline:
-				break read
-			default:
+			if deadline.IsZero() {
+				deadline = time.Now().Add(window)
+			}
+			if len(delivered) > 0 && !time.Now().Before(deadline) {
+				break
 			}
 		}
+		bound.Stop()
 		cmd.Process.Signal(syscall.SIGKILL)
 		for sc.Scan() {
 			record(sc.Text())
 		}
 		cmd.Wait()
+		if stalled.Load() {
+			t.Fatalf("round %d: killed after 30s without a point to kill it at: %d queued, %d delivered", round, len(queued), len(delivered))
+		}
 		if len(delivered) == 0 {
 			t.Fatal("child delivered nothing")
 		}

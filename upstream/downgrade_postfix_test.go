@@ -15,6 +15,7 @@ import (
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/message/messagetest"
 	"github.com/plcmail/plcmail/upstream"
 )
 
@@ -95,7 +96,7 @@ postlog unix-dgram n - n - 1 postlogd
 		t.Fatalf("post-install: %v: %s", err, out)
 	}
 	cmd := exec.Command(postfix, "-c", etc, "start-fg")
-	cmd.Stdout, cmd.Stderr = tWriter{t}, tWriter{t}
+	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +134,7 @@ postlog unix-dgram n - n - 1 postlogd
 // with its default disable_mime_output_conversion = no), once by plcmail.
 // The bodies must be byte-identical: our conversion is Postfix's.
 func TestDowngradeMatchesPostfix(t *testing.T) {
+	repaired8bit := messagetest.Repaired8Bit()
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
 	pfPort := startPostfix(t, u.Port)
 	direct := u.Options()
@@ -143,7 +145,7 @@ func TestDowngradeMatchesPostfix(t *testing.T) {
 	// Every 8-bit part is declared 8bit: Postfix converts only declared
 	// parts, and leaves 8-bit header fields alone (both differences are
 	// ours on purpose, see downgrade.go).
-	multi := strings.Replace(mixedMessage, "Content-Description: Kühlung\r\n", "Content-Transfer-Encoding: 8bit\r\n", 1)
+	multi := strings.Replace(messagetest.Mixed8Bit, "Content-Description: Kühlung\r\n", "Content-Transfer-Encoding: 8bit\r\n", 1)
 	multi = strings.Replace(multi, "From: plc@example.com\r\n", "From: plc@example.com\r\nTo: ops@example.com\r\nSubject: mp\r\n", 1)
 	from, to := "plc@example.com", []string{"ops@example.com"}
 	n := 0
@@ -164,65 +166,13 @@ func TestDowngradeMatchesPostfix(t *testing.T) {
 		if pf.Body != "" || ours.Body != "" || message.Has8Bit(pf.Data) || message.Has8Bit(ours.Data) {
 			t.Errorf("BODY %q/%q, 8-bit data %v/%v", pf.Body, ours.Body, message.Has8Bit(pf.Data), message.Has8Bit(ours.Data))
 		}
-		_, pfBody := headerAndBody(t, pf.Data)
-		_, ourBody := headerAndBody(t, ours.Data)
+		_, pfBody := messagetest.HeaderAndBody(t, pf.Data)
+		_, ourBody := messagetest.HeaderAndBody(t, ours.Data)
 		if !bytes.Equal(pfBody, ourBody) {
 			t.Errorf("bodies differ\npostfix:\n%s\nplcmail:\n%s", pfBody, ourBody)
 		}
-		if pfHdr, _ := headerAndBody(t, pf.Data); !strings.Contains(pfHdr, "by postfix.test (Postfix)") {
+		if pfHdr, _ := messagetest.HeaderAndBody(t, pf.Data); !strings.Contains(pfHdr, "by postfix.test (Postfix)") {
 			t.Errorf("test void: message %d did not come through Postfix: %q", n-2, pfHdr)
 		}
 	}
 }
-
-// tWriter passes Postfix's output to the test log.
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// mixedMessage is a MIME tree with 8-bit parts, declared and undeclared,
-// at several depths (a copy of package message's test message).
-const mixedMessage = "From: plc@example.com\r\n" +
-	"MIME-Version: 1.0\r\n" +
-	"Content-Type: multipart/mixed; boundary=\"b1\"\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"preamble\r\n" +
-	"--b1\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"Störung an Pumpe 3\r\n" +
-	"--b1\r\n" +
-	"Content-Type: text/csv\r\n" +
-	"\r\n" +
-	"t,value\r\n1,7\r\n" +
-	"--b1  \r\n" + // transport padding
-	"Content-Type: multipart/alternative; boundary=b2\r\n" +
-	"\r\n" +
-	"--b2\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Description: Kühlung\r\n" +
-	"\r\n" +
-	"Kühlung\r\n" +
-	"--b2\r\n" +
-	"Content-Type: text/html; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"<p>Kühlung</p>\r\n" +
-	"\r\n" +
-	"--b2--\r\n" +
-	"--b1\r\n" +
-	"Content-Type: message/rfc822\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"Subject: inner\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: 8bit\r\n" +
-	"\r\n" +
-	"innen ä\r\n" +
-	"--b1--\r\n" +
-	"epilogue\r\n"

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"mime/quotedprintable"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/message/messagetest"
 	"github.com/plcmail/plcmail/upstream"
 )
 
@@ -329,59 +329,11 @@ func TestNullSenderAndUTF8(t *testing.T) {
 	}
 }
 
-// repaired8bit is what the listener stores for a board that sent UTF-8
-// text without BODY=8BITMIME.
-var repaired8bit = []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: Alarm 17\r\n" +
-	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
-	"Störung Kühlkreislauf: 95 °C\r\n.Punkt am Zeilenanfang\r\n" + strings.Repeat("ä", 60) + "\r\n")
-
-// headerAndBody returns header and body of a received message.
-func headerAndBody(t *testing.T, data []byte) (string, []byte) {
-	t.Helper()
-	h, b, ok := bytes.Cut(data, []byte("\r\n\r\n"))
-	if !ok {
-		t.Fatalf("no header/body separator in %q", data)
-	}
-	return string(h) + "\r\n", b
-}
-
-// decodeQP decodes a quoted-printable body with the standard library's
-// reader, the way a recipient does. (Package message's tests hold the
-// same helper; test helpers cannot be shared between packages.)
-func decodeQP(t *testing.T, body []byte) []byte {
-	t.Helper()
-	got, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
-	if err != nil {
-		t.Fatalf("quoted-printable does not decode: %v\n%q", err, body)
-	}
-	return got
-}
-
-// checkQPLines fails unless every line of body is 7-bit and at most 76
-// characters (the quoted-printable limit) and ends in CRLF. (A copy of
-// package message's test helper.)
-func checkQPLines(t *testing.T, body []byte) {
-	t.Helper()
-	if message.Has8Bit(body) {
-		t.Errorf("8-bit byte left in %q", body)
-	}
-	for i, ln := range bytes.SplitAfter(body, []byte("\n")) {
-		if len(ln) == 0 {
-			continue
-		}
-		if bytes.HasSuffix(ln, []byte("\n")) && !bytes.HasSuffix(ln, []byte("\r\n")) {
-			t.Errorf("line %d ends in bare LF: %q", i, ln)
-		}
-		if n := len(bytes.TrimRight(ln, "\r\n")); n > 76 {
-			t.Errorf("line %d is %d characters: %q", i, n, ln)
-		}
-	}
-}
-
 // TestDeliver8BitToUpstreamWithout8BitMIME: the upstream (go-smtp with
 // 8BITMIME filtered out of its EHLO reply) gets quoted-printable without a
 // single 8-bit byte and no BODY parameter; decoding gives the original text.
 func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
+	repaired8bit := messagetest.Repaired8Bit()
 	u := mailertest.NewUpstream(t, mailertest.Options{Security: mailertest.Plain, NoAuth: true, No8BitMIME: true})
 	opts := u.Options()
 	data := bytes.Clone(repaired8bit)
@@ -400,15 +352,15 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 	if message.Has8Bit(m.Data) {
 		t.Errorf("8-bit bytes reached a server without 8BITMIME")
 	}
-	hdr, body := headerAndBody(t, m.Data)
+	hdr, body := messagetest.HeaderAndBody(t, m.Data)
 	wantHdr := strings.Replace(string(repaired8bit[:bytes.Index(repaired8bit, []byte("\r\n\r\n"))+2]),
 		"Content-Transfer-Encoding: 8bit", "Content-Transfer-Encoding: quoted-printable", 1)
 	if hdr != wantHdr {
 		t.Errorf("header\n got %q\nwant %q", hdr, wantHdr)
 	}
-	checkQPLines(t, body)
-	_, origBody := headerAndBody(t, repaired8bit)
-	if got := decodeQP(t, body); !bytes.Equal(got, origBody) {
+	messagetest.CheckQPLines(t, body)
+	_, origBody := messagetest.HeaderAndBody(t, repaired8bit)
+	if got := messagetest.DecodeQP(t, body); !bytes.Equal(got, origBody) {
 		t.Errorf("decoded body\n got %q\nwant %q", got, origBody)
 	}
 	if !strings.Contains(dialogue.String(), "* upstream does not announce 8BITMIME: 1 part(s) re-encoded quoted-printable") {
@@ -431,6 +383,7 @@ func TestDeliver8BitToUpstreamWithout8BitMIME(t *testing.T) {
 // TestDeliver8BitWith8BitMIME: an upstream that announces 8BITMIME gets
 // the stored bytes unchanged, declared with BODY=8BITMIME on MAIL.
 func TestDeliver8BitWith8BitMIME(t *testing.T) {
+	repaired8bit := messagetest.Repaired8Bit()
 	u := mailertest.NewUpstream(t, mailertest.Options{})
 	opts := u.Options()
 	var dialogue bytes.Buffer
