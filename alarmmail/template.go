@@ -198,41 +198,39 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 		hostname: cfg.Gateway.Hostname,
 		site:     cfg.Gateway.Site,
 		codes:    map[int]*alarmTemplate{},
-		notices:  map[string]*alarmTemplate{},
+		notices:  compileNotices(),
 		noticeTo: map[string][]string{},
 		holdoff:  cfg.Flood.Holdoff.D(),
 	}
+	// The built-in template is in place before the [[alarm]] entries are
+	// tried with sample data, which has codes they may not configure.
+	t.builtin = &alarmTemplate{
+		holdoff: t.holdoff,
+		subject: template.Must(template.New("default.subject").Parse(DefaultSubject)),
+		body:    template.Must(template.New("default.body").Parse(DefaultBody)),
+	}
+	t.def = t.builtin // unless an entry is the default
+	errs := t.addAlarms(cfg)
+	t.builtin.to = t.allTo
+	errs = append(errs, t.addLinkRecipients(cfg)...)
+	errs = append(errs, checkAddrs(cfg, "upstream.from", []string{cfg.Upstream.From})...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return t, nil
+}
+
+// addAlarms compiles the [[alarm]] entries into t: by code, the default
+// entry, and the union of their recipients (allTo, in file order).
+func (t *Templates) addAlarms(cfg *config.Config) config.Errors {
 	var errs config.Errors
 	seenTo := map[string]bool{}
 	defaultAt := -1
 	for i := range cfg.Alarm {
 		a := &cfg.Alarm[i]
 		path := fmt.Sprintf("alarm[%d]", i)
-		at := &alarmTemplate{name: a.Name, severity: a.Severity, holdoff: t.holdoff, to: a.To, cc: a.Cc}
-		if a.Holdoff > 0 {
-			at.holdoff = a.Holdoff.D()
-		}
-		subj, body := a.Subject, a.Body
-		if subj == "" {
-			subj = DefaultSubject
-		}
-		if body == "" {
-			body = DefaultBody
-		}
-		var err error
-		before := len(errs)
-		if at.subject, err = template.New(path + ".subject").Parse(subj); err != nil {
-			errs = append(errs, cfg.Errorf(path+".subject", "%v", cleanTemplateError(err)))
-		}
-		if at.body, err = template.New(path + ".body").Parse(body); err != nil {
-			errs = append(errs, cfg.Errorf(path+".body", "%v", cleanTemplateError(err)))
-		}
-		if a.HTML != "" {
-			if at.html, err = htmltemplate.New(path + ".html").Parse(a.HTML); err != nil {
-				errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
-			}
-		}
-		parsed := len(errs) == before
+		at, parseErrs := compileAlarm(cfg, path, a, t.holdoff)
+		errs = append(errs, parseErrs...)
 		errs = append(errs, checkAddrs(cfg, path+".to", a.To)...)
 		errs = append(errs, checkAddrs(cfg, path+".cc", a.Cc)...)
 		for _, r := range a.To {
@@ -250,48 +248,89 @@ func CompileTemplates(cfg *config.Config) (*Templates, error) {
 		case a.Code != nil:
 			t.codes[*a.Code] = at
 		}
-		if parsed { // now prove it runs
-			sample := SampleData(KindAlarm)
-			if a.Code != nil {
-				sample.Code = *a.Code
-			}
-			sample.Name = a.Name
-			t.fill(&sample)
-			if _, err := t.renderWith(at, sample, nil); err != nil {
+		// Only a template that parsed can be run; its parse error is
+		// reported already.
+		if len(parseErrs) == 0 {
+			if err := t.trySample(at, a); err != nil {
 				errs = append(errs, cfg.Errorf(path+err.key, "renders with sample data: %v", cleanTemplateError(err.err)))
 			}
 		}
 	}
+	return errs
+}
+
+// compileAlarm parses one [[alarm]] entry found at path (empty subject and
+// body mean the built-in ones); holdoff is [flood] holdoff, which the entry
+// may override.
+func compileAlarm(cfg *config.Config, path string, a *config.Alarm, holdoff time.Duration) (*alarmTemplate, config.Errors) {
+	at := &alarmTemplate{name: a.Name, severity: a.Severity, holdoff: holdoff, to: a.To, cc: a.Cc}
+	if a.Holdoff > 0 {
+		at.holdoff = a.Holdoff.D()
+	}
+	subj, body := a.Subject, a.Body
+	if subj == "" {
+		subj = DefaultSubject
+	}
+	if body == "" {
+		body = DefaultBody
+	}
+	var errs config.Errors
+	var err error
+	if at.subject, err = template.New(path + ".subject").Parse(subj); err != nil {
+		errs = append(errs, cfg.Errorf(path+".subject", "%v", cleanTemplateError(err)))
+	}
+	if at.body, err = template.New(path + ".body").Parse(body); err != nil {
+		errs = append(errs, cfg.Errorf(path+".body", "%v", cleanTemplateError(err)))
+	}
+	if a.HTML != "" {
+		if at.html, err = htmltemplate.New(path + ".html").Parse(a.HTML); err != nil {
+			errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
+		}
+	}
+	return at, errs
+}
+
+// trySample runs the templates of entry a with sample data, to find
+// templates that parse but cannot run.
+func (t *Templates) trySample(at *alarmTemplate, a *config.Alarm) *renderError {
+	sample := SampleData(KindAlarm)
+	if a.Code != nil {
+		sample.Code = *a.Code
+	}
+	sample.Name = a.Name
+	t.fill(&sample)
+	_, err := t.renderWith(at, sample, nil)
+	return err
+}
+
+// compileNotices parses the built-in link notice templates.
+func compileNotices() map[string]*alarmTemplate {
+	notices := make(map[string]*alarmTemplate, len(noticeSources))
 	for kind, src := range noticeSources {
-		at := &alarmTemplate{
+		notices[kind] = &alarmTemplate{
 			subject: template.Must(template.New(kind + ".subject").Parse(src[0])),
 			body:    template.Must(template.New(kind + ".body").Parse(src[1])),
 		}
-		t.notices[kind] = at
 	}
-	t.builtin = &alarmTemplate{
-		holdoff: t.holdoff, to: t.allTo,
-		subject: template.Must(template.New("default.subject").Parse(DefaultSubject)),
-		body:    template.Must(template.New("default.body").Parse(DefaultBody)),
-	}
-	if t.def == nil {
-		t.def = t.builtin
-	}
+	return notices
+}
+
+// addLinkRecipients sets the recipients of each [[serial]] link's notices;
+// a link whose notices would reach nobody is an error.
+func (t *Templates) addLinkRecipients(cfg *config.Config) config.Errors {
+	var errs config.Errors
 	for i := range cfg.Serial {
 		s := &cfg.Serial[i]
+		path := fmt.Sprintf("serial[%d].to", i)
 		to := cfg.NoticeRecipients(s)
 		if len(to) == 0 {
-			errs = append(errs, cfg.Errorf(fmt.Sprintf("serial[%d].to", i),
+			errs = append(errs, cfg.Errorf(path,
 				"no recipients for link notices (offline, restart, digests): set to, or add [[alarm]] entries with to"))
 		}
 		t.noticeTo[s.Name] = to
-		errs = append(errs, checkAddrs(cfg, fmt.Sprintf("serial[%d].to", i), s.To)...)
+		errs = append(errs, checkAddrs(cfg, path, s.To)...)
 	}
-	errs = append(errs, checkAddrs(cfg, "upstream.from", []string{cfg.Upstream.From})...)
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return t, nil
+	return errs
 }
 
 // checkAddrs checks addresses the way the message builder parses them, so

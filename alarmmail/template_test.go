@@ -302,3 +302,28 @@ func TestAddressesCheckedLikeTheMessageBuilder(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestCompileWithoutDefaultEntry: a configuration with neither a default
+// entry nor the sample data's code 17 compiles (trying its templates with
+// the sample once dereferenced the default template before it was set),
+// and codes it does not configure use the built-in template, to every
+// [[alarm]] recipient.
+func TestCompileWithoutDefaultEntry(t *testing.T) {
+	src := templateConfig[:strings.Index(templateConfig, "[[alarm]]")] + `
+[[alarm]]
+code = 1
+subject = "{{.Name}}{{range .Active}} {{.Name}}{{end}}"
+to = ["ops@example.com"]
+`
+	_, tm := compile(t, src)
+	d := SampleData(KindAlarm)
+	d.Code = 5
+	m, err := tm.Render(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, _ := parseMsg(t, m.Data); !strings.Contains(msg.Header.Get("Subject"), "Alarm 5: raise") ||
+		strings.Join(m.To, ",") != "ops@example.com" {
+		t.Errorf("subject %q to %v", msg.Header.Get("Subject"), m.To)
+	}
+}

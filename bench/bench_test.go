@@ -57,13 +57,9 @@ func TestSerialBenchAgainstServe(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	plcmail := filepath.Join(dir, "plcmail")
-	serialbench := filepath.Join(dir, "serialbench")
-	for bin, pkg := range map[string]string{plcmail: "../cmd/plcmail", serialbench: "./serialbench"} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
+	plcmail := testenv.BuildPlcmail(t)
+	serialbench := testenv.Build(t, "github.com/plcmail/plcmail/bench/serialbench")
+	defer testenv.RemoveBuilds()
 
 	sinkAddr := freeAddr(t)
 	sinkPath, _ := lookTool("smtp-sink")

@@ -37,8 +37,8 @@ func BenchmarkEventToAck(b *testing.B) {
 			var frameLen int
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				p.seq++
-				f := &protocol.Frame{Version: 1, Type: protocol.TypeEvent, Boot: 1, Seq: p.seq, Code: 17,
+				p.Seq++
+				f := &protocol.Frame{Version: 1, Type: protocol.TypeEvent, Boot: 1, Seq: p.Seq, Code: 17,
 					Event: protocol.EventRaise, Severity: protocol.SeverityAlarm, Uptime: 1000, NValues: 2, TextLen: 20}
 				f.Values[0], f.Values[1] = protocol.Float32Value(87.5), protocol.Int32Value(-3)
 				copy(f.Text[:], "pressure below limit")

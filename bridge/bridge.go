@@ -18,14 +18,10 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/plcmail/plcmail/alarmmail"
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -47,43 +43,20 @@ type Bridge struct {
 	wg     sync.WaitGroup  // running links
 }
 
-// settings is everything Reload swaps at once.
-type settings struct {
-	cfg    *config.Config
-	tmpl   *alarmmail.Templates
-	serial map[string]*config.Serial
-}
-
-func newSettings(cfg *config.Config) (*settings, error) {
-	tmpl, err := alarmmail.CompileTemplates(cfg)
-	if err != nil {
-		return nil, err
-	}
-	s := &settings{cfg: cfg, tmpl: tmpl, serial: map[string]*config.Serial{}}
-	for i := range cfg.Serial {
-		s.serial[cfg.Serial[i].Name] = &cfg.Serial[i]
-	}
-	return s, nil
-}
-
-// link returns the [[serial]] entry of a link (Reload stops a link before it
-// installs settings without it).
-func (s *settings) link(name string) *config.Serial { return s.serial[name] }
-
 // newBridge builds a bridge whose links use the given openers (by link
-// name); a missing opener means the real serial port of the config.
-func newBridge(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Logger, openers map[string]Opener) (*Bridge, error) {
+// name); a missing opener means the link's serial port.
+func newBridge(o Options, spool *spool.Spool, wake func(), log *slog.Logger, openers map[string]Opener) (*Bridge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := newSettings(cfg)
+	st, err := newSettings(o)
 	if err != nil {
 		return nil, err
 	}
 	b := &Bridge{spool: spool, log: log, wake: wake, byName: map[string]*Link{}, openers: openers,
 		journalDir: filepath.Join(spool.Dir(), "links")}
 	b.rt.Store(st)
-	links, err := b.openLinks(cfg)
+	links, err := b.openLinks(st)
 	if err != nil {
 		return nil, err
 	}
@@ -93,13 +66,13 @@ func newBridge(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Lo
 	return b, nil
 }
 
-// openLinks prepares the links of cfg that b does not have yet, loading
+// openLinks prepares the links of st that b does not have yet, loading
 // their journals; if one fails, it closes the journals it opened. b.mu must
 // be held or b not yet shared.
-func (b *Bridge) openLinks(cfg *config.Config) ([]*Link, error) {
+func (b *Bridge) openLinks(st *settings) ([]*Link, error) {
 	var added []*Link
-	for i := range cfg.Serial {
-		sc := &cfg.Serial[i]
+	for i := range st.Links {
+		sc := &st.Links[i]
 		if _, ok := b.byName[sc.Name]; ok {
 			continue
 		}
@@ -181,14 +154,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Reload switches to cfg's templates, recipients, flood settings and link
+// Reload switches to o's templates, recipients, flood control and link
 // settings (heartbeat timeout, labels, notices) without closing any port; a
-// link whose port settings (device, baud, parity, ...) changed reopens its
-// port with the new ones, a new [[serial]] link starts, a removed one stops
-// (its journal stays for when it comes back). An invalid cfg is refused with
-// its errors (config.Errors) and the running configuration stays.
-func (b *Bridge) Reload(cfg *config.Config) error {
-	st, err := newSettings(cfg)
+// link whose Port changed reopens its port with the new one, a new link
+// starts, a removed one stops (its journal stays for when it comes back).
+// If a new link cannot load its journal, Reload returns the error and the
+// running options stay.
+func (b *Bridge) Reload(o Options) error {
+	st, err := newSettings(o)
 	if err != nil {
 		b.log.Error("reload refused, keeping the running configuration", "err", err)
 		return err
@@ -196,13 +169,13 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// New links first: if one cannot load its journal, nothing changes.
-	added, err := b.openLinks(cfg)
+	added, err := b.openLinks(st)
 	if err != nil {
 		b.log.Error("reload refused, keeping the running configuration", "err", err)
 		return err
 	}
 	for name := range b.byName {
-		if _, ok := st.serial[name]; !ok {
+		if st.link(name) == nil {
 			b.log.Info("reload: link removed, stopping it", "link", name)
 			b.removeLink(name)
 		}
@@ -212,7 +185,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		b.log.Info("reload: new link", "link", l.name)
 		b.addLink(l)
 	}
-	b.log.Info("configuration reloaded", "alarms", len(cfg.Alarm), "links", len(cfg.Serial))
+	b.log.Info("configuration reloaded", "links", len(st.Links))
 	return nil
 }
 
@@ -229,37 +202,22 @@ func (b *Bridge) Status() []LinkStatus {
 }
 
 // DeliveryResult routes a final delivery outcome to the link that queued the
-// message, which tells the PLC in a DELIVERY frame. Keys that are not event
-// keys ("link/boot/seq") are ignored, as are events of an earlier boot.
-func (b *Bridge) DeliveryResult(key string, delivered bool, smtpCode int) {
-	name, boot, seq, ok := parseEventKey(key)
+// message, which tells the PLC in a DELIVERY frame; it has the signature of
+// spool.Queue.OnResult's callback. Only alarm mails of one event are routed
+// (not notices, digests or mail from other sources), and a link drops the
+// results of an earlier boot.
+func (b *Bridge) DeliveryResult(r spool.Result) {
+	o, ok := originOf(r.Message)
 	if !ok {
 		return
 	}
 	b.mu.Lock()
-	l := b.byName[name]
+	l := b.byName[o.Link]
 	b.mu.Unlock()
 	if l == nil {
 		return
 	}
-	l.deliveryResult(delivery{boot: boot, seq: seq, ok: delivered, code: smtpCode})
-}
-
-func eventKey(link string, boot, seq uint32) string {
-	return link + "/" + strconv.FormatUint(uint64(boot), 10) + "/" + strconv.FormatUint(uint64(seq), 10)
-}
-
-func parseEventKey(key string) (link string, boot, seq uint32, ok bool) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 3 {
-		return "", 0, 0, false
-	}
-	b, err1 := strconv.ParseUint(parts[1], 10, 32)
-	s, err2 := strconv.ParseUint(parts[2], 10, 32)
-	if err1 != nil || err2 != nil {
-		return "", 0, 0, false
-	}
-	return parts[0], uint32(b), uint32(s), true
+	l.deliveryResult(delivery{boot: o.Boot, seq: o.Seq, ok: r.Delivered, code: r.Code})
 }
 
 // rateLimiter is the global cap on individual alarm mails per minute, shared

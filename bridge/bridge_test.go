@@ -197,7 +197,7 @@ func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
 			ev := p.event(17, protocol.EventRaise, "before crash")
 			g.waitFor("mail queued", func() bool { return len(spoolMessages(t, dir)) == 1 })
 			g.stop() // the PLC never reads this ACK
-			p.got, p.dec = nil, protocol.NewDecoder()
+			p.discard()
 			drain(m)
 			if mailLost {
 				removeLastLine(t, dir+"/links/line1.journal", `"t":"mailed"`)

@@ -28,7 +28,7 @@ func TestKill9Child(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBridge(cfg, sp, nil, nil, nil)
+	b, err := newBridge(optionsFor(t, cfg), sp, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,14 +55,12 @@ to = ["nobody@example.com"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(cfg, sp, q.Wake, log)
+	b, err := New(optionsFor(t, cfg), sp, q.Wake, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Final delivery results go back to the PLC, as serve wires them.
-	q.OnResult(func(r spool.Result) {
-		b.DeliveryResult(r.Message.Key, r.Delivered, r.Code)
-	})
+	q.OnResult(b.DeliveryResult)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { q.Run(ctx); done <- struct{}{} }()

@@ -124,7 +124,7 @@ func TestHeldEventsSurviveRestart(t *testing.T) {
 	}
 	g.stop()
 	drain(m)
-	p.got, p.dec = nil, protocol.NewDecoder()
+	p.discard()
 
 	cfg2 := testCfg(t, slave, testOpts{holdoff: "1h", digestDelay: "100ms"})
 	g2 := startGateway(t, cfg2, dir)

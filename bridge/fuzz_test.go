@@ -30,14 +30,14 @@ func FuzzLinkBytes(f *testing.F) {
 	f.Add(enc(&protocol.Frame{Type: protocol.TypeHeartbeat, Boot: 9}, &protocol.Frame{Type: protocol.TypeEvent, Boot: 9, Seq: 4, Code: 1, Event: protocol.EventClear}))
 	f.Add([]byte{0, 0, 0, 0xff, 0xfe})
 
-	cfg := testCfg(f, "/dev/null", testOpts{holdoff: "1m", maxPerMin: 3})
+	opts := optionsFor(f, testCfg(f, "/dev/null", testOpts{holdoff: "1m", maxPerMin: 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		sp, err := spool.Open(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := newBridge(cfg, sp, nil, nil, nil)
+		b, err := newBridge(opts, sp, nil, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

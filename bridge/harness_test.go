@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/plcsim"
+	"github.com/plcmail/plcmail/internal/pty"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/spool"
-	"golang.org/x/sys/unix"
 )
 
 // openPty returns the master of a new pseudo-terminal and its slave's path.
@@ -28,22 +31,12 @@ import (
 // the PLC on the master.
 func openPty(t testing.TB) (*os.File, string) {
 	t.Helper()
-	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	p, err := pty.Open()
 	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
+		t.Fatal(err)
 	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	// Non-blocking, so os.NewFile puts it in the netpoller and read
-	// deadlines work.
-	m := os.NewFile(uintptr(fd), "/dev/ptmx")
-	t.Cleanup(func() { m.Close() })
-	return m, fmt.Sprintf("/dev/pts/%d", n)
+	t.Cleanup(func() { p.Close() })
+	return p.Master, p.Path
 }
 
 const testConfig = `
@@ -120,6 +113,52 @@ func testCfg(t testing.TB, device string, o testOpts) *config.Config {
 	return cfg
 }
 
+// optionsFor builds the bridge's options from cfg as plcmail serve does.
+func optionsFor(t testing.TB, cfg *config.Config) Options {
+	t.Helper()
+	o, err := compileOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// compileOptions compiles cfg's templates and builds the bridge's options
+// from its [[serial]] and [flood] sections, like bridgeOptions in
+// cmd/plcmail/options.go (whose tests check its side).
+func compileOptions(cfg *config.Config) (Options, error) {
+	tmpl, err := alarmmail.CompileTemplates(cfg)
+	if err != nil {
+		return Options{}, err
+	}
+	o := Options{
+		Flood:     Flood{MaxMailsPerMinute: cfg.Flood.MaxMailsPerMinute, DigestDelay: cfg.Flood.DigestDelay.D()},
+		Templates: tmpl,
+	}
+	for _, s := range cfg.Serial {
+		o.Links = append(o.Links, LinkOptions{
+			Name: s.Name,
+			Port: Port{Device: s.Device, USBVID: s.USBVID, USBPID: s.USBPID, USBSerial: s.USBSerial,
+				Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: string(s.StopBits)},
+			HeartbeatTimeout: s.HeartbeatTimeout.D(),
+			ResetGrace:       s.ResetGrace.D(),
+			Site:             s.Site,
+			Label:            s.Label,
+			RestartNotice:    s.WantsRestartNotice(),
+		})
+	}
+	return o, nil
+}
+
+// reload compiles cfg and reloads the bridge with it, as SIGHUP does.
+func (g *gateway) reload(cfg *config.Config) error {
+	o, err := compileOptions(cfg)
+	if err != nil {
+		return err
+	}
+	return g.b.Reload(o)
+}
+
 // gateway is a running Bridge with its spool.
 type gateway struct {
 	t      testing.TB
@@ -139,7 +178,7 @@ func startGateway(t testing.TB, cfg *config.Config, dir string) *gateway {
 	}
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := newBridge(cfg, sp, nil, log, nil)
+	b, err := newBridge(optionsFor(t, cfg), sp, nil, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,56 +277,52 @@ func countKind(msgs []queued, substr string) int {
 	return n
 }
 
-// plc plays the PLC on the pty master.
+// plc plays the PLC on the pty master: plcsim, with failures that end the
+// test.
 type plc struct {
-	t   testing.TB
-	f   io.ReadWriter
-	dl  interface{ SetReadDeadline(time.Time) error }
-	dec *protocol.Decoder
-	got []protocol.Frame
+	*plcsim.PLC
+	t testing.TB
 	// deliveries are DELIVERY frames that arrived while expect waited for
 	// something else.
 	deliveries []protocol.Frame
-	boot       uint32
-	seq        uint32
-	buf        []byte
 }
 
-func newPLC(t testing.TB, f *os.File, boot uint32) *plc {
-	return &plc{t: t, f: f, dl: f, dec: protocol.NewDecoder(), boot: boot}
+// newPLC plays a PLC of boot id boot on f, which needs read deadlines.
+func newPLC(t testing.TB, f io.ReadWriter, boot uint32) *plc {
+	return &plc{PLC: plcsim.New(f, boot), t: t}
 }
 
 func (p *plc) write(b []byte) {
 	p.t.Helper()
-	if _, err := p.f.Write(b); err != nil {
-		p.t.Fatalf("plc write: %v", err)
+	if err := p.Write(b); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
 func (p *plc) sendFrame(f *protocol.Frame) {
 	p.t.Helper()
-	f.Version = protocol.Version
-	var err error
-	p.buf, err = protocol.AppendEncoded(p.buf[:0], f)
-	if err != nil {
-		p.t.Fatalf("encode: %v", err)
+	if err := p.Send(f); err != nil {
+		p.t.Fatal(err)
 	}
-	p.write(p.buf)
 }
 
 func (p *plc) hello(active ...protocol.ActiveAlarm) *protocol.Frame {
-	p.seq++
-	f := &protocol.Frame{Type: protocol.TypeHello, Boot: p.boot, Seq: p.seq, Uptime: 1, ResetCause: 1,
-		ActiveTotal: uint8(len(active)), NActive: uint8(len(active))}
-	copy(f.Active[:], active)
+	p.t.Helper()
+	f := p.Hello(active...)
+	f.Uptime = 1
 	p.sendFrame(f)
 	return f
 }
 
+// event sends the next EVENT, severity alarm; text and values that do not
+// fit are cut, as tests of the limits want.
 func (p *plc) event(code uint16, ev protocol.EventKind, text string, vals ...protocol.Value) *protocol.Frame {
-	p.seq++
-	f := &protocol.Frame{Type: protocol.TypeEvent, Boot: p.boot, Seq: p.seq, Code: code, Event: ev,
-		Severity: protocol.SeverityAlarm, Uptime: 100 + p.seq}
+	p.t.Helper()
+	f, err := p.Event(code, ev, protocol.SeverityAlarm, "")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	f.Uptime = 100 + p.Seq
 	f.TextLen = uint8(copy(f.Text[:], text))
 	f.NValues = uint8(copy(f.Values[:], vals))
 	p.sendFrame(f)
@@ -298,26 +333,22 @@ func (p *plc) event(code uint16, ev protocol.EventKind, text string, vals ...pro
 func (p *plc) next(d time.Duration) *protocol.Frame {
 	p.t.Helper()
 	deadline := time.Now().Add(d)
-	buf := make([]byte, 256)
-	for len(p.got) == 0 {
-		if time.Now().After(deadline) {
+	var bad *protocol.FrameError
+	for {
+		r, err := p.Next(deadline)
+		if errors.As(err, &bad) {
+			continue
+		}
+		if err != nil {
 			return nil
 		}
-		p.dl.SetReadDeadline(deadline)
-		n, err := p.f.Read(buf)
-		p.dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
-			if err == nil {
-				p.got = append(p.got, *f)
-			}
-		})
-		if err != nil && !os.IsTimeout(err) {
-			return nil
-		}
+		return &r.Frame
 	}
-	f := p.got[0]
-	p.got = p.got[1:]
-	return &f
 }
+
+// discard forgets what the gateway sent before it stopped, as the PLC's
+// decoder starts afresh on a reconnected line.
+func (p *plc) discard() { p.Discard() }
 
 // expect waits for a frame of type typ answering f.
 func (p *plc) expect(f *protocol.Frame, typ protocol.Type) *protocol.Frame {

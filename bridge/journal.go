@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/protocol"
 )
 
 // The link journal is the write-ahead log of a link. It lives in
@@ -62,14 +62,14 @@ type record struct {
 	Seq  uint32 `json:"s,omitempty"`
 
 	// ev, pend
-	Code   int               `json:"c,omitempty"`
-	Event  string            `json:"e,omitempty"`
-	Sev    string            `json:"v,omitempty"`
-	Text   string            `json:"x,omitempty"`
-	Values []alarmmail.Value `json:"vals,omitempty"`
-	Uptime int64             `json:"u,omitempty"` // seconds
-	At     time.Time         `json:"at,omitzero"`
-	Held   string            `json:"h,omitempty"` // reason the event went to the digest
+	Code   int       `json:"c,omitempty"`
+	Event  string    `json:"e,omitempty"`
+	Sev    string    `json:"v,omitempty"`
+	Text   string    `json:"x,omitempty"`
+	Values values    `json:"vals,omitempty"`
+	Uptime int64     `json:"u,omitempty"` // seconds
+	At     time.Time `json:"at,omitzero"`
+	Held   string    `json:"h,omitempty"` // reason the event went to the digest
 
 	N int `json:"n,omitempty"` // flushed
 
@@ -77,6 +77,63 @@ type record struct {
 
 	Seen    [][2]uint32 `json:"seen,omitempty"` // snap: seq ranges of Boot
 	Offline bool        `json:"off,omitempty"`  // snap
+}
+
+// values are an event's typed values, written as the protocol's text form
+// ["f32:87.5","i32:-3"], which gives every float32 back bit for bit (NaN
+// and infinities too, which JSON numbers cannot hold).
+type values []protocol.Value
+
+// UnmarshalJSON reads the text form, and also the form journals had before
+// it (see v1Value), so that events journaled before an upgrade are still
+// mailed after it.
+func (vs *values) UnmarshalJSON(b []byte) error {
+	var text []protocol.Value
+	textErr := json.Unmarshal(b, &text)
+	if textErr == nil {
+		*vs = text
+		return nil
+	}
+	var v1 []v1Value
+	if err := json.Unmarshal(b, &v1); err != nil {
+		return textErr
+	}
+	out := make(values, 0, len(v1))
+	for _, v := range v1 {
+		pv, err := v.value()
+		if err != nil {
+			return err
+		}
+		out = append(out, pv)
+	}
+	*vs = out
+	return nil
+}
+
+// v1Value is a value as journals held it until the bridge stopped
+// persisting the templates' type: {"Kind":"float32","Int":0,"Uint":0,
+// "F":87.5,"Bool":false}. Kind was one of the four below: the decoder
+// refuses frames with other kinds.
+type v1Value struct {
+	Kind string
+	Int  int64
+	Uint uint64
+	F    float64
+	Bool bool
+}
+
+func (v v1Value) value() (protocol.Value, error) {
+	switch v.Kind {
+	case "int32":
+		return protocol.Int32Value(int32(v.Int)), nil
+	case "uint32":
+		return protocol.Uint32Value(uint32(v.Uint)), nil
+	case "float32":
+		return protocol.Float32Value(float32(v.F)), nil // F held a float32 exactly
+	case "bool":
+		return protocol.BoolValue(v.Bool), nil
+	}
+	return protocol.Value{}, fmt.Errorf("journal: value of unknown kind %q", v.Kind)
 }
 
 // linkState is the journal folded into what the link needs.

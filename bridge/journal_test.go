@@ -1,12 +1,17 @@
 package bridge
 
 import (
+	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -103,7 +108,7 @@ func TestJournalCompactsOnMailedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBridge(testCfg(t, "/dev/null", testOpts{}), sp, nil, nil, nil)
+	b, err := newBridge(optionsFor(t, testCfg(t, "/dev/null", testOpts{})), sp, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +127,132 @@ func TestJournalCompactsOnMailedRecords(t *testing.T) {
 	}
 	if l.j.size > compactBytes || l.j.size != fi.Size() || len(l.st.unmailed) != 0 {
 		t.Errorf("journal not compacted: size %d, file %d bytes, unmailed %d", l.j.size, fi.Size(), len(l.st.unmailed))
+	}
+}
+
+// TestJournalV1Values reads testdata/journal-v1.journal, written by the
+// bridge before it persisted protocol values (the templates' Value type,
+// {"Kind":"float32","F":87.5,...}): every value comes back bit for bit, and
+// the templates print it as they did then.
+func TestJournalV1Values(t *testing.T) {
+	data, err := os.ReadFile("testdata/journal-v1.journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "line1.journal"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f32 := protocol.Float32Value
+	want := map[uint32]struct {
+		vals    []protocol.Value
+		printed []string // by the templates, as before the change
+	}{
+		2: {[]protocol.Value{f32(87.5), protocol.Int32Value(-3)}, []string{"87.5", "-3"}},
+		3: {[]protocol.Value{f32(0.1), protocol.Uint32Value(math.MaxUint32)}, []string{"0.1", "4294967295"}},
+		4: {[]protocol.Value{protocol.BoolValue(true), protocol.BoolValue(false), protocol.Int32Value(math.MinInt32), f32(0)},
+			[]string{"true", "false", "-2147483648", "0"}},
+		5: {[]protocol.Value{f32(math.MaxFloat32), f32(math.SmallestNonzeroFloat32), f32(1234567.8), f32(-2.5e-3)},
+			[]string{"3.402823e+38", "1.401298e-45", "1234568", "-0.0025"}},
+	}
+	// The second round reads the journal compacted in the new form.
+	for round := 0; round < 2; round++ {
+		j, st, err := openJournal(dir, "line1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.close()
+		recs := append(slices.Clone(st.pending), st.unmailed...)
+		if len(recs) != len(want) {
+			t.Fatalf("round %d: %d pending and unmailed events, want %d", round, len(recs), len(want))
+		}
+		for _, r := range recs {
+			w := want[r.Seq]
+			if !slices.Equal(r.Values, w.vals) {
+				t.Errorf("round %d: seq %d: values %v, want %v", round, r.Seq, r.Values, w.vals)
+			}
+			var printed []string
+			for _, v := range templateValues(r.Values) {
+				printed = append(printed, v.String())
+			}
+			if !slices.Equal(printed, w.printed) {
+				t.Errorf("round %d: seq %d: printed %q, want %q", round, r.Seq, printed, w.printed)
+			}
+		}
+	}
+	compacted, err := os.ReadFile(filepath.Join(dir, "line1.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(compacted), `"vals":["f32:87.5","i32:-3"]`) {
+		t.Errorf("compacted journal not in the text form:\n%s", compacted)
+	}
+}
+
+// TestJournalValuesRoundTrip: the text form keeps what JSON numbers cannot
+// (infinities, NaN), so such an event is journaled and ACKed like any other.
+func TestJournalValuesRoundTrip(t *testing.T) {
+	in := values{protocol.Float32Value(float32(math.Inf(1))), protocol.Float32Value(float32(math.Inf(-1))),
+		protocol.Float32Value(float32(math.NaN())), protocol.Float32Value(-1.5), protocol.Uint32Value(7), protocol.BoolValue(true)}
+	b, err := json.Marshal(record{T: "ev", Values: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out record
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if len(out.Values) != len(in) {
+		t.Fatalf("%s: %d values back", b, len(out.Values))
+	}
+	for i := range in {
+		if in[i].Kind != out.Values[i].Kind || in[i].String() != out.Values[i].String() {
+			t.Errorf("value %d: %v back as %v", i, in[i], out.Values[i])
+		}
+	}
+}
+
+func TestDiffActive(t *testing.T) {
+	type aa = activeAlarm
+	tests := []struct {
+		name            string
+		before, now     map[int]string
+		complete        bool
+		raised, cleared []activeAlarm
+	}{
+		{"nothing", nil, nil, true, nil, nil},
+		{"same", map[int]string{17: "alarm"}, map[int]string{17: "alarm"}, true, nil, nil},
+		// A known alarm is not raised again, whatever its severity now.
+		{"severity changed", map[int]string{17: "alarm"}, map[int]string{17: "critical"}, true, nil, nil},
+		{"raised unheard", map[int]string{17: "alarm"}, map[int]string{17: "alarm", 19: "critical", 3: "info"}, true,
+			[]aa{{3, "info"}, {19, "critical"}}, nil},
+		{"cleared unheard", map[int]string{17: "alarm", 18: "warning", 2: "alarm"}, map[int]string{17: "alarm"}, true,
+			nil, []aa{{2, "alarm"}, {18, "warning"}}},
+		{"both", map[int]string{17: "alarm", 18: "alarm"}, map[int]string{17: "alarm", 19: "critical"}, true,
+			[]aa{{19, "critical"}}, []aa{{18, "alarm"}}},
+		// A partial snapshot raises, but never clears.
+		{"partial", map[int]string{17: "alarm", 18: "alarm"}, map[int]string{19: "critical"}, false,
+			[]aa{{19, "critical"}}, nil},
+		{"first hello", nil, map[int]string{5: "alarm"}, true, []aa{{5, "alarm"}}, nil},
+		{"all cleared", map[int]string{5: "alarm"}, map[int]string{}, true, nil, []aa{{5, "alarm"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raised, cleared := diffActive(tt.before, tt.now, tt.complete)
+			if !slices.Equal(raised, tt.raised) || !slices.Equal(cleared, tt.cleared) {
+				t.Errorf("raised %v cleared %v, want %v and %v", raised, cleared, tt.raised, tt.cleared)
+			}
+		})
+	}
+}
+
+// TestInfiniteValueMailed: an event with an infinite float is journaled,
+// ACKed and mailed (JSON numbers cannot hold it: the journal's first form
+// refused the append, and the PLC got NAK busy for ever).
+func TestInfiniteValueMailed(t *testing.T) {
+	g, p := startHello(t, testOpts{}, 3)
+	p.expectAck(p.event(17, protocol.EventRaise, "overflow", protocol.Float32Value(float32(math.Inf(1)))), protocol.AckQueued)
+	if msgs := g.waitMails(1); !strings.Contains(msgs[0].Body, "Pressure +Inf bar.") {
+		t.Errorf("body %q", msgs[0].Body)
 	}
 }

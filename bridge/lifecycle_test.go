@@ -59,8 +59,8 @@ func TestPLCRestartReconciles(t *testing.T) {
 
 	// A partial snapshot (active_total > n) never implies a clear.
 	p3 := newPLC(t, m, 102)
-	p3.seq++
-	partial := &protocol.Frame{Type: protocol.TypeHello, Boot: 102, Seq: p3.seq, ActiveTotal: 5, NActive: 1}
+	p3.Seq++
+	partial := &protocol.Frame{Type: protocol.TypeHello, Boot: 102, Seq: p3.Seq, ActiveTotal: 5, NActive: 1}
 	partial.Active[0] = protocol.ActiveAlarm{Code: 17, Severity: protocol.SeverityAlarm}
 	p3.sendFrame(partial)
 	p3.expectAck(partial, protocol.AckQueued)
@@ -84,7 +84,7 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = g.b.Reload(badCfg)
+	err = g.reload(badCfg)
 	if es := config.AsErrors(err); len(es) != 1 || es[0].Key != "alarm[0].subject" || es[0].Line == 0 {
 		t.Fatalf("invalid reload: %v", err)
 	}
@@ -97,7 +97,7 @@ func TestReloadKeepsLinks(t *testing.T) {
 	ev1 := p.event(17, protocol.EventRaise, "old")
 	p.expectAck(ev1, protocol.AckQueued)
 	g.waitMails(1) // rendered when queued, just after the ACK
-	if err := g.b.Reload(goodCfg); err != nil {
+	if err := g.reload(goodCfg); err != nil {
 		t.Fatal(err)
 	}
 	ev2 := p.event(17, protocol.EventClear, "new")
@@ -124,7 +124,7 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.b.Reload(baudCfg); err != nil {
+	if err := g.reload(baudCfg); err != nil {
 		t.Fatal(err)
 	}
 	g.waitFor("reopen", func() bool { st := g.b.Status()[0]; return st.Reconnects == 1 && st.Connected })
@@ -138,15 +138,15 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.b.Reload(noLinkCfg); err != nil {
+	if err := g.reload(noLinkCfg); err != nil {
 		t.Fatal(err)
 	}
 	if st := g.b.Status(); len(st) != 0 {
 		t.Fatalf("removed link still listed: %+v", st)
 	}
 	drain(m)
-	p.got, p.dec = nil, protocol.NewDecoder()
-	if err := g.b.Reload(baudCfg); err != nil {
+	p.discard()
+	if err := g.reload(baudCfg); err != nil {
 		t.Fatal(err)
 	}
 	g.waitConnected()
@@ -191,7 +191,7 @@ func TestUnplugReplug(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { port.Close() })
-		return &plc{t: t, f: port, dl: deadlinePort{port}, dec: protocol.NewDecoder(), boot: 9}, port
+		return newPLC(t, deadlinePort{port}, 9), port
 	}
 
 	sc := startSocat()
@@ -221,7 +221,7 @@ func TestUnplugReplug(t *testing.T) {
 	startSocat()
 	g.waitConnected()
 	p2, _ := openPLC()
-	p2.seq = p.seq
+	p2.Seq = p.Seq
 	p2.expectAck(p2.event(17, protocol.EventClear, "after replug"), protocol.AckQueued)
 	msgs := g.waitMails(2)
 	if len(msgs) != 2 {
@@ -233,10 +233,10 @@ func TestUnplugReplug(t *testing.T) {
 }
 
 // deadlinePort gives a serial.Port the read deadline the test PLC uses.
-type deadlinePort struct{ p serial.Port }
+type deadlinePort struct{ serial.Port }
 
 func (d deadlinePort) SetReadDeadline(t time.Time) error {
-	return d.p.SetReadTimeout(max(time.Until(t), time.Millisecond))
+	return d.Port.SetReadTimeout(max(time.Until(t), time.Millisecond))
 }
 
 func TestReloadAddsLink(t *testing.T) {
@@ -255,7 +255,7 @@ reset_grace = "1ms"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.b.Reload(cfg2); err != nil {
+	if err := g.reload(cfg2); err != nil {
 		t.Fatal(err)
 	}
 	g.waitFor("second link", func() bool { st := g.b.Status(); return len(st) == 2 && st[1].Connected })

@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/plcmail/plcmail/alarmmail"
-	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/spool"
-
 	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // Reconnect backoff: a USB adapter re-enumerates within a second or two, so
@@ -105,17 +104,16 @@ type Link struct {
 	nakRate     perSecond // NAKs of reason bad frame
 	errLogRate  perSecond // frame errors logged
 	wbuf        []byte
-	portKey     string // the port settings of the open port
+	port        Port   // the settings of the open port
 	decErrors   uint64 // the decoder's error count last put in the status
 
 	mu     sync.Mutex
 	status LinkStatus
 }
 
-// newLink prepares the link called name; open nil means the serial port of
-// its [[serial]] entry, re-read at every (re)open so that a reload can
-// change it.
-func newLink(b *Bridge, sc *config.Serial, open Opener, journalDir string) (*Link, error) {
+// newLink prepares the link of sc; open nil means the serial port of its
+// settings, re-read at every (re)open so that a reload can change it.
+func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link, error) {
 	name := sc.Name
 	j, st, err := openJournal(journalDir, name)
 	if err != nil {
@@ -133,7 +131,7 @@ func newLink(b *Bridge, sc *config.Serial, open Opener, journalDir string) (*Lin
 		dec:        protocol.NewDecoder(),
 		holdoff:    map[holdKey]time.Time{},
 	}
-	l.status = LinkStatus{Name: name, Port: portName(*sc), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
 	if len(st.pending) > 0 {
 		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
 	}
@@ -164,7 +162,7 @@ func (l *Link) deliveryResult(d delivery) {
 
 func (l *Link) run(ctx context.Context) {
 	l.started = time.Now()
-	l.digestDue = l.started.Add(l.settings().cfg.Flood.DigestDelay.D())
+	l.digestDue = l.started.Add(l.settings().Flood.DigestDelay)
 	if n := len(l.st.unmailed); n > 0 {
 		l.log.Info("queuing alarms ACKed before the restart", "events", n)
 		for _, r := range l.st.unmailed {
@@ -184,13 +182,12 @@ func (l *Link) run(ctx context.Context) {
 	backoff := minBackoff
 	failures := 0
 	for ctx.Err() == nil {
-		sc := *l.settings().link(l.name)
-		l.portKey = portKey(sc)
+		l.port = l.settings().link(l.name).Port
 		open := l.open
 		if open == nil {
-			open = SerialOpener(sc)
+			open = SerialOpener(l.port)
 		}
-		name := portName(sc)
+		name := portName(l.port)
 		l.update(func(s *LinkStatus) { s.Port = name })
 		port, err := open()
 		if err != nil {
@@ -310,7 +307,7 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 			l.mailedDone(d)
 		case <-tick.C:
 			l.tick(time.Now())
-			if l.open == nil && portKey(*l.settings().link(l.name)) != l.portKey {
+			if l.open == nil && l.settings().link(l.name).Port != l.port {
 				l.log.Info("port settings changed by reload, reopening")
 				return errReconfigured
 			}
@@ -357,8 +354,7 @@ func (l *Link) frameError(err error, now time.Time) {
 	if !errors.As(err, &fe) {
 		return
 	}
-	settings := l.settings().link(l.name)
-	if now.Sub(l.openedAt) < settings.ResetGrace.D() {
+	if now.Sub(l.openedAt) < l.settings().link(l.name).ResetGrace {
 		// Bootloader output after the DTR reset of opening the port.
 		l.log.Debug("frame error during reset grace", "err", err)
 		return
@@ -433,14 +429,14 @@ func (l *Link) tick(now time.Time) {
 	if since.IsZero() {
 		since = l.started
 	}
-	if !l.st.Offline && now.Sub(since) >= sc.HeartbeatTimeout.D() && !now.Before(l.noticeRetry) {
+	if !l.st.Offline && now.Sub(since) >= sc.HeartbeatTimeout && !now.Before(l.noticeRetry) {
 		data := l.noticeData(alarmmail.KindOffline, now)
-		data.LastFrame, data.Silence = l.lastFrame, sc.HeartbeatTimeout.D()
+		data.LastFrame, data.Silence = l.lastFrame, sc.HeartbeatTimeout
 		key := fmt.Sprintf("%s/offline/%d", l.name, since.UnixNano())
 		if l.queueNotice(data, key) {
 			l.journal(&record{T: "offline"})
 			l.update(func(s *LinkStatus) { s.Offline = true })
-			l.log.Warn("PLC offline: no frame within heartbeat_timeout", "timeout", sc.HeartbeatTimeout.D(), "last_frame", l.lastFrame)
+			l.log.Warn("PLC offline: no frame within heartbeat_timeout", "timeout", sc.HeartbeatTimeout, "last_frame", l.lastFrame)
 		} else {
 			l.noticeRetry = now.Add(digestRetry)
 		}
@@ -475,7 +471,7 @@ func (l *Link) compact() {
 
 func (l *Link) noticeData(kind string, now time.Time) alarmmail.AlarmData {
 	sc := l.settings().link(l.name)
-	return alarmmail.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
+	return alarmmail.AlarmData{Kind: kind, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(sc.Port),
 		Boot: l.st.Boot, Time: now}
 }
 
@@ -506,7 +502,7 @@ func (l *Link) enqueue(data alarmmail.AlarmData, key string) bool {
 
 // render renders data as this link's mail under key.
 func (l *Link) render(data alarmmail.AlarmData, key string) (spool.Submission, error) {
-	m, err := l.settings().tmpl.Render(data)
+	m, err := l.settings().Templates.Render(data)
 	sub := spool.Submission{Envelope: spool.Envelope{From: m.From, To: m.To}, Data: m.Data,
 		Source: "serial:" + l.name, Key: key}
 	return sub, err
@@ -577,13 +573,26 @@ func (l *Link) sendDelivery(d delivery) {
 func recordFromFrame(f *protocol.Frame, now time.Time) record {
 	r := record{T: "ev", Boot: f.Boot, Seq: f.Seq, Code: int(f.Code), Event: f.Event.String(),
 		Sev: f.Severity.String(), Text: f.TextString(), Uptime: int64(f.Uptime), At: now.UTC()}
-	for _, v := range f.ValueList() {
-		r.Values = append(r.Values, mailerValue(v))
+	if vs := f.ValueList(); len(vs) > 0 {
+		r.Values = slices.Clone(vs) // vs aliases the decoder's frame
 	}
 	return r
 }
 
-func mailerValue(v protocol.Value) alarmmail.Value {
+// templateValues converts event values for the templates, which print
+// them their own way (floats with 7 significant digits).
+func templateValues(vs []protocol.Value) []alarmmail.Value {
+	if len(vs) == 0 {
+		return nil
+	}
+	out := make([]alarmmail.Value, len(vs))
+	for i, v := range vs {
+		out[i] = templateValue(v)
+	}
+	return out
+}
+
+func templateValue(v protocol.Value) alarmmail.Value {
 	switch v.Kind {
 	case protocol.ValueInt32:
 		return alarmmail.Value{Kind: "int32", Int: int64(v.Int32())}
@@ -599,13 +608,13 @@ func mailerValue(v protocol.Value) alarmmail.Value {
 
 func (l *Link) alarmData(r *record, note string) alarmmail.AlarmData {
 	sc := l.settings().link(l.name)
-	return alarmmail.AlarmData{Kind: alarmmail.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(*sc),
-		Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values, Text: r.Text, Note: note,
+	return alarmmail.AlarmData{Kind: alarmmail.KindAlarm, Link: l.name, Site: sc.Site, Label: sc.Label, Port: portName(sc.Port),
+		Code: r.Code, Event: r.Event, Severity: r.Sev, Values: templateValues(r.Values), Text: r.Text, Note: note,
 		Boot: r.Boot, Seq: r.Seq, Uptime: time.Duration(r.Uptime) * time.Second, Time: r.At}
 }
 
 func entryFromRecord(r *record) alarmmail.Entry {
-	return alarmmail.Entry{Time: r.At, Code: r.Code, Event: r.Event, Severity: r.Sev, Values: r.Values,
+	return alarmmail.Entry{Time: r.At, Code: r.Code, Event: r.Event, Severity: r.Sev, Values: templateValues(r.Values),
 		Text: r.Text, Boot: r.Boot, Seq: r.Seq, Reason: r.Held}
 }
 
@@ -624,9 +633,9 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	st := l.settings()
 	hk := holdKey{r.Code, r.Event}
 	switch {
-	case now.Sub(l.holdoff[hk]) < st.tmpl.Holdoff(r.Code):
+	case now.Sub(l.holdoff[hk]) < st.Templates.Holdoff(r.Code):
 		r.Held = "hold-off"
-	case !l.b.limiter.allow(now, st.cfg.Flood.MaxMailsPerMinute):
+	case !l.b.limiter.allow(now, st.Flood.MaxMailsPerMinute):
 		r.Held = "rate limit"
 	}
 	if err := l.j.append(&r); err != nil {
@@ -644,8 +653,8 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 		return
 	}
 	if len(l.st.pending) == 1 {
-		l.digestDue = now.Add(st.cfg.Flood.DigestDelay.D())
-		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.cfg.Flood.DigestDelay.D())
+		l.digestDue = now.Add(st.Flood.DigestDelay)
+		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.Flood.DigestDelay)
 	}
 	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
 	l.ack(f, protocol.AckQueued)
@@ -682,6 +691,7 @@ func (l *Link) mailer(ctx context.Context) {
 		done := mailDone{boot: r.Boot, seq: r.Seq}
 		key := eventKey(l.name, r.Boot, r.Seq)
 		sub, err := l.render(l.alarmData(&r, ""), key)
+		sub.Origin = origin{Link: l.name, Boot: r.Boot, Seq: r.Seq}.encode()
 		if err != nil {
 			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
 			done.failed = true
@@ -773,56 +783,17 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 		l.ack(f, protocol.AckDuplicate)
 		return
 	}
-	key := eventKey(l.name, f.Boot, f.Seq)
 	prevBoot := l.st.Boot
-	st := l.settings()
-	sc := st.link(l.name)
+	ok := true
+	if f.Boot != prevBoot && prevBoot != 0 && l.settings().link(l.name).RestartNotice {
+		ok = l.queueRestartNotice(f, prevBoot, now)
+	}
 	snapshot := map[int]string{}
 	for _, a := range f.ActiveAlarms() {
 		snapshot[int(a.Code)] = a.Severity.String()
 	}
-	complete := int(f.ActiveTotal) <= int(f.NActive)
-	ok := true
-	if f.Boot != prevBoot && prevBoot != 0 && sc.WantsRestartNotice() {
-		data := l.noticeData(alarmmail.KindRestart, now)
-		data.Boot, data.PrevBoot, data.Seq = f.Boot, prevBoot, f.Seq
-		data.Uptime, data.ResetCause = time.Duration(f.Uptime)*time.Second, resetCause(f.ResetCause)
-		for _, a := range f.ActiveAlarms() {
-			data.Active = append(data.Active, alarmmail.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
-		}
-		ok = l.queueNotice(data, key+"/restart") && ok
-	}
-	// reconcile mails one raise or clear the gateway had not heard.
-	reconcile := func(code int, event, sev, note string) bool {
-		r := record{Boot: f.Boot, Seq: f.Seq, Code: code, Event: event, Sev: sev, Uptime: int64(f.Uptime), At: now.UTC()}
-		if !l.enqueue(l.alarmData(&r, note), fmt.Sprintf("%s/%s/%d", key, event, code)) {
-			ok = false
-			return false
-		}
-		l.update(func(s *LinkStatus) { s.Mailed++ })
-		return true
-	}
-	active := maps(l.st.Active)
-	for _, a := range f.ActiveAlarms() {
-		code, sev := int(a.Code), a.Severity.String()
-		if _, known := l.st.Active[code]; known {
-			continue
-		}
-		if reconcile(code, "raise", sev, "This alarm was active when the PLC (re)connected; the gateway had not mailed it.") {
-			active[code] = sev
-		}
-	}
-	if complete {
-		for code, sev := range l.st.Active {
-			if _, still := snapshot[code]; still {
-				continue
-			}
-			if reconcile(code, "clear", sev, "This alarm cleared while the gateway did not hear the PLC (the PLC no longer reports it active).") {
-				delete(active, code)
-			}
-		}
-	}
-	if !ok {
+	active, reconciled := l.reconcile(f, snapshot, now)
+	if !ok || !reconciled {
 		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
@@ -841,6 +812,87 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 	}
 	l.update(func(s *LinkStatus) { s.Boot = f.Boot })
 	l.ack(f, protocol.AckQueued)
+}
+
+// queueRestartNotice queues the "PLC restarted" notice of HELLO f.
+func (l *Link) queueRestartNotice(f *protocol.Frame, prevBoot uint32, now time.Time) bool {
+	data := l.noticeData(alarmmail.KindRestart, now)
+	data.Boot, data.PrevBoot, data.Seq = f.Boot, prevBoot, f.Seq
+	data.Uptime, data.ResetCause = time.Duration(f.Uptime)*time.Second, resetCause(f.ResetCause)
+	for _, a := range f.ActiveAlarms() {
+		data.Active = append(data.Active, alarmmail.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
+	}
+	return l.queueNotice(data, eventKey(l.name, f.Boot, f.Seq)+"/restart")
+}
+
+// Notes of the alarm mails that reconcile a HELLO.
+const (
+	noteRaised  = "This alarm was active when the PLC (re)connected; the gateway had not mailed it."
+	noteCleared = "This alarm cleared while the gateway did not hear the PLC (the PLC no longer reports it active)."
+)
+
+// reconcile mails the raises and clears the gateway did not hear, comparing
+// the journal's active alarms with the snapshot (code -> severity) of HELLO
+// f. It returns the active set to journal, which takes in only the mails
+// that were queued, and whether all of them were.
+func (l *Link) reconcile(f *protocol.Frame, snapshot map[int]string, now time.Time) (active map[int]string, ok bool) {
+	key := eventKey(l.name, f.Boot, f.Seq)
+	raised, cleared := diffActive(l.st.Active, snapshot, int(f.ActiveTotal) <= int(f.NActive))
+	ok = true
+	mail := func(a activeAlarm, event, note string) bool {
+		r := record{Boot: f.Boot, Seq: f.Seq, Code: a.code, Event: event, Sev: a.sev, Uptime: int64(f.Uptime), At: now.UTC()}
+		if !l.enqueue(l.alarmData(&r, note), fmt.Sprintf("%s/%s/%d", key, event, a.code)) {
+			ok = false
+			return false
+		}
+		l.update(func(s *LinkStatus) { s.Mailed++ })
+		return true
+	}
+	active = maps(l.st.Active)
+	for _, a := range raised {
+		if mail(a, "raise", noteRaised) {
+			active[a.code] = a.sev
+		}
+	}
+	for _, a := range cleared {
+		if mail(a, "clear", noteCleared) {
+			delete(active, a.code)
+		}
+	}
+	return active, ok
+}
+
+// activeAlarm is an alarm code with its severity.
+type activeAlarm struct {
+	code int
+	sev  string
+}
+
+// diffActive compares the alarms the journal has active (before) with a
+// HELLO's snapshot (now), both code -> severity. raised are active on the
+// PLC but unknown to the gateway, with the PLC's severity; cleared were
+// active and the PLC no longer reports them, with their last severity.
+// Only a complete snapshot tells clears: a HELLO carries at most
+// protocol.MaxActive alarms, so one missing from a partial snapshot may
+// still be active. Both lists are in code order, so that reconciliation
+// mails are queued in the same order every time.
+func diffActive(before, now map[int]string, complete bool) (raised, cleared []activeAlarm) {
+	for code, sev := range now {
+		if _, known := before[code]; !known {
+			raised = append(raised, activeAlarm{code, sev})
+		}
+	}
+	if complete {
+		for code, sev := range before {
+			if _, still := now[code]; !still {
+				cleared = append(cleared, activeAlarm{code, sev})
+			}
+		}
+	}
+	byCode := func(a, b activeAlarm) int { return a.code - b.code }
+	slices.SortFunc(raised, byCode)
+	slices.SortFunc(cleared, byCode)
+	return raised, cleared
 }
 
 func resetCause(c uint8) string {
@@ -878,7 +930,7 @@ func (l *Link) flushDigest(now time.Time) {
 		return
 	}
 	l.journal(&record{T: "flushed", N: n})
-	l.digestDue = now.Add(l.settings().cfg.Flood.DigestDelay.D())
+	l.digestDue = now.Add(l.settings().Flood.DigestDelay)
 	if len(l.st.pending) > 0 {
 		l.digestDue = now // more than one digest's worth: send the rest now
 	}

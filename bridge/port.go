@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"go.bug.st/serial"
 	"go.bug.st/serial/enumerator"
 )
@@ -24,10 +23,23 @@ const readTimeout = 200 * time.Millisecond
 // errNoDevice means the configured device is not present (unplugged).
 var errNoDevice = errors.New("device not present")
 
-// SerialOpener returns the Opener for a [[serial]] entry using go.bug.st/serial.
+// Port says which serial port a link opens and how. It is comparable: a
+// reload that changes it makes the link reopen its port.
+type Port struct {
+	// Device is the port's path. Empty: the USB adapter matching the ids
+	// below, looked up at every open (its name may change on replug).
+	Device                    string
+	USBVID, USBPID, USBSerial string // hex ids, and the iSerial string
+	Baud                      int
+	DataBits                  int    // 5..8
+	Parity                    string // none | odd | even | mark | space; "" is none
+	StopBits                  string // 1 | 1.5 | 2; "" is 1
+}
+
+// SerialOpener returns the Opener for s using go.bug.st/serial.
 // It never touches the modem-control lines: setting DTR is what resets an
 // Arduino, and the ioctls fail on ptys anyway.
-func SerialOpener(s config.Serial) Opener {
+func SerialOpener(s Port) Opener {
 	return func() (io.ReadWriteCloser, error) {
 		path, err := resolvePort(s)
 		if err != nil {
@@ -50,7 +62,7 @@ func SerialOpener(s config.Serial) Opener {
 }
 
 // portName describes where a link's port is, for logs and status.
-func portName(s config.Serial) string {
+func portName(s Port) string {
 	if s.Device != "" {
 		return s.Device
 	}
@@ -67,12 +79,7 @@ func portName(s config.Serial) string {
 	return "usb:" + strings.Join(parts, ",")
 }
 
-// portKey identifies everything SerialOpener uses; a change means reopen.
-func portKey(s config.Serial) string {
-	return fmt.Sprintf("%s|%d|%d|%s|%s", portName(s), s.Baud, s.DataBits, s.Parity, s.StopBits)
-}
-
-func resolvePort(s config.Serial) (string, error) {
+func resolvePort(s Port) (string, error) {
 	if s.Device != "" {
 		return s.Device, nil
 	}
@@ -99,7 +106,7 @@ func resolvePort(s config.Serial) (string, error) {
 	return "", fmt.Errorf("%s: %w", portName(s), errNoDevice)
 }
 
-func serialMode(s config.Serial) (*serial.Mode, error) {
+func serialMode(s Port) (*serial.Mode, error) {
 	m := &serial.Mode{BaudRate: s.Baud, DataBits: s.DataBits}
 	switch s.Parity {
 	case "none", "":

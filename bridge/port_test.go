@@ -4,12 +4,11 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/plcmail/plcmail/config"
 	"go.bug.st/serial"
 )
 
 func TestSerialMode(t *testing.T) {
-	m, err := serialMode(config.Serial{Baud: 9600, DataBits: 7, Parity: "even", StopBits: "2"})
+	m, err := serialMode(Port{Baud: 9600, DataBits: 7, Parity: "even", StopBits: "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +18,7 @@ func TestSerialMode(t *testing.T) {
 	if m.InitialStatusBits != nil {
 		t.Error("opening must not touch DTR/RTS (Arduino reset; ptys refuse the ioctl)")
 	}
-	if _, err := serialMode(config.Serial{Parity: "odd-ish"}); err == nil {
+	if _, err := serialMode(Port{Parity: "odd-ish"}); err == nil {
 		t.Error("bad parity accepted")
 	}
 }
@@ -27,11 +26,11 @@ func TestSerialMode(t *testing.T) {
 // A USB id that matches nothing is "device not present", which the link
 // treats like an unplugged cable: retry with backoff.
 func TestResolveUSBNotPresent(t *testing.T) {
-	_, err := resolvePort(config.Serial{USBVID: "fffe", USBPID: "0001", USBSerial: "no-such-board"})
+	_, err := resolvePort(Port{USBVID: "fffe", USBPID: "0001", USBSerial: "no-such-board"})
 	if !errors.Is(err, errNoDevice) {
 		t.Skipf("USB enumeration unavailable here: %v", err)
 	}
-	if got := portName(config.Serial{USBVID: "2341", USBPID: "0043"}); got != "usb:vid=2341,pid=0043" {
+	if got := portName(Port{USBVID: "2341", USBPID: "0043"}); got != "usb:vid=2341,pid=0043" {
 		t.Errorf("portName = %q", got)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -29,38 +28,15 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-	buildOut  []byte
-)
-
 // plcmailBinary builds the real plcmail once per test run.
 func plcmailBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "plcmail-deploy-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "plcmail")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/plcmail")
-		cmd.Dir = repoRoot(t)
-		buildOut, buildErr = cmd.CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v\n%s", buildErr, buildOut)
-	}
-	return builtBin
+	return testenv.BuildPlcmail(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
+	testenv.RemoveBuilds()
 	os.Exit(code)
 }
 

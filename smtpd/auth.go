@@ -3,31 +3,21 @@ package smtpd
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-
-	"github.com/plcmail/plcmail/config"
 )
 
-// accounts holds the SHA-256 of each [[smtp.account]] password, compared in
-// constant time; the plaintext is not kept after start.
+// accounts holds the SHA-256 of each account's password, compared in
+// constant time; the plaintext is not kept after New.
 type accounts map[string][32]byte
 
-func loadAccounts(list []config.SMTPAccount) (accounts, error) {
-	a := accounts{}
-	for _, acc := range list {
-		pw, err := config.ReadSecret(acc.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		if pw == "" {
-			return nil, errors.New(acc.PasswordFile + ": empty password")
-		}
-		a[acc.Username] = sha256.Sum256([]byte(pw))
+func newAccounts(passwords map[string]string) accounts {
+	a := make(accounts, len(passwords))
+	for user, pw := range passwords {
+		a[user] = sha256.Sum256([]byte(pw))
 	}
-	return a, nil
+	return a
 }
 
 // check reports whether username and password match an account. Unknown

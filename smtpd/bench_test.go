@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/smtpd"
 )
 
 // BenchmarkAccept measures accepted messages per second: 16 concurrent
@@ -25,8 +27,10 @@ func BenchmarkAccept(b *testing.B) {
 		strings.Repeat(strings.Repeat("0123456789", 7)+"\r\n", 4096/72)
 	for _, mode := range []string{"reuse", "connect"} {
 		b.Run(mode, func(b *testing.B) {
-			g := startGateway(b, `max_connections = 64
-max_connections_per_ip = 32`)
+			g := startGateway(b, func(o *smtpd.Options) {
+				o.MaxConnections = 64
+				o.MaxConnectionsPerIP = 32
+			})
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			errs := make(chan error, 16)
@@ -101,8 +105,10 @@ func sendOne(c *smtp.Client, body string) error {
 func BenchmarkIdleSessionsRSS(b *testing.B) {
 	const sessions = 200
 	for i := 0; i < b.N; i++ {
-		g := startGateway(b, `max_connections = 256
-max_connections_per_ip = 256`)
+		g := startGateway(b, func(o *smtpd.Options) {
+			o.MaxConnections = 256
+			o.MaxConnectionsPerIP = 256
+		})
 		runtime.GC()
 		before := procStatus(b, "VmRSS")
 		var conns []net.Conn

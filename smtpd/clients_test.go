@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/smtpd"
 )
 
 // Real clients that nobody on this project wrote: swaks, Python's smtplib
@@ -17,17 +18,11 @@ import (
 
 func TestSwaks(t *testing.T) {
 	swaks := testenv.NeedTool(t, "swaks", "swaks")
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "press1.secret")
-	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf(`allowed_networks = ["127.0.0.1/32"]
-allowed_recipients = ["example.com"]
-[[smtp.account]]
-username = "press1"
-password_file = %q
-`, pw))
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.AllowedNetworks = prefixes("127.0.0.1/32")
+		o.AllowedRecipients = []string{"example.com"}
+		o.Accounts = map[string]string{"press1": "b0ard-Pa55"}
+	})
 	base := []string{"--server", "127.0.0.1", "--port", g.port, "--from", "plc@example.com", "--helo", "192.168.1.177", "--timeout", "20"}
 	tests := []struct {
 		name string
@@ -75,8 +70,10 @@ password_file = %q
 
 func TestPythonSmtplib(t *testing.T) {
 	python := testenv.NeedTool(t, "python3", "python3")
-	g := startGateway(t, `allowed_recipients = ["example.com"]
-max_message_bytes = 65536`)
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.AllowedRecipients = []string{"example.com"}
+		o.MaxMessageBytes = 65536
+	})
 	out, err := runTool(t, "", python, "testdata/smtplib_client.py", g.port)
 	if err != nil {
 		t.Fatalf("smtplib client: %v\n%s", err, out)
@@ -122,7 +119,7 @@ max_message_bytes = 65536`)
 
 func TestCurl(t *testing.T) {
 	curl := testenv.NeedTool(t, "curl", "curl")
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	msg := filepath.Join(t.TempDir(), "msg.txt")
 	// Bare LF, as a shell script on the gateway would write it.
 	if err := os.WriteFile(msg, []byte("Subject: curl upload\nFrom: Press 2 <press2@example.com>\n\nline 1\nline 2\n"), 0o600); err != nil {
@@ -156,7 +153,7 @@ func TestCurl(t *testing.T) {
 // without angle brackets (testdata/smtplib_nohelo.py).
 func TestPythonSmtplibNoHelo(t *testing.T) {
 	python := testenv.NeedTool(t, "python3", "python3")
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	out, err := runTool(t, "", python, "testdata/smtplib_nohelo.py", g.port)
 	if err != nil {
 		t.Fatalf("smtplib client: %v\n%s", err, out)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/plcmail/plcmail/smtpd"
 )
 
 // Sloppy command dialogues from embedded clients, sent blind over a raw
@@ -103,7 +103,7 @@ func TestSloppyCommands(t *testing.T) {
 			"220 501 250 250 354 250 221"},
 	}
 	pg, delivered := startPlainGoSMTP(t)
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	want := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,7 +173,7 @@ func TestUnqualifiedSender(t *testing.T) {
 					t.Errorf("plain go-smtp no longer refuses the address, the repair may be obsolete:\n%s", out)
 				}
 			}
-			g := startGateway(t, "")
+			g := startGateway(t, nil)
 			out := converse(t, g.addr, "", tt.script)
 			if got := codeList(out); got != tt.codes {
 				t.Fatalf("replies %q, want %q\n%s", got, tt.codes, out)
@@ -200,7 +200,7 @@ func TestUnqualifiedSender(t *testing.T) {
 // TestUnqualifiedOncePerSession: two messages with unqualified senders in
 // one session give one log line, naming what was sent and what it became.
 func TestUnqualifiedOncePerSession(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	msg := "RCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\n"
 	out := converse(t, g.addr, "", "HELO b\r\nMAIL FROM:<plc>\r\n"+msg+"MAIL FROM:<press2>\r\n"+msg+"QUIT\r\n")
 	if got := codeList(out); got != "220 250 250 250 354 250 250 250 354 250 221" {
@@ -222,9 +222,9 @@ func TestUnqualifiedOncePerSession(t *testing.T) {
 // allowed_recipients lists the gateway's own name; the transaction goes on
 // with the recipients that are complete.
 func TestUnqualifiedRecipient(t *testing.T) {
-	for _, keys := range []string{"", `allowed_recipients = ["example.com", "gw.test"]`} {
-		t.Run(keys, func(t *testing.T) {
-			g := startGateway(t, keys)
+	for _, allowed := range [][]string{nil, {"example.com", "gw.test"}} {
+		t.Run(fmt.Sprint(allowed), func(t *testing.T) {
+			g := startGateway(t, func(o *smtpd.Options) { o.AllowedRecipients = allowed })
 			out := converse(t, g.addr, "", "MAIL FROM:<plc>\nRCPT TO:<ops>\nRCPT TO:shift\nRCPT TO:<ops@example.com>\n"+
 				"DATA\nSubject: x\n.\nQUIT\n")
 			if got := strings.Join(codes(out), " "); got != "220 250 2.0.0 553 5.1.3 553 5.1.3 250 2.0.0 354 250 2.0.0 221 2.0.0" {
@@ -247,7 +247,7 @@ func TestUnqualifiedRecipient(t *testing.T) {
 // TestUnqualifiedStranger: outside allowed_networks nothing changes: the
 // 554 at connect is the only reply and nothing is qualified or queued.
 func TestUnqualifiedStranger(t *testing.T) {
-	g := startGateway(t, `allowed_networks = ["127.0.0.1/32"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedNetworks = prefixes("127.0.0.1/32") })
 	out := converse(t, g.addr, "127.0.0.2", "HELO x\r\nMAIL FROM:<plc>\r\nRCPT TO:<ops>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n")
 	if got := codes(out); len(got) != 1 || got[0] != "554 5.7.1" {
 		t.Fatalf("replies %q, want only 554 5.7.1", out)
@@ -290,7 +290,7 @@ func TestNoHelo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := startGateway(t, "")
+			g := startGateway(t, nil)
 			out := converse(t, g.addr, "", tt.script)
 			if got := codeList(out); got != tt.codes {
 				t.Fatalf("replies %q, want %q\n%s", got, tt.codes, out)
@@ -324,7 +324,7 @@ func TestNoHelo(t *testing.T) {
 // TestNoHeloLockstep: a client that waits for each reply sees exactly one
 // reply per command and nothing after QUIT's.
 func TestNoHeloLockstep(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	s := open(t, g.addr, "")
 	s.cmd("NOOP", "250 2.0.0 I have successfully done nothing")
 	s.cmd("MAIL FROM:<plc@example.com>", "250 2.0.0 Roger")
@@ -345,11 +345,10 @@ func TestNoHeloLockstep(t *testing.T) {
 // TestNoHeloAuth: AUTH before HELO works as in Postfix (which checks HELO
 // only under smtpd_helo_required), and require_auth still holds.
 func TestNoHeloAuth(t *testing.T) {
-	pw := filepath.Join(t.TempDir(), "board.secret")
-	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf("require_auth = true\n[[smtp.account]]\nusername = \"press1\"\npassword_file = %q\n", pw))
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.RequireAuth = true
+		o.Accounts = map[string]string{"press1": "b0ard-Pa55"}
+	})
 	out := converse(t, g.addr, "", "MAIL FROM:<plc@example.com>\r\nAUTH PLAIN "+base64Std("\x00press1\x00b0ard-Pa55")+"\r\n"+
 		"MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n")
 	if got := codeList(out); got != "220 530 235 250 250 354 250 221" {
@@ -368,7 +367,7 @@ func TestNoHeloAuth(t *testing.T) {
 // TestNoHeloStranger: a client outside allowed_networks that skips HELO
 // gets the 554 at connect and nothing else, however sloppy its dialogue.
 func TestNoHeloStranger(t *testing.T) {
-	g := startGateway(t, `allowed_networks = ["127.0.0.1/32"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedNetworks = prefixes("127.0.0.1/32") })
 	out := converse(t, g.addr, "127.0.0.2",
 		"MAIL FROM:<a@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA \r\nSubject: spam\r\n\r\nx\r\n.\r\nQUIT\r\n")
 	if got := codes(out); len(got) != 1 || got[0] != "554 5.7.1" {
@@ -416,7 +415,7 @@ func TestNoHeloIPv6(t *testing.T) {
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	g := startGateway(t, `allowed_networks = ["::1/128"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedNetworks = prefixes("::1/128") })
 	go g.srv.Serve(l)
 	out := converse(t, l.Addr().String(), "", "MAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: v6\r\n.\r\nQUIT\r\n")
 	if got := codeList(out); got != "220 250 250 354 250 221" {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/smtpd"
@@ -20,8 +20,6 @@ import (
 // upstream must receive a well-formed message over TLS.
 func TestEndToEnd(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
-	cfg := u.GatewayConfig(t)
-	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	t.Cleanup(func() {
@@ -30,7 +28,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	addr, sp := startRelay(t, cfg, u, log)
+	addr, sp := startRelay(t, testOptions(), u, log)
 
 	out := converse(t, addr, "",
 		"EHLO 192.168.1.177\nMAIL FROM:<plc@example.com>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
@@ -60,16 +58,18 @@ func TestEndToEnd(t *testing.T) {
 
 // startRelay wires a spool, the delivery queue and the listener as `plcmail
 // serve` does, on 127.0.0.1, and returns the listener's address and the spool.
-// The queue delivers to u with cfg's EHLO name (gateway.hostname) and the
-// queue timings of u.GatewayConfig.
-func startRelay(t *testing.T, cfg *config.Config, u *mailertest.Upstream, log *slog.Logger) (string, *spool.Spool) {
+// The listener has opts, with u's sender as the fallback From (as
+// u.GatewayConfig has it); the queue delivers to u with opts.Hostname as EHLO
+// name and the queue timings of u.GatewayConfig.
+func startRelay(t *testing.T, opts smtpd.Options, u *mailertest.Upstream, log *slog.Logger) (string, *spool.Spool) {
 	t.Helper()
-	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	opts.Fallback = u.Config().From
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	up := u.Options()
-	up.Hostname = cfg.Gateway.Hostname
+	up.Hostname = opts.Hostname
 	// GatewayConfig's queue timings; the rest are config.Default()'s.
 	q, err := spool.NewQueue(sp, spool.QueueOptions{
 		Upstream:    up,
@@ -83,7 +83,7 @@ func startRelay(t *testing.T, cfg *config.Config, u *mailertest.Upstream, log *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, sp, q.Wake, log)
+	srv, err := smtpd.New(opts, sp, q.Wake, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/smtpd"
@@ -28,7 +27,7 @@ import (
 // real durable spool in a temporary directory.
 type gw struct {
 	t     testing.TB
-	cfg   *config.Config
+	opts  smtpd.Options
 	srv   *smtpd.Server
 	spool *spool.Spool
 	addr  string
@@ -37,47 +36,50 @@ type gw struct {
 	logs  *testenv.SyncBuffer
 }
 
-// gatewayConfig parses a complete configuration with a spool in a
-// temporary directory, no upstream to speak of, and smtpSection (TOML lines,
-// listen included) as its [smtp] section.
-func gatewayConfig(t testing.TB, smtpSection string) *config.Config {
-	t.Helper()
-	dir := t.TempDir()
-	text := fmt.Sprintf(`
-[gateway]
-hostname  = "gw.test"
-spool_dir = %q
-
-[upstream]
-host     = "127.0.0.1"
-port     = 2525
-security = "none"
-auth     = "none"
-from     = "gateway@example.com"
-
-[smtp]
-%s
-`, filepath.Join(dir, "spool"), smtpSection)
-	cfg, err := config.Parse(filepath.Join(dir, "plcmail.toml"), []byte(text))
-	if err != nil {
-		t.Fatalf("config: %v", err)
+// testOptions returns the options cmd/plcmail makes of an [smtp] section
+// that sets only listen = ["127.0.0.1:0"] (config's defaults), for the
+// gateway "gw.test" with upstream.from "gateway@example.com".
+func testOptions() smtpd.Options {
+	return smtpd.Options{
+		Listen:              []string{"127.0.0.1:0"},
+		AllowedNetworks:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxMessageBytes:     1 << 20,
+		MaxRecipients:       50,
+		MaxConnections:      100,
+		MaxConnectionsPerIP: 10,
+		CommandTimeout:      60 * time.Second,
+		DataTimeout:         5 * time.Minute,
+		MaxLineLength:       2000,
+		Hostname:            "gw.test",
+		Fallback:            "gateway@example.com",
 	}
-	return cfg
 }
 
-// startGateway serves gatewayConfig with smtpKeys (listen is added) on
-// 127.0.0.1:0.
-func startGateway(t testing.TB, smtpKeys string) *gw {
+// prefixes parses CIDRs for Options.AllowedNetworks.
+func prefixes(cidrs ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		out = append(out, netip.MustParsePrefix(c))
+	}
+	return out
+}
+
+// startGateway serves testOptions, changed by set if not nil, on
+// 127.0.0.1:0, with a spool in a temporary directory.
+func startGateway(t testing.TB, set func(*smtpd.Options)) *gw {
 	t.Helper()
-	cfg := gatewayConfig(t, "listen = [\"127.0.0.1:0\"]\n"+smtpKeys)
+	opts := testOptions()
+	if set != nil {
+		set(&opts)
+	}
 	var err error
-	g := &gw{t: t, cfg: cfg, logs: &testenv.SyncBuffer{}}
+	g := &gw{t: t, opts: opts, logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g.spool, err = spool.Open(cfg.Gateway.SpoolDir, log)
+	g.spool, err = spool.Open(filepath.Join(t.TempDir(), "spool"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.srv, err = smtpd.New(cfg, g.spool, func() { g.wakes.Add(1) }, log)
+	g.srv, err = smtpd.New(opts, g.spool, func() { g.wakes.Add(1) }, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,10 +312,6 @@ func startTLSGateway(t *testing.T) (*gw, *mailertest.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err := mailertest.WriteKeyPair(t.TempDir(), cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q", certFile, keyFile))
+	g := startGateway(t, func(o *smtpd.Options) { o.Certificate = &cert })
 	return g, ca
 }

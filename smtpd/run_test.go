@@ -2,8 +2,8 @@ package smtpd
 
 import (
 	"context"
-	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,37 +11,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/spool"
 )
 
+// testServer is a Server on listen with the options of a minimal [smtp]
+// section and a spool in a temporary directory.
 func testServer(t *testing.T, listen ...string) *Server {
 	t.Helper()
-	dir := t.TempDir()
-	var quoted []string
-	for _, l := range listen {
-		quoted = append(quoted, fmt.Sprintf("%q", l))
-	}
-	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
-[gateway]
-hostname = "gw.test"
-spool_dir = %q
-[upstream]
-host = "127.0.0.1"
-security = "none"
-auth = "none"
-from = "gw@example.com"
-[smtp]
-listen = [%s]
-`, filepath.Join(dir, "spool"), strings.Join(quoted, ", "))))
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spool.Open(cfg.Gateway.SpoolDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, sp, nil, nil)
+	s, err := New(Options{
+		Listen:              listen,
+		AllowedNetworks:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		MaxMessageBytes:     1 << 20,
+		MaxRecipients:       50,
+		MaxConnections:      100,
+		MaxConnectionsPerIP: 10,
+		CommandTimeout:      60 * time.Second,
+		DataTimeout:         5 * time.Minute,
+		MaxLineLength:       2000,
+		Hostname:            "gw.test",
+		Fallback:            "gw@example.com",
+	}, sp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

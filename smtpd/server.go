@@ -35,7 +35,6 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/message"
 	"github.com/plcmail/plcmail/spool"
 )
@@ -48,17 +47,86 @@ const shutdownGrace = 10 * time.Second
 // password never pays it.
 const authFailDelay = time.Second
 
+// Options configures a Server. The limits are used as given: the caller
+// applies its defaults (cmd/plcmail takes them from the [smtp] section, where
+// config has filled them in), and New refuses a limit below 1 rather than
+// guess one.
+type Options struct {
+	// Listen are the host:port addresses Run listens on.
+	Listen []string
+	// AllowedNetworks are the peers that may talk to the server; others
+	// are answered 554 and closed before the greeting. IPv4 prefixes must
+	// be plain IPv4, not IPv4-mapped IPv6, to match IPv4 peers.
+	// None refuses every peer.
+	AllowedNetworks []netip.Prefix
+
+	MaxMessageBytes     int64         // larger messages get 552
+	MaxRecipients       int           // per message; more get 452 4.5.3
+	MaxConnections      int           // concurrent sessions in total; more get 421
+	MaxConnectionsPerIP int           // concurrent sessions per peer address
+	CommandTimeout      time.Duration // idle time allowed before each command
+	DataTimeout         time.Duration // whole DATA transfer, from the 354 to the final dot
+	MaxLineLength       int           // bytes per line, commands and message
+
+	// AllowedRecipients limits where peers may send mail: "example.com" or
+	// "@example.com" allow a whole domain, "ops@example.com" one address.
+	// Empty allows any recipient.
+	AllowedRecipients []string
+
+	// Accounts maps usernames to passwords for AUTH PLAIN and LOGIN; none
+	// disables AUTH. New keeps only a hash of each password.
+	Accounts map[string]string
+	// RequireAuth refuses MAIL FROM until the client authenticated.
+	RequireAuth bool
+
+	// Certificate, if not nil, enables STARTTLS. It is a loaded key pair
+	// rather than file names so that smtpd reads no files: the caller
+	// checks the key's permissions and names its own setting in errors.
+	Certificate *tls.Certificate
+
+	// Hostname is the gateway's name: in the greeting, in Received and
+	// Message-ID fields, and the domain given to a sender without one.
+	Hostname string
+	// Fallback is the header From for mail with the null sender.
+	Fallback string
+}
+
+// check refuses options the server cannot work with: a zero limit would
+// refuse every client or every recipient without saying why.
+func (o *Options) check() error {
+	for _, l := range []struct {
+		name string
+		ok   bool
+	}{
+		{"Hostname", o.Hostname != ""},
+		{"MaxMessageBytes", o.MaxMessageBytes >= 1},
+		{"MaxRecipients", o.MaxRecipients >= 1},
+		{"MaxConnections", o.MaxConnections >= 1},
+		{"MaxConnectionsPerIP", o.MaxConnectionsPerIP >= 1},
+		{"CommandTimeout", o.CommandTimeout > 0},
+		{"DataTimeout", o.DataTimeout > 0},
+		{"MaxLineLength", o.MaxLineLength >= 1},
+	} {
+		if !l.ok {
+			return fmt.Errorf("smtpd: Options.%s not set", l.name)
+		}
+	}
+	for user, pw := range o.Accounts {
+		if pw == "" {
+			return fmt.Errorf("smtpd: account %q: empty password", user)
+		}
+	}
+	return nil
+}
+
 // Server is the SMTP listener. Create it with New; run it with Run (the
 // configured addresses) or Serve (a listener of the caller's, for tests).
 type Server struct {
-	cfg      *config.SMTP
-	hostname string
-	fallback string // header From for mail with the null sender
-	spool    *spool.Spool
-	wake     func()
-	log      *slog.Logger
+	opts  Options
+	spool *spool.Spool
+	wake  func()
+	log   *slog.Logger
 
-	nets     []netip.Prefix
 	accounts accounts
 	rcpts    *recipientPolicy
 	tls      *tls.Config
@@ -71,51 +139,42 @@ type Server struct {
 	closed bool
 }
 
-// New prepares a listener for cfg.SMTP, which must not be nil. Messages go to
-// spool; wake, if not nil, is called after each one is queued so delivery
-// starts at once.
-func New(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Logger) (*Server, error) {
-	if cfg.SMTP == nil {
-		return nil, errors.New("smtpd: no [smtp] section in the configuration")
+// New prepares a listener with opts. Messages go to spool; wake, if not nil,
+// is called after each one is queued so delivery starts at once.
+func New(opts Options, spool *spool.Spool, wake func(), log *slog.Logger) (*Server, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sc := cfg.SMTP
 	s := &Server{
-		cfg:      sc,
-		hostname: cfg.Gateway.Hostname,
-		fallback: cfg.Upstream.From,
+		opts:     opts,
 		spool:    spool,
 		wake:     wake,
 		log:      log,
+		accounts: newAccounts(opts.Accounts),
+		rcpts:    newRecipientPolicy(opts.AllowedRecipients),
 		listen:   net.Listen,
 		retry:    listenRetry,
 	}
-	var err error
-	if s.nets, err = sc.Networks(); err != nil {
-		return nil, fmt.Errorf("smtpd: allowed_networks: %w", err)
-	}
-	if s.accounts, err = loadAccounts(sc.Accounts); err != nil {
-		return nil, fmt.Errorf("smtpd: account: %w", err)
-	}
-	s.rcpts = newRecipientPolicy(sc.AllowedRecipients)
-	if sc.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("smtpd: tls_cert_file: %w", err)
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// The caller may reuse its slices after New; the server keeps copies,
+	// and of the passwords only the hashes in s.accounts.
+	s.opts.Accounts = nil
+	s.opts.Listen = append([]string(nil), opts.Listen...)
+	s.opts.AllowedNetworks = append([]netip.Prefix(nil), opts.AllowedNetworks...)
+	if opts.Certificate != nil {
+		s.tls = &tls.Config{Certificates: []tls.Certificate{*opts.Certificate}, MinVersion: tls.VersionTLS12}
 	}
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
-	srv.Domain = s.hostname
-	srv.MaxMessageBytes = sc.MaxMessageBytes
+	srv.Domain = opts.Hostname
+	srv.MaxMessageBytes = opts.MaxMessageBytes
 	// max_recipients is enforced in Rcpt rather than by go-smtp, so that the
 	// refusal is logged like every other.
-	srv.MaxLineLength = sc.MaxLineLength
-	srv.ReadTimeout = sc.CommandTimeout.D()
-	srv.WriteTimeout = sc.CommandTimeout.D()
+	srv.MaxLineLength = opts.MaxLineLength
+	srv.ReadTimeout = opts.CommandTimeout
+	srv.WriteTimeout = opts.CommandTimeout
 	srv.TLSConfig = s.tls
 	// Every peer has passed the allowed_networks check before it can say
 	// AUTH, and 8-bit boards cannot do TLS: AUTH in clear is allowed only
@@ -138,8 +197,8 @@ func New(cfg *config.Config, spool *spool.Spool, wake func(), log *slog.Logger) 
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, len(s.cfg.Listen))
-	for _, addr := range s.cfg.Listen {
+	errc := make(chan error, len(s.opts.Listen))
+	for _, addr := range s.opts.Listen {
 		go func() { errc <- s.listenAndServe(ctx, addr) }()
 	}
 	var err error
@@ -179,7 +238,7 @@ func (s *Server) listenAndServe(ctx context.Context, addr string) error {
 // Serve accepts connections on l until Close (or Run's shutdown). Access
 // control and connection limits apply as for the configured addresses.
 func (s *Server) Serve(l net.Listener) error {
-	g := newGateListener(l, s.nets, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP, s.log)
+	g := newGateListener(l, s.opts.AllowedNetworks, s.opts.MaxConnections, s.opts.MaxConnectionsPerIP, s.log)
 	g.tlsOffered = s.tls != nil
 	s.mu.Lock()
 	if s.closed {
@@ -336,7 +395,7 @@ func (ss *session) authFailed(username, why string) error {
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	if ss.srv.cfg.RequireAuth && ss.user == "" {
+	if ss.srv.opts.RequireAuth && ss.user == "" {
 		return ss.reject("MAIL", errAuthRequired, "from", from)
 	}
 	if local, ok := cutUnqualified(from); ok {
@@ -349,7 +408,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		// already uses in EHLO and Message-ID. Repair then puts the
 		// qualified address in a From field it adds, so header and
 		// envelope agree.
-		from = local + "@" + ss.srv.hostname
+		from = local + "@" + ss.srv.opts.Hostname
 		if !ss.qualifiedLogged {
 			ss.qualifiedLogged = true
 			ss.srv.log.Info("smtp: sender without domain, appended gateway.hostname", "peer", ss.peer, "sent", local, "from", from)
@@ -412,9 +471,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if to == "" || !bareAddress(to) {
 		return ss.reject("RCPT", errBadAddress, "from", ss.from, "to", to)
 	}
-	if len(ss.rcpts) >= ss.srv.cfg.MaxRecipients {
+	if len(ss.rcpts) >= ss.srv.opts.MaxRecipients {
 		return ss.reject("RCPT", &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
-			Message: fmt.Sprintf("Too many recipients (max_recipients = %d)", ss.srv.cfg.MaxRecipients)}, "from", ss.from, "to", to)
+			Message: fmt.Sprintf("Too many recipients (max_recipients = %d)", ss.srv.opts.MaxRecipients)}, "from", ss.from, "to", to)
 	}
 	if !ss.srv.rcpts.allows(to) {
 		return ss.reject("RCPT", errRelayDenied, "from", ss.from, "to", to)
@@ -439,16 +498,16 @@ func (ss *session) Data(r io.Reader) error {
 	// go-smtp's per-command deadline was set before it read "DATA"; the
 	// whole transfer gets data_timeout instead, so a slow sender has time
 	// but a stalled one cannot hold the session forever.
-	ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.cfg.DataTimeout.D()))
+	ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.srv.opts.DataTimeout))
 
 	data, err := io.ReadAll(r)
 	if err != nil {
 		var ne net.Error
 		switch {
 		case errors.Is(err, smtp.ErrDataTooLarge):
-			return ss.reject("DATA", smtp.ErrDataTooLarge, "from", ss.from, "limit", ss.srv.cfg.MaxMessageBytes)
+			return ss.reject("DATA", smtp.ErrDataTooLarge, "from", ss.from, "limit", ss.srv.opts.MaxMessageBytes)
 		case errors.Is(err, smtp.ErrTooLongLine):
-			return ss.reject("DATA", errLineTooLong, "from", ss.from, "limit", ss.srv.cfg.MaxLineLength)
+			return ss.reject("DATA", errLineTooLong, "from", ss.from, "limit", ss.srv.opts.MaxLineLength)
 		case errors.As(err, &ne) && ne.Timeout():
 			return ss.reject("DATA", errDataTimeout, "from", ss.from)
 		default:
@@ -458,8 +517,8 @@ func (ss *session) Data(r io.Reader) error {
 	now := time.Now()
 	msg := message.Repair(data, message.RepairInfo{
 		From:     ss.from,
-		Hostname: ss.srv.hostname,
-		Fallback: ss.srv.fallback,
+		Hostname: ss.srv.opts.Hostname,
+		Fallback: ss.srv.opts.Fallback,
 		Received: ss.received(now),
 		Now:      now,
 	})
@@ -501,7 +560,7 @@ func (ss *session) received(now time.Time) string {
 	b.WriteString(" ([")
 	b.WriteString(ss.peer)
 	b.WriteString("])\r\n\tby ")
-	b.WriteString(ss.srv.hostname)
+	b.WriteString(ss.srv.opts.Hostname)
 	b.WriteString(" (plcmail) with ")
 	b.WriteString(proto)
 	if len(ss.rcpts) == 1 {

@@ -94,7 +94,7 @@ func TestEmbeddedDialogues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := startGateway(t, "")
+			g := startGateway(t, nil)
 			out := converse(t, g.addr, "", tt.script)
 			if got := codeList(out); got != tt.codes {
 				t.Fatalf("reply codes %q, want %q\n%s", got, tt.codes, out)
@@ -143,7 +143,7 @@ func TestEmbeddedDialogues(t *testing.T) {
 // TestNotAllowedNetwork: a client outside allowed_networks gets 554 before
 // any SMTP happens, even when it sends a whole relay attempt blind.
 func TestNotAllowedNetwork(t *testing.T) {
-	g := startGateway(t, `allowed_networks = ["127.0.0.1/32"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedNetworks = prefixes("127.0.0.1/32") })
 	out := converse(t, g.addr, "127.0.0.2",
 		"EHLO spammer\r\nMAIL FROM:<a@evil.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: spam\r\n\r\nx\r\n.\r\nQUIT\r\n")
 	if got := codes(out); len(got) != 1 || got[0] != "554 5.7.1" {
@@ -164,7 +164,7 @@ func TestNotAllowedNetwork(t *testing.T) {
 }
 
 func TestSizeLimit(t *testing.T) {
-	g := startGateway(t, `max_message_bytes = 2048`)
+	g := startGateway(t, func(o *smtpd.Options) { o.MaxMessageBytes = 2048 })
 	s := open(t, g.addr, "")
 	s.cmd("EHLO board", "250")
 	// Declared size over the limit: refused at MAIL.
@@ -197,7 +197,7 @@ func TestSizeLimit(t *testing.T) {
 // final rename fails even for root): the client must get a 4xx and keep its
 // message, and the retry succeeds once the spool is repaired.
 func TestSpoolFailure(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	queueDir := filepath.Join(g.spool.Dir(), "queue")
 	if err := os.Remove(queueDir); err != nil {
 		t.Fatal(err)
@@ -230,7 +230,9 @@ func TestSpoolFailure(t *testing.T) {
 }
 
 func TestRecipientAllowList(t *testing.T) {
-	g := startGateway(t, `allowed_recipients = ["example.com", "@plant.example", "boss@other.org"]`)
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.AllowedRecipients = []string{"example.com", "@plant.example", "boss@other.org"}
+	})
 	s := open(t, g.addr, "")
 	s.cmd("EHLO board", "250")
 	s.cmd("MAIL FROM:<plc@example.com>", "250")
@@ -262,7 +264,7 @@ func TestRecipientAllowList(t *testing.T) {
 }
 
 func TestLimitsAndDisabledCommands(t *testing.T) {
-	g := startGateway(t, `max_recipients = 2`)
+	g := startGateway(t, func(o *smtpd.Options) { o.MaxRecipients = 2 })
 	s := open(t, g.addr, "")
 	s.cmd("EHLO board", "250")
 	s.cmd("VRFY root", "252")
@@ -283,7 +285,7 @@ func TestLimitsAndDisabledCommands(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	t.Run("idle client is dropped", func(t *testing.T) {
-		g := startGateway(t, `command_timeout = "1s"`)
+		g := startGateway(t, func(o *smtpd.Options) { o.CommandTimeout = time.Second })
 		s := open(t, g.addr, "")
 		s.cmd("EHLO board", "250")
 		start := time.Now()
@@ -294,8 +296,10 @@ func TestTimeouts(t *testing.T) {
 		eventually(t, "the session to end", func() bool { return g.srv.ActiveSessions() == 0 })
 	})
 	t.Run("stalled DATA", func(t *testing.T) {
-		g := startGateway(t, `command_timeout = "10s"
-data_timeout = "1s"`)
+		g := startGateway(t, func(o *smtpd.Options) {
+			o.CommandTimeout = 10 * time.Second
+			o.DataTimeout = time.Second
+		})
 		s := open(t, g.addr, "")
 		s.cmd("EHLO board", "250")
 		s.cmd("MAIL FROM:<plc@example.com>", "250")
@@ -308,8 +312,10 @@ data_timeout = "1s"`)
 		}
 	})
 	t.Run("slow but steady DATA within data_timeout", func(t *testing.T) {
-		g := startGateway(t, `command_timeout = "1s"
-data_timeout = "10s"`)
+		g := startGateway(t, func(o *smtpd.Options) {
+			o.CommandTimeout = time.Second
+			o.DataTimeout = 10 * time.Second
+		})
 		s := open(t, g.addr, "")
 		s.cmd("EHLO board", "250")
 		s.cmd("MAIL FROM:<plc@example.com>", "250")
@@ -325,7 +331,7 @@ data_timeout = "10s"`)
 }
 
 func TestLineTooLong(t *testing.T) {
-	g := startGateway(t, `max_line_length = 1000`)
+	g := startGateway(t, func(o *smtpd.Options) { o.MaxLineLength = 1000 })
 	s := open(t, g.addr, "")
 	s.cmd("EHLO board", "250")
 	s.cmd("MAIL FROM:<plc@example.com>", "250")
@@ -339,16 +345,10 @@ func TestLineTooLong(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "board.secret")
-	if err := os.WriteFile(pw, []byte("b0ard-Pa55\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, fmt.Sprintf(`require_auth = true
-[[smtp.account]]
-username = "press1"
-password_file = %q
-`, pw))
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.RequireAuth = true
+		o.Accounts = map[string]string{"press1": "b0ard-Pa55"}
+	})
 	b64 := func(s string) string { return base64Std(s) }
 
 	s := open(t, g.addr, "")
@@ -428,10 +428,12 @@ func TestStartTLS(t *testing.T) {
 // limits answer the excess with 421 at once; the limits protect a
 // legitimate client; idle sessions time out and free their slots.
 func TestConnectionFlood(t *testing.T) {
-	g := startGateway(t, `allowed_networks = ["127.0.0.0/8"]
-max_connections = 100
-max_connections_per_ip = 10
-command_timeout = "3s"`)
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.AllowedNetworks = prefixes("127.0.0.0/8")
+		o.MaxConnections = 100
+		o.MaxConnectionsPerIP = 10
+		o.CommandTimeout = 3 * time.Second
+	})
 
 	flood := func(addrs int) (greeted, refused int, conns []net.Conn) {
 		type result struct {
@@ -520,13 +522,14 @@ func TestRunAndShutdown(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cfg := gatewayConfig(t, fmt.Sprintf(`listen = ["127.0.0.1:%d", "127.0.0.2:%d"]
-allowed_networks = ["127.0.0.0/8"]`, port, port))
-	sp, err := spool.Open(cfg.Gateway.SpoolDir, nil)
+	opts := testOptions()
+	opts.Listen = []string{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.2:%d", port)}
+	opts.AllowedNetworks = prefixes("127.0.0.0/8")
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, sp, nil, nil)
+	srv, err := smtpd.New(opts, sp, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +581,7 @@ allowed_networks = ["127.0.0.0/8"]`, port, port))
 }
 
 func TestCloseBeforeServe(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	g.srv.Close()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -601,7 +604,7 @@ func TestCloseBeforeServe(t *testing.T) {
 // reset, since the greeting is unread). What arrived before the close is still
 // a complete transaction and must be queued.
 func TestHangUpWithoutReading(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	for i := 0; i < 5; i++ {
 		c := dial(t, g.addr, "")
 		io.WriteString(c, "EHLO 192.168.1.177\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\nDATA\r\nSubject: Alarm\r\nPump 3 failed\r\n.\r\nQUIT\r\n")
@@ -613,7 +616,7 @@ func TestHangUpWithoutReading(t *testing.T) {
 // TestBDAT: CHUNKING (advertised by go-smtp) carries bytes unchanged past
 // the bare-LF fixer; the repair still gives the stored message CRLF endings.
 func TestBDAT(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	chunk1, chunk2 := "Subject: chunked\nfirst\n", "second\n.\n"
 	out := converse(t, g.addr, "", "EHLO board\r\nMAIL FROM:<plc@example.com>\r\nRCPT TO:<ops@example.com>\r\n"+
 		fmt.Sprintf("BDAT %d\r\n%s", len(chunk1), chunk1)+
@@ -636,7 +639,7 @@ func TestDualStackListener(t *testing.T) {
 	if err != nil {
 		t.Skipf("no IPv6: %v", err)
 	}
-	g := startGateway(t, `allowed_networks = ["127.0.0.1/32", "::1/128"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedNetworks = prefixes("127.0.0.1/32", "::1/128") })
 	go g.srv.Serve(l)
 	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 	for _, tc := range []struct{ local, want string }{
@@ -652,5 +655,45 @@ func TestDualStackListener(t *testing.T) {
 		if got := codeList(out); got != tc.want {
 			t.Errorf("from %s: %q, want %q", tc.local, got, tc.want)
 		}
+	}
+}
+
+// TestNewRefusesOptions: a limit left at zero would refuse every client or
+// recipient without saying why, and an empty password would let anyone in
+// with an empty one; New names the field instead.
+func TestNewRefusesOptions(t *testing.T) {
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		set  func(*smtpd.Options)
+		want string // "" for success
+	}{
+		{"defaults", func(*smtpd.Options) {}, ""},
+		{"no listen address", func(o *smtpd.Options) { o.Listen = nil }, ""},
+		{"hostname", func(o *smtpd.Options) { o.Hostname = "" }, "Options.Hostname"},
+		{"max message bytes", func(o *smtpd.Options) { o.MaxMessageBytes = 0 }, "Options.MaxMessageBytes"},
+		{"max recipients", func(o *smtpd.Options) { o.MaxRecipients = 0 }, "Options.MaxRecipients"},
+		{"max connections", func(o *smtpd.Options) { o.MaxConnections = 0 }, "Options.MaxConnections "},
+		{"max connections per ip", func(o *smtpd.Options) { o.MaxConnectionsPerIP = -1 }, "Options.MaxConnectionsPerIP"},
+		{"command timeout", func(o *smtpd.Options) { o.CommandTimeout = 0 }, "Options.CommandTimeout"},
+		{"data timeout", func(o *smtpd.Options) { o.DataTimeout = 0 }, "Options.DataTimeout"},
+		{"max line length", func(o *smtpd.Options) { o.MaxLineLength = 0 }, "Options.MaxLineLength"},
+		{"empty password", func(o *smtpd.Options) { o.Accounts = map[string]string{"press1": ""} }, `account "press1": empty password`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			tt.set(&opts)
+			_, err := smtpd.New(opts, sp, nil, nil)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("New: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error()+" ", tt.want)):
+				t.Fatalf("New: %v, want an error with %q", err, tt.want)
+			}
+		})
 	}
 }

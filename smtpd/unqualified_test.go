@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/smtpd"
 )
 
 // TestPythonSmtplibUnqualified: Python's smtplib with bare names as sender
 // and recipient (testdata/smtplib_unqualified.py).
 func TestPythonSmtplibUnqualified(t *testing.T) {
 	python := testenv.NeedTool(t, "python3", "python3")
-	g := startGateway(t, `allowed_recipients = ["example.com"]`)
+	g := startGateway(t, func(o *smtpd.Options) { o.AllowedRecipients = []string{"example.com"} })
 	out, err := runTool(t, "", python, "testdata/smtplib_unqualified.py", g.port)
 	if err != nil {
 		t.Fatalf("smtplib client: %v\n%s", err, out)
@@ -59,11 +59,10 @@ func TestPythonSmtplibUnqualified(t *testing.T) {
 // the From field, never the bare name or the internal marker.
 func TestUnqualifiedEndToEnd(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
-	cfg := u.GatewayConfig(t)
-	cfg.Gateway.Hostname = "press-hall.example.com"
-	cfg.SMTP = config.DefaultSMTP("127.0.0.1:0")
+	opts := testOptions()
+	opts.Hostname = "press-hall.example.com"
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	addr, _ := startRelay(t, cfg, u, log)
+	addr, _ := startRelay(t, opts, u, log)
 
 	out := converse(t, addr, "",
 		"MAIL FROM:<plc>\nRCPT TO:<ops@example.com>\nDATA\nSubject: Alarm\nPump 3 failed\n.\nQUIT\n")
@@ -88,7 +87,7 @@ func TestUnqualifiedEndToEnd(t *testing.T) {
 // without, a recipient with it is refused, and a local part that already
 // has an "@" is refused.
 func TestUnqualifiedMarkerFromClient(t *testing.T) {
-	g := startGateway(t, "")
+	g := startGateway(t, nil)
 	s := open(t, g.addr, "")
 	s.cmd("HELO board", "250")
 	s.cmd("MAIL FROM:<a@b@unqualified.plcmail.invalid>", "553 5.1.3")

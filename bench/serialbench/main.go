@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plcmail/plcmail/internal/plcsim"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -37,83 +38,59 @@ func main() {
 	}
 }
 
-type result struct {
-	at    time.Time
-	frame protocol.Frame
-}
-
-// peer decodes what the gateway sends and hands ACK/NAK and DELIVERY frames
+// peer reads what the gateway sends and hands ACK/NAK and DELIVERY frames
 // to the sender.
 type peer struct {
-	f    *os.File
-	acks chan result
+	sim  *plcsim.PLC
+	acks chan plcsim.Received
 
 	mu        sync.Mutex
-	delivered map[uint32]result
+	delivered map[uint32]plcsim.Received
 	nak       int
 }
 
 func (p *peer) read() {
-	dec := protocol.NewDecoder()
-	buf := make([]byte, 512)
+	var bad *protocol.FrameError
 	for {
-		n, err := p.f.Read(buf)
-		at := time.Now()
-		dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
-			if err != nil {
-				return
-			}
-			switch f.Type {
-			case protocol.TypeAck, protocol.TypeNak:
-				p.acks <- result{at: at, frame: *f}
-			case protocol.TypeDelivery:
-				p.mu.Lock()
-				if _, seen := p.delivered[f.Seq]; !seen {
-					p.delivered[f.Seq] = result{at: at, frame: *f}
-				}
-				p.mu.Unlock()
-			}
-		})
+		r, err := p.sim.Next(time.Time{})
+		if errors.As(err, &bad) {
+			continue
+		}
 		if err != nil {
 			close(p.acks)
 			return
 		}
+		switch r.Frame.Type {
+		case protocol.TypeAck, protocol.TypeNak:
+			p.acks <- r
+		case protocol.TypeDelivery:
+			p.mu.Lock()
+			if _, seen := p.delivered[r.Frame.Seq]; !seen {
+				p.delivered[r.Frame.Seq] = r
+			}
+			p.mu.Unlock()
+		}
 	}
-}
-
-// send writes one encoded frame paced at the line rate and returns the
-// instant its last byte was written.
-func (p *peer) send(buf []byte, baud int) (time.Time, error) {
-	wire := time.Duration(len(buf)) * 10 * time.Second / time.Duration(baud)
-	t0 := time.Now()
-	if _, err := p.f.Write(buf[:len(buf)-1]); err != nil {
-		return time.Time{}, err
-	}
-	time.Sleep(wire - time.Since(t0))
-	if _, err := p.f.Write(buf[len(buf)-1:]); err != nil {
-		return time.Time{}, err
-	}
-	return time.Now(), nil
 }
 
 // await waits for the ACK or NAK of seq, skipping stale answers.
-func (p *peer) await(seq uint32, timeout time.Duration) (result, error) {
+func (p *peer) await(seq uint32, timeout time.Duration) (plcsim.Received, error) {
 	deadline := time.After(timeout)
 	for {
 		select {
 		case r, ok := <-p.acks:
 			if !ok {
-				return result{}, errors.New("link closed")
+				return plcsim.Received{}, errors.New("link closed")
 			}
-			if r.frame.Seq != seq {
+			if r.Frame.Seq != seq {
 				continue
 			}
-			if r.frame.Type == protocol.TypeNak {
+			if r.Frame.Type == protocol.TypeNak {
 				p.nak++
 			}
 			return r, nil
 		case <-deadline:
-			return result{}, fmt.Errorf("no ACK for seq %d within %v", seq, timeout)
+			return plcsim.Received{}, fmt.Errorf("no ACK for seq %d within %v", seq, timeout)
 		}
 	}
 }
@@ -136,32 +113,27 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer f.Close()
-	p := &peer{f: f, acks: make(chan result, 64), delivered: map[uint32]result{}}
+	p := &peer{sim: plcsim.New(f, uint32(time.Now().Unix())), acks: make(chan plcsim.Received, 64),
+		delivered: map[uint32]plcsim.Received{}}
 	go p.read()
 
-	boot := uint32(time.Now().Unix())
-	seq := uint32(1)
-	encode := func(fr *protocol.Frame) []byte {
-		b, err := protocol.AppendEncoded([]byte{0}, fr) // leading delimiter, as the firmware sends at boot
-		if err != nil {
-			panic(err)
-		}
-		return b
+	// HELLO, retransmitted every second like the firmware does at boot,
+	// until the gateway (which may still be opening the port) answers.
+	// A leading delimiter ends whatever was on the line before.
+	hello := p.sim.Hello()
+	hello.Uptime, hello.ResetCause = 1, 0
+	if err := p.sim.Write([]byte{0}); err != nil {
+		return err
 	}
-
-	// HELLO, retransmitted every second like the firmware does, until the
-	// gateway (which may still be opening the port) ACKs it.
-	hello := encode(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeHello, Boot: boot, Seq: seq, Uptime: 1})
-	for try := 0; ; try++ {
-		if _, err := p.send(hello, *baud); err != nil {
-			return err
-		}
-		if _, err := p.await(seq, time.Second); err == nil {
-			break
-		}
-		if try == 15 {
-			return errors.New("gateway does not answer HELLO")
-		}
+	a, _, err := p.sim.SendReliable(ctx, hello, p.acks, plcsim.Retry{Wait: time.Second, Sends: 16})
+	if errors.Is(err, plcsim.ErrNoAnswer) {
+		return errors.New("gateway does not answer HELLO")
+	}
+	if err != nil {
+		return err
+	}
+	if a.Frame.Type == protocol.TypeNak {
+		p.nak++
 	}
 
 	ends := make(map[uint32]time.Time, *n)
@@ -173,28 +145,31 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		seq++
-		fr := &protocol.Frame{Version: protocol.Version, Type: protocol.TypeEvent, Boot: boot, Seq: seq,
-			Code: uint16(*code), Event: protocol.EventRaise, Severity: protocol.SeverityAlarm,
-			Uptime: uint32(2 + i), NValues: 2}
-		fr.Values[0], fr.Values[1] = protocol.Float32Value(87.5), protocol.Int32Value(int32(i))
-		fr.TextLen = uint8(copy(fr.Text[:], fmt.Sprintf("pressure below limit %d", i)))
-		buf := encode(fr)[1:]
+		fr, err := p.sim.Event(uint16(*code), protocol.EventRaise, protocol.SeverityAlarm,
+			fmt.Sprintf("pressure below limit %d", i), protocol.Float32Value(87.5), protocol.Int32Value(int32(i)))
+		if err != nil {
+			return err
+		}
+		fr.Uptime = uint32(2 + i)
+		buf, err := plcsim.Encode(fr)
+		if err != nil {
+			return err
+		}
 		frameLen = len(buf)
-		end, err := p.send(buf, *baud)
+		end, err := p.sim.WritePaced(buf, *baud)
 		if err != nil {
 			return err
 		}
-		r, err := p.await(seq, 10*time.Second)
+		r, err := p.await(fr.Seq, 10*time.Second)
 		if err != nil {
 			return err
 		}
-		ends[seq] = end
-		ackLat = append(ackLat, r.at.Sub(end))
+		ends[fr.Seq] = end
+		ackLat = append(ackLat, r.At.Sub(end))
 		switch {
-		case r.frame.Type == protocol.TypeAck && r.frame.AckResult == protocol.AckQueued:
+		case r.Frame.Type == protocol.TypeAck && r.Frame.AckResult == protocol.AckQueued:
 			queued++
-		case r.frame.Type == protocol.TypeAck:
+		case r.Frame.Type == protocol.TypeAck:
 			dup++
 		}
 	}
@@ -211,9 +186,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			d, ok := p.delivered[s]
 			switch {
 			case !ok:
-			case d.frame.Status == protocol.DeliveryAccepted:
+			case d.Frame.Status == protocol.DeliveryAccepted:
 				delivered++
-				delLat = append(delLat, d.at.Sub(end))
+				delLat = append(delLat, d.At.Sub(end))
 			default:
 				failed++
 			}

@@ -13,7 +13,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -22,10 +21,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/plcmail/plcmail/config"
-	"github.com/plcmail/plcmail/internal/throwawayca"
+	"github.com/plcmail/plcmail/internal/fakeupstream"
+	"github.com/plcmail/plcmail/internal/plcsim"
+	"github.com/plcmail/plcmail/internal/pty"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -151,6 +151,9 @@ to      = ["maintenance@example.com"]
 `
 )
 
+// runDemo sets up the upstream, the serial link, the configuration and the
+// gateway, plays the PLC's script and prints what both ends counted. The
+// summary comes back also when the demo failed or was interrupted.
 func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	pr := &demoPrinter{w: o.stdout}
 	work, err := os.MkdirTemp("", "plcmail-demo-")
@@ -158,147 +161,213 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	mailDir := o.out
-	if mailDir == "" {
-		if mailDir, err = os.MkdirTemp("", "plcmail-demo-mail-"); err != nil {
-			return nil, err
-		}
-	} else if err := os.MkdirAll(mailDir, 0o755); err != nil {
-		return nil, err
-	}
-	if mailDir, err = filepath.Abs(mailDir); err != nil {
-		return nil, err
-	}
-
-	// The upstream: an SMTP server with STARTTLS and AUTH, as providers run.
-	password := rand.Text()
-	caPEM, serverTLS, err := demoTLS()
+	mailDir, err := demoMailDir(o.out)
 	if err != nil {
 		return nil, err
 	}
+	box := &demoMailbox{dir: mailDir, pr: pr}
+	up, err := startDemoUpstream(box)
+	if err != nil {
+		return nil, err
+	}
+	defer up.Close()
+	link, err := pty.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer link.Close()
+	if err := link.HoldSlave(); err != nil {
+		return nil, err
+	}
+	d, err := writeDemoConfig(work, mailDir, up, link.Path)
+	if err != nil {
+		return nil, err
+	}
+	d.printIntro(pr, up.Port)
+
+	gw := startDemoGateway(d.cfgPath, d.cfg, o)
+	defer gw.stop()
+	plc := newDemoPLC(link.Master, pr)
+	go plc.readLoop()
+	sum := &demoSummary{MailDir: mailDir}
+	scriptErr := plc.runScript(ctx, o.pace)
+	if scriptErr == nil {
+		scriptErr = waitDemoMails(ctx, plc, up)
+	}
+	// Let a duplicate mail, if the gateway wrongly sent one, arrive and be counted.
+	time.Sleep(200 * time.Millisecond)
+	plc.fill(sum)
+	sum.MailsReceived = len(up.Messages())
+	if err := readDemoStatus(d.cfg.Gateway.SpoolDir, sum); err != nil && scriptErr == nil {
+		scriptErr = err
+	}
+	printDemoSummary(pr, sum)
+	pr.printf("  configuration    %s\n", d.keptConfig)
+	if scriptErr != nil && !errors.Is(scriptErr, context.Canceled) {
+		gw.stop()
+		return sum, scriptErr
+	}
+
+	if o.follow && ctx.Err() == nil {
+		d.printFollow(pr)
+		plc.heartbeats(ctx, 10*time.Second)
+	}
+	if err := gw.stop(); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// demoMailDir makes the folder for the received mails: out, or a new
+// temporary folder, which stays after the demo.
+func demoMailDir(out string) (string, error) {
+	dir := out
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "plcmail-demo-mail-"); err != nil {
+			return "", err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dir)
+}
+
+// startDemoUpstream starts the upstream: an SMTP server that takes mail
+// only after STARTTLS and AUTH, as providers run it, with a throw-away CA
+// so the gateway verifies it exactly as it would a provider.
+func startDemoUpstream(box *demoMailbox) (*fakeupstream.Server, error) {
+	return fakeupstream.Start(fakeupstream.Options{
+		Security:        fakeupstream.StartTLS,
+		AuthMechs:       []string{sasl.Plain},
+		RequireAuth:     true,
+		RequireTLS:      true,
+		Username:        demoUser,
+		Password:        rand.Text(),
+		Domain:          "mail.plcmail.test",
+		CAName:          "plcmail demo CA",
+		CertHosts:       []string{"127.0.0.1", "localhost"},
+		MaxMessageBytes: 10 << 20,
+		Data:            box.deliver,
+	})
+}
+
+// demoFiles is the demo's configuration, written to its work folder.
+type demoFiles struct {
+	cfgPath    string
+	keptConfig string // the copy kept with the mails
+	cfg        *config.Config
+}
+
+// writeDemoConfig writes the upstream's CA and password and a complete
+// configuration into work, and loads it the way serve does.
+func writeDemoConfig(work, mailDir string, up *fakeupstream.Server, device string) (*demoFiles, error) {
 	caFile := filepath.Join(work, "demo-ca.pem")
 	secretFile := filepath.Join(work, "upstream.secret")
-	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+	if err := os.WriteFile(caFile, up.CAPEM, 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(secretFile, []byte(password+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte(up.Password()+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	sink, err := startDemoSink(serverTLS, password, mailDir, pr)
-	if err != nil {
+	d := &demoFiles{cfgPath: filepath.Join(work, "plcmail.toml"), keptConfig: filepath.Join(mailDir, "plcmail-demo.toml")}
+	text := fmt.Sprintf(demoConfig, filepath.Join(work, "spool"), up.Port, demoUser, secretFile, caFile, demoLink, device)
+	if err := os.WriteFile(d.cfgPath, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	defer sink.close()
-
-	// The serial link.
-	master, slave, slavePath, err := openPTY()
-	if err != nil {
-		return nil, err
-	}
-	defer slave.Close()
-	defer master.Close()
-
-	cfgPath := filepath.Join(work, "plcmail.toml")
-	text := fmt.Sprintf(demoConfig, filepath.Join(work, "spool"), sink.port, demoUser, secretFile, caFile, demoLink, slavePath)
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		return nil, err
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
+	var err error
+	if d.cfg, err = config.Load(d.cfgPath); err != nil {
 		return nil, fmt.Errorf("demo: generated config: %w", err)
 	}
-
-	pr.printf("plcmail demo: a simulated PLC on a virtual serial link, the real gateway, a local mail server\n")
-	pr.printf("  serial link  %s (pseudo-terminal pair made by this process; the PLC holds the other end)\n", slavePath)
-	pr.printf("  upstream     127.0.0.1:%d, STARTTLS (demo CA) and AUTH PLAIN, in this process\n", sink.port)
 	// The work directory goes away at the end; a copy of the configuration
 	// stays with the mails, as an example of a complete one.
-	keptConfig := filepath.Join(mailDir, "plcmail-demo.toml")
-	if err := os.WriteFile(keptConfig, []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(d.keptConfig, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
-	pr.printf("  config       %s (a copy is kept with the mails)\n", cfgPath)
-	pr.printf("  mails        %s\n\n", mailDir)
+	return d, nil
+}
 
-	// The gateway: the same code as `plcmail serve`.
+func (d *demoFiles) printIntro(pr *demoPrinter, port int) {
+	pr.printf("plcmail demo: a simulated PLC on a virtual serial link, the real gateway, a local mail server\n")
+	pr.printf("  serial link  %s (pseudo-terminal pair made by this process; the PLC holds the other end)\n", d.cfg.Serial[0].Device)
+	pr.printf("  upstream     127.0.0.1:%d, STARTTLS (demo CA) and AUTH PLAIN, in this process\n", port)
+	pr.printf("  config       %s (a copy is kept with the mails)\n", d.cfgPath)
+	pr.printf("  mails        %s\n\n", filepath.Dir(d.keptConfig))
+}
+
+func (d *demoFiles) printFollow(pr *demoPrinter) {
+	pr.printf("\n--follow: the gateway keeps running; the PLC sends a heartbeat every 10 s.\n")
+	pr.printf("In another terminal:\n")
+	pr.printf("  plcmail -c %s status\n", d.cfgPath)
+	pr.printf("  printf 'Subject: hello\\n\\nfrom the demo\\n' | plcmail -c %s send ops@example.com\n", d.cfgPath)
+	pr.printf("Ctrl-C stops.\n")
+}
+
+// demoGateway is the gateway running the same code as `plcmail serve`.
+type demoGateway struct {
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+func startDemoGateway(cfgPath string, cfg *config.Config, o demoOptions) *demoGateway {
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelWarn)
 	if o.verbose {
 		level.Set(slog.LevelInfo)
 	}
 	log := slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level}))
-	gwCtx, stopGateway := context.WithCancel(context.Background())
-	defer stopGateway()
-	gwDone := make(chan error, 1)
-	go func() { gwDone <- serve(gwCtx, cfgPath, cfg, log, level) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		stopGateway()
-		select {
-		case err := <-gwDone:
-			return err
-		case <-time.After(30 * time.Second):
-			return errors.New("demo: gateway did not stop within 30s")
-		}
-	}
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &demoGateway{cancel: cancel, done: make(chan error, 1)}
+	go func() { g.done <- serve(ctx, cfgPath, cfg, log, level) }()
+	return g
+}
 
-	plc := newDemoPLC(master, pr)
-	go plc.readLoop()
-	sum := &demoSummary{MailDir: mailDir}
-	scriptErr := plc.runScript(ctx, o.pace)
-	if scriptErr == nil {
-		// Every alarm is mailed once, and each mail's outcome goes back to
-		// the PLC as a DELIVERY frame.
-		scriptErr = waitUntil(ctx, func() bool {
-			return sink.count() >= plc.events() && plc.deliveries() >= plc.events()
-		}, 30*time.Second)
-		if scriptErr != nil {
-			scriptErr = fmt.Errorf("demo: waiting for %d mails and delivery reports: got %d mails, %d reports: %w",
-				plc.events(), sink.count(), plc.deliveries(), scriptErr)
-		}
+// stop stops the gateway and returns serve's error; calls after the first
+// return nil.
+func (g *demoGateway) stop() error {
+	if g.stopped {
+		return nil
 	}
-	// Let a duplicate mail, if the gateway wrongly sent one, arrive and be counted.
-	time.Sleep(200 * time.Millisecond)
-	plc.fill(sum)
-	sum.MailsReceived = sink.count()
-	// Ask the gateway the way `plcmail status` does (also after Ctrl-C).
-	stCtx, stCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	st, err := readStatus(stCtx, cfg.Gateway.SpoolDir)
-	stCancel()
-	if err == nil {
-		for _, l := range st.Links {
-			if l.Name == demoLink {
-				sum.GatewayFrames, sum.GatewayAcks, sum.GatewayDuplicates, sum.GatewayMailed = l.Frames, l.Acks, l.Duplicates, l.Mailed
-			}
-		}
-		sum.GatewayDelivered = st.Queue.Delivered
-	} else if scriptErr == nil {
-		scriptErr = fmt.Errorf("demo: plcmail status: %w", err)
+	g.stopped = true
+	g.cancel()
+	select {
+	case err := <-g.done:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("demo: gateway did not stop within 30s")
 	}
-	printDemoSummary(pr, sum)
-	pr.printf("  configuration    %s\n", keptConfig)
-	if scriptErr != nil && !errors.Is(scriptErr, context.Canceled) {
-		stop()
-		return sum, scriptErr
-	}
+}
 
-	if o.follow && ctx.Err() == nil {
-		pr.printf("\n--follow: the gateway keeps running; the PLC sends a heartbeat every 10 s.\n")
-		pr.printf("In another terminal:\n")
-		pr.printf("  plcmail -c %s status\n", cfgPath)
-		pr.printf("  printf 'Subject: hello\\n\\nfrom the demo\\n' | plcmail -c %s send ops@example.com\n", cfgPath)
-		pr.printf("Ctrl-C stops.\n")
-		plc.heartbeats(ctx, 10*time.Second)
+// waitDemoMails waits until every alarm was mailed once and each mail's
+// outcome went back to the PLC as a DELIVERY frame.
+func waitDemoMails(ctx context.Context, plc *demoPLC, up *fakeupstream.Server) error {
+	err := waitUntil(ctx, func() bool {
+		return len(up.Messages()) >= plc.events() && plc.deliveries() >= plc.events()
+	}, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("demo: waiting for %d mails and delivery reports: got %d mails, %d reports: %w",
+			plc.events(), len(up.Messages()), plc.deliveries(), err)
 	}
-	if err := stop(); err != nil {
-		return sum, err
+	return nil
+}
+
+// readDemoStatus asks the gateway the way `plcmail status` does (also
+// after Ctrl-C) and adds its counters to sum.
+func readDemoStatus(spoolDir string, sum *demoSummary) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := readStatus(ctx, spoolDir)
+	if err != nil {
+		return fmt.Errorf("demo: plcmail status: %w", err)
 	}
-	return sum, nil
+	for _, l := range st.Links {
+		if l.Name == demoLink {
+			sum.GatewayFrames, sum.GatewayAcks, sum.GatewayDuplicates, sum.GatewayMailed = l.Frames, l.Acks, l.Duplicates, l.Mailed
+		}
+	}
+	sum.GatewayDelivered = st.Queue.Delivered
+	return nil
 }
 
 func printDemoSummary(pr *demoPrinter, s *demoSummary) {
@@ -313,28 +382,24 @@ func printDemoSummary(pr *demoPrinter, s *demoSummary) {
 	pr.printf("  mail server      %d mails received, saved in %s\n", s.MailsReceived, s.MailDir)
 }
 
-// demoPLC plays the firmware's part (firmware-sketch/): it sends frames on
-// the master side of the pty and waits for each HELLO and EVENT to be
-// ACKed, retransmitting the same bytes after 1 s, doubling, as SPEC.md §4
-// requires.
+// demoPLC plays the firmware's part (firmware-sketch/) with plcsim on the
+// master side of the pty, counting and printing what happens: each HELLO
+// and EVENT is retransmitted until ACKed, after 1 s, doubling, as SPEC.md
+// §4 requires.
 type demoPLC struct {
-	w     io.ReadWriter
-	pr    *demoPrinter
-	boot  uint32
-	seq   uint32
-	start time.Time
-	acks  chan protocol.Frame
-	// heard is closed when the first bytes from the gateway arrive: it
-	// sends a delimiter when it opens the port.
-	heard chan struct{}
+	sim  *plcsim.PLC
+	pr   *demoPrinter
+	acks chan plcsim.Received
 
 	mu  sync.Mutex
 	sum demoSummary
 }
 
-func newDemoPLC(w io.ReadWriter, pr *demoPrinter) *demoPLC {
-	return &demoPLC{w: w, pr: pr, boot: uint32(time.Now().Unix()), start: time.Now(),
-		acks: make(chan protocol.Frame, 16), heard: make(chan struct{})}
+func newDemoPLC(rw io.ReadWriter, pr *demoPrinter) *demoPLC {
+	sim := plcsim.New(rw, uint32(time.Now().Unix()))
+	// The uptime the frames carry: as if the PLC had booted 3 s before.
+	sim.Booted = sim.Booted.Add(-3 * time.Second)
+	return &demoPLC{sim: sim, pr: pr, acks: make(chan plcsim.Received, 16)}
 }
 
 func (p *demoPLC) update(f func(s *demoSummary)) {
@@ -382,116 +447,87 @@ func waitUntil(ctx context.Context, cond func() bool, timeout time.Duration) err
 	return nil
 }
 
-// readLoop decodes what the gateway sends: ACK and NAK go to whoever waits
-// for them, DELIVERY reports are printed.
+// readLoop decodes what the gateway sends until the link closes: ACK and
+// NAK go to whoever waits for them, DELIVERY reports are printed.
 func (p *demoPLC) readLoop() {
-	dec := protocol.NewDecoder()
-	buf := make([]byte, 256)
-	heard := false
+	var bad *protocol.FrameError
 	for {
-		n, err := p.w.Read(buf)
-		if n > 0 && !heard {
-			heard = true
-			close(p.heard)
+		r, err := p.sim.Next(time.Time{})
+		if errors.As(err, &bad) {
+			p.pr.printf("PLC   bad frame from the gateway: %v\n", bad)
+			continue
 		}
-		dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
-			if err != nil {
-				p.pr.printf("PLC   bad frame from the gateway: %v\n", err)
-				return
-			}
-			switch f.Type {
-			case protocol.TypeAck, protocol.TypeNak:
-				select {
-				case p.acks <- *f:
-				default:
-				}
-			case protocol.TypeDelivery:
-				ok := f.Status == protocol.DeliveryAccepted
-				p.update(func(s *demoSummary) {
-					if ok {
-						s.DeliveryAccepted++
-					} else {
-						s.DeliveryFailed++
-					}
-				})
-				p.pr.printf("PLC   DELIVERY report for seq %d: %s (upstream replied %d)\n", f.Seq, f.Status, f.SMTPCode)
-			}
-		})
 		if err != nil {
 			return
 		}
+		switch f := r.Frame; f.Type {
+		case protocol.TypeAck, protocol.TypeNak:
+			select {
+			case p.acks <- r:
+			default:
+			}
+		case protocol.TypeDelivery:
+			ok := f.Status == protocol.DeliveryAccepted
+			p.update(func(s *demoSummary) {
+				if ok {
+					s.DeliveryAccepted++
+				} else {
+					s.DeliveryFailed++
+				}
+			})
+			p.pr.printf("PLC   DELIVERY report for seq %d: %s (upstream replied %d)\n", f.Seq, f.Status, f.SMTPCode)
+		}
 	}
 }
-
-func (p *demoPLC) uptime() uint32 { return uint32(time.Since(p.start).Seconds()) + 3 }
 
 // sendReliable sends a HELLO or EVENT until it is ACKed. With loseFirstAck
 // the first ACK is ignored, as if a burst of noise had eaten it on the wire.
 func (p *demoPLC) sendReliable(ctx context.Context, f *protocol.Frame, what string, loseFirstAck bool) error {
-	wire, err := protocol.AppendEncoded(nil, f)
+	retry := plcsim.Firmware
+	retry.Lose = func(a protocol.Frame, send int, wait time.Duration) bool {
+		if !loseFirstAck || send > 1 || a.Type != protocol.TypeAck {
+			return false
+		}
+		p.update(func(s *demoSummary) { s.AcksLost++ })
+		p.pr.printf("PLC   %s -> ACK lost on the wire (simulated): retransmitting the same bytes after %v\n", what, wait)
+		return true
+	}
+	r, sends, err := p.sim.SendReliable(ctx, f, p.acks, retry)
+	p.update(func(s *demoSummary) { s.Retransmissions += max(sends-1, 0) })
 	if err != nil {
-		return err
+		if errors.Is(err, ctx.Err()) {
+			return err
+		}
+		return fmt.Errorf("demo PLC: %w", err)
 	}
-	timeout := time.Second
-	for attempt := 0; ; attempt++ {
-		if _, err := p.w.Write(wire); err != nil {
-			return fmt.Errorf("demo PLC: write: %w", err)
-		}
-		if attempt > 0 {
-			p.update(func(s *demoSummary) { s.Retransmissions++ })
-		}
-		timer := time.NewTimer(timeout)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return ctx.Err()
-			case <-timer.C:
-				break wait
-			case a := <-p.acks:
-				if a.Boot != f.Boot || a.Seq != f.Seq {
-					continue // a late answer to an earlier frame
-				}
-				if a.Type == protocol.TypeNak {
-					timer.Stop()
-					p.update(func(s *demoSummary) { s.Naks++ })
-					return fmt.Errorf("demo PLC: %s NAKed: %v", what, a.NakReason)
-				}
-				if loseFirstAck && attempt == 0 {
-					p.update(func(s *demoSummary) { s.AcksLost++ })
-					p.pr.printf("PLC   %s -> ACK lost on the wire (simulated): retransmitting the same bytes after %v\n", what, timeout)
-					continue
-				}
-				timer.Stop()
-				dup := a.AckResult == protocol.AckDuplicate
-				p.update(func(s *demoSummary) {
-					if dup {
-						s.AcksDuplicate++
-					} else {
-						s.AcksQueued++
-					}
-				})
-				again := ""
-				if attempt > 0 {
-					again = " (retransmitted)"
-				}
-				if dup {
-					p.pr.printf("PLC   %s%s -> ACK duplicate: the gateway had it queued already and does not mail it again\n", what, again)
-				} else {
-					p.pr.printf("PLC   %s%s -> ACK queued (on the gateway's disk)\n", what, again)
-				}
-				return nil
-			}
-		}
-		timeout = min(2*timeout, 30*time.Second)
+	a := r.Frame
+	if a.Type == protocol.TypeNak {
+		p.update(func(s *demoSummary) { s.Naks++ })
+		return fmt.Errorf("demo PLC: %s NAKed: %v", what, a.NakReason)
 	}
+	dup := a.AckResult == protocol.AckDuplicate
+	p.update(func(s *demoSummary) {
+		if dup {
+			s.AcksDuplicate++
+		} else {
+			s.AcksQueued++
+		}
+	})
+	again := ""
+	if sends > 1 {
+		again = " (retransmitted)"
+	}
+	if dup {
+		p.pr.printf("PLC   %s%s -> ACK duplicate: the gateway had it queued already and does not mail it again\n", what, again)
+	} else {
+		p.pr.printf("PLC   %s%s -> ACK queued (on the gateway's disk)\n", what, again)
+	}
+	return nil
 }
 
 func (p *demoPLC) heartbeat(active uint8) error {
-	f := protocol.Frame{Version: protocol.Version, Type: protocol.TypeHeartbeat, Boot: p.boot, Uptime: p.uptime(), ActiveTotal: active}
-	if err := protocol.WriteFrame(p.w, &f); err != nil {
-		return fmt.Errorf("demo PLC: write: %w", err)
+	if err := p.sim.Send(p.sim.Heartbeat(active)); err != nil {
+		return fmt.Errorf("demo PLC: %w", err)
 	}
 	p.update(func(s *demoSummary) { s.Heartbeats++ })
 	return nil
@@ -523,78 +559,83 @@ type demoEvent struct {
 	loseAck  bool
 }
 
-// runScript is the PLC's life: boot, hello, alarms raised and cleared with
-// heartbeats in between, one ACK lost.
+// demoScript is what the PLC reports after its HELLO: alarms raised and
+// cleared, one of whose ACKs is lost.
+var demoScript = []demoEvent{
+	{code: 17, event: protocol.EventRaise, severity: protocol.SeverityCritical,
+		values: []protocol.Value{protocol.Float32Value(62.5)}, text: "pump P1 below limit"},
+	{code: 42, event: protocol.EventRaise, severity: protocol.SeverityWarning,
+		values: []protocol.Value{protocol.BoolValue(true)}, text: "door 2", loseAck: true},
+	{code: 17, event: protocol.EventClear, severity: protocol.SeverityCritical,
+		values: []protocol.Value{protocol.Float32Value(84.25)}, text: "pressure back to normal"},
+	{code: 99, event: protocol.EventRaise, severity: protocol.SeverityAlarm,
+		values: []protocol.Value{protocol.Int32Value(-12), protocol.Uint32Value(3)}, text: "sensor B3 fault"},
+	{code: 42, event: protocol.EventClear, severity: protocol.SeverityWarning,
+		values: []protocol.Value{protocol.BoolValue(false)}, text: "door 2"},
+}
+
+// runScript is the PLC's life: boot, hello, the script's alarms with
+// heartbeats in between.
 func (p *demoPLC) runScript(ctx context.Context, pace time.Duration) error {
-	// Power the PLC on once the gateway has the port open, so that the one
-	// retransmission the demo shows is the one it stages. (A real PLC that
-	// boots first loses nothing either: it retransmits its HELLO.)
-	select {
-	case <-p.heard:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(30 * time.Second):
-		return errors.New("demo: the gateway did not open the serial link within 30s")
-	}
-	// A fresh boot: a delimiter ends whatever the bootloader left on the line.
-	if _, err := p.w.Write([]byte{0}); err != nil {
+	if err := p.boot(ctx); err != nil {
 		return err
-	}
-	p.seq++
-	hello := protocol.Frame{Version: protocol.Version, Type: protocol.TypeHello, Boot: p.boot, Seq: p.seq,
-		Uptime: p.uptime(), ResetCause: 1}
-	p.update(func(s *demoSummary) { s.Hellos++ })
-	if err := p.sendReliable(ctx, &hello, fmt.Sprintf("HELLO seq %d (boot %d, power-on, no alarms active)", p.seq, p.boot), false); err != nil {
-		return err
-	}
-	script := []demoEvent{
-		{code: 17, event: protocol.EventRaise, severity: protocol.SeverityCritical,
-			values: []protocol.Value{protocol.Float32Value(62.5)}, text: "pump P1 below limit"},
-		{code: 42, event: protocol.EventRaise, severity: protocol.SeverityWarning,
-			values: []protocol.Value{protocol.BoolValue(true)}, text: "door 2", loseAck: true},
-		{code: 17, event: protocol.EventClear, severity: protocol.SeverityCritical,
-			values: []protocol.Value{protocol.Float32Value(84.25)}, text: "pressure back to normal"},
-		{code: 99, event: protocol.EventRaise, severity: protocol.SeverityAlarm,
-			values: []protocol.Value{protocol.Int32Value(-12), protocol.Uint32Value(3)}, text: "sensor B3 fault"},
-		{code: 42, event: protocol.EventClear, severity: protocol.SeverityWarning,
-			values: []protocol.Value{protocol.BoolValue(false)}, text: "door 2"},
 	}
 	active := 0
-	for i, ev := range script {
+	for i, ev := range demoScript {
 		if err := sleepCtx(ctx, pace); err != nil {
 			return err
 		}
-		if i == 2 || i == len(script)-1 {
+		if i == 2 || i == len(demoScript)-1 {
 			if err := p.heartbeat(uint8(active)); err != nil {
 				return err
 			}
-			p.pr.printf("PLC   HEARTBEAT (uptime %ds, %d alarms active): not ACKed, tells the gateway the PLC is alive\n", p.uptime(), active)
-		}
-		p.seq++
-		f := protocol.Frame{Version: protocol.Version, Type: protocol.TypeEvent, Boot: p.boot, Seq: p.seq,
-			Uptime: p.uptime(), Code: ev.code, Event: ev.event, Severity: ev.severity}
-		var vals []string
-		for _, v := range ev.values {
-			if err := f.AddValue(v); err != nil {
-				return err
-			}
-			vals = append(vals, v.String())
-		}
-		if err := f.SetText(ev.text); err != nil {
-			return err
+			p.pr.printf("PLC   HEARTBEAT (uptime %ds, %d alarms active): not ACKed, tells the gateway the PLC is alive\n", p.sim.Uptime(), active)
 		}
 		if ev.event == protocol.EventRaise {
 			active++
 		} else {
 			active--
 		}
-		p.update(func(s *demoSummary) { s.Events++ })
-		what := fmt.Sprintf("EVENT seq %d: %s alarm %d (%s, values %s, %q)", p.seq, ev.event, ev.code, ev.severity, strings.Join(vals, " "), ev.text)
-		if err := p.sendReliable(ctx, &f, what, ev.loseAck); err != nil {
+		if err := p.sendEvent(ctx, ev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// boot powers the PLC on once the gateway has the port open, so that the
+// one retransmission the demo shows is the one it stages (a real PLC that
+// boots first loses nothing either: it retransmits its HELLO), and sends
+// the HELLO.
+func (p *demoPLC) boot(ctx context.Context) error {
+	select {
+	case <-p.sim.Heard():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return errors.New("demo: the gateway did not open the serial link within 30s")
+	}
+	// A fresh boot: a delimiter ends whatever the bootloader left on the line.
+	if err := p.sim.Write([]byte{0}); err != nil {
+		return err
+	}
+	hello := p.sim.Hello()
+	p.update(func(s *demoSummary) { s.Hellos++ })
+	return p.sendReliable(ctx, hello, fmt.Sprintf("HELLO seq %d (boot %d, power-on, no alarms active)", hello.Seq, hello.Boot), false)
+}
+
+func (p *demoPLC) sendEvent(ctx context.Context, ev demoEvent) error {
+	f, err := p.sim.Event(ev.code, ev.event, ev.severity, ev.text, ev.values...)
+	if err != nil {
+		return err
+	}
+	vals := make([]string, len(ev.values))
+	for i, v := range ev.values {
+		vals[i] = v.String()
+	}
+	p.update(func(s *demoSummary) { s.Events++ })
+	what := fmt.Sprintf("EVENT seq %d: %s alarm %d (%s, values %s, %q)", f.Seq, ev.event, ev.code, ev.severity, strings.Join(vals, " "), ev.text)
+	return p.sendReliable(ctx, f, what, ev.loseAck)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -608,113 +649,30 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// demoTLS makes a throw-away CA and a certificate for 127.0.0.1 signed by
-// it, so the gateway verifies the upstream exactly as it would a provider.
-func demoTLS() (caPEM []byte, serverConf *tls.Config, err error) {
-	ca, err := throwawayca.New("plcmail demo CA")
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := ca.Issue("127.0.0.1", "localhost")
-	if err != nil {
-		return nil, nil, err
-	}
-	return ca.PEM(), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
-// demoSink is the demo's upstream: a go-smtp server that takes mail only
-// after STARTTLS and AUTH, prints each message and stores it as .eml.
-type demoSink struct {
-	srv  *smtp.Server
-	port int
-	dir  string
-	pr   *demoPrinter
-	pass string
+// demoMailbox is where the demo's upstream puts what it accepts: each
+// message is printed and stored as .eml.
+type demoMailbox struct {
+	dir string
+	pr  *demoPrinter
 
 	mu sync.Mutex
 	n  int
 }
 
-func startDemoSink(tlsConf *tls.Config, password, dir string, pr *demoPrinter) (*demoSink, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &demoSink{port: l.Addr().(*net.TCPAddr).Port, dir: dir, pr: pr, pass: password}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &demoSession{sink: s, conn: c}, nil
-	}))
-	s.srv.Domain = "mail.plcmail.test"
-	s.srv.TLSConfig = tlsConf
-	s.srv.MaxMessageBytes = 10 << 20
-	s.srv.ReadTimeout, s.srv.WriteTimeout = 30*time.Second, 30*time.Second
-	go s.srv.Serve(l)
-	return s, nil
-}
-
-func (s *demoSink) close() { s.srv.Close() }
-
-func (s *demoSink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
-type demoSession struct {
-	sink   *demoSink
-	conn   *smtp.Conn
-	authed bool
-	from   string
-	to     []string
-}
-
-func (d *demoSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (d *demoSession) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if username != demoUser || password != d.sink.pass {
-			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
-		}
-		d.authed = true
-		return nil
-	}), nil
-}
-
-func (d *demoSession) Mail(from string, _ *smtp.MailOptions) error {
-	if _, tlsOn := d.conn.TLSConnectionState(); !tlsOn || !d.authed {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "STARTTLS and AUTH first"}
-	}
-	d.from = from
-	return nil
-}
-
-func (d *demoSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	d.to = append(d.to, to)
-	return nil
-}
-
-func (d *demoSession) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s := d.sink
-	s.mu.Lock()
-	s.n++
-	n := s.n
-	path := filepath.Join(s.dir, fmt.Sprintf("mail-%02d.eml", n))
-	werr := os.WriteFile(path, data, 0o644)
-	s.mu.Unlock()
+// deliver is the upstream's DATA hook.
+func (b *demoMailbox) deliver(m fakeupstream.Received) error {
+	b.mu.Lock()
+	b.n++
+	n := b.n
+	path := filepath.Join(b.dir, fmt.Sprintf("mail-%02d.eml", n))
+	werr := os.WriteFile(path, m.Data, 0o644)
+	b.mu.Unlock()
 	if werr != nil {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: werr.Error()}
+		return fakeupstream.Reply(451, werr.Error())
 	}
-	state, _ := d.conn.TLSConnectionState()
-	s.pr.printf("%s", describeMail(n, d.from, d.to, tls.VersionName(state.Version), data, path))
+	b.pr.printf("%s", describeMail(n, m.From, m.To, tls.VersionName(m.TLSVersion), m.Data, path))
 	return nil
 }
-
-func (d *demoSession) Reset()        { d.from, d.to = "", nil }
-func (d *demoSession) Logout() error { return nil }
 
 // describeMail formats a received message for the terminal: envelope,
 // decoded Subject and the text body.

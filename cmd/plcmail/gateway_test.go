@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/smtp"
@@ -15,6 +17,7 @@ import (
 	"go.bug.st/serial"
 
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/internal/plcsim"
 	"github.com/plcmail/plcmail/internal/testenv"
 	"github.com/plcmail/plcmail/protocol"
 )
@@ -30,11 +33,11 @@ func freeAddr(t *testing.T) string {
 }
 
 // plcLink is the PLC's end of a socat pty pair: the test writes frames as
-// the firmware would and reads the gateway's answers.
+// the firmware would (plcsim, boot 7) and reads the gateway's answers.
 type plcLink struct {
 	t      *testing.T
-	port   serial.Port
-	frames chan protocol.Frame
+	sim    *plcsim.PLC
+	frames chan plcsim.Received
 	logs   func() string // the gateway's log, for failure messages
 }
 
@@ -69,21 +72,19 @@ func openPLC(t *testing.T, plcPath string, logs func() string) *plcLink {
 	}
 	t.Cleanup(func() { port.Close() })
 	port.SetReadTimeout(100 * time.Millisecond)
-	p := &plcLink{t: t, port: port, frames: make(chan protocol.Frame, 64), logs: logs}
+	p := &plcLink{t: t, sim: plcsim.New(port, 7), frames: make(chan plcsim.Received, 64), logs: logs}
 	go func() {
-		dec := protocol.NewDecoder()
-		buf := make([]byte, 256)
+		var bad *protocol.FrameError
 		for {
-			n, err := port.Read(buf)
+			r, err := p.sim.Next(time.Time{})
+			if errors.As(err, &bad) {
+				continue
+			}
 			if err != nil {
 				close(p.frames)
 				return
 			}
-			dec.Feed(buf[:n], func(f *protocol.Frame, err error) {
-				if err == nil {
-					p.frames <- *f
-				}
-			})
+			p.frames <- r
 		}
 	}()
 	return p
@@ -92,12 +93,8 @@ func openPLC(t *testing.T, plcPath string, logs func() string) *plcLink {
 // send writes one frame from boot 7.
 func (p *plcLink) send(f *protocol.Frame) {
 	p.t.Helper()
-	f.Version, f.Boot = protocol.Version, 7
-	b, err := protocol.AppendEncoded(nil, f)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if _, err := p.port.Write(b); err != nil {
+	f.Boot = p.sim.Boot
+	if err := p.sim.Send(f); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -108,11 +105,11 @@ func (p *plcLink) expect(typ protocol.Type, seq uint32) protocol.Frame {
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
-		case f, ok := <-p.frames:
+		case r, ok := <-p.frames:
 			if !ok {
 				p.t.Fatalf("port closed waiting for %v seq %d", typ, seq)
 			}
-			if f.Type == typ && f.Seq == seq {
+			if f := r.Frame; f.Type == typ && f.Seq == seq {
 				return f
 			}
 		case <-timeout:
@@ -121,21 +118,16 @@ func (p *plcLink) expect(typ protocol.Type, seq uint32) protocol.Frame {
 	}
 }
 
-// hello sends HELLO until it is ACKed, as the firmware does: the bridge may
-// still be opening its end.
+// hello sends HELLO seq 1 until it is ACKed, as the firmware does: the
+// bridge may still be opening its end.
 func (p *plcLink) hello() {
 	p.t.Helper()
-	for i := 0; i <= 20; i++ {
-		p.send(&protocol.Frame{Type: protocol.TypeHello, Seq: 1, Uptime: 1, ResetCause: 1})
-		select {
-		case f := <-p.frames:
-			if f.Type == protocol.TypeAck && f.Seq == 1 {
-				return
-			}
-		case <-time.After(500 * time.Millisecond):
-		}
+	f := p.sim.Hello()
+	f.Uptime = 1
+	a, _, err := p.sim.SendReliable(context.Background(), f, p.frames, plcsim.Retry{Wait: 500 * time.Millisecond, Sends: 21})
+	if err != nil || a.Frame.Type != protocol.TypeAck {
+		p.t.Fatalf("HELLO never ACKed: %v %v\n%s", err, a.Frame.Type, p.logs())
 	}
-	p.t.Fatalf("HELLO never ACKed\n%s", p.logs())
 }
 
 // TestServeWholeGateway wires everything `plcmail serve` runs: a PLC on a

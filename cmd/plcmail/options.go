@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/message"
+	"github.com/plcmail/plcmail/smtpd"
 	"github.com/plcmail/plcmail/spool"
 	"github.com/plcmail/plcmail/upstream"
 )
@@ -56,6 +61,41 @@ func queueOptions(cfg *config.Config) spool.QueueOptions {
 	}
 }
 
+// bridgeOptions turns [[serial]] and [flood] into the bridge's options, with
+// tmpl compiled from the same configuration (serve compiles it once per
+// start or reload, and refuses a configuration whose templates fail).
+func bridgeOptions(cfg *config.Config, tmpl *alarmmail.Templates) bridge.Options {
+	o := bridge.Options{
+		Flood: bridge.Flood{
+			MaxMailsPerMinute: cfg.Flood.MaxMailsPerMinute,
+			DigestDelay:       cfg.Flood.DigestDelay.D(),
+		},
+		Templates: tmpl,
+	}
+	for i := range cfg.Serial {
+		s := &cfg.Serial[i]
+		o.Links = append(o.Links, bridge.LinkOptions{
+			Name: s.Name,
+			Port: bridge.Port{
+				Device:    s.Device,
+				USBVID:    s.USBVID,
+				USBPID:    s.USBPID,
+				USBSerial: s.USBSerial,
+				Baud:      s.Baud,
+				DataBits:  s.DataBits,
+				Parity:    s.Parity,
+				StopBits:  string(s.StopBits),
+			},
+			HeartbeatTimeout: s.HeartbeatTimeout.D(),
+			ResetGrace:       s.ResetGrace.D(),
+			Site:             s.Site,
+			Label:            s.Label,
+			RestartNotice:    s.WantsRestartNotice(),
+		})
+	}
+	return o
+}
+
 // testMessage returns the mail `plcmail test --to` sends: From is
 // upstream.from, with Date and Message-ID, CRLF line endings.
 func testMessage(cfg *config.Config, to string, now time.Time) []byte {
@@ -69,4 +109,56 @@ func testMessage(cfg *config.Config, to string, now time.Time) []byte {
 	fmt.Fprintf(&b, "This is a test message from the plcmail gateway %s.\r\n", cfg.Gateway.Hostname)
 	fmt.Fprintf(&b, "Upstream: %s:%d, security %s.\r\n", cfg.Upstream.Host, cfg.Upstream.Port, cfg.Upstream.Security)
 	return b.Bytes()
+}
+
+// smtpdOptions turns [smtp] into the listener's options. The account
+// passwords and the STARTTLS key pair are read here, once, as the listener
+// did at start before: config.ReadSecret refuses a password file others
+// can read, and a file that changed since validation is reported with the
+// key that names it. smtpd keeps only hashes of the passwords.
+func smtpdOptions(cfg *config.Config) (smtpd.Options, error) {
+	sc := cfg.SMTP
+	if sc == nil {
+		return smtpd.Options{}, errors.New("smtpd: no [smtp] section in the configuration")
+	}
+	nets, err := sc.Networks()
+	if err != nil {
+		return smtpd.Options{}, fmt.Errorf("smtpd: allowed_networks: %w", err)
+	}
+	accounts := make(map[string]string, len(sc.Accounts))
+	for _, acc := range sc.Accounts {
+		pw, err := config.ReadSecret(acc.PasswordFile)
+		if err != nil {
+			return smtpd.Options{}, fmt.Errorf("smtpd: account: %w", err)
+		}
+		if pw == "" {
+			return smtpd.Options{}, fmt.Errorf("smtpd: account: %s: empty password", acc.PasswordFile)
+		}
+		accounts[acc.Username] = pw
+	}
+	var cert *tls.Certificate
+	if sc.TLSCertFile != "" {
+		c, err := tls.LoadX509KeyPair(sc.TLSCertFile, sc.TLSKeyFile)
+		if err != nil {
+			return smtpd.Options{}, fmt.Errorf("smtpd: tls_cert_file: %w", err)
+		}
+		cert = &c
+	}
+	return smtpd.Options{
+		Listen:              sc.Listen,
+		AllowedNetworks:     nets,
+		MaxMessageBytes:     sc.MaxMessageBytes,
+		MaxRecipients:       sc.MaxRecipients,
+		MaxConnections:      sc.MaxConnections,
+		MaxConnectionsPerIP: sc.MaxConnectionsPerIP,
+		CommandTimeout:      sc.CommandTimeout.D(),
+		DataTimeout:         sc.DataTimeout.D(),
+		MaxLineLength:       sc.MaxLineLength,
+		AllowedRecipients:   sc.AllowedRecipients,
+		Accounts:            accounts,
+		RequireAuth:         sc.RequireAuth,
+		Certificate:         cert,
+		Hostname:            cfg.Gateway.Hostname,
+		Fallback:            cfg.Upstream.From,
+	}, nil
 }

@@ -37,11 +37,6 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Templates are checked before anything starts: a daemon that would fail
-	// on the first alarm must not start at all.
-	if _, err := alarmmail.CompileTemplates(cfg); err != nil {
-		return err
-	}
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Gateway.LogLevel))
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
@@ -54,7 +49,14 @@ type component struct {
 	run  func(ctx context.Context) error
 }
 
+// serve runs the gateway of cfg, read from path (which SIGHUP reads again).
 func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) error {
+	// Templates are compiled before anything starts: a daemon that would
+	// fail on the first alarm must not start at all.
+	tmpl, err := alarmmail.CompileTemplates(cfg)
+	if err != nil {
+		return err
+	}
 	b := readBuildInfo()
 	log.Info("plcmail starting", "version", b.Version, "commit", b.Commit, "config", cfg.File,
 		"spool", cfg.Gateway.SpoolDir, "upstream", fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port),
@@ -79,17 +81,19 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 
 	// The bridge runs even without [[serial]] links, so that a SIGHUP can
 	// add the first one; it opens no port until it has a link.
-	links, err := bridge.New(cfg, sp, queue.Wake, log.With("component", "bridge"))
+	links, err := bridge.New(bridgeOptions(cfg, tmpl), sp, queue.Wake, log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
 	// Final delivery results go back to the PLCs as DELIVERY frames.
-	queue.OnResult(func(r spool.Result) {
-		links.DeliveryResult(r.Message.Key, r.Delivered, r.Code)
-	})
+	queue.OnResult(links.DeliveryResult)
 	comps = append(comps, component{"bridge", links.Run})
 	if cfg.SMTP != nil {
-		srv, err := smtpd.New(cfg, sp, queue.Wake, log.With("component", "smtpd"))
+		opts, err := smtpdOptions(cfg)
+		if err != nil {
+			return err
+		}
+		srv, err := smtpd.New(opts, sp, queue.Wake, log.With("component", "smtpd"))
 		if err != nil {
 			return err
 		}
@@ -124,11 +128,10 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 	go func() { wg.Wait(); close(done) }()
 	log.Info("plcmail running", "components", componentNames(comps))
 
-	running := cfg
 	for {
 		select {
 		case <-hup:
-			running = reload(path, running, links, log, level)
+			reload(path, cfg, links, log, level)
 			continue
 		case <-ctx.Done():
 		}
@@ -157,29 +160,32 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 // new configuration to the serial links (templates, recipients, flood
 // control) and the log level. On any error the running configuration stays,
 // as it would with nginx -s reload: a typo must not take the gateway down.
-func reload(path string, old *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) *config.Config {
+//
+// The other components keep the options they were built with at start, so
+// the sections a reload cannot apply are those that differ from started,
+// the configuration serve started with, however many reloads came between.
+func reload(path string, started *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) {
 	log.Info("reloading configuration", "config", path)
 	cfg, err := config.Load(path)
+	var tmpl *alarmmail.Templates
 	if err == nil {
-		_, err = alarmmail.CompileTemplates(cfg)
+		tmpl, err = alarmmail.CompileTemplates(cfg)
 	}
 	if err == nil {
-		err = links.Reload(cfg)
+		err = links.Reload(bridgeOptions(cfg, tmpl))
 	}
 	if err != nil {
 		for _, p := range config.AsErrors(err) {
 			log.Error("reload failed, keeping the running configuration", "problem", p.Error())
 		}
-		return old
+		return
 	}
 	level.Set(parseLevel(cfg.Gateway.LogLevel))
-	if keys := restartKeys(old, cfg); len(keys) > 0 {
+	if keys := restartKeys(started, cfg); len(keys) > 0 {
 		log.Warn("reloaded; these settings take effect only after a restart", "sections", strings.Join(keys, ", "))
-		// Keep reporting the difference against what actually runs.
-		return mixed(old, cfg)
+		return
 	}
 	log.Info("reloaded configuration", "config", path)
-	return cfg
 }
 
 // restartKeys names the sections a reload cannot apply: the delivery loop
@@ -200,14 +206,6 @@ func restartKeys(old, cfg *config.Config) []string {
 		keys = append(keys, "smtp")
 	}
 	return keys
-}
-
-// mixed is the configuration actually in effect after a partial reload.
-func mixed(old, cfg *config.Config) *config.Config {
-	m := *cfg
-	m.Gateway.SpoolDir, m.Gateway.Hostname = old.Gateway.SpoolDir, old.Gateway.Hostname
-	m.Upstream, m.Queue, m.SMTP = old.Upstream, old.Queue, old.SMTP
-	return &m
 }
 
 func componentNames(cs []component) string {

@@ -3,18 +3,23 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // inProcessServe is a `plcmail serve` running in a goroutine.
@@ -160,41 +165,15 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // plcmailBinary builds the command once per test run.
 func plcmailBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "plcmail-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir = dir
-		binPath = filepath.Join(dir, "plcmail")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return testenv.BuildPlcmail(t)
 }
-
-var binDir string
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBuilds()
 	os.Exit(code)
 }
 
@@ -352,5 +331,135 @@ func TestRestartKeys(t *testing.T) {
 		if got := strings.Join(restartKeys(old, &n), ","); got != tt.want {
 			t.Errorf("%s changed: restart keys %q, want %q", tt.change, got, tt.want)
 		}
+	}
+}
+
+// TestReloadWarnsUntilRestart: a reload applies what the bridge can and
+// names the sections only a restart applies, compared with the
+// configuration serve started with, for as long as they differ from it.
+func TestReloadWarnsUntilRestart(t *testing.T) {
+	c := newTestConfig(t)
+	serial := "[[serial]]\nname = \"a\"\ndevice = \"/nonexistent/tty\"\n\n"
+	alarm := "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n"
+	c.Extra = serial + alarm
+	path := c.write(t)
+	started, err := loadConfig(&env{configPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := alarmmail.CompileTemplates(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(started.Gateway.SpoolDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	links, err := bridge.New(bridgeOptions(started, tmpl), sp, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- links.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	upstream := c.Upstream
+	moved := strings.Replace(upstream, "port = 1", "port = 2", 1)
+	steps := []struct {
+		name     string
+		upstream string
+		extra    string
+		want     string
+	}{
+		{"upstream changed", moved, serial + alarm,
+			`"reloaded; these settings take effect only after a restart" sections=upstream`},
+		// The queue still runs with the upstream it started with.
+		{"then an alarm", moved, serial + strings.Replace(alarm, "code = 1", "code = 2", 1), `sections=upstream`},
+		{"upstream back, smtp added", upstream, serial + alarm + "\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n", `sections=smtp`},
+		{"all back", upstream, serial + alarm, `msg="reloaded configuration"`},
+		{"broken template", upstream, serial + alarm + "[[alarm]]\ncode = 3\nsubject = \"{{.Nope\"\nto = [\"ops@example.com\"]\n",
+			`msg="reload failed, keeping the running configuration"`},
+	}
+	for _, s := range steps {
+		c.Upstream, c.Extra = s.upstream, s.extra
+		c.write(t)
+		before := len(logs.String())
+		reload(path, started, links, log, new(slog.LevelVar))
+		if got := logs.String()[before:]; !strings.Contains(got, s.want) {
+			t.Errorf("%s: log lacks %s:\n%s", s.name, s.want, got)
+		}
+	}
+	if st := links.Status(); len(st) != 1 || st[0].Name != "a" {
+		t.Errorf("links after reloads: %+v", st)
+	}
+}
+
+// TestBridgeOptions: every [[serial]] and [flood] setting reaches the
+// bridge.
+func TestBridgeOptions(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = `
+[[serial]]
+name = "press"
+device = "/dev/ttyS1"
+baud = 9600
+data_bits = 7
+parity = "even"
+stop_bits = 2
+heartbeat_timeout = "30s"
+reset_grace = "3s"
+site = "Plant 2"
+label = "Press 1"
+
+[[serial]]
+name = "oven"
+usb_vid = "2341"
+usb_pid = "0043"
+usb_serial = "ABC"
+restart_notice = false
+to = ["oven@example.com"]
+
+[[alarm]]
+code = 1
+to = ["ops@example.com"]
+
+[flood]
+max_mails_per_minute = 7
+digest_delay = "2m"
+`
+	cfg, err := loadConfig(&env{configPath: c.write(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := alarmmail.CompileTemplates(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bridgeOptions(cfg, tmpl)
+	want := bridge.Options{
+		Links: []bridge.LinkOptions{{
+			Name:             "press",
+			Port:             bridge.Port{Device: "/dev/ttyS1", Baud: 9600, DataBits: 7, Parity: "even", StopBits: "2"},
+			HeartbeatTimeout: 30 * time.Second,
+			ResetGrace:       3 * time.Second,
+			Site:             "Plant 2",
+			Label:            "Press 1",
+			RestartNotice:    true,
+		}, {
+			Name: "oven",
+			Port: bridge.Port{USBVID: "2341", USBPID: "0043", USBSerial: "ABC",
+				Baud: config.DefaultBaud, DataBits: 8, Parity: "none", StopBits: "1"},
+			HeartbeatTimeout: config.DefaultHeartbeatTimeout,
+			ResetGrace:       config.DefaultResetGrace,
+		}},
+		Flood:     bridge.Flood{MaxMailsPerMinute: 7, DigestDelay: 2 * time.Minute},
+		Templates: tmpl,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bridgeOptions:\n got %+v\nwant %+v", got, want)
 	}
 }

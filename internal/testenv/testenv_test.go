@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -56,5 +58,25 @@ func TestSyncBufferConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	if n := len(b.String()); n != 400 {
 		t.Errorf("len = %d, want 400", n)
+	}
+}
+
+// TestBuildOnce: Build builds a command once per test binary and gives
+// every caller the same working program; RemoveBuilds removes it.
+func TestBuildOnce(t *testing.T) {
+	defer RemoveBuilds()
+	// serialbench is the smallest command of the module.
+	const pkg = "github.com/plcmail/plcmail/bench/serialbench"
+	first := Build(t, pkg)
+	if again := Build(t, pkg); again != first {
+		t.Errorf("second Build = %q, want the first build %q", again, first)
+	}
+	out, err := exec.Command(first, "-h").CombinedOutput()
+	if !strings.Contains(string(out), "-tty") {
+		t.Errorf("%s -h: %v\n%s", first, err, out)
+	}
+	RemoveBuilds()
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Errorf("after RemoveBuilds, stat %s: %v", first, err)
 	}
 }

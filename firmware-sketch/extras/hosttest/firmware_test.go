@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(workDir)
+	testenv.RemoveBuilds()
 	os.Exit(code)
 }
 
@@ -100,7 +102,7 @@ func (o *onceResult) get(t *testing.T, build func() (string, error)) string {
 	return o.val
 }
 
-var avrBuild, simBuild, gatewayBuild onceResult
+var avrBuild, simBuild onceResult
 
 func hostMake(t *testing.T, target string) string {
 	t.Helper()
@@ -166,37 +168,26 @@ type listener struct {
 
 func startListener(t *testing.T) *listener {
 	t.Helper()
-	dir := t.TempDir()
-	cfgText := fmt.Sprintf(`
-[gateway]
-hostname  = "gw.test"
-spool_dir = %q
-
-[upstream]
-host     = "127.0.0.1"
-port     = 2525
-security = "none"
-auth     = "none"
-from     = "gateway@example.com"
-
-[smtp]
-listen           = ["127.0.0.1:0"]
-allowed_networks = ["127.0.0.0/8"]
-`, filepath.Join(dir, "spool"))
-	path := filepath.Join(dir, "plcmail.toml")
-	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := smtpd.New(cfg, sp, nil, log)
+	// What plcmail serve makes of [smtp] with listen 127.0.0.1:0,
+	// allowed_networks 127.0.0.0/8 and every other key at its default.
+	srv, err := smtpd.New(smtpd.Options{
+		Listen:              []string{"127.0.0.1:0"},
+		AllowedNetworks:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		MaxMessageBytes:     config.DefaultSMTPMaxMessageBytes,
+		MaxRecipients:       config.DefaultSMTPMaxRecipients,
+		MaxConnections:      config.DefaultSMTPMaxConnections,
+		MaxConnectionsPerIP: config.DefaultSMTPMaxConnectionsPerIP,
+		CommandTimeout:      config.DefaultSMTPCommandTimeout,
+		DataTimeout:         config.DefaultSMTPDataTimeout,
+		MaxLineLength:       config.DefaultSMTPMaxLineLength,
+		Hostname:            "gw.test",
+		Fallback:            "gateway@example.com",
+	}, sp, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,15 +353,7 @@ func buildSim(t *testing.T) string {
 
 func buildGateway(t *testing.T) string {
 	t.Helper()
-	return gatewayBuild.get(t, func() (string, error) {
-		exe := filepath.Join(workDir, "plcmail")
-		cmd := exec.Command("go", "build", "-o", exe, "./cmd/plcmail")
-		cmd.Dir = repoDir
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build ./cmd/plcmail: %v\n%s", err, b)
-		}
-		return exe, nil
-	})
+	return testenv.BuildPlcmail(t)
 }
 
 // sim is one run of plcsim: a simulated ATmega2560 with UART0 on a pty.

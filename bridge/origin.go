@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/plcmail/plcmail/spool"
+)
+
+// origin is the event an alarm mail reports, carried through the spool in
+// spool.Submission.Origin so that DeliveryResult can tell the right PLC
+// about its delivery.
+type origin struct {
+	Link string `json:"link"`
+	Boot uint32 `json:"boot"`
+	Seq  uint32 `json:"seq"`
+}
+
+// eventKey is the spool's idempotency key of the alarm mail of one event.
+// Its form "link/boot/seq" is on disk in every spool: it must not change, or
+// events replayed after an upgrade would be mailed twice.
+func eventKey(link string, boot, seq uint32) string {
+	return link + "/" + strconv.FormatUint(uint64(boot), 10) + "/" + strconv.FormatUint(uint64(seq), 10)
+}
+
+// encode returns o as Submission.Origin.
+func (o origin) encode() json.RawMessage {
+	b, err := json.Marshal(o)
+	if err != nil { // a string and two integers
+		panic(err)
+	}
+	return b
+}
+
+// originOf returns the event a queued message reports, if it is the alarm
+// mail of one event.
+func originOf(m spool.Message) (origin, bool) {
+	if len(m.Origin) == 0 {
+		return legacyOrigin(m.Key)
+	}
+	var o origin
+	if err := json.Unmarshal(m.Origin, &o); err != nil || o.Link == "" {
+		return origin{}, false
+	}
+	return o, true
+}
+
+// legacyOrigin reads the event from the key of an alarm mail queued by a
+// plcmail that did not set Origin yet: such mails may wait in a spool for up
+// to [queue] lifetime after an upgrade, and their PLCs still want their
+// DELIVERY frames. Keys of other mails ("link/digest/boot/seq",
+// "link/boot/seq/restart", SMTP mail) do not have this form.
+func legacyOrigin(key string) (origin, bool) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 3 {
+		return origin{}, false
+	}
+	b, err1 := strconv.ParseUint(parts[1], 10, 32)
+	s, err2 := strconv.ParseUint(parts[2], 10, 32)
+	if err1 != nil || err2 != nil {
+		return origin{}, false
+	}
+	return origin{Link: parts[0], Boot: uint32(b), Seq: uint32(s)}, true
+}
