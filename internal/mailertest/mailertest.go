@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,12 +66,28 @@ type Upstream struct {
 func NewUpstream(t testing.TB, opts Options) *Upstream {
 	t.Helper()
 	opts.Transcript = true
-	opts.Logf = func(format string, args ...any) { t.Logf("mailertest server: "+format, args...) }
+	// The server's connection goroutines may log after the test ended
+	// (a connection closed by Stop); testing forbids t.Logf then, so the
+	// end of the test and each log line are ordered by logMu.
+	var logMu sync.Mutex
+	ended := false
+	opts.Logf = func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		if !ended {
+			t.Logf("mailertest server: "+format, args...)
+		}
+	}
 	srv, err := fakeupstream.Start(opts)
 	if err != nil {
 		t.Fatalf("mailertest: %v", err)
 	}
-	t.Cleanup(srv.Stop)
+	t.Cleanup(func() {
+		srv.Stop()
+		logMu.Lock()
+		ended = true
+		logMu.Unlock()
+	})
 	u := &Upstream{Addr: srv.Addr, Host: srv.Host, Port: srv.Port, CAPool: srv.CAPool, Fingerprint: srv.Fingerprint,
 		srv: srv, opts: opts, t: t}
 	u.opts.Security, u.opts.Username, u.opts.Password = srv.Security(), srv.Username(), srv.Password()
