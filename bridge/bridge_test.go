@@ -195,12 +195,18 @@ func TestGatewayRestartBetweenFrameAndAck(t *testing.T) {
 			p := newPLC(t, m, 11)
 			p.expectAck(p.hello(), protocol.AckQueued)
 			ev := p.event(17, protocol.EventRaise, "before crash")
-			g.waitFor("mail queued", func() bool { return len(spoolMessages(t, dir)) == 1 })
+			// The journal's "mailed" line follows the spool write; waiting
+			// for the spool alone let stop() land between the two.
+			journal := dir + "/links/line1.journal"
+			g.waitFor("mail queued and journaled", func() bool {
+				data, _ := os.ReadFile(journal)
+				return len(spoolMessages(t, dir)) == 1 && strings.Contains(string(data), `"t":"mailed"`)
+			})
 			g.stop() // the PLC never reads this ACK
 			p.discard()
 			drain(m)
 			if mailLost {
-				removeLastLine(t, dir+"/links/line1.journal", `"t":"mailed"`)
+				removeLastLine(t, journal, `"t":"mailed"`)
 				for _, q := range spoolMessages(t, dir) {
 					if err := os.Remove(filepath.Join(dir, "queue", q.Meta.ID)); err != nil {
 						t.Fatal(err)
