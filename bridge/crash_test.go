@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,16 +73,29 @@ func TestKill9NothingLostNothingDoubled(t *testing.T) {
 	// The killer strikes at random moments: while a frame is on its way,
 	// between the journal fsync and the ACK, while a mail is queued...
 	kills := 0
+	// ackCount counts ACKs the PLC saw. The killer waits for one ACK from each
+	// new child before it aims again: a child that starts slower than the
+	// kill interval (a busy machine, -race) would otherwise never ACK
+	// anything and the PLC would give up, testing nothing.
+	var ackCount atomic.Int64
 	stopKiller := make(chan struct{})
 	killerDone := make(chan struct{})
 	go func() {
 		defer close(killerDone)
 		rng := rand.New(rand.NewPCG(1, 2))
 		for {
+			since := ackCount.Load()
+			for ackCount.Load() == since {
+				select {
+				case <-stopKiller:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
 			select {
 			case <-stopKiller:
 				return
-			case <-time.After(time.Duration(30+rng.IntN(200)) * time.Millisecond):
+			case <-time.After(time.Duration(rng.IntN(200)) * time.Millisecond):
 			}
 			mu.Lock()
 			kill()
@@ -108,6 +122,9 @@ func TestKill9NothingLostNothingDoubled(t *testing.T) {
 			for !acked && time.Now().Before(deadline) {
 				r := p.next(time.Until(deadline))
 				acked = r != nil && r.Type == protocol.TypeAck && r.Seq == f.Seq
+			}
+			if acked {
+				ackCount.Add(1)
 			}
 			if tries > 100 {
 				t.Fatalf("seq %d never ACKed", f.Seq)

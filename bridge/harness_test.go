@@ -354,7 +354,9 @@ func (p *plc) discard() { p.Discard() }
 func (p *plc) expect(f *protocol.Frame, typ protocol.Type) *protocol.Frame {
 	p.t.Helper()
 	for {
-		r := p.next(5 * time.Second)
+		// Generous: a frame is never lost on a pty, but a journal fsync
+		// on a machine busy with other builds took over 5 s once.
+		r := p.next(20 * time.Second)
 		if r == nil {
 			p.t.Fatalf("no %v for boot %d seq %d", typ, f.Boot, f.Seq)
 		}

@@ -553,7 +553,7 @@ func TestRunAndShutdown(t *testing.T) {
 	busy.cmd("DATA", "354")
 	busy.send("Subject: in flight\r\n")
 	eventually(t, "both sessions", func() bool { return srv.ActiveSessions() == 2 })
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, "one session in DATA", func() bool { return srv.SessionsInData() == 1 })
 
 	start := time.Now()
 	cancel()
