@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"mime"
-	"mime/quotedprintable"
 	"strings"
 	"unicode/utf8"
 )
@@ -363,8 +362,7 @@ func (d *converter) multipart(body []byte, boundary, childType string, depth int
 // gives the lines back exactly as they go over SMTP; a last line without
 // line end stays without one.
 func qpLines(body []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(body) + len(body)/3)
+	out := make([]byte, 0, len(body)+len(body)/3)
 	for pos := 0; pos < len(body); {
 		end := bytes.IndexByte(body[pos:], '\n')
 		next, content := len(body), body[pos:]
@@ -372,26 +370,53 @@ func qpLines(body []byte) []byte {
 			next = pos + end + 1
 			content = bytes.TrimSuffix(body[pos:pos+end], []byte("\r"))
 		}
-		// Binary mode: a lone CR inside the line is data (=0D), not a
-		// line break; the line break is ours.
-		w := quotedprintable.NewWriter(&out)
-		w.Binary = true
-		w.Write(content) // a bytes.Buffer does not fail
-		w.Close()
+		// A lone CR inside the line is data (=0D), not a line break;
+		// the line break is ours.
+		out = appendQP(out, content)
 		if end >= 0 {
-			out.WriteString("\r\n")
+			out = append(out, "\r\n"...)
 		}
 		pos = next
 	}
-	return out.Bytes()
+	return out
 }
 
-// qpBinary encodes a "binary" body quoted-printable as one byte stream.
+// qpBinary encodes a "binary" body quoted-printable as one byte stream,
+// its CRs and LFs as =0D and =0A.
 func qpBinary(body []byte) []byte {
-	var out bytes.Buffer
-	w := quotedprintable.NewWriter(&out)
-	w.Binary = true
-	w.Write(body)
-	w.Close()
-	return out.Bytes()
+	return appendQP(make([]byte, 0, len(body)+len(body)/3), body)
+}
+
+// appendQP appends one line of content encoded quoted-printable (RFC 2045
+// §6.7), in lines of at most 76 characters joined by soft line breaks.
+// Unlike mime/quotedprintable's writer it never starts a soft-broken
+// line with "-": such a line could read "--boundary" and end the part
+// early (RFC 2046 §5.1.1), so a "-" there is written =2D.
+func appendQP(out, line []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	n := 0 // characters on the current output line
+	for i, c := range line {
+		last := i == len(line)-1
+		literal := c >= '!' && c <= '~' && c != '=' || (c == ' ' || c == '\t') && !last
+		size := 3
+		if literal {
+			size = 1
+		}
+		// 75 and the "=" of a soft break; the line's last character
+		// may take the 76th place.
+		if n+size > 75 && !(last && n+size <= 76) {
+			out = append(out, "=\r\n"...)
+			n = 0
+		}
+		if n == 0 && i > 0 && c == '-' {
+			literal, size = false, 3
+		}
+		if literal {
+			out = append(out, c)
+		} else {
+			out = append(out, '=', hex[c>>4], hex[c&0x0f])
+		}
+		n += size
+	}
+	return out
 }

@@ -303,37 +303,39 @@ func encodeWords(text string) []string {
 // characters by soft line breaks, never inside an "=XX" escape. Blanks
 // at the end of a line are transport padding a decoder drops (RFC 2045
 // §6.7 rule 3); they are dropped first, so that a break cannot turn them
-// into data.
+// into data. A "-" that would start a soft-broken line is written =2D, as
+// appendQP does, so that no line can read as a delimiter.
 func softBreakQP(body []byte) []byte {
 	const room = 75 // and the "=" of the soft break
-	var out bytes.Buffer
-	out.Grow(len(body) + len(body)/room*3)
+	out := make([]byte, 0, len(body)+len(body)/room*4)
 	for l := range bytes.Lines(body) {
 		content := trimEOL(l)
 		eol := l[len(content):]
 		if len(content) > room+1 {
 			content = bytes.TrimRight(content, " \t")
 		}
-		for len(content) > room+1 {
-			n := 0
-			for n < len(content) {
-				tok := 1
-				if content[n] == '=' {
-					tok = min(3, len(content)-n)
-				}
-				if n+tok > room {
-					break
-				}
-				n += tok
+		width := 0
+		for i := 0; i < len(content); {
+			tok := content[i : i+1]
+			if content[i] == '=' {
+				tok = content[i:min(i+3, len(content))]
 			}
-			out.Write(content[:n])
-			out.WriteString("=\r\n")
-			content = content[n:]
+			next := i + len(tok)
+			// The line's last token may take the 76th place.
+			if width+len(tok) > room && !(next == len(content) && width+len(tok) <= room+1) {
+				out = append(out, "=\r\n"...)
+				width = 0
+				if tok[0] == '-' {
+					tok = []byte("=2D")
+				}
+			}
+			out = append(out, tok...)
+			width += len(tok)
+			i = next
 		}
-		out.Write(content)
-		out.Write(eol)
+		out = append(out, eol...)
 	}
-	return out.Bytes()
+	return out
 }
 
 // wrapBase64 breaks the lines of a base64 body over 76 characters into
