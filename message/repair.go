@@ -75,9 +75,9 @@ func Repair(data []byte, info RepairInfo) []byte {
 	// names. Folding at blanks survives "relaxed" header canonicalization
 	// but not "simple"; a re-encoded body never matches its hash. The
 	// message is mended all the same: the provider refuses it as it is,
-	// and a signature that fails counts as no signature (RFC 6376 §6.1),
-	// which a recipient's DMARC policy may still accept through the
-	// provider's own signature. It is not re-signed (we hold no key) and
+	// while a signature that fails must not by itself get a message
+	// refused (RFC 6376 §6.3), and a recipient's DMARC policy may still
+	// pass it through SPF or the provider's own signature. It is not re-signed (we hold no key) and
 	// not removed (that would hide that it was signed); a trace field
 	// says what happened, so that "dkim=fail (body hash)" at the
 	// recipient can be explained, and it is added after our Received,
