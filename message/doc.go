@@ -11,10 +11,13 @@
 //   - header.go: the header parser and its field type; RecipientFields
 //     (for `sendmail -t`) and HeaderIsUTF8 (for SMTPUTF8).
 //   - repair.go: Repair, the cleanup every submission passes through
-//     before it is spooled (line ends, missing fields, 8-bit declaration),
-//     and Has8Bit.
+//     before it is spooled (line ends, missing fields, 8-bit declaration,
+//     lines over 998 octets), and Has8Bit.
 //   - downgrade.go: Downgrade8Bit, the conversion to quoted-printable for
-//     an upstream without 8BITMIME, done on the wire only.
+//     an upstream without 8BITMIME, done on the wire only; and the one
+//     MIME walker (converter) it shares with the long-line fix.
+//   - longline.go: the fix of lines over 998 octets that Repair applies:
+//     header fields folded, parts re-encoded.
 //   - messageid.go: MessageID, for mail that arrives without one.
 //
 // Package messagetest holds the messages and checks that the tests of the

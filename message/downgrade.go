@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"mime"
-	"mime/quotedprintable"
 	"strings"
 	"unicode/utf8"
 )
@@ -53,7 +52,7 @@ func Downgrade8Bit(data []byte) ([]byte, string) {
 	if !Has8Bit(data) {
 		return data, ""
 	}
-	d := &downgrader{}
+	d := &converter{}
 	out := d.entity(data, "text/plain", 0, true)
 	var notes []string
 	if d.converted > 0 {
@@ -69,13 +68,31 @@ func Downgrade8Bit(data []byte) ([]byte, string) {
 	return out, strings.Join(notes, "; ")
 }
 
-type downgrader struct {
+// converter is the one MIME walker of the package. It serves two
+// conversions that need the same walk and differ only in what a part needs
+// and what is done to it: the 8-bit downgrade on the wire (long false:
+// 8-bit bytes, see above) and Repair's fix of lines over 998 octets
+// (long true, see longline.go).
+type converter struct {
+	long bool // fix lines over maxLineOctets instead of 8-bit bytes
+
 	converted      int      // leaf bodies re-encoded
+	rewrapped      int      // quoted-printable or base64 bodies given shorter lines (long)
 	encodedHeaders []string // header fields RFC 2047-encoded
-	left           []string // what stayed 8-bit, and why
+	folded         []string // header fields folded at whitespace (long)
+	left           []string // what stayed 8-bit, and why; what was split, for long
+	split          bool     // long: a line was split without an encoding, changing content
 }
 
-func (d *downgrader) leave(format string, args ...any) {
+// needs reports whether b holds what this conversion converts.
+func (d *converter) needs(b []byte) bool {
+	if d.long {
+		return hasLongLine(b)
+	}
+	return Has8Bit(b)
+}
+
+func (d *converter) leave(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	for _, l := range d.left {
 		if l == msg {
@@ -95,11 +112,14 @@ func lineEnd(fields []field) string {
 
 // entity converts one MIME entity (a message or a body part). top is true
 // for the message itself, which also gets MIME-Version when it had none.
-func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool) []byte {
-	if !Has8Bit(raw) {
+func (d *converter) entity(raw []byte, defaultType string, depth int, top bool) []byte {
+	if !d.needs(raw) {
 		return raw
 	}
 	if depth > maxDowngradeDepth {
+		if d.long {
+			return d.splitLines(raw, fmt.Sprintf("MIME nesting deeper than %d", maxDowngradeDepth))
+		}
 		d.leave("MIME nesting deeper than %d left as is", maxDowngradeDepth)
 		return raw
 	}
@@ -134,7 +154,10 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	newFields := make([][]byte, len(fields))
 	for i, f := range fields {
 		newFields[i] = f.raw
-		if Has8Bit(f.raw) {
+		switch {
+		case d.long && hasLongLine(f.raw):
+			newFields[i] = d.foldField(f, nl)
+		case !d.long && Has8Bit(f.raw):
 			newFields[i] = d.header(f, nl)
 		}
 	}
@@ -142,10 +165,14 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	newBody := body
 	newCTE := ""
 	switch {
-	case body == nil || !Has8Bit(body):
+	case body == nil || !d.needs(body):
 	case strings.HasPrefix(mediaType, "multipart/"):
 		boundary := params["boundary"]
 		if boundary == "" {
+			if d.long {
+				newBody = d.splitLines(body, mediaType+" without boundary")
+				break
+			}
 			d.leave("%s without boundary left as is", mediaType)
 			break
 		}
@@ -154,10 +181,12 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 			child = "message/rfc822"
 		}
 		newBody = d.multipart(body, boundary, child, depth)
-		newCTE = relabel7bit(cte, newBody)
+		newCTE = d.relabel(cte, newBody)
 	case mediaType == "message/rfc822":
 		newBody = d.entity(body, "text/plain", depth+1, false)
-		newCTE = relabel7bit(cte, newBody)
+		newCTE = d.relabel(cte, newBody)
+	case d.long:
+		newBody, newCTE = d.leafLong(body, mediaType, cte)
 	default:
 		switch cte {
 		case "", "7bit", "8bit":
@@ -185,8 +214,13 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 		}
 		if top && ctIdx < 0 && newCTE == "quoted-printable" && utf8.Valid(body) {
 			// Declared because it is as good as certain: 8-bit text
-			// that is valid UTF-8 is UTF-8.
-			extra = append(extra, "Content-Type: text/plain; charset=utf-8"+nl)
+			// that is valid UTF-8 is UTF-8, and 7-bit text is ASCII
+			// (the long-line fix re-encodes 7-bit text too).
+			charset := "utf-8"
+			if !Has8Bit(body) {
+				charset = "us-ascii"
+			}
+			extra = append(extra, "Content-Type: text/plain; charset="+charset+nl)
 		}
 	}
 
@@ -206,12 +240,20 @@ func (d *downgrader) entity(raw []byte, defaultType string, depth int, top bool)
 	return out.Bytes()
 }
 
-// relabel7bit returns the encoding a container gets once its content was
+// relabel returns the encoding a container gets once its content was
 // converted: 7bit where it was declared 8bit or binary and its content is
-// now 7-bit, "" (keep the field) otherwise.
-func relabel7bit(cte string, body []byte) string {
-	if (cte == "8bit" || cte == "binary") && !Has8Bit(body) {
+// now 7-bit (with short lines, for the long-line fix), 8bit where it was
+// declared binary and only its long lines are gone, "" (keep the field)
+// otherwise.
+func (d *converter) relabel(cte string, body []byte) string {
+	if cte != "8bit" && cte != "binary" || d.long && hasLongLine(body) {
+		return ""
+	}
+	switch {
+	case !Has8Bit(body):
 		return "7bit"
+	case d.long && cte == "binary":
+		return "8bit"
 	}
 	return ""
 }
@@ -222,7 +264,7 @@ var unstructuredFields = map[string]bool{"subject": true, "comments": true, "con
 
 // header returns the field RFC 2047-encoded when that is mechanical and
 // safe, or as it was.
-func (d *downgrader) header(f field, nl string) []byte {
+func (d *converter) header(f field, nl string) []byte {
 	v := strings.TrimSpace(string(f.value()))
 	lower := strings.ToLower(string(f.name))
 	if !unstructuredFields[lower] || !utf8.ValidString(v) || strings.Contains(v, "=?") {
@@ -241,7 +283,7 @@ func (d *downgrader) header(f field, nl string) []byte {
 
 // multipart converts the parts of a multipart body; delimiters, preamble
 // and epilogue are kept byte for byte.
-func (d *downgrader) multipart(body []byte, boundary, childType string, depth int) []byte {
+func (d *converter) multipart(body []byte, boundary, childType string, depth int) []byte {
 	delim := []byte("--" + boundary)
 	var out bytes.Buffer
 	out.Grow(len(body) + len(body)/4)
@@ -262,7 +304,10 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 		}
 		if ok {
 			if partStart < 0 {
-				if Has8Bit(body[:pos]) {
+				if d.long {
+					out.Write(d.splitLines(body[:pos], "multipart preamble"))
+					copied = pos
+				} else if Has8Bit(body[:pos]) {
 					d.leave("8-bit multipart preamble left as is")
 				}
 			} else {
@@ -278,6 +323,15 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 				out.Write(d.entity(body[partStart:contentEnd], childType, depth+1, false))
 				copied = contentEnd
 			}
+			if d.long && len(line) > maxLineOctets {
+				// Only transport padding (blanks after the delimiter)
+				// makes a delimiter line this long: it is dropped.
+				d.leave("transport padding dropped from a delimiter line")
+				out.Write(body[copied:pos])
+				out.Write(bytes.TrimRight(line, " \t"))
+				out.Write(body[pos+len(line) : next])
+				copied = next
+			}
 			partStart = next
 		} else {
 			closed = false
@@ -288,6 +342,13 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 		// No close delimiter: the last part runs to the end.
 		out.Write(body[copied:partStart])
 		out.Write(d.entity(body[partStart:], childType, depth+1, false))
+		copied = len(body)
+	} else if partStart < 0 && d.long {
+		out.Write(d.splitLines(body, "a multipart without delimiter"))
+		copied = len(body)
+	} else if closed && d.long {
+		out.Write(body[copied:partStart])
+		out.Write(d.splitLines(body[partStart:], "multipart epilogue"))
 		copied = len(body)
 	} else if closed && Has8Bit(body[partStart:]) {
 		d.leave("8-bit multipart epilogue left as is")
@@ -301,8 +362,7 @@ func (d *downgrader) multipart(body []byte, boundary, childType string, depth in
 // gives the lines back exactly as they go over SMTP; a last line without
 // line end stays without one.
 func qpLines(body []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(body) + len(body)/3)
+	out := make([]byte, 0, len(body)+len(body)/3)
 	for pos := 0; pos < len(body); {
 		end := bytes.IndexByte(body[pos:], '\n')
 		next, content := len(body), body[pos:]
@@ -310,26 +370,53 @@ func qpLines(body []byte) []byte {
 			next = pos + end + 1
 			content = bytes.TrimSuffix(body[pos:pos+end], []byte("\r"))
 		}
-		// Binary mode: a lone CR inside the line is data (=0D), not a
-		// line break; the line break is ours.
-		w := quotedprintable.NewWriter(&out)
-		w.Binary = true
-		w.Write(content) // a bytes.Buffer does not fail
-		w.Close()
+		// A lone CR inside the line is data (=0D), not a line break;
+		// the line break is ours.
+		out = appendQP(out, content)
 		if end >= 0 {
-			out.WriteString("\r\n")
+			out = append(out, "\r\n"...)
 		}
 		pos = next
 	}
-	return out.Bytes()
+	return out
 }
 
-// qpBinary encodes a "binary" body quoted-printable as one byte stream.
+// qpBinary encodes a "binary" body quoted-printable as one byte stream,
+// its CRs and LFs as =0D and =0A.
 func qpBinary(body []byte) []byte {
-	var out bytes.Buffer
-	w := quotedprintable.NewWriter(&out)
-	w.Binary = true
-	w.Write(body)
-	w.Close()
-	return out.Bytes()
+	return appendQP(make([]byte, 0, len(body)+len(body)/3), body)
+}
+
+// appendQP appends one line of content encoded quoted-printable (RFC 2045
+// §6.7), in lines of at most 76 characters joined by soft line breaks.
+// Unlike mime/quotedprintable's writer it never starts a soft-broken
+// line with "-": such a line could read "--boundary" and end the part
+// early (RFC 2046 §5.1.1), so a "-" there is written =2D.
+func appendQP(out, line []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	n := 0 // characters on the current output line
+	for i, c := range line {
+		last := i == len(line)-1
+		literal := c >= '!' && c <= '~' && c != '=' || (c == ' ' || c == '\t') && !last
+		size := 3
+		if literal {
+			size = 1
+		}
+		// 75 and the "=" of a soft break; the line's last character
+		// may take the 76th place.
+		if n+size > 75 && !(last && n+size <= 76) {
+			out = append(out, "=\r\n"...)
+			n = 0
+		}
+		if n == 0 && i > 0 && c == '-' {
+			literal, size = false, 3
+		}
+		if literal {
+			out = append(out, c)
+		} else {
+			out = append(out, '=', hex[c>>4], hex[c&0x0f])
+		}
+		n += size
+	}
+	return out
 }

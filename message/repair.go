@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"mime"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -53,13 +54,58 @@ type RepairInfo struct {
 //     encoded as RFC 2047 encoded-words, one per folded line, since header
 //     fields have no MIME charset;
 //   - Bcc fields are removed when info.DropBcc is set;
-//   - a Received: field is prepended when info.Received is set.
+//   - a Received: field is prepended when info.Received is set;
+//   - no line is left over 998 octets (RFC 5322 §2.1.1), which providers
+//     refuse with "500 Line too long" after the client got its 250: header
+//     lines are folded, bodies re-encoded quoted-printable or base64 part
+//     by part (longline.go says how, and what a message with a
+//     DKIM-Signature then gets).
 //
 // Header fields the client did send are kept byte for byte (except an 8-bit
 // Subject, Bcc, and blanks before a colon), in their order. Values from info
 // are cleaned of line breaks and control characters first, so they cannot
 // end their field and start another (header injection).
 func Repair(data []byte, info RepairInfo) []byte {
+	out := repairFields(data, info)
+	fixed, note, _ := fixLongLines(out)
+	if note == "" {
+		return out // no long line: the common case
+	}
+	// A DKIM-Signature (RFC 6376) covers the body and the fields it
+	// names. Folding at blanks survives "relaxed" header canonicalization
+	// but not "simple"; a re-encoded body never matches its hash. The
+	// message is mended all the same: the provider refuses it as it is,
+	// while a signature that fails must not by itself get a message
+	// refused (RFC 6376 §6.3), and a recipient's DMARC policy may still
+	// pass it through SPF or the provider's own signature. It is not re-signed (we hold no key) and
+	// not removed (that would hide that it was signed); a trace field
+	// says what happened, so that "dkim=fail (body hash)" at the
+	// recipient can be explained, and it is added after our Received,
+	// outside anything the signature covers.
+	hdr, _, _ := splitHeader(fixed)
+	signed, at := false, 0
+	for i, f := range hdr {
+		if f.is("dkim-signature") {
+			signed = true
+		}
+		if i == 0 && info.Received != "" {
+			at = len(f.raw)
+		}
+	}
+	if !signed {
+		return fixed
+	}
+	return slices.Concat(fixed[:at], []byte(dkimRepairNote), fixed[at:])
+}
+
+// dkimRepairNote is the trace field Repair adds when it changed a line
+// over 998 octets in a message with a DKIM-Signature.
+const dkimRepairNote = "X-Plcmail-Repair: lines over 998 octets folded or re-encoded\r\n" +
+	"\t(RFC 5322 2.1.1); a DKIM-Signature may no longer verify\r\n"
+
+// repairFields is Repair without the fix of long lines: line ends, the
+// fields, the 8-bit declaration.
+func repairFields(data []byte, info RepairInfo) []byte {
 	hdr, _, body := splitHeader(data)
 
 	var has struct{ date, messageID, from, to, mimeVersion, contentType, transferEncoding bool }

@@ -182,8 +182,10 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 // an mbox "From " line is dropped, and the recipients come from the command
 // line and, with -t, from To, Cc and Bcc. The message itself is repaired by
 // message.Repair, the cleanup the SMTP listener uses too, so a cron mail and
-// a PLC's SMTP mail get the same line endings, added fields and charset
-// declaration; Bcc is removed, since the other recipients must not see it.
+// a PLC's SMTP mail get the same line endings, added fields, charset
+// declaration and fix of lines over 998 octets (which send does not refuse:
+// they are folded or re-encoded before exit 0, so that the provider takes
+// them); Bcc is removed, since the other recipients must not see it.
 // Like Postfix's pickup, send records the submitting user (uid, -1 where
 // there is none) in a Received field.
 func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, uid int, now time.Time) (*spool.Submission, error) {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net/mail"
 	"os"
 	"reflect"
@@ -340,5 +342,55 @@ func TestSendDeliversRepaired(t *testing.T) {
 	}
 	if body, _ := io.ReadAll(plain.Body); string(body) != "line 1\r\n" {
 		t.Errorf("obsolete-syntax mail body %q", body)
+	}
+}
+
+// TestSendLongLineDelivered: a script pipes a 5000-character line (a log
+// excerpt, a CSV row) to sendmail. Exit 0 must mean delivered: the
+// upstream refuses lines over 998 octets with "500 Line too long" as
+// providers do, and still receives the message, whose body decodes to the
+// text as piped. Before send's repair mended long lines, the provider's
+// 500 dead-lettered it after exit 0.
+func TestSendLongLineDelivered(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true, Data: func(m mailertest.Received) error {
+		for i, l := range bytes.Split(m.Data, []byte("\r\n")) {
+			if len(l) > 998 {
+				return mailertest.Reply(500, fmt.Sprintf("Line too long (line %d: %d octets)", i+1, len(l)))
+			}
+		}
+		return nil
+	}})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+
+	var line strings.Builder
+	for i := 0; line.Len() < 5000; i++ {
+		fmt.Fprintf(&line, "%d;", i)
+	}
+	text := line.String()[:5000]
+	if r := runCLI(t, "To: ops@example.com\nSubject: Messwerte\n\n"+text+"\nEnde\n", "sendmail", "-c", path, "-t"); r.code != 0 {
+		t.Fatalf("sendmail: %+v", r)
+	}
+	srv := startServe(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for len(u.Messages()) == 0 && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	msgs := u.Messages()
+	if len(msgs) == 0 {
+		t.Fatalf("upstream received nothing; serve said:\n%s", srv.logs())
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(msgs[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cte := m.Header.Get("Content-Transfer-Encoding"); cte != "quoted-printable" {
+		t.Errorf("Content-Transfer-Encoding %q", cte)
+	}
+	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if err != nil || string(body) != text+"\r\nEnde\r\n" {
+		t.Errorf("decoded body %.80q... (%v), want the line as piped", body, err)
 	}
 }
