@@ -13,7 +13,9 @@
 //     permanently, or it expires. Its removal (or its move to dead/) is
 //     durable before OnResult reports it. Delivery is at least once: a
 //     crash, or a disk failing the removal, between the upstream's 250 and
-//     the durable removal sends it once more after a restart.
+//     the durable removal sends it once more after a restart. The Queue
+//     makes each removal durable before the next MAIL FROM on the same
+//     connection, so a crash repeats at most one message per connection.
 //   - A submission's idempotency key is remembered across restarts, until
 //     KeyRetention after its message was delivered or deleted, so a source
 //     that retransmits after a crash gets ErrDuplicate, not a second mail.
