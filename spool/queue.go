@@ -334,6 +334,7 @@ func (q *Queue) scan() {
 	q.lastScan = q.now()
 	q.spool.takeFresh() // the listing below includes them
 	q.spool.cleanTmp()
+	q.spool.trimFree(q.spool.availBytes()) // other processes may be filling the disk
 	q.smu.Lock()
 	defer q.smu.Unlock()
 	q.boundsKnown = false // new files, a flush: the next dispatch walks all

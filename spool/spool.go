@@ -328,15 +328,26 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 }
 
 // writeNew stores a new queue file durably: on disk with its contents and
-// its name after a crash or power loss once it returns nil.
+// its name after a crash or power loss once it returns nil. A disk full
+// with recycled files is emptied of them first (retryNoSpace).
 func (s *Spool) writeNew(id string, data []byte) error {
+	return s.retryNoSpace(func() error { return s.writeNewOnce(id, data) })
+}
+
+func (s *Spool) writeNewOnce(id string, data []byte) error {
 	final := s.path(dirQueue, id)
 	if name := s.takeFree(); name != "" {
 		err := s.writeRecycled(name, final, data)
 		if err == nil {
 			return s.queueSync.Sync()
 		}
-		s.log.Warn("spool: cannot reuse a free file, creating one", "err", err)
+		if errors.Is(err, fs.ErrNotExist) || noSpace(err) {
+			// Given back by releaseFree in another process, or too
+			// small for this message on a full disk.
+			s.log.Debug("spool: cannot reuse a free file, creating one", "err", err)
+		} else {
+			s.log.Warn("spool: cannot reuse a free file, creating one", "err", err)
+		}
 	}
 	if s.tmpfile {
 		if err := writeLinked(final, data); err != nil {
@@ -594,7 +605,7 @@ func (s *Spool) writeState(path string, st *spoolState) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRenamed(filepath.Join(s.dir, dirTmp), path, b); err != nil {
+	if err := s.retryNoSpace(func() error { return writeRenamed(filepath.Join(s.dir, dirTmp), path, b) }); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
@@ -661,7 +672,8 @@ func (s *Spool) Narrow(id string, to []string, rejected []Rejection) error {
 	}
 	m.Envelope.To = append([]string(nil), to...)
 	m.Rejected = append(m.Rejected, rejected...)
-	if err := writeRenamed(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, data)); err != nil {
+	b := encodeSpoolFile(&m, data)
+	if err := s.retryNoSpace(func() error { return writeRenamed(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), b) }); err != nil {
 		return err
 	}
 	return s.queueSync.Sync()
