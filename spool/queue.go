@@ -632,6 +632,13 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 		if ctx.Err() != nil {
 			return i // the rest stays due, untouched
 		}
+		// The envelope is checked before a connection is needed (the
+		// header it comes from is the one current reads again below).
+		if err := checkEnvelope(&batch[i].Envelope); err != nil {
+			// Never sent, never retried: no attempt would fare better.
+			q.final(&batch[i], false, 0, "invalid envelope, not sent: "+err.Error())
+			continue
+		}
 		if n, ok := q.ensureConn(ctx, w, batch[i:]); !ok {
 			return i + n
 		}
@@ -775,6 +782,8 @@ func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error
 			q.deferMsg(m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
 			return true
 		case len(rejected)+len(m.Rejected) > 0:
+			m.Attempts++ // failed for good for the rejected recipients
+			m.LastError = fmt.Sprintf("%d recipient(s) rejected", len(rejected)+len(m.Rejected))
 			q.rejectRest(m, rejected)
 		default:
 			w.recorded = q.final(m, true, res.Code, res.Reply)
@@ -788,6 +797,8 @@ func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error
 		q.deferMsg(m, err)
 		return true
 	case se != nil: // permanent
+		m.Attempts++ // the attempt that failed for good counts too
+		m.LastError = se.Error()
 		if se.Command == "RCPT" {
 			q.rejectRest(m, rejected)
 			return false
@@ -872,7 +883,7 @@ func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string,
 	if delivered {
 		err = q.spool.delivered(m)
 	} else {
-		err = q.spool.DeadLetter(m.ID, code, reason)
+		err = q.spool.deadLetter(m, code, reason)
 		q.log.Warn("queue: dead-lettered", "id", m.ID, "rcpts", len(m.Envelope.To), "code", code, "reason", reason)
 	}
 	if recorded != nil {
