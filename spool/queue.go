@@ -334,6 +334,7 @@ func (q *Queue) scan() {
 	q.lastScan = q.now()
 	q.spool.takeFresh() // the listing below includes them
 	q.spool.cleanTmp()
+	q.spool.trimFree(q.spool.availBytes()) // other processes may be filling the disk
 	q.smu.Lock()
 	defer q.smu.Unlock()
 	q.boundsKnown = false // new files, a flush: the next dispatch walks all
@@ -539,6 +540,23 @@ type workerConn struct {
 	uc     *upstream.Conn
 	sent   int
 	reused bool // idle since the last batch: check it before use
+	// recorded is closed once the delivery of the last message this
+	// worker sent is durable in the spool (nil: nothing pending).
+	recorded <-chan struct{}
+}
+
+// waitRecorded returns once the last delivery over w is durable. A worker
+// calls it before each MAIL FROM, so that a crash can re-send at most the
+// one message whose transaction is under way on each connection: every
+// message before it was recorded as delivered before it started. The wait
+// is short: the removal started right after the 250, ran while the worker
+// read the next message, and shares its fsyncs with the other workers'
+// (groupSync).
+func (w *workerConn) waitRecorded() {
+	if w.recorded != nil {
+		<-w.recorded
+		w.recorded = nil
+	}
 }
 
 func (w *workerConn) close() {
@@ -614,6 +632,13 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 		if ctx.Err() != nil {
 			return i // the rest stays due, untouched
 		}
+		// The envelope is checked before a connection is needed (the
+		// header it comes from is the one current reads again below).
+		if err := checkEnvelope(&batch[i].Envelope); err != nil {
+			// Never sent, never retried: no attempt would fare better.
+			q.final(&batch[i], false, 0, "invalid envelope, not sent: "+err.Error())
+			continue
+		}
 		if n, ok := q.ensureConn(ctx, w, batch[i:]); !ok {
 			return i + n
 		}
@@ -621,6 +646,7 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 		if !ok {
 			continue
 		}
+		w.waitRecorded()
 		q.transact(w, &batch[i], data)
 	}
 	return len(batch)
@@ -714,7 +740,7 @@ func (q *Queue) transact(w *workerConn, m *Message, data []byte) {
 		code = upstream.ReplyCode(err)
 	}
 	q.logAttempt(m, t0, code, err)
-	if q.settle(m, res, err) {
+	if q.settle(w, m, res, err) {
 		q.writeBack(m)
 	}
 }
@@ -740,8 +766,9 @@ func (q *Queue) forget(id string) {
 }
 
 // settle records the outcome of one transaction durably and reports final
-// states. It returns true when m stays queued.
-func (q *Queue) settle(m *Message, res upstream.Result, err error) bool {
+// states. It returns true when m stays queued. A delivery is recorded in
+// the background; w.recorded says when it is durable.
+func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error) bool {
 	var se *upstream.SMTPError
 	rejected := rejections(res.Rejected)
 	switch {
@@ -755,9 +782,11 @@ func (q *Queue) settle(m *Message, res upstream.Result, err error) bool {
 			q.deferMsg(m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
 			return true
 		case len(rejected)+len(m.Rejected) > 0:
+			m.Attempts++ // failed for good for the rejected recipients
+			m.LastError = fmt.Sprintf("%d recipient(s) rejected", len(rejected)+len(m.Rejected))
 			q.rejectRest(m, rejected)
 		default:
-			q.final(m, true, res.Code, res.Reply)
+			w.recorded = q.final(m, true, res.Code, res.Reply)
 		}
 	case errors.As(err, &se) && se.Temporary():
 		if len(rejected) > 0 {
@@ -768,6 +797,8 @@ func (q *Queue) settle(m *Message, res upstream.Result, err error) bool {
 		q.deferMsg(m, err)
 		return true
 	case se != nil: // permanent
+		m.Attempts++ // the attempt that failed for good counts too
+		m.LastError = se.Error()
 		if se.Command == "RCPT" {
 			q.rejectRest(m, rejected)
 			return false
@@ -816,17 +847,19 @@ const maxRemoving = 64
 // final takes m (a claimed copy) out of the queue: delivered (removed) or
 // dead-lettered, and reports the result once that is durable.
 //
-// A delivered message is removed in the background: its worker goes on
-// with the next transaction while the removal waits for the directory
-// fsync, which concurrent removals share (groupSync). Without that, each
-// worker spent as long waiting for the disk as talking to the upstream, and
-// under a burst delivery fell behind acceptance. The message stays claimed
-// (removing) until the removal is durable, so it is never handed out
-// again; a crash before that sends it once more, as it would have before.
-func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
+// A delivered message is removed in the background, and the returned
+// channel is closed once that is durable (for a dead letter, final returns
+// nil when it is). The worker reads its next message meanwhile but waits
+// for the channel before its next MAIL FROM (workerConn.waitRecorded):
+// earlier versions went on with further transactions while removals
+// waited for their fsyncs, so a kill -9 re-sent every message delivered
+// during the last fsync or two (2 to 15 on an SD card). The message stays
+// claimed (removing) until the removal is durable, so it is never handed
+// out again; a crash before that sends it once more.
+func (q *Queue) final(m *Message, delivered bool, code int, reason string) <-chan struct{} {
 	if !delivered {
-		q.settleFinal(m, false, code, reason)
-		return
+		q.settleFinal(m, false, code, reason, nil)
+		return nil
 	}
 	q.smu.Lock()
 	q.removing[m.ID] = true
@@ -834,21 +867,27 @@ func (q *Queue) final(m *Message, delivered bool, code int, reason string) {
 	q.removeSlots <- struct{}{}
 	q.removers.Add(1)
 	mm := *m
+	done := make(chan struct{})
 	go func() {
 		defer q.removers.Done()
-		q.settleFinal(&mm, true, code, reason)
+		q.settleFinal(&mm, true, code, reason, done)
 		<-q.removeSlots
 	}()
+	return done
 }
 
-// settleFinal makes the final state of m durable and reports it.
-func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string) {
+// settleFinal makes the final state of m durable, closes recorded (when
+// not nil) so that m's worker may go on, and reports it.
+func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string, recorded chan struct{}) {
 	var err error
 	if delivered {
 		err = q.spool.delivered(m)
 	} else {
-		err = q.spool.DeadLetter(m.ID, code, reason)
+		err = q.spool.deadLetter(m, code, reason)
 		q.log.Warn("queue: dead-lettered", "id", m.ID, "rcpts", len(m.Envelope.To), "code", code, "reason", reason)
+	}
+	if recorded != nil {
+		close(recorded)
 	}
 	q.smu.Lock()
 	delete(q.msgs, m.ID)

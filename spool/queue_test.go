@@ -160,6 +160,10 @@ func TestQueueDeadLetters5xx(t *testing.T) {
 	if len(dead) != 1 || dead[0].ID != id || dead[0].Code != 554 || !strings.Contains(dead[0].Reason, "554") {
 		t.Fatalf("dead %+v", dead)
 	}
+	// One attempt was made, and it failed for good.
+	if dead[0].Attempts != 1 || r.Message.Attempts != 1 {
+		t.Errorf("dead letter after %d attempts, result says %d; want 1", dead[0].Attempts, r.Message.Attempts)
+	}
 	if st := q.Stats(); st.DeadLettered != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -464,5 +468,69 @@ func TestQueueUnremovableFileSentOnce(t *testing.T) {
 	time.Sleep(time.Duration(5) * opts.ScanEvery)
 	if n := len(u.Messages()); n != 1 {
 		t.Errorf("sent %d times, want once", n)
+	}
+}
+
+// A queue file whose envelope would break the SMTP command line (written by
+// an older version, or by hand) is dead-lettered with a reason at its first
+// turn: never sent, never retried. Enqueue refuses such envelopes, so the
+// files are written directly.
+func TestQueueDeadLettersBadEnvelope(t *testing.T) {
+	u, opts, s := upstreamSpool(t, mailertest.Options{Transcript: true})
+	bad := map[string]Envelope{
+		"crlf in sender": {From: "plc@example.com>\r\nRCPT TO:<victim@example.org", To: []string{"ops@example.com"}},
+		"escape in rcpt": {From: "plc@example.com", To: []string{"ops@example.com", "\x1b]0;pwned\x07x@example.com"}},
+		"NUL in rcpt":    {From: "plc@example.com", To: []string{"o\x00ps@example.com"}},
+		"no rcpt":        {From: "plc@example.com"},
+	}
+	ids := map[string]string{}
+	for name, env := range bad {
+		id := s.newID()
+		m := Message{ID: id, Envelope: env, Created: time.Now().UTC(), NextAttempt: time.Now().UTC(), Source: "test"}
+		data := []byte("Subject: bad envelope\r\n\r\nx\r\n")
+		m.Size = int64(len(data))
+		if err := os.WriteFile(s.path(dirQueue, id), encodeSpoolFile(&m, data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = name
+	}
+	good, err := s.Enqueue(testSub(1, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, results := runQueue(t, s, opts)
+	for _, r := range waitResults(t, results, len(bad)+1, 10*time.Second) {
+		if r.Message.ID == good {
+			if !r.Delivered {
+				t.Errorf("the good message: %+v", r)
+			}
+			continue
+		}
+		name := ids[r.Message.ID]
+		want := "control character"
+		if name == "no rcpt" {
+			want = "no recipients"
+		}
+		if r.Delivered || r.Code != 0 || !strings.Contains(r.Reason, "invalid envelope, not sent") || !strings.Contains(r.Reason, want) {
+			t.Errorf("%s: result %+v", name, r)
+		}
+		if strings.ContainsAny(r.Reason, "\r\n\x1b\x00") {
+			t.Errorf("%s: reason holds a raw control character: %q", name, r.Reason)
+		}
+	}
+	dead, _ := s.ListDead()
+	if len(dead) != len(bad) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))
+	}
+	for _, m := range dead {
+		if m.Attempts != 0 {
+			t.Errorf("%s: %d attempts recorded for a message never sent", ids[m.ID], m.Attempts)
+		}
+	}
+	if msgs := u.Messages(); len(msgs) != 1 {
+		t.Errorf("upstream received %d messages, want only the good one", len(msgs))
+	}
+	if tr := u.Transcript(); strings.Contains(tr, "victim") || strings.Contains(tr, "pwned") || strings.Contains(tr, "o\x00ps") {
+		t.Errorf("a bad envelope reached the upstream:\n%s", tr)
 	}
 }

@@ -13,7 +13,9 @@
 //     permanently, or it expires. Its removal (or its move to dead/) is
 //     durable before OnResult reports it. Delivery is at least once: a
 //     crash, or a disk failing the removal, between the upstream's 250 and
-//     the durable removal sends it once more after a restart.
+//     the durable removal sends it once more after a restart. The Queue
+//     makes each removal durable before the next MAIL FROM on the same
+//     connection, so a crash repeats at most one message per connection.
 //   - A submission's idempotency key is remembered across restarts, until
 //     KeyRetention after its message was delivered or deleted, so a source
 //     that retransmits after a crash gets ErrDuplicate, not a second mail.
@@ -267,19 +269,8 @@ func (s *Spool) Dir() string { return s.dir }
 // Enqueue stores a submission durably and returns its queue id. When it
 // returns nil, the message is on disk and survives power loss.
 func (s *Spool) Enqueue(sub Submission) (string, error) {
-	if len(sub.To) == 0 {
-		return "", errors.New("spool: no recipients")
-	}
-	if err := checkAddr(sub.From); err != nil {
-		return "", fmt.Errorf("spool: sender: %w", err)
-	}
-	for _, a := range sub.To {
-		if a == "" {
-			return "", errors.New("spool: empty recipient")
-		}
-		if err := checkAddr(a); err != nil {
-			return "", fmt.Errorf("spool: recipient: %w", err)
-		}
+	if err := checkEnvelope(&sub.Envelope); err != nil {
+		return "", fmt.Errorf("spool: %w", err)
 	}
 	if strings.ContainsAny(sub.Key, "\r\n") {
 		return "", errors.New("spool: key contains a line break")
@@ -326,15 +317,26 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 }
 
 // writeNew stores a new queue file durably: on disk with its contents and
-// its name after a crash or power loss once it returns nil.
+// its name after a crash or power loss once it returns nil. A disk full
+// with recycled files is emptied of them first (retryNoSpace).
 func (s *Spool) writeNew(id string, data []byte) error {
+	return s.retryNoSpace(func() error { return s.writeNewOnce(id, data) })
+}
+
+func (s *Spool) writeNewOnce(id string, data []byte) error {
 	final := s.path(dirQueue, id)
 	if name := s.takeFree(); name != "" {
 		err := s.writeRecycled(name, final, data)
 		if err == nil {
 			return s.queueSync.Sync()
 		}
-		s.log.Warn("spool: cannot reuse a free file, creating one", "err", err)
+		if errors.Is(err, fs.ErrNotExist) || noSpace(err) {
+			// Given back by releaseFree in another process, or too
+			// small for this message on a full disk.
+			s.log.Debug("spool: cannot reuse a free file, creating one", "err", err)
+		} else {
+			s.log.Warn("spool: cannot reuse a free file, creating one", "err", err)
+		}
 	}
 	if s.tmpfile {
 		if err := writeLinked(final, data); err != nil {
@@ -364,10 +366,39 @@ func (s *Spool) takeFresh() []Message {
 	return f
 }
 
-// checkAddr refuses what would break the SMTP command line it ends up in.
+// checkAddr refuses what would break the SMTP command line it ends up in:
+// a line break would start a command of its own, and no control character
+// belongs in an address (nor, unescaped, on an operator's terminal).
 func checkAddr(a string) error {
-	if strings.ContainsAny(a, "\r\n<> \t") {
+	for _, r := range a {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return fmt.Errorf("%q contains a control character", a)
+		}
+	}
+	if strings.ContainsAny(a, "<> ") {
 		return fmt.Errorf("%q is not a bare mail address", a)
+	}
+	return nil
+}
+
+// checkEnvelope is checkAddr for a whole envelope, as the delivery loop
+// applies it to every message before its MAIL FROM: a queue file written
+// by an older version or another program must not reach the upstream with
+// an address that breaks the command line, nor be retried forever.
+func checkEnvelope(e *Envelope) error {
+	if err := checkAddr(e.From); err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	if len(e.To) == 0 {
+		return errors.New("no recipients")
+	}
+	for _, a := range e.To {
+		if a == "" {
+			return errors.New("empty recipient")
+		}
+		if err := checkAddr(a); err != nil {
+			return fmt.Errorf("recipient: %w", err)
+		}
 	}
 	return nil
 }
@@ -578,6 +609,53 @@ func (s *Spool) quarantine(area, name string, why error) {
 	s.log.Error("spool: corrupt file moved aside", "file", dst, "err", why)
 }
 
+// Quarantined is a file that quarantine moved to corrupt/.
+type Quarantined struct {
+	// Name is the file's name in corrupt/: the area it came from and its
+	// name there, "queue-ID" or "dead-ID" (or a stray name).
+	Name string    `json:"name"`
+	Size int64     `json:"size"`
+	Time time.Time `json:"time"` // its modification time: when it was written, a move keeps it
+}
+
+// isCorruptEntry reports whether a name in corrupt/ is a quarantined file,
+// rather than the reason of a quarantined dead letter moved beside it.
+func isCorruptEntry(name string) bool {
+	return !strings.HasSuffix(name, ".json") || !strings.HasPrefix(name, dirDead+"-")
+}
+
+// ListCorrupt returns the files moved to corrupt/, oldest first: messages,
+// perhaps, that will not be sent until someone looks at them, so `plcmail
+// queue list` and `plcmail status` show them. The log said why each was
+// moved.
+func (s *Spool) ListCorrupt() ([]Quarantined, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, dirCorrupt))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var out []Quarantined
+	for _, e := range ents {
+		if !isCorruptEntry(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, Quarantined{Name: e.Name(), Size: fi.Size(), Time: fi.ModTime()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
 // Defer records a failed attempt: the message stays queued and is due
 // again at next. Only the small state file is rewritten.
 func (s *Spool) Defer(id string, attempts int, next time.Time, lastErr string) error {
@@ -592,7 +670,7 @@ func (s *Spool) writeState(path string, st *spoolState) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRenamed(filepath.Join(s.dir, dirTmp), path, b); err != nil {
+	if err := s.retryNoSpace(func() error { return writeRenamed(filepath.Join(s.dir, dirTmp), path, b) }); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
@@ -659,7 +737,8 @@ func (s *Spool) Narrow(id string, to []string, rejected []Rejection) error {
 	}
 	m.Envelope.To = append([]string(nil), to...)
 	m.Rejected = append(m.Rejected, rejected...)
-	if err := writeRenamed(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), encodeSpoolFile(&m, data)); err != nil {
+	b := encodeSpoolFile(&m, data)
+	if err := s.retryNoSpace(func() error { return writeRenamed(filepath.Join(s.dir, dirTmp), s.path(dirQueue, id), b) }); err != nil {
 		return err
 	}
 	return s.queueSync.Sync()
@@ -673,6 +752,14 @@ func (s *Spool) DeadLetter(id string, code int, reason string) error {
 	if err != nil {
 		return err
 	}
+	return s.deadLetter(&m, code, reason)
+}
+
+// deadLetter is DeadLetter with the retry state (Attempts, NextAttempt,
+// LastError) taken from m, the delivery loop's copy: it counts the attempt
+// that failed for good, which the state file on disk does not.
+func (s *Spool) deadLetter(m *Message, code int, reason string) error {
+	id := m.ID
 	st := spoolState{Attempts: m.Attempts, NextAttempt: m.NextAttempt, LastError: m.LastError,
 		Died: s.now().UTC(), Reason: reason, Code: code}
 	if err := s.writeState(s.path(dirDead, id+".json"), &st); err != nil {

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 // BenchmarkEnqueue measures what the serial bridge waits for before it may
@@ -155,6 +158,67 @@ func BenchmarkRelayCycle(b *testing.B) {
 				}
 			})
 			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkDeliverBacklog is the delivery side of a burst: a backlog of
+// b.N 1 KiB messages in the spool, drained by a Queue over 1 and over 4
+// connections to a fake upstream on loopback (plaintext, no AUTH, so that
+// the spool's share shows), which answers DATA at once or, as a provider
+// across the Internet would, after 5ms. Every delivery is recorded durably
+// before the next MAIL FROM on its connection, which is what bounds a crash
+// to one repeated message per connection; msgs/s is what that costs.
+func BenchmarkDeliverBacklog(b *testing.B) {
+	for _, bc := range []struct {
+		conns int
+		delay time.Duration
+	}{{1, 0}, {4, 0}, {1, 5 * time.Millisecond}, {4, 5 * time.Millisecond}} {
+		b.Run(fmt.Sprintf("conns%d-data%v", bc.conns, bc.delay), func(b *testing.B) {
+			conns := bc.conns
+			u := mailertest.NewUpstream(b, mailertest.Options{Security: mailertest.Plain, NoAuth: true,
+				Data: func(mailertest.Received) error { time.Sleep(bc.delay); return nil }})
+			dir := b.TempDir()
+			s, err := Open(dir, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("spool on %s (%s)", dir, fsType(dir))
+			sub := testSub(0, "")
+			sub.Data = append(sub.Data, make([]byte, 1024)...)
+			for range b.N {
+				if _, err := s.Enqueue(sub); err != nil {
+					b.Fatal(err)
+				}
+			}
+			opts := defaultQueueOptions(u.Options())
+			opts.Connections = conns
+			q, err := NewQueue(s, opts, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			var n atomic.Int64
+			q.OnResult(func(Result) {
+				if n.Add(1) == int64(b.N) {
+					close(done)
+				}
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			stopped := make(chan error, 1)
+			b.ResetTimer()
+			go func() { stopped <- q.Run(ctx) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				b.Errorf("%d of %d delivered", n.Load(), b.N)
+			}
+			b.StopTimer()
+			cancel()
+			if err := <-stopped; err != nil {
+				b.Fatal(err)
+			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}

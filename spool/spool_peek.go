@@ -15,6 +15,10 @@ type Summary struct {
 	OldestQueued time.Time // creation of the oldest of them; zero when none
 	Dead         int       // dead letters in dead/
 	OldestDead   time.Time // creation of the oldest dead letter; zero when none
+	// Corrupt counts files moved to corrupt/ (see Spool.ListCorrupt):
+	// mail, perhaps, that nobody will send until a human looks.
+	Corrupt       int
+	OldestCorrupt time.Time
 }
 
 // Peek counts the messages in the spool directory dir without opening
@@ -37,16 +41,19 @@ func Peek(dir string) (Summary, error) {
 		return s, fmt.Errorf("spool: %w", err)
 	}
 	var err error
-	if s.Queued, s.OldestQueued, err = peekArea(filepath.Join(dir, dirQueue)); err != nil {
+	if s.Queued, s.OldestQueued, err = peekArea(filepath.Join(dir, dirQueue), validID); err != nil {
 		return s, err
 	}
-	s.Dead, s.OldestDead, err = peekArea(filepath.Join(dir, dirDead))
+	if s.Dead, s.OldestDead, err = peekArea(filepath.Join(dir, dirDead), validID); err != nil {
+		return s, err
+	}
+	s.Corrupt, s.OldestCorrupt, err = peekArea(filepath.Join(dir, dirCorrupt), isCorruptEntry)
 	return s, err
 }
 
-// peekArea counts the message files in one area of the spool and returns
-// the modification time of the oldest.
-func peekArea(path string) (n int, oldest time.Time, err error) {
+// peekArea counts the files in one area of the spool whose names pass
+// counts and returns the modification time of the oldest.
+func peekArea(path string, counts func(name string) bool) (n int, oldest time.Time, err error) {
 	ents, err := os.ReadDir(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, time.Time{}, nil
@@ -55,7 +62,7 @@ func peekArea(path string) (n int, oldest time.Time, err error) {
 		return 0, time.Time{}, fmt.Errorf("spool: %w", err)
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() || !validID(e.Name()) {
+		if !e.Type().IsRegular() || !counts(e.Name()) {
 			continue // ID.json beside a dead letter, or a stray file
 		}
 		fi, err := e.Info()

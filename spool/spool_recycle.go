@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,6 +35,17 @@ import (
 // or two writers could fill one file). Other processes (plcmail send,
 // plcmail queue) create and unlink as before.
 //
+// The pool must never cost a message its place on a small disk (a 1 MiB
+// spool once held 992 KiB of delivered files while every send failed):
+//
+//   - it keeps at most a quarter of the space still available outside it
+//     (statfs), checked as each file joins and at every queue scan, so
+//     that it shrinks as the disk fills (trimFree);
+//   - a writer in any process that meets ENOSPC unlinks every file in
+//     free/ and tries once more (releaseFree). The gateway may be
+//     overwriting one of them at that moment: its rename then fails, and
+//     it falls back to a new file, as for any failed reuse.
+//
 // A reader in another process that opened queue/ID just before the file was
 // recycled would see another message's bytes; read() detects that, because
 // the path no longer names the file it read (see stillLinked), and reports
@@ -66,10 +78,27 @@ type freeFile struct {
 	size int64
 }
 
-// fits reports whether a file of size bytes may join the pool. The caller
-// holds mu.
-func (p *freePool) fits(size int64) bool {
-	return p.on && size <= maxRecycleBytes && len(p.files) < maxFreeFiles && p.bytes+diskBytes(size) <= maxFreeBytes
+// fits reports whether a file of size bytes may join the pool, given avail
+// bytes available on the disk outside the pool (-1: unknown, no limit from
+// it). The caller holds mu.
+func (p *freePool) fits(size, avail int64) bool {
+	return p.on && size <= maxRecycleBytes && len(p.files) < maxFreeFiles && p.bytes+diskBytes(size) <= maxFreeBytes &&
+		(avail < 0 || p.bytes+diskBytes(size) <= avail/poolShare)
+}
+
+// poolShare: the pool holds at most 1/poolShare of the space available
+// outside it.
+const poolShare = 4
+
+// availBytes returns the space available to an unprivileged writer on the
+// spool's filesystem, or -1 when statfs fails (the pool then keeps only
+// its fixed bounds, and ENOSPC still releases it).
+func (s *Spool) availBytes() int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
 }
 
 // enableRecycling starts recycling message files; the caller holds the
@@ -80,6 +109,7 @@ func (p *freePool) fits(size int64) bool {
 func (s *Spool) enableRecycling() {
 	dir := filepath.Join(s.dir, dirFree)
 	ents, _ := os.ReadDir(dir)
+	avail := s.availBytes()
 	s.free.mu.Lock()
 	defer s.free.mu.Unlock()
 	s.free.on, s.free.files, s.free.bytes = true, nil, 0
@@ -87,8 +117,11 @@ func (s *Spool) enableRecycling() {
 		p := filepath.Join(dir, e.Name())
 		fi, err := os.Lstat(p)
 		st, ok := fileStat(fi)
-		if err != nil || !fi.Mode().IsRegular() || !ok || st.Nlink != 1 || !s.free.fits(fi.Size()) {
+		if err != nil || !fi.Mode().IsRegular() || !ok || st.Nlink != 1 || !s.free.fits(fi.Size(), avail) {
 			os.Remove(p)
+			if avail >= 0 && err == nil {
+				avail += diskBytes(fi.Size())
+			}
 			continue
 		}
 		s.free.files = append(s.free.files, freeFile{e.Name(), fi.Size()})
@@ -134,8 +167,10 @@ func (s *Spool) putFree(name string) {
 	if fi, err := os.Stat(filepath.Join(s.dir, dirFree, name)); err == nil {
 		size = fi.Size()
 	}
+	avail := s.availBytes()
+	s.trimFree(avail)
 	s.free.mu.Lock()
-	if s.free.fits(size) {
+	if s.free.fits(size, avail) {
 		s.free.files = append(s.free.files, freeFile{name, size})
 		s.free.bytes += diskBytes(size)
 		name = ""
@@ -151,8 +186,79 @@ func (s *Spool) putFree(name string) {
 // file's exact size).
 func (s *Spool) recycles(size int64) bool {
 	s.free.mu.Lock()
+	on := s.free.on
+	s.free.mu.Unlock()
+	if !on {
+		return false // spare the statfs: not recycling in this process
+	}
+	avail := s.availBytes()
+	s.free.mu.Lock()
 	defer s.free.mu.Unlock()
-	return s.free.fits(size)
+	return s.free.fits(size, avail)
+}
+
+// trimFree unlinks pooled files until the pool holds at most its share of
+// avail (availBytes; -1 does nothing), so that the pool shrinks as the disk
+// fills with queued mail, also mail queued by other processes.
+func (s *Spool) trimFree(avail int64) {
+	if avail < 0 {
+		return
+	}
+	var drop []string
+	s.free.mu.Lock()
+	for len(s.free.files) > 0 && s.free.bytes > avail/poolShare {
+		n := len(s.free.files)
+		f := s.free.files[0] // the oldest: the newest are warmest in the cache
+		copy(s.free.files, s.free.files[1:])
+		s.free.files = s.free.files[:n-1]
+		s.free.bytes -= diskBytes(f.size)
+		avail += diskBytes(f.size)
+		drop = append(drop, f.name)
+	}
+	s.free.mu.Unlock()
+	for _, name := range drop {
+		os.Remove(filepath.Join(s.dir, dirFree, name))
+	}
+}
+
+// releaseFree gives the whole pool back to the filesystem after a write
+// failed for want of space: it unlinks every file in free/, those this
+// process pooled and those of the gateway when this is another process,
+// and returns how many it removed. The gateway may be overwriting one of
+// them right now; its rename into queue/ then fails and it writes a new
+// file instead (writeNew).
+func (s *Spool) releaseFree() int {
+	s.free.mu.Lock()
+	s.free.files, s.free.bytes = nil, 0
+	s.free.mu.Unlock()
+	dir := filepath.Join(s.dir, dirFree)
+	ents, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range ents {
+		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// noSpace reports whether err says the disk (or the quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// retryNoSpace runs write, and once more after releaseFree when it failed
+// for want of space that the pool held: a message is never refused for
+// room that only recycled files take.
+func (s *Spool) retryNoSpace(write func() error) error {
+	err := write()
+	if noSpace(err) {
+		if n := s.releaseFree(); n > 0 {
+			s.log.Warn("spool: disk full; gave the recycled files back and tried again", "files", n, "err", err)
+			err = write()
+		}
+	}
+	return err
 }
 
 // writeRecycled writes data over the free file name and renames it to

@@ -364,3 +364,139 @@ func TestRecycledEnqueueFailure(t *testing.T) {
 		t.Fatalf("after repair: %q, %v", data, err)
 	}
 }
+
+// smallFS mounts a tmpfs of size bytes for the test: a real filesystem that
+// runs full, with statfs and ENOSPC as on a small SD card partition.
+// Mounting needs root; without it the test is skipped, except under CI,
+// which runs as root.
+func smallFS(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a %d-byte tmpfs: %v", size, err)
+		}
+		t.Skipf("cannot mount a small tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fsAvail is the free space of the filesystem holding dir.
+func fsAvail(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// On a 1 MiB spool, a burst that filled the disk and was then delivered
+// must not leave the space in free/: the gateway keeps only a small part of
+// the free space for reuse, and any writer (plcmail send in another process
+// here, or the gateway itself with a message bigger than any pooled file)
+// that still meets ENOSPC gives the pool back and tries once more. Before,
+// the pool kept 992 KiB of the 1 MiB and every send failed.
+func TestRecyclePoolYieldsOnSmallDisk(t *testing.T) {
+	mnt := smallFS(t, 1<<20)
+	dir := filepath.Join(mnt, "spool")
+	gw := openTestSpool(t, dir) // plcmail serve
+	unlock, err := gw.LockDelivery()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	sub := testSub(0, "")
+	sub.Data = append(sub.Data, bytes.Repeat([]byte("x"), 30<<10)...)
+	var ids []string
+	for {
+		id, err := gw.Enqueue(sub)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if len(ids) > 100 {
+			t.Fatal("a 1 MiB filesystem took 3 MiB")
+		}
+	}
+	if len(ids) < 10 {
+		t.Fatalf("only %d messages fit", len(ids))
+	}
+	for _, id := range ids {
+		if err := gw.Delivered(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if msgs, _ := gw.List(); len(msgs) != 0 {
+		t.Fatalf("queue not empty: %d", len(msgs))
+	}
+	var pool int64
+	for _, name := range freeFiles(t, dir) {
+		if fi, err := os.Stat(filepath.Join(dir, dirFree, name)); err == nil {
+			pool += diskBytes(fi.Size())
+		}
+	}
+	avail := fsAvail(t, dir)
+	t.Logf("%d messages filled the disk; after delivery free/ holds %d KiB, %d KiB available", len(ids), pool>>10, avail>>10)
+	if pool > avail/4 {
+		t.Errorf("free/ holds %d KiB of an empty 1 MiB spool, only %d KiB available", pool>>10, avail>>10)
+	}
+
+	// plcmail send, another process: no pool of its own.
+	send := openTestSpool(t, dir)
+	big := testSub(1, "")
+	big.Data = append(big.Data, bytes.Repeat([]byte("y"), int(avail+pool/2))...)
+	if id, err := send.Enqueue(big); err != nil {
+		t.Errorf("send of %d KiB into an empty queue: %v", len(big.Data)>>10, err)
+	} else if err := send.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+
+	// Fill the pool again as far as the gateway lets it, then have the
+	// gateway queue a message that needs the pool's space.
+	for range 3 {
+		var batch []string
+		for range 4 {
+			id, err := gw.Enqueue(sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, id)
+		}
+		for _, id := range batch {
+			if err := gw.Delivered(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pool = 0
+	for _, name := range freeFiles(t, dir) {
+		if fi, err := os.Stat(filepath.Join(dir, dirFree, name)); err == nil {
+			pool += diskBytes(fi.Size())
+		}
+	}
+	if pool == 0 {
+		t.Fatal("the gateway pooled nothing: no pool to give back")
+	}
+	huge := testSub(2, "")
+	huge.Data = append(huge.Data, bytes.Repeat([]byte("z"), int(fsAvail(t, dir)+pool/2))...)
+	id, err := gw.Enqueue(huge)
+	if err != nil {
+		t.Fatalf("gateway's own Enqueue of %d KiB with %d KiB available: %v", len(huge.Data)>>10, fsAvail(t, dir)>>10, err)
+	}
+	if _, data, err := gw.ReadMessage(id); err != nil || !bytes.Equal(data, huge.Data) {
+		t.Fatalf("read back: %v", err)
+	}
+	if n := len(freeFiles(t, dir)); n != 0 {
+		t.Errorf("%d files left in free/ after it was given back", n)
+	}
+}

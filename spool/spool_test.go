@@ -76,6 +76,11 @@ func TestEnqueueRejects(t *testing.T) {
 		"bracket in from":  {Envelope: Envelope{From: "<a@b>", To: []string{"c@d"}}, Data: []byte("x")},
 		"newline in key":   {Envelope: Envelope{From: "a@b", To: []string{"c@d"}}, Data: []byte("x"), Key: "k\n1"},
 		"space in address": {Envelope: Envelope{From: "a@b", To: []string{"c d@e"}}, Data: []byte("x")},
+		"tab in from":      {Envelope: Envelope{From: "a\t@b", To: []string{"c@d"}}, Data: []byte("x")},
+		"escape in rcpt":   {Envelope: Envelope{From: "a@b", To: []string{"\x1b[2Jc@d"}}, Data: []byte("x")},
+		"NUL in rcpt":      {Envelope: Envelope{From: "a@b", To: []string{"c\x00@d"}}, Data: []byte("x")},
+		"DEL in from":      {Envelope: Envelope{From: "a\x7f@b", To: []string{"c@d"}}, Data: []byte("x")},
+		"C1 CSI in rcpt":   {Envelope: Envelope{From: "a@b", To: []string{"c\u009b@d"}}, Data: []byte("x")},
 	} {
 		if _, err := s.Enqueue(sub); err == nil {
 			t.Errorf("%s: accepted", name)

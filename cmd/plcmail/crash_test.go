@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ var seqHeader = regexp.MustCompile(`(?m)^X-Burst-Seq: (\d+)\r$`)
 // Every message that send reported as queued (exit 0) must reach the real
 // TLS upstream. A duplicate is possible only for a message the upstream had
 // accepted when serve died before removing it from the spool (at most one
-// batch per kill); they are counted and reported.
+// per connection and kill; TestKill9RedeliveryWindow proves that bound);
+// they are counted and reported.
 func TestKill9DuringBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("child-process crash test; skipped with -short")
@@ -245,5 +247,129 @@ func TestServeSignals(t *testing.T) {
 	}
 	if !strings.Contains(d.logs(), "plcmail stopped") {
 		t.Errorf("no clean stop logged:\n%s", d.logs())
+	}
+}
+
+var messageIDHeader = regexp.MustCompile(`(?mi)^Message-ID: (<[^>\r\n]+>)\r$`)
+
+// TestKill9RedeliveryWindow bounds what a crash re-sends: `plcmail serve`,
+// delivering a backlog over one upstream connection, is killed with SIGKILL
+// at the moment the upstream receives a message (its DATA is in, its 250
+// not yet sent), several times, and restarted each time. The upstream
+// counts what it received by Message-ID. The message in flight at each
+// kill may arrive twice (the upstream has it; the spool cannot know), every
+// message delivered before it must not: its delivery was recorded durably
+// before the next MAIL FROM. And every queued message arrives.
+func TestKill9RedeliveryWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("child-process crash test; skipped with -short")
+	}
+	bin := plcmailBinary(t)
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	c.Extra = "connections = 1\nbatch_size = 1000\n"
+	path := c.write(t)
+
+	const total = 240
+	send := func(seq int) {
+		msg := fmt.Sprintf("To: ops@example.com\nSubject: burst %d\nMessage-ID: <burst-%d@gw.test>\nX-Burst-Seq: %d\n\nmessage %d\n", seq, seq, seq, seq)
+		if r := runCLI(t, msg, "plcmail", "-c", path, "send", "-t"); r.code != 0 {
+			t.Fatalf("send %d: %+v", seq, r)
+		}
+	}
+	// Half the burst is queued before serve starts, the other half while
+	// it delivers and is killed.
+	for seq := 0; seq < total/2; seq++ {
+		send(seq)
+	}
+
+	d := newDaemon(t, bin, path)
+	var pid atomic.Int64
+	killed := make(chan struct{}, 1)
+	kill := func() {
+		if p := int(pid.Load()); p > 0 && syscall.Kill(p, syscall.SIGKILL) == nil {
+			pid.Store(0)
+			killed <- struct{}{}
+		}
+	}
+	// Kills at a RCPT: the message before it got its 250 a moment ago and
+	// must not come again. Kills at a DATA: that message is the one in
+	// flight and may come again, once.
+	var rcpts, datas atomic.Int64
+	killAtRcpt := map[int64]bool{30: true, 110: true, 190: true}
+	killAtData := map[int64]bool{70: true, 150: true}
+	u.SetRcpt(func(string) error {
+		if killAtRcpt[rcpts.Add(1)] {
+			kill()
+		}
+		return nil
+	})
+	u.SetData(func(mailertest.Received) error {
+		if killAtData[datas.Add(1)] {
+			kill()
+		}
+		return nil
+	})
+	sendsDone := make(chan struct{})
+	go func() {
+		defer close(sendsDone)
+		for seq := total / 2; seq < total; seq++ {
+			send(seq)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	kills := 0
+	for kills < len(killAtRcpt)+len(killAtData) {
+		d.start()
+		pid.Store(int64(d.cmd.Process.Pid))
+		select {
+		case <-killed:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no kill after %d messages received (%d kills):\n%s", datas.Load(), kills, tail(d.logs(), 40))
+		}
+		d.kill()
+		kills++
+	}
+	<-sendsDone
+	d.start()
+
+	count := func() map[string]int {
+		got := map[string]int{}
+		for _, m := range u.Messages() {
+			sm := messageIDHeader.FindSubmatch(m.Data)
+			if sm == nil {
+				t.Fatalf("upstream got a message without Message-ID:\n%s", m.Data)
+			}
+			got[string(sm[1])]++
+		}
+		return got
+	}
+	if !poll(60*time.Second, func() bool { return len(count()) >= total }) {
+		t.Fatalf("%d of %d messages arrived:\n%s", len(count()), total, tail(d.logs(), 40))
+	}
+	got := count()
+	dups := 0
+	var doubled []string
+	for id, n := range got {
+		if n > 1 {
+			dups += n - 1
+			doubled = append(doubled, fmt.Sprintf("%s ×%d", id, n))
+		}
+	}
+	for seq := 0; seq < total; seq++ {
+		if got[fmt.Sprintf("<burst-%d@gw.test>", seq)] == 0 {
+			t.Errorf("message %d was queued but never arrived", seq)
+		}
+	}
+	t.Logf("%d messages, %d kills, %d received upstream, %d duplicates", total, kills, len(u.Messages()), dups)
+	// One connection: at most the one message in flight per kill, and
+	// none when the kill came before the DATA.
+	if dups > len(killAtData) {
+		t.Errorf("%d duplicates for %d kills at DATA and %d at RCPT, with one connection: %s",
+			dups, len(killAtData), len(killAtRcpt), strings.Join(doubled, ", "))
+	}
+	if err := d.stop(20 * time.Second); err != nil {
+		t.Errorf("SIGTERM: %v\n%s", err, tail(d.logs(), 30))
 	}
 }

@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/plcmail/plcmail/spool"
 )
@@ -83,6 +87,12 @@ func queueList(w io.Writer, sp *spool.Spool, asJSON bool) error {
 	if err != nil {
 		return fmt.Errorf("queue list: %w", err)
 	}
+	// Listed last: listing queue/ and dead/ moves what cannot be read
+	// there into corrupt/.
+	corrupt, err := sp.ListCorrupt()
+	if err != nil {
+		return fmt.Errorf("queue list: %w", err)
+	}
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	if asJSON {
@@ -100,9 +110,17 @@ func queueList(w io.Writer, sp *spool.Spool, asJSON bool) error {
 				}
 			}
 		}
+		for _, c := range corrupt {
+			if err := enc.Encode(struct {
+				State string `json:"state"`
+				spool.Quarantined
+			}{"corrupt", c}); err != nil {
+				return err
+			}
+		}
 		return bw.Flush()
 	}
-	if len(queued)+len(dead) == 0 {
+	if len(queued)+len(dead)+len(corrupt) == 0 {
 		fmt.Fprintln(bw, "Mail queue is empty")
 		return bw.Flush()
 	}
@@ -122,9 +140,23 @@ func queueList(w io.Writer, sp *spool.Spool, asJSON bool) error {
 			writeEntry(bw, m, deadStatus(m))
 		}
 	}
-	fmt.Fprintf(bw, "-- %d KiB in %d %s", (total+1023)/1024, len(queued)+len(dead), plural(len(queued)+len(dead), "request", "requests"))
-	if len(dead) > 0 {
-		fmt.Fprintf(bw, " (%d queued, %d dead)", len(queued), len(dead))
+	if len(corrupt) > 0 {
+		fmt.Fprintf(bw, "-- Corrupt: unreadable, moved aside and never sent; inspect them in %s --\n", filepath.Join(sp.Dir(), "corrupt"))
+		fmt.Fprintln(bw, "-File in corrupt/---------------  --Size-- ---Modified Time----")
+		for _, c := range corrupt {
+			total += c.Size
+			fmt.Fprintf(bw, "%-32s %9d %s\n(CORRUPT: see the gateway's log for why)\n\n",
+				printable(c.Name), c.Size, c.Time.Local().Format("Mon Jan _2 15:04:05"))
+		}
+	}
+	n := len(queued) + len(dead) + len(corrupt)
+	fmt.Fprintf(bw, "-- %d KiB in %d %s", (total+1023)/1024, n, plural(n, "request", "requests"))
+	if len(dead)+len(corrupt) > 0 {
+		fmt.Fprintf(bw, " (%d queued, %d dead", len(queued), len(dead))
+		if len(corrupt) > 0 {
+			fmt.Fprintf(bw, ", %d corrupt", len(corrupt))
+		}
+		fmt.Fprint(bw, ")")
 	}
 	fmt.Fprintln(bw, ".")
 	return bw.Flush()
@@ -136,20 +168,20 @@ const listHeader = "-Queue ID-------  --Size-- ----Arrival Time---- -Sender/Reci
 var recipientIndent = strings.Repeat(" ", len("-Queue ID-------  --Size-- ----Arrival Time---- "))
 
 func writeEntry(w io.Writer, m spool.Message, status string) {
-	from := m.Envelope.From
+	from := printable(m.Envelope.From)
 	if from == "" {
 		from = "<>"
 	}
-	fmt.Fprintf(w, "%-16s %9d %-20s %s\n", m.ID, m.Size, m.Created.Local().Format("Mon Jan _2 15:04:05"), from)
+	fmt.Fprintf(w, "%-16s %9d %-20s %s\n", printable(m.ID), m.Size, m.Created.Local().Format("Mon Jan _2 15:04:05"), from)
 	fmt.Fprintf(w, "(%s)\n", status)
 	for _, r := range m.Envelope.To {
-		fmt.Fprintf(w, "%s%s\n", recipientIndent, r)
+		fmt.Fprintf(w, "%s%s\n", recipientIndent, printable(r))
 	}
 	for _, r := range m.Rejected {
-		fmt.Fprintf(w, "%s%s (rejected: %d %s)\n", recipientIndent, r.Rcpt, r.Code, oneLine(r.Reason))
+		fmt.Fprintf(w, "%s%s (rejected: %d %s)\n", recipientIndent, printable(r.Rcpt), r.Code, oneLine(r.Reason))
 	}
 	if m.Source != "" {
-		fmt.Fprintf(w, "%sfrom %s\n", recipientIndent, m.Source)
+		fmt.Fprintf(w, "%sfrom %s\n", recipientIndent, printable(m.Source))
 	}
 	fmt.Fprintln(w)
 }
@@ -175,7 +207,11 @@ func deadStatus(m spool.Message) string {
 	if !m.Died.IsZero() {
 		s += " since " + m.Died.Local().Format("Mon Jan _2 15:04:05")
 	}
-	s += fmt.Sprintf(" after %d %s", m.Attempts, plural(m.Attempts, "attempt", "attempts"))
+	if m.Attempts == 0 {
+		s += ", not attempted"
+	} else {
+		s += fmt.Sprintf(" after %d %s", m.Attempts, plural(m.Attempts, "attempt", "attempts"))
+	}
 	if m.Reason != "" {
 		s += ": " + oneLine(m.Reason)
 	}
@@ -241,7 +277,20 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// oneLine keeps multi-line upstream replies on one line of the listing.
+// oneLine keeps multi-line upstream replies on one line of the listing,
+// with any other control character escaped (printable).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return printable(strings.Join(strings.Fields(s), " "))
+}
+
+// printable returns s as it is when a terminal shows it as it is, and
+// quoted with Go escapes (strconv.Quote) otherwise: an address or a reply
+// from a queue file or an upstream may hold a CR, an escape sequence or
+// invalid UTF-8, which must neither forge lines of the listing nor drive
+// the operator's terminal.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -70,7 +72,7 @@ func TestQueueListDelete(t *testing.T) {
 		`^-- Dead letters: not retried; remove with plcmail queue delete ID --$`,
 		`^-Queue ID-------`,
 		`^` + dead + ` .*  plc@example.com$`,
-		`^\(DEAD since .* after 0 attempts: 550 5.1.1 no such user\)$`,
+		`^\(DEAD since .* not attempted: 550 5.1.1 no such user\)$`,
 		`^ {48}nobody@example.com$`,
 		`^ {48}from test$`,
 		`^$`,
@@ -150,5 +152,73 @@ func TestQueueFlush(t *testing.T) {
 			t.Errorf("%q: next attempt %v, attempts %d: want due now, attempts kept", args, m.NextAttempt, m.Attempts)
 		}
 		sp.Defer(id, 2, time.Now().Add(time.Hour), "421 later")
+	}
+}
+
+// writeQueueFile writes a queue file the way an older version or another
+// program might have: with an envelope Enqueue would refuse.
+func writeQueueFile(t *testing.T, spoolDir, id string, env spool.Envelope, data string) {
+	t.Helper()
+	hdr, err := json.Marshal(spool.Message{ID: id, Envelope: env, Created: time.Now().UTC(), NextAttempt: time.Now().UTC(),
+		Size: int64(len(data)), Source: "old\x1b[1mversion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spoolDir, "queue", id), append(append(hdr, '\n'), data...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// `queue list` shows what was moved to corrupt/, and never prints an
+// envelope's control characters raw.
+func TestQueueListCorruptAndEscapes(t *testing.T) {
+	c := newTestConfig(t)
+	path := c.write(t)
+	sp := openTestSpool(t, c.Spool)
+	good, err := sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, Data: []byte("Subject: x\r\n\r\nbody\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const evil = "0000000000000000" // a valid id that sorts first
+	writeQueueFile(t, c.Spool, evil, spool.Envelope{From: "plc@example.com\r\n-Queue ID------- forged", To: []string{"\x1b[2Jops@example.com"}}, "Subject: x\r\n\r\nx\r\n")
+	// Unreadable: a header that is no JSON, and a stray name.
+	if err := os.WriteFile(filepath.Join(c.Spool, "queue", "1111111111111111"), []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.Spool, "queue", "stray\x1b[31m.tmp"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, "", "mailq", "-c", path)
+	if r.code != 0 {
+		t.Fatalf("mailq: %+v", r)
+	}
+	t.Logf("mailq:\n%s", r.stdout)
+	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Contains(r.stdout, "\n-Queue ID------- forged") {
+		t.Errorf("raw control characters in the listing:\n%q", r.stdout)
+	}
+	for _, re := range []string{
+		`(?m)^` + evil + ` .* "plc@example.com\\r\\n-Queue ID------- forged"$`,
+		`(?m)^ +"\\x1b\[2Jops@example.com"$`,
+		`(?m)^ +from "old\\x1b\[1mversion"$`,
+		`(?m)^` + good + ` .* plc@example.com$`,
+		`(?m)^-- Corrupt: unreadable, moved aside and never sent; inspect them in .*corrupt --$`,
+		`(?m)^queue-1111111111111111 +8 `,
+		`(?m)^"queue-stray\\x1b\[31m.tmp" +1 `,
+		`(?m)^\(CORRUPT: see the gateway's log for why\)$`,
+		`(?m)^-- 1 KiB in 4 requests \(2 queued, 0 dead, 2 corrupt\)\.$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("mailq output does not match %s", re)
+		}
+	}
+	r = runCLI(t, "", "plcmail", "-c", path, "queue", "list", "--json")
+	if n := strings.Count(r.stdout, `"state":"corrupt"`); r.code != 0 || n != 2 {
+		t.Errorf("queue list --json: %d corrupt entries, want 2: %+v", n, r)
+	}
+	// Once the corrupt files are gone, the queue is as before.
+	os.RemoveAll(filepath.Join(c.Spool, "corrupt"))
+	if r := runCLI(t, "", "mailq", "-c", path); !strings.HasSuffix(r.stdout, "-- 1 KiB in 2 requests.\n") {
+		t.Errorf("mailq without corrupt files:\n%s", r.stdout)
 	}
 }

@@ -42,8 +42,14 @@ type statusSnapshot struct {
 
 	Links []bridge.LinkStatus `json:"links"`
 	Queue spool.Stats         `json:"queue"`
-	Dead  int                 `json:"dead_letters"`
-	SMTP  []string            `json:"smtp_listen,omitempty"`
+	// Spooled counts the message files in queue/: besides what the
+	// delivery loop holds (Queue.Queued), mail queued by another process
+	// since its last scan and mail it gave up on until a restart.
+	Spooled       int       `json:"spooled"`
+	SpooledOldest time.Time `json:"spooled_oldest,omitzero"` // when the oldest of them was written
+	Dead          int       `json:"dead_letters"`
+	Corrupt       int       `json:"corrupt"` // files moved to corrupt/, never sent
+	SMTP          []string  `json:"smtp_listen,omitempty"`
 }
 
 // statusComponent is the part of serve that answers `plcmail status`. It
@@ -59,7 +65,7 @@ func statusComponent(cfg *config.Config, sp *spool.Spool, queue *spool.Queue, li
 		// Counted from the directory: parsing every dead letter on each
 		// status request would cost a file read apiece.
 		if sum, err := spool.Peek(sp.Dir()); err == nil {
-			s.Dead = sum.Dead
+			s.Spooled, s.SpooledOldest, s.Dead, s.Corrupt = sum.Queued, sum.OldestQueued, sum.Dead, sum.Corrupt
 		}
 		if cfg.SMTP != nil {
 			s.SMTP = cfg.SMTP.Listen
@@ -193,7 +199,10 @@ func printSpoolOnly(w io.Writer, dir string) {
 		what   string
 		n      int
 		oldest time.Time
-	}{{"queued", sum.Queued, sum.OldestQueued}, {"dead letters", sum.Dead, sum.OldestDead}} {
+	}{{"queued", sum.Queued, sum.OldestQueued}, {"dead letters", sum.Dead, sum.OldestDead}, {"corrupt", sum.Corrupt, sum.OldestCorrupt}} {
+		if area.what == "corrupt" && area.n == 0 {
+			continue // a rare sight: not worth a line when there is none
+		}
 		if area.n > 0 {
 			fmt.Fprintf(w, "%s: %d, oldest %s ago\n", area.what, area.n, age(now, area.oldest))
 		} else {
@@ -230,19 +239,29 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\tframes %d, errors %d, mails %d, duplicates %d\n",
 			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mailed, l.Duplicates)
 		if l.LastError != "" {
-			fmt.Fprintf(tw, "  \t\tlast error: %s\n", l.LastError)
+			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(l.LastError))
 		}
 	}
 	tw.Flush()
 
 	q := s.Queue
 	fmt.Fprintln(w, "\nqueue:")
-	if q.Queued == 0 {
+	// The loop's count alone said "empty" while mail queued by `plcmail
+	// send` waited for the next scan: the directory has the last word.
+	oldest := q.Oldest
+	if !s.SpooledOldest.IsZero() && (oldest.IsZero() || s.SpooledOldest.Before(oldest)) {
+		oldest = s.SpooledOldest
+	}
+	if waiting := max(q.Queued, s.Spooled); waiting == 0 {
 		fmt.Fprintf(w, "  empty")
 	} else {
-		fmt.Fprintf(w, "  %d waiting, oldest %s old", q.Queued, age(now, q.Oldest))
+		fmt.Fprintf(w, "  %d waiting, oldest %s old", waiting, age(now, oldest))
 	}
-	fmt.Fprintf(w, "; %d dead letters (plcmail queue list)\n", s.Dead)
+	fmt.Fprintf(w, "; %d dead letters", s.Dead)
+	if s.Corrupt > 0 {
+		fmt.Fprintf(w, "; %d CORRUPT, moved aside and never sent", s.Corrupt)
+	}
+	fmt.Fprintln(w, " (plcmail queue list)")
 	fmt.Fprintf(w, "  delivered %d, deferred %d, dead-lettered %d since start\n", q.Delivered, q.Deferred, q.DeadLettered)
 	if q.LastSuccess.IsZero() {
 		fmt.Fprintln(w, "  last delivery: none since start")
@@ -250,7 +269,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 		fmt.Fprintf(w, "  last delivery: %s (%s ago)\n", q.LastSuccess.Local().Format(time.DateTime), age(now, q.LastSuccess))
 	}
 	if q.LastError != "" {
-		fmt.Fprintf(w, "  last error: %s (%s ago): %s\n", q.LastErrorAt.Local().Format(time.DateTime), age(now, q.LastErrorAt), q.LastError)
+		fmt.Fprintf(w, "  last error: %s (%s ago): %s\n", q.LastErrorAt.Local().Format(time.DateTime), age(now, q.LastErrorAt), oneLine(q.LastError))
 	}
 	if q.HoldUntil.After(now) {
 		fmt.Fprintf(w, "  upstream unreachable: next attempt in %s\n", age(q.HoldUntil, now))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -237,5 +238,81 @@ func TestStatusStoppedSpool(t *testing.T) {
 	printSpoolOnly(&out, dir)
 	if !regexp.MustCompile(`^queued: 1, oldest \d+s ago\ndead letters: 1, oldest \d+s ago\n$`).MatchString(out.String()) {
 		t.Errorf("status of a stopped spool:\n%s", out.String())
+	}
+}
+
+// `plcmail status` of a running gateway counts what waits on disk, not
+// only what its delivery loop has seen: mail queued by `plcmail send`
+// since the last scan (an hour here), files moved to corrupt/, and the
+// dead letter of an envelope that would have broken the SMTP dialogue,
+// whose address is never printed raw.
+func TestStatusShowsWhatWaits(t *testing.T) {
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	path := c.write(t)
+	text, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, bytes.Replace(text, []byte(`scan_every = "100ms"`), []byte(`scan_every = "1h"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(c.Spool, "queue"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeQueueFile(t, c.Spool, "0000000000000001", spool.Envelope{From: "plc@example.com", To: []string{"ops@example.com\r\nDATA"}}, "Subject: x\r\n\r\nx\r\n")
+	if err := os.WriteFile(filepath.Join(c.Spool, "queue", "0000000000000002"), []byte("{not json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s := startServe(t, path)
+	var st statusSnapshot
+	read := func() bool {
+		r := runCLI(t, "", "plcmail", "-c", path, "status", "--json")
+		if r.code != 0 {
+			return false // not up yet
+		}
+		st = statusSnapshot{}
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, r.stdout)
+		}
+		return true
+	}
+	waitFor(t, "the bad envelope dead-lettered", func() bool { return read() && st.Dead == 1 })
+	if st.Corrupt != 1 || st.Spooled != 0 || st.Queue.DeadLettered != 1 {
+		t.Errorf("status --json: corrupt %d, spooled %d, dead-lettered %d; want 1, 0, 1", st.Corrupt, st.Spooled, st.Queue.DeadLettered)
+	}
+	r := runCLI(t, "", "plcmail", "-c", path, "status")
+	if !regexp.MustCompile(`(?m)^  empty; 1 dead letters; 1 CORRUPT, moved aside and never sent \(plcmail queue list\)$`).MatchString(r.stdout) {
+		t.Errorf("status:\n%s", r.stdout)
+	}
+
+	// Queued by another process; the gateway sees it at its next scan.
+	if r := runCLI(t, "Subject: later\r\n\r\nx\r\n", "plcmail", "-c", path, "send", "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	if !read() || st.Spooled != 1 {
+		t.Errorf("status --json: spooled %d, want 1", st.Spooled)
+	}
+	r = runCLI(t, "", "plcmail", "-c", path, "status")
+	t.Logf("status:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^  1 waiting, oldest \d+s old; 1 dead letters; 1 CORRUPT`).MatchString(r.stdout) {
+		t.Errorf("status with a message waiting:\n%s", r.stdout)
+	}
+
+	r = runCLI(t, "", "mailq", "-c", path)
+	t.Logf("mailq:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "\r") || !strings.Contains(r.stdout, `"ops@example.com\r\nDATA"`) ||
+		!regexp.MustCompile(`(?m)^\(DEAD since .*, not attempted: invalid envelope, not sent: recipient: "ops@example.com\\r\\nDATA" contains a control character\)$`).MatchString(r.stdout) ||
+		!strings.Contains(r.stdout, "queue-0000000000000002") {
+		t.Errorf("mailq:\n%q", r.stdout)
+	}
+	if len(u.Messages()) != 0 {
+		t.Errorf("the upstream got %d messages", len(u.Messages()))
+	}
+	if logs, err := s.stop(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	r = runCLI(t, "", "plcmail", "-c", path, "status")
+	if !strings.Contains(r.stdout, "queued: 1, oldest") || !regexp.MustCompile(`(?m)^corrupt: 1, oldest \S+ ago$`).MatchString(r.stdout) {
+		t.Errorf("status of the stopped gateway:\n%s", r.stdout)
 	}
 }
