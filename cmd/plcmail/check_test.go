@@ -151,7 +151,7 @@ func TestCheckEveryProblem(t *testing.T) {
 			`14: alarm[0].subject: template line 1: bad character U+007D '}'`,
 			`15: alarm[0].body: template line 1: missing value for if`,
 			`21: alarm[1].body: renders with sample data: template line 1:2: at <.NoSuchField>: can't evaluate field NoSuchField in type alarmmail.AlarmData`,
-			`26: alarm[2].subject: renders with sample data: template line 1:11: no such template "nope"`,
+			`26: alarm[2].subject: renders with sample data: template line 1:11: at <{{template "nope"}}>: template "nope" not defined`,
 			`27: alarm[2].html: template line 1: bad character U+007D '}'`,
 		}},
 		{"syntax.toml", []string{
