@@ -163,3 +163,109 @@ listen = ["127.0.0.1:25"]
 		t.Error("text inside a multi-line string was taken for a key or table")
 	}
 }
+
+// TestEveryDecodeProblem: a wrong type anywhere (a section, an array of
+// tables, an element, a sub-table) is reported at its key, and decoding goes
+// on with the other keys, so one Parse lists them all.
+func TestEveryDecodeProblem(t *testing.T) {
+	src := `gateway = 5
+[upstream]
+host = "127.0.0.1"
+security = "none"
+auth = "none"
+from = "plc@example.com"
+tls_fingerprints = [1]
+timeout = 10:00:00
+[queue]
+lifetime = true
+[[serial]]
+name = "a"
+device = "/dev/x"
+stop_bits = true
+[[serial]]
+name = "b"
+device = "/dev/y"
+nope = 1
+[smtp]
+listen = ["127.0.0.1:2525"]
+[[smtp.account]]
+username = "u"
+password = "x"
+[flood]
+holdoff = [1]
+[[alarm]]
+code = 1
+to = ["a@example.com", 2]
+`
+	_, err := Parse("t.toml", []byte(src))
+	want := []string{
+		"t.toml:1: gateway: must be a table, not an integer",
+		"t.toml:7: upstream.tls_fingerprints: must be an array of strings, not an array holding an integer",
+		`t.toml:8: upstream.timeout: must be a duration in quotes (e.g. "30s"), not a date or time`,
+		`t.toml:10: queue.lifetime: must be a duration in quotes (e.g. "30s"), not a boolean`,
+		"t.toml:14: serial[0].stop_bits: stop_bits must be 1, 1.5 or 2, not true",
+		"t.toml:18: serial[1].nope: unknown key",
+		"t.toml:21: smtp.account[0].password_file: required: a file holding the password (mode 0600)",
+		"t.toml:23: smtp.account[0].password: unknown key (did you mean password_file?)",
+		`t.toml:25: flood.holdoff: must be a duration in quotes (e.g. "30s"), not an array`,
+		"t.toml:28: alarm[0].to: must be an array of strings, not an array holding an integer",
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+
+	// A table where a value belongs, and an array of something else than
+	// tables where [[serial]] belongs.
+	_, err = Parse("t.toml", []byte("serial = [1]"+validBase+"[queue.lifetime]\nx = 1\n"))
+	want = []string{
+		"t.toml:1: serial[0]: must be a table, not an integer",
+		`t.toml:12: queue.lifetime: must be a duration in quotes (e.g. "30s"), not a table`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestEncoding: UTF-16 (with either byte order mark, or without one) and NUL
+// bytes are refused with a message saying what to do; a UTF-8 byte order
+// mark is accepted and does not shift the lines.
+func TestEncoding(t *testing.T) {
+	utf16 := func(s string, bigEndian, bom bool) []byte {
+		var b []byte
+		if bom {
+			if bigEndian {
+				b = append(b, 0xFE, 0xFF)
+			} else {
+				b = append(b, 0xFF, 0xFE)
+			}
+		}
+		for _, r := range []byte(s) {
+			if bigEndian {
+				b = append(b, 0, r)
+			} else {
+				b = append(b, r, 0)
+			}
+		}
+		return b
+	}
+	for name, data := range map[string][]byte{
+		"utf-16le":        utf16(validBase, false, true),
+		"utf-16be":        utf16(validBase, true, true),
+		"utf-16le no bom": utf16(validBase, false, false),
+		"bom only":        {0xFF, 0xFE},
+	} {
+		_, err := Parse("t.toml", data)
+		if err == nil || err.Error() != "t.toml:1: file is UTF-16; save it as UTF-8" {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	_, err := Parse("t.toml", []byte(validBase+"# \x00\n"))
+	if err == nil || err.Error() != "t.toml:12: file contains a NUL byte; save it as UTF-8 text" {
+		t.Errorf("NUL: %v", err)
+	}
+	bom := "\xEF\xBB\xBF[gateway]\nhostname = \"gw.example.com\"\n" + strings.TrimPrefix(validBase, "\n[gateway]\nhostname  = \"gw.example.com\"\n") + "nope = 1\n"
+	_, err = Parse("t.toml", []byte(bom))
+	if err == nil || err.Error() != "t.toml:11: upstream.nope: unknown key" {
+		t.Errorf("UTF-8 BOM: %v", err)
+	}
+}

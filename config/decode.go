@@ -90,6 +90,12 @@ func (d *decoder) value(p toml.Primitive, rv reflect.Value, path string) {
 }
 
 func (d *decoder) subTable(p toml.Primitive, rv reflect.Value, path string) {
+	// toml v1.6.0 decodes a non-table into a map as an empty map, without
+	// an error: `gateway = 5` would pass unnoticed.
+	if raw := d.raw(p); !isMap(raw) {
+		d.errAt(path, "must be %s, not %s", describeGo(rv.Type()), describeTOML(raw))
+		return
+	}
 	var keys map[string]toml.Primitive
 	if err := d.md.PrimitiveDecode(p, &keys); err != nil {
 		d.typeError(p, rv.Type(), path, err)
@@ -292,6 +298,11 @@ func describeGo(t reflect.Type) string {
 		return "a table"
 	}
 	return t.String()
+}
+
+func isMap(v any) bool {
+	_, ok := v.(map[string]any)
+	return ok
 }
 
 // describeTOML names the type of a decoded TOML value.
