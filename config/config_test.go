@@ -148,12 +148,14 @@ code = 2
 [smtp]
 listen = ["127.0.0.1:25"]
 "quoted key" = 1
+tls.cert = "x"
 `
 	p := indexPositions([]byte(src))
 	for path, want := range map[string]int{
 		"gateway.hostname": 3, "alarm[0]": 4, "alarm[0].code": 5, "alarm[0].body": 6,
 		"alarm[0].to": 10, "alarm[1].code": 14, "smtp.listen": 16, "smtp.quoted key": 17,
 		"alarm[1].subject": 13, // absent key: its table
+		"smtp.tls":         18, // the table of a dotted key
 	} {
 		if got := p.line2(path); got != want {
 			t.Errorf("line2(%q) = %d, want %d", path, got, want)

@@ -68,6 +68,15 @@ func indexPositions(data []byte) *positions {
 		if table != "" {
 			key = table + "." + key
 		}
+		// A dotted key (oauth.client_id = ...) also defines its tables,
+		// which an "unknown key" or wrong-type error may name.
+		for i := len(table) + 1; i < len(key); i++ {
+			if key[i] == '.' {
+				if _, ok := p.exact[key[:i]]; !ok {
+					p.exact[key[:i]] = ln
+				}
+			}
+		}
 		p.add(key, ln)
 		depth += bracketDelta(rest, &inMulti)
 	}
