@@ -1,9 +1,15 @@
 // Package config loads and validates plcmail's TOML configuration.
 //
-// Loading is three steps, always in this order: defaults, toml.Decode, Validate.
+// Loading is four steps, always in this order: defaults, toml.Decode into
+// raw values (only a syntax error stops here), decoding key by key into the
+// structs (decode.go: wrong types, bad durations, unknown keys), Validate.
 // Every problem is reported as an *Error that names the file, the line and the
 // key, and Load returns all of them at once (as Errors) so that `plcmail check`
 // can print the whole list instead of making the user fix one line per run.
+//
+// A new section adds its checks as a method validate(v *validator) (with a
+// path argument for an element of an array of tables) that calls v.errf once
+// per problem, called from Validate or from its parent section's validate.
 package config
 
 import (
@@ -16,7 +22,6 @@ import (
 
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -490,10 +495,6 @@ func AsErrors(err error) Errors {
 	return Errors{{Msg: err.Error()}}
 }
 
-// typeErrRE matches BurntSushi/toml's type-mismatch errors, which are plain
-// errors rather than ParseError: `toml: line 8 (last key "upstream.port"): msg`.
-var typeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
-
 func decodeError(path string, data []byte, pos *positions, err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
@@ -513,10 +514,6 @@ func decodeError(path string, data []byte, pos *positions, err error) *Error {
 			}
 		}
 		return e
-	}
-	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: path, Line: line, Key: m[2], Msg: m[3]}
 	}
 	return &Error{File: path, Msg: err.Error()}
 }
