@@ -271,3 +271,27 @@ func TestEncoding(t *testing.T) {
 		t.Errorf("UTF-8 BOM: %v", err)
 	}
 }
+
+// FuzzParseAll: whatever the bytes, ParseAll does not panic (the decoder
+// walks structs by reflection), and a nil configuration comes with a reason.
+func FuzzParseAll(f *testing.F) {
+	f.Add([]byte(validBase))
+	f.Add([]byte("gateway = 5\nserial = [1]\n[[alarm]]\ncode = \"x\"\nto = [1]\n[smtp]\naccount = 3\n"))
+	files, _ := filepath.Glob("../cmd/plcmail/testdata/check/*.toml")
+	for _, name := range files {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, errs := ParseAll("f.toml", data)
+		if c == nil && len(errs) == 0 {
+			t.Fatal("nil configuration without a problem")
+		}
+		for _, e := range errs {
+			if e.File != "f.toml" || strings.Contains(e.Msg, "\n") && !strings.Contains(e.Msg, "template") {
+				t.Fatalf("problem %q", e.Error())
+			}
+		}
+	})
+}
