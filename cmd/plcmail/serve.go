@@ -171,12 +171,13 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 func reload(path string, started *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) {
 	log.Info("reloading configuration", "config", path)
 	cfg, tmpl, problems := loadChecked(path)
-	var err error = problems
 	if len(problems) == 0 {
-		err = links.Reload(bridgeOptions(cfg, tmpl))
+		if err := links.Reload(bridgeOptions(cfg, tmpl)); err != nil {
+			problems = config.AsErrors(err)
+		}
 	}
-	if err != nil {
-		for _, p := range config.AsErrors(err) {
+	if len(problems) > 0 {
+		for _, p := range problems {
 			log.Error("reload failed, keeping the running configuration", "problem", p.Error())
 		}
 		return
