@@ -218,10 +218,11 @@ to = ["a@example.com", 2]
 
 	// A table where a value belongs, and an array of something else than
 	// tables where [[serial]] belongs.
-	_, err = Parse("t.toml", []byte("serial = [1]"+validBase+"[queue.lifetime]\nx = 1\n"))
+	_, err = Parse("t.toml", []byte("serial = [1]"+validBase+"[queue.lifetime]\nx = 1\n[alarm]\ncode = 1\n"))
 	want = []string{
 		"t.toml:1: serial[0]: must be a table, not an integer",
 		`t.toml:12: queue.lifetime: must be a duration in quotes (e.g. "30s"), not a table`,
+		"t.toml:14: alarm: must be an array of tables: write [[alarm]], not [alarm]",
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))

@@ -74,6 +74,11 @@ func (d *decoder) value(p toml.Primitive, rv reflect.Value, path string) {
 		}
 		d.subTable(p, rv.Elem(), path)
 	case t.Kind() == reflect.Slice && (isTable(t.Elem()) || t.Elem().Kind() == reflect.Pointer && isTable(t.Elem().Elem())):
+		if isMap(d.raw(p)) && !strings.Contains(path, "[") {
+			// The common slip: [serial] for [[serial]].
+			d.errAt(path, "must be an array of tables: write [[%s]], not [%s]", path, path)
+			return
+		}
 		var elems []toml.Primitive
 		if err := d.md.PrimitiveDecode(p, &elems); err != nil {
 			d.typeError(p, t, path, err)
