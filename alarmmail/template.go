@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"math"
 	netmail "net/mail"
 	"sort"
@@ -248,12 +249,8 @@ func (t *Templates) addAlarms(cfg *config.Config) config.Errors {
 		case a.Code != nil:
 			t.codes[*a.Code] = at
 		}
-		// Only a template that parsed can be run; its parse error is
-		// reported already.
-		if len(parseErrs) == 0 {
-			if err := t.trySample(at, a); err != nil {
-				errs = append(errs, cfg.Errorf(path+err.key, "renders with sample data: %v", cleanTemplateError(err.err)))
-			}
+		for _, err := range t.trySample(at, a) {
+			errs = append(errs, cfg.Errorf(path+err.key, "renders with sample data: %v", cleanTemplateError(err.err)))
 		}
 	}
 	return errs
@@ -290,17 +287,35 @@ func compileAlarm(cfg *config.Config, path string, a *config.Alarm, holdoff time
 	return at, errs
 }
 
-// trySample runs the templates of entry a with sample data, to find
-// templates that parse but cannot run.
-func (t *Templates) trySample(at *alarmTemplate, a *config.Alarm) *renderError {
+// trySample runs each template of entry a that parsed (the others are nil,
+// their parse error reported already) with sample data, to find templates
+// that parse but cannot run. Each is run on its own, so that every failing
+// one is reported, not only the first.
+func (t *Templates) trySample(at *alarmTemplate, a *config.Alarm) []*renderError {
 	sample := SampleData(KindAlarm)
 	if a.Code != nil {
 		sample.Code = *a.Code
 	}
 	sample.Name = a.Name
 	t.fill(&sample)
-	_, err := t.renderWith(at, sample, nil)
-	return err
+	var errs []*renderError
+	run := func(key string, tmpl interface {
+		Execute(io.Writer, any) error
+	}) {
+		if err := tmpl.Execute(io.Discard, sample); err != nil {
+			errs = append(errs, &renderError{key, err})
+		}
+	}
+	if at.subject != nil {
+		run(".subject", at.subject)
+	}
+	if at.body != nil {
+		run(".body", at.body)
+	}
+	if at.html != nil {
+		run(".html", at.html)
+	}
+	return errs
 }
 
 // compileNotices parses the built-in link notice templates.
@@ -323,7 +338,7 @@ func (t *Templates) addLinkRecipients(cfg *config.Config) config.Errors {
 		s := &cfg.Serial[i]
 		path := fmt.Sprintf("serial[%d].to", i)
 		to := cfg.NoticeRecipients(s)
-		if len(to) == 0 {
+		if len(to) == 0 && !alarmToFailed(cfg) {
 			errs = append(errs, cfg.Errorf(path,
 				"no recipients for link notices (offline, restart, digests): set to, or add [[alarm]] entries with to"))
 		}
@@ -331,6 +346,17 @@ func (t *Templates) addLinkRecipients(cfg *config.Config) config.Errors {
 		errs = append(errs, checkAddrs(cfg, path, s.To)...)
 	}
 	return errs
+}
+
+// alarmToFailed reports whether some [[alarm]] to did not decode: the link
+// notice recipients derive from them, so "no recipients" would be wrong.
+func alarmToFailed(cfg *config.Config) bool {
+	for i := range cfg.Alarm {
+		if cfg.DecodeFailed(fmt.Sprintf("alarm[%d].to", i)) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkAddrs checks addresses the way the message builder parses them, so
@@ -354,6 +380,13 @@ func checkAddrs(cfg *config.Config, path string, addrs []string) config.Errors {
 // error's location.
 func cleanTemplateError(err error) string {
 	s := strings.TrimPrefix(err.Error(), "template: ")
+	// An execution error names the template a second time:
+	// `alarm[0].body:1:2: executing "alarm[0].body" at <.X>: ...`.
+	if i := strings.Index(s, `executing "alarm[`); i >= 0 {
+		if j := strings.Index(s[i+len(`executing "`):], `" `); j >= 0 {
+			s = s[:i] + s[i+len(`executing "`)+j+2:]
+		}
+	}
 	if strings.HasPrefix(s, "alarm[") {
 		if _, rest, ok := strings.Cut(s, ":"); ok {
 			if ln, msg, ok := strings.Cut(rest, ": "); ok && !strings.ContainsAny(ln, " ") {

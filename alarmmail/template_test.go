@@ -199,12 +199,16 @@ func TestTemplateErrorsLocated(t *testing.T) {
 	}
 	_, err = CompileTemplates(cfg)
 	es := config.AsErrors(err)
-	if len(es) != 1 {
+	if len(es) != 2 {
 		t.Fatalf("errors = %v", err)
 	}
-	// The parse error stops before the html is run with sample data.
+	// The subject's parse error does not keep the html, which parsed,
+	// from being run with sample data: both problems show in one run.
 	if es[0].Key != "alarm[0].subject" || es[0].Line != cfg.Line("alarm[0].subject") || es[0].Line == 0 {
 		t.Errorf("error = %+v", es[0])
+	}
+	if es[1].Key != "alarm[0].html" || es[1].Line != cfg.Line("alarm[0].html") || !strings.Contains(es[1].Msg, "Nope") {
+		t.Errorf("error = %+v", es[1])
 	}
 	src = strings.Replace(templateConfig, `html = "<p>{{.Text}}</p>"`, `html = "<p>{{.Nope}}</p>"`, 1)
 	cfg, _ = config.Parse("plcmail.toml", []byte(src))

@@ -1,9 +1,15 @@
 // Package config loads and validates plcmail's TOML configuration.
 //
-// Loading is three steps, always in this order: defaults, toml.Decode, Validate.
+// Loading is four steps, always in this order: defaults, toml.Decode into
+// raw values (only a syntax error stops here), decoding key by key into the
+// structs (decode.go: wrong types, bad durations, unknown keys), Validate.
 // Every problem is reported as an *Error that names the file, the line and the
 // key, and Load returns all of them at once (as Errors) so that `plcmail check`
 // can print the whole list instead of making the user fix one line per run.
+//
+// A new section adds its checks as a method validate(v *validator) (with a
+// path argument for an element of an array of tables) that calls v.errf once
+// per problem, called from Validate or from its parent section's validate.
 package config
 
 import (
@@ -15,7 +21,7 @@ import (
 	"fmt"
 
 	"os"
-	"regexp"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +49,7 @@ type Config struct {
 	File string `toml:"-"`
 
 	pos *positions
+	bad map[string]bool // keys whose value did not decode (see decoder)
 }
 
 // Gateway holds the settings of the gateway host itself.
@@ -119,34 +126,62 @@ func Default() *Config {
 // Load reads, decodes and validates the file at path. On failure the error is
 // an Errors value listing every problem found.
 func Load(path string) (*Config, error) {
+	c, errs := LoadAll(path)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// LoadAll is Load for checkers: it returns every problem and, unless the
+// file could not be read or parsed as TOML at all, also the configuration as
+// far as it decoded (keys with problems keep their defaults), so that later
+// checks such as template rendering can still run and report theirs in the
+// same list. The configuration must not be used to run anything when errs is
+// not empty.
+func LoadAll(path string) (c *Config, errs Errors) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Errors{{File: path, Msg: err.Error()}}
 	}
-	return Parse(path, data)
+	return ParseAll(path, data)
 }
 
 // Parse is Load for an already-read file; path is used in messages and to
 // resolve nothing else.
 func Parse(path string, data []byte) (*Config, error) {
-	c := Default()
-	c.File = path
-	c.pos = indexPositions(data)
-	md, err := toml.Decode(string(data), c)
-	if err != nil {
-		return nil, Errors{decodeError(path, data, c.pos, err)}
-	}
-	var errs Errors
-	for _, k := range md.Undecoded() {
-		errs = append(errs, &Error{File: path, Line: c.pos.line(k), Key: keyString(k), Msg: "unknown key"})
-	}
-	c.applyDerivedDefaults()
-	errs = append(errs, c.Validate()...)
+	c, errs := ParseAll(path, data)
 	if len(errs) > 0 {
-		errs.sort()
 		return nil, errs
 	}
 	return c, nil
+}
+
+// ParseAll is LoadAll for an already-read file.
+//
+// Only an unreadable encoding or a TOML syntax error stops the checks (the
+// parser cannot resynchronise); wrong types, bad durations, unknown keys and
+// every validation problem are all collected, in line order.
+func ParseAll(path string, data []byte) (*Config, Errors) {
+	if e := checkEncoding(path, data); e != nil {
+		return nil, Errors{e}
+	}
+	data = bytes.TrimPrefix(data, utf8BOM)
+	c := Default()
+	c.File = path
+	c.pos = indexPositions(data)
+	var top map[string]toml.Primitive
+	md, err := toml.Decode(string(data), &top)
+	if err != nil {
+		return nil, Errors{decodeError(path, data, c.pos, err)}
+	}
+	d := &decoder{md: md, file: path, pos: c.pos, bad: map[string]bool{}}
+	d.table(top, reflect.ValueOf(c).Elem(), "")
+	c.bad = d.bad
+	c.applyDerivedDefaults()
+	errs := append(d.errs, c.Validate()...)
+	errs.sort()
+	return c, errs
 }
 
 // applyDerivedDefaults fills values that default to other values.
@@ -164,7 +199,7 @@ func (c *Config) applyDerivedDefaults() {
 
 // Validate checks every section and returns all problems found.
 func (c *Config) Validate() Errors {
-	v := &validator{file: c.File, pos: c.pos}
+	v := &validator{file: c.File, pos: c.pos, bad: c.bad}
 	c.Gateway.validate(v)
 	c.Upstream.validate(v)
 	c.Queue.validate(v)
@@ -200,6 +235,11 @@ func (c *Config) Validate() Errors {
 // packages use it to report problems they find later (a template that does not
 // render) at the right place.
 func (c *Config) Line(path string) int { return c.pos.line2(path) }
+
+// DecodeFailed reports whether the value at path, or the table holding it,
+// had the wrong type and so holds its default: its problem is reported
+// already, and a check that depends on it should stay quiet.
+func (c *Config) DecodeFailed(path string) bool { return badKey(c.bad, path) }
 
 // Errorf builds an *Error for the key at path, located in this configuration.
 func (c *Config) Errorf(path, format string, args ...any) *Error {
@@ -421,6 +461,26 @@ func (es Errors) sort() {
 	slices.SortStableFunc(es, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 }
 
+// Merge returns es with the problems of more that concern a key es has no
+// problem with yet (a later check, such as template rendering, often trips
+// over the value validation already reported), in line order.
+func (es Errors) Merge(more Errors) Errors {
+	have := map[string]bool{}
+	for _, e := range es {
+		if e.Key != "" {
+			have[e.Key] = true
+		}
+	}
+	out := slices.Clone(es)
+	for _, e := range more {
+		if e.Key == "" || !badKey(have, e.Key) {
+			out = append(out, e)
+		}
+	}
+	out.sort()
+	return out
+}
+
 // AsErrors returns the list inside err, or a one-element list for any other
 // error, so callers can print "one line per problem" uniformly.
 func AsErrors(err error) Errors {
@@ -434,10 +494,6 @@ func AsErrors(err error) Errors {
 	}
 	return Errors{{Msg: err.Error()}}
 }
-
-// typeErrRE matches BurntSushi/toml's type-mismatch errors, which are plain
-// errors rather than ParseError: `toml: line 8 (last key "upstream.port"): msg`.
-var typeErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 func decodeError(path string, data []byte, pos *positions, err error) *Error {
 	var pe toml.ParseError
@@ -459,20 +515,44 @@ func decodeError(path string, data []byte, pos *positions, err error) *Error {
 		}
 		return e
 	}
-	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: path, Line: line, Key: m[2], Msg: m[3]}
-	}
 	return &Error{File: path, Msg: err.Error()}
 }
 
-// validator collects errors located by key path.
+// validator collects the problems of Validate, each located by its key path.
+//
+// A section's checks are a method validate(v *validator) (or with a path
+// argument for an element of an array of tables) that calls v.errf once per
+// problem and never stops early: Validate must report them all at once.
 type validator struct {
 	file string
 	pos  *positions
+	bad  map[string]bool // keys that failed to decode; their problem is reported already
 	errs Errors
 }
 
+// errf adds a problem at the key path ("upstream.port", "serial[1].device",
+// "upstream.tls_fingerprints[0]"); the line is that of the key, or of its
+// table when the file does not set the key. A key whose value had the wrong
+// type (or one inside it) is skipped: it holds its default, and "required"
+// or "must be positive" about a value the user did not write would mislead.
 func (v *validator) errf(path, format string, args ...any) {
+	if badKey(v.bad, path) {
+		return
+	}
 	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.line2(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// badKey reports whether path or a table or array containing it is in bad.
+func badKey(bad map[string]bool, path string) bool {
+	for p := path; p != ""; {
+		if bad[p] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i <= 0 {
+			return false
+		}
+		p = p[:i]
+	}
+	return false
 }

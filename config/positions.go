@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
 // positions maps key paths to the line that sets them. BurntSushi/toml knows
@@ -16,14 +14,13 @@ import (
 // key; it does not validate TOML (toml.Decode does that).
 type positions struct {
 	exact map[string]int   // "serial[1].device" -> line
-	loose map[string][]int // "serial.device" -> lines, for toml.Key which has no indexes
-	taken map[string]int   // how many of loose[k] were handed out
+	loose map[string][]int // "serial.device" -> lines, for toml's LastKey which has no indexes
 }
 
 var indexRE = regexp.MustCompile(`\[\d+\]`)
 
 func indexPositions(data []byte) *positions {
-	p := &positions{exact: map[string]int{}, loose: map[string][]int{}, taken: map[string]int{}}
+	p := &positions{exact: map[string]int{}, loose: map[string][]int{}}
 	counts := map[string]int{}
 	table := ""
 	lines := strings.Split(string(data), "\n")
@@ -70,6 +67,15 @@ func indexPositions(data []byte) *positions {
 		key := cleanKey(k)
 		if table != "" {
 			key = table + "." + key
+		}
+		// A dotted key (oauth.client_id = ...) also defines its tables,
+		// which an "unknown key" or wrong-type error may name.
+		for i := len(table) + 1; i < len(key); i++ {
+			if key[i] == '.' {
+				if _, ok := p.exact[key[:i]]; !ok {
+					p.exact[key[:i]] = ln
+				}
+			}
 		}
 		p.add(key, ln)
 		depth += bracketDelta(rest, &inMulti)
@@ -131,27 +137,6 @@ func (p *positions) line2(path string) int {
 	}
 	return 0
 }
-
-// line locates a key reported by toml.MetaData.Undecoded; repeated calls for
-// the same unindexed key return its successive occurrences.
-func (p *positions) line(k toml.Key) int {
-	if p == nil {
-		return 0
-	}
-	s := keyString(k)
-	ls := p.loose[s]
-	n := p.taken[s]
-	if n < len(ls) {
-		p.taken[s] = n + 1
-		return ls[n]
-	}
-	if len(ls) > 0 {
-		return ls[len(ls)-1]
-	}
-	return 0
-}
-
-func keyString(k toml.Key) string { return strings.Join(k, ".") }
 
 // cleanKey normalises `a . "b"` to `a.b`.
 func cleanKey(k string) string {

@@ -33,9 +33,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError("serve takes no arguments (use -c FILE)")
 	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
+	// The same checks as plcmail check, every problem printed the same
+	// way: a gateway that would fail on its first alarm must not start.
+	cfg, _, problems := loadChecked(e.configPath)
+	if len(problems) > 0 {
+		printProblems(e.stderr, e.configPath, problems)
+		fmt.Fprintf(e.stderr, "plcmail: %s: %d %s; not starting\n", e.configPath, len(problems), plural(len(problems), "problem", "problems"))
+		return errSilent
 	}
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Gateway.LogLevel))
@@ -166,16 +170,14 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 // the configuration serve started with, however many reloads came between.
 func reload(path string, started *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) {
 	log.Info("reloading configuration", "config", path)
-	cfg, err := config.Load(path)
-	var tmpl *alarmmail.Templates
-	if err == nil {
-		tmpl, err = alarmmail.CompileTemplates(cfg)
+	cfg, tmpl, problems := loadChecked(path)
+	if len(problems) == 0 {
+		if err := links.Reload(bridgeOptions(cfg, tmpl)); err != nil {
+			problems = config.AsErrors(err)
+		}
 	}
-	if err == nil {
-		err = links.Reload(bridgeOptions(cfg, tmpl))
-	}
-	if err != nil {
-		for _, p := range config.AsErrors(err) {
+	if len(problems) > 0 {
+		for _, p := range problems {
 			log.Error("reload failed, keeping the running configuration", "problem", p.Error())
 		}
 		return

@@ -383,6 +383,11 @@ func TestReloadWarnsUntilRestart(t *testing.T) {
 		{"all back", upstream, serial + alarm, `msg="reloaded configuration"`},
 		{"broken template", upstream, serial + alarm + "[[alarm]]\ncode = 3\nsubject = \"{{.Nope\"\nto = [\"ops@example.com\"]\n",
 			`msg="reload failed, keeping the running configuration"`},
+		// A wrong type does not hide the template error behind it: the
+		// log names every problem, as plcmail check does.
+		{"wrong type and broken template", strings.Replace(upstream, "port = 1", `port = "1"`, 1),
+			serial + alarm + "[[alarm]]\ncode = 3\nsubject = \"{{.Nope\"\nto = [\"ops@example.com\"]\n",
+			`alarm[1].subject: template line 1: unclosed action`},
 	}
 	for _, s := range steps {
 		c.Upstream, c.Extra = s.upstream, s.extra
