@@ -75,6 +75,13 @@ func WriteStore(path string, st *Stored) error {
 		return err
 	}
 	b = append(b, '\n')
+	// Temporary files of a writer that was killed: callers hold the
+	// token file's lock, so none of them is being written now.
+	if old, _ := filepath.Glob(filepath.Join(dir, "."+filepath.Base(path)+".tmp-*")); len(old) > 0 {
+		for _, o := range old {
+			os.Remove(o)
+		}
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
