@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/plcmail/plcmail/oauth"
@@ -37,6 +38,12 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
+	// Checked before the person signs in, not after.
+	if tf := src.TokenFile(); tf != "" {
+		if parent := filepath.Dir(filepath.Dir(tf)); !isDir(parent) {
+			return fmt.Errorf("login: %s does not exist: create it for the gateway's user first (install.sh does; or start plcmail serve once), so that the token file %s belongs to that user", parent, tf)
+		}
+	}
 	fmt.Fprintf(e.stdout, "Signing in %s for %s (%s, client %s).\n", cfg.Upstream.Username, cfg.Upstream.Host, src.Provider(), cfg.Upstream.OAuth.ClientID)
 	// A person types; give them time, but not forever.
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
@@ -53,4 +60,9 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "Signed in. The refresh token is stored in %s%s;\nthe gateway keeps it fresh from now on. Mail waiting in the queue goes out\nat the next attempt (plcmail queue flush sends it now).\n", src.TokenFile(), who)
 	return nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
