@@ -1,6 +1,6 @@
 module github.com/plcmail/plcmail
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0
@@ -8,6 +8,7 @@ require (
 	github.com/emersion/go-smtp v0.25.1
 	github.com/wneessen/go-mail v0.8.1
 	go.bug.st/serial v1.8.0
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sys v0.47.0
 )
 

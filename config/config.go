@@ -73,6 +73,7 @@ type Upstream struct {
 	Fingerprints []string `toml:"tls_fingerprints"` // SHA-256 of the leaf certificate, hex; pins replace CA verification
 	From         string   `toml:"from"`
 	Timeout      Duration `toml:"timeout"` // per SMTP command and for dialing
+	OAuth        *OAuth   `toml:"oauth"`   // nil: password authentication (config/oauth.go)
 }
 
 // Queue holds the retry policy, named after Postfix's equivalents.
@@ -202,6 +203,7 @@ func (c *Config) Validate() Errors {
 	v := &validator{file: c.File, pos: c.pos, bad: c.bad}
 	c.Gateway.validate(v)
 	c.Upstream.validate(v)
+	c.validateOAuth(v)
 	c.Queue.validate(v)
 	if c.SMTP != nil {
 		c.SMTP.validate(v)
@@ -299,7 +301,7 @@ func (u *Upstream) validate(v *validator) {
 			v.errf("upstream.password_file", "%s is empty: put the password (or the OAuth2 token) on its first line", u.PasswordFile)
 		}
 	}
-	if u.Username != "" && u.Password == "" && u.PasswordFile == "" && u.Auth != "none" {
+	if u.Username != "" && u.Password == "" && u.PasswordFile == "" && u.Auth != "none" && u.OAuth == nil {
 		v.errf("upstream.username", "a username needs password or password_file")
 	}
 	if u.CAFile != "" {

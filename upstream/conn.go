@@ -142,6 +142,9 @@ func (uc *Conn) auth(ctx context.Context, tlsOn bool) error {
 			return err
 		}
 	}
+	if mech == "xoauth2" {
+		return uc.authXOAuth2(ctx, secret)
+	}
 	host := strings.Trim(o.Host, "[]")
 	var a smtp.Auth
 	switch mech {
@@ -153,8 +156,6 @@ func (uc *Conn) auth(ctx context.Context, tlsOn bool) error {
 		a = smtp.LoginAuth(o.Username, secret, host, true)
 	case "cram-md5":
 		a = smtp.CRAMMD5Auth(o.Username, secret)
-	case "xoauth2":
-		a = smtp.XOAuth2Auth(o.Username, secret)
 	default:
 		return fmt.Errorf("unknown auth %q", mech)
 	}

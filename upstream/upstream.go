@@ -24,8 +24,13 @@
 //     PLAIN, then LOGIN, then CRAM-MD5. Inside TLS, PLAIN is as safe as the
 //     challenge mechanisms and universally implemented; CRAM-MD5 only makes
 //     the server keep a plaintext-equivalent secret. XOAUTH2 needs a token
-//     instead of a password and is never chosen automatically. With no
-//     username, auto means no AUTH.
+//     instead of a password and is never chosen here; cmd/plcmail sets
+//     xoauth2 when an OAuth provider is configured. With no username, auto
+//     means no AUTH.
+//   - XOAUTH2 is spoken by this package rather than go-mail, whose Auth
+//     QUITs after a refusal: an access token the server refuses is
+//     replaced (Options.Refresh) and AUTH retried once in the same
+//     session, so an expired token costs one round trip, not a deferral.
 //   - 8-bit content goes out as stored, with BODY=8BITMIME, when the
 //     upstream announces 8BITMIME; otherwise it is converted to
 //     quoted-printable for that transaction (message.Downgrade8Bit).
@@ -65,6 +70,10 @@ type Options struct {
 	// called for each authentication, so a token source can refresh it and
 	// a changed password file is read without a restart.
 	Secret func(ctx context.Context) (string, error)
+	// Refresh, for xoauth2, replaces an access token the server refused
+	// (535, or a 334 error challenge) with a fresh one; Dial then retries
+	// AUTH once in the same session. nil: no retry.
+	Refresh func(ctx context.Context, rejected string) (string, error)
 	// CAFile holds extra trust anchors (PEM) beside the system roots.
 	CAFile string
 	// Pins, when set, replace chain and name verification: the leaf

@@ -33,6 +33,7 @@ func TestShippedConfigs(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.ReplaceAll(string(data), `"/etc/plcmail/upstream.secret"`, `"`+secret+`"`)
+			text = strings.ReplaceAll(text, `"/etc/plcmail/oauth-client.secret"`, `"`+secret+`"`)
 			cfg, err := config.Parse(f, []byte(text))
 			if err != nil {
 				t.Fatalf("config errors:\n%v", err)

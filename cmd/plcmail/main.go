@@ -59,6 +59,7 @@ func commands() map[string]command {
 		"decode":  {cmdDecode, "decode [FILE]: decode raw serial bytes to JSON lines"},
 		"demo":    {cmdDemo, "demo: the whole path on this machine, no hardware needed"},
 		"status":  {cmdStatus, "status: what the running gateway is doing"},
+		"login":   {cmdLogin, "login: one-time OAuth2 sign-in for the upstream; stores the refresh token"},
 		"version": {cmdVersion, "version: print version information"},
 	}
 }

@@ -23,7 +23,8 @@ import (
 
 // upstreamOptions turns [upstream] into the client's options. The password
 // is read at each authentication, so an edited password_file takes effect
-// at the next connection. Validation has parsed the pins already.
+// at the next connection; with [upstream.oauth] the token comes from an
+// oauth.Source instead. Validation has parsed the pins already.
 func upstreamOptions(cfg *config.Config) upstream.Options {
 	u := &cfg.Upstream
 	pins := make([][32]byte, 0, len(u.Fingerprints))
@@ -32,7 +33,7 @@ func upstreamOptions(cfg *config.Config) upstream.Options {
 			pins = append(pins, fp)
 		}
 	}
-	return upstream.Options{
+	o := upstream.Options{
 		Host:     u.Host,
 		Port:     u.Port,
 		Security: upstream.Security(u.Security),
@@ -44,6 +45,10 @@ func upstreamOptions(cfg *config.Config) upstream.Options {
 		Hostname: cfg.Gateway.Hostname,
 		Timeout:  u.Timeout.D(),
 	}
+	if u.OAuth != nil {
+		useOAuth(cfg, &o) // oauthoptions.go
+	}
+	return o
 }
 
 // queueOptions turns [queue] and [upstream] into the delivery loop's

@@ -168,6 +168,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if errors.Is(err, errNotRunning) {
 		fmt.Fprintf(e.stdout, "plcmail is not running (spool %s)\n", cfg.Gateway.SpoolDir)
 		printSpoolOnly(e.stdout, cfg.Gateway.SpoolDir)
+		printOAuthStatus(e.stdout, cfg) // status_oauth.go
 		return errSilent
 	}
 	if err != nil {
@@ -179,6 +180,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return enc.Encode(s)
 	}
 	printStatus(e.stdout, &s)
+	printOAuthStatus(e.stdout, cfg) // status_oauth.go
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plcmail/plcmail/oauth"
 	"github.com/plcmail/plcmail/upstream"
 )
 
@@ -39,10 +40,16 @@ func cmdTest(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	server := fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port)
 	msg := testMessage(cfg, rcpt, time.Now())
+	if o := cfg.Upstream.OAuth; o != nil {
+		fmt.Fprintf(e.stdout, "* OAuth2 %s, client %s: the access token comes from the provider's token endpoint (shown as ****)\n", o.Provider, o.ClientID)
+		if f := cfg.OAuthTokenFile(); o.Provider != "microsoft-app-only" {
+			fmt.Fprintf(e.stdout, "* refresh token file %s\n", f)
+		}
+	}
 	err = upstream.SendNow(ctx, upstreamOptions(cfg), cfg.Upstream.From, []string{rcpt}, msg, e.stdout)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "plcmail: test: FAILED: %s did not accept the mail: %v\n", server, err)
-		if h := testHint(err, cfg.Upstream.Port); h != "" {
+		if h := testHint(err, cfg.Upstream.Port, cfg.Upstream.OAuth != nil); h != "" {
 			fmt.Fprintf(e.stderr, "plcmail: test: hint: %s\n", h)
 		}
 		return errSilent
@@ -52,13 +59,17 @@ func cmdTest(ctx context.Context, e *env, args []string) error {
 }
 
 // testHint turns the failures people actually hit into the fix.
-func testHint(err error, port int) string {
+func testHint(err error, port int, oauthSet bool) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var se *upstream.SMTPError
 	var ce *upstream.ConnError
 	code := upstream.ReplyCode(err)
 	switch {
+	case errors.Is(err, oauth.ErrLoginNeeded):
+		return "the OAuth sign-in is missing or was revoked: run plcmail login (as root or the gateway's user), then test again"
+	case code == 535 && oauthSet:
+		return "the provider refused a fresh OAuth token: Microsoft 365 app-only needs the Exchange service principal and Add-MailboxPermission for upstream.username; delegated needs SMTP.Send and SMTP AUTH enabled for the mailbox (see README)"
 	case errors.Is(err, upstream.ErrNoStartTLS):
 		return `the server does not offer STARTTLS: if it is an implicit-TLS port (465), set security = "tls"; otherwise check that nothing between here and the server strips STARTTLS`
 	case errors.Is(err, upstream.ErrPinMismatch):

@@ -63,6 +63,17 @@ type Options struct {
 	Username string // default "plc@example.com"
 	Password string // default "s3cret-Pa55"; for XOAUTH2 it is the token
 
+	// TokenValid, when set, decides XOAUTH2 instead of Password: the
+	// server accepts user with token only while it returns true, as a
+	// provider accepts an access token only until it expires or is
+	// revoked (internal/fakeoauth's Valid).
+	TokenValid func(user, token string) bool
+	// XOAuth2ErrorChallenge refuses a token the way Gmail does, with a
+	// 334 challenge carrying a JSON error that the client must answer
+	// with an empty line before the 535; without it the 535 comes at
+	// once, as from Microsoft 365.
+	XOAuth2ErrorChallenge bool
+
 	// Domain is the name in the greeting; default "mx.test".
 	Domain string
 	// CAName is the common name of the throw-away CA; default

@@ -68,7 +68,19 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case "CRAM-MD5":
 		return &cramServer{user: o.Username, secret: o.Password, domain: o.Domain, ok: ok}, nil
 	case "XOAUTH2":
-		return &xoauth2Server{check: ok}, nil
+		check := ok
+		if o.TokenValid != nil {
+			check = func(user, token string) error {
+				if user != o.Username || !o.TokenValid(user, token) {
+					s.s.event("auth-fail %s", user)
+					return smtp.ErrAuthFailed
+				}
+				s.user, s.mech = user, mech
+				s.s.event("auth-ok %s", user)
+				return nil
+			}
+		}
+		return &xoauth2Server{check: check, challenge: o.XOAuth2ErrorChallenge}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -188,10 +200,17 @@ func (c *cramServer) Next(resp []byte) ([]byte, bool, error) {
 	return nil, true, c.ok(c.user, c.secret)
 }
 
-type xoauth2Server struct{ check func(user, pass string) error }
+type xoauth2Server struct {
+	check     func(user, pass string) error
+	challenge bool  // refuse with a 334 error challenge first (Gmail)
+	failed    error // the refusal, sent after the client's empty answer
+}
 
 // Next parses "user=U\x01auth=Bearer T\x01\x01".
 func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if x.failed != nil {
+		return nil, true, x.failed
+	}
 	if resp == nil {
 		return []byte{}, false, nil
 	}
@@ -204,5 +223,10 @@ func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 			token = v
 		}
 	}
-	return nil, true, x.check(user, token)
+	err := x.check(user, token)
+	if err != nil && x.challenge {
+		x.failed = err
+		return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
+	}
+	return nil, true, err
 }
