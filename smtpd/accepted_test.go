@@ -275,3 +275,41 @@ func TestCutOffCommand(t *testing.T) {
 		eventually(t, "the slot to be free", func() bool { return g.srv.ActiveSessions() == 0 })
 	})
 }
+
+// TestAuthLockout: after auth_max_failures failed AUTH attempts from one
+// address, AUTH from that address is refused with 454 4.7.0 even with the
+// right password, on that connection and on new ones, while other
+// addresses are unaffected; the lockout is logged once, without passwords.
+func TestAuthLockout(t *testing.T) {
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.Accounts = map[string]string{"press1": "b0ard-Pa55"}
+		o.AuthMaxFailures = 2
+	})
+	plain := func(pw string) string { return "AUTH PLAIN " + base64Std("\x00press1\x00"+pw) }
+
+	s := open(t, g.addr, "")
+	s.cmd("EHLO board", "250")
+	s.cmd(plain("guess-1"), "535 5.7.8")
+	s.cmd(plain("guess-2"), "535 5.7.8")
+	s.cmd(plain("b0ard-Pa55"), "454 4.7.0")
+	s.cmd("AUTH LOGIN", "454 4.7.0")
+	s.cmd("QUIT", "221")
+
+	out := converse(t, g.addr, "", "EHLO board\r\n"+plain("b0ard-Pa55")+"\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 454 221" {
+		t.Errorf("new connection from the locked-out address: %q\n%s", got, out)
+	}
+	out = converse(t, g.addr, "127.0.0.2", "EHLO board\r\n"+plain("b0ard-Pa55")+"\r\nQUIT\r\n")
+	if got := codeList(out); got != "220 250 235 221" {
+		t.Errorf("other address: %q\n%s", got, out)
+	}
+	logs := g.logs.String()
+	if n := strings.Count(logs, "AUTH locked out"); n != 1 || !strings.Contains(logs, "peer=127.0.0.1 failures=2") {
+		t.Errorf("lockout logged %d times, want once with the peer:\n%s", n, logs)
+	}
+	for _, pw := range []string{"guess-1", "guess-2", "b0ard-Pa55"} {
+		if strings.Contains(logs, pw) {
+			t.Errorf("password %q in the log", pw)
+		}
+	}
+}
