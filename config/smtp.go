@@ -24,7 +24,7 @@ type SMTP struct {
 	MaxRecipients       int      `toml:"max_recipients"`         // per message; more get 452 4.5.3
 	MaxConnections      int      `toml:"max_connections"`        // concurrent sessions in total; more get 421
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // concurrent sessions per client address
-	CommandTimeout      Duration `toml:"command_timeout"`        // idle time allowed before each command
+	CommandTimeout      Duration `toml:"command_timeout"`        // for each whole command line, however slowly it arrives
 	DataTimeout         Duration `toml:"data_timeout"`           // whole DATA transfer, from the 354 to the final dot
 	MaxLineLength       int      `toml:"max_line_length"`        // bytes per line, commands and message
 
@@ -68,8 +68,8 @@ const (
 	// minutes is someone guessing, and a quarter of an hour's lockout
 	// makes guessing useless (a few hundred tries a day) while a board
 	// whose password was changed in the wrong order recovers by itself.
-	// fail2ban's sshd jail and Postfix setups with anvil use the same
-	// order of magnitude.
+	// fail2ban's defaults are the same order of magnitude (5 failures
+	// within 10 minutes, banned for 10 minutes).
 	DefaultSMTPAuthMaxFailures   = 5
 	DefaultSMTPAuthFailureWindow = 10 * time.Minute
 	DefaultSMTPAuthLockout       = 15 * time.Minute

@@ -13,6 +13,11 @@
 //     HELO with the peer's address), missing header fields and the blank
 //     line after the header (repair), a sender without a domain (qualified
 //     with gateway.hostname, as Postfix appends $myorigin);
+//   - no 250 for anything but the client's own message: a bare-LF end of
+//     data never gives a second message (lineFixer.data), a command cut off
+//     by command_timeout is never run (gateConn.readErr), an address with a
+//     quoted local part keeps its quotes (envelopeAddress), and AUTH is
+//     refused for a while to an address that keeps failing (authGuard);
 //   - durability: the 250 after DATA is sent only once spool.Spool.Enqueue
 //     returned, i.e. the message is fsynced; any spool error is a 451 so the
 //     client keeps the message and retries.
@@ -65,7 +70,7 @@ type Options struct {
 	MaxRecipients       int           // per message; more get 452 4.5.3
 	MaxConnections      int           // concurrent sessions in total; more get 421
 	MaxConnectionsPerIP int           // concurrent sessions per peer address
-	CommandTimeout      time.Duration // idle time allowed before each command
+	CommandTimeout      time.Duration // for each whole command line: 421 and close when it has not ended by then
 	DataTimeout         time.Duration // whole DATA transfer, from the 354 to the final dot
 	MaxLineLength       int           // bytes per line, commands and message
 
@@ -436,7 +441,7 @@ func (ss *session) authFailed(username, why string) error {
 // errAuthLocked answers AUTH from an address that is locked out. 454 4.7.0
 // is RFC 4954's temporary authentication failure: the client may try again
 // later, and a board with the right password will succeed once the lockout
-// ends. Postfix answers its AUTH rate limit with a 4xx too.
+// ends.
 var errAuthLocked = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 	Message: "Too many failed authentications from your address, try again later"}
 
