@@ -24,7 +24,7 @@ type SMTP struct {
 	MaxRecipients       int      `toml:"max_recipients"`         // per message; more get 452 4.5.3
 	MaxConnections      int      `toml:"max_connections"`        // concurrent sessions in total; more get 421
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // concurrent sessions per client address
-	CommandTimeout      Duration `toml:"command_timeout"`        // idle time allowed before each command
+	CommandTimeout      Duration `toml:"command_timeout"`        // for each whole command line, however slowly it arrives
 	DataTimeout         Duration `toml:"data_timeout"`           // whole DATA transfer, from the 354 to the final dot
 	MaxLineLength       int      `toml:"max_line_length"`        // bytes per line, commands and message
 
@@ -37,6 +37,11 @@ type SMTP struct {
 	Accounts []SMTPAccount `toml:"account"`
 	// RequireAuth refuses MAIL FROM until the client authenticated.
 	RequireAuth bool `toml:"require_auth"`
+	// AuthMaxFailures failed AUTH attempts from one client address within
+	// AuthFailureWindow lock that address out of AUTH for AuthLockout.
+	AuthMaxFailures   int      `toml:"auth_max_failures"`
+	AuthFailureWindow Duration `toml:"auth_failure_window"`
+	AuthLockout       Duration `toml:"auth_lockout"`
 
 	// TLSCertFile and TLSKeyFile (PEM) enable STARTTLS on the listener.
 	TLSCertFile string `toml:"tls_cert_file"`
@@ -58,6 +63,16 @@ const (
 	DefaultSMTPCommandTimeout      = 60 * time.Second
 	DefaultSMTPDataTimeout         = 5 * time.Minute
 	DefaultSMTPMaxLineLength       = 2000 // twice RFC 5321's 1000, as go-smtp and Postfix (2048) tolerate
+
+	// A board with the right password never fails; five failures in ten
+	// minutes is someone guessing, and a quarter of an hour's lockout
+	// makes guessing useless (a few hundred tries a day) while a board
+	// whose password was changed in the wrong order recovers by itself.
+	// fail2ban's defaults are the same order of magnitude (5 failures
+	// within 10 minutes, banned for 10 minutes).
+	DefaultSMTPAuthMaxFailures   = 5
+	DefaultSMTPAuthFailureWindow = 10 * time.Minute
+	DefaultSMTPAuthLockout       = 15 * time.Minute
 )
 
 func (s *SMTP) applyDefaults() {
@@ -87,6 +102,15 @@ func (s *SMTP) applyDefaults() {
 	}
 	if s.MaxLineLength == 0 {
 		s.MaxLineLength = DefaultSMTPMaxLineLength
+	}
+	if s.AuthMaxFailures == 0 {
+		s.AuthMaxFailures = DefaultSMTPAuthMaxFailures
+	}
+	if s.AuthFailureWindow == 0 {
+		s.AuthFailureWindow = Duration(DefaultSMTPAuthFailureWindow)
+	}
+	if s.AuthLockout == 0 {
+		s.AuthLockout = Duration(DefaultSMTPAuthLockout)
 	}
 }
 
@@ -139,6 +163,15 @@ func (s *SMTP) validate(v *validator) {
 	}
 	if s.MaxLineLength < 1000 {
 		v.errf("smtp.max_line_length", "must be at least 1000 (RFC 5321), not %d", s.MaxLineLength)
+	}
+	if s.AuthMaxFailures < 1 {
+		v.errf("smtp.auth_max_failures", "must be at least 1, not %d", s.AuthMaxFailures)
+	}
+	if s.AuthFailureWindow.D() < time.Second {
+		v.errf("smtp.auth_failure_window", "must be at least 1s")
+	}
+	if s.AuthLockout.D() < time.Second {
+		v.errf("smtp.auth_lockout", "must be at least 1s")
 	}
 	for i, r := range s.AllowedRecipients {
 		if !validRecipientPattern(r) {

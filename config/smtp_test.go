@@ -16,7 +16,8 @@ func TestSMTPDefaults(t *testing.T) {
 	}
 	s := c.SMTP
 	if s.MaxMessageBytes != 1<<20 || s.MaxRecipients != 50 || s.MaxConnections != 100 || s.MaxConnectionsPerIP != 10 ||
-		s.CommandTimeout.D() != time.Minute || s.DataTimeout.D() != 5*time.Minute || s.MaxLineLength != 2000 {
+		s.CommandTimeout.D() != time.Minute || s.DataTimeout.D() != 5*time.Minute || s.MaxLineLength != 2000 ||
+		s.AuthMaxFailures != 5 || s.AuthFailureWindow.D() != 10*time.Minute || s.AuthLockout.D() != 15*time.Minute {
 		t.Errorf("defaults: %+v", s)
 	}
 	nets, err := s.Networks()
@@ -73,6 +74,9 @@ func TestSMTPErrors(t *testing.T) {
 		{"per-IP over total", "listen = [\":25\"]\nmax_connections = 5\nmax_connections_per_ip = 6\n", ":16: smtp.max_connections_per_ip: must not exceed"},
 		{"bad timeout", "listen = [\":25\"]\ncommand_timeout = \"10ms\"\n", ":15: smtp.command_timeout: must be at least 1s"},
 		{"short lines", "listen = [\":25\"]\nmax_line_length = 80\n", ":15: smtp.max_line_length: must be at least 1000"},
+		{"no AUTH failures allowed", "listen = [\":25\"]\nauth_max_failures = -1\n", ":15: smtp.auth_max_failures: must be at least 1"},
+		{"short AUTH window", "listen = [\":25\"]\nauth_failure_window = \"10ms\"\n", ":15: smtp.auth_failure_window: must be at least 1s"},
+		{"bad lockout", "listen = [\":25\"]\nauth_lockout = \"forever\"\n", ":15: smtp.auth_lockout"},
 		{"bad recipient pattern", "listen = [\":25\"]\nallowed_recipients = [\"example.com\", \"ops@\"]\n", ":15: smtp.allowed_recipients[1]: \"ops@\" is neither"},
 		{"require_auth without accounts", "listen = [\":25\"]\nrequire_auth = true\n", ":15: smtp.require_auth: needs at least one [[smtp.account]]"},
 		{"readable password file", fmt.Sprintf("listen = [\":25\"]\n[[smtp.account]]\nusername = \"press1\"\npassword_file = %q\n", open),

@@ -50,6 +50,9 @@ func testOptions() smtpd.Options {
 		CommandTimeout:      60 * time.Second,
 		DataTimeout:         5 * time.Minute,
 		MaxLineLength:       2000,
+		AuthMaxFailures:     5,
+		AuthFailureWindow:   10 * time.Minute,
+		AuthLockout:         15 * time.Minute,
 		Hostname:            "gw.test",
 		Fallback:            "gateway@example.com",
 	}
@@ -304,6 +307,13 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // for 127.0.0.1 issued by the returned test CA.
 func startTLSGateway(t *testing.T) (*gw, *mailertest.CA) {
 	t.Helper()
+	return startTLSGatewayWith(t, nil)
+}
+
+// startTLSGatewayWith is startTLSGateway with the options changed by set,
+// if not nil.
+func startTLSGatewayWith(t *testing.T, set func(*smtpd.Options)) (*gw, *mailertest.CA) {
+	t.Helper()
 	ca, err := mailertest.NewCA()
 	if err != nil {
 		t.Fatal(err)
@@ -312,6 +322,11 @@ func startTLSGateway(t *testing.T) (*gw, *mailertest.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, func(o *smtpd.Options) { o.Certificate = &cert })
+	g := startGateway(t, func(o *smtpd.Options) {
+		o.Certificate = &cert
+		if set != nil {
+			set(o)
+		}
+	})
 	return g, ca
 }

@@ -15,7 +15,9 @@ import (
 //     "\n" only (Arduino's print("\n") or a C string literal). go-smtp
 //     deliberately recognises the end of DATA only as CRLF "." CRLF, so a
 //     board that ends its message with "\n.\n" would hang until the data
-//     timeout and its alarm would be lost.
+//     timeout and its alarm would be lost. The fixer ends the text there
+//     too, and keeps this from ever splitting one DATA into two messages
+//     (see data, which also says what becomes of bare CR).
 //
 //  2. Trailing blanks after a command are dropped: go-smtp answers
 //     "501 Bad command" to "DATA " or "QUIT " (a 4-letter command followed
@@ -30,18 +32,12 @@ import (
 //     passes it to the session, which decides what it means (see
 //     unqualifiedEnd).
 //
-// Why bare LF is safe here, although go-smtp refuses it on purpose: SMTP
-// smuggling needs two MTAs that disagree about where a message ends, so that
-// bytes one of them treats as message text become commands for the next.
-// plcmail never forwards the bytes it receives: the listener parses the
-// message, re-serialises it with CRLF endings into the spool, and the mailer
-// writes it upstream with its own dot-stuffing. There is no second party to
-// disagree with. And every connection reaching this reader has already passed
+// Why bare LF is safe here, although go-smtp refuses it on purpose: see
+// data. Besides, every connection reaching this reader has already passed
 // the allowed_networks check at accept (gateListener), i.e. comes from a LAN
-// client we trust to relay anyway; strangers never get here and keep
-// go-smtp's strict dialogue, or rather none at all. Normalising is what
-// Postfix does for such clients too (smtpd_forbid_bare_newline_exclusions
-// defaults to $mynetworks).
+// client we trust to relay anyway; strangers never get here. plcmail never
+// forwards the bytes it receives either: the message is re-serialised with
+// CRLF endings into the spool, and the upstream client dot-stuffs it anew.
 //
 // The fixer follows the command stream just enough to know where DATA starts
 // and ends (a line "DATA" up to the line "."), to pass BDAT chunks through
@@ -78,8 +74,17 @@ type lineFixer struct {
 
 	rawLeft int64 // bytes left in the current BDAT chunk
 
-	prevCR bool  // data: the previous input byte was CR
-	dstate uint8 // data: end-of-data detector state over the output
+	// DATA state, see data.
+	pendCR  int       // CRs read and not yet put out: bare unless an LF follows
+	start   lineBreak // how the current line of text began
+	lineLen int       // bytes put out on the current line of text
+	dotLine bool      // the current line of text, as put out, is "."
+
+	// lenient: a DATA of this connection ended with a non-standard end
+	// line ("\n.\n", "\r\n.\n", "\n.\r\n"). Every later MAIL command
+	// then reaches go-smtp as "MAIL FROM:<lenientSender>", which the
+	// session refuses (see data).
+	lenient bool
 }
 
 // fixerBuf is the size of a connection's read buffer, which is also the
@@ -94,12 +99,14 @@ const (
 	modeTLS
 )
 
+// lineBreak is how a line of message text ended, or began (the kind of the
+// line end before it).
+type lineBreak uint8
+
 const (
-	dLineStart = iota
-	dDot
-	dDotCR
-	dMiddle
-	dCR
+	breakCRLF lineBreak = iota // CR LF as sent: the standard line end; also the start of the text
+	breakLF                    // LF without CR: the sloppy board's line end
+	breakCR                    // CR without LF
 )
 
 // implicitHelo returns the HELO line injected for a client that starts a
@@ -141,14 +148,12 @@ func (f *lineFixer) read(r io.Reader, b []byte) (int, error) {
 			continue
 		}
 		if f.err != nil {
+			// What is left in in is a command line without its end,
+			// cut off by a timeout or a hang-up. It is not a command:
+			// handed on, go-smtp would run it (see gateConn.readErr).
 			err := f.err
 			f.err = nil
-			if f.inOff < len(f.in) { // a partial line before EOF or an error: hand it on as it is
-				f.out = append(f.out, f.in[f.inOff:]...)
-				f.inOff = len(f.in)
-				f.err = err
-				continue
-			}
+			f.in, f.inOff = f.in[:0], 0
 			return 0, err
 		}
 		if f.mode == modeTLS && f.inOff == len(f.in) {
@@ -282,6 +287,12 @@ func (f *lineFixer) command(line []byte) int {
 		}
 	}
 
+	if f.lenient && verb == "MAIL" {
+		// In the stream, not as a flag the session reads: the fixer
+		// reads ahead of go-smtp, and a flag would already be set when
+		// go-smtp handles the MAIL that came before the lenient end.
+		body = []byte("MAIL FROM:<" + lenientSender + ">")
+	}
 	if f.qualify && (verb == "MAIL" || verb == "RCPT") {
 		if i := unqualifiedEnd(body, verb); i >= 0 {
 			f.out = append(f.out, body[:i]...)
@@ -298,7 +309,7 @@ func (f *lineFixer) command(line []byte) int {
 
 	switch {
 	case len(body) == 4 && verb == "DATA":
-		f.mode, f.dstate, f.prevCR = modeData, dLineStart, false
+		f.mode, f.start, f.pendCR, f.lineLen, f.dotLine = modeData, breakCRLF, 0, 0, false
 	case f.tls && verb == "STARTTLS":
 		f.mode = modeTLS
 	case verb == "BDAT":
@@ -334,62 +345,98 @@ func commandVerb(line []byte) string {
 
 var fixerVerbs = [...]string{"HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH"}
 
-// data copies message text from in to out, adding CR before bare LF, until
+// data copies message text from in to out, every line end made CRLF, until
 // the end of data; it returns how many input bytes it consumed.
+//
+// Where the text ends. RFC 5321 ends it with CRLF "." CRLF only, and go-smtp
+// only sees that. Boards that end lines with a bare LF also end their text
+// with "\n.\n", or "\n.\r\n" when they print the text with "\n" and the
+// dot with println. Such a "." line, bounded by CRLF or LF on both sides
+// with at least one LF, ends the text here too (the lenient end), and the
+// fixer passes go-smtp a standard end in its place.
+//
+// Why the lenient end is safe. The danger of a lenient end is SMTP smuggling
+// (CVE-2023-51764, Postfix's smtpd_forbid_bare_newline): a complete client,
+// often an MTA relaying text it did not write, sends a text holding
+// "\n.\n" followed by "MAIL FROM:<forged>..." and ends it properly with
+// CRLF "." CRLF; a server that ends the text at the bare LF runs the rest
+// as commands, a second message with a sender the client never chose.
+// Postfix's answer (smtpd_forbid_bare_newline = normalize) is to require
+// CRLF "." CRLF; that would hang the boards this listener exists for until
+// data_timeout and lose their alarm. Ours keeps the lenient end and
+// removes what smuggling needs, a second transaction after it: once a text
+// of the connection ended leniently, every later MAIL is answered with 421
+// and the session ends (lenientSender, session.Mail). One DATA thus gives at most one message: the
+// text up to the lenient end, with the client's own envelope. A board
+// that sends one alarm per connection, as sketches do, never notices; one
+// that sends a second on the same connection is told to reconnect.
+//
+// Bare CR. A "." line is never an end when a bare CR bounds it ("\r.\r",
+// "\r\n.\r", "\r.\r\n"): no board ends text that way, and smuggling
+// research used it; its dot is doubled so go-smtp reads it as text. A bare CR is made a line end, as old Mac text means it, except that
+// CRs right before a line end belong to it ("\r\r\n", a board that prints
+// "\r" and then println, is one line end: go-smtp on its own would then
+// miss the end of the text). A line after a bare CR has a leading dot
+// doubled too: the client did not see a line start there, so it did not
+// dot-stuff. session.Data applies the same rule to text that did not pass
+// here (TLS, BDAT) and drops NUL bytes.
 func (f *lineFixer) data(in []byte) int {
 	for k, c := range in {
-		if c == '\n' && !f.prevCR {
-			f.emit('\r')
+		switch c {
+		case '\r':
+			f.pendCR++
+			continue
+		case '\n':
+			kind := breakLF
+			if f.pendCR > 0 {
+				kind, f.pendCR = breakCRLF, 0
+			}
+			if f.lineEnd(kind) {
+				f.mode = modeCommand
+				return k + 1
+			}
+			continue
 		}
-		f.prevCR = c == '\r'
-		if f.emit(c) {
-			f.mode = modeCommand
-			return k + 1
+		for ; f.pendCR > 0; f.pendCR-- {
+			f.lineEnd(breakCR)
 		}
+		if f.lineLen == 0 && c == '.' && f.start == breakCR {
+			f.out = append(f.out, '.')
+			f.lineLen++
+		}
+		f.out = append(f.out, c)
+		f.lineLen++
+		f.dotLine = f.lineLen == 1 && c == '.'
 	}
 	return len(in)
 }
 
-// emit appends one byte of DATA output and reports whether it completed
-// the end-of-data line CRLF "." CRLF.
-func (f *lineFixer) emit(c byte) bool {
-	f.out = append(f.out, c)
-	switch f.dstate {
-	case dLineStart:
-		switch c {
-		case '.':
-			f.dstate = dDot
-		case '\r':
-			f.dstate = dCR
-		default:
-			f.dstate = dMiddle
-		}
-	case dDot:
-		if c == '\r' {
-			f.dstate = dDotCR
-		} else {
-			f.dstate = dMiddle
-		}
-	case dDotCR:
-		if c == '\n' {
+// lineEnd puts out a line end of the given kind as CRLF and reports whether
+// it ended the text (see data).
+func (f *lineFixer) lineEnd(kind lineBreak) bool {
+	if f.dotLine {
+		switch {
+		case f.start == breakCRLF && kind == breakCRLF:
+			f.out = append(f.out, "\r\n"...)
+			return true
+		case f.start != breakCR && kind != breakCR:
+			f.out = append(f.out, "\r\n"...)
+			f.lenient = true
 			return true
 		}
-		f.dstate = dMiddle
-		if c == '\r' {
-			f.dstate = dCR
-		}
-	case dMiddle, dCR:
-		switch {
-		case c == '\r':
-			f.dstate = dCR
-		case c == '\n' && f.dstate == dCR:
-			f.dstate = dLineStart
-		default:
-			f.dstate = dMiddle
-		}
+		f.out = append(f.out, '.') // "." as text
 	}
+	f.out = append(f.out, "\r\n"...)
+	f.start, f.lineLen, f.dotLine = kind, 0, false
 	return false
 }
+
+// lenientSender replaces the sender of every MAIL command that follows a
+// lenient end of data on the same connection (see data); the session
+// answers it with 421 and ends the session. It is in the .invalid
+// top-level domain, like unqualifiedDomain: a client that sends it itself
+// only gets the same refusal.
+const lenientSender = "after-bare-lf-end@lenient.plcmail.invalid"
 
 // unqualifiedDomain marks an envelope address that the client sent without
 // a domain. It is in the .invalid top-level domain, reserved by RFC 2606 so

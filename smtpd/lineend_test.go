@@ -73,12 +73,15 @@ func TestLineFixer(t *testing.T) {
 		{"empty message", false,
 			"DATA\n.\nQUIT\n",
 			"DATA\n.\r\nQUIT\n"},
-		{"bare CR kept", false,
+		{"bare CR becomes a line end", false,
 			"DATA\na\rb\n.\n",
-			"DATA\na\rb\r\n.\r\n"},
+			"DATA\na\r\nb\r\n.\r\n"},
 		{"two messages", false,
-			"DATA\na\n.\nMAIL FROM:<x@y>\nDATA\nb\n.\n",
+			"DATA\na\r\n.\r\nMAIL FROM:<x@y>\nDATA\nb\n.\n",
 			"DATA\na\r\n.\r\nMAIL FROM:<x@y>\nDATA\nb\r\n.\r\n"},
+		{"every MAIL after a lenient end carries lenientSender", false,
+			"DATA\na\n.\nMAIL FROM:<x@y> SIZE=1\nRSET\nmail from:<>\nDATA\nb\n.\n",
+			"DATA\na\r\n.\r\nMAIL FROM:<" + lenientSender + ">\nRSET\nMAIL FROM:<" + lenientSender + ">\nDATA\nb\r\n.\r\n"},
 		{"DATA with argument is not DATA", false,
 			"DATA x\nhi\n",
 			"DATA x\nhi\n"},
@@ -112,9 +115,9 @@ func TestLineFixer(t *testing.T) {
 		{"long command line passes untouched in pieces", false,
 			"MAIL FROM:<" + strings.Repeat("a", 5000) + "@example.com> \r\nNOOP \r\n",
 			"MAIL FROM:<" + strings.Repeat("a", 5000) + "@example.com> \r\nNOOP\r\n"},
-		{"no newline at the end", false,
+		{"a command without its line end is not handed on", false,
 			"DATA\nx\n.\nQUI",
-			"DATA\nx\r\n.\r\nQUI"},
+			"DATA\nx\r\n.\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +126,48 @@ func TestLineFixer(t *testing.T) {
 					got := readThrough([]byte(tt.in), tt.tls, bufSize, src)
 					if string(got) != tt.want {
 						t.Fatalf("buf %d, src chunk %d:\n got %q\nwant %q", bufSize, src, got, tt.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLineFixerEndOfData: which "." lines end the text, which of those are
+// lenient (the session then takes no further MAIL on the connection), and
+// that no other "." line reaches go-smtp as CRLF "." CRLF.
+func TestLineFixerEndOfData(t *testing.T) {
+	tests := []struct {
+		name, text string // text after "DATA\r\n"
+		want       string
+		lenient    bool
+	}{
+		{"standard", "a\r\n.\r\nNOOP\r\n", "a\r\n.\r\nNOOP\r\n", false},
+		{"standard, empty text", ".\r\nNOOP\r\n", ".\r\nNOOP\r\n", false},
+		{"extra CR before the standard end", "a\r\r\n.\r\nNOOP\r\n", "a\r\n.\r\nNOOP\r\n", false},
+		{"LF.LF", "a\n.\nNOOP\r\n", "a\r\n.\r\nNOOP\r\n", true},
+		{"CRLF.LF", "a\r\n.\nNOOP\r\n", "a\r\n.\r\nNOOP\r\n", true},
+		{"LF.CRLF", "a\n.\r\nNOOP\r\n", "a\r\n.\r\nNOOP\r\n", true},
+		{"empty text, .LF", ".\nNOOP\r\n", ".\r\nNOOP\r\n", true},
+		{"CR.CR is text", "a\r.\rb\r\n.\r\n", "a\r\n..\r\nb\r\n.\r\n", false},
+		{"CRLF.CR is text", "a\r\n.\rb\r\n.\r\n", "a\r\n..\r\nb\r\n.\r\n", false},
+		{"CR.CRLF is text", "a\r.\r\n.\r\n", "a\r\n..\r\n.\r\n", false},
+		{"LF.CR is text", "a\n.\rb\r\n.\r\n", "a\r\n..\r\nb\r\n.\r\n", false},
+		{"dot after a bare CR keeps its dot", "a\r.b\r\n.\r\n", "a\r\n..b\r\n.\r\n", false},
+		{"dot-stuffed line", "..\r\n.\r\n", "..\r\n.\r\n", false},
+		{"NUL is text for the end", "a\r\n\x00.\r\n.\r\n", "a\r\n\x00.\r\n.\r\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, bufSize := range []int{1, 3, 4096} {
+				for _, src := range []int{0, 1} {
+					f := &lineFixer{}
+					got := readThroughFixer(f, []byte("DATA\r\n"+tt.text), bufSize, src)
+					if string(got) != "DATA\r\n"+tt.want {
+						t.Fatalf("buf %d, src chunk %d:\n got %q\nwant %q", bufSize, src, got, "DATA\r\n"+tt.want)
+					}
+					if f.lenient != tt.lenient {
+						t.Errorf("lenient %v, want %v", f.lenient, tt.lenient)
 					}
 				}
 			}
@@ -183,7 +228,7 @@ func TestLineFixerQualify(t *testing.T) {
 		{"MAIL FROM:<plc>\r\nRCPT TO:<ops>\r\n", "MAIL FROM:<plc" + m + ">\r\nRCPT TO:<ops" + m + ">\r\n"},
 		{"mail from:plc SIZE=10 \nrcpt to:ops@example.com\n", "mail from:plc" + m + " SIZE=10\nrcpt to:ops@example.com\n"},
 		{"MAIL FROM:<>\r\nNOOP <plc>\r\n", "MAIL FROM:<>\r\nNOOP <plc>\r\n"},
-		{"DATA\nMAIL FROM:<plc>\n.\nMAIL FROM:<plc>\n", "DATA\nMAIL FROM:<plc>\r\n.\r\nMAIL FROM:<plc" + m + ">\n"},
+		{"DATA\nMAIL FROM:<plc>\r\n.\r\nMAIL FROM:<plc>\n", "DATA\nMAIL FROM:<plc>\r\n.\r\nMAIL FROM:<plc" + m + ">\n"},
 	}
 	for _, tt := range tests {
 		for _, bufSize := range []int{1, 3, 64, 4096} {

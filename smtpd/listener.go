@@ -103,6 +103,14 @@ func (g *gateListener) isAllowed(ip netip.Addr) bool {
 func (g *gateListener) refuse(c net.Conn, reply string) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Write([]byte(reply))
+	g.linger(c)
+}
+
+// linger closes c after a last reply: it half-closes c, reads and discards
+// what the client still sends for up to refusalLinger, then closes. A
+// client that sent its commands blind would otherwise get a RST, which may
+// destroy the reply (and an earlier 250) before it read them.
+func (g *gateListener) linger(c net.Conn) {
 	select {
 	case g.refusals <- struct{}{}:
 	default:
@@ -196,19 +204,65 @@ type gateConn struct {
 	hiding atomic.Bool
 	hide   replyHider
 
+	// readErr is the first error a Read returned, kept and returned again
+	// by every later Read. go-smtp reads commands through a bufio.Reader,
+	// which hands out the bytes it holds as a line when the next Read
+	// fails and forgets the error: a command cut off by command_timeout
+	// would be executed, and the next command would get a fresh timeout,
+	// so a client sending a byte now and then could hold its slot for
+	// ever. A sticky error makes go-smtp's next read fail, which answers
+	// "421 4.4.2 Idle timeout" and closes. lineFixer drops a partial line
+	// before the error, so in clear no partial command reaches go-smtp at
+	// all; inside TLS, where the fixer cannot see lines, the session
+	// refuses any command that arrives after readErr was set (cutOff).
+	// Only go-smtp's connection goroutine reads, so no lock.
+	readErr error
+
+	// hangingUp: the session ends after the reply go-smtp writes next
+	// (hangUp). Reads return io.EOF, writes after that reply are dropped,
+	// and Close lingers so that the client can read the reply.
+	hangingUp atomic.Bool
+	muted     atomic.Bool
+
 	closeOnce sync.Once
 	mu        sync.Mutex
 	busy      bool // inside DATA: a graceful shutdown waits for it
 }
 
-func (c *gateConn) Read(b []byte) (int, error) { return c.fix.read(c.Conn, b) }
+func (c *gateConn) Read(b []byte) (int, error) {
+	if c.hangingUp.Load() {
+		return 0, io.EOF
+	}
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	n, err := c.fix.read(c.Conn, b)
+	if err != nil {
+		c.readErr = err
+	}
+	return n, err
+}
+
+// hangUp makes the reply go-smtp writes next the last one of the session;
+// go-smtp closes the connection when its next read gets io.EOF. Commands
+// go-smtp still holds in its buffer are handled with their replies
+// dropped; the session refuses every transaction on a connection it hangs
+// up, so none of them can queue a message.
+func (c *gateConn) hangUp() { c.hangingUp.Store(true) }
 
 // Write passes go-smtp's replies on, except the one to an implicit HELO: the
 // client never sent that command and must not see an answer to it, or every
 // later reply would be one off for a client that sent its commands blind.
 func (c *gateConn) Write(b []byte) (int, error) {
+	if c.muted.Load() {
+		return len(b), nil
+	}
 	if !c.hiding.Load() {
-		return c.Conn.Write(b)
+		n, err := c.Conn.Write(b)
+		if c.hangingUp.Load() {
+			c.muted.Store(true)
+		}
+		return n, err
 	}
 	n := c.hide.consume(b)
 	if !c.hide.active {
@@ -267,6 +321,12 @@ func (h *replyHider) consume(b []byte) int {
 func (c *gateConn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
+		if c.hangingUp.Load() {
+			c.gate.release(c)
+			c.gate.linger(c.Conn)
+			err = nil
+			return
+		}
 		err = c.Conn.Close()
 		c.gate.release(c)
 	})

@@ -13,12 +13,18 @@
 //     HELO with the peer's address), missing header fields and the blank
 //     line after the header (repair), a sender without a domain (qualified
 //     with gateway.hostname, as Postfix appends $myorigin);
+//   - no 250 for anything but the client's own message: a bare-LF end of
+//     data never gives a second message (lineFixer.data), a command cut off
+//     by command_timeout is never run (gateConn.readErr), an address with a
+//     quoted local part keeps its quotes (envelopeAddress), and AUTH is
+//     refused for a while to an address that keeps failing (authGuard);
 //   - durability: the 250 after DATA is sent only once spool.Spool.Enqueue
 //     returned, i.e. the message is fsynced; any spool error is a 451 so the
 //     client keeps the message and retries.
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,7 +70,7 @@ type Options struct {
 	MaxRecipients       int           // per message; more get 452 4.5.3
 	MaxConnections      int           // concurrent sessions in total; more get 421
 	MaxConnectionsPerIP int           // concurrent sessions per peer address
-	CommandTimeout      time.Duration // idle time allowed before each command
+	CommandTimeout      time.Duration // for each whole command line: 421 and close when it has not ended by then
 	DataTimeout         time.Duration // whole DATA transfer, from the 354 to the final dot
 	MaxLineLength       int           // bytes per line, commands and message
 
@@ -78,6 +84,12 @@ type Options struct {
 	Accounts map[string]string
 	// RequireAuth refuses MAIL FROM until the client authenticated.
 	RequireAuth bool
+	// AuthMaxFailures failed AUTH attempts from one client address within
+	// AuthFailureWindow lock that address out of AUTH for AuthLockout
+	// (454 4.7.0, whatever the password). Required with Accounts.
+	AuthMaxFailures   int
+	AuthFailureWindow time.Duration
+	AuthLockout       time.Duration
 
 	// Certificate, if not nil, enables STARTTLS. It is a loaded key pair
 	// rather than file names so that smtpd reads no files: the caller
@@ -111,6 +123,20 @@ func (o *Options) check() error {
 			return fmt.Errorf("smtpd: Options.%s not set", l.name)
 		}
 	}
+	if len(o.Accounts) > 0 {
+		for _, l := range []struct {
+			name string
+			ok   bool
+		}{
+			{"AuthMaxFailures", o.AuthMaxFailures >= 1},
+			{"AuthFailureWindow", o.AuthFailureWindow > 0},
+			{"AuthLockout", o.AuthLockout > 0},
+		} {
+			if !l.ok {
+				return fmt.Errorf("smtpd: Options.%s not set (needed with Accounts)", l.name)
+			}
+		}
+	}
 	for user, pw := range o.Accounts {
 		if pw == "" {
 			return fmt.Errorf("smtpd: account %q: empty password", user)
@@ -128,6 +154,7 @@ type Server struct {
 	log   *slog.Logger
 
 	accounts accounts
+	guard    *authGuard
 	rcpts    *recipientPolicy
 	tls      *tls.Config
 	srv      *smtp.Server
@@ -154,6 +181,7 @@ func New(opts Options, spool *spool.Spool, wake func(), log *slog.Logger) (*Serv
 		wake:     wake,
 		log:      log,
 		accounts: newAccounts(opts.Accounts),
+		guard:    newAuthGuard(opts.AuthMaxFailures, opts.AuthFailureWindow, opts.AuthLockout),
 		rcpts:    newRecipientPolicy(opts.AllowedRecipients),
 		listen:   net.Listen,
 		retry:    listenRetry,
@@ -362,8 +390,14 @@ func (ss *session) AuthMechanisms() []string {
 }
 
 func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if err := ss.cutOff("AUTH"); err != nil {
+		return nil, err
+	}
 	if len(ss.srv.accounts) == 0 {
 		return nil, smtp.ErrAuthUnsupported
+	}
+	if err := ss.lockedOut(); err != nil {
+		return nil, err
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
@@ -380,6 +414,11 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) authenticate(username, password string) error {
+	// Checked again: a lockout may have begun, from another connection,
+	// while this client was sending its credentials.
+	if err := ss.lockedOut(); err != nil {
+		return err
+	}
 	if !ss.srv.accounts.check(username, password) {
 		return ss.authFailed(username, "wrong username or password")
 	}
@@ -390,11 +429,63 @@ func (ss *session) authenticate(username, password string) error {
 
 func (ss *session) authFailed(username, why string) error {
 	ss.srv.log.Warn("smtp: rejected", "peer", ss.peer, "stage", "AUTH", "code", 535, "reason", why, "user", username)
+	if until, started := ss.srv.guard.failed(ss.gc.ip); started {
+		ss.srv.log.Warn("smtp: AUTH locked out for this client address",
+			"peer", ss.peer, "failures", ss.srv.opts.AuthMaxFailures, "window", ss.srv.opts.AuthFailureWindow,
+			"until", until.Format(time.RFC3339), "setting", "smtp.auth_max_failures")
+	}
 	time.Sleep(authFailDelay)
 	return smtp.ErrAuthFailed
 }
 
+// errAuthLocked answers AUTH from an address that is locked out. 454 4.7.0
+// is RFC 4954's temporary authentication failure: the client may try again
+// later, and a board with the right password will succeed once the lockout
+// ends.
+var errAuthLocked = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+	Message: "Too many failed authentications from your address, try again later"}
+
+// lockedOut returns errAuthLocked while the client's address is locked out.
+// Refusals during a lockout are not logged one by one: the lockout was.
+func (ss *session) lockedOut() error {
+	if until, ok := ss.srv.guard.locked(ss.gc.ip); ok {
+		ss.srv.log.Debug("smtp: AUTH refused, address locked out", "peer", ss.peer, "until", until.Format(time.RFC3339))
+		return errAuthLocked
+	}
+	return nil
+}
+
+// errCutOff answers a command that go-smtp parsed from a line the client
+// never finished: the connection timed out or broke in the middle of it.
+var errCutOff = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+	Message: "Command line incomplete at timeout, closing connection"}
+
+// cutOff refuses, and ends the session, when the command being handled
+// came from a cut-off line (see gateConn.readErr). In clear lineFixer
+// already drops such a line; inside TLS this is the only guard.
+func (ss *session) cutOff(stage string) error {
+	if ss.gc.readErr == nil {
+		return nil
+	}
+	ss.gc.hangUp()
+	return ss.reject(stage, errCutOff, "err", ss.gc.readErr.Error())
+}
+
+// errAfterBareLF answers MAIL on a connection whose last message ended with
+// a bare-LF end of data (see lineFixer.data): 421, and the session ends, so
+// a board sends its next alarm on a new connection, and text smuggled after
+// the lenient end never becomes a message.
+var errAfterBareLF = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 5, 0},
+	Message: "The last message ended with a bare LF: send the next one on a new connection"}
+
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := ss.cutOff("MAIL"); err != nil {
+		return err
+	}
+	if strings.EqualFold(from, lenientSender) {
+		ss.gc.hangUp()
+		return ss.reject("MAIL", errAfterBareLF)
+	}
 	if ss.srv.opts.RequireAuth && ss.user == "" {
 		return ss.reject("MAIL", errAuthRequired, "from", from)
 	}
@@ -417,12 +508,12 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !bareAddress(from) {
 		return ss.reject("MAIL", errBadAddress, "from", from)
 	}
-	ss.from = from
+	ss.from = envelopeAddress(from)
 	ss.rcpts = ss.rcpts[:0]
 	return nil
 }
 
-var errBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted by this gateway (quoted local part or control characters)"}
+var errBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted by this gateway (blanks, brackets or control characters)"}
 
 // bareAddress reports whether a go-smtp-parsed address can be queued: the
 // spool and the upstream command line take no blanks, brackets or controls
@@ -465,12 +556,16 @@ var errUnqualifiedRcpt = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedC
 	Message: "Recipient must be a full address user@domain"}
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := ss.cutOff("RCPT"); err != nil {
+		return err
+	}
 	if local, ok := cutUnqualified(to); ok {
 		return ss.reject("RCPT", errUnqualifiedRcpt, "from", ss.from, "to", local)
 	}
 	if to == "" || !bareAddress(to) {
 		return ss.reject("RCPT", errBadAddress, "from", ss.from, "to", to)
 	}
+	to = envelopeAddress(to)
 	if len(ss.rcpts) >= ss.srv.opts.MaxRecipients {
 		return ss.reject("RCPT", &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
 			Message: fmt.Sprintf("Too many recipients (max_recipients = %d)", ss.srv.opts.MaxRecipients)}, "from", ss.from, "to", to)
@@ -493,6 +588,9 @@ var (
 // Enqueue returned nil is the message on disk, and only then does the client
 // get its 250.
 func (ss *session) Data(r io.Reader) error {
+	if err := ss.cutOff("DATA"); err != nil {
+		return err
+	}
 	ss.gc.setBusy(true)
 	defer ss.gc.setBusy(false)
 	// go-smtp's per-command deadline was set before it read "DATA"; the
@@ -513,6 +611,10 @@ func (ss *session) Data(r io.Reader) error {
 		default:
 			return ss.reject("DATA", errDataRead, "from", ss.from, "err", err.Error())
 		}
+	}
+	data, nul, cr := cleanText(data)
+	if nul > 0 || cr > 0 {
+		ss.srv.log.Info("smtp: message text normalised", "peer", ss.peer, "from", ss.from, "nul_dropped", nul, "bare_cr", cr)
 	}
 	now := time.Now()
 	msg := message.Repair(data, message.RepairInfo{
@@ -638,4 +740,117 @@ type errorLog struct{ log *slog.Logger }
 func (e errorLog) Printf(format string, v ...any) { e.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any) {
 	e.log.Warn("smtp: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+}
+
+// envelopeAddress returns an address as go-smtp parsed it from MAIL or RCPT
+// in the form it is queued, checked and sent upstream: with its local part
+// quoted again when it is not a dot-string.
+//
+// go-smtp hands the session the local part of <"victim@gmail.com"@example.com>
+// without its quotes, victim@gmail.com@example.com, an address that names
+// a different mailbox, or none (the upstream refuses it, and the message
+// dies as a dead letter after our 250; a lax upstream might route it to
+// gmail.com). The domain is what follows the last "@": RFC 5321 allows "@"
+// only inside a quoted local part, never in a domain, and it is the domain
+// allowed_recipients checks and the upstream routes on. The local part is
+// quoted again with the RFC 5321 Quoted-string rules ('"' and '\'
+// escaped) when it is not a Dot-string; a Dot-string local part stays as it
+// is, quoted or not, as the quotes are then not part of the address
+// (RFC 5322 3.2.4). This is Postfix's handling too: its internal form is
+// unquoted, split at the last "@", and quote_821_local quotes it again for
+// the next hop. Blanks and controls are refused before (bareAddress): the
+// spool and the command line to the upstream take none.
+func envelopeAddress(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || dotString(addr[:i]) {
+		return addr
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range []byte(addr[:i]) {
+		if c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	b.WriteString(addr[i:])
+	return b.String()
+}
+
+// dotString reports whether s is an RFC 5321 Dot-string: atoms of atext
+// (with RFC 6531's UTF-8) joined by single dots.
+func dotString(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80, c == '.':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// cleanText drops NUL bytes from a message and makes every bare CR a line
+// end, with the rule lineFixer.data applies in clear: CRs right before an LF
+// belong to that line end ("\r\r\n" is one), any other CR is a line end
+// of its own. It returns the text and how many NULs and bare CRs it found.
+// Bare LF is left to message.Repair.
+//
+// Why not forward them: NUL is not allowed in mail (RFC 5322 3.5), a C
+// board that sends sizeof(buf) bytes sends its string terminator with the
+// text, and MTAs written in C cut the line there or refuse the message;
+// dropping it gives the text the board meant. A bare CR is not allowed
+// either; providers refuse or rewrite it, and inside the header a lone CR
+// hides what follows from some parsers but not from others. Both are
+// normalised rather than refused because the client of this listener is a
+// board that cannot correct its firmware in answer to a 5xx, and refusing
+// would lose the alarm.
+func cleanText(b []byte) ([]byte, int, int) {
+	if bytes.IndexByte(b, 0) < 0 && !hasBareCR(b) {
+		return b, 0, 0
+	}
+	out := make([]byte, 0, len(b)+16)
+	var nul, cr, pend int
+	for _, c := range b {
+		switch c {
+		case 0:
+			nul++
+			continue
+		case '\r':
+			pend++
+			continue
+		case '\n':
+			if pend > 0 {
+				cr += pend - 1
+				out = append(out, '\r')
+			}
+			out = append(out, '\n')
+			pend = 0
+			continue
+		}
+		for ; pend > 0; pend-- {
+			out = append(out, '\r', '\n')
+			cr++
+		}
+		out = append(out, c)
+	}
+	for ; pend > 0; pend-- {
+		out = append(out, '\r', '\n')
+		cr++
+	}
+	return out, nul, cr
+}
+
+func hasBareCR(b []byte) bool {
+	for i, c := range b {
+		if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
+			return true
+		}
+	}
+	return false
 }

@@ -65,6 +65,9 @@ func TestSmtpdOptionsDefaults(t *testing.T) {
 		CommandTimeout:      60 * time.Second,
 		DataTimeout:         5 * time.Minute,
 		MaxLineLength:       2000,
+		AuthMaxFailures:     5,
+		AuthFailureWindow:   10 * time.Minute,
+		AuthLockout:         15 * time.Minute,
 		Accounts:            map[string]string{},
 		Hostname:            "gw.test",
 		Fallback:            "gateway@example.com",
@@ -86,6 +89,9 @@ max_connections_per_ip = 4
 command_timeout = "7s"
 data_timeout = "70s"
 max_line_length = 1200
+auth_max_failures = 3
+auth_failure_window = "2m"
+auth_lockout = "1h"
 allowed_recipients = ["example.com", "boss@other.org"]`)
 	got, err := smtpdOptions(cfg)
 	if err != nil {
@@ -102,6 +108,9 @@ allowed_recipients = ["example.com", "boss@other.org"]`)
 		CommandTimeout:      7 * time.Second,
 		DataTimeout:         70 * time.Second,
 		MaxLineLength:       1200,
+		AuthMaxFailures:     3,
+		AuthFailureWindow:   2 * time.Minute,
+		AuthLockout:         time.Hour,
 		AllowedRecipients:   []string{"example.com", "boss@other.org"},
 		Accounts:            map[string]string{},
 		Hostname:            "gw.test",
