@@ -186,6 +186,11 @@ func TestDemoFollow(t *testing.T) {
 		errc <- run(ctx, []string{"plcmail", "demo", "--follow", "--out", t.TempDir(), "--pace", "20ms"}, e)
 	}()
 	var statusCmd []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("demo stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+	}()
 	waitFor(t, "the --follow hint", func() bool {
 		m := regexp.MustCompile(`plcmail -c (\S+) status`).FindStringSubmatch(stdout.String())
 		if m != nil {
