@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,7 @@ type Link struct {
 	digestDue   time.Time
 	noticeRetry time.Time
 	nakRate     perSecond // NAKs of reason bad frame
+	tooLong     bool      // a too-long frame awaits its delimiter and NAK
 	errLogRate  perSecond // frame errors logged
 	wbuf        []byte
 	port        Port   // the settings of the open port
@@ -286,6 +288,7 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 	l.w = port
 	l.openedAt = now
 	l.dec.Reset()
+	l.tooLong = false
 	// A delimiter ends whatever half frame the PLC's receiver holds.
 	port.Write([]byte{0})
 	l.update(func(s *LinkStatus) { s.Connected, s.Since, s.LastError = true, now, "" })
@@ -299,8 +302,7 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 		case err := <-errc:
 			return err
 		case p := <-reads:
-			l.dec.Feed(p, l.emit)
-			l.syncDecoderStats()
+			l.feed(p)
 		case d := <-l.deliveries:
 			l.sendDelivery(d)
 		case d := <-l.mailed:
@@ -354,8 +356,9 @@ func (l *Link) frameError(err error, now time.Time) {
 	if !errors.As(err, &fe) {
 		return
 	}
-	if now.Sub(l.openedAt) < l.settings().link(l.name).ResetGrace {
-		// Bootloader output after the DTR reset of opening the port.
+	if !fe.HeaderTrusted() && now.Sub(l.openedAt) < l.settings().link(l.name).ResetGrace {
+		// Bootloader output after the DTR reset of opening the port. A
+		// frame whose CRC matched is no noise: it is NAKed (SPEC §4 rule 6).
 		l.log.Debug("frame error during reset grace", "err", err)
 		return
 	}
@@ -368,9 +371,18 @@ func (l *Link) frameError(err error, now time.Time) {
 	if logIt {
 		l.log.Info("frame error", "err", err)
 	}
-	if errors.Is(err, protocol.ErrTooLong) {
-		return // reported before its delimiter: maybe idle noise (SPEC §4.5)
+	if errors.Is(err, protocol.ErrTooLong) && l.dec.Discarding() {
+		// Reported before its delimiter, which may never come (idle
+		// noise): feed NAKs it when the delimiter arrives (SPEC §4 rule 5).
+		l.tooLong = true
+		return
 	}
+	l.nakFrameError(fe, now)
+}
+
+// nakFrameError answers a frame error; NAKs of reason bad frame are
+// rate-limited.
+func (l *Link) nakFrameError(fe *protocol.FrameError, now time.Time) {
 	reason := fe.NakReason()
 	if reason == protocol.NakBadFrame {
 		if ok, _ := l.nakRate.allow(now, naksPerSecond); !ok {
@@ -378,6 +390,25 @@ func (l *Link) frameError(err error, now time.Time) {
 		}
 	}
 	l.nak(fe.Boot, fe.Seq, reason)
+}
+
+// feed decodes bytes from the port one delimiter at a time, so that the NAK
+// of a too-long frame goes out when its delimiter arrives, before the
+// answers to the frames after it.
+func (l *Link) feed(p []byte) {
+	for len(p) > 0 {
+		n := len(p)
+		if i := bytes.IndexByte(p, 0); i >= 0 {
+			n = i + 1
+		}
+		l.dec.Feed(p[:n], l.emit)
+		p = p[n:]
+		if l.tooLong && !l.dec.Discarding() {
+			l.tooLong = false
+			l.nakFrameError(&protocol.FrameError{Err: protocol.ErrTooLong}, time.Now())
+		}
+	}
+	l.syncDecoderStats()
 }
 
 // perSecond admits up to max events in each one-second window.
