@@ -144,7 +144,7 @@ func TestLateFrameOfOldBoot(t *testing.T) {
 	}
 
 	// The current boot still gets its DELIVERY frames.
-	q := messageWithKey(t, dir, eventKey("line1", 101, ev.Seq))
+	q := messageWithKey(t, dir, eventKey("line1", 101, 0, ev.Seq))
 	g.b.DeliveryResult(spool.Result{Message: q.Meta, Delivered: true, Code: 250})
 	d := cur.expect(ev, protocol.TypeDelivery)
 	if d.Status != protocol.DeliveryAccepted || d.SMTPCode != 250 {
@@ -156,7 +156,7 @@ func TestLateFrameOfOldBoot(t *testing.T) {
 	next := newPLC(t, m, 102)
 	h := next.hello()
 	next.expectAck(h, protocol.AckQueued)
-	notice := messageWithKey(t, dir, eventKey("line1", 102, h.Seq)+"/restart")
+	notice := messageWithKey(t, dir, eventKey("line1", 102, 0, h.Seq)+"/restart")
 	if !strings.Contains(notice.Body, "boot 101 -> 102") {
 		t.Errorf("restart notice names the wrong boots:\n%s", notice.Body)
 	}
@@ -251,7 +251,7 @@ func TestDeliveryForDigestAndReconcile(t *testing.T) {
 	h := p2.hello(protocol.ActiveAlarm{Code: 18, Severity: protocol.SeverityAlarm},
 		protocol.ActiveAlarm{Code: 19, Severity: protocol.SeverityAlarm})
 	p2.expectAck(h, protocol.AckQueued)
-	base := eventKey("line1", 41, h.Seq)
+	base := eventKey("line1", 41, 0, h.Seq)
 	keys := []string{base + "/raise/18", base + "/raise/19", base + "/clear/17"}
 	for i, k := range keys {
 		q := messageWithKey(t, dir, k)
