@@ -55,7 +55,7 @@ import (
 //     was never ACKed, the PLC sends it again.
 //
 // The journal is compacted (rewritten as snap + pend/unmailed records, temp
-// file, fsync, rename) when it is opened, when the PLC's boot id changes and
+// file, fsync, rename) when it is opened, when a HELLO opens a new boot and
 // when it grows beyond compactBytes.
 type journal struct {
 	path string

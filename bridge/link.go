@@ -661,6 +661,10 @@ func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
 	if boot != l.st.Boot || gen != l.st.Gen {
 		return // the PLC restarted since; it would ignore the frame
 	}
+	if l.w == nil {
+		l.log.Info("delivery status not sent: port closed", "boot", boot, "seq", seq)
+		return
+	}
 	status := protocol.DeliveryFailed
 	if ok {
 		status = protocol.DeliveryAccepted
