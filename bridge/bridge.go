@@ -202,10 +202,10 @@ func (b *Bridge) Status() []LinkStatus {
 }
 
 // DeliveryResult routes a final delivery outcome to the link that queued the
-// message, which tells the PLC in a DELIVERY frame; it has the signature of
-// spool.Queue.OnResult's callback. Only alarm mails of one event are routed
-// (not notices, digests or mail from other sources), and a link drops the
-// results of an earlier boot.
+// message, which tells the PLC in DELIVERY frames; it has the signature of
+// spool.Queue.OnResult's callback. Alarm mails, the reconciliation mails of
+// a HELLO and digests are routed (not notices or mail from other sources),
+// and a link drops the results of an earlier boot.
 func (b *Bridge) DeliveryResult(r spool.Result) {
 	o, ok := originOf(r.Message)
 	if !ok {
@@ -217,7 +217,7 @@ func (b *Bridge) DeliveryResult(r spool.Result) {
 	if l == nil {
 		return
 	}
-	l.deliveryResult(delivery{boot: o.Boot, seq: o.Seq, ok: r.Delivered, code: r.Code})
+	l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, parts: o.Parts, events: o.Events, ok: r.Delivered, code: r.Code})
 }
 
 // rateLimiter is the global cap on individual alarm mails per minute, shared

@@ -23,10 +23,19 @@ import (
 //	mailed    the alarm mail of ev (boot, seq) is in the spool
 //	mailfail  ev (boot, seq) could not be rendered; it moves to the digest
 //	flushed   the first n pending digest entries are in a queued digest mail
-//	hello     a HELLO was accepted; the active-alarm set after reconciliation
+//	hello     a HELLO was accepted; the active-alarm set after reconciliation.
+//	          new: it opened a new boot (SPEC §4 rule 4), also one whose
+//	          id repeats; records before that flag existed open a new boot
+//	          when their boot id differs from the current one
 //	offline   the "PLC offline" notice is queued; online: "back online"
 //	snap      the folded state, written by compaction, followed by pend
 //	          (pending digest entry) and unmailed records
+//
+// A boot is (boot id, generation): the generation is 0 the first time an
+// id opens a boot on this link and counts up when an id repeats (EEPROM
+// erased, board swapped), so that the repeated boot's mails get spool keys
+// of their own (eventKey). ev and hello records carry it (g); records
+// without it are of generation 0.
 //
 // Why a write-ahead log: an ACK must wait only for one appended line and one
 // fsync (~0.2 ms here) instead of a spool file (create, write, fsync, rename,
@@ -46,7 +55,7 @@ import (
 //     was never ACKed, the PLC sends it again.
 //
 // The journal is compacted (rewritten as snap + pend/unmailed records, temp
-// file, fsync, rename) when it is opened, when the PLC's boot id changes and
+// file, fsync, rename) when it is opened, when a HELLO opens a new boot and
 // when it grows beyond compactBytes.
 type journal struct {
 	path string
@@ -59,6 +68,7 @@ const compactBytes = 4 << 20
 type record struct {
 	T    string `json:"t"`
 	Boot uint32 `json:"b,omitempty"`
+	Gen  uint32 `json:"g,omitempty"` // generation of Boot (ev, pend, unmailed, hello, snap)
 	Seq  uint32 `json:"s,omitempty"`
 
 	// ev, pend
@@ -77,7 +87,29 @@ type record struct {
 
 	Seen    [][2]uint32 `json:"seen,omitempty"` // snap: seq ranges of Boot
 	Offline bool        `json:"off,omitempty"`  // snap
+
+	New      bool        `json:"new,omitempty"` // hello: opened a new boot
+	HelloUp  *uint32     `json:"hu,omitempty"`  // hello, snap: uptime of the boot's last HELLO
+	HelloSeq uint32      `json:"hs,omitempty"`  // snap: seq of the boot's last HELLO
+	Top      uint32      `json:"top,omitempty"` // snap: uptime of the highest seq of Boot
+	Old      []oldBoot   `json:"old,omitempty"` // snap: earlier boots, newest first
+	IDs      [][2]uint32 `json:"ids,omitempty"` // snap: every boot id that opened a boot (ranges)
+	LastGen  uint32      `json:"lg,omitempty"`  // snap: highest generation handed out
 }
+
+// oldBoot is what the link keeps of an earlier boot: enough to answer its
+// late frames (SPEC §4 rule 4) without switching back to it.
+type oldBoot struct {
+	Boot     uint32      `json:"b"`
+	Gen      uint32      `json:"g,omitempty"`
+	Seen     [][2]uint32 `json:"seen,omitempty"`
+	HelloSeq uint32      `json:"hs,omitempty"`
+	HelloUp  *uint32     `json:"hu,omitempty"`
+}
+
+// maxOldBoots bounds the earlier boots a link remembers: late frames come
+// from the boot just before, seldom from further back.
+const maxOldBoots = 4
 
 // values are an event's typed values, written as the protocol's text form
 // ["f32:87.5","i32:-3"], which gives every float32 back bit for bit (NaN
@@ -138,11 +170,18 @@ func (v v1Value) value() (protocol.Value, error) {
 
 // linkState is the journal folded into what the link needs.
 type linkState struct {
-	Boot     uint32
+	Boot     uint32 // the current boot; 0: none yet
+	Gen      uint32 // its generation
 	Active   map[int]string
-	seen     seqSet   // seqs of Boot that were accepted
-	pending  []record // held for the digest, oldest first
-	unmailed []record // to be mailed on their own, not yet in the spool
+	seen     seqSet    // seqs of Boot that were accepted
+	helloSeq uint32    // seq of Boot's last accepted HELLO; 0: none known
+	helloUp  *uint32   // its uptime; nil: not known (journals before it was kept)
+	top      uint32    // uptime of the highest seq of Boot accepted
+	old      []oldBoot // earlier boots, newest first
+	ids      seqSet    // boot ids that opened a boot on this link
+	lastGen  uint32    // highest generation handed out
+	pending  []record  // held for the digest, oldest first
+	unmailed []record  // to be mailed on their own, not yet in the spool
 	Offline  bool
 }
 
@@ -150,36 +189,123 @@ func newLinkState() *linkState {
 	return &linkState{Active: map[int]string{}}
 }
 
-func (s *linkState) setBoot(boot uint32) {
-	if boot != s.Boot {
-		s.Boot = boot
-		s.seen = seqSet{}
+// openBoot makes (boot, gen) the current boot; the one before becomes an
+// old boot. An old boot of the same id is forgotten: its late frames can no
+// longer be told from the new boot's.
+func (s *linkState) openBoot(boot, gen uint32) {
+	old := s.old
+	if s.Boot != 0 {
+		old = append([]oldBoot{{Boot: s.Boot, Gen: s.Gen, Seen: s.seen.r, HelloSeq: s.helloSeq, HelloUp: s.helloUp}}, old...)
 	}
+	old = slices.DeleteFunc(old, func(o oldBoot) bool { return o.Boot == boot })
+	s.old = old[:min(len(old), maxOldBoots)]
+	s.Boot, s.Gen = boot, gen
+	s.seen, s.helloSeq, s.helloUp, s.top = seqSet{}, 0, nil, 0
+	s.ids.add(boot)
+	s.lastGen = max(s.lastGen, gen)
+}
+
+// genFor returns the generation a new boot of id boot gets.
+func (s *linkState) genFor(boot uint32) uint32 {
+	if s.ids.has(boot) {
+		return s.lastGen + 1
+	}
+	return 0
+}
+
+// oldBoot returns the earlier boot of id boot, or nil.
+func (s *linkState) oldBoot(boot uint32) *oldBoot {
+	for i := range s.old {
+		if s.old[i].Boot == boot {
+			return &s.old[i]
+		}
+	}
+	return nil
+}
+
+// accepted records seq of the current boot, built at uptime.
+func (s *linkState) accepted(seq, uptime uint32) {
+	if seq >= s.seen.max() {
+		s.top = uptime
+	}
+	s.seen.add(seq)
+}
+
+// helloKind is what a HELLO means to the link (SPEC §4 rule 4).
+type helloKind int
+
+const (
+	helloDuplicate helloKind = iota // a retransmission of an accepted HELLO
+	helloResync                     // the current boot goes on
+	helloNewBoot                    // a new boot, maybe with a repeated id
+)
+
+// classifyHello applies SPEC §4 rule 4. A sender retransmits the same
+// bytes and builds no frame after a HELLO until that HELLO is ACKed, and
+// its uptime never goes back within a boot. So a HELLO is a retransmission
+// only if it has the key and uptime of the last accepted HELLO of its boot
+// and nothing later of that boot was accepted; it continues the current
+// boot only if it comes after everything accepted, uptime included; any
+// other HELLO means the PLC restarted, whatever its boot id.
+func (s *linkState) classifyHello(boot, seq, uptime uint32) helloKind {
+	if boot == s.Boot {
+		if isRetransmission(s.seen, s.helloSeq, s.helloUp, seq, uptime) {
+			return helloDuplicate
+		}
+		if !s.seen.has(seq) && seq > s.seen.max() && uptime >= s.top {
+			return helloResync
+		}
+		return helloNewBoot
+	}
+	if o := s.oldBoot(boot); o != nil && isRetransmission(seqSet{r: o.Seen}, o.HelloSeq, o.HelloUp, seq, uptime) {
+		return helloDuplicate
+	}
+	return helloNewBoot
+}
+
+// isRetransmission reports whether HELLO (seq, uptime) repeats the last
+// HELLO (helloSeq, helloUp) of a boot that accepted seen. Journals from
+// before helloSeq was kept know only that seq was the boot's last.
+func isRetransmission(seen seqSet, helloSeq uint32, helloUp *uint32, seq, uptime uint32) bool {
+	if !seen.has(seq) || seen.max() != seq {
+		return false
+	}
+	if helloSeq == 0 {
+		return true
+	}
+	return helloSeq == seq && (helloUp == nil || *helloUp == uptime)
 }
 
 func (s *linkState) apply(r *record) {
 	switch r.T {
 	case "ev":
-		s.setBoot(r.Boot)
-		s.seen.add(r.Seq)
+		if r.Boot != s.Boot || r.Gen != s.Gen {
+			if o := s.oldBoot(r.Boot); o != nil && o.Gen == r.Gen {
+				// A late event of an earlier boot: mailed, but the HELLO of
+				// the current boot says what is active now.
+				set := seqSet{r: o.Seen}
+				set.add(r.Seq)
+				o.Seen = set.r
+				s.queue(r)
+				return
+			}
+			s.openBoot(r.Boot, r.Gen) // a new boot without HELLO
+		}
+		s.accepted(r.Seq, uint32(r.Uptime))
 		switch r.Event {
 		case "raise":
 			s.Active[r.Code] = r.Sev
 		case "clear":
 			delete(s.Active, r.Code)
 		}
-		if r.Held != "" {
-			s.pending = append(s.pending, *r)
-		} else {
-			s.unmailed = append(s.unmailed, *r)
-		}
+		s.queue(r)
 	case "pend":
 		s.pending = append(s.pending, *r)
 	case "unmailed":
 		s.unmailed = append(s.unmailed, *r)
 	case "mailed", "mailfail":
 		for i := range s.unmailed {
-			if u := &s.unmailed[i]; u.Boot == r.Boot && u.Seq == r.Seq {
+			if u := &s.unmailed[i]; u.Boot == r.Boot && u.Gen == r.Gen && u.Seq == r.Seq {
 				if r.T == "mailfail" {
 					u.Held = r.Held
 					s.pending = append(s.pending, *u)
@@ -191,19 +317,42 @@ func (s *linkState) apply(r *record) {
 	case "flushed":
 		s.pending = s.pending[min(r.N, len(s.pending)):]
 	case "hello":
-		s.setBoot(r.Boot)
-		s.seen.add(r.Seq)
+		if r.New || r.Boot != s.Boot || r.Gen != s.Gen {
+			s.openBoot(r.Boot, r.Gen)
+		}
+		s.accepted(r.Seq, uint32(r.Uptime))
+		s.helloSeq, s.helloUp = r.Seq, r.HelloUp
 		s.Active = maps(r.Active)
 	case "offline":
 		s.Offline = true
 	case "online":
 		s.Offline = false
 	case "snap":
-		s.Boot = r.Boot
+		s.Boot, s.Gen = r.Boot, r.Gen
 		s.Active = maps(r.Active)
 		s.seen = seqSet{r: slices.Clone(r.Seen)}
+		s.helloSeq, s.helloUp, s.top = r.HelloSeq, r.HelloUp, r.Top
+		s.old = slices.Clone(r.Old)
+		s.ids = seqSet{r: slices.Clone(r.IDs)}
+		s.lastGen = r.LastGen
+		if r.IDs == nil && r.Boot != 0 {
+			// A journal from before ids were kept: the firmware counts boot
+			// ids up from 1, so take every id up to the current one as used
+			// (a repeated id then gets spool keys of its own).
+			s.ids.r = [][2]uint32{{1, r.Boot}}
+		}
 		s.pending, s.unmailed = nil, nil
 		s.Offline = r.Offline
+	}
+}
+
+// queue files the accepted event r as pending (held for the digest) or
+// unmailed.
+func (s *linkState) queue(r *record) {
+	if r.Held != "" {
+		s.pending = append(s.pending, *r)
+	} else {
+		s.unmailed = append(s.unmailed, *r)
 	}
 }
 
@@ -217,7 +366,8 @@ func maps(m map[int]string) map[int]string {
 
 // snapshot returns the records that recreate s.
 func (s *linkState) snapshot() []record {
-	recs := []record{{T: "snap", Boot: s.Boot, Active: s.Active, Seen: s.seen.r, Offline: s.Offline}}
+	recs := []record{{T: "snap", Boot: s.Boot, Gen: s.Gen, Active: s.Active, Seen: s.seen.r, Offline: s.Offline,
+		HelloSeq: s.helloSeq, HelloUp: s.helloUp, Top: s.top, Old: s.old, IDs: s.ids.r, LastGen: s.lastGen}}
 	for _, p := range s.pending {
 		p.T = "pend"
 		recs = append(recs, p)
@@ -349,6 +499,14 @@ func (s *seqSet) find(q uint32) int {
 		return 1
 	})
 	return i
+}
+
+// max returns the highest seq in s, 0 when s is empty.
+func (s *seqSet) max() uint32 {
+	if len(s.r) == 0 {
+		return 0
+	}
+	return s.r[len(s.r)-1][1]
 }
 
 func (s *seqSet) has(q uint32) bool {

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,11 +61,30 @@ type LinkStatus struct {
 	Deliveries    uint64 `json:"deliveries"` // DELIVERY frames sent
 }
 
+// delivery is the final outcome of a mail that reports PLC frames: the
+// frame (boot, gen, seq), one of parts mails of that HELLO, or the held
+// events of a digest.
 type delivery struct {
-	boot, seq uint32
-	ok        bool
-	code      int
+	boot, gen, seq uint32
+	parts          int
+	events         []originBoot
+	ok             bool
+	code           int
 }
+
+// helloRef is a HELLO whose reconciliation mails are counted.
+type helloRef struct{ boot, gen, seq uint32 }
+
+// helloTally counts the final outcomes of a HELLO's mails.
+type helloTally struct {
+	left   int
+	failed bool
+	code   int // SMTP code of the first failure
+}
+
+// maxTallies bounds the HELLOs whose mails are counted; a gateway restart
+// loses the counts anyway (DELIVERY is best-effort).
+const maxTallies = 16
 
 type holdKey struct {
 	code  int
@@ -102,10 +123,12 @@ type Link struct {
 	digestDue   time.Time
 	noticeRetry time.Time
 	nakRate     perSecond // NAKs of reason bad frame
+	tooLong     bool      // a too-long frame awaits its delimiter and NAK
 	errLogRate  perSecond // frame errors logged
 	wbuf        []byte
 	port        Port   // the settings of the open port
 	decErrors   uint64 // the decoder's error count last put in the status
+	tallies     map[helloRef]*helloTally
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -130,6 +153,7 @@ func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link,
 		outWake:    make(chan struct{}, 1),
 		dec:        protocol.NewDecoder(),
 		holdoff:    map[holdKey]time.Time{},
+		tallies:    map[helloRef]*helloTally{},
 	}
 	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
 	if len(st.pending) > 0 {
@@ -236,7 +260,7 @@ func (l *Link) idle(ctx context.Context, d time.Duration) {
 		case <-tick.C:
 			l.tick(time.Now())
 		case d := <-l.deliveries:
-			l.log.Info("delivery status not sent: port closed", "boot", d.boot, "seq", d.seq)
+			l.onDelivery(d) // counted; its frames are lost with the port
 		case d := <-l.mailed:
 			l.mailedDone(d)
 		}
@@ -286,6 +310,7 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 	l.w = port
 	l.openedAt = now
 	l.dec.Reset()
+	l.tooLong = false
 	// A delimiter ends whatever half frame the PLC's receiver holds.
 	port.Write([]byte{0})
 	l.update(func(s *LinkStatus) { s.Connected, s.Since, s.LastError = true, now, "" })
@@ -299,10 +324,9 @@ func (l *Link) serve(ctx context.Context, port io.ReadWriteCloser) error {
 		case err := <-errc:
 			return err
 		case p := <-reads:
-			l.dec.Feed(p, l.emit)
-			l.syncDecoderStats()
+			l.feed(p)
 		case d := <-l.deliveries:
-			l.sendDelivery(d)
+			l.onDelivery(d)
 		case d := <-l.mailed:
 			l.mailedDone(d)
 		case <-tick.C:
@@ -354,8 +378,9 @@ func (l *Link) frameError(err error, now time.Time) {
 	if !errors.As(err, &fe) {
 		return
 	}
-	if now.Sub(l.openedAt) < l.settings().link(l.name).ResetGrace {
-		// Bootloader output after the DTR reset of opening the port.
+	if !fe.HeaderTrusted() && now.Sub(l.openedAt) < l.settings().link(l.name).ResetGrace {
+		// Bootloader output after the DTR reset of opening the port. A
+		// frame whose CRC matched is no noise: it is NAKed (SPEC §4 rule 6).
 		l.log.Debug("frame error during reset grace", "err", err)
 		return
 	}
@@ -368,9 +393,18 @@ func (l *Link) frameError(err error, now time.Time) {
 	if logIt {
 		l.log.Info("frame error", "err", err)
 	}
-	if errors.Is(err, protocol.ErrTooLong) {
-		return // reported before its delimiter: maybe idle noise (SPEC §4.5)
+	if errors.Is(err, protocol.ErrTooLong) && l.dec.Discarding() {
+		// Reported before its delimiter, which may never come (idle
+		// noise): feed NAKs it when the delimiter arrives (SPEC §4 rule 5).
+		l.tooLong = true
+		return
 	}
+	l.nakFrameError(fe, now)
+}
+
+// nakFrameError answers a frame error; NAKs of reason bad frame are
+// rate-limited.
+func (l *Link) nakFrameError(fe *protocol.FrameError, now time.Time) {
 	reason := fe.NakReason()
 	if reason == protocol.NakBadFrame {
 		if ok, _ := l.nakRate.allow(now, naksPerSecond); !ok {
@@ -378,6 +412,25 @@ func (l *Link) frameError(err error, now time.Time) {
 		}
 	}
 	l.nak(fe.Boot, fe.Seq, reason)
+}
+
+// feed decodes bytes from the port one delimiter at a time, so that the NAK
+// of a too-long frame goes out when its delimiter arrives, before the
+// answers to the frames after it.
+func (l *Link) feed(p []byte) {
+	for len(p) > 0 {
+		n := len(p)
+		if i := bytes.IndexByte(p, 0); i >= 0 {
+			n = i + 1
+		}
+		l.dec.Feed(p[:n], l.emit)
+		p = p[n:]
+		if l.tooLong && !l.dec.Discarding() {
+			l.tooLong = false
+			l.nakFrameError(&protocol.FrameError{Err: protocol.ErrTooLong}, time.Now())
+		}
+	}
+	l.syncDecoderStats()
 }
 
 // perSecond admits up to max events in each one-second window.
@@ -488,7 +541,13 @@ func (l *Link) queueNotice(data alarmmail.AlarmData, key string) bool {
 // enqueue renders data and queues it under key. It returns false only when
 // the mail could not be stored.
 func (l *Link) enqueue(data alarmmail.AlarmData, key string) bool {
+	return l.enqueueFrom(data, key, nil)
+}
+
+// enqueueFrom is enqueue for a mail that reports PLC frames (origin).
+func (l *Link) enqueueFrom(data alarmmail.AlarmData, key string, from json.RawMessage) bool {
 	sub, err := l.render(data, key)
+	sub.Origin = from
 	if err != nil {
 		l.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
 		return false
@@ -557,21 +616,66 @@ func (l *Link) nak(boot, seq uint32, reason protocol.NakReason) {
 	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeNak, Boot: boot, Seq: seq, NakReason: reason})
 }
 
-func (l *Link) sendDelivery(d delivery) {
-	if d.boot != l.st.Boot {
+// onDelivery tells the PLC the outcome of d (SPEC §3.6): one DELIVERY per
+// event of the current boot, a HELLO's once all of its mails are final.
+func (l *Link) onDelivery(d delivery) {
+	for _, e := range d.events {
+		set := seqSet{r: e.Seqs}
+		for _, rg := range set.r {
+			for seq := rg[0]; ; seq++ {
+				l.sendDelivery(e.Boot, e.Gen, seq, d.ok, d.code)
+				if seq == rg[1] {
+					break
+				}
+			}
+		}
+	}
+	if d.seq == 0 {
+		return
+	}
+	if d.parts > 1 {
+		ref := helloRef{d.boot, d.gen, d.seq}
+		t := l.tallies[ref]
+		if t == nil {
+			if len(l.tallies) >= maxTallies {
+				clear(l.tallies)
+			}
+			t = &helloTally{left: d.parts}
+			l.tallies[ref] = t
+		}
+		if !d.ok && !t.failed {
+			t.failed, t.code = true, d.code
+		}
+		if t.left--; t.left > 0 {
+			return
+		}
+		delete(l.tallies, ref)
+		if t.failed {
+			d.ok, d.code = false, t.code
+		}
+	}
+	l.sendDelivery(d.boot, d.gen, d.seq, d.ok, d.code)
+}
+
+func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
+	if boot != l.st.Boot || gen != l.st.Gen {
 		return // the PLC restarted since; it would ignore the frame
 	}
+	if l.w == nil {
+		l.log.Info("delivery status not sent: port closed", "boot", boot, "seq", seq)
+		return
+	}
 	status := protocol.DeliveryFailed
-	if d.ok {
+	if ok {
 		status = protocol.DeliveryAccepted
 	}
 	l.update(func(s *LinkStatus) { s.Deliveries++ })
-	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: d.boot, Seq: d.seq,
-		Status: status, SMTPCode: uint16(max(0, min(d.code, 65535)))})
+	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: boot, Seq: seq,
+		Status: status, SMTPCode: uint16(max(0, min(code, 65535)))})
 }
 
-func recordFromFrame(f *protocol.Frame, now time.Time) record {
-	r := record{T: "ev", Boot: f.Boot, Seq: f.Seq, Code: int(f.Code), Event: f.Event.String(),
+func recordFromFrame(f *protocol.Frame, gen uint32, now time.Time) record {
+	r := record{T: "ev", Boot: f.Boot, Gen: gen, Seq: f.Seq, Code: int(f.Code), Event: f.Event.String(),
 		Sev: f.Severity.String(), Text: f.TextString(), Uptime: int64(f.Uptime), At: now.UTC()}
 	if vs := f.ValueList(); len(vs) > 0 {
 		r.Values = slices.Clone(vs) // vs aliases the decoder's frame
@@ -618,18 +722,38 @@ func entryFromRecord(r *record) alarmmail.Entry {
 		Text: r.Text, Boot: r.Boot, Seq: r.Seq, Reason: r.Held}
 }
 
-// handleEvent implements SPEC §4 rules 1-3 plus flood control. The event is
+// handleEvent implements SPEC §4 rules 1-4 plus flood control. The event is
 // appended to the journal (fsynced) and then ACKed; an event to be mailed on
 // its own is queued right after the ACK (mailOut), an event held by flood
 // control waits in the journal for its digest. See journal.go for why this
 // order loses nothing and doubles nothing.
 func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
-	l.adoptBoot(f.Boot)
-	if l.st.seen.has(f.Seq) {
-		l.ack(f, protocol.AckDuplicate)
-		return
+	gen := l.st.Gen
+	switch o := l.st.oldBoot(f.Boot); {
+	case f.Boot == l.st.Boot:
+		if l.st.seen.has(f.Seq) {
+			l.ack(f, protocol.AckDuplicate)
+			return
+		}
+	case o != nil:
+		// A late frame of an earlier boot (SPEC §4 rule 4): answered, never
+		// made current again.
+		if (&seqSet{r: o.Seen}).has(f.Seq) {
+			l.ack(f, protocol.AckDuplicate)
+			return
+		}
+		gen = o.Gen
+		l.log.Warn("late event of an earlier boot, mailing it", "key", eventKey(l.name, f.Boot, gen, f.Seq), "current_boot", l.st.Boot)
+	default:
+		// The firmware always sends HELLO first, but a lost journal or a
+		// foreign sender may not: the new boot is taken over without a
+		// restart notice.
+		gen = l.st.genFor(f.Boot)
+		if l.st.Boot != 0 {
+			l.log.Warn("event from a new boot without HELLO", "boot", f.Boot, "previous", l.st.Boot)
+		}
 	}
-	r := recordFromFrame(f, now)
+	r := recordFromFrame(f, gen, now)
 	st := l.settings()
 	hk := holdKey{r.Code, r.Event}
 	switch {
@@ -638,13 +762,15 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	case !l.b.limiter.allow(now, st.Flood.MaxMailsPerMinute):
 		r.Held = "rate limit"
 	}
+	key := eventKey(l.name, f.Boot, gen, f.Seq)
 	if err := l.j.append(&r); err != nil {
-		l.log.Error("cannot record event, NAK busy", "key", eventKey(l.name, f.Boot, f.Seq), "err", err)
+		l.log.Error("cannot record event, NAK busy", "key", key, "err", err)
 		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
 	l.st.apply(&r)
 	// Bookkeeping first, so that a status read after the ACK includes it.
+	l.update(func(s *LinkStatus) { s.Boot = l.st.Boot })
 	if r.Held == "" {
 		l.holdoff[hk] = now
 		l.update(func(s *LinkStatus) { s.Unmailed = len(l.st.unmailed) })
@@ -658,15 +784,15 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	}
 	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
 	l.ack(f, protocol.AckQueued)
-	l.log.Debug("alarm held for digest", "key", eventKey(l.name, f.Boot, f.Seq), "reason", r.Held)
+	l.log.Debug("alarm held for digest", "key", key, "reason", r.Held)
 }
 
 // mailDone reports that the mailer goroutine queued (or could not render)
 // the mail of an unmailed journal entry.
 type mailDone struct {
-	boot, seq uint32
-	dup       bool // the spool had it already (queued before a restart)
-	failed    bool // rendering failed: the event moves to the digest
+	boot, gen, seq uint32
+	dup            bool // the spool had it already (queued before a restart)
+	failed         bool // rendering failed: the event moves to the digest
 }
 
 // mailer queues the mails of journaled events, off the frame loop so that a
@@ -688,10 +814,10 @@ func (l *Link) mailer(ctx context.Context) {
 		r := l.out[0]
 		l.outMu.Unlock()
 
-		done := mailDone{boot: r.Boot, seq: r.Seq}
-		key := eventKey(l.name, r.Boot, r.Seq)
+		done := mailDone{boot: r.Boot, gen: r.Gen, seq: r.Seq}
+		key := eventKey(l.name, r.Boot, r.Gen, r.Seq)
 		sub, err := l.render(l.alarmData(&r, ""), key)
-		sub.Origin = origin{Link: l.name, Boot: r.Boot, Seq: r.Seq}.encode()
+		sub.Origin = origin{Link: l.name, Boot: r.Boot, Gen: r.Gen, Seq: r.Seq}.encode()
 		if err != nil {
 			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
 			done.failed = true
@@ -729,14 +855,14 @@ func (l *Link) mailOut(r record) {
 
 // mailedDone records in the journal what the mailer goroutine did.
 func (l *Link) mailedDone(d mailDone) {
-	key := eventKey(l.name, d.boot, d.seq)
+	key := eventKey(l.name, d.boot, d.gen, d.seq)
 	if d.failed {
-		l.journal(&record{T: "mailfail", Boot: d.boot, Seq: d.seq, Held: "render failed"})
+		l.journal(&record{T: "mailfail", Boot: d.boot, Gen: d.gen, Seq: d.seq, Held: "render failed"})
 		if len(l.st.pending) == 1 {
 			l.digestDue = time.Now()
 		}
 	} else {
-		mr := record{T: "mailed", Boot: d.boot, Seq: d.seq}
+		mr := record{T: "mailed", Boot: d.boot, Gen: d.gen, Seq: d.seq}
 		if err := l.j.appendNoSync(&mr); err != nil {
 			l.log.Error("journal append failed", "err", err)
 		}
@@ -760,49 +886,43 @@ func (l *Link) mailedDone(d mailDone) {
 	}
 }
 
-// adoptBoot handles an event whose boot differs from the last known one
-// without a HELLO in between (the firmware always sends HELLO first, but a
-// lost journal or a foreign sender may not): the new boot is taken over
-// without a restart notice.
-func (l *Link) adoptBoot(boot uint32) {
-	if boot != l.st.Boot {
-		if l.st.Boot != 0 {
-			l.log.Warn("event from a new boot without HELLO", "boot", boot, "previous", l.st.Boot)
-		}
-		l.st.setBoot(boot)
-		l.update(func(s *LinkStatus) { s.Boot = boot })
-	}
-}
-
-// handleHello implements SPEC §4 rule 4: a restart notice for a new boot id,
-// and reconciliation of the PLC's active alarms with what was mailed. All
-// mails of one HELLO have keys derived from the HELLO's key, so a
-// retransmitted HELLO after a crash re-queues nothing.
+// handleHello implements SPEC §4 rule 4: a HELLO that opens a new boot
+// (classifyHello: also one whose id repeats) gets a restart notice, and the
+// PLC's active alarms are reconciled with what was mailed. All mails of one
+// HELLO have keys derived from the HELLO's key, so a retransmitted HELLO
+// after a crash re-queues nothing.
 func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
-	if f.Boot == l.st.Boot && l.st.seen.has(f.Seq) {
+	kind := l.st.classifyHello(f.Boot, f.Seq, f.Uptime)
+	if kind == helloDuplicate {
 		l.ack(f, protocol.AckDuplicate)
 		return
 	}
-	prevBoot := l.st.Boot
+	prevBoot, gen := l.st.Boot, l.st.Gen
+	if kind == helloNewBoot {
+		gen = l.st.genFor(f.Boot)
+	}
 	ok := true
-	if f.Boot != prevBoot && prevBoot != 0 && l.settings().link(l.name).RestartNotice {
-		ok = l.queueRestartNotice(f, prevBoot, now)
+	if kind == helloNewBoot && prevBoot != 0 && l.settings().link(l.name).RestartNotice {
+		ok = l.queueRestartNotice(f, gen, prevBoot, now)
 	}
 	snapshot := map[int]string{}
 	for _, a := range f.ActiveAlarms() {
 		snapshot[int(a.Code)] = a.Severity.String()
 	}
-	active, reconciled := l.reconcile(f, snapshot, now)
+	active, reconciled := l.reconcile(f, gen, snapshot, now)
 	if !ok || !reconciled {
 		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
-	if err := l.journal(&record{T: "hello", Boot: f.Boot, Seq: f.Seq, Active: active}); err != nil {
+	up := f.Uptime
+	r := record{T: "hello", Boot: f.Boot, Gen: gen, Seq: f.Seq, Active: active, New: kind == helloNewBoot,
+		Uptime: int64(f.Uptime), HelloUp: &up}
+	if err := l.journal(&r); err != nil {
 		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return
 	}
-	if f.Boot != prevBoot {
-		l.log.Info("PLC hello", "boot", f.Boot, "previous_boot", prevBoot, "reset_cause", resetCause(f.ResetCause),
+	if kind == helloNewBoot {
+		l.log.Info("PLC hello", "boot", f.Boot, "previous_boot", prevBoot, "generation", gen, "reset_cause", resetCause(f.ResetCause),
 			"active", len(snapshot), "active_total", f.ActiveTotal)
 		if len(l.st.pending) == 0 {
 			if err := l.j.rewrite(l.st); err != nil {
@@ -815,14 +935,14 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 }
 
 // queueRestartNotice queues the "PLC restarted" notice of HELLO f.
-func (l *Link) queueRestartNotice(f *protocol.Frame, prevBoot uint32, now time.Time) bool {
+func (l *Link) queueRestartNotice(f *protocol.Frame, gen, prevBoot uint32, now time.Time) bool {
 	data := l.noticeData(alarmmail.KindRestart, now)
 	data.Boot, data.PrevBoot, data.Seq = f.Boot, prevBoot, f.Seq
 	data.Uptime, data.ResetCause = time.Duration(f.Uptime)*time.Second, resetCause(f.ResetCause)
 	for _, a := range f.ActiveAlarms() {
 		data.Active = append(data.Active, alarmmail.Entry{Code: int(a.Code), Severity: a.Severity.String(), Event: "raise"})
 	}
-	return l.queueNotice(data, eventKey(l.name, f.Boot, f.Seq)+"/restart")
+	return l.queueNotice(data, eventKey(l.name, f.Boot, gen, f.Seq)+"/restart")
 }
 
 // Notes of the alarm mails that reconcile a HELLO.
@@ -835,13 +955,16 @@ const (
 // the journal's active alarms with the snapshot (code -> severity) of HELLO
 // f. It returns the active set to journal, which takes in only the mails
 // that were queued, and whether all of them were.
-func (l *Link) reconcile(f *protocol.Frame, snapshot map[int]string, now time.Time) (active map[int]string, ok bool) {
-	key := eventKey(l.name, f.Boot, f.Seq)
+func (l *Link) reconcile(f *protocol.Frame, gen uint32, snapshot map[int]string, now time.Time) (active map[int]string, ok bool) {
+	key := eventKey(l.name, f.Boot, gen, f.Seq)
 	raised, cleared := diffActive(l.st.Active, snapshot, int(f.ActiveTotal) <= int(f.NActive))
 	ok = true
+	// The PLC hears of these mails as the DELIVERY of its HELLO, once all
+	// of them are final (onDelivery).
+	from := origin{Link: l.name, Boot: f.Boot, Gen: gen, Seq: f.Seq, Parts: len(raised) + len(cleared)}.encode()
 	mail := func(a activeAlarm, event, note string) bool {
 		r := record{Boot: f.Boot, Seq: f.Seq, Code: a.code, Event: event, Sev: a.sev, Uptime: int64(f.Uptime), At: now.UTC()}
-		if !l.enqueue(l.alarmData(&r, note), fmt.Sprintf("%s/%s/%d", key, event, a.code)) {
+		if !l.enqueueFrom(l.alarmData(&r, note), fmt.Sprintf("%s/%s/%d", key, event, a.code), from) {
 			ok = false
 			return false
 		}
@@ -924,8 +1047,8 @@ func (l *Link) flushDigest(now time.Time) {
 		data.Digest = append(data.Digest, entryFromRecord(&batch[i]))
 	}
 	first := batch[0]
-	key := fmt.Sprintf("%s/digest/%d/%d", l.name, first.Boot, first.Seq)
-	if !l.enqueue(data, key) {
+	key := fmt.Sprintf("%s/digest/%s/%d", l.name, bootTag(first.Boot, first.Gen), first.Seq)
+	if !l.enqueueFrom(data, key, digestOrigin(l.name, batch)) {
 		l.digestDue = now.Add(digestRetry)
 		return
 	}
@@ -936,4 +1059,21 @@ func (l *Link) flushDigest(now time.Time) {
 	}
 	l.update(func(s *LinkStatus) { s.Digests++; s.DigestPending = len(l.st.pending) })
 	l.log.Info("digest queued", "key", key, "events", n, "still_pending", len(l.st.pending))
+}
+
+// digestOrigin is the origin of a digest of batch: each event it reports
+// learns the digest's outcome (SPEC §3.6).
+func digestOrigin(link string, batch []record) json.RawMessage {
+	o := origin{Link: link}
+	for _, r := range batch {
+		i := slices.IndexFunc(o.Events, func(e originBoot) bool { return e.Boot == r.Boot && e.Gen == r.Gen })
+		if i < 0 {
+			o.Events = append(o.Events, originBoot{Boot: r.Boot, Gen: r.Gen})
+			i = len(o.Events) - 1
+		}
+		set := seqSet{r: o.Events[i].Seqs}
+		set.add(r.Seq)
+		o.Events[i].Seqs = set.r
+	}
+	return o.encode()
 }

@@ -8,20 +8,44 @@ import (
 	"github.com/plcmail/plcmail/spool"
 )
 
-// origin is the event an alarm mail reports, carried through the spool in
+// origin is what a mail reports to the PLC, carried through the spool in
 // spool.Submission.Origin so that DeliveryResult can tell the right PLC
-// about its delivery.
+// about its delivery (SPEC §3.6): the alarm mail of one event (Boot, Gen,
+// Seq); one of Parts mails that reconcile HELLO (Boot, Gen, Seq), which
+// the PLC hears of once all are final; or a digest, which answers each
+// held event it reports (Events).
 type origin struct {
-	Link string `json:"link"`
-	Boot uint32 `json:"boot"`
-	Seq  uint32 `json:"seq"`
+	Link   string       `json:"link"`
+	Boot   uint32       `json:"boot,omitempty"`
+	Gen    uint32       `json:"gen,omitempty"`
+	Seq    uint32       `json:"seq,omitempty"`
+	Parts  int          `json:"parts,omitempty"`
+	Events []originBoot `json:"events,omitempty"`
+}
+
+// originBoot lists the events of one boot a digest reports, as seq ranges.
+type originBoot struct {
+	Boot uint32      `json:"boot"`
+	Gen  uint32      `json:"gen,omitempty"`
+	Seqs [][2]uint32 `json:"seqs"`
 }
 
 // eventKey is the spool's idempotency key of the alarm mail of one event.
 // Its form "link/boot/seq" is on disk in every spool: it must not change, or
-// events replayed after an upgrade would be mailed twice.
-func eventKey(link string, boot, seq uint32) string {
-	return link + "/" + strconv.FormatUint(uint64(boot), 10) + "/" + strconv.FormatUint(uint64(seq), 10)
+// events replayed after an upgrade would be mailed twice. A boot whose id
+// repeats (generation > 0) gets keys of its own, "link/bootgGEN/seq": the
+// spool remembers keys for spool.KeyRetention, and its alarms are new ones.
+func eventKey(link string, boot, gen, seq uint32) string {
+	return link + "/" + bootTag(boot, gen) + "/" + strconv.FormatUint(uint64(seq), 10)
+}
+
+// bootTag names boot (boot, gen) in spool keys.
+func bootTag(boot, gen uint32) string {
+	s := strconv.FormatUint(uint64(boot), 10)
+	if gen > 0 {
+		s += "g" + strconv.FormatUint(uint64(gen), 10)
+	}
+	return s
 }
 
 // encode returns o as Submission.Origin.
@@ -40,7 +64,7 @@ func originOf(m spool.Message) (origin, bool) {
 		return legacyOrigin(m.Key)
 	}
 	var o origin
-	if err := json.Unmarshal(m.Origin, &o); err != nil || o.Link == "" {
+	if err := json.Unmarshal(m.Origin, &o); err != nil || o.Link == "" || o.Seq == 0 && len(o.Events) == 0 {
 		return origin{}, false
 	}
 	return o, true

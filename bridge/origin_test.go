@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -18,25 +19,32 @@ func TestOriginOf(t *testing.T) {
 		want   origin
 		ok     bool
 	}{
-		{"alarm mail", "line1/5/7", `{"link":"line1","boot":5,"seq":7}`, origin{"line1", 5, 7}, true},
+		{"alarm mail", "line1/5/7", `{"link":"line1","boot":5,"seq":7}`, origin{Link: "line1", Boot: 5, Seq: 7}, true},
 		// The origin is what counts, not the key.
-		{"origin only", "", `{"link":"line2","boot":1,"seq":2}`, origin{"line2", 1, 2}, true},
+		{"origin only", "", `{"link":"line2","boot":1,"seq":2}`, origin{Link: "line2", Boot: 1, Seq: 2}, true},
 		{"broken origin", "line1/5/7", `{"link":"line1","boot":"x"}`, origin{}, false},
 		{"origin of no link", "line1/5/7", `{"boot":5,"seq":7}`, origin{}, false},
 		// Queued by a plcmail before Origin: routed by the key.
-		{"legacy alarm mail", "line1/5/7", "", origin{"line1", 5, 7}, true},
-		{"legacy max ids", "a/4294967295/4294967295", "", origin{"a", 1<<32 - 1, 1<<32 - 1}, true},
+		{"legacy alarm mail", "line1/5/7", "", origin{Link: "line1", Boot: 5, Seq: 7}, true},
+		{"legacy max ids", "a/4294967295/4294967295", "", origin{Link: "a", Boot: 1<<32 - 1, Seq: 1<<32 - 1}, true},
 		{"legacy restart notice", "line1/5/7/restart", "", origin{}, false},
 		{"legacy reconciled raise", "line1/5/7/raise/17", "", origin{}, false},
 		{"legacy digest", "line1/digest/5/7", "", origin{}, false},
 		{"legacy online notice", "line1/online/1767225600000000000", "", origin{}, false},
 		{"legacy id too big", "line1/4294967296/7", "", origin{}, false},
 		{"smtp mail", "", "", origin{}, false},
+		// A repeated boot id, a HELLO's reconciliation mail, a digest.
+		{"generation", "line1/5g2/7", `{"link":"line1","boot":5,"gen":2,"seq":7}`, origin{Link: "line1", Boot: 5, Gen: 2, Seq: 7}, true},
+		{"legacy generation key", "line1/5g2/7", "", origin{}, false},
+		{"hello part", "", `{"link":"line1","boot":5,"seq":1,"parts":3}`, origin{Link: "line1", Boot: 5, Seq: 1, Parts: 3}, true},
+		{"digest", "line1/digest/5/7", `{"link":"line1","events":[{"boot":5,"seqs":[[7,9]]}]}`,
+			origin{Link: "line1", Events: []originBoot{{Boot: 5, Seqs: [][2]uint32{{7, 9}}}}}, true},
+		{"origin of nothing", "", `{"link":"line1"}`, origin{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := originOf(spool.Message{Key: tt.key, Origin: json.RawMessage(tt.origin)})
-			if got != tt.want || ok != tt.ok {
+			if !reflect.DeepEqual(got, tt.want) || ok != tt.ok {
 				t.Errorf("originOf(key %q, origin %s) = %+v, %v; want %+v, %v", tt.key, tt.origin, got, ok, tt.want, tt.ok)
 			}
 		})
@@ -55,7 +63,7 @@ func TestAlarmMailOrigin(t *testing.T) {
 	if m.Key != "line1/21/2" {
 		t.Errorf("key %q, want line1/21/2", m.Key)
 	}
-	if got, ok := originOf(m); !ok || got != (origin{"line1", 21, 2}) || string(m.Origin) != `{"link":"line1","boot":21,"seq":2}` {
+	if got, ok := originOf(m); !ok || !reflect.DeepEqual(got, origin{Link: "line1", Boot: 21, Seq: 2}) || string(m.Origin) != `{"link":"line1","boot":21,"seq":2}` {
 		t.Errorf("origin %s: %+v %v", m.Origin, got, ok)
 	}
 }
@@ -79,10 +87,10 @@ func TestDeliveryResultRouting(t *testing.T) {
 		g.b.DeliveryResult(spool.Result{Message: m, Delivered: true, Code: 250})
 	}
 	// Legacy: no origin, the key says which event.
-	g.b.DeliveryResult(spool.Result{Message: spool.Message{Key: eventKey("line1", 30, ev.Seq)}, Delivered: false, Code: 550})
+	g.b.DeliveryResult(spool.Result{Message: spool.Message{Key: eventKey("line1", 30, 0, ev.Seq)}, Delivered: false, Code: 550})
 	// With an origin the key is not read.
 	g.b.DeliveryResult(spool.Result{Message: spool.Message{Key: "ignored",
-		Origin: origin{"line1", 30, ev.Seq}.encode()}, Delivered: true, Code: 250})
+		Origin: origin{Link: "line1", Boot: 30, Seq: ev.Seq}.encode()}, Delivered: true, Code: 250})
 
 	for _, want := range []protocol.Frame{
 		{Status: protocol.DeliveryFailed, SMTPCode: 550},

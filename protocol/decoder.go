@@ -68,6 +68,12 @@ func (d *Decoder) Reset() {
 	d.discard = false
 }
 
+// Discarding reports whether the decoder is skipping the rest of a frame it
+// reported as too long, up to the delimiter that ends it. A receiver that
+// NAKs only frames it saw the delimiter of (SPEC.md 4, rule 5) answers a
+// too-long frame once this turns false again.
+func (d *Decoder) Discarding() bool { return d.discard }
+
 // Pending returns the number of bytes of an incomplete frame held by the
 // decoder (0 when it is between frames).
 func (d *Decoder) Pending() int { return d.nenc }

@@ -477,6 +477,8 @@ func generateVectors() []vector {
 	decodeRaw("malformed-hello-n-21", "n = 21 > MaxActive", withCRC(cat(hdr(1, TypeHello, 7, 1), []byte{2, 0, 0, 0, 1, 21, 21})), errH("malformed", TypeHello, 7, 1))
 	decodeRaw("malformed-hello-total-below-n", "active_total 1 < n 2", withCRC(cat(hdr(1, TypeHello, 7, 1), []byte{2, 0, 0, 0, 1, 1, 2, 17, 0, 2, 18, 0, 2})), errH("malformed", TypeHello, 7, 1))
 	decodeRaw("malformed-hello-list-truncated", "n = 2 but one entry", withCRC(cat(hdr(1, TypeHello, 7, 1), []byte{2, 0, 0, 0, 1, 2, 2, 17, 0, 2})), errH("malformed", TypeHello, 7, 1))
+	decodeRaw("malformed-heartbeat-boot-0", "boot 0 is never used, also not in a heartbeat: NAK reason 4 with boot 0 and seq 0",
+		withCRC(cat(hdr(1, TypeHeartbeat, 0, 0), []byte{10, 0, 0, 0, 1})), errH("malformed", TypeHeartbeat, 0, 0))
 	decodeRaw("malformed-heartbeat-short", "", withCRC(cat(hdr(1, TypeHeartbeat, 7, 0), []byte{10, 0, 0, 0})), errH("malformed", TypeHeartbeat, 7, 0))
 	decodeRaw("malformed-ack-empty", "", withCRC(hdr(1, TypeAck, 7, 3)), errH("malformed", TypeAck, 7, 3))
 	decodeRaw("malformed-ack-result-2", "", withCRC(cat(hdr(1, TypeAck, 7, 3), []byte{2})), errH("malformed", TypeAck, 7, 3))

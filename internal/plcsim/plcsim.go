@@ -289,3 +289,20 @@ func (p *PLC) SendReliable(ctx context.Context, f *protocol.Frame, answers <-cha
 func isAnswer(f *protocol.Frame, a protocol.Frame) bool {
 	return (a.Type == protocol.TypeAck || a.Type == protocol.TypeNak) && a.Boot == f.Boot && a.Seq == f.Seq
 }
+
+// Forge returns f on the wire after patch has changed its raw form (header
+// and payload, without the CRC, which Forge computes afterwards): for the
+// frames a correct sender never sends, such as boot 0 or a frame longer
+// than protocol.MaxFrame, which Encode refuses to build. patch may return
+// a longer or shorter slice.
+func Forge(f *protocol.Frame, patch func(raw []byte) []byte) ([]byte, error) {
+	f.Version = protocol.Version
+	raw, err := protocol.AppendRaw(nil, f)
+	if err != nil {
+		return nil, fmt.Errorf("plcsim: forge %v: %w", f.Type, err)
+	}
+	raw = patch(raw[:len(raw)-protocol.CRCLen])
+	crc := protocol.CRC16(raw)
+	raw = append(raw, byte(crc), byte(crc>>8))
+	return append(protocol.COBSEncode(nil, raw), 0), nil
+}
