@@ -4,6 +4,7 @@
 #   make cross     stripped static binaries for the usual gateway boxes in dist/, with sizes
 #   make test      the README's test command
 #   make install   build, then deploy/install.sh (root; see deploy/README.md)
+#   make openwrt   OpenWrt packages (.ipk) for MIPS, ARM and AArch64 routers in dist/
 #
 # Cross builds need nothing but Go: CGO_ENABLED=0 makes every binary static,
 # -trimpath keeps the build machine's paths out of it, -s -w drops the symbol
@@ -12,9 +13,12 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
+# nethttpomithttp2 leaves HTTP/2 out of net/http (0.5 MB of a 12 MB binary):
+# plcmail's only HTTP is OAuth token requests, which HTTP/1.1 serves as well.
+BUILDTAGS ?= nethttpomithttp2
 # -buildvcs=auto records the commit (shown by `plcmail version`) when building
 # from a git checkout, even if GOFLAGS turns it off.
-GOFLAGS_BUILD := -trimpath -buildvcs=auto -ldflags "$(LDFLAGS)"
+GOFLAGS_BUILD := -trimpath -buildvcs=auto -tags "$(BUILDTAGS)" -ldflags "$(LDFLAGS)"
 DIST    ?= dist
 
 # GOOS/GOARCH[/variant] -> dist/plcmail-<os>-<arch><variant>. The variant is
@@ -23,7 +27,16 @@ DIST    ?= dist
 # have no FPU, and a hardfloat binary dies with SIGILL on them).
 TARGETS ?= linux/amd64 linux/arm64 linux/arm/6 linux/arm/7 linux/mipsle/softfloat
 
-.PHONY: all build cross test vet install clean
+# OpenWrt architecture = GOARCH/variant, as OpenWrt's golang-values.mk picks
+# them: MIPS routers have no FPU (softfloat); arm_cortex-a7 without an FPU
+# suffix gets GOARM=5. Other OpenWrt arches of the same CPU family take the
+# same binary, e.g. OPENWRT_ARCHS="mipsel_74kc=mipsle/softfloat".
+OPENWRT_ARCHS ?= mipsel_24kc=mipsle/softfloat arm_cortex-a7=arm/5 aarch64_cortex-a53=arm64
+# Package version (IPK_VERSION): by default the git version without its "v",
+# made to start with a digit as opkg compares them, plus the release "-1".
+IPK_VERSION ?=
+
+.PHONY: all build cross test vet install clean openwrt
 
 all: build
 
@@ -47,6 +60,28 @@ cross:
 	@cd $(DIST) && for f in plcmail-*; do \
 		wc -c <$$f | awk -v f=$$f '{ printf "  %-32s %9d  %5.2f MiB\n", f, $$1, $$1/1048576 }'; done
 	@cd $(DIST) && { command -v sha256sum >/dev/null && sha256sum plcmail-* || shasum -a 256 plcmail-*; } > SHA256SUMS && echo "checksums: $(DIST)/SHA256SUMS"
+
+# openwrt builds one .ipk per OPENWRT_ARCHS entry with deploy/openwrt/ipk/build.sh
+# (tar and gzip only). The feed Makefile for the OpenWrt SDK is
+# deploy/openwrt/Makefile.
+openwrt:
+	@mkdir -p $(DIST)/openwrt && rm -f $(DIST)/openwrt/plcmail_*.ipk
+	@set -e; v='$(IPK_VERSION)'; \
+	[ -n "$$v" ] || v=$$(echo '$(VERSION)' | sed -e 's/^v//' -e '/^[0-9]/!s/^/0.0.0~/')-1; \
+	for a in $(OPENWRT_ARCHS); do \
+		owarch=$${a%%=*}; t=$${a#*=}; arch=$${t%%/*}; variant=$$(echo $$t | cut -s -d/ -f2); \
+		goarm=; gomips=; \
+		case $$arch in arm) goarm=$$variant;; mips|mipsle) gomips=$${variant:-softfloat};; esac; \
+		bin=$(DIST)/openwrt/plcmail-$$owarch; \
+		echo "build $$bin (GOARCH=$$arch$${goarm:+ GOARM=$$goarm}$${gomips:+ GOMIPS=$$gomips})"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$goarm GOMIPS=$$gomips \
+			$(GO) build $(GOFLAGS_BUILD) -o $$bin ./cmd/plcmail; \
+		sh deploy/openwrt/ipk/build.sh --binary $$bin --arch $$owarch --version "$$v" --out $(DIST)/openwrt; \
+		rm -f $$bin; \
+	done
+	@cd $(DIST)/openwrt && for f in plcmail_*.ipk; do \
+		wc -c <$$f | awk -v f=$$f '{ printf "  %-48s %9d  %5.2f MiB\n", f, $$1, $$1/1048576 }'; done
+	@echo "install on the router: opkg install /tmp/plcmail_<version>_<arch>.ipk"
 
 test:
 	$(GO) test -race ./...

@@ -209,7 +209,7 @@ fi
 if [ "$service" = 1 ]; then
 	if [ "$openwrt" = 1 ]; then
 		mkdir -p "$destdir/etc/init.d" "$destdir/lib/upgrade/keep.d"
-		cp "$here/openwrt/plcmail.init" "$destdir/etc/init.d/plcmail"
+		cp "$here/openwrt/files/plcmail.init" "$destdir/etc/init.d/plcmail"
 		chmod 0755 "$destdir/etc/init.d/plcmail"
 		# sysupgrade keeps these (config, secret and the queued mail).
 		printf '%s\n' /etc/plcmail/ >"$destdir/lib/upgrade/keep.d/plcmail"
