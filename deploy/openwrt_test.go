@@ -387,8 +387,13 @@ body = "code {{.Code}}"
 to = ["ops@example.com"]
 `), 0o640)
 	os.Remove(filepath.Join(root, "tmp/procd.log"))
+	// As in a firmware image, where every file is root's.
+	os.Chown(filepath.Join(root, "etc/plcmail/spool"), 0, 0)
 	if out, err := chroot("/etc/init.d/plcmail start"); err != nil {
 		t.Fatalf("start with a valid config: %v\n%s", err, out)
+	}
+	if out, _ := chroot("stat -c %u /etc/plcmail/spool"); strings.TrimSpace(out) != strconv.Itoa(int(uid)) {
+		t.Errorf("start left the spool owned by %q, want the plcmail uid %d", out, uid)
 	}
 	procd = read("tmp/procd.log")
 	for _, want := range []string{
