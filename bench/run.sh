@@ -870,7 +870,9 @@ report() {
 OUT=$(report)
 echo "$OUT"
 if [[ $RESULTS != - ]]; then
-	echo "$OUT" >"$RESULTS"
+	# The size section (bench/size.sh, measured separately) stays.
+	SIZE_SECTION=$([[ -f $RESULTS ]] && sed -n '/^<!-- bench\/size.sh/,$p' "$RESULTS" || true)
+	{ echo "$OUT"; [[ -z $SIZE_SECTION ]] || printf '\n%s\n' "$SIZE_SECTION"; } >"$RESULTS"
 	log "wrote $RESULTS"
 fi
 log "done in $(($(date +%s) - BENCH_START)) s"
