@@ -119,17 +119,17 @@ func TestServeMetricsAndPage(t *testing.T) {
 	up := u.Config()
 	upstream := net.JoinHostPort(up.Host, strconv.Itoa(up.Port))
 	want := map[string]float64{
-		`plcmail_frames_total{link=press-1,type=hello}`:                               1,
-		`plcmail_frames_total{link=press-1,type=heartbeat}`:                           1,
-		`plcmail_frames_total{link=press-1,type=event}`:                               3,
-		`plcmail_frames_total{link=press-1,type=ack}`:                                 4,
-		`plcmail_frames_total{link=press-1,type=delivery}`:                            3,
-		`plcmail_link_up{link=press-1}`:                                               1,
-		`plcmail_active_alarms{link=press-1}`:                                         1,
-		`plcmail_queue_messages{}`:                                                    0,
-		`plcmail_dead_letters{}`:                                                      0,
-		`plcmail_spool_corrupt_messages{}`:                                            0,
-		`plcmail_messages_delivered_total{}`:                                          3,
+		`plcmail_frames_total{link=press-1,type=hello}`:                              1,
+		`plcmail_frames_total{link=press-1,type=heartbeat}`:                          1,
+		`plcmail_frames_total{link=press-1,type=event}`:                              3,
+		`plcmail_frames_total{link=press-1,type=ack}`:                                4,
+		`plcmail_frames_total{link=press-1,type=delivery}`:                           3,
+		`plcmail_link_up{link=press-1}`:                                              1,
+		`plcmail_active_alarms{link=press-1}`:                                        1,
+		`plcmail_queue_messages{}`:                                                   0,
+		`plcmail_dead_letters{}`:                                                     0,
+		`plcmail_spool_corrupt_messages{}`:                                           0,
+		`plcmail_messages_delivered_total{}`:                                         3,
 		`plcmail_delivery_attempts_total{result=accepted,upstream=` + upstream + `}`: 3,
 		`plcmail_delivery_attempts_total{result=deferred,upstream=` + upstream + `}`: 1,
 	}
