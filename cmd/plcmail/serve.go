@@ -220,6 +220,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	if !reflect.DeepEqual(old.SMTP, cfg.SMTP) {
 		keys = append(keys, "smtp")
 	}
+	if !reflect.DeepEqual(old.HTTP, cfg.HTTP) {
+		keys = append(keys, "http") // the password file is read at each request, though
+	}
 	return keys
 }
 
