@@ -59,6 +59,8 @@ type LinkStatus struct {
 	Notices       uint64 `json:"notices"`        // offline/online/restart notices queued
 	Reconnects    uint64 `json:"reconnects"`
 	Deliveries    uint64 `json:"deliveries"` // DELIVERY frames sent
+
+	Observed // frames by type, active and recent alarms (observed.go)
 }
 
 // delivery is the final outcome of a mail that reports PLC frames: the
@@ -156,6 +158,7 @@ func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link,
 		tallies:    map[helloRef]*helloTally{},
 	}
 	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	l.status.Active = cloneActive(st.Active)
 	if len(st.pending) > 0 {
 		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
 	}
@@ -360,6 +363,7 @@ func (l *Link) emit(f *protocol.Frame, err error) {
 		return
 	}
 	l.frameSeen(now)
+	l.noteFrame(f.Type)
 	switch f.Type {
 	case protocol.TypeHello:
 		l.handleHello(f, now)
@@ -371,6 +375,7 @@ func (l *Link) emit(f *protocol.Frame, err error) {
 		// ignore it, it is not from the PLC.
 		l.log.Debug("ignoring frame of gateway type", "type", f.Type)
 	}
+	l.noteActive()
 }
 
 func (l *Link) frameError(err error, now time.Time) {
@@ -771,6 +776,7 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	l.st.apply(&r)
 	// Bookkeeping first, so that a status read after the ACK includes it.
 	l.update(func(s *LinkStatus) { s.Boot = l.st.Boot })
+	l.noteEvent(&r)
 	if r.Held == "" {
 		l.holdoff[hk] = now
 		l.update(func(s *LinkStatus) { s.Unmailed = len(l.st.unmailed) })

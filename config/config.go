@@ -41,6 +41,7 @@ type Config struct {
 	Upstream Upstream `toml:"upstream"`
 	Queue    Queue    `toml:"queue"`
 	SMTP     *SMTP    `toml:"smtp"` // nil: no listener
+	HTTP     *HTTP    `toml:"http"` // nil: no metrics/status listener (config/http.go)
 	Serial   []Serial `toml:"serial"`
 	Alarm    []Alarm  `toml:"alarm"`
 	Flood    Flood    `toml:"flood"`
@@ -196,6 +197,9 @@ func (c *Config) applyDerivedDefaults() {
 	if c.SMTP != nil {
 		c.SMTP.applyDefaults()
 	}
+	if c.HTTP != nil {
+		c.HTTP.applyDefaults()
+	}
 }
 
 // Validate checks every section and returns all problems found.
@@ -207,6 +211,9 @@ func (c *Config) Validate() Errors {
 	c.Queue.validate(v)
 	if c.SMTP != nil {
 		c.SMTP.validate(v)
+	}
+	if c.HTTP != nil {
+		c.HTTP.validate(v)
 	}
 	names := map[string]bool{}
 	for i := range c.Serial {

@@ -415,6 +415,9 @@ func TestSystemdUnitHardening(t *testing.T) {
 		{"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
 		{"SystemCallFilter", "@system-service"},
 		{"Restart", "on-failure"},
+		{"Type", "notify"},
+		{"NotifyAccess", "main"},
+		{"WatchdogSec", "60s"},
 		{"ExecStart", "/usr/local/bin/plcmail -c /etc/plcmail/plcmail.toml serve"},
 		{"ExecReload", "/bin/kill -HUP $MAINPID"},
 	} {

@@ -40,6 +40,9 @@ type Stats struct {
 	Delivered    uint64    `json:"delivered"`           // since start
 	Deferred     uint64    `json:"deferred"`
 	DeadLettered uint64    `json:"dead_lettered"`
+	// Attempts counts every delivery attempt by upstream and result
+	// (queue_attempts.go).
+	Attempts []AttemptCount `json:"attempts,omitempty"`
 }
 
 // maxProbeInterval caps the wait between connection attempts to an
@@ -117,6 +120,7 @@ type Queue struct {
 	mu       sync.Mutex
 	onResult []func(Result)
 	stats    Stats // counters and last outcomes; Stats derives Queued, Oldest, HoldUntil
+	attempts map[attemptKey]uint64
 }
 
 // QueueOptions is the delivery policy, named after Postfix's equivalents,
@@ -226,6 +230,7 @@ func (q *Queue) Stats() Stats {
 	q.smu.Unlock()
 	q.mu.Lock()
 	st := q.stats
+	st.Attempts = q.attemptCounts()
 	q.mu.Unlock()
 	st.Queued, st.Oldest, st.HoldUntil = queued, oldest, hold
 	return st
@@ -960,6 +965,7 @@ func (q *Queue) backoff(n int) time.Duration {
 }
 
 func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
+	q.countAttempt(&q.opts.Upstream, err)
 	attrs := []any{"id", m.ID, "rcpts", len(m.Envelope.To), "code", code,
 		"duration", q.now().Sub(start).Round(time.Millisecond), "attempt", m.Attempts + 1, "source", m.Source}
 	if err != nil {

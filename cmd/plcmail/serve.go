@@ -43,7 +43,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Gateway.LogLevel))
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	log := serveLogger(e, level) // systemd.go
 	return serve(ctx, e.configPath, cfg, log, level)
 }
 
@@ -104,7 +104,13 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
 	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
-	comps = append(comps, statusComponent(cfg, sp, queue, links, log))
+	collect := statusCollector(cfg, sp, queue, links)
+	comps = append(comps, statusComponent(cfg, collect, log))
+	// Metrics and the status page on [http] (cmd/plcmail/web.go).
+	if c, ok := webComponent(cfg, collect, log); ok {
+		comps = append(comps, c)
+	}
+	sd := newServiceManager(collect, log) // systemd.go
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -131,17 +137,24 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 	}
 	go func() { wg.Wait(); close(done) }()
 	log.Info("plcmail running", "components", componentNames(comps))
+	sd.ready()
 
 	for {
 		select {
 		case <-hup:
+			sd.reloading()
 			reload(path, cfg, links, log, level)
+			sd.ready()
+			continue
+		case <-sd.watchdog():
+			sd.ping()
 			continue
 		case <-ctx.Done():
 		}
 		break
 	}
 	cause := context.Cause(ctx)
+	sd.stopping()
 	log.Info("plcmail stopping", "reason", cause)
 	// The queue finishes a transaction in progress (bounded by the upstream
 	// timeout), the listener lets messages being received reach the spool.
@@ -206,6 +219,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.SMTP, cfg.SMTP) {
 		keys = append(keys, "smtp")
+	}
+	if !reflect.DeepEqual(old.HTTP, cfg.HTTP) {
+		keys = append(keys, "http") // the password file is read at each request, though
 	}
 	return keys
 }

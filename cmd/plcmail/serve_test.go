@@ -306,6 +306,7 @@ func TestRestartKeys(t *testing.T) {
 		{"queue", "queue"},
 		{"serial", ""}, // the bridge reopens a moved link on reload
 		{"smtp", "smtp"},
+		{"http", "http"},
 		{"spool", "gateway"},
 	}
 	for _, tt := range tests {
@@ -325,6 +326,8 @@ func TestRestartKeys(t *testing.T) {
 			n.Serial[0].Device = "/dev/ttyUSB1"
 		case "smtp":
 			n.SMTP = &config.SMTP{Listen: []string{"127.0.0.1:25"}}
+		case "http":
+			n.HTTP = &config.HTTP{Listen: "127.0.0.1:9469"}
 		case "spool":
 			n.Gateway.SpoolDir = "/elsewhere"
 		}

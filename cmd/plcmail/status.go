@@ -52,12 +52,12 @@ type statusSnapshot struct {
 	SMTP          []string  `json:"smtp_listen,omitempty"`
 }
 
-// statusComponent is the part of serve that answers `plcmail status`. It
-// never stops the gateway: if the socket cannot be created the gateway runs
-// on without it, and says so in the log.
-func statusComponent(cfg *config.Config, sp *spool.Spool, queue *spool.Queue, links *bridge.Bridge, log *slog.Logger) component {
+// statusCollector returns the function that takes a statusSnapshot of the
+// running gateway: for `plcmail status`, the [http] listener and the
+// watchdog alike.
+func statusCollector(cfg *config.Config, sp *spool.Spool, queue *spool.Queue, links *bridge.Bridge) func() statusSnapshot {
 	started := time.Now()
-	collect := func() statusSnapshot {
+	return func() statusSnapshot {
 		s := statusSnapshot{
 			Version: readBuildInfo().Version, PID: os.Getpid(), Config: cfg.File,
 			Started: started, Now: time.Now(), Queue: queue.Stats(), Links: links.Status(),
@@ -72,6 +72,12 @@ func statusComponent(cfg *config.Config, sp *spool.Spool, queue *spool.Queue, li
 		}
 		return s
 	}
+}
+
+// statusComponent is the part of serve that answers `plcmail status`. It
+// never stops the gateway: if the socket cannot be created the gateway runs
+// on without it, and says so in the log.
+func statusComponent(cfg *config.Config, collect func() statusSnapshot, log *slog.Logger) component {
 	path := filepath.Join(cfg.Gateway.SpoolDir, statusSocket)
 	return component{"status", func(ctx context.Context) error {
 		return serveStatus(ctx, path, collect, log.With("component", "status"))
