@@ -204,9 +204,9 @@ type spoolState struct {
 	UpstreamSince time.Time `json:"upstream_since,omitzero"`
 	Refused       []string  `json:"refused,omitempty"`
 	Via           string    `json:"via,omitempty"`
-	Died        time.Time `json:"died,omitzero"`
-	Reason      string    `json:"reason,omitempty"`
-	Code        int       `json:"code,omitempty"`
+	Died          time.Time `json:"died,omitzero"`
+	Reason        string    `json:"reason,omitempty"`
+	Code          int       `json:"code,omitempty"`
 }
 
 // Spool is the on-disk queue. It is safe for concurrent use within one
