@@ -42,11 +42,11 @@ type Config struct {
 	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
 	// nil for a single [upstream] table.
 	Upstreams []Upstream `toml:"-"`
-	Queue    Queue    `toml:"queue"`
-	SMTP     *SMTP    `toml:"smtp"` // nil: no listener
-	Serial   []Serial `toml:"serial"`
-	Alarm    []Alarm  `toml:"alarm"`
-	Flood    Flood    `toml:"flood"`
+	Queue     Queue      `toml:"queue"`
+	SMTP      *SMTP      `toml:"smtp"` // nil: no listener
+	Serial    []Serial   `toml:"serial"`
+	Alarm     []Alarm    `toml:"alarm"`
+	Flood     Flood      `toml:"flood"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
