@@ -39,14 +39,15 @@ const DefaultPath = "/etc/plcmail/plcmail.toml"
 type Config struct {
 	Gateway  Gateway  `toml:"gateway"`
 	Upstream Upstream `toml:"upstream"` // the single [upstream], or the first [[upstream]]
+	Queue    Queue    `toml:"queue"`
+	SMTP     *SMTP    `toml:"smtp"` // nil: no listener
+	Serial   []Serial `toml:"serial"`
+	Alarm    []Alarm  `toml:"alarm"`
+	Flood    Flood    `toml:"flood"`
+
 	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
 	// nil for a single [upstream] table.
 	Upstreams []Upstream `toml:"-"`
-	Queue     Queue      `toml:"queue"`
-	SMTP      *SMTP      `toml:"smtp"` // nil: no listener
-	Serial    []Serial   `toml:"serial"`
-	Alarm     []Alarm    `toml:"alarm"`
-	Flood     Flood      `toml:"flood"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
