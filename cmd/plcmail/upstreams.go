@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -79,4 +80,25 @@ func printUpstreams(w io.Writer, now time.Time, ups []spool.UpstreamStats) {
 	if !inUse {
 		fmt.Fprintln(w, "  no upstream is usable: mail waits in the queue until one answers")
 	}
+}
+
+// loginEntry returns the upstream entry `plcmail login` signs in: the one
+// named, or the first with [upstream.oauth].
+func loginEntry(cfg *config.Config, name string) (*config.Upstream, error) {
+	us, _ := cfg.UpstreamEntries()
+	for _, u := range us {
+		if name != "" && u.EntryName() != name {
+			continue
+		}
+		if u.OAuth != nil {
+			return u, nil
+		}
+		if name != "" {
+			return nil, fmt.Errorf("upstream %q in %s has no [upstream.oauth] section: nothing to sign in to", name, cfg.File)
+		}
+	}
+	if name != "" {
+		return nil, fmt.Errorf("%s has no upstream named %q (names: %s)", cfg.File, name, strings.Join(upstreamNames(cfg), ", "))
+	}
+	return nil, fmt.Errorf("%s has no [upstream.oauth] section: nothing to sign in to (see README, \"Pointing plcmail at your mail provider\")", cfg.File)
 }
