@@ -75,6 +75,12 @@ func TestKill9DuringFailover(t *testing.T) {
 		}
 		queued[id] = true
 		if i == total/2 {
+			// Kills may have kept serve from delivering so far: let the
+			// secondary carry some before the primary comes back.
+			if !d.waitRunning(10 * time.Second) {
+				t.Fatalf("serve is not running:\n%s", tail(d.logs(), 30))
+			}
+			s.Wait(t, 1, 30*time.Second)
 			p.Start() // the primary is back for the second half
 		}
 		if time.Now().After(next) {
