@@ -38,13 +38,17 @@ const DefaultPath = "/etc/plcmail/plcmail.toml"
 // user-facing contract (shared/contract.md) and must not change.
 type Config struct {
 	Gateway  Gateway  `toml:"gateway"`
-	Upstream Upstream `toml:"upstream"`
+	Upstream Upstream `toml:"upstream"` // the single [upstream], or the first [[upstream]]
 	Queue    Queue    `toml:"queue"`
 	SMTP     *SMTP    `toml:"smtp"` // nil: no listener
 	HTTP     *HTTP    `toml:"http"` // nil: no metrics/status listener (config/http.go)
 	Serial   []Serial `toml:"serial"`
 	Alarm    []Alarm  `toml:"alarm"`
 	Flood    Flood    `toml:"flood"`
+
+	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
+	// nil for a single [upstream] table.
+	Upstreams []Upstream `toml:"-"`
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
@@ -75,6 +79,7 @@ type Upstream struct {
 	From         string   `toml:"from"`
 	Timeout      Duration `toml:"timeout"` // per SMTP command and for dialing
 	OAuth        *OAuth   `toml:"oauth"`   // nil: password authentication (config/oauth.go)
+	Failover              // name, routing rules, failover timing (config/upstreams.go)
 }
 
 // Queue holds the retry policy, named after Postfix's equivalents.
@@ -178,6 +183,7 @@ func ParseAll(path string, data []byte) (*Config, Errors) {
 		return nil, Errors{decodeError(path, data, c.pos, err)}
 	}
 	d := &decoder{md: md, file: path, pos: c.pos, bad: map[string]bool{}}
+	c.decodeUpstreamList(d, top)
 	d.table(top, reflect.ValueOf(c).Elem(), "")
 	c.bad = d.bad
 	c.applyDerivedDefaults()
@@ -188,9 +194,7 @@ func ParseAll(path string, data []byte) (*Config, Errors) {
 
 // applyDerivedDefaults fills values that default to other values.
 func (c *Config) applyDerivedDefaults() {
-	if c.Upstream.Port == 587 && c.Upstream.Security == SecurityTLS && !c.pos.has("upstream.port") {
-		c.Upstream.Port = 465
-	}
+	c.applyUpstreamDefaults()
 	for i := range c.Serial {
 		c.Serial[i].applyDefaults()
 	}
@@ -206,8 +210,7 @@ func (c *Config) applyDerivedDefaults() {
 func (c *Config) Validate() Errors {
 	v := &validator{file: c.File, pos: c.pos, bad: c.bad}
 	c.Gateway.validate(v)
-	c.Upstream.validate(v)
-	c.validateOAuth(v)
+	c.validateUpstreams(v)
 	c.Queue.validate(v)
 	if c.SMTP != nil {
 		c.SMTP.validate(v)
@@ -271,63 +274,68 @@ func (g *Gateway) validate(v *validator) {
 	}
 }
 
-func (u *Upstream) validate(v *validator) {
+// validateAt checks one upstream entry at key path p ("upstream" or
+// "upstream[N]"); only the first entry needs from, the sender of alarm
+// mails.
+func (u *Upstream) validateAt(v *validator, p string, first bool) {
 	if u.Host == "" {
-		v.errf("upstream.host", "required: the mail server to relay to")
+		v.errf(p+".host", "required: the mail server to relay to")
 	}
 	if u.Port < 1 || u.Port > 65535 {
-		v.errf("upstream.port", "must be 1..65535, not %d", u.Port)
+		v.errf(p+".port", "must be 1..65535, not %d", u.Port)
 	}
 	switch u.Security {
 	case SecurityStartTLS, SecurityTLS:
 	case SecurityNone:
 		if u.Host != "" && !upstream.IsLoopbackHost(u.Host) {
-			v.errf("upstream.security", `"none" sends mail and credentials in clear; it is only allowed towards a loopback host, not %q`, u.Host)
+			v.errf(p+".security", `"none" sends mail and credentials in clear; it is only allowed towards a loopback host, not %q`, u.Host)
 		}
 	default:
-		v.errf("upstream.security", `must be "starttls", "tls" or "none", not %q`, u.Security)
+		v.errf(p+".security", `must be "starttls", "tls" or "none", not %q`, u.Security)
 	}
 	switch u.Auth {
 	case "auto", "plain", "login", "cram-md5", "xoauth2":
 		if u.Auth != "auto" && u.Username == "" {
-			v.errf("upstream.username", "required with auth = %q", u.Auth)
+			v.errf(p+".username", "required with auth = %q", u.Auth)
 		}
 	case "none":
 	default:
-		v.errf("upstream.auth", "must be auto, plain, login, cram-md5, xoauth2 or none, not %q", u.Auth)
+		v.errf(p+".auth", "must be auto, plain, login, cram-md5, xoauth2 or none, not %q", u.Auth)
 	}
 	if u.Password != "" && u.PasswordFile != "" {
-		v.errf("upstream.password_file", "set either password or password_file, not both")
+		v.errf(p+".password_file", "set either password or password_file, not both")
 	}
 	if u.PasswordFile != "" {
 		if pw, err := ReadSecret(u.PasswordFile); err != nil {
-			v.errf("upstream.password_file", "%v", err)
+			v.errf(p+".password_file", "%v", err)
 		} else if pw == "" && u.Auth != "none" {
 			// install.sh creates the file empty; a forgotten password
 			// would otherwise show up only as AUTH failures in the log.
-			v.errf("upstream.password_file", "%s is empty: put the password (or the OAuth2 token) on its first line", u.PasswordFile)
+			v.errf(p+".password_file", "%s is empty: put the password (or the OAuth2 token) on its first line", u.PasswordFile)
 		}
 	}
 	if u.Username != "" && u.Password == "" && u.PasswordFile == "" && u.Auth != "none" && u.OAuth == nil {
-		v.errf("upstream.username", "a username needs password or password_file")
+		v.errf(p+".username", "a username needs password or password_file")
 	}
 	if u.CAFile != "" {
 		if _, err := os.ReadFile(u.CAFile); err != nil {
-			v.errf("upstream.ca_file", "%v", err)
+			v.errf(p+".ca_file", "%v", err)
 		}
 	}
 	for i, fp := range u.Fingerprints {
 		if _, err := upstream.ParseFingerprint(fp); err != nil {
-			v.errf(fmt.Sprintf("upstream.tls_fingerprints[%d]", i), "%v", err)
+			v.errf(fmt.Sprintf("%s.tls_fingerprints[%d]", p, i), "%v", err)
 		}
 	}
 	if u.From == "" {
-		v.errf("upstream.from", "required: the sender address of alarm mails")
+		if first {
+			v.errf(p+".from", "required: the sender address of alarm mails")
+		}
 	} else if !looksLikeAddress(u.From) {
-		v.errf("upstream.from", "%q is not a mail address", u.From)
+		v.errf(p+".from", "%q is not a mail address", u.From)
 	}
 	if u.Timeout <= 0 {
-		v.errf("upstream.timeout", "must be positive")
+		v.errf(p+".timeout", "must be positive")
 	}
 }
 

@@ -44,15 +44,24 @@ const (
 // OAuthTokenFile is where the refresh token of the upstream is kept:
 // upstream.oauth.token_file, or one file per upstream host in the spool
 // directory, which belongs to the gateway's user.
-func (c *Config) OAuthTokenFile() string {
-	o := c.Upstream.OAuth
+func (c *Config) OAuthTokenFile() string { return c.OAuthTokenFileFor(&c.Upstream) }
+
+// OAuthTokenFileFor is OAuthTokenFile for one [[upstream]] entry: an entry
+// with a name keeps its token in NAME.json, so two accounts at one
+// provider do not share a file.
+func (c *Config) OAuthTokenFileFor(u *Upstream) string {
+	o := u.OAuth
 	if o == nil {
 		return ""
 	}
 	if o.TokenFile != "" {
 		return o.TokenFile
 	}
-	host := regexp.MustCompile(`[^A-Za-z0-9.-]+`).ReplaceAllString(c.Upstream.Host, "_")
+	base := u.Host
+	if u.Name != "" {
+		base = u.Name
+	}
+	host := regexp.MustCompile(`[^A-Za-z0-9.-]+`).ReplaceAllString(base, "_")
 	if host == "" {
 		host = "upstream"
 	}
@@ -68,14 +77,14 @@ func (o *OAuth) OAuthClientSecret() (string, error) {
 	return ReadSecret(o.ClientSecretFile)
 }
 
-// validateOAuth checks [upstream.oauth] and what it changes in [upstream].
-func (c *Config) validateOAuth(v *validator) {
-	u := &c.Upstream
+// validateOAuthAt checks [upstream.oauth] of the entry u at key path up
+// and what it changes in the entry.
+func (c *Config) validateOAuthAt(v *validator, u *Upstream, up string) {
 	o := u.OAuth
 	if o == nil {
 		return
 	}
-	const p = "upstream.oauth."
+	p := up + ".oauth."
 	switch o.Provider {
 	case OAuthMicrosoftAppOnly, OAuthMicrosoftDelegated:
 		if o.Tenant == "" && o.TokenURL == "" {
@@ -102,7 +111,7 @@ func (c *Config) validateOAuth(v *validator) {
 	if o.Provider == OAuthMicrosoftDelegated || o.Provider == OAuthGoogle {
 		// A missing token file is fine (not signed in yet: mail waits
 		// and status says so); one that others can read is not.
-		tf := c.OAuthTokenFile()
+		tf := c.OAuthTokenFileFor(u)
 		if err := CheckSecretFile(tf); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			v.errf(p+"token_file", "%v", err)
 		}
@@ -128,15 +137,15 @@ func (c *Config) validateOAuth(v *validator) {
 	switch u.Auth {
 	case "auto", "xoauth2":
 	default:
-		v.errf("upstream.auth", "must be \"auto\" or \"xoauth2\" with [upstream.oauth], not %q", u.Auth)
+		v.errf(up+".auth", "must be \"auto\" or \"xoauth2\" with [upstream.oauth], not %q", u.Auth)
 	}
 	if u.Username == "" {
-		v.errf("upstream.username", "required with [upstream.oauth]: the mailbox address the gateway sends as")
+		v.errf(up+".username", "required with [upstream.oauth]: the mailbox address the gateway sends as")
 	}
 	if u.Password != "" {
-		v.errf("upstream.password", "not used with [upstream.oauth]; remove it")
+		v.errf(up+".password", "not used with [upstream.oauth]; remove it")
 	}
 	if u.PasswordFile != "" {
-		v.errf("upstream.password_file", "not used with [upstream.oauth]; remove it")
+		v.errf(up+".password_file", "not used with [upstream.oauth]; remove it")
 	}
 }

@@ -27,6 +27,9 @@ type Result struct {
 	Delivered bool
 	Code      int    // final upstream reply code; 0 when there was none ("expired")
 	Reason    string // the upstream's reply, or "expired"
+	// Upstream names the [[upstream]] entry of the last attempt ("" when
+	// there was none).
+	Upstream string
 }
 
 // Stats is a snapshot of the delivery loop for `plcmail status`.
@@ -43,6 +46,9 @@ type Stats struct {
 	// Attempts counts every delivery attempt by upstream and result
 	// (queue_attempts.go).
 	Attempts []AttemptCount `json:"attempts,omitempty"`
+	// Upstreams is each upstream entry's state, in configuration order
+	// (one for a single [upstream]).
+	Upstreams []UpstreamStats `json:"upstreams,omitempty"`
 }
 
 // maxProbeInterval caps the wait between connection attempts to an
@@ -81,7 +87,7 @@ type Queue struct {
 	// kick tells Run that a worker is free again or that the upstream
 	// came back: dispatch now, without a rescan.
 	kick chan struct{}
-	jobs chan []Message
+	jobs chan job
 	// rescanReq makes the next Wake list the spool directory even when
 	// this process queued something (a Flush request from outside).
 	rescanReq atomic.Bool
@@ -104,7 +110,8 @@ type Queue struct {
 	removing    map[string]bool
 	removers    sync.WaitGroup
 	removeSlots chan struct{}
-	holdUntil   time.Time
+	// routes are the upstream entries with their hold state (route.go).
+	routes []*routeState
 	// With boundsKnown, no unclaimed message is due before dueBound nor
 	// can expire before expiryBound (see dispatch). They spare the loop a
 	// walk over every queued message on each Wake: after an outage with
@@ -112,9 +119,7 @@ type Queue struct {
 	// than accepting it.
 	boundsKnown           bool
 	dueBound, expiryBound time.Time
-	connFails             int
-	probing               bool // a single worker tries the upstream after an outage
-	busy                  int  // workers with a batch
+	busy                  int // workers with a batch
 
 	resultMu sync.Mutex // OnResult callbacks run one at a time
 	mu       sync.Mutex
@@ -126,7 +131,11 @@ type Queue struct {
 // QueueOptions is the delivery policy, named after Postfix's equivalents,
 // and the upstream to deliver to.
 type QueueOptions struct {
+	// Upstream is the one upstream when Routes is empty.
 	Upstream upstream.Options
+	// Routes are the upstream entries tried in order ([[upstream]]; see
+	// Route for the failover policy).
+	Routes []Route
 	// Connections is how many upstream connections deliver at once
 	// (default_destination_concurrency_limit); at least 1.
 	Connections int
@@ -150,13 +159,14 @@ func NewQueue(spool *Spool, opts QueueOptions, log *slog.Logger) (*Queue, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := opts.Upstream.Validate(); err != nil {
+	routes, err := newRoutes(&opts)
+	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	opts.Connections = max(opts.Connections, 1)
 	opts.BatchSize = max(opts.BatchSize, 1)
-	return &Queue{spool: spool, opts: opts, log: log, now: time.Now,
-		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), jobs: make(chan []Message),
+	return &Queue{spool: spool, opts: opts, log: log, now: time.Now, routes: routes,
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), jobs: make(chan job),
 		msgs: map[string]*Message{}, claimed: map[string]bool{}, settled: map[string]bool{},
 		removing: map[string]bool{}, removeSlots: make(chan struct{}, maxRemoving)}, nil
 }
@@ -226,13 +236,14 @@ func (q *Queue) Stats() Stats {
 			oldest = m.Created
 		}
 	}
-	queued, hold := len(q.msgs), q.holdUntil
+	queued := len(q.msgs)
 	q.smu.Unlock()
+	ups, hold := q.upstreamStats(q.now())
 	q.mu.Lock()
 	st := q.stats
 	st.Attempts = q.attemptCounts()
 	q.mu.Unlock()
-	st.Queued, st.Oldest, st.HoldUntil = queued, oldest, hold
+	st.Queued, st.Oldest, st.HoldUntil, st.Upstreams = queued, oldest, hold, ups
 	return st
 }
 
@@ -315,13 +326,13 @@ func (q *Queue) sleep(now time.Time) time.Duration {
 	if !q.boundsKnown {
 		q.computeBounds(now)
 	}
-	// A message waits for its retry time (or the end of a hold), or until
-	// it expires; with every worker busy, or a probe under way, only expiry
-	// can be due before a worker kicks (see dispatch, which expires only
-	// messages whose retry time has come).
+	// A message waits for its retry time (or the end of the holds of its
+	// upstreams: its wait), or until it expires; with every worker busy
+	// only expiry can be due before a worker kicks (see dispatch, which
+	// expires only messages whose retry time has come).
 	t := q.expiryBound
 	if canSend {
-		t = earlier(t, later(q.dueBound, q.holdUntil))
+		t = earlier(t, q.dueBound)
 	}
 	next = earlier(next, t)
 	q.smu.Unlock()
@@ -382,7 +393,10 @@ func (q *Queue) scan() {
 		for _, m := range q.msgs {
 			m.NextAttempt = q.lastScan
 		}
-		q.holdUntil = time.Time{}
+		for _, r := range q.routes {
+			r.holdUntil = time.Time{}
+		}
+		q.clearWaits()
 	}
 }
 
@@ -418,7 +432,7 @@ func (q *Queue) computeBounds(now time.Time) {
 // lowerBounds accounts for an unclaimed message that was added or changed.
 // The caller holds smu.
 func (q *Queue) lowerBounds(m *Message) {
-	q.dueBound = earlier(q.dueBound, m.NextAttempt)
+	q.dueBound = earlier(q.dueBound, later(m.NextAttempt, m.wait))
 	q.expiryBound = earlier(q.expiryBound, q.expiresAt(m))
 }
 
@@ -429,16 +443,22 @@ func earlier(a, b time.Time) time.Time {
 	return b
 }
 
+// job is a batch for one worker, all for one route.
+type job struct {
+	route int
+	msgs  []Message
+	probe bool // the first attempt at the route after a hold
+}
+
 // dispatch dead-letters expired messages and hands due ones to free
-// workers, oldest first, spread so that N due messages use N connections
-// (up to queue.connections) and no batch exceeds batch_size.
+// workers, oldest first, each to the route it takes (pick), spread so that
+// N due messages use N connections (up to queue.connections) and no batch
+// exceeds batch_size. A route that failed gets one batch, its probe; while
+// the probe runs, messages that may take another route take it.
 func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 	q.smu.Lock()
 	free := q.freeWorkers()
-	if now.Before(q.holdUntil) {
-		free = 0 // only expiry while the upstream is held down
-	}
-	var due, expired []*Message
+	var due, expired, unroutable []*Message
 	// Walk the queue only when something may be due or expired.
 	walk := !q.boundsKnown || free > 0 && !now.Before(q.dueBound) || !now.Before(q.expiryBound)
 	if walk {
@@ -451,29 +471,54 @@ func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 				expired = append(expired, m)
 				continue
 			}
-			if free > 0 {
+			if free > 0 && !m.wait.After(now) {
 				due = append(due, m)
 			}
 		}
 	}
-	var batches [][]Message
+	var jobs []job
 	if free > 0 && len(due) > 0 {
 		sort.Slice(due, func(i, j int) bool { return olderFirst(due[i], due[j]) })
-		per := min(q.opts.BatchSize, (len(due)+free-1)/free)
-		for len(batches) < free && len(due) > 0 {
-			n := min(per, len(due))
-			b := make([]Message, n)
-			for i, m := range due[:n] {
-				b[i] = *m
+		perRoute := make([][]*Message, len(q.routes))
+		for _, m := range due {
+			ri, until := q.pick(m, now)
+			switch {
+			case ri == -2:
 				q.claimed[m.ID] = true
+				unroutable = append(unroutable, m)
+			case ri < 0:
+				m.wait = until
+			default:
+				m.wait = time.Time{}
+				perRoute[ri] = append(perRoute[ri], m)
 			}
-			due = due[n:]
-			batches = append(batches, b)
 		}
-		q.busy += len(batches)
-		if q.connFails > 0 {
-			q.probing = true
+		for ri, ms := range perRoute {
+			r := q.routes[ri]
+			f := free
+			if r.connFails > 0 {
+				f = min(f, 1) // the upstream failed last time: one probe, not a stampede
+			}
+			if f == 0 || len(ms) == 0 {
+				continue
+			}
+			per := min(q.opts.BatchSize, (len(ms)+f-1)/f)
+			for n := 0; n < f && len(ms) > 0; n++ {
+				k := min(per, len(ms))
+				b := make([]Message, k)
+				for i, m := range ms[:k] {
+					b[i] = *m
+					q.claimed[m.ID] = true
+				}
+				ms = ms[k:]
+				jobs = append(jobs, job{route: ri, msgs: b, probe: r.connFails > 0})
+				free--
+			}
+			if r.connFails > 0 {
+				r.probing = true
+			}
 		}
+		q.busy += len(jobs)
 	}
 	if walk {
 		q.computeBounds(now) // after the claims above
@@ -482,39 +527,42 @@ func (q *Queue) dispatch(ctx context.Context, now time.Time) {
 	for i, m := range expired {
 		exp[i] = *m
 	}
+	unr := make([]Message, len(unroutable))
+	for i, m := range unroutable {
+		unr[i] = *m
+	}
 	q.smu.Unlock()
 	for i := range exp {
 		q.final(&exp[i], false, 0, "expired")
 	}
-	for i, b := range batches {
+	for i := range unr {
+		// A configuration matter (rules on every [[upstream]]), never the
+		// message's: it waits for a fixed configuration, like any retry.
+		m := &unr[i]
+		q.deferMsg(m, errors.New("no [[upstream]] entry matches this message (recipient_domains/sender_domains)"))
+		q.writeBack(m)
+	}
+	for i, j := range jobs {
 		select {
-		case q.jobs <- b:
+		case q.jobs <- j:
 		case <-ctx.Done():
-			for _, b := range batches[i:] {
-				q.batchDone(b)
+			for _, j := range jobs[i:] {
+				q.batchDone(j, j.msgs)
 			}
 			return
 		}
 	}
 }
 
-// freeWorkers returns how many workers may take a batch, the upstream hold
-// aside: after a failed connection, one probes and the others wait for it.
-// The caller holds smu.
+// freeWorkers returns how many workers may take a batch. The caller holds
+// smu.
 func (q *Queue) freeWorkers() int {
-	free := q.connections() - q.busy
-	if q.connFails > 0 {
-		if q.probing {
-			return 0
-		}
-		return min(free, 1) // the upstream failed last time: one probe, not a stampede
-	}
-	return free
+	return q.connections() - q.busy
 }
 
 // worker owns one upstream connection at a time and delivers the batches
-// Run hands it. The connection stays open for the next batch for up to
-// connIdle and carries at most batch_size messages.
+// Run hands it. The connection stays open for the next batch (to the same
+// upstream) for up to connIdle and carries at most batch_size messages.
 func (q *Queue) worker(ctx context.Context) {
 	w := &workerConn{}
 	defer w.close()
@@ -524,9 +572,13 @@ func (q *Queue) worker(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case b := <-q.jobs:
-			done := q.deliver(ctx, w, b)
-			q.batchDone(b[done:])
+		case j := <-q.jobs:
+			if w.route != j.route {
+				w.close()
+				w.route = j.route
+			}
+			done := q.deliver(ctx, w, j.route, j.msgs)
+			q.batchDone(j, j.msgs[done:])
 			if !idle.Stop() {
 				select {
 				case <-idle.C:
@@ -543,6 +595,7 @@ func (q *Queue) worker(ctx context.Context) {
 // workerConn is a worker's upstream connection and how much it carried.
 type workerConn struct {
 	uc     *upstream.Conn
+	route  int // the route uc is connected to
 	sent   int
 	reused bool // idle since the last batch: check it before use
 	// recorded is closed once the delivery of the last message this
@@ -575,10 +628,10 @@ func (w *workerConn) close() {
 // stay due) and frees the worker. The tried messages were released one by
 // one already and may by now be claimed by another worker: their claims are
 // not this batch's to drop.
-func (q *Queue) batchDone(batch []Message) {
+func (q *Queue) batchDone(j job, rest []Message) {
 	q.smu.Lock()
-	for i := range batch {
-		id := batch[i].ID
+	for i := range rest {
+		id := rest[i].ID
 		if q.claimed[id] && !q.removing[id] {
 			delete(q.claimed, id)
 			if m, ok := q.msgs[id]; ok {
@@ -587,51 +640,71 @@ func (q *Queue) batchDone(batch []Message) {
 		}
 	}
 	q.busy--
-	q.probing = false
+	if r := q.routes[j.route]; j.probe && r.probing {
+		r.probing = false
+		q.clearWaits() // messages that waited for the probe pick again
+	}
 	q.smu.Unlock()
 	q.poke()
 }
 
-// held reports whether the upstream is held down (another worker could not
+// held reports whether route ri is held down (another worker could not
 // connect): a worker that needs a new connection leaves its batch due.
-func (q *Queue) held() bool {
+func (q *Queue) held(ri int) bool {
 	q.smu.Lock()
 	defer q.smu.Unlock()
-	return q.now().Before(q.holdUntil)
+	return q.now().Before(q.routes[ri].holdUntil)
 }
 
-// connFailed records a failed connection attempt and returns until when
-// the upstream is held down. Workers failing together during one hold count
-// as one failure, so N connections do not back off N times faster.
-func (q *Queue) connFailed() time.Time {
+// connFailed records that route ri cannot deliver now and returns until
+// when it is held down. Workers failing together during one hold count as
+// one failure, so N connections do not back off N times faster.
+func (q *Queue) connFailed(ri int, err error) time.Time {
+	r := q.routes[ri]
 	q.smu.Lock()
-	defer q.smu.Unlock()
 	now := q.now()
-	if !now.Before(q.holdUntil) {
-		q.connFails++
-		q.holdUntil = now.Add(min(q.backoff(q.connFails), maxProbeInterval))
+	if !now.Before(r.holdUntil) {
+		r.connFails++
+		r.holdUntil = now.Add(min(q.backoff(r.connFails), r.ProbeInterval))
+		q.clearWaits() // its messages take the next route now
 	}
-	return q.holdUntil
+	until := r.holdUntil
+	q.smu.Unlock()
+	q.routeStats(r, func(st *UpstreamStats) {
+		st.ConnFailures++
+		st.LastError, st.LastErrorAt = err.Error(), now
+		if st.DownSince.IsZero() {
+			st.DownSince = now
+		}
+	})
+	return until
 }
 
-// connOK ends an outage; the other workers may connect again.
-func (q *Queue) connOK() {
+// connOK ends an outage of route ri; the other workers may connect again
+// and messages that went elsewhere come back to it.
+func (q *Queue) connOK(ri int) {
+	r := q.routes[ri]
 	q.smu.Lock()
-	wasDown := q.connFails > 0
-	q.connFails = 0
-	q.holdUntil = time.Time{}
-	q.probing = false
+	wasDown := r.connFails > 0
+	r.connFails = 0
+	r.holdUntil = time.Time{}
+	r.probing = false
+	if wasDown {
+		q.clearWaits()
+	}
 	q.smu.Unlock()
 	if wasDown {
+		q.routeStats(r, func(st *UpstreamStats) { st.DownSince = time.Time{} })
+		q.log.Info("queue: upstream is back", "upstream", r.Name)
 		q.poke()
 	}
 }
 
-// deliver sends a batch over the worker's connection, connecting when it
-// has none (or the one it has is broken, used up or no longer answers). It
-// returns how many messages of the batch it settled and released; the rest
-// was not tried.
-func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int {
+// deliver sends a batch over the worker's connection to route ri,
+// connecting when it has none (or the one it has is broken, used up or no
+// longer answers). It returns how many messages of the batch it settled
+// and released; the rest was not tried.
+func (q *Queue) deliver(ctx context.Context, w *workerConn, ri int, batch []Message) int {
 	w.reused = w.uc != nil
 	for i := range batch {
 		if ctx.Err() != nil {
@@ -644,7 +717,7 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 			q.final(&batch[i], false, 0, "invalid envelope, not sent: "+err.Error())
 			continue
 		}
-		if n, ok := q.ensureConn(ctx, w, batch[i:]); !ok {
+		if n, ok := q.ensureConn(ctx, w, ri, batch[i:]); !ok {
 			return i + n
 		}
 		data, ok := q.current(&batch[i])
@@ -652,18 +725,24 @@ func (q *Queue) deliver(ctx context.Context, w *workerConn, batch []Message) int
 			continue
 		}
 		w.waitRecorded()
-		q.transact(w, &batch[i], data)
+		if down := q.transact(w, ri, &batch[i], data); down {
+			// The upstream refuses every transaction now (4xx to MAIL):
+			// the rest goes back, to take the next route.
+			w.close()
+			return i + 1
+		}
 	}
 	return len(batch)
 }
 
-// ensureConn gives w a connection fit for the first message of rest: it
-// drops one that is broken or used up, checks one that was idle since the
-// last batch, and dials when there is none. It reports false when w has no
-// connection, with how many messages of rest it settled: none when the
-// upstream is held down or the worker is shutting down (they stay due,
-// untouched), all of them when the upstream could not be reached (holdRest).
-func (q *Queue) ensureConn(ctx context.Context, w *workerConn, rest []Message) (settled int, ok bool) {
+// ensureConn gives w a connection to route ri fit for the first message
+// of rest: it drops one that is broken or used up, checks one that was
+// idle since the last batch, and dials when there is none. It reports
+// false when w has no connection, with how many messages of rest it
+// settled: none when the route is held down or the worker is shutting
+// down (they stay due, untouched), all of them when the upstream could not
+// be reached (holdRest).
+func (q *Queue) ensureConn(ctx context.Context, w *workerConn, ri int, rest []Message) (settled int, ok bool) {
 	if w.uc != nil && (w.uc.Broken() || w.sent >= q.opts.BatchSize) {
 		w.close()
 	}
@@ -674,41 +753,55 @@ func (q *Queue) ensureConn(ctx context.Context, w *workerConn, rest []Message) (
 		if w.uc.Noop() != nil {
 			w.close()
 		} else {
-			q.connOK() // the upstream answers: a probe need not dial
+			q.connOK(ri) // the upstream answers: a probe need not dial
 		}
 	}
 	if w.uc != nil {
 		return 0, true
 	}
-	if q.held() {
+	if q.held(ri) {
 		return 0, false // another worker found the upstream down
 	}
 	start := q.now()
-	uc, err := upstream.Dial(ctx, q.opts.Upstream, nil)
+	uc, err := upstream.Dial(ctx, q.routes[ri].Upstream, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, false // shutting down: not a failure of the messages
 		}
-		q.holdRest(rest, start, err)
+		q.holdRest(ri, rest, start, err)
 		return len(rest), false
 	}
-	q.connOK()
+	q.connOK(ri)
 	w.uc, w.sent = uc, 0
 	return 0, true
 }
 
-// holdRest defers the untried rest of a batch until the end of the
-// upstream's hold after a failed connection: no message is at fault, so
-// each gets the upstream's backoff rather than its own (see
-// maxProbeInterval).
-func (q *Queue) holdRest(rest []Message, start time.Time, err error) {
-	until := q.connFailed()
+// holdRest handles the untried rest of a batch after route ri could not be
+// reached: no message is at fault, so each waits for the end of the
+// upstream's hold rather than its own backoff (see maxProbeInterval), or,
+// when it may take another route, goes there at once.
+func (q *Queue) holdRest(ri int, rest []Message, start time.Time, err error) {
+	until := q.connFailed(ri, err)
+	r := q.routes[ri]
+	now := q.now()
+	moved := 0
 	for i := range rest {
-		q.logAttempt(&rest[i], start, upstream.ReplyCode(err), err)
-		q.deferUntil(&rest[i], until, err)
-		q.writeBack(&rest[i])
+		m := &rest[i]
+		m.Via = r.Name
+		q.logAttempt(m, r, start, upstream.ReplyCode(err), err)
+		next := until
+		if q.hasAlternative(m, ri) {
+			next = now
+			moved++
+		}
+		q.deferUntil(m, r, next, err)
+		q.writeBack(m)
 	}
-	q.log.Warn("queue: upstream unreachable", "err", err, "messages", len(rest), "retry_at", until.Format(time.RFC3339))
+	if moved > 0 {
+		q.routeStats(r, func(st *UpstreamStats) { st.FailedOver += uint64(moved) })
+	}
+	q.log.Warn("queue: upstream cannot deliver now", "upstream", r.Name, "err", err, "messages", len(rest),
+		"to_next_upstream", moved, "retry_at", until.Format(time.RFC3339))
 }
 
 // current replaces the worker's copy m with the message as the spool has it
@@ -727,27 +820,36 @@ func (q *Queue) current(m *Message) ([]byte, bool) {
 		return nil, false
 	}
 	cur.Attempts, cur.NextAttempt, cur.LastError = m.Attempts, m.NextAttempt, m.LastError
+	cur.Upstream, cur.UpstreamSince, cur.Refused, cur.Via = m.Upstream, m.UpstreamSince, m.Refused, m.Via
 	*m = cur
 	return data, true
 }
 
-// transact runs one mail transaction for m over w's connection, then
-// settles the outcome and releases m.
-func (q *Queue) transact(w *workerConn, m *Message, data []byte) {
+// transact runs one mail transaction for m over w's connection to route
+// ri, then settles the outcome and releases m. It reports whether the
+// route cannot deliver now (4xx to MAIL FROM).
+func (q *Queue) transact(w *workerConn, ri int, m *Message, data []byte) (down bool) {
+	r := q.routes[ri]
 	t0 := q.now()
+	m.Via = r.Name
 	res, err := w.uc.Send(m.Envelope.From, m.Envelope.To, data)
 	w.sent++
 	if res.Downgrade != "" {
-		q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "what", res.Downgrade)
+		q.log.Info("queue: upstream lacks 8BITMIME; converted on the wire", "id", m.ID, "upstream", r.Name, "what", res.Downgrade)
 	}
 	code := res.Code
 	if err != nil {
 		code = upstream.ReplyCode(err)
 	}
-	q.logAttempt(m, t0, code, err)
-	if q.settle(w, m, res, err) {
+	q.logAttempt(m, r, t0, code, err)
+	if routeDown(err) {
+		q.holdRest(ri, []Message{*m}, t0, err)
+		return true
+	}
+	if q.settle(w, ri, m, res, err) {
 		q.writeBack(m)
 	}
+	return false
 }
 
 // writeBack stores a worker's copy of a message that stays queued and
@@ -770,10 +872,11 @@ func (q *Queue) forget(id string) {
 	q.smu.Unlock()
 }
 
-// settle records the outcome of one transaction durably and reports final
-// states. It returns true when m stays queued. A delivery is recorded in
-// the background; w.recorded says when it is durable.
-func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error) bool {
+// settle records the outcome of one transaction over route ri durably and
+// reports final states. It returns true when m stays queued. A delivery is
+// recorded in the background; w.recorded says when it is durable.
+func (q *Queue) settle(w *workerConn, ri int, m *Message, res upstream.Result, err error) bool {
+	r := q.routes[ri]
 	var se *upstream.SMTPError
 	rejected := rejections(res.Rejected)
 	switch {
@@ -784,13 +887,14 @@ func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error
 				q.log.Error("queue: cannot record partial delivery", "id", m.ID, "err", e)
 			}
 			m.Envelope.To, m.Rejected = res.Deferred, append(m.Rejected, rejected...)
-			q.deferMsg(m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
+			q.messageDefer(ri, m, fmt.Errorf("%d recipient(s) deferred", len(res.Deferred)))
 			return true
 		case len(rejected)+len(m.Rejected) > 0:
 			m.Attempts++ // failed for good for the rejected recipients
 			m.LastError = fmt.Sprintf("%d recipient(s) rejected", len(rejected)+len(m.Rejected))
 			q.rejectRest(m, rejected)
 		default:
+			q.routeStats(r, func(st *UpstreamStats) { st.Delivered++; st.LastSuccess = q.now() })
 			w.recorded = q.final(m, true, res.Code, res.Reply)
 		}
 	case errors.As(err, &se) && se.Temporary():
@@ -799,9 +903,16 @@ func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error
 				m.Envelope.To, m.Rejected = res.Deferred, append(m.Rejected, rejected...)
 			}
 		}
-		q.deferMsg(m, err)
+		q.messageDefer(ri, m, err)
 		return true
 	case se != nil: // permanent
+		q.routeStats(r, func(st *UpstreamStats) {
+			st.Failed++
+			st.LastError, st.LastErrorAt = se.Error(), q.now()
+		})
+		if policyRefusal(se) && q.refusedHere(ri, m, se) {
+			return true
+		}
 		m.Attempts++ // the attempt that failed for good counts too
 		m.LastError = se.Error()
 		if se.Command == "RCPT" {
@@ -810,10 +921,60 @@ func (q *Queue) settle(w *workerConn, m *Message, res upstream.Result, err error
 		}
 		q.final(m, false, se.Code, se.Error())
 	default:
-		q.deferMsg(m, err)
+		q.messageDefer(ri, m, err)
 		return true
 	}
 	return false
+}
+
+// refusedHere records a policy refusal of m by route ri and, when another
+// route may take m, sends it there at once and returns true.
+func (q *Queue) refusedHere(ri int, m *Message, se *upstream.SMTPError) bool {
+	r := q.routes[ri]
+	if !q.hasAlternative(m, ri) {
+		return false
+	}
+	m.Refused = append(m.Refused, r.Name)
+	next := q.nextRoute(m, ri)
+	if next == "" {
+		m.Refused = m.Refused[:len(m.Refused)-1]
+		return false
+	}
+	m.Upstream, m.UpstreamSince = next, time.Time{}
+	q.countFailover(r)
+	q.log.Warn("queue: refused for good by one upstream; trying the next", "id", m.ID, "upstream", r.Name,
+		"next", next, "reply", se.Error())
+	q.deferUntil(m, r, q.now(), se)
+	return true
+}
+
+// messageDefer schedules m's next attempt after a failure of its own over
+// route ri. On the entry it is on, the first such failure starts the
+// entry's failover_after; once that has passed, m moves on to the next
+// entry at once (see Route).
+func (q *Queue) messageDefer(ri int, m *Message, cause error) {
+	r := q.routes[ri]
+	now := q.now()
+	next := now.Add(q.backoff(m.Attempts + 1))
+	cands := q.candidates(m)
+	if len(cands) > 0 && cands[q.position(m, cands)] == ri {
+		if m.Upstream != r.Name || m.UpstreamSince.IsZero() {
+			m.Upstream, m.UpstreamSince = r.Name, now
+		}
+		if alt := q.nextRoute(m, ri); alt != "" {
+			deadline := m.UpstreamSince.Add(r.FailoverAfter)
+			if !now.Before(deadline) {
+				q.countFailover(r)
+				q.log.Warn("queue: moving message to the next upstream", "id", m.ID, "from", r.Name, "to", alt,
+					"reason", "failing there for failover_after "+r.FailoverAfter.String(), "err", cause)
+				m.Upstream, m.UpstreamSince = alt, time.Time{}
+				next = now
+			} else {
+				next = earlier(next, deadline)
+			}
+		}
+	}
+	q.deferUntil(m, r, next, cause)
 }
 
 // rejectRest dead-letters what is left of m after every pending recipient
@@ -922,7 +1083,7 @@ func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string,
 	}
 	fns := append([]func(Result){}, q.onResult...)
 	q.mu.Unlock()
-	r := Result{Message: *m, Delivered: delivered, Code: code, Reason: reason}
+	r := Result{Message: *m, Delivered: delivered, Code: code, Reason: reason, Upstream: m.Via}
 	q.resultMu.Lock()
 	defer q.resultMu.Unlock()
 	for _, fn := range fns {
@@ -930,24 +1091,32 @@ func (q *Queue) settleFinal(m *Message, delivered bool, code int, reason string,
 	}
 }
 
-// deferMsg schedules the next attempt of m after its own backoff.
+// deferMsg schedules the next attempt of m after its own backoff, with no
+// upstream involved.
 func (q *Queue) deferMsg(m *Message, cause error) {
-	q.deferUntil(m, q.now().Add(q.backoff(m.Attempts+1)), cause)
+	q.deferUntil(m, nil, q.now().Add(q.backoff(m.Attempts+1)), cause)
 }
 
-// deferUntil records a failed attempt of m (a claimed copy) and its next
-// attempt time; the caller writes m back.
-func (q *Queue) deferUntil(m *Message, next time.Time, cause error) {
+// deferUntil records a failed attempt of m (a claimed copy) over route r
+// (nil: none) and its next attempt time; the caller writes m back.
+func (q *Queue) deferUntil(m *Message, r *routeState, next time.Time, cause error) {
 	now := q.now()
 	m.Attempts++
 	m.NextAttempt = next
 	m.LastError = cause.Error()
-	if err := q.spool.Defer(m.ID, m.Attempts, m.NextAttempt, m.LastError); err != nil {
+	if r != nil && len(q.routes) > 1 {
+		m.LastError = r.Name + ": " + m.LastError // which upstream said so
+	}
+	if err := q.spool.deferState(m); err != nil {
 		q.log.Error("queue: cannot record retry state", "id", m.ID, "err", err)
 	}
 	q.mu.Lock()
 	q.stats.Deferred++
 	q.stats.LastError, q.stats.LastErrorAt = m.LastError, now
+	if r != nil {
+		r.st.Deferred++
+		r.st.LastError, r.st.LastErrorAt = cause.Error(), now
+	}
 	q.mu.Unlock()
 }
 
@@ -964,9 +1133,9 @@ func (q *Queue) backoff(n int) time.Duration {
 	return min(max(d, lo), hi)
 }
 
-func (q *Queue) logAttempt(m *Message, start time.Time, code int, err error) {
-	q.countAttempt(&q.opts.Upstream, err)
-	attrs := []any{"id", m.ID, "rcpts", len(m.Envelope.To), "code", code,
+func (q *Queue) logAttempt(m *Message, r *routeState, start time.Time, code int, err error) {
+	q.countAttempt(&r.Upstream, err)
+	attrs := []any{"id", m.ID, "upstream", r.Name, "rcpts", len(m.Envelope.To), "code", code,
 		"duration", q.now().Sub(start).Round(time.Millisecond), "attempt", m.Attempts + 1, "source", m.Source}
 	if err != nil {
 		q.log.Info("delivery attempt failed", append(attrs, "err", err)...)

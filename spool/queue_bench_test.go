@@ -26,8 +26,8 @@ func BenchmarkLoopPassHeldBacklog(b *testing.B) {
 				id := fmt.Sprintf("M%015d", i)
 				q.msgs[id] = &Message{ID: id, Created: now, NextAttempt: now}
 			}
-			q.holdUntil = now.Add(time.Minute)
-			q.connFails = 1
+			q.routes[0].holdUntil = now.Add(time.Minute)
+			q.routes[0].connFails = 1
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {

@@ -164,6 +164,23 @@ type Message struct {
 	// others of the same message were accepted or are still pending.
 	Rejected []Rejection `json:"rejected,omitempty"`
 
+	// Failover state (spool/route.go), kept in the state sidecar like the
+	// retry state. Upstream names the [[upstream]] entry the message is on
+	// ("": the first that matches it); UpstreamSince is when the first
+	// attempt over it failed for a reason of the message's own, which
+	// starts that entry's failover_after; Refused names the entries that
+	// refused the message for good with a reply another provider may not
+	// give; Via is the entry of the last attempt, for queue list and
+	// status.
+	Upstream      string    `json:"upstream,omitempty"`
+	UpstreamSince time.Time `json:"upstream_since,omitzero"`
+	Refused       []string  `json:"refused,omitempty"`
+	Via           string    `json:"via,omitempty"`
+
+	// wait, in the delivery loop only, is when an upstream the message
+	// may take is usable again (all of them held down or being probed).
+	wait time.Time
+
 	// Dead letters only: when and why delivery was given up, and the
 	// upstream's reply code (0 for "expired" and local errors).
 	Died   time.Time `json:"died,omitzero"`
@@ -180,12 +197,16 @@ type Rejection struct {
 
 // spoolState is the mutable part of a message, kept in a sidecar file.
 type spoolState struct {
-	Attempts    int       `json:"attempts"`
-	NextAttempt time.Time `json:"next_attempt"`
-	LastError   string    `json:"last_error,omitempty"`
-	Died        time.Time `json:"died,omitzero"`
-	Reason      string    `json:"reason,omitempty"`
-	Code        int       `json:"code,omitempty"`
+	Attempts      int       `json:"attempts"`
+	NextAttempt   time.Time `json:"next_attempt"`
+	LastError     string    `json:"last_error,omitempty"`
+	Upstream      string    `json:"upstream,omitempty"`
+	UpstreamSince time.Time `json:"upstream_since,omitzero"`
+	Refused       []string  `json:"refused,omitempty"`
+	Via           string    `json:"via,omitempty"`
+	Died          time.Time `json:"died,omitzero"`
+	Reason        string    `json:"reason,omitempty"`
+	Code          int       `json:"code,omitempty"`
 }
 
 // Spool is the on-disk queue. It is safe for concurrent use within one
@@ -555,6 +576,7 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	if st, err := readState(statePath); err == nil {
 		m.Attempts, m.NextAttempt, m.LastError = st.Attempts, st.NextAttempt, st.LastError
 		m.Died, m.Reason, m.Code = st.Died, st.Reason, st.Code
+		m.Upstream, m.UpstreamSince, m.Refused, m.Via = st.Upstream, st.UpstreamSince, st.Refused, st.Via
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		// The state is advisory: losing it only means an earlier retry.
 		s.log.Warn("spool: ignoring unreadable retry state", "id", id, "err", err)
@@ -663,6 +685,19 @@ func (s *Spool) Defer(id string, attempts int, next time.Time, lastErr string) e
 	return s.writeState(s.path(dirState, id), &st)
 }
 
+// deferState is Defer with the failover state of m (the delivery loop's
+// copy) as well.
+func (s *Spool) deferState(m *Message) error {
+	st := retryState(m)
+	return s.writeState(s.path(dirState, m.ID), &st)
+}
+
+// retryState is the mutable part of m as its sidecar keeps it.
+func retryState(m *Message) spoolState {
+	return spoolState{Attempts: m.Attempts, NextAttempt: m.NextAttempt.UTC(), LastError: m.LastError,
+		Upstream: m.Upstream, UpstreamSince: m.UpstreamSince.UTC(), Refused: m.Refused, Via: m.Via}
+}
+
 // writeState replaces a sidecar. It is fsynced but its directory is not:
 // after a crash the state may be older, which only makes a retry earlier.
 func (s *Spool) writeState(path string, st *spoolState) error {
@@ -760,8 +795,8 @@ func (s *Spool) DeadLetter(id string, code int, reason string) error {
 // that failed for good, which the state file on disk does not.
 func (s *Spool) deadLetter(m *Message, code int, reason string) error {
 	id := m.ID
-	st := spoolState{Attempts: m.Attempts, NextAttempt: m.NextAttempt, LastError: m.LastError,
-		Died: s.now().UTC(), Reason: reason, Code: code}
+	st := retryState(m)
+	st.Died, st.Reason, st.Code = s.now().UTC(), reason, code
 	if err := s.writeState(s.path(dirDead, id+".json"), &st); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 // paste back (Google), so it works over SSH on a box without a browser.
 func cmdLogin(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "login")
+	entry := fs.String("upstream", "", "with several [[upstream]] entries: the name of the one to sign in (default: the first with [upstream.oauth])")
 	if err := fs.Parse(args); err != nil {
 		return usageError("login: %v", err)
 	}
@@ -26,15 +27,16 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Upstream.OAuth == nil {
-		return fmt.Errorf("login: %s has no [upstream.oauth] section: nothing to sign in to (see README, \"Pointing plcmail at your mail provider\")", cfg.File)
+	u, err := loginEntry(cfg, *entry) // upstreams.go
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
 	}
 	// The token file belongs to the gateway's user, like the spool it
 	// lives in: root signs in as that user.
 	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	src, err := oauthSource(cfg)
+	src, err := oauthSourceFor(cfg, u)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
@@ -44,7 +46,7 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("login: %s does not exist: create it for the gateway's user first (install.sh does; or start plcmail serve once), so that the token file %s belongs to that user", parent, tf)
 		}
 	}
-	fmt.Fprintf(e.stdout, "Signing in %s for %s (%s, client %s).\n", cfg.Upstream.Username, cfg.Upstream.Host, src.Provider(), cfg.Upstream.OAuth.ClientID)
+	fmt.Fprintf(e.stdout, "Signing in %s for %s (%s, client %s).\n", u.Username, u.Host, src.Provider(), u.OAuth.ClientID)
 	// A person types; give them time, but not forever.
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()

@@ -14,11 +14,18 @@ import (
 	"github.com/plcmail/plcmail/upstream"
 )
 
-// oauthSource turns [upstream.oauth] into a token source. The client
-// secret is read at each token request, like password_file.
+// oauthSource turns [upstream.oauth] (of the first entry) into a token
+// source.
 func oauthSource(cfg *config.Config) (*oauth.Source, error) {
-	o := cfg.Upstream.OAuth
-	hc := &http.Client{Timeout: cfg.Upstream.Timeout.D()}
+	return oauthSourceFor(cfg, &cfg.Upstream)
+}
+
+// oauthSourceFor turns the [upstream.oauth] of entry u into a token
+// source. The client secret is read at each token request, like
+// password_file.
+func oauthSourceFor(cfg *config.Config, u *config.Upstream) (*oauth.Source, error) {
+	o := u.OAuth
+	hc := &http.Client{Timeout: u.Timeout.D()}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
@@ -48,7 +55,7 @@ func oauthSource(cfg *config.Config) (*oauth.Source, error) {
 		AuthURL:       o.AuthURL,
 		TokenURL:      o.TokenURL,
 		DeviceAuthURL: o.DeviceAuthURL,
-		TokenFile:     cfg.OAuthTokenFile(),
+		TokenFile:     cfg.OAuthTokenFileFor(u),
 		HTTPClient:    hc,
 		RefreshBefore: 5 * time.Minute,
 		LoginCommand:  login,
@@ -57,11 +64,11 @@ func oauthSource(cfg *config.Config) (*oauth.Source, error) {
 
 // useOAuth makes o authenticate with tokens from [upstream.oauth]:
 // auth "auto" becomes xoauth2, a refused token is refreshed once.
-func useOAuth(cfg *config.Config, o *upstream.Options) {
+func useOAuth(cfg *config.Config, u *config.Upstream, o *upstream.Options) {
 	if o.Auth == "auto" {
 		o.Auth = "xoauth2"
 	}
-	src, err := oauthSource(cfg)
+	src, err := oauthSourceFor(cfg, u)
 	if err != nil {
 		// Validation makes this unreachable but for a file changed
 		// since; the error then shows at each delivery attempt.

@@ -21,12 +21,18 @@ import (
 // the components never see config types, so they can be built in tests
 // from their options alone.
 
-// upstreamOptions turns [upstream] into the client's options. The password
-// is read at each authentication, so an edited password_file takes effect
-// at the next connection; with [upstream.oauth] the token comes from an
-// oauth.Source instead. Validation has parsed the pins already.
+// upstreamOptions turns [upstream] (the first [[upstream]]) into the
+// client's options.
 func upstreamOptions(cfg *config.Config) upstream.Options {
-	u := &cfg.Upstream
+	return upstreamOptionsFor(cfg, &cfg.Upstream)
+}
+
+// upstreamOptionsFor turns one upstream entry into the client's options.
+// The password is read at each authentication, so an edited password_file
+// takes effect at the next connection; with [upstream.oauth] the token
+// comes from an oauth.Source instead. Validation has parsed the pins
+// already.
+func upstreamOptionsFor(cfg *config.Config, u *config.Upstream) upstream.Options {
 	pins := make([][32]byte, 0, len(u.Fingerprints))
 	for _, s := range u.Fingerprints {
 		if fp, err := upstream.ParseFingerprint(s); err == nil {
@@ -46,7 +52,7 @@ func upstreamOptions(cfg *config.Config) upstream.Options {
 		Timeout:  u.Timeout.D(),
 	}
 	if u.OAuth != nil {
-		useOAuth(cfg, &o) // oauthoptions.go
+		useOAuth(cfg, u, &o) // oauthoptions.go
 	}
 	return o
 }
@@ -57,6 +63,7 @@ func queueOptions(cfg *config.Config) spool.QueueOptions {
 	q := &cfg.Queue
 	return spool.QueueOptions{
 		Upstream:    upstreamOptions(cfg),
+		Routes:      upstreamRoutes(cfg), // upstreams.go
 		Connections: q.Connections,
 		BatchSize:   q.BatchSize,
 		ScanEvery:   q.ScanEvery.D(),

@@ -63,7 +63,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 	}
 	b := readBuildInfo()
 	log.Info("plcmail starting", "version", b.Version, "commit", b.Commit, "config", cfg.File,
-		"spool", cfg.Gateway.SpoolDir, "upstream", fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port),
+		"spool", cfg.Gateway.SpoolDir, "upstream", strings.Join(upstreamNames(cfg), ", "),
 		"security", cfg.Upstream.Security, "serial_links", len(cfg.Serial), "smtp", cfg.SMTP != nil)
 
 	sp, err := spool.Open(cfg.Gateway.SpoolDir, log.With("component", "spool"))
@@ -211,7 +211,7 @@ func restartKeys(old, cfg *config.Config) []string {
 	if old.Gateway.SpoolDir != cfg.Gateway.SpoolDir || old.Gateway.Hostname != cfg.Gateway.Hostname {
 		keys = append(keys, "gateway")
 	}
-	if !reflect.DeepEqual(old.Upstream, cfg.Upstream) {
+	if !reflect.DeepEqual(old.Upstream, cfg.Upstream) || !reflect.DeepEqual(old.Upstreams, cfg.Upstreams) {
 		keys = append(keys, "upstream")
 	}
 	if !reflect.DeepEqual(old.Queue, cfg.Queue) {

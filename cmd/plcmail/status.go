@@ -282,6 +282,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 	if q.HoldUntil.After(now) {
 		fmt.Fprintf(w, "  upstream unreachable: next attempt in %s\n", age(q.HoldUntil, now))
 	}
+	printUpstreams(w, now, q.Upstreams) // upstreams.go
 	if len(s.SMTP) > 0 {
 		fmt.Fprintf(w, "\nsmtp listener: %s\n", strings.Join(s.SMTP, ", "))
 	}
