@@ -44,6 +44,7 @@ type Config struct {
 	Serial   []Serial `toml:"serial"`
 	Alarm    []Alarm  `toml:"alarm"`
 	Flood    Flood    `toml:"flood"`
+	Modbus   []Modbus `toml:"modbus"` // polled Modbus devices (config/modbus.go)
 
 	// File is the path the configuration was read from, for messages.
 	File string `toml:"-"`
@@ -196,6 +197,9 @@ func (c *Config) applyDerivedDefaults() {
 	if c.SMTP != nil {
 		c.SMTP.applyDefaults()
 	}
+	for i := range c.Modbus {
+		c.Modbus[i].applyDefaults()
+	}
 }
 
 // Validate checks every section and returns all problems found.
@@ -229,6 +233,7 @@ func (c *Config) Validate() Errors {
 		}
 	}
 	c.Flood.validate(v)
+	c.validateModbus(v)
 	return v.errs
 }
 
