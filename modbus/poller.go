@@ -350,7 +350,7 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	next := *st
 	data := p.data(d, alarmmail.KindAlarm)
 	data.Code, data.Severity = r.Code, r.Severity
-	data.Name = r.Name
+	data.Name = ruleName(t, r)
 	data.Tag, data.Unit, data.Limit, data.Setpoint = t.Name, t.Unit, r.Limit, r.Setpoint
 	data.Values = []alarmmail.Value{v.mail}
 	data.Time = now
@@ -385,6 +385,25 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	*st = next
 	delete(d.pending, key)
 	p.save(d)
+}
+
+// ruleName is the alarm's name in mails: the configured one, or the tag
+// and the limit in words ("level high-high").
+func ruleName(t *Tag, r *Rule) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	switch r.Limit {
+	case "HH":
+		return t.Name + " high-high"
+	case "H":
+		return t.Name + " high"
+	case "L":
+		return t.Name + " low"
+	case "LL":
+		return t.Name + " low-low"
+	}
+	return t.Name + " = " + strconv.FormatBool(r.State)
 }
 
 // describe says in words why the alarm is in its state.
