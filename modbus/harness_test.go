@@ -264,7 +264,7 @@ func (g *gateway) mail(key string) string {
 
 func tcpDevice(port int, tags ...Tag) Device {
 	return Device{Name: "dev", SlaveID: 1, PollInterval: 30 * time.Millisecond, OfflineAfter: 2,
-		Bus: Bus{TCP: "127.0.0.1:" + strconv.Itoa(port), Timeout: 300 * time.Millisecond, MinGap: 2 * time.Millisecond},
+		Bus:  Bus{TCP: "127.0.0.1:" + strconv.Itoa(port), Timeout: 300 * time.Millisecond, MinGap: 2 * time.Millisecond},
 		Tags: tags}
 }
 
