@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,7 +129,7 @@ default = true
 to = ["ops@example.com"]
 `
 
-func newGateway(t *testing.T, s *slave, dev Device) *gateway {
+func newGateway(t *testing.T, s *slave, dev Device, more ...Device) *gateway {
 	cfg, err := config.Parse("test.toml", []byte(testConfig))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func newGateway(t *testing.T, s *slave, dev Device) *gateway {
 	// every value set before it has been read and evaluated.
 	dev.Tags = append([]Tag{{Name: "marker", Table: Coil, Address: 99, Type: "bool", Scale: 1,
 		Rules: []Rule{{ID: "true", Name: "marker", State: true, Code: -1}}}}, dev.Tags...)
-	g := &gateway{t: t, sp: sp, slave: s, opts: Options{Devices: []Device{dev}, Templates: tmpl,
+	g := &gateway{t: t, sp: sp, slave: s, opts: Options{Devices: append([]Device{dev}, more...), Templates: tmpl,
 		StateDir: filepath.Join(dir, "spool", "modbus")}}
 	g.start()
 	t.Cleanup(g.stop)
@@ -268,7 +269,33 @@ func tcpDevice(port int, tags ...Tag) Device {
 		Tags: tags}
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	os.Exit(code)
+// newPTYPair starts socat with a pty pair and returns the gateway's and the
+// slave's device paths.
+func newPTYPair(t *testing.T) (gwPath, slavePath string) {
+	testenv.NeedTool(t, "socat", "socat")
+	tmp := t.TempDir()
+	gwPath, slavePath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttySlave")
+	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+slavePath)
+	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := socat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-socat.Process.Pid, syscall.SIGKILL); socat.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err1 := os.Stat(gwPath)
+		_, err2 := os.Stat(slavePath)
+		if err1 == nil && err2 == nil {
+			return gwPath, slavePath
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("socat did not create its ptys")
+		}
+	}
+}
+
+func rtuDevice(name, path string, slaveID uint8, tags ...Tag) Device {
+	return Device{Name: name, SlaveID: slaveID, PollInterval: 30 * time.Millisecond, OfflineAfter: 2,
+		Bus: Bus{Device: path, Baud: 19200, DataBits: 8, Parity: "none", StopBits: 1, // a pty refuses parity
+			Timeout: 300 * time.Millisecond, MinGap: 2 * time.Millisecond},
+		Tags: tags}
 }

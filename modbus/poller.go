@@ -350,6 +350,9 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	next := *st
 	data := p.data(d, alarmmail.KindAlarm)
 	data.Code, data.Severity = r.Code, r.Severity
+	if data.Severity == "" {
+		data.Severity = "alarm"
+	}
 	data.Name = ruleName(t, r)
 	data.Tag, data.Unit, data.Limit, data.Setpoint = t.Name, t.Unit, r.Limit, r.Setpoint
 	data.Values = []alarmmail.Value{v.mail}

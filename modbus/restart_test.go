@@ -85,7 +85,7 @@ func TestTCPOfflineOnline(t *testing.T) {
 		t.Errorf("offline notice:\n%s", body)
 	}
 	g.stop()
-	g.start() // still offline: no second notice
+	g.start()      // still offline: no second notice
 	s.do("hr 0 0") // H clears, noticed when the device answers again
 	s.do("unmute")
 	g.waitKey("modbus/dev/online/1")

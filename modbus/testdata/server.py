@@ -3,10 +3,10 @@
 
 usage: server.py tcp PORT | server.py rtu DEVICE
 
-Slave id 1 has 100 coils, discrete inputs, holding and input registers,
+Slave ids 1 and 2 share 100 coils, discrete inputs, holding and input registers,
 all 0, zero-based. Commands on stdin, one per line, each answered "ok":
   co|di|hr|ir ADDR VALUE...   set values (registers as unsigned 16 bit)
-  mute | unmute               stop / resume answering (timeouts)
+  mute | unmute               slave 1 stops / resumes answering (timeouts)
   crc N                       send the next N answers with a broken CRC (rtu)
 "READY" is printed once the server answers.
 """
@@ -20,7 +20,8 @@ from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, M
 from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 from pymodbus.transaction import ModbusRtuFramer, ModbusSocketFramer
 
-logging.basicConfig(level=logging.CRITICAL)
+import os
+logging.basicConfig(level=logging.DEBUG if os.environ.get("SERVER_DEBUG") else logging.CRITICAL)
 
 store = ModbusSlaveContext(
     di=ModbusSequentialDataBlock(0, [0] * 100),
@@ -29,7 +30,7 @@ store = ModbusSlaveContext(
     ir=ModbusSequentialDataBlock(0, [0] * 100),
     zero_mode=True,
 )
-context = ModbusServerContext(slaves={1: store}, single=False)
+context = ModbusServerContext(slaves={1: store, 2: store}, single=False)
 state = {"crc": 0}
 FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
 
@@ -82,7 +83,7 @@ async def main():
         await StartAsyncTcpServer(address=("127.0.0.1", port), framer=ModbusSocketFramer, **common)
     else:
         server = await StartAsyncSerialServer(port=sys.argv[2], framer=ModbusRtuFramer, baudrate=19200,
-                                              bytesize=8, parity="E", stopbits=1, defer_start=True, **common)
+                                              bytesize=8, parity="N", stopbits=1, defer_start=True, **common)
         await server.start()
         print("READY", flush=True)
         await server.serve_forever()
