@@ -317,8 +317,7 @@ func (t *ModbusTag) validate(v *validator, path string) {
 	}
 	if bits && (*t.Scale != 1 || t.Offset != 0) {
 		v.errf(path+".scale", "a bit has no scale or offset")
-	}
-	if *t.Scale == 0 || math.IsNaN(*t.Scale) || math.IsInf(*t.Scale, 0) {
+	} else if *t.Scale == 0 || math.IsNaN(*t.Scale) || math.IsInf(*t.Scale, 0) {
 		v.errf(path+".scale", "must be a finite number other than 0")
 	}
 	seen := map[string]bool{}

@@ -353,7 +353,13 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	if data.Severity == "" {
 		data.Severity = "alarm"
 	}
-	data.Name = ruleName(t, r)
+	data.Name = r.Name
+	if data.Name == "" && r.Code >= 0 {
+		data.Name = p.o.Templates.Name(r.Code) // the [[alarm]] entry's name
+	}
+	if data.Name == "" {
+		data.Name = ruleName(t, r)
+	}
 	data.Tag, data.Unit, data.Limit, data.Setpoint = t.Name, t.Unit, r.Limit, r.Setpoint
 	data.Values = []alarmmail.Value{v.mail}
 	data.Time = now
@@ -390,12 +396,9 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	p.save(d)
 }
 
-// ruleName is the alarm's name in mails: the configured one, or the tag
-// and the limit in words ("level high-high").
+// ruleName is the name of an alarm that neither the rule nor its [[alarm]]
+// entry names: the tag and the limit in words ("level high-high").
 func ruleName(t *Tag, r *Rule) string {
-	if r.Name != "" {
-		return r.Name
-	}
 	switch r.Limit {
 	case "HH":
 		return t.Name + " high-high"
