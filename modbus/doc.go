@@ -53,8 +53,10 @@
 //     waits for the line to drain after its own frame, and after a bad CRC
 //     or a short frame it waits a full frame time and flushes the port so the
 //     next request starts on a quiet, resynchronised line;
-//   - size: it adds about 0.2 MB to the static binary (no code generation,
-//     no reflection), the same order as grid-x;
+//   - size: this whole package with the library and goburrow/serial adds
+//     143 KB to the stripped static linux/amd64 binary (11.51 MB to 11.66 MB,
+//     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w"); grid-x could not
+//     be measured, as it cannot be fetched here;
 //   - exact error values (ErrBadCRC, ErrRequestTimedOut, the exception codes)
 //     that let this package tell a dead bus from a wrong register address.
 //

@@ -59,6 +59,9 @@ func decodeRegisters(t *Tag, regs []uint16) (value, error) {
 		return value{}, fmt.Errorf("tag %s: the device sent %v", t.Name, raw)
 	}
 	f := raw*t.Scale + t.Offset
+	if math.IsInf(f, 0) {
+		return value{}, fmt.Errorf("tag %s: %v scaled by %v is out of range", t.Name, raw, t.Scale)
+	}
 	if t.Scale != 1 || t.Offset != 0 {
 		mv = alarmmail.Value{Kind: "float32", F: f}
 	}
