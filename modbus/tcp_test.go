@@ -88,3 +88,17 @@ func TestTCPDelays(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestTCPExceptionIsNotOffline: a tag the device refuses (illegal data
+// address) stays unread, but the device is online and its other tags alarm.
+func TestTCPExceptionIsNotOffline(t *testing.T) {
+	port := freePort(t)
+	s := startSlave(t, "tcp", itoa(port))
+	missing := Tag{Name: "missing", Table: Holding, Address: 500, Type: "uint16", Scale: 1,
+		Rules: []Rule{{ID: "L", Limit: "L", Setpoint: 10, Code: -1}}}
+	g := newGateway(t, s, tcpDevice(port, missing, levelTag()))
+	s.do("hr 0 990")
+	g.sync()
+	g.sync()
+	g.wantKeys("modbus/dev/level/H/1", "modbus/dev/level/HH/1")
+}
