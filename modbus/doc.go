@@ -41,8 +41,9 @@
 // # The Modbus library
 //
 // The wire protocol is github.com/simonvetter/modbus (MIT). Compared with
-// the goburrow/modbus family (goburrow/modbus is unmaintained since 2019;
-// its maintained fork grid-x/modbus has the same API), it was chosen for:
+// the goburrow/modbus family (goburrow/modbus has seen hardly any change in
+// years; grid-x/modbus is its maintained fork with the same API; neither
+// could be inspected beyond its documentation here), it was chosen for:
 //
 //   - availability and maintenance: it is released on the Go module proxy
 //     (v1.6.x, no cgo, its one dependency goburrow/serial), while the
