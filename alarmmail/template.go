@@ -32,6 +32,10 @@ const (
 	KindOffline = "offline" // no frame within heartbeat_timeout
 	KindOnline  = "online"  // first frame after an offline notice
 	KindRestart = "restart" // new PLC boot id
+
+	// Polled Modbus devices (package modbus): Link is the [[modbus]] name.
+	KindDeviceOffline = "device-offline" // offline_after polls failed in a row
+	KindDeviceOnline  = "device-online"  // the first good poll after that
 )
 
 // AlarmData is what a template sees. Everything that came over the wire is
@@ -66,6 +70,14 @@ type AlarmData struct {
 
 	// Digest entries, oldest first.
 	Digest []Entry
+
+	// Modbus tag alarms (Values[0] is the tag's value); Tag is empty for
+	// framed alarms. Error is the last poll error of a device notice.
+	Tag      string
+	Unit     string
+	Limit    string  // HH | H | L | LL, "" for a boolean alarm
+	Setpoint float64 // the limit's value
+	Error    string
 }
 
 // Entry is one event in a digest or one active alarm in a restart notice.
@@ -114,7 +126,7 @@ func (v Value) String() string {
 // when the configuration has no default = true entry.
 const (
 	DefaultSubject = `[{{.Severity}}] {{.Name}}: {{.Event}}{{with .Label}} on {{.}}{{end}} ({{.Link}})`
-	DefaultBody    = `{{.Name}} (code {{.Code}}): {{.Event}}, severity {{.Severity}}
+	DefaultBody    = `{{.Name}}{{if not .Tag}} (code {{.Code}}){{end}}: {{.Event}}, severity {{.Severity}}
 {{with .Note}}
 {{.}}
 {{end}}
@@ -122,8 +134,9 @@ Link:     {{.Link}}{{with .Label}} ({{.}}){{end}}{{with .Site}}
 Site:     {{.}}{{end}}{{with .Text}}
 Text:     {{.}}{{end}}{{with .Values}}
 Values:   {{range $i, $v := .}}{{if $i}}, {{end}}{{$v}}{{end}}{{end}}
-PLC:      boot {{.Boot}}, event {{.Seq}}, uptime {{.Uptime}}
-Received: {{.Time.Format "2006-01-02 15:04:05 MST"}}
+{{if .Tag}}Tag:      {{.Tag}} = {{index .Values 0}}{{with .Unit}} {{.}}{{end}}{{with .Limit}} ({{.}} limit {{$.Setpoint}}{{with $.Unit}} {{.}}{{end}}){{end}}
+{{else}}PLC:      boot {{.Boot}}, event {{.Seq}}, uptime {{.Uptime}}
+{{end}}Received: {{.Time.Format "2006-01-02 15:04:05 MST"}}
 `
 	noticeHead = `Link:     {{.Link}}{{with .Label}} ({{.}}){{end}}{{with .Site}}
 Site:     {{.}}{{end}}
@@ -155,6 +168,22 @@ Since: {{.Time.Format "2006-01-02 15:04:05 MST"}}
 Active alarms reported by the PLC: {{len .Active}}
 {{range .Active}}  {{.Code}} {{.Name}} [{{.Severity}}]
 {{end}}`},
+	KindDeviceOffline: {
+		`[plcmail] Modbus device offline: {{.Link}}{{with .Label}} ({{.}}){{end}}`,
+		`The gateway cannot read the Modbus device: the last polls failed.
+Last error: {{.Error}}
+{{if .LastFrame.IsZero}}No good poll since the gateway started.{{else}}Last good poll: {{.LastFrame.Format "2006-01-02 15:04:05 MST"}}{{end}}
+
+` + noticeHead + `
+Its alarms keep their last state until the device answers again.
+`},
+	KindDeviceOnline: {
+		`[plcmail] Modbus device back online: {{.Link}}{{with .Label}} ({{.}}){{end}}`,
+		`The Modbus device answers again.
+Since: {{.Time.Format "2006-01-02 15:04:05 MST"}}
+
+` + noticeHead,
+	},
 	KindDigest: {
 		`[plcmail] {{len .Digest}} alarm events on {{.Link}}{{with .Label}} ({{.}}){{end}}`,
 		`These events were not mailed one by one (hold-off or rate limit):
@@ -345,6 +374,16 @@ func (t *Templates) addLinkRecipients(cfg *config.Config) config.Errors {
 		t.noticeTo[s.Name] = to
 		errs = append(errs, checkAddrs(cfg, path, s.To)...)
 	}
+	for i := range cfg.Modbus {
+		m := &cfg.Modbus[i]
+		path := fmt.Sprintf("modbus[%d].to", i)
+		to := cfg.NoticeRecipients(&config.Serial{To: m.To})
+		if len(to) == 0 && !alarmToFailed(cfg) {
+			errs = append(errs, cfg.Errorf(path, "no recipients for the device's notices and alarms: set to, or add [[alarm]] entries with to"))
+		}
+		t.noticeTo[m.Name] = to
+		errs = append(errs, checkAddrs(cfg, path, m.To)...)
+	}
 	return errs
 }
 
@@ -468,7 +507,7 @@ func (t *Templates) Render(data AlarmData) (Mail, error) {
 	switch data.Kind {
 	case KindDigest:
 		to, cc = t.digestRecipients(data)
-	case KindOffline, KindOnline, KindRestart:
+	case KindOffline, KindOnline, KindRestart, KindDeviceOffline, KindDeviceOnline:
 		to, cc = t.noticeTo[data.Link], nil
 	}
 	if len(to) == 0 {

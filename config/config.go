@@ -45,6 +45,7 @@ type Config struct {
 	Serial   []Serial `toml:"serial"`
 	Alarm    []Alarm  `toml:"alarm"`
 	Flood    Flood    `toml:"flood"`
+	Modbus   []Modbus `toml:"modbus"` // polled Modbus devices (config/modbus.go)
 
 	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
 	// nil for a single [upstream] table.
@@ -204,6 +205,9 @@ func (c *Config) applyDerivedDefaults() {
 	if c.HTTP != nil {
 		c.HTTP.applyDefaults()
 	}
+	for i := range c.Modbus {
+		c.Modbus[i].applyDefaults()
+	}
 }
 
 // Validate checks every section and returns all problems found.
@@ -239,6 +243,7 @@ func (c *Config) Validate() Errors {
 		}
 	}
 	c.Flood.validate(v)
+	c.validateModbus(v)
 	return v.errs
 }
 

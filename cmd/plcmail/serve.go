@@ -103,6 +103,12 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		}
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
+	// Polled Modbus devices (cmd/plcmail/modbus.go).
+	if c, err := modbusComponent(cfg, tmpl, sp, queue.Wake, log); err != nil {
+		return err
+	} else if c != nil {
+		comps = append(comps, *c)
+	}
 	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
 	collect := statusCollector(cfg, sp, queue, links)
 	comps = append(comps, statusComponent(cfg, collect, log))
@@ -222,6 +228,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.HTTP, cfg.HTTP) {
 		keys = append(keys, "http") // the password file is read at each request, though
+	}
+	if !reflect.DeepEqual(old.Modbus, cfg.Modbus) {
+		keys = append(keys, "modbus")
 	}
 	return keys
 }

@@ -1,0 +1,96 @@
+package modbus
+
+import (
+	"time"
+
+	"github.com/plcmail/plcmail/alarmmail"
+)
+
+// Options is everything the poller runs with.
+type Options struct {
+	Devices []Device
+	// Templates render every mail.
+	Templates *alarmmail.Templates
+	// StateDir holds one state file per device (SPOOL/modbus).
+	StateDir string
+}
+
+// Device is one slave on a bus.
+type Device struct {
+	// Name identifies the device in mails, logs, spool keys and its state
+	// file, so it must stay the same across restarts.
+	Name    string
+	Bus     Bus
+	SlaveID uint8
+	// PollInterval is the time from the start of one poll of all tags to
+	// the next.
+	PollInterval time.Duration
+	// OfflineAfter failed polls in a row make the device offline.
+	OfflineAfter int
+	Site, Label  string
+	Tags         []Tag
+}
+
+// Bus is the wire: devices with equal Bus values share one client and are
+// polled one request at a time.
+type Bus struct {
+	// TCP is host:port of a Modbus TCP server; empty for RTU.
+	TCP string
+	// Serial port settings for RTU.
+	Device   string
+	Baud     int
+	DataBits int
+	Parity   string // none | odd | even
+	StopBits int
+	// Timeout is how long one request waits for its answer.
+	Timeout time.Duration
+	// MinGap is the silence after each answer or timeout.
+	MinGap time.Duration
+}
+
+// Table is a Modbus data table.
+type Table string
+
+// The four Modbus data tables.
+const (
+	Coil          Table = "coil"
+	DiscreteInput Table = "discrete_input"
+	Holding       Table = "holding"
+	Input         Table = "input"
+)
+
+// Tag is one value of a device and its alarm rules.
+type Tag struct {
+	Name    string
+	Table   Table
+	Address uint16
+	// Type is bool, int16, uint16, int32, uint32 or float32.
+	Type string
+	// LowWordFirst swaps the two registers of a 32-bit value.
+	LowWordFirst bool
+	Scale        float64 // value = raw*Scale + Offset
+	Offset       float64
+	Unit         string
+	Rules        []Rule
+}
+
+// Rule is one alarm condition on a tag.
+type Rule struct {
+	// ID names the rule in spool keys and the state file: HH, H, L, LL,
+	// true or false.
+	ID string
+	// Name is the alarm's name in mails ("Tank 1 level high").
+	Name string
+	// Limit is HH, H, L or LL; empty for a boolean alarm.
+	Limit    string
+	Setpoint float64
+	// State is the value of a bool tag that raises a boolean alarm.
+	State    bool
+	Deadband float64
+	OnDelay  time.Duration
+	OffDelay time.Duration
+	Realarm  time.Duration
+	Severity string
+	// Code picks the [[alarm]] template; -1 for the default one.
+	Code int
+}

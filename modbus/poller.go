@@ -1,0 +1,475 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mb "github.com/simonvetter/modbus"
+
+	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/spool"
+)
+
+// Poller polls every configured device and queues their alarm mails.
+type Poller struct {
+	o    Options
+	sp   *spool.Spool
+	wake func()
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New checks o and loads every device's durable state. wake, if not nil, is
+// called after a mail is queued (the delivery loop's Wake).
+func New(o Options, sp *spool.Spool, wake func(), log *slog.Logger) (*Poller, error) {
+	if o.Templates == nil {
+		return nil, errors.New("modbus: options without templates")
+	}
+	if o.StateDir == "" {
+		return nil, errors.New("modbus: options without a state directory")
+	}
+	return &Poller{o: o, sp: sp, wake: wake, log: log, now: time.Now}, nil
+}
+
+// device is one device at run time.
+type device struct {
+	Device
+	st       *deviceState
+	pending  map[string]time.Time // rule key -> condition differs since
+	restored map[string]bool      // rules active in the state file, not yet evaluated
+	failures int
+	lastGood time.Time
+	next     time.Time
+	tagErr   map[string]string // last exception per tag, logged once
+	log      *slog.Logger
+}
+
+// Run polls until ctx ends. It returns an error only when a device's state
+// file cannot be read.
+func (p *Poller) Run(ctx context.Context) error {
+	// Devices on one wire share it whatever their timeouts say: the bus
+	// runs with the Timeout and MinGap of its first device.
+	buses := map[string][]*device{}
+	var order []string
+	for _, d := range p.o.Devices {
+		st, err := loadState(p.o.StateDir, d.Name)
+		if err != nil {
+			return err
+		}
+		dv := &device{Device: d, st: st, pending: map[string]time.Time{}, restored: map[string]bool{},
+			tagErr: map[string]string{}, lastGood: st.LastGood, log: p.log.With("device", d.Name)}
+		for k, rs := range st.Rules {
+			if rs.Active {
+				dv.restored[k] = true
+			}
+		}
+		name := busName(d.Bus)
+		if _, ok := buses[name]; !ok {
+			order = append(order, name)
+		}
+		buses[name] = append(buses[name], dv)
+	}
+	var wg sync.WaitGroup
+	for _, b := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.runBus(ctx, buses[b][0].Bus, buses[b])
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// busName is the bus in logs: the TCP address or the serial device.
+func busName(b Bus) string {
+	if b.TCP != "" {
+		return "tcp://" + b.TCP
+	}
+	return "rtu://" + b.Device
+}
+
+// runBus polls the devices of one bus, one request at a time.
+func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
+	log := p.log.With("bus", busName(b))
+	var c *mb.ModbusClient
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	start := p.now()
+	for _, d := range devs {
+		d.next = start
+	}
+	for {
+		d := devs[0]
+		for _, o := range devs[1:] {
+			if o.next.Before(d.next) {
+				d = o
+			}
+		}
+		if !sleep(ctx, d.next.Sub(p.now())) {
+			return
+		}
+		var err error
+		if c == nil {
+			c, err = openClient(b, log)
+			if err != nil {
+				c = nil
+			}
+		}
+		if err == nil {
+			err = p.poll(ctx, c, d, b.MinGap)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil && needsReopen(b, err) {
+				c.Close()
+				c = nil
+			}
+		}
+		if err != nil {
+			p.failed(d, err)
+			if c == nil && !sleep(ctx, b.MinGap) {
+				return
+			}
+		}
+		// The next poll is due one interval after this one was; a bus that
+		// cannot keep up polls as often as it can, not in a burst later.
+		d.next = d.next.Add(d.PollInterval)
+		if now := p.now(); d.next.Before(now) {
+			d.next = now
+		}
+	}
+}
+
+func openClient(b Bus, log *slog.Logger) (*mb.ModbusClient, error) {
+	conf := &mb.ClientConfiguration{Timeout: b.Timeout,
+		Logger: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if b.TCP != "" {
+		conf.URL = "tcp://" + b.TCP
+	} else {
+		conf.URL = "rtu://" + b.Device
+		conf.Speed = uint(b.Baud)
+		conf.DataBits = uint(b.DataBits)
+		conf.StopBits = uint(b.StopBits)
+		switch b.Parity {
+		case "even":
+			conf.Parity = mb.PARITY_EVEN
+		case "odd":
+			conf.Parity = mb.PARITY_ODD
+		default:
+			conf.Parity = mb.PARITY_NONE
+		}
+	}
+	c, err := mb.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("modbus: %s: %w", conf.URL, err)
+	}
+	if err := c.Open(); err != nil {
+		return nil, fmt.Errorf("modbus: open %s: %w", conf.URL, err)
+	}
+	return c, nil
+}
+
+// needsReopen reports whether err leaves the client unusable: a TCP stream
+// after any failure may hold a late answer, so it is reconnected; a serial
+// port only when the error is not a Modbus one (the port went away).
+func needsReopen(b Bus, err error) bool {
+	if b.TCP != "" {
+		return true
+	}
+	var me mb.Error
+	return !errors.As(err, &me)
+}
+
+// isException reports a Modbus exception answer: the device is there, the
+// tag is wrong (address, function) or momentarily unreadable.
+func isException(err error) bool {
+	for _, e := range []error{mb.ErrIllegalFunction, mb.ErrIllegalDataAddress, mb.ErrIllegalDataValue,
+		mb.ErrServerDeviceFailure, mb.ErrAcknowledge, mb.ErrServerDeviceBusy, mb.ErrMemoryParityError} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// read reads one tag.
+func read(c *mb.ModbusClient, t *Tag) (value, error) {
+	switch t.Table {
+	case Coil, DiscreteInput:
+		var bs []bool
+		var err error
+		if t.Table == Coil {
+			bs, err = c.ReadCoils(t.Address, 1)
+		} else {
+			bs, err = c.ReadDiscreteInputs(t.Address, 1)
+		}
+		if err != nil {
+			return value{}, err
+		}
+		if len(bs) != 1 {
+			return value{}, fmt.Errorf("modbus: %d bits for one", len(bs))
+		}
+		return boolValue(bs[0]), nil
+	}
+	rt := mb.HOLDING_REGISTER
+	if t.Table == Input {
+		rt = mb.INPUT_REGISTER
+	}
+	n := uint16(1)
+	switch t.Type {
+	case "int32", "uint32", "float32":
+		n = 2
+	}
+	regs, err := c.ReadRegisters(t.Address, n, rt)
+	if err != nil {
+		return value{}, err
+	}
+	return decodeRegisters(t, regs)
+}
+
+// poll reads every tag of d and evaluates its rules. It returns the error
+// that makes the poll a failed one (no answer, bad CRC, lost connection);
+// an exception answer only leaves that tag unread.
+func (p *Poller) poll(ctx context.Context, c *mb.ModbusClient, d *device, gap time.Duration) error {
+	vals := make([]*value, len(d.Tags))
+	for i := range d.Tags {
+		t := &d.Tags[i]
+		if err := c.SetUnitId(d.SlaveID); err != nil {
+			return err
+		}
+		v, err := read(c, t)
+		if !sleep(ctx, gap) {
+			return ctx.Err()
+		}
+		switch {
+		case err == nil:
+			vals[i] = &v
+			delete(d.tagErr, t.Name)
+		case isException(err):
+			if d.tagErr[t.Name] != err.Error() {
+				d.log.Warn("tag cannot be read; its alarms keep their state", "tag", t.Name, "err", err)
+				d.tagErr[t.Name] = err.Error()
+			}
+		default:
+			return fmt.Errorf("tag %s: %w", t.Name, err)
+		}
+	}
+	p.good(d, vals)
+	return nil
+}
+
+// failed records a failed poll of d.
+func (p *Poller) failed(d *device, err error) {
+	d.failures++
+	clear(d.pending) // delays count good readings only
+	d.log.Debug("poll failed", "failures", d.failures, "err", err)
+	if d.failures < d.OfflineAfter || d.st.Offline {
+		return
+	}
+	d.log.Warn("device offline", "failures", d.failures, "err", err)
+	data := p.data(d, alarmmail.KindDeviceOffline)
+	data.Error = err.Error()
+	data.LastFrame = d.lastGood
+	if !p.enqueue(d, data, fmt.Sprintf("modbus/%s/offline/%d", d.Name, d.st.Outages+1)) {
+		return
+	}
+	d.st.Offline = true
+	d.st.Outages++
+	p.save(d)
+}
+
+// good records a good poll of d with the values read (nil: not readable).
+func (p *Poller) good(d *device, vals []*value) {
+	now := p.now()
+	d.failures = 0
+	d.lastGood = now
+	if d.st.Offline {
+		data := p.data(d, alarmmail.KindDeviceOnline)
+		data.LastFrame = d.st.LastGood
+		if p.enqueue(d, data, fmt.Sprintf("modbus/%s/online/%d", d.Name, d.st.Outages)) {
+			d.log.Info("device back online")
+			d.st.Offline = false
+			d.st.LastGood = now
+			p.save(d)
+		}
+	}
+	for i := range d.Tags {
+		if vals[i] == nil {
+			continue
+		}
+		t := &d.Tags[i]
+		for j := range t.Rules {
+			p.evaluate(d, t, &t.Rules[j], *vals[i], now)
+		}
+	}
+}
+
+// evaluate steps one rule with a reading and mails what it asks for. The
+// new state is kept (and written) only once its mail is in the spool, so a
+// mail that could not be queued is tried again at the next poll.
+func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
+	key := t.Name + "/" + r.ID
+	st := d.st.Rules[key]
+	if st == nil {
+		st = &ruleState{}
+		d.st.Rules[key] = st
+	}
+	restored := d.restored[key]
+	delete(d.restored, key)
+	pending := d.pending[key]
+	cond := r.condition(v, st.Active)
+	ev := r.step(st, &pending, cond, now)
+	d.pending[key] = pending
+	if ev == evNone {
+		return
+	}
+	next := *st
+	data := p.data(d, alarmmail.KindAlarm)
+	data.Code, data.Severity = r.Code, r.Severity
+	if data.Severity == "" {
+		data.Severity = "alarm"
+	}
+	data.Name = r.Name
+	if data.Name == "" && r.Code >= 0 {
+		data.Name = p.o.Templates.Name(r.Code) // the [[alarm]] entry's name
+	}
+	if data.Name == "" {
+		data.Name = ruleName(t, r)
+	}
+	data.Tag, data.Unit, data.Limit, data.Setpoint = t.Name, t.Unit, r.Limit, r.Setpoint
+	data.Values = []alarmmail.Value{v.mail}
+	data.Time = now
+	spoolKey := fmt.Sprintf("modbus/%s/%s/%s/", d.Name, t.Name, r.ID)
+	switch ev {
+	case evRaise, evClear:
+		next.Active = ev == evRaise
+		next.Count++
+		next.Since = now
+		data.Event = "clear"
+		if ev == evRaise {
+			data.Event = "raise"
+			next.Mailed = now
+			next.Reminders = 0
+		} else if restored {
+			data.Note = "The alarm was active when the gateway stopped; its condition was gone at the first poll after the restart."
+		}
+		data.Text = describe(t, r, v, next.Active)
+		spoolKey += strconv.FormatUint(next.Count, 10)
+	case evRealarm:
+		next.Mailed = now
+		next.Reminders++
+		data.Event = "raise"
+		data.Note = fmt.Sprintf("Still active since %s (reminder %d).", st.Since.Format("2006-01-02 15:04:05 MST"), next.Reminders)
+		data.Text = describe(t, r, v, true)
+		spoolKey += fmt.Sprintf("%d/realarm/%d", next.Count, next.Reminders)
+	}
+	if !p.enqueue(d, data, spoolKey) {
+		return
+	}
+	d.log.Info("alarm "+data.Event, "tag", t.Name, "rule", r.ID, "value", v.mail.String(), "key", spoolKey)
+	*st = next
+	delete(d.pending, key)
+	p.save(d)
+}
+
+// ruleName is the name of an alarm that neither the rule nor its [[alarm]]
+// entry names: the tag and the limit in words ("level high-high").
+func ruleName(t *Tag, r *Rule) string {
+	switch r.Limit {
+	case "HH":
+		return t.Name + " high-high"
+	case "H":
+		return t.Name + " high"
+	case "L":
+		return t.Name + " low"
+	case "LL":
+		return t.Name + " low-low"
+	}
+	return t.Name + " = " + strconv.FormatBool(r.State)
+}
+
+// describe says in words why the alarm is in its state.
+func describe(t *Tag, r *Rule, v value, active bool) string {
+	unit := ""
+	if t.Unit != "" {
+		unit = " " + t.Unit
+	}
+	val := v.mail.String() + unit
+	if r.Limit == "" {
+		return fmt.Sprintf("%s = %s", t.Name, val)
+	}
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 7, 64) + unit }
+	high := strings.HasPrefix(r.Limit, "H")
+	switch {
+	case active && high:
+		return fmt.Sprintf("%s = %s, at or above the %s limit %s", t.Name, val, r.Limit, f(r.Setpoint))
+	case active:
+		return fmt.Sprintf("%s = %s, at or below the %s limit %s", t.Name, val, r.Limit, f(r.Setpoint))
+	case high:
+		return fmt.Sprintf("%s = %s, back below %s (%s limit %s, deadband %s)", t.Name, val, f(r.Setpoint-r.Deadband), r.Limit, f(r.Setpoint), f(r.Deadband))
+	}
+	return fmt.Sprintf("%s = %s, back above %s (%s limit %s, deadband %s)", t.Name, val, f(r.Setpoint+r.Deadband), r.Limit, f(r.Setpoint), f(r.Deadband))
+}
+
+// data starts the template data of one of d's mails.
+func (p *Poller) data(d *device, kind string) alarmmail.AlarmData {
+	port := busName(d.Bus)
+	return alarmmail.AlarmData{Kind: kind, Link: d.Name, Site: d.Site, Label: d.Label,
+		Port: fmt.Sprintf("%s, slave %d", port, d.SlaveID), Time: p.now()}
+}
+
+// enqueue renders data and queues it under key; a key the spool has seen
+// (the same transition before a crash) counts as queued.
+func (p *Poller) enqueue(d *device, data alarmmail.AlarmData, key string) bool {
+	m, err := p.o.Templates.Render(data)
+	if err != nil {
+		d.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
+		return false
+	}
+	_, err = p.sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: m.From, To: m.To}, Data: m.Data,
+		Source: "modbus:" + d.Name, Key: key})
+	if errors.Is(err, spool.ErrDuplicate) {
+		d.log.Info("mail was queued before the restart", "key", key)
+		return true
+	}
+	if err != nil {
+		d.log.Error("cannot queue mail; trying again at the next poll", "kind", data.Kind, "key", key, "err", err)
+		return false
+	}
+	if p.wake != nil {
+		p.wake()
+	}
+	return true
+}
+
+// save writes d's state; a failure is logged, the state stays in memory,
+// and a repeat after a restart is caught by the spool keys.
+func (p *Poller) save(d *device) {
+	if err := d.st.save(p.o.StateDir, d.Name); err != nil {
+		d.log.Error("cannot write alarm state", "err", err)
+	}
+}
