@@ -32,9 +32,10 @@ uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
 }  // namespace
 
 // Defined only for the sizes this file was compiled with; see PlcMail.h.
-extern const uint8_t PLCMAIL_CONFIG_SYMBOL = 0;
+// In flash: only its address is ever used.
+extern const uint8_t PLCMAIL_CONFIG_SYMBOL PROGMEM = 0;
 
-void PlcMail::init(uint8_t) { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
+void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
 
 uint32_t PlcMail::nextBootId(uint32_t stored) {
   uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0

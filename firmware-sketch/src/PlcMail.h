@@ -53,7 +53,11 @@
 // must see the same values as every sketch file: set them for the whole
 // build (compiler flags, e.g. build.extra_flags=-DPLCMAIL_QUEUE_LEN=8), not
 // with a #define in the sketch. A mismatch is a link error naming
-// plcmail_config_qN_aM instead of a silently corrupted object.
+// plcmail_config_qN_aM instead of a silently corrupted object: PlcMail.cpp
+// defines the symbol for its own sizes, and every PlcMail constructor (inline,
+// so compiled with the sketch's sizes) takes its address in an asm operand.
+// A plain read of an unused value would not do: LTO drops it, and with it
+// the undefined reference (the sketch then linked and sent nothing).
 #define PLCMAIL_PASTE_(q, a) plcmail_config_q##q##_a##a
 #define PLCMAIL_PASTE(q, a) PLCMAIL_PASTE_(q, a)
 #define PLCMAIL_CONFIG_SYMBOL PLCMAIL_PASTE(PLCMAIL_QUEUE_LEN, PLCMAIL_MAX_ACTIVE)
@@ -138,7 +142,11 @@ struct PlcMailState {
 
 class PlcMail : private PlcMailState {
  public:
-  explicit PlcMail(Stream& link) : link_(link) { init(PLCMAIL_CONFIG_SYMBOL); }
+  explicit PlcMail(Stream& link) : link_(link) {
+    // See PLCMAIL_CONFIG_SYMBOL: costs two instructions, survives LTO.
+    __asm__ __volatile__("" : : "r"(&PLCMAIL_CONFIG_SYMBOL));
+    init();
+  }
 
   // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
   // cause from MCUSR, and queues the HELLO. Call once from setup(), after the
@@ -199,7 +207,7 @@ class PlcMail : private PlcMailState {
   static uint32_t nextBootId(uint32_t stored);
 
  private:
-  void init(uint8_t configCheck);
+  void init();
   uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
                 const char* text, bool textInFlash);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity

@@ -6,7 +6,9 @@
 # then the cost of each part against its reference sketch.
 #
 # usage: extras/avr/build.sh [OUTDIR]     (default: extras/avr/build)
-# ELF files end up in OUTDIR/<sketch>-<mcu>/<sketch>.ino.elf.
+#        extras/avr/build.sh OUTDIR --one SKETCH.ino FQBN NAME [EXTRA_CFLAGS]
+#            builds that one sketch the same way (exit 1 and the log on failure)
+# ELF files end up in OUTDIR/<name>/<sketch>.ino.elf.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 lib=$(cd "$here/../.." && pwd)
@@ -24,6 +26,9 @@ hw=/usr/share/arduino/hardware
 mkdir -p "$out/libraries" "$out/tools" "$out/cache"
 ln -sfn "$lib" "$out/libraries/PlcMail"
 
+verbosity=(-quiet)
+[[ ${PLCMAIL_BUILD_VERBOSE:-} == 1 ]] && verbosity=(-verbose)
+
 # Debian 12's core needs DECIMAL_DIG for C++ (its avr-libc lacks it).
 build() { # sketch.ino fqbn name [extra cflags]
   local ino=$1 fqbn=$2 name=$3 extra=${4:-}
@@ -32,7 +37,8 @@ build() { # sketch.ino fqbn name [extra cflags]
   local hwx=()
   # arduino-builder's own platform.txt (ctags) lives outside the core in Debian.
   [[ -f /usr/share/arduino-builder/platform.txt ]] && hwx=(-hardware /usr/share/arduino-builder)
-  if ! arduino-builder -compile -quiet -warnings all \
+  # PLCMAIL_BUILD_VERBOSE=1 logs every compiler command (to check the flags).
+  if ! arduino-builder -compile "${verbosity[@]}" -warnings all \
       -hardware "$hw" "${hwx[@]}" -tools "$out/tools" -libraries "$out/libraries" \
       -build-cache "$out/cache" \
       -fqbn "$fqbn" -build-path "$dir" \
@@ -56,6 +62,11 @@ build() { # sketch.ino fqbn name [extra cflags]
     $1==".text"{t=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
     END{split(n,a,"@"); printf "SIZE %s %s %d %d\n", a[1], a[2], t+d, d+b}'
 }
+
+if [[ ${2:-} == --one ]]; then
+  build "$3" "$4" "$5" "${6:-}"
+  exit 0
+fi
 
 mega=arduino:avr:mega:cpu=atmega2560
 uno=arduino:avr:uno

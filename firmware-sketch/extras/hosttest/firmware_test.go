@@ -952,3 +952,45 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// buildOne builds one sketch with extras/avr/build.sh --one (the same
+// arduino-builder invocation as every other AVR build, compiler commands
+// logged) and returns the log and whether the build succeeded.
+func buildOne(t *testing.T, ino, fqbn, name string, extraFlags string) (string, bool) {
+	t.Helper()
+	need(t, "arduino-builder", "avr-g++", "avr-size", "arduino-ctags")
+	if _, err := os.Stat("/usr/share/arduino/hardware/arduino/avr/platform.txt"); err != nil {
+		testenv.Missing(t, "%s", "Arduino AVR core not installed (Debian: arduino-core-avr)")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(fwDir, "extras", "avr", "build.sh"), dir, "--one", ino, fqbn, name, extraFlags)
+	cmd.Env = append(os.Environ(), "PLCMAIL_BUILD_VERBOSE=1")
+	out, err := cmd.CombinedOutput()
+	log, _ := os.ReadFile(filepath.Join(dir, name, "build.log"))
+	return string(out) + string(log), err == nil
+}
+
+// TestSizeGuardWithLTO: a sketch that #defines PLCMAIL_QUEUE_LEN differently
+// from the library's own compilation must fail to link, naming the config
+// symbol, with the Arduino core's LTO flags. The same sketch with the value
+// set for the whole build links (so the failure is the guard, not the sketch).
+func TestSizeGuardWithLTO(t *testing.T) {
+	ino := filepath.Join(fwDir, "extras", "sketches", "MismatchedQueueLen", "MismatchedQueueLen.ino")
+	for _, m := range []struct{ fqbn, mcu string }{
+		{"arduino:avr:mega:cpu=atmega2560", "atmega2560"},
+		{"arduino:avr:uno", "atmega328p"},
+	} {
+		log, ok := buildOne(t, ino, m.fqbn, "Mismatch@"+m.mcu, "")
+		if !strings.Contains(log, "-flto") {
+			t.Fatalf("%s: the build did not use LTO, the test proves nothing:\n%s", m.mcu, log)
+		}
+		if ok || !strings.Contains(log, "undefined reference to `plcmail_config_q8_a8'") {
+			t.Errorf("%s: a sketch with its own PLCMAIL_QUEUE_LEN built (ok=%v) without a link error naming plcmail_config_q8_a8:\n%s", m.mcu, ok, lastLines(log, 30))
+		}
+		if log, ok := buildOne(t, ino, m.fqbn, "Matched@"+m.mcu, "-DPLCMAIL_QUEUE_LEN=8"); !ok {
+			t.Errorf("%s: with -DPLCMAIL_QUEUE_LEN=8 for the whole build it must link:\n%s", m.mcu, lastLines(log, 30))
+		}
+	}
+}
