@@ -37,16 +37,71 @@ extern const uint8_t PLCMAIL_CONFIG_SYMBOL PROGMEM = 0;
 
 void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
 
-uint32_t PlcMail::nextBootId(uint32_t stored) {
-  uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0
-  return b == 0 ? 1 : b;
+uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy) {
+  uint32_t limit = *cell;
+  // The RAM block is ours only if it ends where the cell says: random RAM
+  // after a power-up matches that by a 2^-32 chance.
+  if (block[1] == limit && block[0] != limit && limit - block[0] <= PLCMAIL_BOOT_BLOCK) return block[0]++;
+  uint32_t id = limit;
+  // Erased (or never written): a random start, far from where any other
+  // board's counter is, so a swapped or erased board repeats no id the
+  // gateway knows. The top bit stays clear: 2^31 ids before a wrap.
+  if (id == 0 || id == 0xFFFFFFFFUL) id = (entropy & 0x7FFFFFFFUL) | 1;
+  if (id > 0xFFFFFFFFUL - 2 * PLCMAIL_BOOT_BLOCK) id = 1;
+  block[0] = id + 1;
+  block[1] = *cell = id + PLCMAIL_BOOT_BLOCK;
+  return id;
 }
 
 #if defined(PLCMAIL_EEPROM_ADDR)
+#if defined(__AVR__)
+// Not cleared by the C runtime: survives a warm reset (and holds the SRAM's
+// power-up pattern after a power-on, which entropy() mixes in).
+static uint32_t bootBlock[2] __attribute__((section(".noinit")));
+
+// Entropy for a random first boot id: the low bits of ADC conversions of A0
+// and the internal band-gap at the fastest ADC clock (out of spec, so
+// noisy), the timer, and the SRAM left by the power-up. The ADC registers
+// are restored, so analogRead() works as before.
+static uint32_t entropy() {
+  uint8_t sra = ADCSRA, mux = ADMUX;
+#if defined(ADCSRB)
+  uint8_t srb = ADCSRB;
+  ADCSRB = 0;
+#endif
+#if defined(MUX5) || defined(__AVR_ATmega32U4__)
+  const uint8_t bandgap = 0x1E;
+#else
+  const uint8_t bandgap = 0x0E;
+#endif
+  uint32_t h = 2166136261UL ^ bootBlock[0] ^ bootBlock[1];
+  for (uint8_t i = 0; i < 64; i++) {
+    ADMUX = (uint8_t)(_BV(REFS0) | ((i & 1) ? bandgap : 0));
+    ADCSRA = (uint8_t)(_BV(ADEN) | _BV(ADSC) | _BV(ADIF) | 1);  // prescaler 2
+    while (ADCSRA & _BV(ADSC)) {
+    }
+    uint8_t lo = ADCL;  // ADCL first: it latches ADCH
+    h = (h ^ lo ^ ((uint16_t)ADCH << 8) ^ ((uint32_t)TCNT0 << 16)) * 16777619UL;
+  }
+  ADCSRA = (uint8_t)(sra | _BV(ADIF));
+  ADMUX = mux;
+#if defined(ADCSRB)
+  ADCSRB = srb;
+#endif
+  return h;
+}
+#else
+// Host tests: the fake's RAM block and entropy.
+#define bootBlock fakeBootBlock
+static uint32_t entropy() { return fakeEntropy; }
+#endif
+
 void PlcMail::begin() {
   uint32_t* cell = (uint32_t*)(uintptr_t)(PLCMAIL_EEPROM_ADDR);
-  uint32_t b = nextBootId(eeprom_read_dword(cell));
-  eeprom_update_dword(cell, b);
+  uint32_t stored = eeprom_read_dword(cell), limit = stored;
+  uint32_t b = takeBootId(&limit, bootBlock, limit == 0 || limit == 0xFFFFFFFFUL ? entropy() : 0);
+  // One EEPROM write per power-on or per PLCMAIL_BOOT_BLOCK warm resets.
+  if (limit != stored) eeprom_update_dword(cell, limit);
   uint8_t cause = 0;
 #if defined(MCUSR)
   cause = MCUSR & 0x0F;

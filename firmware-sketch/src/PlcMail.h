@@ -49,6 +49,17 @@
 #define PLCMAIL_EEPROM_ADDR (E2END - 3)
 #endif
 
+// Boot ids (SPEC.md 4: a boot id must not repeat) come from a 4-byte cell in
+// EEPROM holding the first id not yet handed out. Each EEPROM write reserves
+// PLCMAIL_BOOT_BLOCK ids; the rest of the block waits in RAM that survives a
+// warm reset (.noinit), so only a power-on, or every PLCMAIL_BOOT_BLOCK-th
+// warm reset (watchdog, reset pin, DTR, brown-out), writes the cell. An
+// erased cell (new chip, chip erase, board swap) starts at a random id from
+// ADC noise and the power-up state of SRAM, not at 1.
+#ifndef PLCMAIL_BOOT_BLOCK
+#define PLCMAIL_BOOT_BLOCK 256UL
+#endif
+
 // These sizes shape the PlcMail object, so the library's own PlcMail.cpp
 // must see the same values as every sketch file: set them for the whole
 // build (compiler flags, e.g. build.extra_flags=-DPLCMAIL_QUEUE_LEN=8), not
@@ -203,8 +214,13 @@ class PlcMail : private PlcMailState {
   // Sequence number of the oldest frame not yet ACKed (valid when pending()).
   uint32_t headSeq() const;
 
-  // Host-test hook: the boot counter step begin() uses, over a 4-byte cell.
-  static uint32_t nextBootId(uint32_t stored);
+  // The boot id begin() takes (see PLCMAIL_BOOT_BLOCK). cell is the EEPROM
+  // cell's value: the first id not yet handed out, or erased (0xFFFFFFFF,
+  // and 0) for a random start from entropy. block holds {next, limit} of the
+  // ids reserved but not yet used, kept in RAM across a warm reset; it is
+  // only trusted when its limit equals the cell. Both are updated. Public
+  // for the host tests.
+  static uint32_t takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy);
 
  private:
   void init();

@@ -629,8 +629,9 @@ func TestSimulatedFirmwareFrames(t *testing.T) {
 	s2 := startSim(t, "-e", eeprom, "-p", "E4=1", "-p", "E5=0", fw)
 	r2 := openPTY(t, s2.pty)
 	h2 := r2.next(t, simTimeout)
-	if h2.Type != protocol.TypeHello || h2.Seq != 1 || h2.Boot != hello.Boot+1 {
-		t.Fatalf("after restart %+v, want HELLO seq 1 boot %d", h2, hello.Boot+1)
+	// A power-on reserves the next block of ids (PLCMAIL_BOOT_BLOCK, 256).
+	if h2.Type != protocol.TypeHello || h2.Seq != 1 || h2.Boot != hello.Boot+256 {
+		t.Fatalf("after restart %+v, want HELLO seq 1 boot %d", h2, hello.Boot+256)
 	}
 	if h2.NActive != 1 || h2.Active[0].Code != 18 || h2.ActiveTotal != 1 {
 		t.Fatalf("snapshot %+v, want alarm 18 only", h2.ActiveAlarms())
@@ -724,15 +725,75 @@ func TestSimulatedPLCThroughGateway(t *testing.T) {
 		t.Skip("runs for about 30 s of real time")
 	}
 	fw := elf(t, "UsbSerialAlarms")
-	exe := buildGateway(t)
-	up := startUpstream(t)
 	dir := t.TempDir()
 	// The gateway opens a stable link name, as it would /dev/serial/by-id/...;
 	// a restart of plcsim (the PLC's power cycle) replaces it like a replug.
 	tty := filepath.Join(dir, "ttyPLC")
 	eeprom := filepath.Join(dir, "eeprom.bin")
 	s := startSim(t, "-e", eeprom, "-l", tty, "-p", "E4=1", "-p", "E5=1", fw)
+	g, up := startGatewayFor(t, dir, tty)
 
+	// want holds "code=17 event=raise boot=B1 seq=2" style keys of the
+	// alarm mails expected.
+	want := map[string]bool{}
+	boot, seq := 1, 1 // the HELLO is seq 1
+	step := func(pin string, v int, code int, event string) {
+		s.pin(pin, v)
+		seq++
+		want[fmt.Sprintf("code=%d event=%s boot=B%d seq=%d", code, event, boot, seq)] = true
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	// Phase 1: the gateway is up.
+	step("E4", 0, 17, "raise")
+	step("E4", 1, 17, "clear")
+	step("E4", 0, 17, "raise")
+	step("E4", 1, 17, "clear")
+	up.waitAlarms(t, want, 20*time.Second)
+
+	// Phase 2: the gateway crashes; three events (the PLC's queue holds
+	// four) wait in the PLC and are retransmitted with backoff.
+	g.signal(syscall.SIGKILL)
+	step("E4", 0, 17, "raise")
+	step("E5", 0, 18, "raise")
+	step("E4", 1, 17, "clear")
+	time.Sleep(2 * time.Second)
+	g.start()
+	up.waitAlarms(t, want, 40*time.Second)
+
+	// Phase 3: an event on the wire while the gateway shuts down cleanly.
+	step("E5", 1, 18, "clear")
+	g.signal(syscall.SIGTERM)
+	time.Sleep(1 * time.Second)
+	g.start()
+	up.waitAlarms(t, want, 40*time.Second)
+
+	// Phase 4: the PLC loses power with the door open; at boot it is still
+	// open, so alarm 17 travels in the HELLO snapshot: the gateway knew it
+	// was active and mails nothing for it. Closing the door is a new event
+	// of the new boot.
+	step("E4", 0, 17, "raise")
+	up.waitAlarms(t, want, 40*time.Second)
+	s.stop()
+	time.Sleep(500 * time.Millisecond)
+	s = startSim(t, "-e", eeprom, "-l", tty, "-p", "E4=0", "-p", "E5=1", fw)
+	boot, seq = 2, 1
+	time.Sleep(3 * time.Second) // the gateway finds the new device and takes the HELLO
+	step("E4", 1, 17, "clear")
+	up.waitAlarms(t, want, 40*time.Second)
+
+	// Nothing doubled, even after retransmissions settle.
+	time.Sleep(3 * time.Second)
+	up.checkExactlyOnce(t, want)
+}
+
+// startGatewayFor starts `plcmail serve` with its spool in dir and one
+// [[serial]] link "sim" on tty, mailing to a fresh test upstream; every
+// alarm mail's subject is "alarm code=.. event=.. boot=.. seq=..".
+func startGatewayFor(t *testing.T, dir, tty string) (*gateway, *upstream) {
+	t.Helper()
+	exe := buildGateway(t)
+	up := startUpstream(t)
 	cfg := filepath.Join(dir, "plcmail.toml")
 	cfgText := fmt.Sprintf(`
 [gateway]
@@ -783,58 +844,60 @@ to      = ["ops@example.com"]
 		}
 	})
 
-	// want holds "code=17 event=raise boot=1 seq=2" style keys of the
-	// alarm mails expected.
-	want := map[string]bool{}
-	boot, seq := 1, 1 // the HELLO is seq 1
-	step := func(pin string, v int, code int, event string) {
-		s.pin(pin, v)
-		seq++
-		want[fmt.Sprintf("code=%d event=%s boot=%d seq=%d", code, event, boot, seq)] = true
-		time.Sleep(300 * time.Millisecond)
+	return g, up
+}
+
+// TestSimulatedEraseThroughGateway: the PLC's EEPROM is erased between two
+// boots (a chip erase, or the board swapped for a new one). The second boot
+// must not reuse the first one's id (the firmware used to restart at 1): its
+// events reach the real gateway as new keys and are mailed, and the gateway
+// mails a restart notice naming both ids.
+func TestSimulatedEraseThroughGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 15 s of real time")
 	}
-
-	// Phase 1: the gateway is up.
-	step("E4", 0, 17, "raise")
-	step("E4", 1, 17, "clear")
-	step("E4", 0, 17, "raise")
-	step("E4", 1, 17, "clear")
-	up.waitAlarms(t, want, 20*time.Second)
-
-	// Phase 2: the gateway crashes; three events (the PLC's queue holds
-	// four) wait in the PLC and are retransmitted with backoff.
-	g.signal(syscall.SIGKILL)
-	step("E4", 0, 17, "raise")
-	step("E5", 0, 18, "raise")
-	step("E4", 1, 17, "clear")
-	time.Sleep(2 * time.Second)
-	g.start()
-	up.waitAlarms(t, want, 40*time.Second)
-
-	// Phase 3: an event on the wire while the gateway shuts down cleanly.
-	step("E5", 1, 18, "clear")
-	g.signal(syscall.SIGTERM)
-	time.Sleep(1 * time.Second)
-	g.start()
-	up.waitAlarms(t, want, 40*time.Second)
-
-	// Phase 4: the PLC loses power with the door open; at boot it is still
-	// open, so alarm 17 travels in the HELLO snapshot: the gateway knew it
-	// was active and mails nothing for it. Closing the door is a new event
-	// of the new boot.
-	step("E4", 0, 17, "raise")
+	fw := elf(t, "UsbSerialAlarms")
+	dir := t.TempDir()
+	tty := filepath.Join(dir, "ttyPLC")
+	eeprom := filepath.Join(dir, "eeprom.bin")
+	want := map[string]bool{}
+	var s *sim
+	boot := 0
+	bootAndEvents := func() {
+		// -E: the EEPROM starts erased (the file is saved over at exit).
+		s = startSim(t, "-e", eeprom, "-E", "-l", tty, "-p", "E4=1", "-p", "E5=1", fw)
+		boot++
+		for i, ev := range []string{"raise", "clear"} {
+			time.Sleep(2 * time.Second) // the gateway finds the device and takes the HELLO
+			s.pin("E4", i)
+			want[fmt.Sprintf("code=17 event=%s boot=B%d seq=%d", ev, boot, i+2)] = true
+		}
+	}
+	bootAndEvents()
+	_, up := startGatewayFor(t, dir, tty)
 	up.waitAlarms(t, want, 40*time.Second)
 	s.stop()
 	time.Sleep(500 * time.Millisecond)
-	s = startSim(t, "-e", eeprom, "-l", tty, "-p", "E4=0", "-p", "E5=1", fw)
-	boot, seq = 2, 1
-	time.Sleep(3 * time.Second) // the gateway finds the new device and takes the HELLO
-	step("E4", 1, 17, "clear")
+	bootAndEvents()
 	up.waitAlarms(t, want, 40*time.Second)
-
-	// Nothing doubled, even after retransmissions settle.
-	time.Sleep(3 * time.Second)
+	time.Sleep(2 * time.Second)
 	up.checkExactlyOnce(t, want)
+	_, boots := up.alarmsAndBoots()
+	for _, b := range boots {
+		if b == "1" {
+			t.Errorf("boot id 1 after an erased EEPROM: not a random start")
+		}
+	}
+	notice := false
+	for _, subj := range up.subjects() {
+		if strings.Contains(strings.ToLower(subj), "restart") {
+			notice = true
+		}
+	}
+	if !notice {
+		t.Errorf("no restart notice for the second boot (ids %v): %q", boots, up.subjects())
+	}
+	t.Logf("boot ids after erased EEPROMs: %v", boots)
 }
 
 // upstream is the repository's test SMTP server (mailertest: go-smtp on
@@ -864,16 +927,32 @@ func (u *upstream) subjects() []string {
 	return s
 }
 
-// alarms returns how many alarm mails arrived per "code=.. event=.. boot=.. seq=.." key.
+// alarms returns how many alarm mails arrived per "code=.. event=.. boot=B1
+// seq=.." key. Boot ids are random after an EEPROM erase, so each is named
+// by the order it first appeared in: B1, B2, ... (a repeated id is the same
+// name again, and the mails of the later boot then have none of their own).
 func (u *upstream) alarms() map[string]int {
+	got, _ := u.alarmsAndBoots()
+	return got
+}
+
+func (u *upstream) alarmsAndBoots() (map[string]int, []string) {
 	got := map[string]int{}
-	re := regexp.MustCompile(`^alarm (code=\d+ event=\w+ boot=\d+ seq=\d+)$`)
+	var boots []string
+	alias := map[string]string{}
+	re := regexp.MustCompile(`^alarm (code=\d+ event=\w+) boot=(\d+) (seq=\d+)$`)
 	for _, s := range u.subjects() {
 		if m := re.FindStringSubmatch(s); m != nil {
-			got[m[1]]++
+			b, ok := alias[m[2]]
+			if !ok {
+				boots = append(boots, m[2])
+				b = fmt.Sprintf("B%d", len(boots))
+				alias[m[2]] = b
+			}
+			got[m[1]+" boot="+b+" "+m[3]]++
 		}
 	}
-	return got
+	return got, boots
 }
 
 func (u *upstream) waitAlarms(t *testing.T, want map[string]bool, timeout time.Duration) {

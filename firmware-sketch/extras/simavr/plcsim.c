@@ -14,6 +14,13 @@
  * EEPROM is loaded from FILE at start and saved back at exit, so a restart
  * of plcsim is a reboot of the PLC with its EEPROM kept.
  *
+ * Analog noise: every ADC conversion of a pin (ADC0..15) reads a random
+ * voltage from /dev/urandom, as a floating or noisy input would; and the SRAM
+ * holds random bytes at start, like a chip after power-up (simavr zeroes it).
+ * Both are entropy the firmware may use (a random first boot id after an
+ * EEPROM erase); -E (erased) starts with an erased EEPROM even if the -e
+ * file exists (and then saves over it).
+ *
  * Time: the simulated clock is held to the wall clock (at most a few ms
  * ahead), so the firmware's millis() and the gateway's timeouts agree.
  *
@@ -27,7 +34,7 @@
  * With -l PATH a symlink to the pty is (re)made at PATH, a stable device name
  * for the gateway's config across restarts of plcsim (like socat's link=).
  *
- * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]]
+ * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]]
  *               [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf
  */
 #define _GNU_SOURCE
@@ -44,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <simavr/avr_adc.h>
 #include <simavr/avr_eeprom.h>
 #include <simavr/avr_ioport.h>
 #include <simavr/avr_uart.h>
@@ -260,6 +268,34 @@ static void eeprom_io(avr_t *avr, const char *path, int save) {
 	avr_ioctl(avr, AVR_IOCTL_EEPROM_SET, &d);
 }
 
+static FILE *urandom;
+
+static uint32_t random32(void) {
+	uint32_t v = 0;
+	if (!urandom || fread(&v, sizeof v, 1, urandom) != 1) v = (uint32_t)rand();
+	return v;
+}
+
+/* A conversion starts: give its pin a noisy voltage (millivolts). */
+static void adc_trigger_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	avr_t *avr = param;
+	union {
+		avr_adc_mux_t mux;
+		uint32_t v;
+	} m = {.v = value};
+	if (m.mux.kind != ADC_MUX_SINGLE || m.mux.src > 15) return;
+	avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_ADC0 + m.mux.src), random32() % 5001);
+}
+
+static void power_up_noise(avr_t *avr) {
+	urandom = fopen("/dev/urandom", "rb");
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	for (uint32_t a = (uint32_t)avr->ioend + 1; a <= avr->ramend; a++) avr->data[a] = (uint8_t)random32();
+	avr_irq_t *trig = avr_io_getirq(avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_OUT_TRIGGER);
+	if (trig) avr_irq_register_notify(trig, adc_trigger_hook, avr);
+}
+
 static uint64_t now_ns(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -282,14 +318,15 @@ int main(int argc, char **argv) {
 	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL;
 	char uart = '0';
 	uint32_t freq = 16000000;
-	int opt, to_stdout = 0, dial_ms = 100;
+	int opt, to_stdout = 0, dial_ms = 100, erased = 0;
 	char *pins[16];
 	int npins = 0;
-	while ((opt = getopt(argc, argv, "m:f:e:p:l:t:T:u:r:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:f:e:Ep:l:t:T:u:r:x")) != -1) {
 		switch (opt) {
 		case 'm': mcu = optarg; break;
 		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'e': eeprom = optarg; break;
+		case 'E': erased = 1; break;
 		case 'p': if (npins < 16) pins[npins++] = optarg; break;
 		case 't': tcp = optarg; break;
 		case 'T': dial_ms = atoi(optarg); break;
@@ -298,7 +335,7 @@ int main(int argc, char **argv) {
 		case 'r': de_pin = optarg; break;
 		case 'x': to_stdout = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
 			return 2;
 		}
 	}
@@ -334,7 +371,8 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 	dup2(saved_stdout, 1);
 	close(saved_stdout);
-	eeprom_io(avr, eeprom, 0);
+	if (!erased) eeprom_io(avr, eeprom, 0);
+	power_up_noise(avr);
 	for (int i = 0; i < npins; i++) {
 		char spec[8];
 		int v;

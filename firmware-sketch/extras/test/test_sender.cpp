@@ -3,6 +3,7 @@
 // test_protocol.cpp checks against the shared vectors) and compared field by
 // field.
 #include <deque>
+#include <set>
 
 #include "PlcMail.h"
 #include "testing.h"
@@ -16,6 +17,8 @@ uint8_t fakePins[128];
 uint8_t fakePinModes[128];
 uint8_t fakeMCUSR;
 uint8_t fakeEeprom[4096];
+uint32_t fakeEntropy;
+uint32_t fakeBootBlock[2];
 uint32_t millis() { return fakeMillis; }
 
 namespace {
@@ -351,9 +354,18 @@ void testHelloFrozenWhileOnTheWire() {
   CHECK_EQ(pm.activeCount(), 2);
 }
 
+uint32_t eepromCell() {
+  uint32_t cell;
+  memcpy(&cell, fakeEeprom + E2END - 3, 4);
+  return cell;
+}
+
 void testRebootNewBootIdFromEeprom() {
   reset();
   memset(fakeEeprom, 0xFF, sizeof fakeEeprom);  // erased chip
+  fakeBootBlock[0] = 0x12345678;                 // SRAM after power-up
+  fakeBootBlock[1] = 0x9ABCDEF0;
+  fakeEntropy = 0xC0FFEE00;
   uint32_t bootA, bootB;
   {
     FakeLink link;
@@ -362,7 +374,8 @@ void testRebootNewBootIdFromEeprom() {
     pm.begin();
     CHECK_EQ(fakeMCUSR, 0);  // cleared for the next reset
     bootA = pm.bootId();
-    CHECK_EQ(bootA, 1);
+    CHECK_EQ(bootA, 0x40FFEE01);  // from the entropy, not 1
+    CHECK_EQ(eepromCell(), bootA + PLCMAIL_BOOT_BLOCK);
     pm.poll();
     link.ack(bootA, 1);
     pm.raise(17, PLCMAIL_ALARM);
@@ -376,10 +389,11 @@ void testRebootNewBootIdFromEeprom() {
   {
     FakeLink link;
     PlcMail pm(link);
-    fakeMCUSR = 8;  // watchdog
+    fakeMCUSR = 8;  // watchdog: RAM kept, no EEPROM write
     pm.begin();
     bootB = pm.bootId();
-    CHECK_EQ(bootB, 2);
+    CHECK_EQ(bootB, bootA + 1);
+    CHECK_EQ(eepromCell(), bootA + PLCMAIL_BOOT_BLOCK);
     pm.raise(17, PLCMAIL_ALARM);  // the sketch re-raises what is active at boot
     pm.poll();
     auto fs = link.frames();
@@ -391,11 +405,43 @@ void testRebootNewBootIdFromEeprom() {
     CHECK_EQ(fs[0].nActive, 1);
     CHECK_EQ(fs[0].active[0].code, 17);
   }
-  uint32_t cell;
-  memcpy(&cell, fakeEeprom + E2END - 3, 4);
-  CHECK_EQ(cell, 2);
-  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFEu), 0xFFFFFFFFu);
-  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFFu), 1);  // 0 is never a boot id
+  // The EEPROM is erased again (or the board swapped) with the same
+  // entropy: the id still differs from both, because the SRAM differs.
+  memset(fakeEeprom, 0xFF, sizeof fakeEeprom);
+  {
+    FakeLink link;
+    PlcMail pm(link);
+    fakeEntropy = 0x0BADCAFE;
+    pm.begin();
+    CHECK(pm.bootId() != bootA && pm.bootId() != bootB);
+    CHECK(pm.bootId() != 1);
+  }
+}
+
+// A reset loop writes the EEPROM cell once per PLCMAIL_BOOT_BLOCK warm
+// resets and never hands out an id twice, also across power-ons.
+void testBootIdWearAndUniqueness() {
+  uint32_t cell = 0xFFFFFFFF, block[2] = {0xDEAD, 0xBEEF};
+  std::set<uint32_t> seen;
+  int writes = 0;
+  for (int boot = 0; boot < 5000; boot++) {
+    if (boot % 700 == 0) {  // power cut: RAM garbage
+      block[0] = (uint32_t)boot * 2654435761u;
+      block[1] = block[0] ^ 0x5555;
+    }
+    uint32_t before = cell;
+    uint32_t id = PlcMail::takeBootId(&cell, block, 0x7777);
+    if (cell != before) writes++;
+    CHECK(id != 0 && id != 0xFFFFFFFF);
+    CHECK(seen.insert(id).second);  // never repeated
+  }
+  // 5000 warm resets and 8 power-ons: 20 blocks of 256 plus one per power-on.
+  CHECK(writes <= 5000 / (int)PLCMAIL_BOOT_BLOCK + 8);
+  // Near the top of the range the counter wraps to 1, never to 0.
+  cell = 0xFFFFFFFF - PLCMAIL_BOOT_BLOCK;
+  block[0] = block[1] = 0;
+  CHECK_EQ(PlcMail::takeBootId(&cell, block, 0), 1);
+  CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
 }
 
 void testHeartbeat() {
@@ -619,6 +665,7 @@ int main() {
   RUN(testQueueFullResyncs);
   RUN(testHelloFrozenWhileOnTheWire);
   RUN(testRebootNewBootIdFromEeprom);
+  RUN(testBootIdWearAndUniqueness);
   RUN(testHeartbeat);
   RUN(testDeliveryStatus);
   RUN(testNoiseAndSplitReplies);
