@@ -423,8 +423,10 @@ void PlcMail::handleFrame() {
   bool ours = memcmp(raw + 2, &boot_, 4) == 0;
   bool head = ours && sent_ && seq == headSeq();
   if (type == kTypeAck) {
-    // A late or repeated ACK for a frame already done is ignored.
-    if (head) finishHead(PLCMAIL_QUEUED, arg);
+    // A late or repeated ACK for a frame already done is ignored, and so is
+    // a malformed one (SPEC.md 3.4: result 0 or 1, one payload byte): it
+    // does not say the gateway has the frame, the timer retransmits it.
+    if (head && arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
   } else if (type == kTypeNak) {
     if (arg == kNakBadFrame) {
       if (sent_) retransmitNow_ = true;

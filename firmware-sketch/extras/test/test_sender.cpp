@@ -85,6 +85,19 @@ class FakeLink : public Stream {
     in.insert(in.end(), enc, enc + m);
     in.push_back(0);
   }
+  // Queues a gateway frame of any content, valid or not (encodeRaw refuses
+  // what validate() calls malformed): type, boot, seq, payload, right CRC.
+  void replyRaw(uint8_t type, uint32_t boot, uint32_t seq, const std::vector<uint8_t>& payload) {
+    uint8_t raw[kMaxFrame], enc[kMaxEncoded + 1];
+    FrameWriter w(raw, sizeof raw);
+    w.header(type, boot, seq);
+    w.bytes(payload.data(), (uint8_t)payload.size());
+    uint8_t n = w.finish();
+    CHECK(n > 0);
+    size_t m = cobsEncode(raw, n, enc);
+    in.insert(in.end(), enc, enc + m);
+    in.push_back(0);
+  }
   void ack(uint32_t boot, uint32_t seq, uint8_t result = 0) {
     Frame f = {};
     f.version = 1;
@@ -248,6 +261,33 @@ void testAckAdvancesAndDuplicateAckIgnored() {
   CHECK_EQ(pm.pending(), 0);
   runUntil(pm, fakeMillis + 5000);
   CHECK(link.frames().empty());  // nothing is retransmitted after its ACK
+}
+
+// SPEC.md 3.4: an ACK result other than 0 (queued) or 1 (duplicate) is
+// malformed, and so is an ACK with more than its one payload byte: neither
+// says the gateway has the frame, so the sender keeps it and retransmits.
+void testMalformedAckIgnored() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(11, 0);
+  pm.poll();
+  link.frames();
+  for (uint8_t result : {2, 7, 0x80, 0xFF}) link.replyRaw(kTypeAck, 11, 1, {result});
+  link.replyRaw(kTypeAck, 11, 1, {0, 0});  // too long
+  pm.poll();
+  CHECK_EQ(pm.pending(), 1);
+  CHECK(statuses.empty());
+  runUntil(pm, fakeMillis + 1300);
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);  // the HELLO again: still not ACKed
+  CHECK_EQ(fs[0].type, kTypeHello);
+  link.replyRaw(kTypeAck, 11, 1, {1});
+  pm.poll();
+  CHECK_EQ(pm.pending(), 0);
+  CHECK_EQ(statuses.size(), 1);
+  CHECK_EQ(statuses[0].detail, 1);
 }
 
 void testNakHandling() {
@@ -661,6 +701,7 @@ int main() {
   RUN(testHelloCarriesBootSnapshot);
   RUN(testRetransmitBackoffSameBytes);
   RUN(testAckAdvancesAndDuplicateAckIgnored);
+  RUN(testMalformedAckIgnored);
   RUN(testNakHandling);
   RUN(testQueueFullResyncs);
   RUN(testHelloFrozenWhileOnTheWire);
