@@ -45,9 +45,9 @@ uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy
   uint32_t id = limit;
   // Erased (or never written): a random start, far from where any other
   // board's counter is, so a swapped or erased board repeats no id the
-  // gateway knows. The top bit stays clear: 2^31 ids before a wrap.
+  // gateway knows. The top bit stays clear, and the cell never wraps: it
+  // wears out after about 100 000 writes, 2^25 ids at most.
   if (id == 0 || id == 0xFFFFFFFFUL) id = (entropy & 0x7FFFFFFFUL) | 1;
-  if (id > 0xFFFFFFFFUL - 2 * PLCMAIL_BOOT_BLOCK) id = 1;
   block[0] = id + 1;
   block[1] = *cell = id + PLCMAIL_BOOT_BLOCK;
   return id;
@@ -59,36 +59,33 @@ uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy
 // power-up pattern after a power-on, which entropy() mixes in).
 static uint32_t bootBlock[2] __attribute__((section(".noinit")));
 
-// Entropy for a random first boot id: the low bits of ADC conversions of A0
-// and the internal band-gap at the fastest ADC clock (out of spec, so
-// noisy), the timer, and the SRAM left by the power-up. The ADC registers
-// are restored, so analogRead() works as before.
+// Entropy for a random first boot id: ADC conversions of A0 at the fastest
+// ADC clock (out of spec, so the low bits are noise, whatever is connected),
+// the timer, and the SRAM left by the power-up (different on every chip).
+// The ADC registers are restored, so analogRead() works as before.
 static uint32_t entropy() {
   uint8_t sra = ADCSRA, mux = ADMUX;
 #if defined(ADCSRB)
   uint8_t srb = ADCSRB;
   ADCSRB = 0;
 #endif
-#if defined(MUX5) || defined(__AVR_ATmega32U4__)
-  const uint8_t bandgap = 0x1E;
-#else
-  const uint8_t bandgap = 0x0E;
-#endif
-  uint32_t h = 2166136261UL ^ bootBlock[0] ^ bootBlock[1];
+  // Two CRC registers (the CRC code is linked anyway; a 32-bit multiply
+  // would cost more flash) make 32 bits of hash.
+  uint16_t a = (uint16_t)(bootBlock[0] ^ bootBlock[1]), b = (uint16_t)((bootBlock[0] ^ bootBlock[1]) >> 16);
+  ADMUX = _BV(REFS0);  // A0 against AVcc
   for (uint8_t i = 0; i < 64; i++) {
-    ADMUX = (uint8_t)(_BV(REFS0) | ((i & 1) ? bandgap : 0));
     ADCSRA = (uint8_t)(_BV(ADEN) | _BV(ADSC) | _BV(ADIF) | 1);  // prescaler 2
     while (ADCSRA & _BV(ADSC)) {
     }
-    uint8_t lo = ADCL;  // ADCL first: it latches ADCH
-    h = (h ^ lo ^ ((uint16_t)ADCH << 8) ^ ((uint32_t)TCNT0 << 16)) * 16777619UL;
+    a = crc16Update(a, ADCL);  // ADCL first: it latches ADCH
+    b = crc16Update(b ^ a, (uint8_t)(ADCH ^ TCNT0));
   }
   ADCSRA = (uint8_t)(sra | _BV(ADIF));
   ADMUX = mux;
 #if defined(ADCSRB)
   ADCSRB = srb;
 #endif
-  return h;
+  return ((uint32_t)b << 16) | a;
 }
 #else
 // Host tests: the fake's RAM block and entropy.

@@ -57,10 +57,11 @@ build() { # sketch.ino fqbn name [extra cflags]
   fi
   local elf
   elf=$(ls "$dir"/*.elf)
-  # flash = .text + .data (initialised data is stored in flash); RAM = .data + .bss
+  # flash = .text + .data (initialised data is stored in flash);
+  # RAM = .data + .bss + .noinit
   avr-size -A "$elf" | awk -v n="$name" '
-    $1==".text"{t=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
-    END{split(n,a,"@"); printf "SIZE %s %s %d %d\n", a[1], a[2], t+d, d+b}'
+    $1==".text"{t=$2} $1==".data"{d=$2} $1==".bss"{b=$2} $1==".noinit"{z=$2}
+    END{split(n,a,"@"); printf "SIZE %s %s %d %d\n", a[1], a[2], t+d, d+b+z}'
 }
 
 if [[ ${2:-} == --one ]]; then
