@@ -146,33 +146,12 @@ void PlcMail::setDirection(bool transmit) {
     pinDriver_(this, transmit);
 }
 
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity) {
-  return push(code, kEventRaise, severity, 0, 0, 0, false);
+uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                              const __FlashStringHelper* text) {
+  return push(code, kEventRaise, severity, values, n, (const char*)text);
 }
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, long value) {
-  return push(code, kEventRaise, severity, kValueInt32, (uint32_t)value, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, unsigned long value) {
-  return push(code, kEventRaise, severity, kValueUint32, (uint32_t)value, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value) {
-  uint32_t bits;
-  memcpy(&bits, &value, 4);
-  return push(code, kEventRaise, severity, kValueFloat32, bits, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, bool value) {
-  return push(code, kEventRaise, severity, kValueBool, value ? 1 : 0, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text) {
-  uint32_t bits;
-  memcpy(&bits, &value, 4);
-  return push(code, kEventRaise, severity, kValueFloat32, bits, (const char*)text, true);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text) {
-  return push(code, kEventRaise, severity, 0, 0, (const char*)text, true);
-}
-uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0, false); }
-uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0, false); }
+uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0); }
+uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0); }
 
 uint8_t PlcMail::find(uint16_t code) const {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
@@ -239,8 +218,8 @@ PLCMAIL_NOINLINE void PlcMail::freezeSnapshot(bool freeze) {
   helloUptime_ = uptime_;
 }
 
-uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
-                       const char* text, bool textInFlash) {
+uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                       const char* text) {
   severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   if (!boot_ || (helloPending_ && !sent_)) return 0;
@@ -256,10 +235,14 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t va
   w[2] = kind;
   w[3] = severity;
   memcpy(w + 4, &uptime_, 4);
-  w[8] = valueKind;
-  memcpy(w + 9, &bits, 4);
+  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
+  w[8] = n;
+  w += 9;
+  for (uint8_t i = 0; i < n; i++, w += 5) {
+    w[0] = values[i].kind;
+    memcpy(w + 1, &values[i].bits, 4);
+  }
   ev.text = text;
-  ev.textInFlash = textInFlash;
   count_++;
   return ++seq_;
 }
@@ -345,20 +328,14 @@ void PlcMail::transmit(uint32_t now) {
   } else {
     const Event& ev = queue_[head_];
     p = startFrame(buf, kTypeEvent, headSeq());
-    memcpy(p, ev.wire, 8);
-    p += 8;
-    if (ev.wire[8]) {
-      *p++ = 1;
-      memcpy(p, ev.wire + 8, 5);
-      p += 5;
-    } else {
-      *p++ = 0;
-    }
+    uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);
+    memcpy(p, ev.wire, len);
+    p += len;
     uint8_t* textLen = p++;
     uint8_t n = 0;
     if (ev.text) {
       for (const char* t = ev.text; n < kMaxText; t++, n++) {
-        char ch = ev.textInFlash ? (char)pgm_read_byte(t) : *t;
+        char ch = (char)pgm_read_byte(t);
         if (!ch) break;
         *p++ = (uint8_t)ch;
       }

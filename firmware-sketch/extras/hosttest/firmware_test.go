@@ -1069,8 +1069,8 @@ func TestSizeGuardWithLTO(t *testing.T) {
 		if !strings.Contains(log, "-flto") {
 			t.Fatalf("%s: the build did not use LTO, the test proves nothing:\n%s", m.mcu, log)
 		}
-		if ok || !strings.Contains(log, "undefined reference to `plcmail_config_q8_a8'") {
-			t.Errorf("%s: a sketch with its own PLCMAIL_QUEUE_LEN built (ok=%v) without a link error naming plcmail_config_q8_a8:\n%s", m.mcu, ok, lastLines(log, 30))
+		if ok || !strings.Contains(log, "undefined reference to `plcmail_config_q8_a8_v4'") {
+			t.Errorf("%s: a sketch with its own PLCMAIL_QUEUE_LEN built (ok=%v) without a link error naming plcmail_config_q8_a8_v4:\n%s", m.mcu, ok, lastLines(log, 30))
 		}
 		if log, ok := buildOne(t, ino, m.fqbn, "Matched@"+m.mcu, "-DPLCMAIL_QUEUE_LEN=8"); !ok {
 			t.Errorf("%s: with -DPLCMAIL_QUEUE_LEN=8 for the whole build it must link:\n%s", m.mcu, lastLines(log, 30))

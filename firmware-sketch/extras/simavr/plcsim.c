@@ -72,7 +72,7 @@ struct bridge {
 	int xon;
 	unsigned char in[4096];
 	size_t in_len, in_pos;
-	unsigned long long tx, rx;
+	unsigned long long tx, rx, dropped;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -136,6 +136,7 @@ static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
 			struct pollfd p = {b->fd, POLLOUT, 0};
 			if (poll(&p, 1, 100) > 0) continue;
 		}
+		b->dropped++;
 		return;
 	}
 }
@@ -431,6 +432,7 @@ int main(int argc, char **argv) {
 	const avr_cycle_count_t slice = freq / 1000; /* 1 ms of simulated time */
 	avr_cycle_count_t next_check = slice;
 	int state = cpu_Running;
+	int stall_ms = getenv("PLCSIM_STALL_MS") ? atoi(getenv("PLCSIM_STALL_MS")) : 0;
 	while (!stop_requested && state != cpu_Done && state != cpu_Crashed) {
 		state = avr_run(avr);
 		if (avr->cycle < next_check) continue;
@@ -440,6 +442,8 @@ int main(int argc, char **argv) {
 			have_u1 = 1;
 		}
 
+		/* PLCSIM_STALL_MS: stall now and then, as on a loaded host. */
+		if (stall_ms && random32() % 200 == 0) usleep((useconds_t)(random32() % stall_ms) * 1000);
 		/* Hold simulated time to wall time. */
 		uint64_t sim_ns = avr_cycles_to_nsec(avr, avr->cycle);
 		uint64_t wall_ns = now_ns() - start;
@@ -481,8 +485,8 @@ int main(int argc, char **argv) {
 		if (have_u1) bridge_feed(&u1);
 	}
 	eeprom_io(avr, eeprom, 1);
-	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu\n",
-	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx);
+	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu dropped %llu\n",
+	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx, u0.dropped);
 	if (rs485.on) {
 		printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
 		fflush(stdout);

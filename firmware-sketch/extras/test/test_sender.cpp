@@ -566,6 +566,68 @@ void testNoiseAndSplitReplies() {
   CHECK_EQ(statuses.size(), 1);
 }
 
+// Up to four values of any type, with and without a text, in order; a fifth
+// is not possible (no overload), a queue slot holds all four.
+void testEventValues() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  beginAcked(pm, link, 16);
+  link.frames();
+  int16_t i16 = -7;
+  uint8_t u8 = 200;
+  pm.raise(20, PLCMAIL_ALARM, i16, 2.5, true, 4000000000UL, F("four values"));
+  pm.raise(21, PLCMAIL_WARNING, -3L, u8);
+  pm.raise(22, PLCMAIL_INFO, 1.25f, 0U, false);
+  pm.raise(23, PLCMAIL_INFO, F("text only"));
+  PlcMailValue vs[] = {1, 2, 3, 4, 5};
+  for (uint32_t seq = 2; seq <= 6; seq++) {
+    if (seq == 3) CHECK_EQ(pm.raiseValues(24, PLCMAIL_INFO, vs, 5, 0), 6);  // the fifth is dropped
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 1);
+    if (fs.size() != 1) return;
+    const Frame& f = fs[0];
+    CHECK_EQ(f.seq, seq);
+    float v;
+    switch (seq) {
+      case 2:
+        CHECK_EQ(f.nValues, 4);
+        CHECK(f.values[0].kind == kValueInt32 && f.values[0].bits == (uint32_t)-7);
+        memcpy(&v, &f.values[1].bits, 4);
+        CHECK(f.values[1].kind == kValueFloat32 && v == 2.5f);
+        CHECK(f.values[2].kind == kValueBool && f.values[2].bits == 1);
+        CHECK(f.values[3].kind == kValueUint32 && f.values[3].bits == 4000000000UL);
+        CHECK_EQ(f.textLen, 11);
+        CHECK(memcmp(f.text, "four values", 11) == 0);
+        break;
+      case 3:
+        CHECK_EQ(f.nValues, 2);
+        CHECK(f.values[0].kind == kValueInt32 && f.values[0].bits == (uint32_t)-3);
+        CHECK(f.values[1].kind == kValueInt32 && f.values[1].bits == 200);  // uint8_t promotes to int
+        CHECK_EQ(f.textLen, 0);
+        break;
+      case 4:
+        CHECK_EQ(f.nValues, 3);
+        memcpy(&v, &f.values[0].bits, 4);
+        CHECK(f.values[0].kind == kValueFloat32 && v == 1.25f);
+        CHECK(f.values[1].kind == kValueUint32 && f.values[1].bits == 0);
+        CHECK(f.values[2].kind == kValueBool && f.values[2].bits == 0);
+        break;
+      case 5:
+        CHECK_EQ(f.nValues, 0);
+        CHECK_EQ(f.textLen, 9);
+        break;
+      case 6:
+        CHECK_EQ(f.nValues, 4);
+        CHECK_EQ(f.values[3].bits, 4);
+        break;
+    }
+    link.ack(16, seq);
+    pm.poll();
+  }
+}
+
 void testEventText() {
   reset();
   FakeLink link;
@@ -711,6 +773,7 @@ int main() {
   RUN(testDeliveryStatus);
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
+  RUN(testEventValues);
   RUN(testRs485Direction);
   RUN(testOwnEchoIgnored);
   RUN(testNoiseRobustness);

@@ -1,6 +1,6 @@
 // Must NOT build: the sketch sets PLCMAIL_QUEUE_LEN with a #define, so the
 // library's PlcMail.cpp (compiled with the default 4) and this file disagree
-// on the object's layout. The link must fail naming plcmail_config_q8_a8,
+// on the object's layout. The link must fail naming plcmail_config_q8_a8_v4,
 // also with LTO (the Arduino AVR core's default). extras/hosttest checks it.
 // Built with -DPLCMAIL_QUEUE_LEN=8 for the whole build it is correct.
 #ifndef PLCMAIL_QUEUE_LEN
