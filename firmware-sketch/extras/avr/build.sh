@@ -11,7 +11,9 @@
 # ELF files end up in OUTDIR/<name>/<sketch>.ino.elf.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-lib=$(cd "$here/../.." && pwd)
+# PLCMAIL_LIBRARY_DIR: build against another copy of the library (the one
+# unpacked from the release ZIP); default this source tree.
+lib=$(cd "${PLCMAIL_LIBRARY_DIR:-$here/../..}" && pwd)
 out=${1:-$here/build}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

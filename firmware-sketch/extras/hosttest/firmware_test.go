@@ -1077,3 +1077,77 @@ func TestSizeGuardWithLTO(t *testing.T) {
 		}
 	}
 }
+
+// TestArduinoZip packs the library with `make arduino-zip`, unpacks it as
+// the IDE's "Add .ZIP Library" would (one folder at the ZIP's root becomes
+// libraries/PlcMail) and builds the examples from that copy with the same
+// arduino-builder command as every other AVR build.
+func TestArduinoZip(t *testing.T) {
+	need(t, "zip", "unzip", "make")
+	out := t.TempDir()
+	res := run(t, time.Minute, filepath.Join(fwDir, "extras"), "make", "--no-print-directory", "arduino-zip", "OUT="+out)
+	zips, _ := filepath.Glob(filepath.Join(out, "PlcMail-*.zip"))
+	if len(zips) != 1 {
+		t.Fatalf("make arduino-zip made %v:\n%s", zips, res)
+	}
+	listing := run(t, time.Minute, out, "unzip", "-Z1", zips[0])
+	for _, name := range strings.Fields(listing) {
+		if !strings.HasPrefix(name, "PlcMail/") {
+			t.Errorf("%s outside the one root folder PlcMail/", name)
+		}
+		if strings.Contains(name, "/extras/") || strings.Contains(name, "/.") {
+			t.Errorf("%s does not belong in the release ZIP", name)
+		}
+	}
+	libs := t.TempDir()
+	run(t, time.Minute, libs, "unzip", "-q", zips[0])
+	lib := filepath.Join(libs, "PlcMail")
+	for _, f := range []string{"library.properties", "keywords.txt", "src/PlcMail.h", "src/PlcMailSmtp.h",
+		"examples/UsbSerialAlarms/UsbSerialAlarms.ino", "examples/ControllinoRS485Alarms/ControllinoRS485Alarms.ino"} {
+		if _, err := os.Stat(filepath.Join(lib, f)); err != nil {
+			t.Errorf("the ZIP lacks %s", f)
+		}
+	}
+	props, _ := os.ReadFile(filepath.Join(lib, "library.properties"))
+	for _, want := range []string{"name=PlcMail\n", "architectures=avr\n", "includes=PlcMail.h\n"} {
+		if !strings.Contains(string(props), want) {
+			t.Errorf("library.properties lacks %q:\n%s", strings.TrimSpace(want), props)
+		}
+	}
+	for _, key := range []string{"version", "author", "maintainer", "sentence", "paragraph", "category", "url"} {
+		if !regexp.MustCompile(`(?m)^` + key + `=\S`).Match(props) {
+			t.Errorf("library.properties: %s= missing or empty (Library Manager needs it)", key)
+		}
+	}
+	kw, _ := os.ReadFile(filepath.Join(lib, "keywords.txt"))
+	for i, line := range strings.Split(string(kw), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || !regexp.MustCompile(`^(KEYWORD[123]|LITERAL1)$`).MatchString(f[1]) || strings.ContainsAny(f[0], " ") {
+			t.Errorf("keywords.txt:%d: %q is not NAME<TAB>KEYWORD1|2|3|LITERAL1", i+1, line)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	need(t, "arduino-builder", "avr-g++", "avr-size", "arduino-ctags")
+	if _, err := os.Stat("/usr/share/arduino/hardware/arduino/avr/platform.txt"); err != nil {
+		testenv.Missing(t, "%s", "Arduino AVR core not installed (Debian: arduino-core-avr)")
+	}
+	for _, ex := range []struct{ ino, fqbn, name string }{
+		{"UsbSerialAlarms", "arduino:avr:uno", "zip-UsbSerialAlarms@atmega328p"},
+		{"ControllinoRS485Alarms", "arduino:avr:mega:cpu=atmega2560", "zip-ControllinoRS485Alarms@atmega2560"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(fwDir, "extras", "avr", "build.sh"), t.TempDir(), "--one",
+			filepath.Join(lib, "examples", ex.ino, ex.ino+".ino"), ex.fqbn, ex.name)
+		cmd.Env = append(os.Environ(), "PLCMAIL_LIBRARY_DIR="+lib)
+		b, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(b), "SIZE ") {
+			t.Errorf("building %s from the unpacked ZIP: %v\n%s", ex.ino, err, b)
+		}
+	}
+}
