@@ -84,6 +84,11 @@ for m in "$mega@atmega2560" "$uno@atmega328p"; do
   build "$sk/SmtpOverSerial/SmtpOverSerial.ino" "$fqbn" "SmtpOverSerial@$mcu"
 done
 build "$ex/ControllinoRS485Alarms/ControllinoRS485Alarms.ino" "$mega" "ControllinoRS485Alarms@atmega2560"
+# The example's Controllino branch, against a stand-in Controllino.h (the
+# CONTROLLINO core is not packaged for Debian).
+ln -sfn "$here/../stubs/Controllino" "$out/libraries/Controllino"
+build "$ex/ControllinoRS485Alarms/ControllinoRS485Alarms.ino" "$mega" "ControllinoStub@atmega2560" -DPLCMAIL_USE_CONTROLLINO
+rm -f "$out/libraries/Controllino"
 
 # The Ethernet example needs the Arduino Ethernet library, which Debian does
 # not package; build it only where one is installed.

@@ -544,8 +544,13 @@ func (r *frameReader) ack(t *testing.T, f protocol.Frame) {
 
 func elf(t *testing.T, name string) string {
 	t.Helper()
+	return elfFor(t, name, "atmega2560")
+}
+
+func elfFor(t *testing.T, name, mcu string) string {
+	t.Helper()
 	dir := buildAVR(t)
-	matches, _ := filepath.Glob(filepath.Join(dir, name+"@atmega2560", "*.elf"))
+	matches, _ := filepath.Glob(filepath.Join(dir, name+"@"+mcu, "*.elf"))
 	if len(matches) != 1 {
 		t.Fatalf("no ELF for %s", name)
 	}
@@ -643,42 +648,76 @@ func TestSimulatedFirmwareFrames(t *testing.T) {
 }
 
 // TestSimulatedRS485 runs the Controllino RS-485 example (Serial3, driver
-// enable on PJ5) in simavr: plcsim checks that every byte leaves while the
-// driver is enabled and that it is released only after the last character
-// has left the UART, i.e. after flush().
+// enable on PJ5, receiver enable /RE on PJ6) in simavr, both its plain
+// Arduino Mega branch and its Controllino branch (built against the
+// stand-in Controllino.h in extras/stubs): plcsim checks that every byte
+// leaves while the driver is enabled and the receiver disabled, that the
+// driver is released only after the last character has left the UART,
+// i.e. after flush(), and that the receiver is on again at the end.
 func TestSimulatedRS485(t *testing.T) {
-	fw := elf(t, "ControllinoRS485Alarms")
-	// A0 of the Mega (PF0) high: the emergency-stop chain is closed.
-	s := startSim(t, "-u", "3", "-r", "J5", "-p", "F0=1", fw)
+	for _, build := range []string{"ControllinoRS485Alarms", "ControllinoStub"} {
+		t.Run(build, func(t *testing.T) {
+			fw := elf(t, build)
+			// A0 of the Mega (PF0) high: the emergency-stop chain is closed.
+			s := startSim(t, "-u", "3", "-r", "J5", "-R", "J6", "-p", "F0=1", fw)
+			r := openPTY(t, s.pty)
+			hello := r.next(t, simTimeout)
+			if hello.Type != protocol.TypeHello || hello.NActive != 0 {
+				t.Fatalf("got %+v, want a HELLO with an empty snapshot", hello)
+			}
+			r.ack(t, hello)
+			s.pin("F0", 0)
+			ev := r.next(t, simTimeout)
+			if ev.Type != protocol.TypeEvent || ev.Code != 100 || ev.Severity != protocol.SeverityCritical ||
+				ev.TextString() != "emergency stop chain open" {
+				t.Fatalf("got %+v, want EVENT raise 100 critical", ev)
+			}
+			r.ack(t, ev)
+			time.Sleep(300 * time.Millisecond)
+			s.stop()
+			var summary string
+			for line := range s.stdout {
+				if strings.HasPrefix(line, "RS485 ") {
+					summary = line
+				}
+			}
+			var sent, violations, echoed, deaf int
+			if _, err := fmt.Sscanf(summary, "RS485 bytes=%d violations=%d echoed=%d deaf=%d", &sent, &violations, &echoed, &deaf); err != nil {
+				t.Fatalf("no RS-485 summary from plcsim (%q): %v", summary, err)
+			}
+			if sent < 40 || violations != 0 || echoed != 0 || deaf != 0 {
+				t.Fatalf("%s: want every byte sent with DE high and /RE high, DE released only after flush(), /RE low at the end", summary)
+			}
+			t.Log(summary)
+		})
+	}
+}
+
+// TestSimulated328P runs the ATmega328P (Uno) build of UsbSerialAlarms in
+// simavr: HELLO, ACK, a pin change becomes an EVENT (pins 2/3 are PD2/PD3
+// on the Uno), ACK, and nothing but heartbeats after.
+func TestSimulated328P(t *testing.T) {
+	fw := elfFor(t, "UsbSerialAlarms", "atmega328p")
+	s := startSim(t, "-m", "atmega328p", "-p", "D2=1", "-p", "D3=1", fw)
 	r := openPTY(t, s.pty)
 	hello := r.next(t, simTimeout)
-	if hello.Type != protocol.TypeHello || hello.NActive != 0 {
-		t.Fatalf("got %+v, want a HELLO with an empty snapshot", hello)
+	if hello.Type != protocol.TypeHello || hello.Seq != 1 || hello.Boot == 0 {
+		t.Fatalf("first frame %+v, want a HELLO seq 1", hello)
 	}
 	r.ack(t, hello)
-	s.pin("F0", 0)
+	s.pin("D3", 0) // overtemperature
 	ev := r.next(t, simTimeout)
-	if ev.Type != protocol.TypeEvent || ev.Code != 100 || ev.Severity != protocol.SeverityCritical ||
-		ev.TextString() != "emergency stop chain open" {
-		t.Fatalf("got %+v, want EVENT raise 100 critical", ev)
+	if ev.Type != protocol.TypeEvent || ev.Seq != 2 || ev.Code != 18 || ev.TextString() != "overtemperature" {
+		t.Fatalf("got %+v, want EVENT seq 2 raise 18 \"overtemperature\"", ev)
 	}
 	r.ack(t, ev)
-	time.Sleep(300 * time.Millisecond)
-	s.stop()
-	var summary string
-	for line := range s.stdout {
-		if strings.HasPrefix(line, "RS485 ") {
-			summary = line
+	select {
+	case f := <-r.frames:
+		if f.Type != protocol.TypeHeartbeat {
+			t.Fatalf("unexpected %+v after everything was ACKed", f)
 		}
+	case <-time.After(2500 * time.Millisecond):
 	}
-	var sent, violations int
-	if _, err := fmt.Sscanf(summary, "RS485 bytes=%d violations=%d", &sent, &violations); err != nil {
-		t.Fatalf("no RS-485 summary from plcsim (%q): %v", summary, err)
-	}
-	if sent < 40 || violations != 0 {
-		t.Fatalf("%s: want every byte sent with the driver enabled and the bus released only after flush()", summary)
-	}
-	t.Log(summary)
 }
 
 // gateway is `plcmail serve` as a child process.

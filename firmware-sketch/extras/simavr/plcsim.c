@@ -29,7 +29,9 @@
  * pin (J5 on the Controllino): every byte must leave while it is high, and it
  * may only drop once the last byte had time to leave the shift register
  * (one character time at BAUD, default 115200). Violations are counted and
- * printed at exit as "RS485 bytes=N violations=M".
+ * printed at exit as "RS485 bytes=N violations=M". -R PORTBIT also watches
+ * the receiver enable /RE (J6, active low): it must be high while bytes
+ * leave (else the receiver echoes them) and low at the end.
  *
  * With -l PATH a symlink to the pty is (re)made at PATH, a stable device name
  * for the gateway's config across restarts of plcsim (like socat's link=).
@@ -85,6 +87,8 @@ static struct {
 	avr_cycle_count_t last_byte;   /* cycle of the last byte written */
 	avr_cycle_count_t char_cycles; /* one character (10 bits) at the baud rate */
 	unsigned long bytes, violations;
+	int re_on, re;                 /* -R: /RE watched, its level */
+	unsigned long echoed;          /* bytes sent with the receiver on */
 	char watched; /* the UART on the pty */
 } rs485;
 
@@ -93,6 +97,13 @@ static void rs485_byte(void) {
 	rs485.bytes++;
 	rs485.last_byte = rs485.avr->cycle;
 	if (!rs485.de) rs485.violations++; /* sent while the driver was off */
+	if (rs485.re_on && !rs485.re) rs485.echoed++; /* receiver on: our bytes echo back */
+}
+
+static void rs485_re_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	(void)param;
+	rs485.re = value != 0;
 }
 
 static void rs485_de_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
@@ -316,13 +327,13 @@ static void command(avr_t *avr, char *line) {
 }
 
 int main(int argc, char **argv) {
-	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL;
+	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL, *re_pin = NULL;
 	char uart = '0';
 	uint32_t freq = 16000000;
 	int opt, to_stdout = 0, dial_ms = 100, erased = 0;
 	char *pins[16];
 	int npins = 0;
-	while ((opt = getopt(argc, argv, "m:f:e:Ep:l:t:T:u:r:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:f:e:Ep:l:t:T:u:r:R:x")) != -1) {
 		switch (opt) {
 		case 'm': mcu = optarg; break;
 		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -334,9 +345,10 @@ int main(int argc, char **argv) {
 		case 'l': link = optarg; break;
 		case 'u': uart = optarg[0]; break;
 		case 'r': de_pin = optarg; break;
+		case 'R': re_pin = optarg; break;
 		case 'x': to_stdout = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD] [-R PORTBIT]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
 			return 2;
 		}
 	}
@@ -414,6 +426,14 @@ int main(int argc, char **argv) {
 		rs485.watched = uart;
 		rs485.char_cycles = (avr_cycle_count_t)freq * 10 / baud;
 		avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit), rs485_de_hook, NULL);
+		if (re_pin) {
+			if (sscanf(re_pin, "%c%d", &port, &bit) != 2 || bit < 0 || bit > 7) {
+				fprintf(stderr, "plcsim: bad -R %s (want e.g. J6)\n", re_pin);
+				return 2;
+			}
+			rs485.re_on = 1;
+			avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit), rs485_re_hook, NULL);
+		}
 	}
 	int have_u1 = 0;
 	if (tcp) bridge_attach(&u1, avr, '1', -1);
@@ -488,7 +508,13 @@ int main(int argc, char **argv) {
 	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu dropped %llu\n",
 	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx, u0.dropped);
 	if (rs485.on) {
-		printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
+		/* With -R: bytes sent while /RE was low (the receiver heard our own
+		 * frame), and whether /RE was left high (receiver off: deaf). */
+		if (rs485.re_on)
+			printf("RS485 bytes=%lu violations=%lu echoed=%lu deaf=%d\n", rs485.bytes, rs485.violations,
+			       rs485.echoed, rs485.re);
+		else
+			printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
 		fflush(stdout);
 	}
 	if (slave >= 0) close(slave);
