@@ -486,10 +486,16 @@ func openPTY(t *testing.T, path string) *frameReader {
 		t.Fatal(err)
 	}
 	r := &frameReader{f: f, frames: make(chan protocol.Frame, 100), errs: make(chan error, 100)}
+	// PLCMAIL_TEST_READ_STALL_MS: pause the reader now and then, as a
+	// starved test process would (an experiment for flaky runs under load).
+	stall, _ := strconv.Atoi(os.Getenv("PLCMAIL_TEST_READ_STALL_MS"))
 	go func() {
 		d := protocol.NewDecoder()
 		buf := make([]byte, 256)
-		for {
+		for i := 0; ; i++ {
+			if stall > 0 && i%7 == 0 {
+				time.Sleep(time.Duration(i*7919%stall) * time.Millisecond)
+			}
 			n, err := f.Read(buf)
 			if n > 0 {
 				r.mu.Lock()
