@@ -452,6 +452,7 @@ int main(int argc, char **argv) {
 	const avr_cycle_count_t slice = freq / 1000; /* 1 ms of simulated time */
 	avr_cycle_count_t next_check = slice;
 	int state = cpu_Running;
+	uint64_t max_lag_ns = 0;
 	int stall_ms = getenv("PLCSIM_STALL_MS") ? atoi(getenv("PLCSIM_STALL_MS")) : 0;
 	while (!stop_requested && state != cpu_Done && state != cpu_Crashed) {
 		state = avr_run(avr);
@@ -468,6 +469,9 @@ int main(int argc, char **argv) {
 		uint64_t sim_ns = avr_cycles_to_nsec(avr, avr->cycle);
 		uint64_t wall_ns = now_ns() - start;
 		int wait_ms = sim_ns > wall_ns + 2000000 ? (int)((sim_ns - wall_ns) / 1000000) : 0;
+		/* How far the simulation fell behind the wall clock (a loaded host):
+		 * the firmware's timers then run slow in wall time. */
+		if (wall_ns > sim_ns && wall_ns - sim_ns > max_lag_ns) max_lag_ns = wall_ns - sim_ns;
 
 		struct pollfd p[3];
 		int np = 0;
@@ -505,8 +509,9 @@ int main(int argc, char **argv) {
 		if (have_u1) bridge_feed(&u1);
 	}
 	eeprom_io(avr, eeprom, 1);
-	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu dropped %llu\n",
-	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx, u0.dropped);
+	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu dropped %llu; "
+	        "max lag behind the wall clock %.3f s\n",
+	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx, u0.dropped, max_lag_ns / 1e9);
 	if (rs485.on) {
 		/* With -R: bytes sent while /RE was low (the receiver heard our own
 		 * frame), and whether /RE was left high (receiver off: deaf). */
