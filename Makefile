@@ -97,3 +97,8 @@ install: build
 
 clean:
 	rm -rf $(DIST) plcmail
+
+# The Arduino library as the ZIP the IDE installs (firmware-sketch/README.md).
+arduino-zip:
+	$(MAKE) -C firmware-sketch/extras arduino-zip OUT=$(CURDIR)/dist
+.PHONY: arduino-zip

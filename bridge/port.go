@@ -49,6 +49,7 @@ func SerialOpener(s Port) Opener {
 		if err != nil {
 			return nil, err
 		}
+		keepDTR(path) // a later close and reopen does not reset an Arduino
 		p, err := serial.Open(path, mode)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)

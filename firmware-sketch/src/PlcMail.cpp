@@ -32,20 +32,73 @@ uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
 }  // namespace
 
 // Defined only for the sizes this file was compiled with; see PlcMail.h.
-extern const uint8_t PLCMAIL_CONFIG_SYMBOL = 0;
+// In flash: only its address is ever used.
+extern const uint8_t PLCMAIL_CONFIG_SYMBOL PROGMEM = 0;
 
-void PlcMail::init(uint8_t) { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
+void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
 
-uint32_t PlcMail::nextBootId(uint32_t stored) {
-  uint32_t b = stored + 1;  // an erased cell (0xFFFFFFFF) wraps to 0
-  return b == 0 ? 1 : b;
+uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy) {
+  uint32_t limit = *cell;
+  // The RAM block is ours only if it ends where the cell says: random RAM
+  // after a power-up matches that by a 2^-32 chance.
+  if (block[1] == limit && block[0] != limit && limit - block[0] <= PLCMAIL_BOOT_BLOCK) return block[0]++;
+  uint32_t id = limit;
+  // Erased (or never written): a random start, far from where any other
+  // board's counter is, so a swapped or erased board repeats no id the
+  // gateway knows. The top bit stays clear, and the cell never wraps: it
+  // wears out after about 100 000 writes, 2^25 ids at most.
+  if (id == 0 || id == 0xFFFFFFFFUL) id = (entropy & 0x7FFFFFFFUL) | 1;
+  block[0] = id + 1;
+  block[1] = *cell = id + PLCMAIL_BOOT_BLOCK;
+  return id;
 }
 
 #if defined(PLCMAIL_EEPROM_ADDR)
+#if defined(__AVR__)
+// Not cleared by the C runtime: survives a warm reset (and holds the SRAM's
+// power-up pattern after a power-on, which entropy() mixes in).
+static uint32_t bootBlock[2] __attribute__((section(".noinit")));
+
+// Entropy for a random first boot id: ADC conversions of A0 at the fastest
+// ADC clock (out of spec, so the low bits are noise, whatever is connected),
+// the timer, and the SRAM left by the power-up (different on every chip).
+// The ADC registers are restored, so analogRead() works as before.
+static uint32_t entropy() {
+  uint8_t sra = ADCSRA, mux = ADMUX;
+#if defined(ADCSRB)
+  uint8_t srb = ADCSRB;
+  ADCSRB = 0;
+#endif
+  // Two CRC registers (the CRC code is linked anyway; a 32-bit multiply
+  // would cost more flash) make 32 bits of hash.
+  uint16_t a = (uint16_t)(bootBlock[0] ^ bootBlock[1]), b = (uint16_t)((bootBlock[0] ^ bootBlock[1]) >> 16);
+  ADMUX = _BV(REFS0);  // A0 against AVcc
+  for (uint8_t i = 0; i < 64; i++) {
+    ADCSRA = (uint8_t)(_BV(ADEN) | _BV(ADSC) | _BV(ADIF) | 1);  // prescaler 2
+    while (ADCSRA & _BV(ADSC)) {
+    }
+    a = crc16Update(a, ADCL);  // ADCL first: it latches ADCH
+    b = crc16Update(b ^ a, (uint8_t)(ADCH ^ TCNT0));
+  }
+  ADCSRA = (uint8_t)(sra | _BV(ADIF));
+  ADMUX = mux;
+#if defined(ADCSRB)
+  ADCSRB = srb;
+#endif
+  return ((uint32_t)b << 16) | a;
+}
+#else
+// Host tests: the fake's RAM block and entropy.
+#define bootBlock fakeBootBlock
+static uint32_t entropy() { return fakeEntropy; }
+#endif
+
 void PlcMail::begin() {
   uint32_t* cell = (uint32_t*)(uintptr_t)(PLCMAIL_EEPROM_ADDR);
-  uint32_t b = nextBootId(eeprom_read_dword(cell));
-  eeprom_update_dword(cell, b);
+  uint32_t stored = eeprom_read_dword(cell), limit = stored;
+  uint32_t b = takeBootId(&limit, bootBlock, limit == 0 || limit == 0xFFFFFFFFUL ? entropy() : 0);
+  // One EEPROM write per power-on or per PLCMAIL_BOOT_BLOCK warm resets.
+  if (limit != stored) eeprom_update_dword(cell, limit);
   uint8_t cause = 0;
 #if defined(MCUSR)
   cause = MCUSR & 0x0F;
@@ -93,33 +146,12 @@ void PlcMail::setDirection(bool transmit) {
     pinDriver_(this, transmit);
 }
 
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity) {
-  return push(code, kEventRaise, severity, 0, 0, 0, false);
+uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                              const __FlashStringHelper* text) {
+  return push(code, kEventRaise, severity, values, n, (const char*)text);
 }
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, long value) {
-  return push(code, kEventRaise, severity, kValueInt32, (uint32_t)value, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, unsigned long value) {
-  return push(code, kEventRaise, severity, kValueUint32, (uint32_t)value, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value) {
-  uint32_t bits;
-  memcpy(&bits, &value, 4);
-  return push(code, kEventRaise, severity, kValueFloat32, bits, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, bool value) {
-  return push(code, kEventRaise, severity, kValueBool, value ? 1 : 0, 0, false);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text) {
-  uint32_t bits;
-  memcpy(&bits, &value, 4);
-  return push(code, kEventRaise, severity, kValueFloat32, bits, (const char*)text, true);
-}
-uint32_t PlcMail::raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text) {
-  return push(code, kEventRaise, severity, 0, 0, (const char*)text, true);
-}
-uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0, false); }
-uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0, false); }
+uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0); }
+uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0); }
 
 uint8_t PlcMail::find(uint16_t code) const {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
@@ -186,8 +218,8 @@ PLCMAIL_NOINLINE void PlcMail::freezeSnapshot(bool freeze) {
   helloUptime_ = uptime_;
 }
 
-uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
-                       const char* text, bool textInFlash) {
+uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                       const char* text) {
   severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   if (!boot_ || (helloPending_ && !sent_)) return 0;
@@ -203,10 +235,14 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t va
   w[2] = kind;
   w[3] = severity;
   memcpy(w + 4, &uptime_, 4);
-  w[8] = valueKind;
-  memcpy(w + 9, &bits, 4);
+  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
+  w[8] = n;
+  w += 9;
+  for (uint8_t i = 0; i < n; i++, w += 5) {
+    w[0] = values[i].kind;
+    memcpy(w + 1, &values[i].bits, 4);
+  }
   ev.text = text;
-  ev.textInFlash = textInFlash;
   count_++;
   return ++seq_;
 }
@@ -292,20 +328,14 @@ void PlcMail::transmit(uint32_t now) {
   } else {
     const Event& ev = queue_[head_];
     p = startFrame(buf, kTypeEvent, headSeq());
-    memcpy(p, ev.wire, 8);
-    p += 8;
-    if (ev.wire[8]) {
-      *p++ = 1;
-      memcpy(p, ev.wire + 8, 5);
-      p += 5;
-    } else {
-      *p++ = 0;
-    }
+    uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);
+    memcpy(p, ev.wire, len);
+    p += len;
     uint8_t* textLen = p++;
     uint8_t n = 0;
     if (ev.text) {
       for (const char* t = ev.text; n < kMaxText; t++, n++) {
-        char ch = ev.textInFlash ? (char)pgm_read_byte(t) : *t;
+        char ch = (char)pgm_read_byte(t);
         if (!ch) break;
         *p++ = (uint8_t)ch;
       }
@@ -367,8 +397,10 @@ void PlcMail::handleFrame() {
   bool ours = memcmp(raw + 2, &boot_, 4) == 0;
   bool head = ours && sent_ && seq == headSeq();
   if (type == kTypeAck) {
-    // A late or repeated ACK for a frame already done is ignored.
-    if (head) finishHead(PLCMAIL_QUEUED, arg);
+    // A late or repeated ACK for a frame already done is ignored, and so is
+    // a malformed one (SPEC.md 3.4: result 0 or 1, one payload byte): it
+    // does not say the gateway has the frame, the timer retransmits it.
+    if (head && arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
   } else if (type == kTypeNak) {
     if (arg == kNakBadFrame) {
       if (sent_) retransmitNow_ = true;

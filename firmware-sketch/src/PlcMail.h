@@ -15,7 +15,7 @@
 // exactly once.
 //
 // RAM: one receive buffer of 81 bytes, PLCMAIL_QUEUE_LEN compact event records
-// of 16 bytes and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
+// of 12 + 5 * PLCMAIL_MAX_VALUES bytes (32 by default) and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
 // on the stack only while they are written.
 #ifndef PLCMAIL_H
 #define PLCMAIL_H
@@ -31,6 +31,11 @@
 // Alarms tracked as active for the HELLO snapshot and HEARTBEAT count.
 #ifndef PLCMAIL_MAX_ACTIVE
 #define PLCMAIL_MAX_ACTIVE 8
+#endif
+// Values one event carries at most (SPEC.md 3.2 allows 4). Each costs 5
+// bytes of RAM per queued event: 1 saves 15 bytes per PLCMAIL_QUEUE_LEN.
+#ifndef PLCMAIL_MAX_VALUES
+#define PLCMAIL_MAX_VALUES 4
 #endif
 #ifndef PLCMAIL_HEARTBEAT_MS
 #define PLCMAIL_HEARTBEAT_MS 10000UL
@@ -49,18 +54,36 @@
 #define PLCMAIL_EEPROM_ADDR (E2END - 3)
 #endif
 
+// Boot ids (SPEC.md 4: a boot id must not repeat) come from a 4-byte cell in
+// EEPROM holding the first id not yet handed out. Each EEPROM write reserves
+// PLCMAIL_BOOT_BLOCK ids; the rest of the block waits in RAM that survives a
+// warm reset (.noinit), so only a power-on, or every PLCMAIL_BOOT_BLOCK-th
+// warm reset (watchdog, reset pin, DTR, brown-out), writes the cell. An
+// erased cell (new chip, chip erase, board swap) starts at a random id from
+// ADC noise and the power-up state of SRAM, not at 1.
+#ifndef PLCMAIL_BOOT_BLOCK
+#define PLCMAIL_BOOT_BLOCK 256UL
+#endif
+
 // These sizes shape the PlcMail object, so the library's own PlcMail.cpp
 // must see the same values as every sketch file: set them for the whole
 // build (compiler flags, e.g. build.extra_flags=-DPLCMAIL_QUEUE_LEN=8), not
 // with a #define in the sketch. A mismatch is a link error naming
-// plcmail_config_qN_aM instead of a silently corrupted object.
-#define PLCMAIL_PASTE_(q, a) plcmail_config_q##q##_a##a
-#define PLCMAIL_PASTE(q, a) PLCMAIL_PASTE_(q, a)
-#define PLCMAIL_CONFIG_SYMBOL PLCMAIL_PASTE(PLCMAIL_QUEUE_LEN, PLCMAIL_MAX_ACTIVE)
+// plcmail_config_qN_aM_vK instead of a silently corrupted object: PlcMail.cpp
+// defines the symbol for its own sizes, and every PlcMail constructor (inline,
+// so compiled with the sketch's sizes) takes its address in an asm operand.
+// A plain read of an unused value would not do: LTO drops it, and with it
+// the undefined reference (the sketch then linked and sent nothing).
+#define PLCMAIL_PASTE3_(q, a, v) plcmail_config_q##q##_a##a##_v##v
+#define PLCMAIL_PASTE3(q, a, v) PLCMAIL_PASTE3_(q, a, v)
+#define PLCMAIL_CONFIG_SYMBOL PLCMAIL_PASTE3(PLCMAIL_QUEUE_LEN, PLCMAIL_MAX_ACTIVE, PLCMAIL_MAX_VALUES)
 extern const uint8_t PLCMAIL_CONFIG_SYMBOL;
 
 #if PLCMAIL_QUEUE_LEN < 1 || PLCMAIL_QUEUE_LEN > 64
 #error "PLCMAIL_QUEUE_LEN must be 1..64"
+#endif
+#if PLCMAIL_MAX_VALUES < 1 || PLCMAIL_MAX_VALUES > 4
+#error "PLCMAIL_MAX_VALUES must be 1..4 (SPEC.md 3.2)"
 #endif
 #if PLCMAIL_MAX_ACTIVE < 1 || PLCMAIL_MAX_ACTIVE > 20
 #error "PLCMAIL_MAX_ACTIVE must be 1..20 (one HELLO lists at most 20)"
@@ -89,6 +112,26 @@ enum PlcMailStatus {
   PLCMAIL_OVERFLOW = 5
 };
 
+// One value of an event: any integer up to 32 bits, float, double (sent as
+// float) or bool; the type goes on the wire with it.
+struct PlcMailValue {
+  uint8_t kind;
+  uint32_t bits;
+  PlcMailValue(int v) : kind(plcmail::kValueInt32), bits((uint32_t)(long)v) {}
+  PlcMailValue(long v) : kind(plcmail::kValueInt32), bits((uint32_t)v) {}
+  PlcMailValue(unsigned int v) : kind(plcmail::kValueUint32), bits(v) {}
+  PlcMailValue(unsigned long v) : kind(plcmail::kValueUint32), bits(v) {}
+  PlcMailValue(bool v) : kind(plcmail::kValueBool), bits(v ? 1 : 0) {}
+  PlcMailValue(double v) : kind(plcmail::kValueFloat32) {
+    float f = (float)v;
+    memcpy(&bits, &f, 4);
+  }
+  PlcMailValue(float v) : kind(plcmail::kValueFloat32) { memcpy(&bits, &v, 4); }
+  // A pointer (a string literal, F("...")) would silently become a bool.
+  template <class T>
+  PlcMailValue(T*) = delete;
+};
+
 // seq identifies the frame: raise() and friends return it.
 typedef void (*PlcMailStatusCallback)(uint8_t status, uint32_t seq, uint16_t detail);
 // Called with true before a frame is written and false after it has been
@@ -98,12 +141,11 @@ typedef void (*PlcMailDirectionCallback)(bool transmit);
 // The sender's state, plain data so that one memset starts it (cheaper in
 // flash than initialising member by member). Not part of the API.
 struct PlcMailState {
-  // A queued event, its first 13 bytes in wire order (SPEC.md 3.2: code,
-  // event, severity, uptime, then kind and bits of the optional value), so
-  // that transmitting it is a copy.
+  // A queued event in wire order (SPEC.md 3.2: code, event, severity,
+  // uptime, n_values, then kind and bits of each value), so that
+  // transmitting it is a copy.
   struct Event {
-    uint8_t wire[13];
-    uint8_t textInFlash;
+    uint8_t wire[9 + 5 * PLCMAIL_MAX_VALUES];
     const char* text;
   };
   struct Entry {
@@ -138,7 +180,11 @@ struct PlcMailState {
 
 class PlcMail : private PlcMailState {
  public:
-  explicit PlcMail(Stream& link) : link_(link) { init(PLCMAIL_CONFIG_SYMBOL); }
+  explicit PlcMail(Stream& link) : link_(link) {
+    // See PLCMAIL_CONFIG_SYMBOL: costs two instructions, survives LTO.
+    __asm__ __volatile__("" : : "r"(&PLCMAIL_CONFIG_SYMBOL));
+    init();
+  }
 
   // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
   // cause from MCUSR, and queues the HELLO. Call once from setup(), after the
@@ -155,20 +201,36 @@ class PlcMail : private PlcMailState {
   // the state at boot and travel in the HELLO snapshot instead of as events
   // (the gateway reports those it did not know). Returns the event's sequence
   // number, 0 when it went into the snapshot or the queue was full.
-  uint32_t raise(uint16_t code, uint8_t severity);
-  uint32_t raise(uint16_t code, uint8_t severity, int value) { return raise(code, severity, (long)value); }
-  uint32_t raise(uint16_t code, uint8_t severity, unsigned int value) { return raise(code, severity, (unsigned long)value); }
-  uint32_t raise(uint16_t code, uint8_t severity, long value);
-  uint32_t raise(uint16_t code, uint8_t severity, unsigned long value);
-  uint32_t raise(uint16_t code, uint8_t severity, float value);
-  uint32_t raise(uint16_t code, uint8_t severity, double value) { return raise(code, severity, (float)value); }
-  uint32_t raise(uint16_t code, uint8_t severity, bool value);
-  // With a short text from flash, e.g. F("oil pressure"); at most 32 bytes
-  // are sent.
-  uint32_t raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text);
-  uint32_t raise(uint16_t code, uint8_t severity, float value, const __FlashStringHelper* text);
+  // Up to PLCMAIL_MAX_VALUES values (PlcMailValue: int, long, unsigned,
+  // float, double, bool) and a short text from flash, e.g.
+  //   raise(17, PLCMAIL_ALARM, pressure, setpoint, F("oil pressure"));
+  // At most 32 bytes of the text are sent.
+  uint32_t raise(uint16_t code, uint8_t severity, const __FlashStringHelper* text = 0) {
+    return raiseValues(code, severity, 0, 0, text);
+  }
+  uint32_t raise(uint16_t code, uint8_t severity, PlcMailValue a, const __FlashStringHelper* text = 0) {
+    return raiseValues(code, severity, &a, 1, text);
+  }
+  uint32_t raise(uint16_t code, uint8_t severity, PlcMailValue a, PlcMailValue b,
+                 const __FlashStringHelper* text = 0) {
+    PlcMailValue v[] = {a, b};
+    return raiseValues(code, severity, v, 2, text);
+  }
+  uint32_t raise(uint16_t code, uint8_t severity, PlcMailValue a, PlcMailValue b, PlcMailValue c,
+                 const __FlashStringHelper* text = 0) {
+    PlcMailValue v[] = {a, b, c};
+    return raiseValues(code, severity, v, 3, text);
+  }
+  uint32_t raise(uint16_t code, uint8_t severity, PlcMailValue a, PlcMailValue b, PlcMailValue c,
+                 PlcMailValue d, const __FlashStringHelper* text = 0) {
+    PlcMailValue v[] = {a, b, c, d};
+    return raiseValues(code, severity, v, 4, text);
+  }
+  // Values beyond PLCMAIL_MAX_VALUES are dropped.
+  uint32_t raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                       const __FlashStringHelper* text);
   // A text in RAM would have to live until its frame is ACKed, and a string
-  // literal would silently become the bool overload: use F("...").
+  // literal would silently become a bool: use F("...").
   uint32_t raise(uint16_t code, uint8_t severity, const char* text) = delete;
   // The alarm is no longer active.
   uint32_t clear(uint16_t code);
@@ -195,13 +257,18 @@ class PlcMail : private PlcMailState {
   // Sequence number of the oldest frame not yet ACKed (valid when pending()).
   uint32_t headSeq() const;
 
-  // Host-test hook: the boot counter step begin() uses, over a 4-byte cell.
-  static uint32_t nextBootId(uint32_t stored);
+  // The boot id begin() takes (see PLCMAIL_BOOT_BLOCK). cell is the EEPROM
+  // cell's value: the first id not yet handed out, or erased (0xFFFFFFFF,
+  // and 0) for a random start from entropy. block holds {next, limit} of the
+  // ids reserved but not yet used, kept in RAM across a warm reset; it is
+  // only trusted when its limit equals the cell. Both are updated. Public
+  // for the host tests.
+  static uint32_t takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy);
 
  private:
-  void init(uint8_t configCheck);
-  uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, uint8_t valueKind, uint32_t bits,
-                const char* text, bool textInFlash);
+  void init();
+  uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
+                const char* text);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
   void freezeSnapshot(bool freeze);

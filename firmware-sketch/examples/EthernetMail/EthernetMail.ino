@@ -44,6 +44,10 @@ void loop() {
                              "Tank 2 level high", body);
     if (step == PLCMAIL_SMTP_OK) {
       Serial.println(F("mail queued by the gateway"));
+    } else if (step == PLCMAIL_SMTP_UNKNOWN) {
+      // No answer after the message was sent: the gateway may have it.
+      // Sending it again could deliver it twice; a fault lamp is better.
+      Serial.println(F("mail state unknown"));
     } else {
       // Which step failed and the server's code (0: no answer): e.g.
       // "rcpt-to 550" means the gateway refused the recipient.

@@ -6,10 +6,14 @@
 # then the cost of each part against its reference sketch.
 #
 # usage: extras/avr/build.sh [OUTDIR]     (default: extras/avr/build)
-# ELF files end up in OUTDIR/<sketch>-<mcu>/<sketch>.ino.elf.
+#        extras/avr/build.sh OUTDIR --one SKETCH.ino FQBN NAME [EXTRA_CFLAGS]
+#            builds that one sketch the same way (exit 1 and the log on failure)
+# ELF files end up in OUTDIR/<name>/<sketch>.ino.elf.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-lib=$(cd "$here/../.." && pwd)
+# PLCMAIL_LIBRARY_DIR: build against another copy of the library (the one
+# unpacked from the release ZIP); default this source tree.
+lib=$(cd "${PLCMAIL_LIBRARY_DIR:-$here/../..}" && pwd)
 out=${1:-$here/build}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -24,6 +28,9 @@ hw=/usr/share/arduino/hardware
 mkdir -p "$out/libraries" "$out/tools" "$out/cache"
 ln -sfn "$lib" "$out/libraries/PlcMail"
 
+verbosity=(-quiet)
+[[ ${PLCMAIL_BUILD_VERBOSE:-} == 1 ]] && verbosity=(-verbose)
+
 # Debian 12's core needs DECIMAL_DIG for C++ (its avr-libc lacks it).
 build() { # sketch.ino fqbn name [extra cflags]
   local ino=$1 fqbn=$2 name=$3 extra=${4:-}
@@ -32,7 +39,8 @@ build() { # sketch.ino fqbn name [extra cflags]
   local hwx=()
   # arduino-builder's own platform.txt (ctags) lives outside the core in Debian.
   [[ -f /usr/share/arduino-builder/platform.txt ]] && hwx=(-hardware /usr/share/arduino-builder)
-  if ! arduino-builder -compile -quiet -warnings all \
+  # PLCMAIL_BUILD_VERBOSE=1 logs every compiler command (to check the flags).
+  if ! arduino-builder -compile "${verbosity[@]}" -warnings all \
       -hardware "$hw" "${hwx[@]}" -tools "$out/tools" -libraries "$out/libraries" \
       -build-cache "$out/cache" \
       -fqbn "$fqbn" -build-path "$dir" \
@@ -51,11 +59,17 @@ build() { # sketch.ino fqbn name [extra cflags]
   fi
   local elf
   elf=$(ls "$dir"/*.elf)
-  # flash = .text + .data (initialised data is stored in flash); RAM = .data + .bss
+  # flash = .text + .data (initialised data is stored in flash);
+  # RAM = .data + .bss + .noinit
   avr-size -A "$elf" | awk -v n="$name" '
-    $1==".text"{t=$2} $1==".data"{d=$2} $1==".bss"{b=$2}
-    END{split(n,a,"@"); printf "SIZE %s %s %d %d\n", a[1], a[2], t+d, d+b}'
+    $1==".text"{t=$2} $1==".data"{d=$2} $1==".bss"{b=$2} $1==".noinit"{z=$2}
+    END{split(n,a,"@"); printf "SIZE %s %s %d %d\n", a[1], a[2], t+d, d+b+z}'
 }
+
+if [[ ${2:-} == --one ]]; then
+  build "$3" "$4" "$5" "${6:-}"
+  exit 0
+fi
 
 mega=arduino:avr:mega:cpu=atmega2560
 uno=arduino:avr:uno
@@ -70,6 +84,11 @@ for m in "$mega@atmega2560" "$uno@atmega328p"; do
   build "$sk/SmtpOverSerial/SmtpOverSerial.ino" "$fqbn" "SmtpOverSerial@$mcu"
 done
 build "$ex/ControllinoRS485Alarms/ControllinoRS485Alarms.ino" "$mega" "ControllinoRS485Alarms@atmega2560"
+# The example's Controllino branch, against a stand-in Controllino.h (the
+# CONTROLLINO core is not packaged for Debian).
+ln -sfn "$here/../stubs/Controllino" "$out/libraries/Controllino"
+build "$ex/ControllinoRS485Alarms/ControllinoRS485Alarms.ino" "$mega" "ControllinoStub@atmega2560" -DPLCMAIL_USE_CONTROLLINO
+rm -f "$out/libraries/Controllino"
 
 # The Ethernet example needs the Arduino Ethernet library, which Debian does
 # not package; build it only where one is installed.

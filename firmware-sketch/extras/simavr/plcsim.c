@@ -14,6 +14,13 @@
  * EEPROM is loaded from FILE at start and saved back at exit, so a restart
  * of plcsim is a reboot of the PLC with its EEPROM kept.
  *
+ * Analog noise: every ADC conversion of a pin (ADC0..15) reads a random
+ * voltage from /dev/urandom, as a floating or noisy input would; and the SRAM
+ * holds random bytes at start, like a chip after power-up (simavr zeroes it).
+ * Both are entropy the firmware may use (a random first boot id after an
+ * EEPROM erase); -E (erased) starts with an erased EEPROM even if the -e
+ * file exists (and then saves over it).
+ *
  * Time: the simulated clock is held to the wall clock (at most a few ms
  * ahead), so the firmware's millis() and the gateway's timeouts agree.
  *
@@ -22,12 +29,14 @@
  * pin (J5 on the Controllino): every byte must leave while it is high, and it
  * may only drop once the last byte had time to leave the shift register
  * (one character time at BAUD, default 115200). Violations are counted and
- * printed at exit as "RS485 bytes=N violations=M".
+ * printed at exit as "RS485 bytes=N violations=M". -R PORTBIT also watches
+ * the receiver enable /RE (J6, active low): it must be high while bytes
+ * leave (else the receiver echoes them) and low at the end.
  *
  * With -l PATH a symlink to the pty is (re)made at PATH, a stable device name
  * for the gateway's config across restarts of plcsim (like socat's link=).
  *
- * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]]
+ * usage: plcsim [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]]
  *               [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf
  */
 #define _GNU_SOURCE
@@ -44,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <simavr/avr_adc.h>
 #include <simavr/avr_eeprom.h>
 #include <simavr/avr_ioport.h>
 #include <simavr/avr_uart.h>
@@ -64,7 +74,7 @@ struct bridge {
 	int xon;
 	unsigned char in[4096];
 	size_t in_len, in_pos;
-	unsigned long long tx, rx;
+	unsigned long long tx, rx, dropped;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -77,6 +87,8 @@ static struct {
 	avr_cycle_count_t last_byte;   /* cycle of the last byte written */
 	avr_cycle_count_t char_cycles; /* one character (10 bits) at the baud rate */
 	unsigned long bytes, violations;
+	int re_on, re;                 /* -R: /RE watched, its level */
+	unsigned long echoed;          /* bytes sent with the receiver on */
 	char watched; /* the UART on the pty */
 } rs485;
 
@@ -85,6 +97,13 @@ static void rs485_byte(void) {
 	rs485.bytes++;
 	rs485.last_byte = rs485.avr->cycle;
 	if (!rs485.de) rs485.violations++; /* sent while the driver was off */
+	if (rs485.re_on && !rs485.re) rs485.echoed++; /* receiver on: our bytes echo back */
+}
+
+static void rs485_re_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	(void)param;
+	rs485.re = value != 0;
 }
 
 static void rs485_de_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
@@ -128,6 +147,7 @@ static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
 			struct pollfd p = {b->fd, POLLOUT, 0};
 			if (poll(&p, 1, 100) > 0) continue;
 		}
+		b->dropped++;
 		return;
 	}
 }
@@ -260,6 +280,34 @@ static void eeprom_io(avr_t *avr, const char *path, int save) {
 	avr_ioctl(avr, AVR_IOCTL_EEPROM_SET, &d);
 }
 
+static FILE *urandom;
+
+static uint32_t random32(void) {
+	uint32_t v = 0;
+	if (!urandom || fread(&v, sizeof v, 1, urandom) != 1) v = (uint32_t)rand();
+	return v;
+}
+
+/* A conversion starts: give its pin a noisy voltage (millivolts). */
+static void adc_trigger_hook(struct avr_irq_t *irq, uint32_t value, void *param) {
+	(void)irq;
+	avr_t *avr = param;
+	union {
+		avr_adc_mux_t mux;
+		uint32_t v;
+	} m = {.v = value};
+	if (m.mux.kind != ADC_MUX_SINGLE || m.mux.src > 15) return;
+	avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_ADC0 + m.mux.src), random32() % 5001);
+}
+
+static void power_up_noise(avr_t *avr) {
+	urandom = fopen("/dev/urandom", "rb");
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	for (uint32_t a = (uint32_t)avr->ioend + 1; a <= avr->ramend; a++) avr->data[a] = (uint8_t)random32();
+	avr_irq_t *trig = avr_io_getirq(avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_OUT_TRIGGER);
+	if (trig) avr_irq_register_notify(trig, adc_trigger_hook, avr);
+}
+
 static uint64_t now_ns(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -279,26 +327,28 @@ static void command(avr_t *avr, char *line) {
 }
 
 int main(int argc, char **argv) {
-	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL;
+	const char *mcu = "atmega2560", *eeprom = NULL, *tcp = NULL, *link = NULL, *de_pin = NULL, *re_pin = NULL;
 	char uart = '0';
 	uint32_t freq = 16000000;
-	int opt, to_stdout = 0, dial_ms = 100;
+	int opt, to_stdout = 0, dial_ms = 100, erased = 0;
 	char *pins[16];
 	int npins = 0;
-	while ((opt = getopt(argc, argv, "m:f:e:p:l:t:T:u:r:x")) != -1) {
+	while ((opt = getopt(argc, argv, "m:f:e:Ep:l:t:T:u:r:R:x")) != -1) {
 		switch (opt) {
 		case 'm': mcu = optarg; break;
 		case 'f': freq = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'e': eeprom = optarg; break;
+		case 'E': erased = 1; break;
 		case 'p': if (npins < 16) pins[npins++] = optarg; break;
 		case 't': tcp = optarg; break;
 		case 'T': dial_ms = atoi(optarg); break;
 		case 'l': link = optarg; break;
 		case 'u': uart = optarg[0]; break;
 		case 'r': de_pin = optarg; break;
+		case 'R': re_pin = optarg; break;
 		case 'x': to_stdout = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m MCU] [-f HZ] [-e EEPROM [-E]] [-p PORTBIT=V]... [-u N] [-r PORTBIT[:BAUD] [-R PORTBIT]] [-l LINK] [-t HOST:PORT [-T MS]] [-x] firmware.elf\n", argv[0]);
 			return 2;
 		}
 	}
@@ -334,7 +384,8 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 	dup2(saved_stdout, 1);
 	close(saved_stdout);
-	eeprom_io(avr, eeprom, 0);
+	if (!erased) eeprom_io(avr, eeprom, 0);
+	power_up_noise(avr);
 	for (int i = 0; i < npins; i++) {
 		char spec[8];
 		int v;
@@ -375,6 +426,14 @@ int main(int argc, char **argv) {
 		rs485.watched = uart;
 		rs485.char_cycles = (avr_cycle_count_t)freq * 10 / baud;
 		avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit), rs485_de_hook, NULL);
+		if (re_pin) {
+			if (sscanf(re_pin, "%c%d", &port, &bit) != 2 || bit < 0 || bit > 7) {
+				fprintf(stderr, "plcsim: bad -R %s (want e.g. J6)\n", re_pin);
+				return 2;
+			}
+			rs485.re_on = 1;
+			avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit), rs485_re_hook, NULL);
+		}
 	}
 	int have_u1 = 0;
 	if (tcp) bridge_attach(&u1, avr, '1', -1);
@@ -393,6 +452,8 @@ int main(int argc, char **argv) {
 	const avr_cycle_count_t slice = freq / 1000; /* 1 ms of simulated time */
 	avr_cycle_count_t next_check = slice;
 	int state = cpu_Running;
+	uint64_t max_lag_ns = 0;
+	int stall_ms = getenv("PLCSIM_STALL_MS") ? atoi(getenv("PLCSIM_STALL_MS")) : 0;
 	while (!stop_requested && state != cpu_Done && state != cpu_Crashed) {
 		state = avr_run(avr);
 		if (avr->cycle < next_check) continue;
@@ -402,10 +463,15 @@ int main(int argc, char **argv) {
 			have_u1 = 1;
 		}
 
+		/* PLCSIM_STALL_MS: stall now and then, as on a loaded host. */
+		if (stall_ms && random32() % 200 == 0) usleep((useconds_t)(random32() % stall_ms) * 1000);
 		/* Hold simulated time to wall time. */
 		uint64_t sim_ns = avr_cycles_to_nsec(avr, avr->cycle);
 		uint64_t wall_ns = now_ns() - start;
 		int wait_ms = sim_ns > wall_ns + 2000000 ? (int)((sim_ns - wall_ns) / 1000000) : 0;
+		/* How far the simulation fell behind the wall clock (a loaded host):
+		 * the firmware's timers then run slow in wall time. */
+		if (wall_ns > sim_ns && wall_ns - sim_ns > max_lag_ns) max_lag_ns = wall_ns - sim_ns;
 
 		struct pollfd p[3];
 		int np = 0;
@@ -443,10 +509,17 @@ int main(int argc, char **argv) {
 		if (have_u1) bridge_feed(&u1);
 	}
 	eeprom_io(avr, eeprom, 1);
-	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu\n",
-	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx);
+	fprintf(stderr, "plcsim: stopped at %.3f s simulated (state %d); uart%c tx %llu rx %llu dropped %llu; "
+	        "max lag behind the wall clock %.3f s\n",
+	        avr_cycles_to_nsec(avr, avr->cycle) / 1e9, state, uart, u0.tx, u0.rx, u0.dropped, max_lag_ns / 1e9);
 	if (rs485.on) {
-		printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
+		/* With -R: bytes sent while /RE was low (the receiver heard our own
+		 * frame), and whether /RE was left high (receiver off: deaf). */
+		if (rs485.re_on)
+			printf("RS485 bytes=%lu violations=%lu echoed=%lu deaf=%d\n", rs485.bytes, rs485.violations,
+			       rs485.echoed, rs485.re);
+		else
+			printf("RS485 bytes=%lu violations=%lu\n", rs485.bytes, rs485.violations);
 		fflush(stdout);
 	}
 	if (slave >= 0) close(slave);

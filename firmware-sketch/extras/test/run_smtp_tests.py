@@ -127,12 +127,12 @@ class Scripted:
 
 
 def run_client(exe, port, timeout_ms=2000, writer=False, host="127.0.0.1",
-               subject=SUBJECT, to=TO, date=None):
+               subject=SUBJECT, to=TO, date=None, body=BODY, sender=FROM):
     with tempfile.NamedTemporaryFile(delete=False) as f:
-        f.write(BODY)
+        f.write(body)
         path = f.name
     try:
-        args = [exe, host, str(port), FROM, to, subject, path, str(timeout_ms)]
+        args = [exe, host, str(port), sender, to, subject, path, str(timeout_ms)]
         if writer:
             args.append("--writer")
         if date:
@@ -156,7 +156,10 @@ def check_result(name, res, step, code):
     return True
 
 
-def check_message(name, data, date=None):
+MIME = [b"MIME-Version: 1.0", b"Content-Type: text/plain; charset=UTF-8"]
+
+
+def check_message(name, data, date=None, encoding=b"8bit"):
     """data: the DATA payload as received, up to and including CRLF.CRLF."""
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
@@ -167,6 +170,7 @@ def check_message(name, data, date=None):
             b"Subject: Pump 3  Bcc: evil@example.com"]
     if date:
         want.append(b"Date: " + date.encode())
+    want += MIME + [b"Content-Transfer-Encoding: " + encoding]
     if lines != want:
         fail(name, f"header lines {lines!r}, want {want!r}")
     if body != BODY_WIRE + b".\r\n":
@@ -189,11 +193,18 @@ def scripted_tests(exe):
         ("helo-501", {"EHLO": b"500 5.5.1 what\r\n", "HELO": b"501 5.5.4 bad name\r\n"}, "hello", 501),
         ("mail-550", {"MAIL": b"550 5.7.1 sender rejected\r\n"}, "mail-from", 550),
         ("mail-hangup", {"MAIL": None}, "mail-from", 0),
+        # One refused recipient does not stop the mail to the other.
         ("rcpt-second-550", {"RCPT": [b"250 ok\r\n", b"550-5.1.1 no such\r\n550 5.1.1 user\r\n"]},
+         "ok", 250),
+        ("rcpt-first-550", {"RCPT": [b"550 5.1.1 no such user\r\n", b"250 ok\r\n"]}, "ok", 250),
+        ("rcpt-all-refused", {"RCPT": [b"550 5.1.1 no such user\r\n", b"450 4.2.0 mailbox busy\r\n"]},
          "rcpt-to", 550),
+        ("rcpt-421", {"RCPT": [b"421 4.3.2 shutting down\r\n", b"250 ok\r\n"]}, "rcpt-to", 421),
         ("data-451", {"DATA": b"451 4.3.0 try later\r\n"}, "data", 451),
         ("message-552", {"END": b"552 5.3.4 too big\r\n"}, "message", 552),
-        ("message-silent", {"END": b""}, "message", 0),
+        # No answer to the final dot: unknown, the server may have the mail.
+        ("message-silent", {"END": b""}, "unknown", 0),
+        ("message-hangup", {"END": None}, "unknown", 0),
     ]
     for writer in (False, True):
         for name, replies, step, code in cases:
@@ -207,16 +218,27 @@ def scripted_tests(exe):
             ok = check_result(tname, res, step, code)
             cmds = srv.commands
             if ok and step == "ok":
-                check_message(tname, srv.data, date)
+                # HELO: no 8BITMIME, so the body goes quoted-printable (this
+                # body has nothing to encode).
+                qp = name in ("helo-fallback", "accepted-pieces")
+                check_message(tname, srv.data, date, b"quoted-printable" if qp else b"8bit")
                 want = [b"EHLO plc-test"] if name != "helo-fallback" else [b"EHLO plc-test", b"HELO plc-test"]
-                want += [b"MAIL FROM:<plc@example.com>", b"RCPT TO:<ops@example.com>",
-                         b"RCPT TO:<boss@example.com>", b"DATA", b"QUIT"]
+                want += [b"MAIL FROM:<plc@example.com>" + (b"" if qp else b" BODY=8BITMIME"),
+                         b"RCPT TO:<ops@example.com>", b"RCPT TO:<boss@example.com>", b"DATA", b"QUIT"]
                 if cmds != want:
                     fail(tname, f"commands {cmds!r}, want {want!r}")
                 # Output is buffered: a handful of writes, not one per byte.
-                if int(res.get("writes", 999)) > 12:
+                if int(res.get("writes", 999)) > 14:
                     fail(tname, f"{res.get('writes')} socket writes for one mail")
-            if ok and step not in ("ok", "connect") and code not in (0, 421):
+            if ok and name.startswith("rcpt-"):
+                want_rejected = {"rcpt-second-550": "1", "rcpt-first-550": "1", "rcpt-all-refused": "2"}
+                if name in want_rejected and res.get("rejected") != want_rejected[name]:
+                    fail(tname, f"rejected={res.get('rejected')}, want {want_rejected[name]}")
+                if step != "ok" and b"DATA" in cmds:
+                    fail(tname, f"DATA sent with no recipient accepted: {cmds!r}")
+                if name == "rcpt-421" and len([c for c in cmds if c.startswith(b"RCPT")]) != 1:
+                    fail(tname, f"went on after 421: {cmds!r}")
+            if ok and step not in ("ok", "connect", "unknown") and code not in (0, 421):
                 if not cmds or cmds[-1] != b"QUIT":
                     fail(tname, f"no QUIT after the refusal: {cmds!r}")
             if ok and code == 421 and b"QUIT" in cmds:
@@ -225,6 +247,7 @@ def scripted_tests(exe):
                 fail(tname, f"timeout took {took:.2f}s, want about 0.7s")
             if ok:
                 print(f"ok   {tname}")
+    eightbit_tests(exe)
     # Nobody listening.
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -233,6 +256,62 @@ def scripted_tests(exe):
     res = run_client(exe, port)
     if check_result("connect-refused", res, "connect", 0):
         print("ok   connect-refused")
+
+
+def eightbit_tests(exe):
+    """8-bit text, long lines and addresses that would inject commands."""
+    body = "Druck \u00fcber 90 bar = zu hoch\n".encode() + b"x" * 2500 + b"\n.end\n"
+    subject = "K\u00fchlung ausgefallen \u2013 Halle 3"
+    for ehlo, enc in ((Scripted.DEFAULT["EHLO"], b"8bit"), (b"250-smtp.test\r\n250 PIPELINING\r\n", b"quoted-printable")):
+        name = "8bit-" + enc.decode()
+        srv = Scripted(EHLO=ehlo)
+        res = run_client(exe, srv.port, timeout_ms=2000, subject=subject, body=body)
+        srv.thread.join(5)
+        if not check_result(name, res, "ok", 250):
+            continue
+        head, _, wire = srv.data.partition(b"\r\n\r\n")
+        problems = []
+        mail = [c for c in srv.commands if c.startswith(b"MAIL")]
+        if (b"BODY=8BITMIME" in mail[0]) != (enc == b"8bit"):
+            problems.append(f"MAIL command {mail[0]!r}")
+        if b"Content-Transfer-Encoding: " + enc not in head.split(b"\r\n"):
+            problems.append(f"header {head!r}")
+        if any(b >= 0x80 for b in head):
+            problems.append("8-bit octets in the header")
+        longest = max(len(l) for l in srv.data.split(b"\r\n"))
+        limit = 998 if enc == b"8bit" else 76
+        if longest > limit:
+            problems.append(f"a line of {longest} octets (limit {limit})")
+        if enc == b"quoted-printable" and any(b >= 0x80 for b in wire):
+            problems.append("8-bit octets in a quoted-printable body")
+        # What a mail reader makes of it: the same text back.
+        import email
+        import email.policy
+        msg = email.message_from_bytes(srv.data[:-3].replace(b"\r\n..", b"\r\n."), policy=email.policy.default)
+        if str(msg["Subject"]) != subject:
+            problems.append(f"subject decodes to {str(msg['Subject'])!r}")
+        text = msg.get_content().replace("\r\n", "\n")
+        if enc == b"quoted-printable" and text != body.decode():
+            problems.append(f"body decodes to {text[:80]!r}...")
+        if enc == b"8bit" and text.replace("\n", "") != body.decode().replace("\n", ""):
+            problems.append("8bit body differs beyond the added line breaks")
+        if problems:
+            fail(name, "; ".join(problems))
+        else:
+            print(f"ok   {name}")
+    # CR/LF (or < >) in an address would let a sketch's text inject SMTP
+    # commands: refused before anything is sent.
+    for name, sender, to in (("from-crlf", "plc@example.com>\r\nRCPT TO:<evil@example.com", TO),
+                             ("to-crlf", FROM, "ops@example.com\r\nRCPT TO:<evil@example.com>"),
+                             ("to-empty", FROM, " , ")):
+        srv = Scripted()
+        res = run_client(exe, srv.port, timeout_ms=700, to=to, sender=sender)
+        srv.thread.join(5)
+        if check_result(name, res, "address", 0):
+            if srv.commands:
+                fail(name, f"commands sent: {srv.commands!r}")
+            else:
+                print(f"ok   {name}")
 
 
 def aiosmtpd_test(exe, required):

@@ -3,6 +3,7 @@
 // test_protocol.cpp checks against the shared vectors) and compared field by
 // field.
 #include <deque>
+#include <set>
 
 #include "PlcMail.h"
 #include "testing.h"
@@ -16,6 +17,8 @@ uint8_t fakePins[128];
 uint8_t fakePinModes[128];
 uint8_t fakeMCUSR;
 uint8_t fakeEeprom[4096];
+uint32_t fakeEntropy;
+uint32_t fakeBootBlock[2];
 uint32_t millis() { return fakeMillis; }
 
 namespace {
@@ -77,6 +80,19 @@ class FakeLink : public Stream {
   void reply(const Frame& f) {
     uint8_t raw[kMaxFrame], enc[kMaxEncoded + 1];
     uint8_t n = encodeRaw(&f, raw);
+    CHECK(n > 0);
+    size_t m = cobsEncode(raw, n, enc);
+    in.insert(in.end(), enc, enc + m);
+    in.push_back(0);
+  }
+  // Queues a gateway frame of any content, valid or not (encodeRaw refuses
+  // what validate() calls malformed): type, boot, seq, payload, right CRC.
+  void replyRaw(uint8_t type, uint32_t boot, uint32_t seq, const std::vector<uint8_t>& payload) {
+    uint8_t raw[kMaxFrame], enc[kMaxEncoded + 1];
+    FrameWriter w(raw, sizeof raw);
+    w.header(type, boot, seq);
+    w.bytes(payload.data(), (uint8_t)payload.size());
+    uint8_t n = w.finish();
     CHECK(n > 0);
     size_t m = cobsEncode(raw, n, enc);
     in.insert(in.end(), enc, enc + m);
@@ -247,6 +263,33 @@ void testAckAdvancesAndDuplicateAckIgnored() {
   CHECK(link.frames().empty());  // nothing is retransmitted after its ACK
 }
 
+// SPEC.md 3.4: an ACK result other than 0 (queued) or 1 (duplicate) is
+// malformed, and so is an ACK with more than its one payload byte: neither
+// says the gateway has the frame, so the sender keeps it and retransmits.
+void testMalformedAckIgnored() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  pm.begin(11, 0);
+  pm.poll();
+  link.frames();
+  for (uint8_t result : {2, 7, 0x80, 0xFF}) link.replyRaw(kTypeAck, 11, 1, {result});
+  link.replyRaw(kTypeAck, 11, 1, {0, 0});  // too long
+  pm.poll();
+  CHECK_EQ(pm.pending(), 1);
+  CHECK(statuses.empty());
+  runUntil(pm, fakeMillis + 1300);
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);  // the HELLO again: still not ACKed
+  CHECK_EQ(fs[0].type, kTypeHello);
+  link.replyRaw(kTypeAck, 11, 1, {1});
+  pm.poll();
+  CHECK_EQ(pm.pending(), 0);
+  CHECK_EQ(statuses.size(), 1);
+  CHECK_EQ(statuses[0].detail, 1);
+}
+
 void testNakHandling() {
   reset();
   FakeLink link;
@@ -351,9 +394,18 @@ void testHelloFrozenWhileOnTheWire() {
   CHECK_EQ(pm.activeCount(), 2);
 }
 
+uint32_t eepromCell() {
+  uint32_t cell;
+  memcpy(&cell, fakeEeprom + E2END - 3, 4);
+  return cell;
+}
+
 void testRebootNewBootIdFromEeprom() {
   reset();
   memset(fakeEeprom, 0xFF, sizeof fakeEeprom);  // erased chip
+  fakeBootBlock[0] = 0x12345678;                 // SRAM after power-up
+  fakeBootBlock[1] = 0x9ABCDEF0;
+  fakeEntropy = 0xC0FFEE00;
   uint32_t bootA, bootB;
   {
     FakeLink link;
@@ -362,7 +414,8 @@ void testRebootNewBootIdFromEeprom() {
     pm.begin();
     CHECK_EQ(fakeMCUSR, 0);  // cleared for the next reset
     bootA = pm.bootId();
-    CHECK_EQ(bootA, 1);
+    CHECK_EQ(bootA, 0x40FFEE01);  // from the entropy, not 1
+    CHECK_EQ(eepromCell(), bootA + PLCMAIL_BOOT_BLOCK);
     pm.poll();
     link.ack(bootA, 1);
     pm.raise(17, PLCMAIL_ALARM);
@@ -376,10 +429,11 @@ void testRebootNewBootIdFromEeprom() {
   {
     FakeLink link;
     PlcMail pm(link);
-    fakeMCUSR = 8;  // watchdog
+    fakeMCUSR = 8;  // watchdog: RAM kept, no EEPROM write
     pm.begin();
     bootB = pm.bootId();
-    CHECK_EQ(bootB, 2);
+    CHECK_EQ(bootB, bootA + 1);
+    CHECK_EQ(eepromCell(), bootA + PLCMAIL_BOOT_BLOCK);
     pm.raise(17, PLCMAIL_ALARM);  // the sketch re-raises what is active at boot
     pm.poll();
     auto fs = link.frames();
@@ -391,11 +445,43 @@ void testRebootNewBootIdFromEeprom() {
     CHECK_EQ(fs[0].nActive, 1);
     CHECK_EQ(fs[0].active[0].code, 17);
   }
-  uint32_t cell;
-  memcpy(&cell, fakeEeprom + E2END - 3, 4);
-  CHECK_EQ(cell, 2);
-  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFEu), 0xFFFFFFFFu);
-  CHECK_EQ(PlcMail::nextBootId(0xFFFFFFFFu), 1);  // 0 is never a boot id
+  // The EEPROM is erased again (or the board swapped) with the same
+  // entropy: the id still differs from both, because the SRAM differs.
+  memset(fakeEeprom, 0xFF, sizeof fakeEeprom);
+  {
+    FakeLink link;
+    PlcMail pm(link);
+    fakeEntropy = 0x0BADCAFE;
+    pm.begin();
+    CHECK(pm.bootId() != bootA && pm.bootId() != bootB);
+    CHECK(pm.bootId() != 1);
+  }
+}
+
+// A reset loop writes the EEPROM cell once per PLCMAIL_BOOT_BLOCK warm
+// resets and never hands out an id twice, also across power-ons.
+void testBootIdWearAndUniqueness() {
+  uint32_t cell = 0xFFFFFFFF, block[2] = {0xDEAD, 0xBEEF};
+  std::set<uint32_t> seen;
+  int writes = 0;
+  for (int boot = 0; boot < 5000; boot++) {
+    if (boot % 700 == 0) {  // power cut: RAM garbage
+      block[0] = (uint32_t)boot * 2654435761u;
+      block[1] = block[0] ^ 0x5555;
+    }
+    uint32_t before = cell;
+    uint32_t id = PlcMail::takeBootId(&cell, block, 0x7777);
+    if (cell != before) writes++;
+    CHECK(id != 0 && id != 0xFFFFFFFF);
+    CHECK(seen.insert(id).second);  // never repeated
+  }
+  // 5000 warm resets and 8 power-ons: 20 blocks of 256 plus one per power-on.
+  CHECK(writes <= 5000 / (int)PLCMAIL_BOOT_BLOCK + 8);
+  // A cell of 0 (written by hand) counts as erased: never boot id 0.
+  cell = 0;
+  block[0] = block[1] = 0;
+  CHECK_EQ(PlcMail::takeBootId(&cell, block, 0), 1);
+  CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
 }
 
 void testHeartbeat() {
@@ -478,6 +564,68 @@ void testNoiseAndSplitReplies() {
   pm.poll();
   CHECK_EQ(pm.pending(), 0);
   CHECK_EQ(statuses.size(), 1);
+}
+
+// Up to four values of any type, with and without a text, in order; a fifth
+// is not possible (no overload), a queue slot holds all four.
+void testEventValues() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  beginAcked(pm, link, 16);
+  link.frames();
+  int16_t i16 = -7;
+  uint8_t u8 = 200;
+  pm.raise(20, PLCMAIL_ALARM, i16, 2.5, true, 4000000000UL, F("four values"));
+  pm.raise(21, PLCMAIL_WARNING, -3L, u8);
+  pm.raise(22, PLCMAIL_INFO, 1.25f, 0U, false);
+  pm.raise(23, PLCMAIL_INFO, F("text only"));
+  PlcMailValue vs[] = {1, 2, 3, 4, 5};
+  for (uint32_t seq = 2; seq <= 6; seq++) {
+    if (seq == 3) CHECK_EQ(pm.raiseValues(24, PLCMAIL_INFO, vs, 5, 0), 6);  // the fifth is dropped
+    pm.poll();
+    auto fs = link.frames();
+    CHECK_EQ(fs.size(), 1);
+    if (fs.size() != 1) return;
+    const Frame& f = fs[0];
+    CHECK_EQ(f.seq, seq);
+    float v;
+    switch (seq) {
+      case 2:
+        CHECK_EQ(f.nValues, 4);
+        CHECK(f.values[0].kind == kValueInt32 && f.values[0].bits == (uint32_t)-7);
+        memcpy(&v, &f.values[1].bits, 4);
+        CHECK(f.values[1].kind == kValueFloat32 && v == 2.5f);
+        CHECK(f.values[2].kind == kValueBool && f.values[2].bits == 1);
+        CHECK(f.values[3].kind == kValueUint32 && f.values[3].bits == 4000000000UL);
+        CHECK_EQ(f.textLen, 11);
+        CHECK(memcmp(f.text, "four values", 11) == 0);
+        break;
+      case 3:
+        CHECK_EQ(f.nValues, 2);
+        CHECK(f.values[0].kind == kValueInt32 && f.values[0].bits == (uint32_t)-3);
+        CHECK(f.values[1].kind == kValueInt32 && f.values[1].bits == 200);  // uint8_t promotes to int
+        CHECK_EQ(f.textLen, 0);
+        break;
+      case 4:
+        CHECK_EQ(f.nValues, 3);
+        memcpy(&v, &f.values[0].bits, 4);
+        CHECK(f.values[0].kind == kValueFloat32 && v == 1.25f);
+        CHECK(f.values[1].kind == kValueUint32 && f.values[1].bits == 0);
+        CHECK(f.values[2].kind == kValueBool && f.values[2].bits == 0);
+        break;
+      case 5:
+        CHECK_EQ(f.nValues, 0);
+        CHECK_EQ(f.textLen, 9);
+        break;
+      case 6:
+        CHECK_EQ(f.nValues, 4);
+        CHECK_EQ(f.values[3].bits, 4);
+        break;
+    }
+    link.ack(16, seq);
+    pm.poll();
+  }
 }
 
 void testEventText() {
@@ -615,14 +763,17 @@ int main() {
   RUN(testHelloCarriesBootSnapshot);
   RUN(testRetransmitBackoffSameBytes);
   RUN(testAckAdvancesAndDuplicateAckIgnored);
+  RUN(testMalformedAckIgnored);
   RUN(testNakHandling);
   RUN(testQueueFullResyncs);
   RUN(testHelloFrozenWhileOnTheWire);
   RUN(testRebootNewBootIdFromEeprom);
+  RUN(testBootIdWearAndUniqueness);
   RUN(testHeartbeat);
   RUN(testDeliveryStatus);
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
+  RUN(testEventValues);
   RUN(testRs485Direction);
   RUN(testOwnEchoIgnored);
   RUN(testNoiseRobustness);

@@ -3,7 +3,7 @@
 // plcmail listener) are driven by run_smtp_tests.py and the Go test.
 //
 // usage: test_smtp HOST PORT FROM TO SUBJECT BODYFILE [TIMEOUT_MS] [--writer] [--date=DATE]
-// prints: step=NAME code=N writes=N
+// prints: step=NAME code=N writes=N ms=N rejected=N
 #include <time.h>
 
 #include "PlcMailSmtp.h"
@@ -39,7 +39,10 @@ int main(int argc, char** argv) {
   PosixClient client;
   PlcMailSmtp smtp(client);
   smtp.setHeloName("plc-test");
-  if (argc > 7) smtp.setTimeout((uint16_t)atoi(argv[7]));
+  if (argc > 7) {
+    smtp.setTimeout((uint32_t)atol(argv[7]));
+    smtp.setFinalTimeout((uint32_t)atol(argv[7]));
+  }
   bool writer = false;
   for (int i = 8; i < argc; i++) {
     if (strcmp(argv[i], "--writer") == 0) writer = true;
@@ -49,7 +52,7 @@ int main(int argc, char** argv) {
   uint32_t t0 = millis();
   uint8_t step = writer ? smtp.send(argv[1], (uint16_t)atoi(argv[2]), argv[3], argv[4], subject, writeBody)
                         : smtp.send(argv[1], (uint16_t)atoi(argv[2]), argv[3], argv[4], subject, body.c_str());
-  printf("step=%s code=%u writes=%d ms=%u\n", (const char*)PlcMailSmtp::stepName(step), smtp.code(),
-         client.writes, millis() - t0);
+  printf("step=%s code=%u writes=%d ms=%u rejected=%u\n", (const char*)PlcMailSmtp::stepName(step), smtp.code(),
+         client.writes, millis() - t0, smtp.rejected());
   return 0;
 }

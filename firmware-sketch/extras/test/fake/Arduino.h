@@ -35,6 +35,10 @@ class __FlashStringHelper;
 
 // AVR registers and EEPROM the library touches.
 extern uint8_t fakeMCUSR;
+// The entropy PlcMail::begin() gets for an erased EEPROM cell, and its RAM
+// block that survives a warm reset (.noinit on AVR).
+extern uint32_t fakeEntropy;
+extern uint32_t fakeBootBlock[2];
 #define MCUSR fakeMCUSR
 #define E2END 0xFFF
 #define PLCMAIL_FAKE_AVR 1  // use <avr/eeprom.h> (the fake in fake/avr/)
