@@ -14,8 +14,8 @@ import (
 // because fixing a config one error per run is what makes people give up.
 func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "check")
-	if err := fs.Parse(args); err != nil {
-		return usageError("check: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("check takes no arguments (use -c FILE)")

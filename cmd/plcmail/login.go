@@ -16,8 +16,8 @@ import (
 // paste back (Google), so it works over SSH on a box without a browser.
 func cmdLogin(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "login")
-	if err := fs.Parse(args); err != nil {
-		return usageError("login: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("login takes no arguments (use -c FILE)")
