@@ -515,8 +515,8 @@ logger() { cat >/dev/null; }
 	} {
 		t.Run(shell.name, func(t *testing.T) {
 			call := func(conf, fn string) (string, error) {
-				script := stubs + `. "$1"; PROG="$2"; CONF="$3"; ` + fn
-				cmd := exec.Command(shell.path, "-c", script, "sh", "openwrt/plcmail.init", bin, conf)
+				script := stubs + `. "$1"; PROG="$2"; CONF="$3"; RUNDIR="$4"; ` + fn
+				cmd := exec.Command(shell.path, "-c", script, "sh", "openwrt/plcmail.init", bin, conf, filepath.Join(dir, "run"))
 				if shell.env != "" {
 					cmd.Env = append(os.Environ(), shell.env)
 				}
