@@ -21,6 +21,16 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		return usageError("check takes no arguments (use -c FILE)")
 	}
 	cfg, _, problems := loadChecked(e.configPath)
+	var warnings config.Errors
+	if cfg != nil {
+		// This box, beyond the file (checkhost.go): what serve as the
+		// gateway's user will open, and where it will listen.
+		if su, ok := findServiceUser(cfg); ok {
+			problems = problems.Merge(checkServiceUserAccess(cfg, su))
+		}
+		warnings = listenWarnings(cfg, localAddrs())
+	}
+	printProblems(e.stdout, e.configPath, warnings)
 	if len(problems) > 0 {
 		printProblems(e.stdout, e.configPath, problems)
 		fmt.Fprintf(e.stderr, "plcmail: %s: %d %s\n", e.configPath, len(problems), plural(len(problems), "problem", "problems"))

@@ -56,8 +56,7 @@ from = "plc-gateway@example.com"`,
 func (c *testConfig) write(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(c.Dir, "plcmail.toml")
-	// No submission socket: the default, /run/plcmail, is the host's.
-	text := fmt.Sprintf("[gateway]\nhostname = \"gw.test\"\nspool_dir = %q\nsubmit_socket = \"\"\n\n[upstream]\n%s\n\n[queue]\nmin_backoff = \"50ms\"\nmax_backoff = \"500ms\"\nscan_every = \"100ms\"\n%s\n",
+	text := fmt.Sprintf("[gateway]\nhostname = \"gw.test\"\nspool_dir = %q\n\n[upstream]\n%s\n\n[queue]\nmin_backoff = \"50ms\"\nmax_backoff = \"500ms\"\nscan_every = \"100ms\"\n%s\n",
 		c.Spool, c.Upstream, c.Extra)
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
