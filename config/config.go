@@ -64,6 +64,9 @@ type Gateway struct {
 	SpoolDir string `toml:"spool_dir"` // queue, dead letters, idempotency keys
 	Site     string `toml:"site"`      // free label for templates ("Plant 2, hall B")
 	LogLevel string `toml:"log_level"` // debug | info | warn | error
+	// SubmitSocket is where serve takes mail from local users who cannot
+	// write the spool (config/submit.go); "" turns it off.
+	SubmitSocket string `toml:"submit_socket"`
 }
 
 // Upstream describes the provider all mail is relayed to.
@@ -109,7 +112,7 @@ func Default() *Config {
 		host = "localhost"
 	}
 	return &Config{
-		Gateway: Gateway{Hostname: host, SpoolDir: "/var/spool/plcmail", LogLevel: "info"},
+		Gateway: Gateway{Hostname: host, SpoolDir: "/var/spool/plcmail", LogLevel: "info", SubmitSocket: DefaultSubmitSocket},
 		Upstream: Upstream{
 			Port:     587,
 			Security: SecurityStartTLS,
@@ -272,6 +275,7 @@ func (g *Gateway) validate(v *validator) {
 	if g.SpoolDir == "" {
 		v.errf("gateway.spool_dir", "must not be empty")
 	}
+	g.validateSubmitSocket(v)
 	switch g.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -305,8 +305,10 @@ func testInstallCreatesUser(t *testing.T, shell, path, loginShell string) {
 mount --bind "$1" /etc
 PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user
 mkdir "$3/var/spool/plcmail/queue" && touch "$3/var/spool/plcmail/queue/left-by-root"
+install -m 600 /dev/null "$3/etc/plcmail/upstream.secret"
+echo client-secret >"$3/etc/plcmail/oauth-client.secret"
 PATH="$6" "$5" "$2" --destdir "$3" --binary "$4" --systemd --user >/dev/null
-stat -c '%U:%G %a %n' "$3/var/spool/plcmail/queue/left-by-root"
+stat -c '%U:%G %a %n' "$3/var/spool/plcmail/queue/left-by-root" "$3/etc/plcmail/oauth-client.secret"
 id -Gn plcmail
 stat -c '%U:%G %a %n' "$3/var/spool/plcmail" "$3/etc/plcmail" "$3/etc/plcmail/plcmail.toml" "$3/etc/plcmail/upstream.secret" "$3/usr/local/bin/plcmail"
 getent passwd plcmail`
@@ -325,6 +327,8 @@ getent passwd plcmail`
 		"plcmail:plcmail 600 " + in.path("etc/plcmail/upstream.secret"),
 		"root:root 755 " + in.path("usr/local/bin/plcmail"),
 		"plcmail:plcmail 644 " + in.path("var/spool/plcmail/queue/left-by-root"),
+		// Secrets root re-created by hand between the runs: the gateway's again.
+		"plcmail:plcmail 600 " + in.path("etc/plcmail/oauth-client.secret"),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q", want)
@@ -518,8 +522,8 @@ logger() { cat >/dev/null; }
 	} {
 		t.Run(shell.name, func(t *testing.T) {
 			call := func(conf, fn string) (string, error) {
-				script := stubs + `. "$1"; PROG="$2"; CONF="$3"; ` + fn
-				cmd := exec.Command(shell.path, "-c", script, "sh", "openwrt/files/plcmail.init", bin, conf)
+				script := stubs + `. "$1"; PROG="$2"; CONF="$3"; RUNDIR="$4"; ` + fn
+				cmd := exec.Command(shell.path, "-c", script, "sh", "openwrt/files/plcmail.init", bin, conf, filepath.Join(dir, "run"))
 				if shell.env != "" {
 					cmd.Env = append(os.Environ(), shell.env)
 				}

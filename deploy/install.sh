@@ -14,6 +14,7 @@
 #   /etc/plcmail/                     0750 root:plcmail
 #   /etc/plcmail/plcmail.toml         0640 root:plcmail  from configs/plcmail.example.toml, if absent
 #   /etc/plcmail/upstream.secret      0600 plcmail       empty, if absent (put the provider password here)
+#   /etc/plcmail/*.secret             0600 plcmail       other secrets there: re-owned on every run
 #   /var/spool/plcmail/               0700 plcmail       (/etc/plcmail/spool on OpenWrt, whose /var is RAM)
 #   /etc/systemd/system/plcmail.service  or  /etc/init.d/plcmail + /lib/upgrade/keep.d/plcmail
 #   with --sendmail: /usr/sbin/sendmail and /usr/bin/mailq linked to plcmail,
@@ -184,6 +185,14 @@ if [ ! -e "$secret" ]; then
 fi
 # The gateway refuses a secret that group or others can read; keep it so.
 own plcmail:plcmail 0600 "$secret"
+# Other secrets put there by hand (oauth-client.secret, smtp account
+# passwords), often re-created by root: serve, as plcmail, must read them.
+for f in "$destdir"/etc/plcmail/*.secret; do
+	if [ -f "$f" ] && [ ! -L "$f" ] && [ "$f" != "$secret" ]; then
+		own plcmail:plcmail 0600 "$f"
+		say "re-owned /etc/plcmail/$(basename "$f") to plcmail, mode 0600"
+	fi
+done
 
 # --- sendmail / mailq links --------------------------------------------------
 link() { # link TARGET PATH

@@ -14,13 +14,23 @@ import (
 // because fixing a config one error per run is what makes people give up.
 func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "check")
-	if err := fs.Parse(args); err != nil {
-		return usageError("check: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("check takes no arguments (use -c FILE)")
 	}
 	cfg, _, problems := loadChecked(e.configPath)
+	var warnings config.Errors
+	if cfg != nil {
+		// This box, beyond the file (checkhost.go): what serve as the
+		// gateway's user will open, and where it will listen.
+		if su, ok := findServiceUser(cfg); ok {
+			problems = problems.Merge(checkServiceUserAccess(cfg, su))
+		}
+		warnings = listenWarnings(cfg, localAddrs())
+	}
+	printProblems(e.stdout, e.configPath, warnings)
 	if len(problems) > 0 {
 		printProblems(e.stdout, e.configPath, problems)
 		fmt.Fprintf(e.stderr, "plcmail: %s: %d %s\n", e.configPath, len(problems), plural(len(problems), "problem", "problems"))

@@ -202,11 +202,11 @@ func TestArgv0Links(t *testing.T) {
 		t.Errorf("mailq: %v:\n%s", err, out)
 	}
 	out, err = run("", "sendmail", "-t")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "no recipients") {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exDataErr || !strings.Contains(out, "no recipients") {
 		t.Errorf("sendmail -t without recipients: %v: %q", err, out)
 	}
 	out, err = run("", "sendmail", "-bs")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exUsage {
 		t.Errorf("sendmail -bs: %v: %q", err, out)
 	}
 }

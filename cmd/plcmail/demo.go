@@ -37,12 +37,12 @@ import (
 // made in a temporary directory.
 func cmdDemo(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "demo")
-	out := fs.String("out", "", "folder for the received mails as .eml files (default: a new temporary folder)")
+	out := fs.String("out", "", "`DIR` for the received mails as .eml files (default: a new temporary folder)")
 	follow := fs.Bool("follow", false, "keep the gateway and mail server running after the script, until Ctrl-C")
 	verbose := fs.Bool("v", false, "show the gateway's log")
 	pace := fs.Duration("pace", 1500*time.Millisecond, "pause between the PLC's events")
-	if err := fs.Parse(args); err != nil {
-		return usageError("demo: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("demo takes no arguments (flags: --out DIR, --follow, -v, --pace D)")

@@ -17,8 +17,8 @@ import (
 func cmdLogin(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "login")
 	entry := fs.String("upstream", "", "with several [[upstream]] entries: the name of the one to sign in (default: the first with [upstream.oauth])")
-	if err := fs.Parse(args); err != nil {
-		return usageError("login: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("login takes no arguments (use -c FILE)")

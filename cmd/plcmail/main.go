@@ -72,9 +72,15 @@ func main() {
 }
 
 func exitCode(err error, stderr io.Writer) int {
+	var st *statusError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &st):
+		for _, line := range strings.Split(strings.TrimPrefix(err.Error(), "usage: "), "\n") {
+			fmt.Fprintln(stderr, "plcmail:", line)
+		}
+		return st.code
 	case errors.Is(err, errSilent):
 		return exitFailed
 	case errors.Is(err, errUsage):
@@ -86,6 +92,36 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return exitFailed
 	}
+}
+
+// sysexits.h codes, which send (and the sendmail link) exits with as
+// Postfix's sendmail and msmtp do: callers such as cron, PHP, Python's
+// subprocess or a monitoring agent tell a retry-later failure (75) from a
+// message that can never be sent (65) and a broken setup (78).
+const (
+	exUsage    = 64 // EX_USAGE: bad command line
+	exDataErr  = 65 // EX_DATAERR: the message or an address in it is unusable
+	exIOErr    = 74 // EX_IOERR: stdin could not be read
+	exTempFail = 75 // EX_TEMPFAIL: not queued this time; the same call may work later
+	exConfig   = 78 // EX_CONFIG: the configuration cannot be loaded
+)
+
+// statusError gives an error its own exit status, overriding the contract's
+// 1 and 2 for commands that follow another convention (send: sysexits).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// withStatus makes err exit with code; nil stays nil.
+func withStatus(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &statusError{code, err}
 }
 
 // errSilent is returned by commands that already printed their problems
@@ -101,23 +137,40 @@ func run(ctx context.Context, args []string, e *env) error {
 		args = append([]string{"send"}, args...)
 	case "mailq":
 		args = append([]string{"queue", "list"}, args...)
+	case "newaliases":
+		// Postfix's newaliases with no aliases file does nothing and
+		// succeeds; package scripts and admins' habits call it after
+		// installing an MTA, and plcmail has no local delivery to alias.
+		return nil
 	}
 	global := flag.NewFlagSet("plcmail", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	configPath := global.String("c", "", "configuration file")
+	showVersion := global.Bool("version", false, "print version information")
 	if err := global.Parse(args); err != nil {
-		return usageError("%v\n%s", err, usageText())
-	}
-	args = global.Args()
-	if len(args) == 0 {
-		return usageError("missing command\n%s", usageText())
-	}
-	cmd, ok := commands()[args[0]]
-	if !ok {
-		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(e.stdout, usageText())
 			return nil
 		}
+		return usageError("%v\n%s", err, usageText())
+	}
+	args = global.Args()
+	if *showVersion {
+		args = append([]string{"version"}, args...)
+	}
+	if len(args) == 0 {
+		return usageError("missing command\n%s", usageText())
+	}
+	if args[0] == "help" {
+		// plcmail help CMD is plcmail CMD --help.
+		if len(args) == 1 {
+			fmt.Fprint(e.stdout, usageText())
+			return nil
+		}
+		args = []string{args[1], "--help"}
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
 		return usageError("unknown command %q\n%s", args[0], usageText())
 	}
 	e.configPath = *configPath
@@ -127,7 +180,11 @@ func run(ctx context.Context, args []string, e *env) error {
 	if e.configPath == "" {
 		e.configPath = config.DefaultPath
 	}
-	return cmd.run(ctx, e, args[1:])
+	err := cmd.run(ctx, e, args[1:])
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
 }
 
 func usageText() string {
@@ -136,7 +193,72 @@ func usageText() string {
 		lines = append(lines, "  plcmail [-c FILE] "+c.usage)
 	}
 	sort.Strings(lines)
-	return "usage:\n" + strings.Join(lines, "\n") + "\n"
+	return "usage:\n" + strings.Join(lines, "\n") + "\n" +
+		"  plcmail --version\n\n" +
+		"plcmail COMMAND --help shows the flags of a command.\n" +
+		"Linked as sendmail it is plcmail send, as mailq plcmail queue list, as newaliases a no-op.\n"
+}
+
+// errHelpShown is returned by a command that printed its help because it
+// was asked to (-h, --help): run turns it into success, exit 0, as GNU and
+// BSD tools do, instead of the flag package's "help requested" usage error.
+var errHelpShown = errors.New("help shown")
+
+// parseFlags parses a subcommand's flags. On -h or --help it prints the
+// command's synopsis and flags to stdout and returns errHelpShown; any other
+// problem is a usage error that points at --help.
+func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(e.stdout, commandHelp(fs))
+		return errHelpShown
+	}
+	if err != nil {
+		return usageError("%s: %v (see plcmail %s --help)", fs.Name(), err, fs.Name())
+	}
+	return nil
+}
+
+// commandHelp is the --help text of the command whose flags fs holds: the
+// synopsis and summary from commands(), then one line per flag.
+func commandHelp(fs *flag.FlagSet) string {
+	name := fs.Name()
+	first, _, _ := strings.Cut(name, " ")
+	synopsis, summary := name, ""
+	if c, ok := commands()[first]; ok {
+		synopsis, summary, _ = strings.Cut(c.usage, ": ")
+		if name != first {
+			// queue list: the action's own name, not every action's.
+			synopsis = name
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: plcmail [-c FILE] %s\n", synopsis)
+	if summary != "" {
+		fmt.Fprintf(&b, "%s\n", summary)
+	}
+	b.WriteString("\nflags:\n")
+	var rows [][2]string
+	width := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		left := "-" + f.Name
+		if len(f.Name) > 1 {
+			left = "--" + f.Name
+		}
+		if arg != "" {
+			left += " " + arg
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		rows = append(rows, [2]string{left, usage})
+		width = max(width, len(left))
+	})
+	for _, r := range rows {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r[0], r[1])
+	}
+	return b.String()
 }
 
 // subFlags makes a FlagSet for a subcommand. Every command also accepts -c
@@ -144,7 +266,7 @@ func usageText() string {
 func subFlags(e *env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Func("c", "configuration file", func(s string) error { e.configPath = s; return nil })
+	fs.Func("c", "configuration `FILE` (default $PLCMAIL_CONFIG, else "+config.DefaultPath+")", func(s string) error { e.configPath = s; return nil })
 	return fs
 }
 

@@ -24,8 +24,8 @@ import (
 func cmdQueue(ctx context.Context, e *env, args []string) error {
 	// -c may come before the action too: plcmail queue -c FILE list.
 	pre := subFlags(e, "queue")
-	if err := pre.Parse(args); err != nil {
-		return usageError("queue: %v", err)
+	if err := parseFlags(e, pre, args); err != nil {
+		return err
 	}
 	args = pre.Args()
 	if len(args) == 0 {
@@ -43,8 +43,8 @@ func cmdQueue(ctx context.Context, e *env, args []string) error {
 	default:
 		return usageError("queue: unknown action %q (want list, flush or delete)", action)
 	}
-	if err := fs.Parse(args); err != nil {
-		return usageError("queue %s: %v", action, err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if action != "delete" && fs.NArg() > 0 {
 		return usageError("queue %s takes no arguments", action)

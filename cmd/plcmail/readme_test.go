@@ -119,6 +119,8 @@ var readmeOtherCommands = map[string]string{
 	"bash bench":               "bench/bench_test.go checks the script's syntax and runs its serial harness",
 	"BENCH_QUICK=1 bash bench": "the same script in quick mode",
 	"timeout 30":               "capturing a serial port: the decode of the capture runs here",
+	"stty -F":                  "putting a serial port in raw mode: nothing of ours",
+	"install -m 600 -o":        "creating the secret file owned by the gateway's user: TestCheckSecretReadableByServiceUser",
 	"echo":                     "input for the next command of the pipeline",
 	"journalctl":               "reading the log: nothing of ours",
 	"/etc/init.d/":             "deploy/deploy_test.go TestOpenWrtInitScript",

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/mail"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,27 @@ type sendOptions struct {
 	mode string
 }
 
+// sendHelp is the --help text of send and of the sendmail link.
+const sendHelp = `usage: plcmail [-c FILE] send [-t] [-i] [-f FROM] [-F NAME] [-v] [RCPT...]
+       sendmail [options] [RCPT...]
+Read an RFC 5322 message on stdin and queue it durably; exit 0 only once it is on disk.
+
+flags:
+  -t         take the recipients from To, Cc and Bcc too (Bcc is removed)
+  -i, -oi    a line with a lone "." does not end the message
+  -f FROM    envelope sender (also -r); "<>" for none; ignored for users
+             other than root and the gateway's (their uid is recorded)
+  -F NAME    display name for the From field plcmail adds when there is none
+  -v         print the queue id
+  -c FILE    configuration file
+  -bp        list the queue (as mailq);  -q  flush it;  -bi  nothing (newaliases)
+  other sendmail options (-oem, -odi, -B8BITMIME, -N, -R, -V, -X, -h N, ...) are accepted and ignored
+
+exit status (sysexits.h): 0 queued, 64 usage error, 65 message unusable (no or bad
+recipients, bad sender, too large), 74 stdin could not be read, 75 temporary failure:
+not queued, try again (spool full, unwritable or gateway not reachable), 78 configuration error
+`
+
 // parseSendArgs parses sendmail's getopt-style options: flags can be grouped
 // (-ti), values glued or separate (-fme@x, -f me@x), recipients and options
 // may be mixed, and "--" ends the options.
@@ -53,8 +76,14 @@ func parseSendArgs(e *env, args []string) (*sendOptions, error) {
 			o.rcpts = append(o.rcpts, a)
 			continue
 		}
+		if a == "--help" || a == "-h" && i == len(args)-1 {
+			// -h VALUE is sendmail's hop count; -h alone can only be a
+			// request for help.
+			fmt.Fprint(e.stdout, sendHelp)
+			return nil, errHelpShown
+		}
 		if strings.HasPrefix(a, "--") {
-			return nil, usageError("send: unknown option %s", a)
+			return nil, usageError("send: unknown option %s (see plcmail send --help)", a)
 		}
 		// value returns the rest of this argument or, when empty, the next one.
 		value := func(j int) (string, error) {
@@ -130,6 +159,9 @@ func parseSendArgs(e *env, args []string) (*sendOptions, error) {
 func cmdSend(ctx context.Context, e *env, args []string) error {
 	o, err := parseSendArgs(e, args)
 	if err != nil {
+		if errors.Is(err, errUsage) {
+			return withStatus(exUsage, err)
+		}
 		return err
 	}
 	switch o.mode {
@@ -140,36 +172,50 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	case "noop":
 		return nil
 	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
-	}
+	// The message is read before the config, so that a caller whose mail
+	// cannot be queued now still finds stdin consumed, as with sendmail.
 	raw, err := io.ReadAll(io.LimitReader(e.stdin, maxSendBytes+1))
 	if err != nil {
-		return fmt.Errorf("send: reading the message: %w", err)
+		return withStatus(exIOErr, fmt.Errorf("send: reading the message: %w", err))
 	}
 	if len(raw) > maxSendBytes {
-		return fmt.Errorf("send: message larger than %d MiB", maxSendBytes>>20)
+		return withStatus(exDataErr, fmt.Errorf("send: message larger than %d MiB", maxSendBytes>>20))
+	}
+	// A user who may not read the config (it is root:plcmail 0640) may not
+	// write the spool either: the running gateway queues for them.
+	if os.Geteuid() != 0 {
+		if f, err := os.Open(e.configPath); errors.Is(err, fs.ErrPermission) {
+			return sendViaGateway(ctx, e, submitSocketPath(e, nil), args, raw, o.verbose)
+		} else if err == nil {
+			f.Close()
+		}
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return withStatus(exConfig, err)
+	}
+	if !mayWriteSpool(cfg.Gateway.SpoolDir) {
+		return sendViaGateway(ctx, e, submitSocketPath(e, cfg), args, raw, o.verbose)
 	}
 	// The real uid, before actAsSpoolOwner changes it: who on this machine
 	// sent the mail (cron as root, PHP as www-data) is what Received tells.
 	sub, err := buildSubmission(raw, o, cfg.Gateway.Hostname, cfg.Upstream.From, os.Getuid(), time.Now())
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		return withStatus(exDataErr, fmt.Errorf("send: %w", err))
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Root (cron through the sendmail link) queues as the gateway's user (spoolowner_linux.go).
 	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
-		return fmt.Errorf("send: %w", err)
+		return withStatus(exTempFail, fmt.Errorf("send: message not queued: %w", err))
 	}
 	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		return withStatus(exTempFail, fmt.Errorf("send: message not queued: %w", err))
 	}
 	defer sp.Close()
 	id, err := sp.Enqueue(*sub)
 	if err != nil {
-		return fmt.Errorf("send: message not queued: %w", err)
+		return withStatus(exTempFail, fmt.Errorf("send: message not queued: %w", err))
 	}
 	if o.verbose {
 		fmt.Fprintf(e.stderr, "plcmail: queued as %s (%d bytes, %d recipients)\n", id, len(sub.Data), len(sub.To))
@@ -199,9 +245,12 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, u
 
 	envFrom := defaultFrom
 	if o.fromSet {
-		switch v := strings.TrimSpace(o.from); v {
-		case "", "<>":
+		switch v := strings.TrimSpace(o.from); {
+		case v == "" || v == "<>":
 			envFrom = "" // null sender, as for bounces
+		case localName.MatchString(v):
+			// cronie runs sendmail -f USER: a local login, not an address
+			// a provider would take; the mail goes out as the gateway's.
 		default:
 			a, err := parseAddress(v)
 			if err != nil {
@@ -267,6 +316,9 @@ func buildSubmission(raw []byte, o *sendOptions, hostname, defaultFrom string, u
 		Source:   "send",
 	}, nil
 }
+
+// localName is a bare local user name as cron passes with -f.
+var localName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$`)
 
 // cutAtDot returns raw up to its first line that is a lone "." (LF or CRLF
 // ended, or last): without -i that line ends the message, as in an SMTP

@@ -254,25 +254,25 @@ func TestSendQueuesDurably(t *testing.T) {
 		t.Errorf("%d messages after the second send, want 2", n)
 	}
 
-	// Invalid input: exit 1, a one-line reason, nothing queued.
+	// Invalid input: exit 65 (EX_DATAERR), a one-line reason, nothing queued.
 	for _, args := range [][]string{{"-t"}, {"root"}, {"-f", "a b", "ops@example.com"}} {
 		r = runCLI(t, "Subject: x\n\nbody\n", append([]string{"plcmail", "send", "-c", path}, args...)...)
-		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "plcmail: send: ") {
+		if r.code != exDataErr || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "plcmail: send: ") {
 			t.Errorf("send %q: %+v", args, r)
 		}
 	}
-	if r = runCLI(t, "", "plcmail", "send", "-c", path, "-Z"); r.code != 2 {
+	if r = runCLI(t, "", "plcmail", "send", "-c", path, "-Z"); r.code != exUsage {
 		t.Errorf("unknown option: %+v", r)
 	}
 	if n := len(spoolMessages(t, c.Spool)); n != 2 {
 		t.Errorf("%d messages after refused sends, want 2", n)
 	}
 
-	// A spool that cannot be written: no exit 0.
+	// A spool that cannot be written: no exit 0 but 75, try again.
 	c2 := newTestConfig(t)
 	c2.Spool = "/proc/plcmail-cannot-exist"
 	r = runCLI(t, "Subject: x\n\nbody\n", "plcmail", "send", "-c", c2.write(t), "ops@example.com")
-	if r.code != 1 {
+	if r.code != exTempFail {
 		t.Errorf("unwritable spool: %+v", r)
 	}
 }

@@ -27,8 +27,8 @@ import (
 // next start, so stopping never loses mail. SIGHUP reloads the configuration.
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "serve")
-	if err := fs.Parse(args); err != nil {
-		return usageError("serve: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("serve takes no arguments (use -c FILE)")
@@ -117,6 +117,10 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		comps = append(comps, c)
 	}
 	sd := newServiceManager(collect, log) // systemd.go
+	// Mail of local users who may not write the spool (cmd/plcmail/submit.go).
+	if c, ok := submitComponent(cfg, sp, queue.Wake, log); ok {
+		comps = append(comps, c)
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -42,3 +42,15 @@ func actAsSpoolOwner(dir string) error {
 	}
 	return nil
 }
+
+// mayWriteSpool tells whether this process can queue into dir itself: root
+// (which acts as the spool's owner), or a user with write access to it. A
+// spool that does not exist yet counts as writable: Open creates it, and
+// fails with a message of its own if it cannot.
+func mayWriteSpool(dir string) bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	err := syscall.Access(dir, 0x2|0x1) // W_OK|X_OK (not in package syscall)
+	return err == nil || errors.Is(err, fs.ErrNotExist)
+}

@@ -160,8 +160,8 @@ func readStatus(ctx context.Context, dir string) (statusSnapshot, error) {
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "status")
 	asJSON := fs.Bool("json", false, "print the raw status as JSON")
-	if err := fs.Parse(args); err != nil {
-		return usageError("status: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("status takes no arguments (use -c FILE, --json)")

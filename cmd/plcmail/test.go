@@ -17,9 +17,9 @@ import (
 // editing [upstream], and what to paste into a support request.
 func cmdTest(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "test")
-	to := fs.String("to", "", "recipient of the test mail")
-	if err := fs.Parse(args); err != nil {
-		return usageError("test: %v", err)
+	to := fs.String("to", "", "`ADDR` to send the test mail to (required)")
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("test takes no arguments (use --to ADDR)")

@@ -54,8 +54,8 @@ func (b buildInfo) commitString() string {
 
 func cmdVersion(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "version")
-	if err := fs.Parse(args); err != nil {
-		return usageError("version: %v", err)
+	if err := parseFlags(e, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("version takes no arguments")

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckSecretReadableByServiceUser: `sudo plcmail check` runs as root,
+// who can open anything; check must judge the files serve opens as the
+// spool's owner, the user serve runs as. The README's old recipe re-created
+// the secret root-owned 0600: check said ok, serve could not read it.
+func TestCheckSecretReadableByServiceUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root's check stands in for another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	c := newTestConfig(t)
+	for d := c.Dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	secret := filepath.Join(c.Dir, "upstream.secret")
+	os.WriteFile(secret, []byte("pw\n"), 0o600)
+	c.Upstream += "\nusername = \"u@example.com\"\npassword_file = \"" + secret + "\"\n"
+	path := c.write(t)
+	os.Chmod(path, 0o644)
+	os.Mkdir(c.Spool, 0o700)
+	uid, gid := atoi(nobody.Uid), atoi(nobody.Gid)
+	os.Chown(c.Spool, uid, gid)
+
+	r := runCLI(t, "", "plcmail", "check", "-c", path)
+	if r.code != 1 || !strings.Contains(r.stdout, "upstream.password_file: serve runs as nobody") || !strings.Contains(r.stdout, "chown nobody "+secret) {
+		t.Errorf("root-owned secret: %+v", r)
+	}
+	// The installer's way: owned by the gateway's user, 0600.
+	os.Chown(secret, uid, gid)
+	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
+		t.Errorf("secret owned by the service user: %+v", r)
+	}
+	// The config itself must be readable too (install.sh: root:plcmail 0640).
+	os.Chmod(path, 0o600)
+	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 1 || !strings.Contains(r.stdout, "cannot read "+path) {
+		t.Errorf("config private to root: %+v", r)
+	}
+	os.Chown(path, 0, gid)
+	os.Chmod(path, 0o640)
+	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
+		t.Errorf("config root:group 0640: %+v", r)
+	}
+	// A directory on the way that the user cannot enter.
+	os.Chmod(c.Dir, 0o700)
+	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 1 || !strings.Contains(r.stdout, "directory "+c.Dir) {
+		t.Errorf("directory closed: %+v", r)
+	}
+	os.Chmod(c.Dir, 0o755)
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// TestCheckListenNotLocal: the example config listens on 192.168.1.1; on a
+// box without that address check must say so (a warning, exit 0: the
+// interface may come up later), and stay quiet for addresses it has.
+func TestCheckListenNotLocal(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = "[smtp]\nlisten = [\"192.0.2.7:2525\", \"127.0.0.1:2525\", \"0.0.0.0:2526\", \"[::1]:2525\"]\nallowed_networks = [\"127.0.0.0/8\"]\n"
+	r := runCLI(t, "", "plcmail", "check", "-c", c.write(t))
+	if r.code != 0 || strings.Count(r.stdout, "warning:") != 1 || !strings.Contains(r.stdout, "smtp.listen[0]: warning: 192.0.2.7 is not an address of this machine") || !strings.HasSuffix(r.stdout, ": ok\n") {
+		t.Errorf("192.0.2.7: %+v", r)
+	}
+	// An address of this box's interfaces: no warning.
+	var mine string
+	for _, ip := range localAddrs() {
+		if ip.To4() != nil && !ip.IsLoopback() {
+			mine = ip.String()
+			break
+		}
+	}
+	if mine == "" {
+		t.Skip("no non-loopback IPv4 address on this machine")
+	}
+	c.Extra = "[smtp]\nlisten = [\"" + net.JoinHostPort(mine, "2525") + "\"]\nallowed_networks = [\"127.0.0.0/8\"]\n"
+	if r := runCLI(t, "", "plcmail", "check", "-c", c.write(t)); r.code != 0 || strings.Contains(r.stdout, "warning") {
+		t.Errorf("%s: %+v", mine, r)
+	}
+}
