@@ -167,7 +167,7 @@ func TestUnplugReplug(t *testing.T) {
 	gwPath, plcPath := filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
 	startSocat := func() *exec.Cmd {
 		cmd := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func newPTYPair(t *testing.T) (gwPath, plcPath string) {
 	tmp := t.TempDir()
 	gwPath, plcPath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
 	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
-	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
 	if err := socat.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -207,7 +207,7 @@ func (d *daemon) start() {
 	d.runningBefore = strings.Count(d.logs(), "plcmail running")
 	d.cmd = exec.Command(d.bin, "-c", d.path, "serve")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}

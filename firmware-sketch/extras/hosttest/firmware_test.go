@@ -374,7 +374,7 @@ func startSim(t *testing.T, args ...string) *sim {
 	t.Helper()
 	exe := buildSim(t)
 	cmd := exec.Command(exe, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -739,7 +739,7 @@ type gateway struct {
 func (g *gateway) start() {
 	g.t.Helper()
 	g.cmd = exec.Command(g.exe, "-c", g.cfg, "serve")
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
 	g.cmd.Stdout = g.logs
 	g.cmd.Stderr = g.logs
 	if err := g.cmd.Start(); err != nil {
