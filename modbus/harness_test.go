@@ -7,13 +7,11 @@ import (
 	"log/slog"
 	"mime/quotedprintable"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -269,28 +267,9 @@ func tcpDevice(port int, tags ...Tag) Device {
 		Tags: tags}
 }
 
-// newPTYPair starts socat with a pty pair and returns the gateway's and the
-// slave's device paths.
+// newPTYPair returns the gateway's end and the other end of a socat pty pair.
 func newPTYPair(t *testing.T) (gwPath, slavePath string) {
-	testenv.NeedTool(t, "socat", "socat")
-	tmp := t.TempDir()
-	gwPath, slavePath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttySlave")
-	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+slavePath)
-	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
-	if err := socat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-socat.Process.Pid, syscall.SIGKILL); socat.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		_, err1 := os.Stat(gwPath)
-		_, err2 := os.Stat(slavePath)
-		if err1 == nil && err2 == nil {
-			return gwPath, slavePath
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("socat did not create its ptys")
-		}
-	}
+	return testenv.SocatPTYPair(t)
 }
 
 func rtuDevice(name, path string, slaveID uint8, tags ...Tag) Device {

@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/smtp"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,26 +37,9 @@ type plcLink struct {
 	logs   func() string // the gateway's log, for failure messages
 }
 
-// newPTYPair starts socat with a pty pair and returns the gateway's and the
-// PLC's device paths.
+// newPTYPair returns the gateway's end and the other end of a socat pty pair.
 func newPTYPair(t *testing.T) (gwPath, plcPath string) {
-	testenv.NeedTool(t, "socat", "socat")
-	tmp := t.TempDir()
-	gwPath, plcPath = filepath.Join(tmp, "ttyGW"), filepath.Join(tmp, "ttyPLC")
-	socat := exec.Command("socat", "pty,raw,echo=0,link="+gwPath, "pty,raw,echo=0,link="+plcPath)
-	socat.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // never outlive the test (an orphan on a reused pty steals frames)
-	if err := socat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-socat.Process.Pid, syscall.SIGKILL); socat.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(plcPath); err == nil {
-			return gwPath, plcPath
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("socat did not create its ptys")
-		}
-	}
+	return testenv.SocatPTYPair(t)
 }
 
 // openPLC opens the PLC's end with the real serial library and starts
