@@ -49,17 +49,36 @@ func SerialOpener(s Port) Opener {
 		if err != nil {
 			return nil, err
 		}
+		lock, err := lockPort(path)
+		if err != nil {
+			return nil, err
+		}
 		keepDTR(path) // a later close and reopen does not reset an Arduino
 		p, err := serial.Open(path, mode)
 		if err != nil {
+			lock.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 		if err := p.SetReadTimeout(readTimeout); err != nil {
 			p.Close()
+			lock.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
-		return p, nil
+		return lockedPort{p, lock}, nil
 	}
+}
+
+// lockedPort is an open serial port with the lock that keeps a second
+// process off it (lockPort); closing the port releases the lock.
+type lockedPort struct {
+	serial.Port
+	lock io.Closer
+}
+
+func (p lockedPort) Close() error {
+	err := p.Port.Close()
+	p.lock.Close()
+	return err
 }
 
 // portName describes where a link's port is, for logs and status.
