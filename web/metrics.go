@@ -126,6 +126,14 @@ func WriteMetrics(w io.Writer, st *Status) error {
 	}
 	e.family("plcmail_upstream_held", "gauge", "1 while the upstream is unreachable and delivery waits for the next probe.")
 	e.sample(b2f(q.HoldUntil.After(st.Now)))
+	e.family("plcmail_upstream_up", "gauge", "Per [[upstream]] entry: 0 while it is held down after failures, else 1.")
+	for _, u := range q.Upstreams {
+		e.sample(b2f(u.State != "down"), "upstream", u.Name, "addr", u.Addr)
+	}
+	e.family("plcmail_upstream_failed_over_total", "counter", "Messages sent on from an [[upstream]] entry to the next one.")
+	for _, u := range q.Upstreams {
+		e.sample(float64(u.FailedOver), "upstream", u.Name, "addr", u.Addr)
+	}
 
 	e.family("plcmail_link_up", "gauge", "1 when the serial port is open and the PLC was heard within heartbeat_timeout.")
 	for _, l := range st.Links {

@@ -39,6 +39,14 @@ type queueView struct {
 	Oldest, LastDelivery, HeldFor     string
 	Delivered, Deferred, DeadLettered uint64
 	Attempts                          []spool.AttemptCount
+	// Upstreams lists the [[upstream]] entries in the order they are
+	// tried; empty for a single upstream, which the rows above describe.
+	Upstreams []upstreamRow
+}
+
+type upstreamRow struct {
+	Name, Addr, State, Class, Since, LastError string
+	Delivered, FailedOver                      uint64
 }
 
 type errorRow struct{ Where, When, Msg string }
@@ -102,6 +110,26 @@ func newPageData(s *Status) *pageData {
 	}
 	if q.HoldUntil.After(now) {
 		d.Queue.HeldFor = age(q.HoldUntil, now)
+	}
+	if len(q.Upstreams) > 1 {
+		inUse := false
+		for _, u := range q.Upstreams {
+			r := upstreamRow{Name: u.Name, Addr: u.Addr, LastError: u.LastError, Delivered: u.Delivered, FailedOver: u.FailedOver}
+			switch {
+			case u.State == "down":
+				r.State, r.Class = "DOWN", "bad"
+				if !u.DownSince.IsZero() {
+					r.Since = age(now, u.DownSince)
+				}
+			case u.State == "probing":
+				r.State, r.Class = "probing", "warn"
+			case !inUse:
+				r.State, r.Class, inUse = "IN USE", "ok", true
+			default:
+				r.State = "standby"
+			}
+			d.Queue.Upstreams = append(d.Queue.Upstreams, r)
+		}
 	}
 	if q.LastError != "" {
 		d.Errors = append([]errorRow{{Where: "delivery", When: stamp(q.LastErrorAt), Msg: q.LastError}}, d.Errors...)
@@ -183,6 +211,10 @@ th { font-weight: 600; color: #555; }
 {{if .Queue.HeldFor}}<tr><th>upstream</th><td class="bad">unreachable, next attempt in {{.Queue.HeldFor}}</td></tr>{{end}}
 {{range .Queue.Attempts}}<tr><th>attempts</th><td>{{.Upstream}}: {{.Result}} {{.Count}}</td></tr>
 {{end}}</table>
+{{if .Queue.Upstreams}}<table id="upstreams">
+<tr><th>upstream (tried in order)</th><th>address</th><th>state</th><th>delivered</th><th>failed over</th><th>last error</th></tr>
+{{range .Queue.Upstreams}}<tr><td>{{.Name}}</td><td>{{.Addr}}</td><td class="{{.Class}}">{{.State}}{{if .Since}} for {{.Since}}{{end}}</td><td>{{.Delivered}}</td><td>{{.FailedOver}}</td><td>{{.LastError}}</td></tr>
+{{end}}</table>{{end}}
 {{if .SMTP}}<p>SMTP listener: {{range $i, $a := .SMTP}}{{if $i}}, {{end}}{{$a}}{{end}}</p>{{end}}
 
 <h2>Last errors</h2>

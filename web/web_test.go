@@ -181,6 +181,44 @@ func TestHandlerAuthAndMethods(t *testing.T) {
 	}
 }
 
+// With several [[upstream]] entries the page says which one carries the
+// mail and which is down, and /metrics has one up sample per entry.
+func TestPageAndMetricsUpstreams(t *testing.T) {
+	st := sampleStatus()
+	now := st.Now
+	st.Queue.Upstreams = []spool.UpstreamStats{
+		{Name: "primary", Addr: "smtp.example.com:587", State: "down", DownSince: now.Add(-20 * time.Minute), LastError: "535 5.7.3 <b>auth</b>", FailedOver: 7},
+		{Name: "backup", Addr: "mail.example.net:465", State: "ok", Delivered: 7},
+		{Name: "last", Addr: "relay.example.org:587", State: "ok"},
+	}
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, newPageData(&st)); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{`id="upstreams"`, "DOWN for 20m", "&lt;b&gt;auth", ">IN USE<", ">standby<"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Index(page, ">IN USE<") > strings.Index(page, ">standby<") {
+		t.Error("the entry in use is not the first one up")
+	}
+	buf.Reset()
+	if err := WriteMetrics(&buf, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`plcmail_upstream_up{upstream="primary",addr="smtp.example.com:587"} 0`,
+		`plcmail_upstream_up{upstream="backup",addr="mail.example.net:465"} 1`,
+		`plcmail_upstream_failed_over_total{upstream="primary",addr="smtp.example.com:587"} 7`,
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
 func TestPageEscapes(t *testing.T) {
 	st := sampleStatus()
 	var buf bytes.Buffer
