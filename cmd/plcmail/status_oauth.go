@@ -11,24 +11,38 @@ import (
 	"github.com/plcmail/plcmail/oauth"
 )
 
-// printOAuthStatus says whether the upstream's OAuth sign-in is usable, from
-// the token file alone (the gateway records a refused refresh token
-// there), so that it also works when the gateway is stopped. It never
-// prints a token.
+// printOAuthStatus says, for each upstream entry signing in with OAuth,
+// whether its sign-in is usable, from the token file alone (the gateway
+// records a refused refresh token there), so that it also works when the
+// gateway is stopped. It never prints a token.
 func printOAuthStatus(w io.Writer, cfg *config.Config) {
-	o := cfg.Upstream.OAuth
-	if o == nil {
-		return
+	us, _ := cfg.UpstreamEntries()
+	first := true
+	for _, u := range us {
+		if u.OAuth == nil {
+			continue
+		}
+		login := "plcmail login"
+		if cfg.File != config.DefaultPath {
+			login = "plcmail -c " + cfg.File + " login"
+		}
+		if !first { // `login` alone signs in the first entry with OAuth
+			login += " --upstream " + u.EntryName()
+		}
+		title := ""
+		if len(us) > 1 {
+			title = " (upstream " + u.EntryName() + ")"
+		}
+		printOAuthEntry(w, u.OAuth, cfg.OAuthTokenFileFor(u), login, title)
+		first = false
 	}
-	fmt.Fprintf(w, "\noauth: %s, client %s\n", o.Provider, o.ClientID)
+}
+
+func printOAuthEntry(w io.Writer, o *config.OAuth, file, login, title string) {
+	fmt.Fprintf(w, "\noauth%s: %s, client %s\n", title, o.Provider, o.ClientID)
 	if o.Provider == config.OAuthMicrosoftAppOnly {
 		fmt.Fprintln(w, "  app-only: no sign-in needed (client secret in upstream.oauth.client_secret_file)")
 		return
-	}
-	file := cfg.OAuthTokenFile()
-	login := "plcmail login"
-	if cfg.File != config.DefaultPath {
-		login = "plcmail -c " + cfg.File + " login"
 	}
 	st, err := oauth.ReadStore(file)
 	switch {
