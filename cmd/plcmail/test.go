@@ -18,6 +18,7 @@ import (
 func cmdTest(ctx context.Context, e *env, args []string) error {
 	fs := subFlags(e, "test")
 	to := fs.String("to", "", "`ADDR` to send the test mail to (required)")
+	entry := fs.String("upstream", "", "with several [[upstream]] entries: the `NAME` of the one to test (default: the first)")
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
@@ -35,21 +36,27 @@ func cmdTest(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	u := &cfg.Upstream
+	if *entry != "" {
+		if u = upstreamNamed(cfg, *entry); u == nil {
+			return usageError("test: %s has no upstream named %q (names: %s)", cfg.File, *entry, strings.Join(upstreamNames(cfg), ", "))
+		}
+	}
 	// Each command has upstream.timeout; bound the whole dialogue as well.
-	ctx, cancel := context.WithTimeout(ctx, 10*cfg.Upstream.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, 10*u.Timeout.D())
 	defer cancel()
-	server := fmt.Sprintf("%s:%d", cfg.Upstream.Host, cfg.Upstream.Port)
+	server := fmt.Sprintf("%s:%d", u.Host, u.Port)
 	msg := testMessage(cfg, rcpt, time.Now())
-	if o := cfg.Upstream.OAuth; o != nil {
+	if o := u.OAuth; o != nil {
 		fmt.Fprintf(e.stdout, "* OAuth2 %s, client %s: the access token comes from the provider's token endpoint (shown as ****)\n", o.Provider, o.ClientID)
-		if f := cfg.OAuthTokenFile(); o.Provider != "microsoft-app-only" {
+		if f := cfg.OAuthTokenFileFor(u); o.Provider != "microsoft-app-only" {
 			fmt.Fprintf(e.stdout, "* refresh token file %s\n", f)
 		}
 	}
-	err = upstream.SendNow(ctx, upstreamOptions(cfg), cfg.Upstream.From, []string{rcpt}, msg, e.stdout)
+	err = upstream.SendNow(ctx, upstreamOptionsFor(cfg, u), cfg.Upstream.From, []string{rcpt}, msg, e.stdout)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "plcmail: test: FAILED: %s did not accept the mail: %v\n", server, err)
-		if h := testHint(err, cfg.Upstream.Port, cfg.Upstream.OAuth != nil); h != "" {
+		if h := testHint(err, u.Port, u.OAuth != nil); h != "" {
 			fmt.Fprintf(e.stderr, "plcmail: test: hint: %s\n", h)
 		}
 		return errSilent

@@ -109,3 +109,22 @@ func TestTestCommand(t *testing.T) {
 		t.Errorf("--to root: %+v", r)
 	}
 }
+
+// `plcmail test --upstream NAME` tests that entry of an [[upstream]] list,
+// with its own credentials, and an unknown name is a usage error.
+func TestTestCommandNamedUpstream(t *testing.T) {
+	first := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	second := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
+	dir := t.TempDir()
+	path := writeListConfig(t, dir, entryTOML(first.Config(), "primary", true), entryTOML(second.Config(), "backup", false))
+	r := runCLI(t, "", "plcmail", "-c", path, "test", "--upstream", "backup", "--to", "ops@example.com")
+	if r.code != 0 || !strings.Contains(r.stdout, "OK: "+second.Addr+" accepted") {
+		t.Fatalf("test --upstream backup: %+v", r)
+	}
+	if len(second.Messages()) != 1 || len(first.Messages()) != 0 {
+		t.Errorf("first got %d, backup %d mails; want 0 and 1", len(first.Messages()), len(second.Messages()))
+	}
+	if r := runCLI(t, "", "plcmail", "-c", path, "test", "--upstream", "nope", "--to", "ops@example.com"); r.code != 2 || !strings.Contains(r.stderr, "primary, backup") {
+		t.Errorf("unknown upstream: %+v", r)
+	}
+}

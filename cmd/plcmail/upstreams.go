@@ -40,6 +40,17 @@ func upstreamNames(cfg *config.Config) []string {
 	return names
 }
 
+// upstreamNamed returns the entry whose EntryName is name, or nil.
+func upstreamNamed(cfg *config.Config, name string) *config.Upstream {
+	us, _ := cfg.UpstreamEntries()
+	for _, u := range us {
+		if u.EntryName() == name {
+			return u
+		}
+	}
+	return nil
+}
+
 // printUpstreams shows, for an [[upstream]] list, which entry new mail
 // takes and why the others are skipped. A single upstream needs no such
 // section: the queue lines above say all.
