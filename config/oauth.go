@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // OAuth is [upstream.oauth]: where the gateway gets the access tokens for
@@ -32,6 +33,25 @@ type OAuth struct {
 	DeviceAuthURL string `toml:"device_auth_url"`
 	// CAFile holds extra trust anchors (PEM) for the token endpoint.
 	CAFile string `toml:"ca_file"`
+	// ClientSecretExpires is the "expires" date the Azure portal shows
+	// for the client secret (YYYY-MM-DD). Microsoft's token endpoint does
+	// not tell, and a secret lives 24 months at most: with the date,
+	// status and the log warn in time instead of alarms stopping on the
+	// day it runs out.
+	ClientSecretExpires string `toml:"client_secret_expires"`
+}
+
+// SecretExpiry returns client_secret_expires as the end of that day
+// (UTC), and false when it is not set or not a date.
+func (o *OAuth) SecretExpiry() (time.Time, bool) {
+	if o == nil || o.ClientSecretExpires == "" {
+		return time.Time{}, false
+	}
+	d, err := time.Parse(time.DateOnly, o.ClientSecretExpires)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return d.Add(24 * time.Hour), true
 }
 
 // OAuth providers, the words of upstream.oauth.provider.
@@ -107,6 +127,13 @@ func (c *Config) validateOAuthAt(v *validator, u *Upstream, up string) {
 		v.errf(p+"client_secret_file", "%v", err)
 	} else if sec == "" {
 		v.errf(p+"client_secret_file", "%s is empty: put the client secret on its first line", o.ClientSecretFile)
+	}
+	if o.ClientSecretExpires != "" {
+		if _, err := time.Parse(time.DateOnly, o.ClientSecretExpires); err != nil {
+			v.errf(p+"client_secret_expires", "must be a date as YYYY-MM-DD (the \"expires\" column of the secret in the Azure portal), not %q", o.ClientSecretExpires)
+		} else if o.ClientSecretFile == "" {
+			v.errf(p+"client_secret_expires", "set, but there is no client_secret_file whose expiry it gives")
+		}
 	}
 	if o.Provider == OAuthMicrosoftDelegated || o.Provider == OAuthGoogle {
 		// A missing token file is fine (not signed in yet: mail waits

@@ -62,6 +62,8 @@ func TestOAuthErrorsNameFileLine(t *testing.T) {
 		{"unknown provider", "provider = \"yahoo\"\nclient_id = \"c\"\n", "t.toml:11: upstream.oauth.provider: must be microsoft-app-only"},
 		{"http token url", "provider = \"microsoft-delegated\"\ntenant = \"t\"\nclient_id = \"c\"\ntoken_url = \"http://x/token\"\n",
 			"t.toml:14: upstream.oauth.token_url: must be an https:// URL"},
+		{"secret expiry not a date", "provider = \"microsoft-app-only\"\ntenant = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"" + ok + "\"\nclient_secret_expires = \"30.06.2027\"\n",
+			"t.toml:15: upstream.oauth.client_secret_expires: must be a date as YYYY-MM-DD"},
 		{"unknown key", "provider = \"microsoft-delegated\"\ntenant = \"t\"\nclient_id = \"c\"\nsecret = \"x\"\n",
 			"t.toml:14: upstream.oauth.secret: unknown key"},
 	} {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -78,4 +79,40 @@ func useOAuth(cfg *config.Config, u *config.Upstream, o *upstream.Options) {
 	}
 	o.Secret = src.Token
 	o.Refresh = src.Refresh
+}
+
+// secretExpiryComponent warns in the log, at start and once a day, about
+// every upstream whose client_secret_expires is near or past (see
+// secretExpiryNote): the one failure of app-only sign-in that can be seen
+// coming. It reports false when no entry gives the date.
+func secretExpiryComponent(cfg *config.Config, log *slog.Logger) (component, bool) {
+	us, _ := cfg.UpstreamEntries()
+	var dated []*config.Upstream
+	for _, u := range us {
+		if _, ok := u.OAuth.SecretExpiry(); ok {
+			dated = append(dated, u)
+		}
+	}
+	if len(dated) == 0 {
+		return component{}, false
+	}
+	check := func() {
+		for _, u := range dated {
+			if end, _ := u.OAuth.SecretExpiry(); time.Until(end) <= secretWarnBefore {
+				log.Warn(secretExpiryNote(u.OAuth, time.Now()), "upstream", u.EntryName())
+			}
+		}
+	}
+	return component{"oauth-secret", func(ctx context.Context) error {
+		t := time.NewTicker(24 * time.Hour)
+		defer t.Stop()
+		for {
+			check()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	}}, true
 }

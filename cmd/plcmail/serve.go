@@ -117,6 +117,10 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		comps = append(comps, c)
 	}
 	sd := newServiceManager(collect, log) // systemd.go
+	// The date a client secret runs out, told in time (oauthoptions.go).
+	if c, ok := secretExpiryComponent(cfg, log); ok {
+		comps = append(comps, c)
+	}
 	// Mail of local users who may not write the spool (cmd/plcmail/submit.go).
 	if c, ok := submitComponent(cfg, sp, queue.Wake, log); ok {
 		comps = append(comps, c)

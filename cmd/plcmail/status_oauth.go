@@ -40,6 +40,9 @@ func printOAuthStatus(w io.Writer, cfg *config.Config) {
 
 func printOAuthEntry(w io.Writer, o *config.OAuth, file, login, title string) {
 	fmt.Fprintf(w, "\noauth%s: %s, client %s\n", title, o.Provider, o.ClientID)
+	if msg := secretExpiryNote(o, time.Now()); msg != "" {
+		fmt.Fprintf(w, "  %s\n", msg)
+	}
 	if o.Provider == config.OAuthMicrosoftAppOnly {
 		fmt.Fprintln(w, "  app-only: no sign-in needed (client secret in upstream.oauth.client_secret_file)")
 		return
@@ -60,4 +63,27 @@ func printOAuthEntry(w io.Writer, o *config.OAuth, file, login, title string) {
 		}
 		fmt.Fprintf(w, " (%s)\n", file)
 	}
+}
+
+// secretWarnBefore is how long before client_secret_expires status and the
+// log start to warn: time to get a new secret through whoever administers
+// the Azure tenant.
+const secretWarnBefore = 30 * 24 * time.Hour
+
+// secretExpiryNote describes upstream.oauth.client_secret_expires at now:
+// upper case when action is needed, "" when the date is not set.
+func secretExpiryNote(o *config.OAuth, now time.Time) string {
+	end, ok := o.SecretExpiry()
+	if !ok {
+		return ""
+	}
+	const renew = "create a new client secret in the app registration, put it in client_secret_file and its date in client_secret_expires"
+	days := int(end.Sub(now).Hours() / 24)
+	switch {
+	case !now.Before(end):
+		return fmt.Sprintf("CLIENT SECRET EXPIRED on %s: no new tokens, mail stays queued; %s", o.ClientSecretExpires, renew)
+	case end.Sub(now) <= secretWarnBefore:
+		return fmt.Sprintf("CLIENT SECRET EXPIRES on %s (in %d days): %s", o.ClientSecretExpires, days, renew)
+	}
+	return fmt.Sprintf("client secret valid until %s (%d days)", o.ClientSecretExpires, days)
 }

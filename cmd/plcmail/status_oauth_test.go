@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/config"
 )
 
 // With two signed-in [[upstream]] entries, status names each one and tells
@@ -37,6 +40,22 @@ func TestStatusOAuthEveryEntry(t *testing.T) {
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestSecretExpiryNote(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ date, want string }{
+		{"", ""},
+		{"2027-06-30", "client secret valid until 2027-06-30 (207 days)"},
+		{"2026-12-20", "CLIENT SECRET EXPIRES on 2026-12-20 (in 15 days): create a new client secret"},
+		{"2026-12-05", "CLIENT SECRET EXPIRES on 2026-12-05 (in 0 days)"}, // valid to the end of that day
+		{"2026-12-04", "CLIENT SECRET EXPIRED on 2026-12-04: no new tokens, mail stays queued"},
+	} {
+		got := secretExpiryNote(&config.OAuth{ClientSecretFile: "s", ClientSecretExpires: tc.date}, now)
+		if tc.want == "" && got != "" || !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q: got %q, want prefix %q", tc.date, got, tc.want)
 		}
 	}
 }
