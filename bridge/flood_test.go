@@ -146,3 +146,84 @@ func TestHeldEventsSurviveRestart(t *testing.T) {
 		t.Errorf("%d mails after a while, want 2 (digest sent once)", n)
 	}
 }
+
+// TestRepeatedBootIdFlood: a PLC whose EEPROM was erased restarts at the
+// same boot id and sends the same frames again (HELLO seq 1, raise 17
+// seq 2, clear 17 seq 3). Rule 4c makes it a new boot, and flood control
+// treats its events like any others of the link: with the hold-off of
+// `plcmail serve` (5 min) the repeated raise and clear come within the
+// hold-off of the earlier boot's, so they are held and reported once in
+// the digest, DigestDelay after the first of them (1 min by default, a
+// second here); with no hold-off (as the simavr tests run) each is mailed
+// on its own. Either way every event is accounted for exactly once, the
+// earlier boot's mails are not repeated and the restart notice is sent at
+// once.
+func TestRepeatedBootIdFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    testOpts
+		held bool
+	}{
+		{"serve defaults", testOpts{holdoff: "5m", maxPerMin: 20, digestDelay: "1s"}, true},
+		{"no hold-off", testOpts{holdoff: "0s", maxPerMin: 1000}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, slave := openPty(t)
+			g := startGateway(t, testCfg(t, slave, tc.o), t.TempDir())
+			g.waitConnected()
+			p := newPLC(t, m, 1)
+			p.expectAck(p.hello(), protocol.AckQueued)
+			p.expectAck(p.event(17, protocol.EventRaise, "boot A raise"), protocol.AckQueued)
+			p.expectAck(p.event(17, protocol.EventClear, "boot A clear"), protocol.AckQueued)
+			g.waitMails(2)
+
+			again := newPLC(t, m, 1) // EEPROM erased: boot id 1 again, seq from 1
+			again.expectAck(again.hello(), protocol.AckQueued)
+			again.expectAck(again.event(17, protocol.EventRaise, "boot B raise"), protocol.AckQueued)
+			again.expectAck(again.event(17, protocol.EventClear, "boot B clear"), protocol.AckQueued)
+
+			individual := []string{"line1/1/2", "line1/1/3", "line1/1g1/1/restart"}
+			if tc.held {
+				// Held, not lost: journaled and waiting for the digest.
+				if st := g.b.Status()[0]; st.Held != 2 || st.DigestPending != 2 {
+					t.Fatalf("status after the new boot's events: %+v", st)
+				}
+				g.waitFor("digest", func() bool { st := g.b.Status()[0]; return st.Digests == 1 && st.DigestPending == 0 })
+			} else {
+				individual = append(individual, "line1/1g1/2", "line1/1g1/3")
+				g.waitMails(len(individual))
+			}
+			msgs := spoolMessages(t, g.dir)
+			got := map[string]int{}
+			for _, q := range msgs {
+				switch {
+				case strings.Contains(q.Meta.Key, "/digest/"):
+					if q.Meta.Key != "line1/digest/1g1/2" {
+						t.Errorf("digest key %s, want the new boot's first held event", q.Meta.Key)
+					}
+					for _, s := range []string{`"boot B raise"`, `"boot B clear"`} {
+						if n := strings.Count(q.Body, s); n != 1 {
+							t.Errorf("digest lists %s %d times:\n%s", s, n, q.Body)
+						}
+					}
+					if strings.Contains(q.Body, "boot A") {
+						t.Errorf("digest repeats the earlier boot:\n%s", q.Body)
+					}
+				default:
+					got[q.Meta.Key]++
+				}
+			}
+			for _, k := range individual {
+				if got[k] != 1 {
+					t.Errorf("mail %s queued %d times, want 1 (spool %v)", k, got[k], got)
+				}
+			}
+			if len(got) != len(individual) {
+				t.Errorf("individual mails %v, want %v", got, individual)
+			}
+			if n := countKind(msgs, "boot B"); tc.held == (n != 0) {
+				t.Errorf("%d individual mails of the new boot's events (held %v)", n, tc.held)
+			}
+		})
+	}
+}
