@@ -39,6 +39,23 @@ func openPty(t testing.TB) (*os.File, string) {
 	return p.Master, p.Path
 }
 
+// heldSlavePty returns the slave path of a pty whose slave end the test
+// keeps open, so the port can be opened and closed by the gateway code
+// under test without the pty hanging up in between; it skips where ptys
+// cannot be made.
+func heldSlavePty(t testing.TB) string {
+	t.Helper()
+	p, err := pty.Open()
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if err := p.HoldSlave(); err != nil {
+		t.Fatal(err)
+	}
+	return p.Path
+}
+
 const testConfig = `
 [gateway]
 hostname = "gw.test"

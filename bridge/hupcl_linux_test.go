@@ -4,23 +4,14 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/plcmail/plcmail/internal/pty"
 )
 
 // The port the gateway opened keeps HUPCL off afterwards, so closing it (a
 // restart) does not drop DTR, whose next rise would reset an Arduino.
 func TestOpenClearsHUPCL(t *testing.T) {
-	p, err := pty.Open()
-	if err != nil {
-		t.Skip(err)
-	}
-	defer p.Close()
-	if err := p.HoldSlave(); err != nil {
-		t.Fatal(err)
-	}
+	path := heldSlavePty(t)
 	hupcl := func() bool {
-		fd, err := unix.Open(p.Path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +23,7 @@ func TestOpenClearsHUPCL(t *testing.T) {
 		return tio.Cflag&unix.HUPCL != 0
 	}
 	// Set it first, as a fresh USB tty has it.
-	fd, err := unix.Open(p.Path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +34,7 @@ func TestOpenClearsHUPCL(t *testing.T) {
 	if !hupcl() {
 		t.Fatal("could not set HUPCL on the pty")
 	}
-	port, err := SerialOpener(Port{Device: p.Path, Baud: 115200, DataBits: 8})()
+	port, err := SerialOpener(Port{Device: path, Baud: 115200, DataBits: 8})()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,23 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"testing"
-
-	"github.com/plcmail/plcmail/internal/pty"
 )
 
 // A second opener of the same device, even as root (whom TIOCEXCL does not
 // stop), is refused with a clear error while the first holds the port, and
 // gets it once the first closed it.
 func TestSecondOpenerRefused(t *testing.T) {
-	p, err := pty.Open()
-	if err != nil {
-		t.Skip(err)
-	}
-	defer p.Close()
-	if err := p.HoldSlave(); err != nil {
-		t.Fatal(err)
-	}
-	open := SerialOpener(Port{Device: p.Path, Baud: 115200})
+	path := heldSlavePty(t)
+	open := SerialOpener(Port{Device: path, Baud: 115200})
 	first, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +23,7 @@ func TestSecondOpenerRefused(t *testing.T) {
 	// Another process: what a second `plcmail serve` on the same device is.
 	if os.Getenv("PLCMAIL_TEST_LOCK_CHILD") == "" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSecondOpenerRefusedChild$")
-		cmd.Env = append(os.Environ(), "PLCMAIL_TEST_LOCK_CHILD="+p.Path)
+		cmd.Env = append(os.Environ(), "PLCMAIL_TEST_LOCK_CHILD="+path)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("child process: %v\n%s", err, out)
 		}
