@@ -492,21 +492,7 @@ func TestOpenWrtInitScript(t *testing.T) {
 	bin := plcmailBinary(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.toml")
-	os.WriteFile(good, []byte(`[gateway]
-hostname = "gw.test"
-spool_dir = "`+filepath.Join(dir, "spool")+`"
-[upstream]
-host = "127.0.0.1"
-port = 2525
-security = "none"
-auth = "none"
-from = "plc@gw.test"
-[[alarm]]
-default = true
-subject = "alarm {{.Code}}"
-body = "code {{.Code}}"
-to = ["ops@example.com"]
-`), 0o644)
+	os.WriteFile(good, loopbackConfig(filepath.Join(dir, "spool")), 0o644)
 	stubs := `
 procd_open_instance() { echo "open"; }
 procd_set_param() { echo "param $*"; }
@@ -752,4 +738,24 @@ func TestInstallBusybox(t *testing.T) {
 	if target, _ := os.Readlink(in.path("usr/sbin/sendmail")); target != "/usr/bin/plcmail" {
 		t.Errorf("sendmail -> %q", target)
 	}
+}
+
+// loopbackConfig is the smallest valid configuration with its spool at
+// spoolDir: a loopback upstream without TLS, so `check` passes offline.
+func loopbackConfig(spoolDir string) []byte {
+	return []byte(`[gateway]
+hostname = "gw.test"
+spool_dir = "` + spoolDir + `"
+[upstream]
+host = "127.0.0.1"
+port = 2525
+security = "none"
+auth = "none"
+from = "plc@gw.test"
+[[alarm]]
+default = true
+subject = "alarm {{.Code}}"
+body = "code {{.Code}}"
+to = ["ops@example.com"]
+`)
 }

@@ -371,21 +371,7 @@ func installIPK(t *testing.T, p ipk, qemu string) {
 	}
 
 	// A valid config (loopback upstream) starts: check the instance procd gets.
-	os.WriteFile(filepath.Join(root, "etc/plcmail/plcmail.toml"), []byte(`[gateway]
-hostname = "gw.test"
-spool_dir = "/etc/plcmail/spool"
-[upstream]
-host = "127.0.0.1"
-port = 2525
-security = "none"
-auth = "none"
-from = "plc@gw.test"
-[[alarm]]
-default = true
-subject = "alarm {{.Code}}"
-body = "code {{.Code}}"
-to = ["ops@example.com"]
-`), 0o640)
+	os.WriteFile(filepath.Join(root, "etc/plcmail/plcmail.toml"), loopbackConfig("/etc/plcmail/spool"), 0o640)
 	os.Remove(filepath.Join(root, "tmp/procd.log"))
 	// As in a firmware image, where every file is root's.
 	os.Chown(filepath.Join(root, "etc/plcmail/spool"), 0, 0)
