@@ -46,6 +46,7 @@ type Config struct {
 	Alarm    []Alarm  `toml:"alarm"`
 	Flood    Flood    `toml:"flood"`
 	Modbus   []Modbus `toml:"modbus"` // polled Modbus devices (config/modbus.go)
+	MQTT     *MQTT    `toml:"mqtt"`   // nil: no broker connection (config/mqtt.go)
 
 	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
 	// nil for a single [upstream] table.
@@ -211,6 +212,9 @@ func (c *Config) applyDerivedDefaults() {
 	for i := range c.Modbus {
 		c.Modbus[i].applyDefaults()
 	}
+	if c.MQTT != nil {
+		c.MQTT.applyDefaults(&c.Gateway)
+	}
 }
 
 // Validate checks every section and returns all problems found.
@@ -247,6 +251,9 @@ func (c *Config) Validate() Errors {
 	}
 	c.Flood.validate(v)
 	c.validateModbus(v)
+	if c.MQTT != nil {
+		c.MQTT.validate(v)
+	}
 	return v.errs
 }
 

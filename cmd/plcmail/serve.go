@@ -116,6 +116,14 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 	if c, ok := webComponent(cfg, collect, log); ok {
 		comps = append(comps, c)
 	}
+	// The fleet view on an MQTT broker (cmd/plcmail/mqtt.go).
+	mqttc, err := mqttClient(cfg, log)
+	if err != nil {
+		return err
+	}
+	if mqttc != nil {
+		comps = append(comps, fleetComponent(cfg, mqttc, collect, log))
+	}
 	sd := newServiceManager(collect, log) // systemd.go
 	// The date a client secret runs out, told in time (oauthoptions.go).
 	if c, ok := secretExpiryComponent(cfg, log); ok {
@@ -239,6 +247,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.Modbus, cfg.Modbus) {
 		keys = append(keys, "modbus")
+	}
+	if !reflect.DeepEqual(old.MQTT, cfg.MQTT) {
+		keys = append(keys, "mqtt")
 	}
 	return keys
 }
