@@ -98,6 +98,7 @@ log_type error
 log_type warning
 log_type notice
 log_type information
+log_type debug
 connection_messages true
 
 listener %d 127.0.0.1
@@ -110,7 +111,12 @@ listener %d 127.0.0.1
 		t.Fatal(err)
 	}
 	b.start()
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() {
+		b.Stop()
+		if t.Failed() {
+			t.Logf("mosquitto's log:\n%s", b.Log())
+		}
+	})
 	return b
 }
 

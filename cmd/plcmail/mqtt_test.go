@@ -1,0 +1,275 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/internal/mosquittotest"
+	"github.com/plcmail/plcmail/internal/throwawayca"
+	"github.com/plcmail/plcmail/spool"
+)
+
+// mqttSection is an [mqtt] section for broker b over TLS, verified with its
+// CA, with the password in a 0600 file.
+func mqttSection(b *mosquittotest.Broker, interval string) string {
+	return fmt.Sprintf("\n[mqtt]\nbroker = %q\nusername = %q\npassword_file = %q\nca_file = %q\nstatus_interval = %q\n",
+		b.TLSURL(), mosquittotest.Username, b.PasswordFile, b.CAFile, interval)
+}
+
+// unpluggedLink is a [[serial]] link whose port does not exist: down.
+func unpluggedLink(dir string) string {
+	return fmt.Sprintf("\n[[serial]]\nname = \"press-1\"\ndevice = %q\nto = [\"ops@example.com\"]\n", filepath.Join(dir, "no-such-tty"))
+}
+
+func decodeFleet(t *testing.T, payload string) fleetStatus {
+	t.Helper()
+	var s fleetStatus
+	if err := json.Unmarshal([]byte(payload), &s); err != nil {
+		t.Fatalf("status is not JSON: %v\n%s", err, payload)
+	}
+	return s
+}
+
+// TestMQTTFleetStatus: serve with [mqtt] says online and publishes its
+// status retained (a dashboard subscribing later gets it), publishes again
+// as soon as the queue changes (long before status_interval), and on an
+// orderly stop leaves "offline" and a last status with online = false.
+func TestMQTTFleetStatus(t *testing.T) {
+	b := mosquittotest.Start(t)
+	c := newTestConfig(t) // its upstream is never reachable: mail stays queued
+	c.Extra = unpluggedLink(c.Dir) + mqttSection(b, "1h")
+	path := c.write(t)
+	srv := startServe(t, path)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", srv.logs())
+		}
+	})
+
+	sub := b.Subscribe(t, "plcmail/gw.test/#")
+	sub.Wait(t, "plcmail/gw.test/state", 15*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "online" })
+	first := decodeFleet(t, sub.Wait(t, "plcmail/gw.test/status", 15*time.Second, func(mosquittotest.Message) bool { return true }).Payload)
+	if !first.Online || first.Hostname != "gw.test" || first.Queued != 0 || first.LinksDown != 1 || first.LinksUp != 0 ||
+		len(first.Links) != 1 || first.Links[0].Name != "press-1" || first.Links[0].Up || first.Upstream == "" || first.Version == "" {
+		t.Errorf("first status: %+v", first)
+	}
+
+	// A dashboard that starts later sees the same, retained.
+	late := b.Subscribe(t, "plcmail/gw.test/+")
+	late.Wait(t, "plcmail/gw.test/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Retained && m.Payload == "online" })
+	late.Wait(t, "plcmail/gw.test/status", 5*time.Second, func(m mosquittotest.Message) bool { return m.Retained && decodeFleet(t, m.Payload).Online })
+
+	// A message queued: published on change, well within the hour.
+	if r := runCLI(t, "Subject: waits\n\nx\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	queued := decodeFleet(t, sub.Wait(t, "plcmail/gw.test/status", 15*time.Second, func(m mosquittotest.Message) bool {
+		s := decodeFleet(t, m.Payload)
+		return s.Queued == 1 && s.LastError != ""
+	}).Payload)
+	if queued.OldestQueued.IsZero() || queued.LastErrorAt.IsZero() {
+		t.Errorf("status with a message waiting: %+v", queued)
+	}
+
+	logs, err := srv.stop()
+	if err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	last := decodeFleet(t, sub.Wait(t, "plcmail/gw.test/status", 5*time.Second, func(m mosquittotest.Message) bool { return !decodeFleet(t, m.Payload).Online }).Payload)
+	if last.Queued != 1 {
+		t.Errorf("last status: %+v", last)
+	}
+	sub.Wait(t, "plcmail/gw.test/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "offline" })
+	after := b.Subscribe(t, "plcmail/gw.test/state")
+	after.Wait(t, "plcmail/gw.test/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Retained && m.Payload == "offline" })
+	if !strings.Contains(b.Log(), "Client plcmail-gw.test disconnected.") {
+		t.Errorf("broker saw no clean DISCONNECT:\n%s", b.Log())
+	}
+	for _, w := range []string{"connected to the MQTT broker", "components=", "mqtt"} {
+		if !strings.Contains(logs, w) {
+			t.Errorf("serve log lacks %q:\n%s", w, logs)
+		}
+	}
+	if strings.Contains(logs, mosquittotest.Password) {
+		t.Error("serve log shows the broker password")
+	}
+}
+
+// TestMQTTLastWillOnKill9: a gateway process killed with SIGKILL cannot say
+// anything; the broker publishes its last will "offline", retained.
+func TestMQTTLastWillOnKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("child-process test; skipped with -short")
+	}
+	b := mosquittotest.Start(t)
+	c := newTestConfig(t)
+	c.Extra = mqttSection(b, "1h")
+	path := c.write(t)
+	d := newDaemon(t, plcmailBinary(t), path)
+	d.start()
+
+	sub := b.Subscribe(t, "plcmail/gw.test/state")
+	sub.Wait(t, "plcmail/gw.test/state", 20*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "online" })
+	d.kill()
+	sub.Wait(t, "plcmail/gw.test/state", 10*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "offline" })
+	fresh := b.Subscribe(t, "plcmail/gw.test/state")
+	fresh.Wait(t, "plcmail/gw.test/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Retained && m.Payload == "offline" })
+	// Over TLS mosquitto calls the end of a connection without DISCONNECT
+	// "Protocol error"; a clean one would be "disconnected." alone.
+	if strings.Contains(b.Log(), "Client plcmail-gw.test disconnected.") || strings.Contains(b.Log(), "Received DISCONNECT from plcmail-gw.test") {
+		t.Errorf("broker log shows a clean DISCONNECT from a killed gateway:\n%s", b.Log())
+	}
+
+	// Started again, it is online again.
+	d.start()
+	sub.Wait(t, "plcmail/gw.test/state", 20*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "online" })
+	if err := d.stop(20 * time.Second); err != nil {
+		t.Errorf("serve after restart: %v\n%s", err, d.logs())
+	}
+	sub.Wait(t, "plcmail/gw.test/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "offline" })
+}
+
+// TestMQTTBrokerRestart: the broker restarts without persistence and so
+// forgets every retained message; the gateway reconnects by itself and
+// publishes state and status again. Before that, an unchanged status is
+// published again every status_interval.
+func TestMQTTBrokerRestart(t *testing.T) {
+	b := mosquittotest.Start(t)
+	c := newTestConfig(t)
+	c.Extra = mqttSection(b, "2s")
+	path := c.write(t)
+	srv := startServe(t, path)
+
+	sub := b.Subscribe(t, "plcmail/gw.test/status")
+	first := decodeFleet(t, sub.Wait(t, "plcmail/gw.test/status", 15*time.Second, func(mosquittotest.Message) bool { return true }).Payload)
+	again := decodeFleet(t, sub.Wait(t, "plcmail/gw.test/status", 10*time.Second, func(mosquittotest.Message) bool { return true }).Payload)
+	if d := again.Time.Sub(first.Time); d < 1500*time.Millisecond || d > 5*time.Second {
+		t.Errorf("unchanged status published again after %v, want about status_interval (2s)", d)
+	}
+
+	b.Restart()
+	fresh := b.Subscribe(t, "plcmail/gw.test/+")
+	fresh.Wait(t, "plcmail/gw.test/state", 30*time.Second, func(m mosquittotest.Message) bool { return m.Payload == "online" })
+	fresh.Wait(t, "plcmail/gw.test/status", 10*time.Second, func(m mosquittotest.Message) bool { return decodeFleet(t, m.Payload).Online })
+	logs, err := srv.stop()
+	if err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	for _, w := range []string{"lost the connection to the MQTT broker", "down_for="} {
+		if !strings.Contains(logs, w) {
+			t.Errorf("serve log lacks %q:\n%s", w, logs)
+		}
+	}
+}
+
+// TestMQTTWrongCA: a broker whose certificate does not chain to ca_file is
+// refused with an error that says so, and the gateway runs on without it
+// (and stops cleanly).
+func TestMQTTWrongCA(t *testing.T) {
+	b := mosquittotest.Start(t)
+	other, err := throwawayca.New("not the broker's CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(t.TempDir(), "wrong-ca.pem")
+	os.WriteFile(wrong, other.PEM(), 0o644)
+	c := newTestConfig(t)
+	c.Extra = strings.Replace(mqttSection(b, "1h"), b.CAFile, wrong, 1)
+	path := c.write(t)
+	srv := startServe(t, path)
+	waitFor(t, "the TLS failure logged", func() bool { return strings.Contains(srv.logs(), "cannot connect to the MQTT broker") })
+	logs, err := srv.stop()
+	if err != nil {
+		t.Fatalf("serve stopped with %v; a broker it cannot trust must not stop the gateway\n%s", err, logs)
+	}
+	for _, w := range []string{"certificate signed by unknown authority", "mqtt.ca_file", "plcmail running", "plcmail stopped"} {
+		if !strings.Contains(logs, w) {
+			t.Errorf("serve log lacks %q:\n%s", w, logs)
+		}
+	}
+	if strings.Contains(b.Log(), "New client connected") {
+		t.Errorf("the broker saw a session:\n%s", b.Log())
+	}
+}
+
+// TestMQTTConfigCheck: [mqtt] problems stop check and serve with the key and
+// line, like every other section.
+func TestMQTTConfigCheck(t *testing.T) {
+	c := newTestConfig(t)
+	secret := filepath.Join(c.Dir, "mqtt.secret")
+	os.WriteFile(secret, []byte("pw\n"), 0o644)
+	c.Extra = fmt.Sprintf("\n[mqtt]\nbroker = \"tcp://broker.example.com\"\nusername = \"gw\"\npassword_file = %q\nqos = 5\n", secret)
+	path := c.write(t)
+	text, _ := os.ReadFile(path)
+	lineOf := func(key string) int {
+		for i, l := range strings.Split(string(text), "\n") {
+			if strings.HasPrefix(l, key+" ") {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %s in the test config", key)
+		return 0
+	}
+	for _, cmd := range []string{"check", "serve"} {
+		r := runCLI(t, "", "plcmail", "-c", path, cmd)
+		if r.code != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s", cmd, r.code, r.stderr)
+		}
+		for _, w := range []string{
+			fmt.Sprintf("%s:%d: mqtt.broker: \"tcp://broker.example.com\" sends the password", path, lineOf("broker")),
+			fmt.Sprintf("%s:%d: mqtt.password_file: %s is readable by group or others", path, lineOf("password_file"), secret),
+			fmt.Sprintf("%s:%d: mqtt.qos: must be 0, 1 or 2, not 5", path, lineOf("qos")),
+		} {
+			if !strings.Contains(r.stdout+r.stderr, w) {
+				t.Errorf("%s output lacks %q:\n%s%s", cmd, w, r.stdout, r.stderr)
+			}
+		}
+	}
+}
+
+// TestMQTTFleetStatusOf: what the snapshot becomes, field by field.
+func TestMQTTFleetStatusOf(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	snap := statusSnapshot{
+		Version: "1.2.3", Started: now.Add(-time.Hour), Now: now,
+		Links: []bridge.LinkStatus{
+			{Name: "up", Connected: true, LastFrame: now.Add(-time.Second)},
+			{Name: "silent", Connected: true, Offline: true},
+			{Name: "unplugged", LastError: "open /dev/ttyUSB9: no such file\nsecond line"},
+		},
+		Queue: spool.Stats{Queued: 2, Oldest: now.Add(-90 * time.Second), LastError: "451 try later", LastErrorAt: now.Add(-time.Minute),
+			Upstreams: []spool.UpstreamStats{{Name: "primary", State: "down"}, {Name: "backup", State: "ok"}, {Name: "third", State: "ok"}}},
+		Spooled: 3, SpooledOldest: now.Add(-2 * time.Minute), Dead: 4,
+	}
+	f := fleetStatusOf(snap, "gw1", true)
+	if f.LinksUp != 1 || f.LinksDown != 2 || f.Links[1].Up || !f.Links[1].Silent || f.Links[2].LastError != "open /dev/ttyUSB9: no such file second line" {
+		t.Errorf("links: %+v", f)
+	}
+	if f.Queued != 3 || f.OldestAgeSeconds != 120 || !f.OldestQueued.Equal(now.Add(-2*time.Minute)) || f.DeadLetters != 4 {
+		t.Errorf("queue: %+v", f)
+	}
+	if f.Upstream != "backup" || strings.Join(f.UpstreamsDown, ",") != "primary" {
+		t.Errorf("upstream %q, down %v", f.Upstream, f.UpstreamsDown)
+	}
+	// Time passing alone is no change; a new message is.
+	later := snap
+	later.Now = now.Add(30 * time.Second)
+	if string(fleetStatusOf(later, "gw1", true).stable()) != string(f.stable()) {
+		t.Error("the stable part changed with time alone")
+	}
+	later.Spooled = 4
+	if string(fleetStatusOf(later, "gw1", true).stable()) == string(f.stable()) {
+		t.Error("the stable part did not change with the queue")
+	}
+	// Nothing waiting: no age.
+	empty := fleetStatusOf(statusSnapshot{Now: now, Queue: spool.Stats{Oldest: now.Add(-time.Hour)}}, "gw1", true)
+	if empty.OldestAgeSeconds != 0 || !empty.OldestQueued.IsZero() || empty.Links == nil {
+		t.Errorf("empty queue: %+v", empty)
+	}
+}
