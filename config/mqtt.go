@@ -35,6 +35,10 @@ type MQTT struct {
 	StatusInterval Duration `toml:"status_interval"`
 	// QoS of the retained state and status messages: 0, 1 (default) or 2.
 	QoS *int `toml:"qos"`
+	// HomeAssistant publishes MQTT discovery configurations (retained,
+	// under homeassistant/), so that Home Assistant shows the gateway as a
+	// device with its sensors without any YAML.
+	HomeAssistant bool `toml:"home_assistant"`
 }
 
 // DefaultMQTTStatusInterval is the status period when [mqtt] sets none: a

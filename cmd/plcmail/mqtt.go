@@ -91,6 +91,9 @@ func fleetComponent(cfg *config.Config, client *mqtt.Client, collect func() stat
 		go func() { done <- client.Run(cctx) }()
 
 		f := fleet{client: client, topic: topic, hostname: cfg.Gateway.Hostname, collect: collect, log: log}
+		if cfg.MQTT.HomeAssistant {
+			f.discovery = homeAssistantDiscovery(cfg, readBuildInfo().Version)
+		}
 		f.run(ctx, every)
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		f.publish(final, false, true)
@@ -107,6 +110,11 @@ type fleet struct {
 	hostname string
 	collect  func() statusSnapshot
 	log      *slog.Logger
+
+	// discovery are Home Assistant's configurations (topic, payload),
+	// published after each connect before the status.
+	discovery    []retained
+	discoveredAt uint64 // client.Connects() when they were last published
 
 	last       []byte    // the stable part of the status last published
 	lastAt     time.Time // when
@@ -146,6 +154,15 @@ func (f *fleet) reconnected() bool {
 func (f *fleet) publish(ctx context.Context, online, force bool) {
 	if !f.client.Connected() {
 		return
+	}
+	if connects := f.client.Connects(); len(f.discovery) > 0 && f.discoveredAt != connects {
+		for _, d := range f.discovery {
+			if err := f.client.PublishRetained(ctx, d.topic, d.payload); err != nil {
+				f.log.Warn("could not publish the Home Assistant discovery configuration; trying again", "topic", d.topic, "err", err)
+				return
+			}
+		}
+		f.discoveredAt = connects
 	}
 	s := fleetStatusOf(f.collect(), f.hostname, online)
 	stable := s.stable()
@@ -190,7 +207,7 @@ type fleetStatus struct {
 	DeadLetters      int       `json:"dead_letters"`             // given up, see plcmail queue list
 	Delivered        uint64    `json:"delivered"`                // since start
 	LastDelivery     time.Time `json:"last_delivery,omitzero"`   // last success
-	LastError        string    `json:"last_error,omitempty"`     // last delivery error
+	LastError        string    `json:"last_error"`               // last delivery error; "" when none
 	LastErrorAt      time.Time `json:"last_error_at,omitzero"`   // when
 	Upstream         string    `json:"upstream"`                 // the entry new mail takes; "" when none is usable
 	UpstreamsDown    []string  `json:"upstreams_down,omitempty"` // entries held after failures
@@ -253,4 +270,70 @@ func (f fleetStatus) stable() []byte {
 	f.Time, f.OldestAgeSeconds = time.Time{}, 0
 	b, _ := json.Marshal(f)
 	return b
+}
+
+// retained is one retained message.
+type retained struct {
+	topic   string
+	payload []byte
+}
+
+// homeAssistantDiscovery returns the MQTT discovery configurations that
+// make Home Assistant show the gateway as a device: connectivity from
+// PREFIX/state (the last will turns it off), and sensors read from the
+// fields of PREFIX/status. Each entity is unavailable while the gateway is
+// offline. They live under Home Assistant's default discovery prefix,
+// homeassistant/, one node per gateway (the client id, in the characters
+// a node id allows).
+func homeAssistantDiscovery(cfg *config.Config, version string) []retained {
+	m := cfg.MQTT
+	node := haNodeID(m.ClientID)
+	state, status := m.TopicPrefix+mqttStateTopic, m.TopicPrefix+mqttStatusTopic
+	device := map[string]any{
+		"identifiers": []string{node}, "name": "plcmail " + cfg.Gateway.Hostname,
+		"manufacturer": "plcmail", "model": "PLC alarm mail gateway", "sw_version": version,
+	}
+	entity := func(component, object, name string, fields map[string]any) retained {
+		c := map[string]any{
+			"name": name, "unique_id": node + "_" + object, "device": device,
+			"availability_topic": state, "payload_available": mqtt.Online, "payload_not_available": mqtt.Offline,
+		}
+		for k, v := range fields {
+			c[k] = v
+		}
+		b, _ := json.Marshal(c)
+		return retained{"homeassistant/" + component + "/" + node + "/" + object + "/config", b}
+	}
+	sensor := func(object, name, field string, extra map[string]any) retained {
+		f := map[string]any{"state_topic": status, "value_template": "{{ value_json." + field + " }}"}
+		for k, v := range extra {
+			f[k] = v
+		}
+		return entity("sensor", object, name, f)
+	}
+	measure := map[string]any{"state_class": "measurement"}
+	return []retained{
+		entity("binary_sensor", "online", "Online", map[string]any{
+			"state_topic": state, "payload_on": mqtt.Online, "payload_off": mqtt.Offline, "device_class": "connectivity",
+		}),
+		sensor("queued", "Queued messages", "queued", measure),
+		sensor("oldest_age", "Oldest queued message age", "oldest_age_seconds",
+			map[string]any{"state_class": "measurement", "device_class": "duration", "unit_of_measurement": "s"}),
+		sensor("dead_letters", "Dead letters", "dead_letters", measure),
+		sensor("links_up", "Serial links up", "links_up", measure),
+		sensor("links_down", "Serial links down", "links_down", measure),
+		sensor("upstream", "Upstream in use", "upstream", nil),
+		sensor("last_error", "Last delivery error", "last_error[:250]", nil), // a state holds 255 characters
+	}
+}
+
+// haNodeID turns a client id into a discovery node id ([a-zA-Z0-9_-]).
+func haNodeID(id string) string {
+	b := []byte(id)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,9 @@ func decodeFleet(t *testing.T, payload string) fleetStatus {
 func TestMQTTFleetStatus(t *testing.T) {
 	b := mosquittotest.Start(t)
 	c := newTestConfig(t) // its upstream is never reachable: mail stays queued
-	c.Extra = unpluggedLink(c.Dir) + mqttSection(b, "1h")
+	c.Extra = unpluggedLink(c.Dir) + mqttSection(b, "1h") + "home_assistant = true\n"
 	path := c.write(t)
+	ha := b.Subscribe(t, "homeassistant/#")
 	srv := startServe(t, path)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -59,6 +61,9 @@ func TestMQTTFleetStatus(t *testing.T) {
 		len(first.Links) != 1 || first.Links[0].Name != "press-1" || first.Links[0].Up || first.Upstream == "" || first.Version == "" {
 		t.Errorf("first status: %+v", first)
 	}
+
+	checkHomeAssistant(t, ha, first)
+	b.Subscribe(t, "homeassistant/#").Wait(t, "", 5*time.Second, func(m mosquittotest.Message) bool { return m.Retained })
 
 	// A dashboard that starts later sees the same, retained.
 	late := b.Subscribe(t, "plcmail/gw.test/+")
@@ -271,5 +276,47 @@ func TestMQTTFleetStatusOf(t *testing.T) {
 	empty := fleetStatusOf(statusSnapshot{Now: now, Queue: spool.Stats{Oldest: now.Add(-time.Hour)}}, "gw1", true)
 	if empty.OldestAgeSeconds != 0 || !empty.OldestQueued.IsZero() || empty.Links == nil {
 		t.Errorf("empty queue: %+v", empty)
+	}
+}
+
+// checkHomeAssistant reads the discovery configurations and checks that
+// each entity reads a topic the gateway publishes, and a field its status
+// has.
+func checkHomeAssistant(t *testing.T, ha *mosquittotest.Subscriber, status fleetStatus) {
+	t.Helper()
+	raw, _ := json.Marshal(status)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fieldRE := regexp.MustCompile(`^\{\{ value_json\.([a-z_]+)(\[:\d+\])? \}\}$`)
+	seen := map[string]bool{}
+	for len(seen) < 8 {
+		m := ha.Wait(t, "", 10*time.Second, func(m mosquittotest.Message) bool { return strings.HasSuffix(m.Topic, "/config") })
+		if seen[m.Topic] {
+			continue
+		}
+		seen[m.Topic] = true
+		var c map[string]any
+		if err := json.Unmarshal([]byte(m.Payload), &c); err != nil {
+			t.Fatalf("%s: %v\n%s", m.Topic, err, m.Payload)
+		}
+		if !strings.HasPrefix(m.Topic, "homeassistant/") || c["unique_id"] == "" || c["availability_topic"] != "plcmail/gw.test/state" || c["device"] == nil {
+			t.Errorf("%s: %s", m.Topic, m.Payload)
+		}
+		switch c["state_topic"] {
+		case "plcmail/gw.test/state":
+			if c["payload_on"] != "online" || c["payload_off"] != "offline" {
+				t.Errorf("%s: %s", m.Topic, m.Payload)
+			}
+		case "plcmail/gw.test/status":
+			tmpl, _ := c["value_template"].(string)
+			sm := fieldRE.FindStringSubmatch(tmpl)
+			if sm == nil {
+				t.Errorf("%s: value_template %q", m.Topic, tmpl)
+			} else if _, ok := fields[sm[1]]; !ok {
+				t.Errorf("%s reads %s, which the status lacks: %s", m.Topic, sm[1], raw)
+			}
+		default:
+			t.Errorf("%s: state_topic %v", m.Topic, c["state_topic"])
+		}
 	}
 }

@@ -245,8 +245,8 @@ func (b *Broker) Subscribe(t testing.TB, filter string) *Subscriber {
 	return s
 }
 
-// Wait returns the first message (skipping others) on topic for which ok
-// holds, or fails t after timeout.
+// Wait returns the first message (skipping others) on topic (any topic
+// for "") for which ok holds, or fails t after timeout.
 func (s *Subscriber) Wait(t testing.TB, topic string, timeout time.Duration, ok func(Message) bool) Message {
 	t.Helper()
 	var seen []string
@@ -254,7 +254,7 @@ func (s *Subscriber) Wait(t testing.TB, topic string, timeout time.Duration, ok 
 	for {
 		select {
 		case m := <-s.msgs:
-			if m.Topic == topic && ok(m) {
+			if (topic == "" || m.Topic == topic) && ok(m) {
 				return m
 			}
 			seen = append(seen, fmt.Sprintf("%s %q retained=%v", m.Topic, m.Payload, m.Retained))
