@@ -105,6 +105,7 @@ type Client struct {
 	downAt   time.Time // when the connection was lost, for the "connected" log line
 	stopping bool
 
+	lostc    chan struct{} // the connection broke: Run connects again
 	connects atomic.Uint64
 }
 
@@ -151,7 +152,7 @@ func New(o Options, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{o: o, broker: u, log: log}
+	c := &Client{o: o, broker: u, log: log, lostc: make(chan struct{}, 1)}
 
 	po := paho.NewClientOptions().
 		AddBroker(u.String()).
@@ -162,8 +163,12 @@ func New(o Options, log *slog.Logger) (*Client, error) {
 		SetKeepAlive(o.KeepAlive).
 		SetPingTimeout(o.ConnectTimeout).
 		SetWriteTimeout(writeTimeout).
-		SetAutoReconnect(true). // after the first connect; Run retries that one
-		SetMaxReconnectInterval(o.MaxBackoff).
+		// Run reconnects, not paho: paho's reconnect resends what was in
+		// flight while new messages are being written, and races with
+		// them over the shared packets (go test -race found it). A new
+		// clean session instead fails what was in flight (the caller
+		// retries) and starts empty.
+		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetProtocolVersion(4). // 3.1.1; no silent fall back to 3.1
 		SetDialer(&net.Dialer{Timeout: o.ConnectTimeout}).
@@ -222,12 +227,15 @@ func IsTLS(u *url.URL) bool { return isTLS(u.Scheme) }
 
 func isTLS(scheme string) bool { return scheme == "mqtts" || scheme == "ssl" || scheme == "tls" }
 
-// Run connects, retrying with backoff until the broker answers, and keeps
-// the session up (paho reconnects with its own backoff) until ctx ends.
-// Then it publishes Offline on the state topic, waits up to two seconds
-// for it to be acknowledged, and disconnects cleanly. It returns nil: a
-// broker that is down or refuses us is logged, never a reason to stop the
-// gateway.
+// Run connects, retrying with backoff until the broker answers, and
+// connects again whenever the connection breaks, until ctx ends. The wait
+// between attempts doubles from one second to MaxBackoff, and starts over
+// only after a connection that lasted MaxBackoff: a broker that accepts and
+// drops us at once (another gateway with our client id) is not hammered.
+// When ctx ends Run publishes Offline on the state topic, waits up to two
+// seconds for it to be acknowledged, and disconnects cleanly. It returns
+// nil: a broker that is down or refuses us is logged, never a reason to
+// stop the gateway.
 func (c *Client) Run(ctx context.Context) error {
 	wait := minBackoff
 	for {
@@ -243,11 +251,19 @@ func (c *Client) Run(ctx context.Context) error {
 			}()
 			return nil
 		}
+		// A failed attempt is logged by the notification handler (failed).
 		if t.Error() == nil {
-			break
+			up := time.Now()
+			select {
+			case <-ctx.Done():
+				c.stop()
+				return nil
+			case <-c.lostc:
+			}
+			if time.Since(up) >= c.o.MaxBackoff {
+				wait = minBackoff
+			}
 		}
-		// paho reports the failure to the notification handler too, which
-		// logs it (failed).
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -255,9 +271,6 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait = min(2*wait, c.o.MaxBackoff)
 	}
-	<-ctx.Done()
-	c.stop()
-	return nil
 }
 
 // stop says Offline (the will is not sent after a clean DISCONNECT) and
@@ -311,8 +324,8 @@ func (c *Client) publish(ctx context.Context, topic string, qos byte, retained b
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
-	// paho would keep a QoS 1 message for a connection that is being
-	// re-established; the caller keeps it instead, durably.
+	// Not connected, paho would fail the message anyway; the caller
+	// keeps it, durably, and tries again.
 	if !c.pc.IsConnectionOpen() {
 		return fmt.Errorf("mqtt: publishing to %s: %w", topic, ErrNotConnected)
 	}
@@ -374,12 +387,16 @@ func (c *Client) connected() {
 	c.connects.Add(1)
 }
 
-// lost logs a connection that broke; paho is reconnecting already.
+// lost logs a connection that broke and has Run connect again.
 func (c *Client) lost(err error) {
 	c.mu.Lock()
 	c.downAt = time.Now()
 	c.mu.Unlock()
 	c.log.Warn("lost the connection to the MQTT broker; reconnecting", "broker", c.broker.Redacted(), "err", err)
+	select {
+	case c.lostc <- struct{}{}:
+	default:
+	}
 }
 
 // failed logs a failed connection attempt: the first one of an outage,

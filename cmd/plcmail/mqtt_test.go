@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/internal/mosquittotest"
 	"github.com/plcmail/plcmail/internal/throwawayca"
 	"github.com/plcmail/plcmail/spool"
@@ -318,5 +320,70 @@ func checkHomeAssistant(t *testing.T, ha *mosquittotest.Subscriber, status fleet
 		default:
 			t.Errorf("%s: state_topic %v", m.Topic, c["state_topic"])
 		}
+	}
+}
+
+// TestExampleMQTTSection uncomments the example's [mqtt] block (the files it
+// names made in a temporary folder) and loads it, and loads the README's
+// [mqtt] block the same way: what users copy must be valid.
+func TestExampleMQTTSection(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "mqtt.secret")
+	os.WriteFile(secret, []byte("pw\n"), 0o600)
+	ca, err := throwawayca.New("broker CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "broker-ca.pem")
+	os.WriteFile(caFile, ca.PEM(), 0o644)
+	files := strings.NewReplacer(`"/etc/plcmail/mqtt.secret"`, strconv.Quote(secret), `"/etc/plcmail/broker-ca.pem"`, strconv.Quote(caFile))
+
+	example, err := os.ReadFile("../../configs/plcmail.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstreamSecret := filepath.Join(dir, "upstream.secret")
+	os.WriteFile(upstreamSecret, []byte("app-password\n"), 0o600)
+	lines := strings.Split(strings.ReplaceAll(string(example), `"/etc/plcmail/upstream.secret"`, strconv.Quote(upstreamSecret)), "\n")
+	in := false
+	found := 0
+	for i, l := range lines {
+		if l == "#[mqtt]" {
+			in = true
+		}
+		if in && strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "# ") {
+			lines[i] = files.Replace(l[1:])
+			found++
+		} else if in {
+			in = false
+		}
+	}
+	if found < 9 {
+		t.Fatalf("example: found %d lines of a commented [mqtt] block, want it with all its keys", found)
+	}
+	cfg, err := config.Parse("example", []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("example with [mqtt] uncommented:\n%v", err)
+	}
+	if m := cfg.MQTT; m == nil || m.Broker != "mqtts://broker.example.com:8883" || m.PasswordFile != secret || m.TopicPrefix != "plcmail/gw.example.com" {
+		t.Errorf("example [mqtt]: %+v", cfg.MQTT)
+	}
+	if _, err := mqttOptions(cfg); err != nil {
+		t.Errorf("mqttOptions(example): %v", err)
+	}
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "```toml\n[mqtt]")
+	block, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("README has no ```toml [mqtt] block")
+	}
+	c := newTestConfig(t)
+	c.Extra = "\n[mqtt]" + files.Replace(block)
+	if r := runCLI(t, "", "plcmail", "-c", c.write(t), "check"); r.code != 0 {
+		t.Errorf("README's [mqtt] block: check exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
