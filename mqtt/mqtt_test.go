@@ -189,6 +189,21 @@ func TestBrokerRestart(t *testing.T) {
 	}
 }
 
+// TestBrokerDownAtStart: a gateway that starts while the broker is down
+// keeps trying with backoff and connects once the broker is up.
+func TestBrokerDownAtStart(t *testing.T) {
+	b := mosquittotest.Start(t)
+	b.Stop()
+	s := startSession(t, testOptions(b, "gw4"))
+	waitUntil(t, "the refused attempts logged", 10*time.Second, func() bool { return strings.Contains(s.log.String(), "attempt=2") })
+	b.Restart()
+	waitUntil(t, "connected", 15*time.Second, func() bool { return s.c.Connects() == 1 })
+	b.Subscribe(t, "plcmail/gw4/state").Wait(t, "plcmail/gw4/state", 5*time.Second, func(m mosquittotest.Message) bool { return m.Payload == Online })
+	if !strings.Contains(s.log.String(), "failed_attempts=") {
+		t.Errorf("the connect line does not say how many attempts failed:\n%s", s.log)
+	}
+}
+
 // TestPublishBoundedByContext: a broker that hangs (SIGSTOP: the TCP
 // connection stays, no PUBACK comes) cannot hold Publish beyond its
 // context.
