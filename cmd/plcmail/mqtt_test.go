@@ -387,3 +387,27 @@ func TestExampleMQTTSection(t *testing.T) {
 		t.Errorf("README's [mqtt] block: check exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestMQTTRestartKeys: the broker session keeps the settings it started
+// with, so a reload that changes [mqtt] says a restart is needed.
+func TestMQTTRestartKeys(t *testing.T) {
+	one := 1
+	old := config.Default()
+	n := *old
+	if got := restartKeys(old, &n); len(got) != 0 {
+		t.Fatalf("nothing changed: %v", got)
+	}
+	n.MQTT = &config.MQTT{Broker: "mqtts://broker.example.com", QoS: &one}
+	if got := strings.Join(restartKeys(old, &n), ","); got != "mqtt" {
+		t.Errorf("[mqtt] added: restart keys %q, want mqtt", got)
+	}
+	o2 := n
+	o2.MQTT = &config.MQTT{Broker: "mqtts://broker.example.com", QoS: &one}
+	if got := restartKeys(&n, &o2); len(got) != 0 {
+		t.Errorf("same [mqtt] read again: restart keys %v", got)
+	}
+	o2.MQTT.TopicPrefix = "elsewhere"
+	if got := strings.Join(restartKeys(&n, &o2), ","); got != "mqtt" {
+		t.Errorf("[mqtt] changed: restart keys %q, want mqtt", got)
+	}
+}
