@@ -83,6 +83,10 @@ func filesServeReads(cfg *config.Config) [][2]string {
 			add(fmt.Sprintf("smtp.account[%d].password_file", i), a.PasswordFile)
 		}
 	}
+	if m := cfg.MQTT; m != nil {
+		add("mqtt.password_file", m.PasswordFile)
+		add("mqtt.ca_file", m.CAFile)
+	}
 	return out
 }
 
