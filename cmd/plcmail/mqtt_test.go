@@ -14,6 +14,7 @@ import (
 
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/mosquittotest"
 	"github.com/plcmail/plcmail/internal/throwawayca"
 	"github.com/plcmail/plcmail/spool"
@@ -442,5 +443,39 @@ func TestMQTTCheckSecretReadableByServiceUser(t *testing.T) {
 	os.Chown(secret, uid, gid)
 	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
 		t.Errorf("secret owned by the service user: %+v", r)
+	}
+}
+
+// TestMQTTHungBrokerHoldsNothing: a broker that stops answering (SIGSTOP:
+// connections stay open, nothing comes back) delays neither a mail nor the
+// gateway's shutdown.
+func TestMQTTHungBrokerHoldsNothing(t *testing.T) {
+	b := mosquittotest.Start(t)
+	u := mailertest.NewUpstream(t, mailertest.Options{})
+	c := newTestConfig(t)
+	c.Upstream = upstreamTOML(u.Config())
+	c.Extra = mqttSection(b, "1s")
+	path := c.write(t)
+	srv := startServe(t, path)
+	b.Subscribe(t, "plcmail/gw.test/status").Wait(t, "plcmail/gw.test/status", 15*time.Second, func(mosquittotest.Message) bool { return true })
+
+	b.Freeze()
+	defer b.Thaw()
+	if r := runCLI(t, "Subject: while the broker hangs\n\nx\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	u.Wait(t, 1, 15*time.Second)
+	start := time.Now()
+	logs, err := srv.stop()
+	if err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	// The last status and "offline" wait 2s each for an answer, the
+	// DISCONNECT 2s: well under the 10s allowed here.
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("serve took %v to stop with a hung broker", d)
+	}
+	if !strings.Contains(logs, "plcmail stopped") {
+		t.Errorf("serve log:\n%s", logs)
 	}
 }
