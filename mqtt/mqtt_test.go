@@ -225,6 +225,33 @@ func TestPublishBoundedByContext(t *testing.T) {
 	}
 }
 
+// TestPublishFailsWhenConnectionLost: a Publish waiting for its PUBACK
+// when the connection breaks returns an error at once (to be retried), not
+// when its context ends; and the client connects again by itself.
+func TestPublishFailsWhenConnectionLost(t *testing.T) {
+	b := mosquittotest.Start(t)
+	s := startSession(t, testOptions(b, "gw5"))
+	waitUntil(t, "connected", 10*time.Second, func() bool { return s.c.Connects() == 1 })
+	b.Freeze()
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		errc <- s.c.Publish(ctx, "plcmail/gw5/alarm", []byte("in flight"))
+	}()
+	time.Sleep(200 * time.Millisecond) // the PUBLISH is written, unanswered
+	b.Restart()                        // the frozen broker ends, closing the connection
+	select {
+	case err := <-errc:
+		if err == nil || errors.Is(err, ErrBadTopic) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Publish when the connection broke: %v, want a retryable error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish still waiting 10s after the connection broke")
+	}
+	waitUntil(t, "reconnected", 20*time.Second, func() bool { return s.c.Connects() == 2 })
+}
+
 // TestPublishBadTopic: a wildcard topic would make the broker drop the
 // connection; it is refused before sending, as permanent.
 func TestPublishBadTopic(t *testing.T) {
