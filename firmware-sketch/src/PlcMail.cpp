@@ -37,19 +37,25 @@ extern const uint8_t PLCMAIL_CONFIG_SYMBOL PROGMEM = 0;
 
 void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
 
-uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy) {
-  uint32_t limit = *cell;
-  // The RAM block is ours only if it ends where the cell says: random RAM
-  // after a power-up matches that by a 2^-32 chance.
-  if (block[1] == limit && block[0] != limit && limit - block[0] <= PLCMAIL_BOOT_BLOCK) return block[0]++;
-  uint32_t id = limit;
-  // Erased (or never written): a random start, far from where any other
-  // board's counter is, so a swapped or erased board repeats no id the
-  // gateway knows. The top bit stays clear, and the cell never wraps: it
-  // wears out after about 100 000 writes, 2^25 ids at most.
-  if (id == 0 || id == 0xFFFFFFFFUL) id = (entropy & 0x7FFFFFFFUL) | 1;
-  block[0] = id + 1;
-  block[1] = *cell = id + PLCMAIL_BOOT_BLOCK;
+uint32_t PlcMail::takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy) {
+  uint32_t id = *cell;
+  uint8_t left = block->left;
+  if (id == 0 || id == 0xFFFFFFFFUL) {
+    // Erased (or never written): a random start, far from where any other
+    // board's counter is, so a swapped or erased board repeats no id the
+    // gateway knows. The top bit stays clear, and the cell never wraps: it
+    // wears out after about 100 000 writes, 2^25 ids at most. (Tested first:
+    // SRAM that powers up all ones must not pass for a block of an erased cell.)
+    id = (entropy & 0x7FFFFFFFUL) | 1;
+  } else if (block->limit == id && (uint8_t)(left - 1) < (uint8_t)(PLCMAIL_BOOT_BLOCK - 1)) {
+    // The RAM block is ours only if it was reserved under what the cell
+    // says (random RAM after a power-up matches that by a 2^-32 chance) and
+    // ids are left in it (1 <= left < PLCMAIL_BOOT_BLOCK).
+    block->left = (uint8_t)(left - 1);
+    return id - left;
+  }
+  block->left = (uint8_t)(PLCMAIL_BOOT_BLOCK - 1);
+  block->limit = *cell = id + PLCMAIL_BOOT_BLOCK;
   return id;
 }
 
@@ -57,35 +63,38 @@ uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy
 #if defined(__AVR__)
 // Not cleared by the C runtime: survives a warm reset (and holds the SRAM's
 // power-up pattern after a power-on, which entropy() mixes in).
-static uint32_t bootBlock[2] __attribute__((section(".noinit")));
+static PlcMailBootBlock bootBlock __attribute__((section(".noinit")));
 
-// Entropy for a random first boot id: ADC conversions of A0 at the fastest
-// ADC clock (out of spec, so the low bits are noise, whatever is connected),
-// the timer, and the SRAM left by the power-up (different on every chip).
-// The ADC registers are restored, so analogRead() works as before.
+// Entropy for a random first boot id: 64 ADC conversions of A0 at the
+// fastest ADC clock (out of spec, so the low bits are noise, whatever is
+// connected), the timer, and the SRAM left by the power-up (different on
+// every chip), hashed by the CRC step the codec links anyway. 16 bits spread
+// over the 31-bit id space (shifted left by 15) make a swapped board land on
+// a recent id of the old one with the same odds as 31 random bits would:
+// about (ids the old board used) / 2^31. The ADC registers are restored, so
+// analogRead() works as before.
 static uint32_t entropy() {
   uint8_t sra = ADCSRA, mux = ADMUX;
 #if defined(ADCSRB)
   uint8_t srb = ADCSRB;
   ADCSRB = 0;
 #endif
-  // Two CRC registers (the CRC code is linked anyway; a 32-bit multiply
-  // would cost more flash) make 32 bits of hash.
-  uint16_t a = (uint16_t)(bootBlock[0] ^ bootBlock[1]), b = (uint16_t)((bootBlock[0] ^ bootBlock[1]) >> 16);
+  const uint8_t* sram = (const uint8_t*)&bootBlock;
+  uint16_t h = 0;
   ADMUX = _BV(REFS0);  // A0 against AVcc
   for (uint8_t i = 0; i < 64; i++) {
     ADCSRA = (uint8_t)(_BV(ADEN) | _BV(ADSC) | _BV(ADIF) | 1);  // prescaler 2
     while (ADCSRA & _BV(ADSC)) {
     }
-    a = crc16Update(a, ADCL);  // ADCL first: it latches ADCH
-    b = crc16Update(b ^ a, (uint8_t)(ADCH ^ TCNT0));
+    uint8_t lo = ADCL;  // ADCL first: it latches ADCH
+    h = crc16Update(h ^ ADCH, (uint8_t)(lo ^ TCNT0 ^ sram[i & 3]));
   }
   ADCSRA = (uint8_t)(sra | _BV(ADIF));
   ADMUX = mux;
 #if defined(ADCSRB)
   ADCSRB = srb;
 #endif
-  return ((uint32_t)b << 16) | a;
+  return (uint32_t)h << 15;
 }
 #else
 // Host tests: the fake's RAM block and entropy.
@@ -95,10 +104,13 @@ static uint32_t entropy() { return fakeEntropy; }
 
 void PlcMail::begin() {
   uint32_t* cell = (uint32_t*)(uintptr_t)(PLCMAIL_EEPROM_ADDR);
-  uint32_t stored = eeprom_read_dword(cell), limit = stored;
-  uint32_t b = takeBootId(&limit, bootBlock, limit == 0 || limit == 0xFFFFFFFFUL ? entropy() : 0);
-  // One EEPROM write per power-on or per PLCMAIL_BOOT_BLOCK warm resets.
-  if (limit != stored) eeprom_update_dword(cell, limit);
+  uint32_t limit = eeprom_read_dword(cell);
+  // entropy() takes about 0.1 ms: cheaper in flash to always call it than to
+  // test for an erased cell twice.
+  uint32_t b = takeBootId(&limit, &bootBlock, entropy());
+  // Writes only bytes that changed: once per power-on or per
+  // PLCMAIL_BOOT_BLOCK warm resets.
+  eeprom_update_dword(cell, limit);
   uint8_t cause = 0;
 #if defined(MCUSR)
   cause = MCUSR & 0x0F;

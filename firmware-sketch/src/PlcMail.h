@@ -64,6 +64,16 @@
 #ifndef PLCMAIL_BOOT_BLOCK
 #define PLCMAIL_BOOT_BLOCK 256UL
 #endif
+#if PLCMAIL_BOOT_BLOCK < 2 || PLCMAIL_BOOT_BLOCK > 256
+#error "PLCMAIL_BOOT_BLOCK must be 2..256"
+#endif
+
+// The part of a reserved block of boot ids not handed out yet (see
+// PlcMail::takeBootId), kept in RAM that survives a warm reset.
+struct PlcMailBootBlock {
+  uint32_t limit;  // the EEPROM cell's value when the block was reserved
+  uint8_t left;    // ids still free in the block: the next is limit - left
+};
 
 // These sizes shape the PlcMail object, so the library's own PlcMail.cpp
 // must see the same values as every sketch file: set them for the whole
@@ -259,11 +269,10 @@ class PlcMail : private PlcMailState {
 
   // The boot id begin() takes (see PLCMAIL_BOOT_BLOCK). cell is the EEPROM
   // cell's value: the first id not yet handed out, or erased (0xFFFFFFFF,
-  // and 0) for a random start from entropy. block holds {next, limit} of the
-  // ids reserved but not yet used, kept in RAM across a warm reset; it is
-  // only trusted when its limit equals the cell. Both are updated. Public
-  // for the host tests.
-  static uint32_t takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy);
+  // and 0) for a random start from entropy. block holds the ids reserved but
+  // not yet used, kept in RAM across a warm reset; it is only trusted when
+  // its limit equals the cell. Both are updated. Public for the host tests.
+  static uint32_t takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy);
 
  private:
   void init();

@@ -18,7 +18,7 @@ uint8_t fakePinModes[128];
 uint8_t fakeMCUSR;
 uint8_t fakeEeprom[4096];
 uint32_t fakeEntropy;
-uint32_t fakeBootBlock[2];
+PlcMailBootBlock fakeBootBlock;
 uint32_t millis() { return fakeMillis; }
 
 namespace {
@@ -403,8 +403,8 @@ uint32_t eepromCell() {
 void testRebootNewBootIdFromEeprom() {
   reset();
   memset(fakeEeprom, 0xFF, sizeof fakeEeprom);  // erased chip
-  fakeBootBlock[0] = 0x12345678;                 // SRAM after power-up
-  fakeBootBlock[1] = 0x9ABCDEF0;
+  fakeBootBlock.limit = 0x12345678;              // SRAM after power-up
+  fakeBootBlock.left = 0x9A;
   fakeEntropy = 0xC0FFEE00;
   uint32_t bootA, bootB;
   {
@@ -461,16 +461,17 @@ void testRebootNewBootIdFromEeprom() {
 // A reset loop writes the EEPROM cell once per PLCMAIL_BOOT_BLOCK warm
 // resets and never hands out an id twice, also across power-ons.
 void testBootIdWearAndUniqueness() {
-  uint32_t cell = 0xFFFFFFFF, block[2] = {0xDEAD, 0xBEEF};
+  uint32_t cell = 0xFFFFFFFF;
+  PlcMailBootBlock block = {0xDEAD, 0xBE};
   std::set<uint32_t> seen;
   int writes = 0;
   for (int boot = 0; boot < 5000; boot++) {
     if (boot % 700 == 0) {  // power cut: RAM garbage
-      block[0] = (uint32_t)boot * 2654435761u;
-      block[1] = block[0] ^ 0x5555;
+      block.limit = (uint32_t)boot * 2654435761u;
+      block.left = (uint8_t)(block.limit >> 8);
     }
     uint32_t before = cell;
-    uint32_t id = PlcMail::takeBootId(&cell, block, 0x7777);
+    uint32_t id = PlcMail::takeBootId(&cell, &block, 0x7777);
     if (cell != before) writes++;
     CHECK(id != 0 && id != 0xFFFFFFFF);
     CHECK(seen.insert(id).second);  // never repeated
@@ -479,8 +480,9 @@ void testBootIdWearAndUniqueness() {
   CHECK(writes <= 5000 / (int)PLCMAIL_BOOT_BLOCK + 8);
   // A cell of 0 (written by hand) counts as erased: never boot id 0.
   cell = 0;
-  block[0] = block[1] = 0;
-  CHECK_EQ(PlcMail::takeBootId(&cell, block, 0), 1);
+  block.limit = 0;
+  block.left = 5;
+  CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 1);
   CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
 }
 
