@@ -27,7 +27,11 @@ enum {
 // babbling line cannot starve loop().
 const uint8_t kReadBudget = 2 * kMaxEncoded;
 
-uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
+// a + b, at most 255: in 8 bits (a carry means more).
+uint8_t addSat(uint8_t a, uint8_t b) {
+  uint8_t s = (uint8_t)(a + b);
+  return s < a ? 0xFF : s;
+}
 
 }  // namespace
 
@@ -124,12 +128,14 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
   boot_ = bootId ? bootId : 1;
   resetCause_ = resetCause;
   uint32_t now = millis();
-  secondMark_ = lastBeat_ = now;
+  secondMark_ = now;
+  lastBeat_ = (uint16_t)now;
   rng_ = (uint16_t)(bootId ^ now) | 1;
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
   seq_ = 1;
   helloPending_ = true;
+  begun_ = true;
 }
 
 // Only referenced by setDirectionPins, so sketches that use a callback (or
@@ -234,7 +240,7 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
                        const char* text) {
   severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
-  if (!boot_ || (helloPending_ && !sent_)) return 0;
+  if (!begun_ || (helloPending_ && !sent_)) return 0;
   if (count_ == PLCMAIL_QUEUE_LEN) {
     resync_ = true;
     report(PLCMAIL_OVERFLOW, 0, code);
@@ -277,9 +283,10 @@ void PlcMail::poll() {
     secondMark_ += 1000;
     uptime_++;
   }
-  if (!boot_) return;
+  if (!begun_) return;
 
-  for (uint8_t budget = kReadBudget; budget && link_.available() > 0; budget--) {
+  // Stream::read() returns -1 when nothing is there: no available() call.
+  for (uint8_t budget = kReadBudget; budget; budget--) {
     int c = link_.read();
     if (c < 0) break;
     // Framing errors need no answer: the gateway retransmits nothing, and
@@ -289,12 +296,12 @@ void PlcMail::poll() {
 
   transmit(now);
 
-  if (now - lastBeat_ >= PLCMAIL_HEARTBEAT_MS) {
-    lastBeat_ = now;
-    uint8_t buf[kMaxFrame + 2];
+  if ((uint16_t)((uint16_t)now - lastBeat_) >= PLCMAIL_HEARTBEAT_MS) {
+    lastBeat_ = (uint16_t)now;
+    uint8_t buf[kMaxFrame + 3];
     uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
     memcpy(p, &uptime_, 4);
-    p[4] = saturate((uint16_t)(activeCount() + untracked_));
+    p[4] = addSat(activeCount(), untracked_);
     writeFrame(buf, p + 5);
   }
 }
@@ -308,7 +315,7 @@ void PlcMail::transmit(uint32_t now) {
     sent_ = false;
     seq_++;
   }
-  if (sent_ && !retransmitNow_ && now - lastSend_ < waitMs_) return;
+  if (sent_ && !retransmitNow_ && (uint16_t)((uint16_t)now - lastSend_) < waitMs_) return;
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
@@ -317,7 +324,7 @@ void PlcMail::transmit(uint32_t now) {
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
 
-  uint8_t buf[kMaxFrame + 2];
+  uint8_t buf[kMaxFrame + 3];
   uint8_t* p;
   if (helloPending_) {
     p = startFrame(buf, kTypeHello, headSeq());
@@ -335,7 +342,7 @@ void PlcMail::transmit(uint32_t now) {
         n++;
       }
     }
-    counts[0] = saturate((uint16_t)(n + snapUntracked_));
+    counts[0] = addSat(n, snapUntracked_);
     counts[1] = n;
   } else {
     const Event& ev = queue_[head_];
@@ -356,7 +363,7 @@ void PlcMail::transmit(uint32_t now) {
   }
   writeFrame(buf, p);
 
-  lastSend_ = now;
+  lastSend_ = (uint16_t)now;
   // Up to 25 % jitter, so that PLCs restarted together by one power cut do
   // not retransmit in step. Halving instead of a modulo spares a division.
   uint16_t jitter = random16(), limit = retryMs_ >> 2;
@@ -368,11 +375,14 @@ void PlcMail::transmit(uint32_t now) {
 
 PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
 
-// Starts a frame in buf (kMaxFrame + 2 bytes): the unencoded frame is built
-// from buf + 1 so that cobsEncodeInPlace can encode it where it is. Returns
-// where the payload goes.
+// Starts a frame in buf (kMaxFrame + 3 bytes): buf[0] is the leading
+// delimiter, and the unencoded frame is built from buf + 2 so that
+// cobsEncodeInPlace can encode it where it is, into buf + 1. Returns where
+// the payload goes.
 PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32_t seq) {
-  uint8_t* p = buf + 1;
+  // A leading delimiter ends whatever a reset or a collision left on the line.
+  buf[0] = 0;
+  uint8_t* p = buf + 2;
   p[0] = kVersion;
   p[1] = type;
   memcpy(p + 2, &boot_, 4);
@@ -383,14 +393,12 @@ PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32
 // Appends the CRC to the frame started in buf and ending before end, and
 // writes it to the line.
 void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
-  uint8_t rawLen = (uint8_t)(end - (buf + 1));
-  uint16_t crc = crc16(buf + 1, rawLen);
+  uint8_t rawLen = (uint8_t)(end - (buf + 2));
+  uint16_t crc = crc16(buf + 2, rawLen);
   memcpy(end, &crc, 2);
-  uint8_t n = cobsEncodeInPlace(buf, (uint8_t)(rawLen + kCrcLen));
+  uint8_t n = cobsEncodeInPlace(buf + 1, (uint8_t)(rawLen + kCrcLen));
   setDirection(true);
-  // A leading delimiter ends whatever a reset or a collision left on the line.
-  link_.write((uint8_t)0);
-  link_.write(buf, n);
+  link_.write(buf, n + 1);  // one call: delimiter, frame, delimiter
   if (dirCb_ || pinDriver_) {
     link_.flush();  // the last stop bit must leave before the driver turns off
     setDirection(false);

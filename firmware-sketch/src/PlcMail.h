@@ -46,6 +46,11 @@
 #ifndef PLCMAIL_RETRY_MAX_MS
 #define PLCMAIL_RETRY_MAX_MS 30000U
 #endif
+// Timers count in 16 bits of milliseconds (retransmission: maximum plus 25 %
+// jitter).
+#if PLCMAIL_HEARTBEAT_MS > 65000UL || PLCMAIL_RETRY_MAX_MS > 52000UL
+#error "PLCMAIL_HEARTBEAT_MS must be at most 65000, PLCMAIL_RETRY_MAX_MS at most 52000"
+#endif
 // Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
 // default, away from the addresses sketches usually start at.
 // (AVR only: other cores that define E2END emulate EEPROM without
@@ -171,8 +176,11 @@ struct PlcMailState {
   uint32_t seq_;         // last sequence number handed out
   uint32_t uptime_;      // seconds since begin()
   uint32_t secondMark_;  // millis() of the last uptime tick
-  uint32_t lastSend_;    // millis() of the head's last transmission
-  uint32_t lastBeat_;    // millis() of the last heartbeat
+  // The low 16 bits of millis() suffice for the timers below (both under
+  // 65 s): cheaper on AVR than 32-bit arithmetic. poll() called less often
+  // than every 65 s delays a retransmission or heartbeat by up to 65 s more.
+  uint16_t lastSend_;    // millis() of the head's last transmission
+  uint16_t lastBeat_;    // millis() of the last heartbeat
   uint32_t helloUptime_;
   uint16_t retryMs_;     // current backoff
   uint16_t waitMs_;      // backoff plus jitter until the next retransmission
@@ -180,6 +188,7 @@ struct PlcMailState {
   uint8_t resetCause_;
   uint8_t head_, count_;
   uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
+  bool begun_;           // begin() was called (a byte: cheaper to test than boot_)
   bool helloPending_;    // a HELLO heads the stream
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
