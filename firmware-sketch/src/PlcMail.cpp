@@ -125,7 +125,8 @@ void PlcMail::begin() {
 #endif
 
 void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
-  boot_ = bootId ? bootId : 1;
+  if (!bootId) bootId = 1;
+  boot_ = bootId;
   resetCause_ = resetCause;
   uint32_t now = millis();
   secondMark_ = now;
@@ -133,35 +134,34 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
   rng_ = (uint16_t)(bootId ^ now) | 1;
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
-  seq_ = 1;
+  nextSeq();
   helloPending_ = true;
   begun_ = true;
 }
 
-// Only referenced by setDirectionPins, so sketches that use a callback (or
-// no direction control) do not link digitalWrite for it.
+// Each only referenced by its setter, so sketches without direction control
+// link neither (nor digitalWrite for it).
 static void drivePins(PlcMailState* s, bool transmit) {
   digitalWrite(s->dePin_, transmit ? HIGH : LOW);
   if (s->rePin_ != 0xFF) digitalWrite(s->rePin_, transmit ? HIGH : LOW);
+}
+static void callSketch(PlcMailState* s, bool transmit) { s->dirCb_(transmit); }
+
+void PlcMail::setDirectionCallback(PlcMailDirectionCallback cb) {
+  dirCb_ = cb;
+  driver_ = cb ? callSketch : 0;
 }
 
 void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
   dePin_ = dePin;
   rePin_ = rePin;
-  pinDriver_ = drivePins;
+  driver_ = drivePins;
   pinMode(dePin, OUTPUT);
   digitalWrite(dePin, LOW);
   if (rePin != 0xFF) {
     pinMode(rePin, OUTPUT);
     digitalWrite(rePin, LOW);
   }
-}
-
-void PlcMail::setDirection(bool transmit) {
-  if (dirCb_)
-    dirCb_(transmit);
-  else if (pinDriver_)
-    pinDriver_(this, transmit);
 }
 
 uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
@@ -262,8 +262,10 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   }
   ev.text = text;
   count_++;
-  return ++seq_;
+  return nextSeq();
 }
+
+PLCMAIL_NOINLINE uint32_t PlcMail::nextSeq() { return ++seq_; }
 
 uint16_t PlcMail::random16() {
   uint16_t x = rng_;
@@ -291,7 +293,7 @@ void PlcMail::poll() {
     if (c < 0) break;
     // Framing errors need no answer: the gateway retransmits nothing, and
     // the sender's own timer covers a lost ACK.
-    if (rx_.push((uint8_t)c) == Decoder::kFrameReady) handleFrame();
+    if (rx_.push((uint8_t)c)) handleFrame();
   }
 
   transmit(now);
@@ -313,7 +315,7 @@ void PlcMail::transmit(uint32_t now) {
     resync_ = false;
     helloPending_ = true;
     sent_ = false;
-    seq_++;
+    nextSeq();
   }
   if (sent_ && !retransmitNow_ && (uint16_t)((uint16_t)now - lastSend_) < waitMs_) return;
 
@@ -397,20 +399,21 @@ void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
   uint16_t crc = crc16(buf + 2, rawLen);
   memcpy(end, &crc, 2);
   uint8_t n = cobsEncodeInPlace(buf + 1, (uint8_t)(rawLen + kCrcLen));
-  setDirection(true);
+  if (driver_) driver_(this, true);
   link_.write(buf, n + 1);  // one call: delimiter, frame, delimiter
-  if (dirCb_ || pinDriver_) {
+  if (driver_) {
     link_.flush();  // the last stop bit must leave before the driver turns off
-    setDirection(false);
+    driver_(this, false);
   }
 }
 
 void PlcMail::handleFrame() {
   const uint8_t* raw = rx_.raw();
   uint8_t n = rx_.rawLen();
-  // Gateway frames carry at least one payload byte; shorter ones (and our
-  // own frames echoed by a bus) need no look.
-  if (n < kHeaderLen + 1 + kCrcLen || checkRaw(raw, n) != kOK) return;
+  // The receiver checked length, CRC and version. Gateway frames carry at
+  // least one payload byte; shorter ones (and our own frames echoed by a
+  // bus) need no look. Only the first Receiver::kKeep bytes are in raw.
+  if (n < kHeaderLen + 1 + kCrcLen) return;
   uint8_t type = raw[1], arg = raw[kHeaderLen];
   uint32_t seq;
   memcpy(&seq, raw + 6, 4);

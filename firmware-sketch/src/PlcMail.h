@@ -14,9 +14,12 @@
 // with the same bytes until the gateway ACKs it, so the gateway can mail each
 // exactly once.
 //
-// RAM: one receive buffer of 81 bytes, PLCMAIL_QUEUE_LEN compact event records
-// of 12 + 5 * PLCMAIL_MAX_VALUES bytes (32 by default) and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
-// on the stack only while they are written.
+// RAM: a streaming receiver of 22 bytes (it keeps only the first 16 bytes of
+// a frame, checking COBS and CRC as bytes arrive), PLCMAIL_QUEUE_LEN compact
+// event records of 11 + 5 * PLCMAIL_MAX_VALUES bytes (31 by default),
+// PLCMAIL_MAX_ACTIVE table entries of 3 bytes and 5 bytes of .noinit for the
+// boot id block; frames are built on the stack (83 bytes) only while they
+// are written.
 #ifndef PLCMAIL_H
 #define PLCMAIL_H
 
@@ -169,8 +172,8 @@ struct PlcMailState {
   };
 
   PlcMailStatusCallback statusCb_;
-  PlcMailDirectionCallback dirCb_;
-  void (*pinDriver_)(PlcMailState* self, bool transmit);  // set by setDirectionPins
+  PlcMailDirectionCallback dirCb_;                     // the sketch's, if any
+  void (*driver_)(PlcMailState* self, bool transmit);  // 0: no direction control
   uint8_t dePin_, rePin_;  // rePin_ 0xFF: none
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
@@ -195,6 +198,7 @@ struct PlcMailState {
   bool retransmitNow_;
   Event queue_[PLCMAIL_QUEUE_LEN];
   Entry table_[PLCMAIL_MAX_ACTIVE];
+  plcmail::Receiver rx_;  // the one receive buffer
 };
 
 class PlcMail : private PlcMailState {
@@ -263,7 +267,8 @@ class PlcMail : private PlcMailState {
   void onStatus(PlcMailStatusCallback cb) { statusCb_ = cb; }
   // RS-485 half duplex: a callback, or the DE (and optionally /RE) pins,
   // driven high to transmit and low to receive.
-  void setDirectionCallback(PlcMailDirectionCallback cb) { dirCb_ = cb; }
+  // The last of the two calls wins.
+  void setDirectionCallback(PlcMailDirectionCallback cb);
   void setDirectionPins(uint8_t dePin, uint8_t rePin = 0xFF);
 
   uint32_t bootId() const { return boot_; }
@@ -297,10 +302,10 @@ class PlcMail : private PlcMailState {
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
   uint16_t random16();
-  void setDirection(bool transmit);
+
+  uint32_t nextSeq();
 
   Stream& link_;
-  plcmail::Decoder rx_;  // the one receive buffer
 };
 
 #endif  // PLCMAIL_H
