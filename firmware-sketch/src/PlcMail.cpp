@@ -296,7 +296,7 @@ void PlcMail::poll() {
     if (rx_.push((uint8_t)c)) handleFrame();
   }
 
-  transmit(now);
+  transmit((uint16_t)now);
 
   if ((uint16_t)((uint16_t)now - lastBeat_) >= PLCMAIL_HEARTBEAT_MS) {
     lastBeat_ = (uint16_t)now;
@@ -308,7 +308,7 @@ void PlcMail::poll() {
   }
 }
 
-void PlcMail::transmit(uint32_t now) {
+void PlcMail::transmit(uint16_t now) {
   if (!pending()) {
     if (!resync_) return;
     // Events were lost to a full queue: tell the gateway the whole state.
@@ -317,7 +317,7 @@ void PlcMail::transmit(uint32_t now) {
     sent_ = false;
     nextSeq();
   }
-  if (sent_ && !retransmitNow_ && (uint16_t)((uint16_t)now - lastSend_) < waitMs_) return;
+  if (sent_ && !retransmitNow_ && (uint16_t)(now - lastSend_) < waitMs_) return;
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
@@ -365,7 +365,7 @@ void PlcMail::transmit(uint32_t now) {
   }
   writeFrame(buf, p);
 
-  lastSend_ = (uint16_t)now;
+  lastSend_ = now;
   // Up to 25 % jitter, so that PLCs restarted together by one power cut do
   // not retransmit in step. Halving instead of a modulo spares a division.
   uint16_t jitter = random16(), limit = retryMs_ >> 2;

@@ -295,7 +295,7 @@ class PlcMail : private PlcMailState {
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
   void freezeSnapshot(bool freeze);
-  void transmit(uint32_t now);
+  void transmit(uint16_t now);  // the low 16 bits of millis()
   uint8_t* startFrame(uint8_t* buf, uint8_t type, uint32_t seq);
   void writeFrame(uint8_t* buf, uint8_t* end);
   void handleFrame();
