@@ -267,13 +267,9 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
 
 PLCMAIL_NOINLINE uint32_t PlcMail::nextSeq() { return ++seq_; }
 
-uint16_t PlcMail::random16() {
-  uint16_t x = rng_;
-  x ^= (uint16_t)(x << 7);
-  x ^= (uint16_t)(x >> 9);
-  x ^= (uint16_t)(x << 8);
-  return rng_ = x;
-}
+// A 16-bit LCG (full period; the caller uses its high bits, the good ones):
+// one hardware multiply, smaller on AVR than a xorshift.
+uint16_t PlcMail::random16() { return rng_ = (uint16_t)(rng_ * 0x6255u + 0x3619u); }
 
 PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t detail) {
   if (statusCb_) statusCb_(status, seq, detail);
