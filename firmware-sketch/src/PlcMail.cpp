@@ -28,6 +28,10 @@ enum {
 const uint8_t kReadBudget = 2 * kMaxEncoded;
 
 // a + b, at most 255: in 8 bits (a carry means more).
+// millis() once: LTO would inline the core's millis() (about 40 bytes with
+// its interrupt lock) into begin() and poll() each.
+PLCMAIL_NOINLINE uint32_t clockMs() { return millis(); }
+
 uint8_t addSat(uint8_t a, uint8_t b) {
   uint8_t s = (uint8_t)(a + b);
   return s < a ? 0xFF : s;
@@ -128,7 +132,7 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
   if (!bootId) bootId = 1;
   boot_ = bootId;
   resetCause_ = resetCause;
-  uint32_t now = millis();
+  uint32_t now = clockMs();
   secondMark_ = now;
   lastBeat_ = (uint16_t)now;
   rng_ = (uint16_t)(bootId ^ now) | 1;
@@ -276,7 +280,7 @@ PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t det
 }
 
 void PlcMail::poll() {
-  uint32_t now = millis();
+  uint32_t now = clockMs();
   while (now - secondMark_ >= 1000) {
     secondMark_ += 1000;
     uptime_++;
