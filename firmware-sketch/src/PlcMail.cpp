@@ -27,11 +27,11 @@ enum {
 // babbling line cannot starve loop().
 const uint8_t kReadBudget = 2 * kMaxEncoded;
 
-// a + b, at most 255: in 8 bits (a carry means more).
 // millis() once: LTO would inline the core's millis() (about 40 bytes with
 // its interrupt lock) into begin() and poll() each.
 PLCMAIL_NOINLINE uint32_t clockMs() { return millis(); }
 
+// a + b, at most 255: in 8 bits (a carry means more).
 uint8_t addSat(uint8_t a, uint8_t b) {
   uint8_t s = (uint8_t)(a + b);
   return s < a ? 0xFF : s;
