@@ -27,7 +27,15 @@ enum {
 // babbling line cannot starve loop().
 const uint8_t kReadBudget = 2 * kMaxEncoded;
 
-uint8_t saturate(uint16_t n) { return n > 0xFF ? 0xFF : (uint8_t)n; }
+// millis() once: LTO would inline the core's millis() (about 40 bytes with
+// its interrupt lock) into begin() and poll() each.
+PLCMAIL_NOINLINE uint32_t clockMs() { return millis(); }
+
+// a + b, at most 255: in 8 bits (a carry means more).
+uint8_t addSat(uint8_t a, uint8_t b) {
+  uint8_t s = (uint8_t)(a + b);
+  return s < a ? 0xFF : s;
+}
 
 }  // namespace
 
@@ -37,19 +45,25 @@ extern const uint8_t PLCMAIL_CONFIG_SYMBOL PROGMEM = 0;
 
 void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMailState)); }
 
-uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy) {
-  uint32_t limit = *cell;
-  // The RAM block is ours only if it ends where the cell says: random RAM
-  // after a power-up matches that by a 2^-32 chance.
-  if (block[1] == limit && block[0] != limit && limit - block[0] <= PLCMAIL_BOOT_BLOCK) return block[0]++;
-  uint32_t id = limit;
-  // Erased (or never written): a random start, far from where any other
-  // board's counter is, so a swapped or erased board repeats no id the
-  // gateway knows. The top bit stays clear, and the cell never wraps: it
-  // wears out after about 100 000 writes, 2^25 ids at most.
-  if (id == 0 || id == 0xFFFFFFFFUL) id = (entropy & 0x7FFFFFFFUL) | 1;
-  block[0] = id + 1;
-  block[1] = *cell = id + PLCMAIL_BOOT_BLOCK;
+uint32_t PlcMail::takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy) {
+  uint32_t id = *cell;
+  uint8_t left = block->left;
+  if (id == 0 || id == 0xFFFFFFFFUL) {
+    // Erased (or never written): a random start, far from where any other
+    // board's counter is, so a swapped or erased board repeats no id the
+    // gateway knows. The top bit stays clear, and the cell never wraps: it
+    // wears out after about 100 000 writes, 2^25 ids at most. (Tested first:
+    // SRAM that powers up all ones must not pass for a block of an erased cell.)
+    id = (entropy & 0x7FFFFFFFUL) | 1;
+  } else if (block->limit == id && (uint8_t)(left - 1) < (uint8_t)(PLCMAIL_BOOT_BLOCK - 1)) {
+    // The RAM block is ours only if it was reserved under what the cell
+    // says (random RAM after a power-up matches that by a 2^-32 chance) and
+    // ids are left in it (1 <= left < PLCMAIL_BOOT_BLOCK).
+    block->left = (uint8_t)(left - 1);
+    return id - left;
+  }
+  block->left = (uint8_t)(PLCMAIL_BOOT_BLOCK - 1);
+  block->limit = *cell = id + PLCMAIL_BOOT_BLOCK;
   return id;
 }
 
@@ -57,35 +71,38 @@ uint32_t PlcMail::takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy
 #if defined(__AVR__)
 // Not cleared by the C runtime: survives a warm reset (and holds the SRAM's
 // power-up pattern after a power-on, which entropy() mixes in).
-static uint32_t bootBlock[2] __attribute__((section(".noinit")));
+static PlcMailBootBlock bootBlock __attribute__((section(".noinit")));
 
-// Entropy for a random first boot id: ADC conversions of A0 at the fastest
-// ADC clock (out of spec, so the low bits are noise, whatever is connected),
-// the timer, and the SRAM left by the power-up (different on every chip).
-// The ADC registers are restored, so analogRead() works as before.
+// Entropy for a random first boot id: 64 ADC conversions of A0 at the
+// fastest ADC clock (out of spec, so the low bits are noise, whatever is
+// connected), the timer, and the SRAM left by the power-up (different on
+// every chip), hashed by the CRC step the codec links anyway. 16 bits spread
+// over the 31-bit id space (shifted left by 15) make a swapped board land on
+// a recent id of the old one with the same odds as 31 random bits would:
+// about (ids the old board used) / 2^31. The ADC registers are restored, so
+// analogRead() works as before.
 static uint32_t entropy() {
   uint8_t sra = ADCSRA, mux = ADMUX;
 #if defined(ADCSRB)
   uint8_t srb = ADCSRB;
   ADCSRB = 0;
 #endif
-  // Two CRC registers (the CRC code is linked anyway; a 32-bit multiply
-  // would cost more flash) make 32 bits of hash.
-  uint16_t a = (uint16_t)(bootBlock[0] ^ bootBlock[1]), b = (uint16_t)((bootBlock[0] ^ bootBlock[1]) >> 16);
+  const uint8_t* sram = (const uint8_t*)&bootBlock;
+  uint16_t h = 0;
   ADMUX = _BV(REFS0);  // A0 against AVcc
   for (uint8_t i = 0; i < 64; i++) {
     ADCSRA = (uint8_t)(_BV(ADEN) | _BV(ADSC) | _BV(ADIF) | 1);  // prescaler 2
     while (ADCSRA & _BV(ADSC)) {
     }
-    a = crc16Update(a, ADCL);  // ADCL first: it latches ADCH
-    b = crc16Update(b ^ a, (uint8_t)(ADCH ^ TCNT0));
+    uint8_t lo = ADCL;  // ADCL first: it latches ADCH
+    h = crc16Update(h ^ ADCH, (uint8_t)(lo ^ TCNT0 ^ sram[i & 3]));
   }
   ADCSRA = (uint8_t)(sra | _BV(ADIF));
   ADMUX = mux;
 #if defined(ADCSRB)
   ADCSRB = srb;
 #endif
-  return ((uint32_t)b << 16) | a;
+  return (uint32_t)h << 15;
 }
 #else
 // Host tests: the fake's RAM block and entropy.
@@ -95,10 +112,13 @@ static uint32_t entropy() { return fakeEntropy; }
 
 void PlcMail::begin() {
   uint32_t* cell = (uint32_t*)(uintptr_t)(PLCMAIL_EEPROM_ADDR);
-  uint32_t stored = eeprom_read_dword(cell), limit = stored;
-  uint32_t b = takeBootId(&limit, bootBlock, limit == 0 || limit == 0xFFFFFFFFUL ? entropy() : 0);
-  // One EEPROM write per power-on or per PLCMAIL_BOOT_BLOCK warm resets.
-  if (limit != stored) eeprom_update_dword(cell, limit);
+  uint32_t limit = eeprom_read_dword(cell);
+  // entropy() takes about 0.1 ms: cheaper in flash to always call it than to
+  // test for an erased cell twice.
+  uint32_t b = takeBootId(&limit, &bootBlock, entropy());
+  // Writes only bytes that changed: once per power-on or per
+  // PLCMAIL_BOOT_BLOCK warm resets.
+  eeprom_update_dword(cell, limit);
   uint8_t cause = 0;
 #if defined(MCUSR)
   cause = MCUSR & 0x0F;
@@ -109,41 +129,43 @@ void PlcMail::begin() {
 #endif
 
 void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
-  boot_ = bootId ? bootId : 1;
+  if (!bootId) bootId = 1;
+  boot_ = bootId;
   resetCause_ = resetCause;
-  uint32_t now = millis();
-  secondMark_ = lastBeat_ = now;
+  uint32_t now = clockMs();
+  secondMark_ = now;
+  lastBeat_ = (uint16_t)now;
   rng_ = (uint16_t)(bootId ^ now) | 1;
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
-  seq_ = 1;
+  nextSeq();
   helloPending_ = true;
+  begun_ = true;
 }
 
-// Only referenced by setDirectionPins, so sketches that use a callback (or
-// no direction control) do not link digitalWrite for it.
+// Each only referenced by its setter, so sketches without direction control
+// link neither (nor digitalWrite for it).
 static void drivePins(PlcMailState* s, bool transmit) {
   digitalWrite(s->dePin_, transmit ? HIGH : LOW);
   if (s->rePin_ != 0xFF) digitalWrite(s->rePin_, transmit ? HIGH : LOW);
+}
+static void callSketch(PlcMailState* s, bool transmit) { s->dirCb_(transmit); }
+
+void PlcMail::setDirectionCallback(PlcMailDirectionCallback cb) {
+  dirCb_ = cb;
+  driver_ = cb ? callSketch : 0;
 }
 
 void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
   dePin_ = dePin;
   rePin_ = rePin;
-  pinDriver_ = drivePins;
+  driver_ = drivePins;
   pinMode(dePin, OUTPUT);
   digitalWrite(dePin, LOW);
   if (rePin != 0xFF) {
     pinMode(rePin, OUTPUT);
     digitalWrite(rePin, LOW);
   }
-}
-
-void PlcMail::setDirection(bool transmit) {
-  if (dirCb_)
-    dirCb_(transmit);
-  else if (pinDriver_)
-    pinDriver_(this, transmit);
 }
 
 uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
@@ -222,7 +244,7 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
                        const char* text) {
   severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
-  if (!boot_ || (helloPending_ && !sent_)) return 0;
+  if (!begun_ || (helloPending_ && !sent_)) return 0;
   if (count_ == PLCMAIL_QUEUE_LEN) {
     resync_ = true;
     report(PLCMAIL_OVERFLOW, 0, code);
@@ -244,59 +266,58 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   }
   ev.text = text;
   count_++;
-  return ++seq_;
+  return nextSeq();
 }
 
-uint16_t PlcMail::random16() {
-  uint16_t x = rng_;
-  x ^= (uint16_t)(x << 7);
-  x ^= (uint16_t)(x >> 9);
-  x ^= (uint16_t)(x << 8);
-  return rng_ = x;
-}
+PLCMAIL_NOINLINE uint32_t PlcMail::nextSeq() { return ++seq_; }
+
+// A 16-bit LCG (full period; the caller uses its high bits, the good ones):
+// one hardware multiply, smaller on AVR than a xorshift.
+uint16_t PlcMail::random16() { return rng_ = (uint16_t)(rng_ * 0x6255u + 0x3619u); }
 
 PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t detail) {
   if (statusCb_) statusCb_(status, seq, detail);
 }
 
 void PlcMail::poll() {
-  uint32_t now = millis();
+  uint32_t now = clockMs();
   while (now - secondMark_ >= 1000) {
     secondMark_ += 1000;
     uptime_++;
   }
-  if (!boot_) return;
+  if (!begun_) return;
 
-  for (uint8_t budget = kReadBudget; budget && link_.available() > 0; budget--) {
+  // Stream::read() returns -1 when nothing is there: no available() call.
+  for (uint8_t budget = kReadBudget; budget; budget--) {
     int c = link_.read();
     if (c < 0) break;
     // Framing errors need no answer: the gateway retransmits nothing, and
     // the sender's own timer covers a lost ACK.
-    if (rx_.push((uint8_t)c) == Decoder::kFrameReady) handleFrame();
+    if (rx_.push((uint8_t)c)) handleFrame();
   }
 
-  transmit(now);
+  transmit((uint16_t)now);
 
-  if (now - lastBeat_ >= PLCMAIL_HEARTBEAT_MS) {
-    lastBeat_ = now;
-    uint8_t buf[kMaxFrame + 2];
+  if ((uint16_t)((uint16_t)now - lastBeat_) >= PLCMAIL_HEARTBEAT_MS) {
+    lastBeat_ = (uint16_t)now;
+    uint8_t buf[kMaxFrame + 3];
     uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
     memcpy(p, &uptime_, 4);
-    p[4] = saturate((uint16_t)(activeCount() + untracked_));
+    p[4] = addSat(activeCount(), untracked_);
     writeFrame(buf, p + 5);
   }
 }
 
-void PlcMail::transmit(uint32_t now) {
+void PlcMail::transmit(uint16_t now) {
   if (!pending()) {
     if (!resync_) return;
     // Events were lost to a full queue: tell the gateway the whole state.
     resync_ = false;
     helloPending_ = true;
     sent_ = false;
-    seq_++;
+    nextSeq();
   }
-  if (sent_ && !retransmitNow_ && now - lastSend_ < waitMs_) return;
+  if (sent_ && !retransmitNow_ && (uint16_t)(now - lastSend_) < waitMs_) return;
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
@@ -305,7 +326,7 @@ void PlcMail::transmit(uint32_t now) {
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
 
-  uint8_t buf[kMaxFrame + 2];
+  uint8_t buf[kMaxFrame + 3];
   uint8_t* p;
   if (helloPending_) {
     p = startFrame(buf, kTypeHello, headSeq());
@@ -323,7 +344,7 @@ void PlcMail::transmit(uint32_t now) {
         n++;
       }
     }
-    counts[0] = saturate((uint16_t)(n + snapUntracked_));
+    counts[0] = addSat(n, snapUntracked_);
     counts[1] = n;
   } else {
     const Event& ev = queue_[head_];
@@ -356,11 +377,14 @@ void PlcMail::transmit(uint32_t now) {
 
 PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
 
-// Starts a frame in buf (kMaxFrame + 2 bytes): the unencoded frame is built
-// from buf + 1 so that cobsEncodeInPlace can encode it where it is. Returns
-// where the payload goes.
+// Starts a frame in buf (kMaxFrame + 3 bytes): buf[0] is the leading
+// delimiter, and the unencoded frame is built from buf + 2 so that
+// cobsEncodeInPlace can encode it where it is, into buf + 1. Returns where
+// the payload goes.
 PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32_t seq) {
-  uint8_t* p = buf + 1;
+  // A leading delimiter ends whatever a reset or a collision left on the line.
+  buf[0] = 0;
+  uint8_t* p = buf + 2;
   p[0] = kVersion;
   p[1] = type;
   memcpy(p + 2, &boot_, 4);
@@ -371,26 +395,25 @@ PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32
 // Appends the CRC to the frame started in buf and ending before end, and
 // writes it to the line.
 void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
-  uint8_t rawLen = (uint8_t)(end - (buf + 1));
-  uint16_t crc = crc16(buf + 1, rawLen);
+  uint8_t rawLen = (uint8_t)(end - (buf + 2));
+  uint16_t crc = crc16(buf + 2, rawLen);
   memcpy(end, &crc, 2);
-  uint8_t n = cobsEncodeInPlace(buf, (uint8_t)(rawLen + kCrcLen));
-  setDirection(true);
-  // A leading delimiter ends whatever a reset or a collision left on the line.
-  link_.write((uint8_t)0);
-  link_.write(buf, n);
-  if (dirCb_ || pinDriver_) {
+  uint8_t n = cobsEncodeInPlace(buf + 1, (uint8_t)(rawLen + kCrcLen));
+  if (driver_) driver_(this, true);
+  link_.write(buf, n + 1);  // one call: delimiter, frame, delimiter
+  if (driver_) {
     link_.flush();  // the last stop bit must leave before the driver turns off
-    setDirection(false);
+    driver_(this, false);
   }
 }
 
 void PlcMail::handleFrame() {
   const uint8_t* raw = rx_.raw();
   uint8_t n = rx_.rawLen();
-  // Gateway frames carry at least one payload byte; shorter ones (and our
-  // own frames echoed by a bus) need no look.
-  if (n < kHeaderLen + 1 + kCrcLen || checkRaw(raw, n) != kOK) return;
+  // The receiver checked length, CRC and version. Gateway frames carry at
+  // least one payload byte; shorter ones (and our own frames echoed by a
+  // bus) need no look. Only the first Receiver::kKeep bytes are in raw.
+  if (n < kHeaderLen + 1 + kCrcLen) return;
   uint8_t type = raw[1], arg = raw[kHeaderLen];
   uint32_t seq;
   memcpy(&seq, raw + 6, 4);

@@ -14,9 +14,12 @@
 // with the same bytes until the gateway ACKs it, so the gateway can mail each
 // exactly once.
 //
-// RAM: one receive buffer of 81 bytes, PLCMAIL_QUEUE_LEN compact event records
-// of 12 + 5 * PLCMAIL_MAX_VALUES bytes (32 by default) and PLCMAIL_MAX_ACTIVE table entries of 3 bytes; frames are built
-// on the stack only while they are written.
+// RAM: a streaming receiver of 22 bytes (it keeps only the first 16 bytes of
+// a frame, checking COBS and CRC as bytes arrive), PLCMAIL_QUEUE_LEN compact
+// event records of 11 + 5 * PLCMAIL_MAX_VALUES bytes (31 by default),
+// PLCMAIL_MAX_ACTIVE table entries of 3 bytes and 5 bytes of .noinit for the
+// boot id block; frames are built on the stack (83 bytes) only while they
+// are written.
 #ifndef PLCMAIL_H
 #define PLCMAIL_H
 
@@ -46,6 +49,11 @@
 #ifndef PLCMAIL_RETRY_MAX_MS
 #define PLCMAIL_RETRY_MAX_MS 30000U
 #endif
+// Timers count in 16 bits of milliseconds (retransmission: maximum plus 25 %
+// jitter).
+#if PLCMAIL_HEARTBEAT_MS > 65000UL || PLCMAIL_RETRY_MAX_MS > 52000UL
+#error "PLCMAIL_HEARTBEAT_MS must be at most 65000, PLCMAIL_RETRY_MAX_MS at most 52000"
+#endif
 // Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
 // default, away from the addresses sketches usually start at.
 // (AVR only: other cores that define E2END emulate EEPROM without
@@ -64,6 +72,16 @@
 #ifndef PLCMAIL_BOOT_BLOCK
 #define PLCMAIL_BOOT_BLOCK 256UL
 #endif
+#if PLCMAIL_BOOT_BLOCK < 2 || PLCMAIL_BOOT_BLOCK > 256
+#error "PLCMAIL_BOOT_BLOCK must be 2..256"
+#endif
+
+// The part of a reserved block of boot ids not handed out yet (see
+// PlcMail::takeBootId), kept in RAM that survives a warm reset.
+struct PlcMailBootBlock {
+  uint32_t limit;  // the EEPROM cell's value when the block was reserved
+  uint8_t left;    // ids still free in the block: the next is limit - left
+};
 
 // These sizes shape the PlcMail object, so the library's own PlcMail.cpp
 // must see the same values as every sketch file: set them for the whole
@@ -154,15 +172,18 @@ struct PlcMailState {
   };
 
   PlcMailStatusCallback statusCb_;
-  PlcMailDirectionCallback dirCb_;
-  void (*pinDriver_)(PlcMailState* self, bool transmit);  // set by setDirectionPins
+  PlcMailDirectionCallback dirCb_;                     // the sketch's, if any
+  void (*driver_)(PlcMailState* self, bool transmit);  // 0: no direction control
   uint8_t dePin_, rePin_;  // rePin_ 0xFF: none
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
   uint32_t uptime_;      // seconds since begin()
   uint32_t secondMark_;  // millis() of the last uptime tick
-  uint32_t lastSend_;    // millis() of the head's last transmission
-  uint32_t lastBeat_;    // millis() of the last heartbeat
+  // The low 16 bits of millis() suffice for the timers below (both under
+  // 65 s): cheaper on AVR than 32-bit arithmetic. poll() called less often
+  // than every 65 s delays a retransmission or heartbeat by up to 65 s more.
+  uint16_t lastSend_;    // millis() of the head's last transmission
+  uint16_t lastBeat_;    // millis() of the last heartbeat
   uint32_t helloUptime_;
   uint16_t retryMs_;     // current backoff
   uint16_t waitMs_;      // backoff plus jitter until the next retransmission
@@ -170,12 +191,14 @@ struct PlcMailState {
   uint8_t resetCause_;
   uint8_t head_, count_;
   uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
+  bool begun_;           // begin() was called (a byte: cheaper to test than boot_)
   bool helloPending_;    // a HELLO heads the stream
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
   bool retransmitNow_;
   Event queue_[PLCMAIL_QUEUE_LEN];
   Entry table_[PLCMAIL_MAX_ACTIVE];
+  plcmail::Receiver rx_;  // the one receive buffer
 };
 
 class PlcMail : private PlcMailState {
@@ -244,7 +267,8 @@ class PlcMail : private PlcMailState {
   void onStatus(PlcMailStatusCallback cb) { statusCb_ = cb; }
   // RS-485 half duplex: a callback, or the DE (and optionally /RE) pins,
   // driven high to transmit and low to receive.
-  void setDirectionCallback(PlcMailDirectionCallback cb) { dirCb_ = cb; }
+  // The last of the two calls wins.
+  void setDirectionCallback(PlcMailDirectionCallback cb);
   void setDirectionPins(uint8_t dePin, uint8_t rePin = 0xFF);
 
   uint32_t bootId() const { return boot_; }
@@ -259,11 +283,10 @@ class PlcMail : private PlcMailState {
 
   // The boot id begin() takes (see PLCMAIL_BOOT_BLOCK). cell is the EEPROM
   // cell's value: the first id not yet handed out, or erased (0xFFFFFFFF,
-  // and 0) for a random start from entropy. block holds {next, limit} of the
-  // ids reserved but not yet used, kept in RAM across a warm reset; it is
-  // only trusted when its limit equals the cell. Both are updated. Public
-  // for the host tests.
-  static uint32_t takeBootId(uint32_t* cell, uint32_t block[2], uint32_t entropy);
+  // and 0) for a random start from entropy. block holds the ids reserved but
+  // not yet used, kept in RAM across a warm reset; it is only trusted when
+  // its limit equals the cell. Both are updated. Public for the host tests.
+  static uint32_t takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy);
 
  private:
   void init();
@@ -272,17 +295,17 @@ class PlcMail : private PlcMailState {
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
   void freezeSnapshot(bool freeze);
-  void transmit(uint32_t now);
+  void transmit(uint16_t now);  // the low 16 bits of millis()
   uint8_t* startFrame(uint8_t* buf, uint8_t type, uint32_t seq);
   void writeFrame(uint8_t* buf, uint8_t* end);
   void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
   uint16_t random16();
-  void setDirection(bool transmit);
+
+  uint32_t nextSeq();
 
   Stream& link_;
-  plcmail::Decoder rx_;  // the one receive buffer
 };
 
 #endif  // PLCMAIL_H

@@ -9,7 +9,9 @@
 
 namespace plcmail {
 
-uint16_t crc16Update(uint16_t crc, uint8_t b) {
+// Not inlined: the sender calls it from three places (frames out, frames in,
+// boot entropy), and on AVR a call is smaller than another copy.
+__attribute__((noinline)) uint16_t crc16Update(uint16_t crc, uint8_t b) {
 #if defined(__AVR__)
   return _crc_ccitt_update(crc, b);
 #else
@@ -135,6 +137,42 @@ int Decoder::push(uint8_t b) {
   }
   buf_[len_++] = b;
   return kOK;
+}
+
+bool Receiver::push(uint8_t b) {
+  if (b == 0) {
+    // A frame's CRC register, run over the CRC too, ends at X-25's residue.
+    bool ok = !discard_ && code_ && !left_ && len_ >= kHeaderLen + kCrcLen && crc_ == 0xF0B8 &&
+              buf_[0] == kVersion;
+    // raw() and rawLen() stay valid until the next frame starts.
+    code_ = left_ = 0;
+    discard_ = false;
+    return ok;
+  }
+  if (discard_) return false;
+  if (left_) {
+    left_--;
+  } else {
+    // A code byte: the block before it stood for a zero. (Unless it was a
+    // full 0xFF block, but that one is longer than kMaxFrame: discarded.)
+    uint8_t before = code_;
+    code_ = b;
+    left_ = (uint8_t)(b - 1);
+    if (!before) {  // the first byte after a delimiter
+      len_ = 0;
+      crc_ = 0xFFFF;
+      return false;
+    }
+    b = 0;
+  }
+  if (len_ == kMaxFrame) {  // too long
+    discard_ = true;
+    return false;
+  }
+  if (len_ < kKeep) buf_[len_] = b;
+  len_++;
+  crc_ = crc16Update(crc_, b);
+  return false;
 }
 
 Error checkRaw(const uint8_t* raw, uint8_t len) {

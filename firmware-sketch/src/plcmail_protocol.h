@@ -134,6 +134,33 @@ class Decoder {
   bool ready_;
 };
 
+// The firmware's receiver: like Decoder followed by checkRaw, but streaming.
+// It undoes COBS and runs the CRC as the bytes arrive and keeps only the
+// first kKeep bytes of a frame (the header and the start of the payload: all
+// a PLC reads of the gateway's frames), so it accepts every frame up to
+// kMaxFrame with 22 bytes of RAM instead of Decoder's 84. Errors are not
+// reported, only dropped, with Decoder's resynchronisation rules; the host
+// tests hold it to Decoder + checkRaw on every vector and on random streams.
+class Receiver {
+ public:
+  enum { kKeep = 16 };
+  // No constructor: all zero is the start state, so a Receiver inside a
+  // zeroed struct costs no code. Declare one as `Receiver r = Receiver();`.
+  // True when b completed a frame that passes checkRaw: length 12..kMaxFrame,
+  // CRC, version. raw() then holds its first min(rawLen(), kKeep) bytes.
+  bool push(uint8_t b);
+  const uint8_t* raw() const { return buf_; }
+  uint8_t rawLen() const { return len_; }
+
+ private:
+  uint8_t buf_[kKeep];
+  uint16_t crc_;   // CRC register over the decoded bytes so far
+  uint8_t len_;    // decoded bytes so far
+  uint8_t code_;   // code byte of the current COBS block, 0 before the first
+  uint8_t left_;   // data bytes still due in the current block
+  bool discard_;   // drop everything up to the next delimiter
+};
+
 // Little-endian readers; p must hold the bytes.
 inline uint16_t get16(const uint8_t* p) { return (uint16_t)(p[0] | ((uint16_t)p[1] << 8)); }
 inline uint32_t get32(const uint8_t* p) {

@@ -37,9 +37,12 @@ import (
 // repeat (random start, EEPROM wear limit), the SMTP client by about 1150
 // for RFC 5321/6152/2047 (8BITMIME or quoted-printable, encoded subjects,
 // 998-octet lines, address checks, per-recipient refusals, 32-bit timeouts).
+// Lowered in issue 16's footprint work (3504/289 -> 3012/221 on the 2560:
+// streaming receiver, 16-bit timers, smaller boot-id code); the goal there,
+// 2560/250, is reported by the test, not enforced.
 const (
-	senderFlashLimit = 3584
-	senderRAMLimit   = 300
+	senderFlashLimit = 3136
+	senderRAMLimit   = 240
 	smtpFlashLimit   = 3584
 )
 
@@ -313,6 +316,7 @@ func TestAVRFootprint(t *testing.T) {
 		check("alarm sender @"+mcu, "UsbSerialAlarms@"+mcu, "SenderBaseline@"+mcu, senderFlashLimit, senderRAMLimit)
 		check("SMTP client @"+mcu, "SmtpOverSerial@"+mcu, "SmtpBaseline@"+mcu, smtpFlashLimit, 0)
 	}
+	fmt.Fprintf(&report, "  goal (issue 16, not enforced): alarm sender @atmega2560 <= 2560 B flash, <= 250 B RAM\n")
 	t.Log(report.String())
 	announce(report.String())
 }
@@ -832,6 +836,55 @@ func TestSimulatedPLCThroughGateway(t *testing.T) {
 	up.waitAlarms(t, want, 40*time.Second)
 
 	// Nothing doubled, even after retransmissions settle.
+	time.Sleep(3 * time.Second)
+	up.checkExactlyOnce(t, want)
+}
+
+// TestSimulatedGatewayDownOverflow: the gateway is down long enough for the
+// PLC's retransmission backoff to reach its 30 s cap and its 16-bit timers
+// to wrap (70 s; the host test testGatewayDownForHours runs the same for
+// three hours of simulated time). Meanwhile alarm 17 changes more often than
+// the PLC's queue (4 events) holds and alarm 18 is raised: the two events
+// after the fourth are lost to the full queue. When the gateway is back it
+// takes the four queued events in order and then the HELLO the PLC sends to
+// resynchronise, and mails what it did not hear from the snapshot: 17
+// cleared, 18 raised. Nothing is lost, nothing doubled.
+func TestSimulatedGatewayDownOverflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 2 minutes of real time")
+	}
+	fw := elf(t, "UsbSerialAlarms")
+	dir := t.TempDir()
+	tty := filepath.Join(dir, "ttyPLC")
+	s := startSim(t, "-e", filepath.Join(dir, "eeprom.bin"), "-l", tty, "-p", "E4=1", "-p", "E5=1", fw)
+	g, up := startGatewayFor(t, dir, tty)
+
+	want := map[string]bool{}
+	seq := 1 // the HELLO is seq 1
+	step := func(pin string, v int, code int, event string) {
+		s.pin(pin, v)
+		seq++
+		want[fmt.Sprintf("code=%d event=%s boot=B1 seq=%d", code, event, seq)] = true
+		time.Sleep(300 * time.Millisecond)
+	}
+	step("E4", 0, 17, "raise")
+	up.waitAlarms(t, want, 20*time.Second)
+
+	g.signal(syscall.SIGKILL)
+	step("E4", 1, 17, "clear") // seq 3: the head from now on
+	step("E4", 0, 17, "raise")
+	step("E4", 1, 17, "clear")
+	step("E4", 0, 17, "raise") // seq 6: the queue is full
+	s.pin("E4", 1)             // lost: the queue is full
+	time.Sleep(300 * time.Millisecond)
+	s.pin("E5", 0) // lost too
+	time.Sleep(70 * time.Second)
+	// The HELLO that resynchronises is seq 7; its snapshot holds 18 only.
+	want["code=18 event=raise boot=B1 seq=7"] = true
+	want["code=17 event=clear boot=B1 seq=7"] = true
+	g.start()
+	// The head waits for its next retransmission: at most 37.5 s.
+	up.waitAlarms(t, want, 60*time.Second)
 	time.Sleep(3 * time.Second)
 	up.checkExactlyOnce(t, want)
 }

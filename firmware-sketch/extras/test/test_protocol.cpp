@@ -271,6 +271,30 @@ std::vector<std::string> decodeStream(const std::vector<uint8_t>& wire) {
   return got;
 }
 
+// Receiver (the firmware's streaming receiver) must take exactly the frames
+// that Decoder completes and checkRaw accepts, with the same length and
+// first bytes, at the same byte of the stream.
+bool receiverAgrees(const std::vector<uint8_t>& wire, const char* what) {
+  Decoder d;
+  Receiver r = Receiver();
+  for (size_t i = 0; i < wire.size(); i++) {
+    bool want = d.push(wire[i]) == Decoder::kFrameReady && checkRaw(d.raw(), d.rawLen()) == kOK;
+    bool got = r.push(wire[i]);
+    bool same = want == got;
+    if (same && got) {
+      uint8_t keep = d.rawLen() < Receiver::kKeep ? d.rawLen() : (uint8_t)Receiver::kKeep;
+      same = r.rawLen() == d.rawLen() && memcmp(r.raw(), d.raw(), keep) == 0;
+    }
+    if (!same) {
+      fprintf(stderr, "%s: Receiver differs from Decoder+checkRaw at byte %zu of %s (got %d, want %d)\n", what, i,
+              hex(wire).c_str(), got, want);
+      testFailures++;
+      return false;
+    }
+  }
+  return true;
+}
+
 void checkVector(const Vector& v) {
   testName = v.name.c_str();
   int before = testFailures;
@@ -285,6 +309,8 @@ void checkVector(const Vector& v) {
     for (auto& s : v.expect) fprintf(stderr, "    %s\n", s.c_str());
     testFailures++;
   }
+  // 1b. The firmware's streaming receiver agrees.
+  receiverAgrees(v.wire, v.name.c_str());
   // 2. raw <-> wire through the COBS functions.
   if (v.hasRaw) {
     std::vector<uint8_t> enc(v.raw.size() + v.raw.size() / 254 + 2);
@@ -317,6 +343,60 @@ void checkVector(const Vector& v) {
     }
   }
   printf("%s %s\n", testFailures == before ? "ok  " : "FAIL", v.name.c_str());
+}
+
+// The streaming receiver against Decoder + checkRaw on mangled streams:
+// valid frames (of every length up to beyond kMaxFrame) with flipped bits,
+// lost and extra bytes, runs of zeros, and plain noise.
+void testReceiverRandom(const std::vector<Vector>& vs) {
+  uint32_t seed = 12345;
+  auto rnd = [&seed]() {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 8) & 0xFFFF;
+  };
+  int frames = 0;
+  for (int round = 0; round < 3000; round++) {
+    std::vector<uint8_t> wire;
+    for (int k = 0; k < 6; k++) {
+      std::vector<uint8_t> raw;
+      int pick = rnd() % 3;
+      if (pick == 0 && !vs.empty()) {
+        const Vector& v = vs[rnd() % vs.size()];
+        wire.insert(wire.end(), v.wire.begin(), v.wire.end());
+        continue;
+      }
+      // A frame with a good CRC, any length 0..90, zeros likely.
+      int n = rnd() % 91;
+      for (int i = 0; i < n; i++) raw.push_back(rnd() % 4 == 0 ? 0 : (uint8_t)rnd());
+      if (n > 0 && rnd() % 4) raw[0] = kVersion;
+      if (n >= 2) {
+        uint16_t crc = crc16(raw.data(), (size_t)(n - 2));
+        raw[n - 2] = (uint8_t)crc;
+        raw[n - 1] = (uint8_t)(crc >> 8);
+      }
+      std::vector<uint8_t> enc(raw.size() + raw.size() / 254 + 2);
+      enc.resize(cobsEncode(raw.data(), raw.size(), enc.data()));
+      enc.push_back(0);
+      wire.insert(wire.end(), enc.begin(), enc.end());
+    }
+    // Damage.
+    int hits = rnd() % 4;
+    for (int h = 0; h < hits && !wire.empty(); h++) {
+      size_t at = rnd() % wire.size();
+      switch (rnd() % 4) {
+        case 0: wire[at] ^= (uint8_t)(1 << (rnd() % 8)); break;
+        case 1: wire.erase(wire.begin() + (long)at); break;
+        case 2: wire.insert(wire.begin() + (long)at, 0); break;
+        default: wire.insert(wire.begin() + (long)at, (uint8_t)rnd()); break;
+      }
+    }
+    if (round % 10 == 0)
+      for (int i = 0; i < 100; i++) wire.push_back(rnd() % 8 == 0 ? 0 : (uint8_t)rnd());
+    if (!receiverAgrees(wire, "random")) return;
+    Decoder d;
+    for (uint8_t b : wire) frames += d.push(b) == Decoder::kFrameReady && checkRaw(d.raw(), d.rawLen()) == kOK;
+  }
+  CHECK(frames > 3000);  // the streams did carry good frames
 }
 
 void testCrcCheckValue() {
@@ -360,6 +440,8 @@ int main(int argc, char** argv) {
   RUN(testCrcCheckValue);
   RUN(testEncoderRefusesBadFrames);
   std::vector<Vector> vs = load(argv[1]);
+  testName = "testReceiverRandom";
+  testReceiverRandom(vs);
   int valid = 0;
   for (auto& v : vs) {
     checkVector(v);

@@ -18,7 +18,7 @@ uint8_t fakePinModes[128];
 uint8_t fakeMCUSR;
 uint8_t fakeEeprom[4096];
 uint32_t fakeEntropy;
-uint32_t fakeBootBlock[2];
+PlcMailBootBlock fakeBootBlock;
 uint32_t millis() { return fakeMillis; }
 
 namespace {
@@ -371,6 +371,99 @@ void testQueueFullResyncs() {
   CHECK_EQ(pm.pending(), 0);
 }
 
+// The gateway is down for three hours, and millis() wraps 30 minutes in. The
+// head is retransmitted with the very same bytes at most 37.5 s apart the
+// whole time and heartbeats keep their 10 s (the 16-bit timers wrap every
+// 65.5 s); alarms that change meanwhile overflow the queue. Once the gateway
+// answers, the queued events go out in order and then one HELLO carries the
+// state at the end of the outage.
+void testGatewayDownForHours() {
+  reset();
+  fakeMillis = 0xFFFFFFFFu - 30u * 60 * 1000;
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  beginAcked(pm, link, 31);
+  link.frames();
+  CHECK_EQ(pm.raise(17, PLCMAIL_ALARM), 2);  // the head, unanswered for hours
+  const uint32_t hours3 = 3u * 3600 * 1000;
+  uint32_t lastHead = 0, lastBeat = 0, maxHeadGap = 0, minBeatGap = 0xFFFFFFFF, maxBeatGap = 0;
+  int heads = 0, beats = 0, overflows = 0;
+  std::vector<uint8_t> headBytes;
+  for (uint32_t el = 10; el <= hours3; el += 10) {
+    fakeMillis += 10;
+    uint32_t minute = el / 60000;
+    if (el % 60000 == 0) {
+      // Every 20 minutes a new alarm 30..35; later 31 and 17 clear.
+      if (minute % 20 == 0 && minute <= 120) pm.raise((uint16_t)(30 + minute / 20 - 1), PLCMAIL_WARNING);
+      if (minute == 130) pm.clear(31);
+      if (minute == 140) pm.clear(17);
+    }
+    pm.poll();
+    std::vector<std::vector<uint8_t>> raw;
+    auto fs = link.frames(&raw);
+    for (size_t i = 0; i < fs.size(); i++) {
+      if (fs[i].type == kTypeHeartbeat) {
+        if (beats++) {
+          minBeatGap = el - lastBeat < minBeatGap ? el - lastBeat : minBeatGap;
+          maxBeatGap = el - lastBeat > maxBeatGap ? el - lastBeat : maxBeatGap;
+        }
+        lastBeat = el;
+        continue;
+      }
+      CHECK_EQ(fs[i].seq, 2);
+      if (heads++) {
+        CHECK(raw[i] == headBytes);
+        if (el - lastHead > maxHeadGap) maxHeadGap = el - lastHead;
+      } else {
+        headBytes = raw[i];
+      }
+      lastHead = el;
+    }
+  }
+  for (auto& st : statuses) overflows += st.status == PLCMAIL_OVERFLOW;
+  CHECK_EQ(overflows, 5);  // raises of 33, 34, 35 and clears of 31, 17
+  CHECK(heads > 3 * 3600 / 38);
+  CHECK(maxHeadGap <= 37500 + 10);
+  CHECK(hours3 - lastHead <= 37500 + 10);
+  CHECK_EQ(minBeatGap, 10000);
+  CHECK_EQ(maxBeatGap, 10000);
+  // The gateway is back: it ACKs whatever arrives.
+  std::vector<Frame> got;
+  for (int i = 0; i < 6000 && pm.pending(); i++) {
+    fakeMillis += 10;
+    pm.poll();
+    for (auto& f : link.frames()) {
+      if (f.type == kTypeHeartbeat) continue;
+      got.push_back(f);
+      link.ack(31, f.seq);
+    }
+  }
+  CHECK_EQ(pm.pending(), 0);
+  // Retransmissions of one frame are the same frame for the gateway.
+  std::vector<Frame> once;
+  for (auto& f : got)
+    if (once.empty() || once.back().seq != f.seq) once.push_back(f);
+  CHECK_EQ(once.size(), 5);
+  if (once.size() != 5) return;
+  const uint16_t codes[] = {17, 30, 31, 32};
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ(once[i].type, kTypeEvent);
+    CHECK_EQ(once[i].seq, 2 + i);
+    CHECK_EQ(once[i].code, codes[i]);
+    CHECK_EQ(once[i].event, kEventRaise);
+  }
+  const Frame& h = once[4];
+  CHECK_EQ(h.type, kTypeHello);
+  CHECK_EQ(h.seq, 6);
+  CHECK(h.uptime >= 3 * 3600);
+  CHECK_EQ(h.nActive, 5);
+  CHECK_EQ(h.activeTotal, 5);
+  std::set<uint16_t> active;
+  for (int i = 0; i < h.nActive; i++) active.insert(h.active[i].code);
+  CHECK(active == std::set<uint16_t>({30, 32, 33, 34, 35}));
+}
+
 void testHelloFrozenWhileOnTheWire() {
   reset();
   FakeLink link;
@@ -403,8 +496,8 @@ uint32_t eepromCell() {
 void testRebootNewBootIdFromEeprom() {
   reset();
   memset(fakeEeprom, 0xFF, sizeof fakeEeprom);  // erased chip
-  fakeBootBlock[0] = 0x12345678;                 // SRAM after power-up
-  fakeBootBlock[1] = 0x9ABCDEF0;
+  fakeBootBlock.limit = 0x12345678;              // SRAM after power-up
+  fakeBootBlock.left = 0x9A;
   fakeEntropy = 0xC0FFEE00;
   uint32_t bootA, bootB;
   {
@@ -461,16 +554,17 @@ void testRebootNewBootIdFromEeprom() {
 // A reset loop writes the EEPROM cell once per PLCMAIL_BOOT_BLOCK warm
 // resets and never hands out an id twice, also across power-ons.
 void testBootIdWearAndUniqueness() {
-  uint32_t cell = 0xFFFFFFFF, block[2] = {0xDEAD, 0xBEEF};
+  uint32_t cell = 0xFFFFFFFF;
+  PlcMailBootBlock block = {0xDEAD, 0xBE};
   std::set<uint32_t> seen;
   int writes = 0;
   for (int boot = 0; boot < 5000; boot++) {
     if (boot % 700 == 0) {  // power cut: RAM garbage
-      block[0] = (uint32_t)boot * 2654435761u;
-      block[1] = block[0] ^ 0x5555;
+      block.limit = (uint32_t)boot * 2654435761u;
+      block.left = (uint8_t)(block.limit >> 8);
     }
     uint32_t before = cell;
-    uint32_t id = PlcMail::takeBootId(&cell, block, 0x7777);
+    uint32_t id = PlcMail::takeBootId(&cell, &block, 0x7777);
     if (cell != before) writes++;
     CHECK(id != 0 && id != 0xFFFFFFFF);
     CHECK(seen.insert(id).second);  // never repeated
@@ -479,8 +573,9 @@ void testBootIdWearAndUniqueness() {
   CHECK(writes <= 5000 / (int)PLCMAIL_BOOT_BLOCK + 8);
   // A cell of 0 (written by hand) counts as erased: never boot id 0.
   cell = 0;
-  block[0] = block[1] = 0;
-  CHECK_EQ(PlcMail::takeBootId(&cell, block, 0), 1);
+  block.limit = 0;
+  block.left = 5;
+  CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 1);
   CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
 }
 
@@ -766,6 +861,7 @@ int main() {
   RUN(testMalformedAckIgnored);
   RUN(testNakHandling);
   RUN(testQueueFullResyncs);
+  RUN(testGatewayDownForHours);
   RUN(testHelloFrozenWhileOnTheWire);
   RUN(testRebootNewBootIdFromEeprom);
   RUN(testBootIdWearAndUniqueness);

@@ -38,7 +38,8 @@ extern uint8_t fakeMCUSR;
 // The entropy PlcMail::begin() gets for an erased EEPROM cell, and its RAM
 // block that survives a warm reset (.noinit on AVR).
 extern uint32_t fakeEntropy;
-extern uint32_t fakeBootBlock[2];
+struct PlcMailBootBlock;
+extern PlcMailBootBlock fakeBootBlock;
 #define MCUSR fakeMCUSR
 #define E2END 0xFFF
 #define PLCMAIL_FAKE_AVR 1  // use <avr/eeprom.h> (the fake in fake/avr/)
