@@ -20,8 +20,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -32,7 +32,7 @@ type Bridge struct {
 	wake  func() // tells the delivery loop that mail was queued; may be nil
 
 	rt         atomic.Pointer[settings]
-	limiter    rateLimiter
+	limiter    *flood.Limiter    // individual mails per minute, shared with other sources
 	openers    map[string]Opener // tests: link name -> opener
 	journalDir string
 
@@ -53,8 +53,12 @@ func newBridge(o Options, spool *spool.Spool, wake func(), log *slog.Logger, ope
 	if err != nil {
 		return nil, err
 	}
+	lim := o.Limiter
+	if lim == nil {
+		lim = new(flood.Limiter)
+	}
 	b := &Bridge{spool: spool, log: log, wake: wake, byName: map[string]*Link{}, openers: openers,
-		journalDir: filepath.Join(spool.Dir(), "links")}
+		journalDir: filepath.Join(spool.Dir(), "links"), limiter: lim}
 	b.rt.Store(st)
 	links, err := b.openLinks(st)
 	if err != nil {
@@ -218,26 +222,4 @@ func (b *Bridge) DeliveryResult(r spool.Result) {
 		return
 	}
 	l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, parts: o.Parts, events: o.Events, ok: r.Delivered, code: r.Code})
-}
-
-// rateLimiter is the global cap on individual alarm mails per minute, shared
-// by all links (the inboxes are shared too).
-type rateLimiter struct {
-	mu   sync.Mutex
-	sent []time.Time
-}
-
-func (r *rateLimiter) allow(now time.Time, max int) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cut := 0
-	for cut < len(r.sent) && now.Sub(r.sent[cut]) >= time.Minute {
-		cut++
-	}
-	r.sent = r.sent[cut:]
-	if len(r.sent) >= max {
-		return false
-	}
-	r.sent = append(r.sent, now)
-	return true
 }

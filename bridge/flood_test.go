@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -58,8 +59,8 @@ func TestFloodBoundedAndAccounted(t *testing.T) {
 		t.Errorf("%d individual mails exceed the cap of 20 per minute", individual)
 	}
 	// One digest per digest_delay while the flood lasts, plus one per
-	// maxDigestEntries events.
-	if max := int(elapsed/(300*time.Millisecond)) + n/maxDigestEntries + 1; digests > max {
+	// flood.MaxDigestEntries events.
+	if max := int(elapsed/(300*time.Millisecond)) + n/flood.MaxDigestEntries + 1; digests > max {
 		t.Errorf("%d digests in %v, want at most %d", digests, elapsed, max)
 	}
 	for i := 0; i < n; i++ {

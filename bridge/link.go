@@ -9,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/spool"
 )
@@ -28,10 +30,6 @@ const (
 	// naksPerSecond limits NAK reason 1 (SPEC §4 rule 5): line noise must
 	// not turn into a storm of NAKs the PLC answers with retransmissions.
 	naksPerSecond = 4
-	// maxDigestEntries bounds one digest mail (~100 bytes per entry).
-	maxDigestEntries = 1000
-	// digestRetry is how soon a digest that could not be queued is retried.
-	digestRetry = 5 * time.Second
 )
 
 // LinkStatus is a snapshot of one link for `plcmail status`.
@@ -88,10 +86,9 @@ type helloTally struct {
 // loses the counts anyway (DELIVERY is best-effort).
 const maxTallies = 16
 
-type holdKey struct {
-	code  int
-	event string
-}
+// holdKey is the hold-off key of an alarm event: a repeat of the same code
+// and event within the code's hold-off is held.
+func holdKey(code int, event string) string { return strconv.Itoa(code) + "/" + event }
 
 // Link is one PLC connection. All of its state below mu is owned by the
 // goroutine in run; Status and deliveryResult are safe from any goroutine.
@@ -121,8 +118,8 @@ type Link struct {
 	started     time.Time
 	lastFrame   time.Time // zero: none since the gateway started
 	openedAt    time.Time
-	holdoff     map[holdKey]time.Time
-	digestDue   time.Time
+	gate        *flood.Gate
+	digest      flood.Digest
 	noticeRetry time.Time
 	nakRate     perSecond // NAKs of reason bad frame
 	tooLong     bool      // a too-long frame awaits its delimiter and NAK
@@ -154,7 +151,7 @@ func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link,
 		mailed:     make(chan mailDone),
 		outWake:    make(chan struct{}, 1),
 		dec:        protocol.NewDecoder(),
-		holdoff:    map[holdKey]time.Time{},
+		gate:       flood.NewGate(b.limiter),
 		tallies:    map[helloRef]*helloTally{},
 	}
 	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
@@ -189,7 +186,9 @@ func (l *Link) deliveryResult(d delivery) {
 
 func (l *Link) run(ctx context.Context) {
 	l.started = time.Now()
-	l.digestDue = l.started.Add(l.settings().Flood.DigestDelay)
+	// Events held before a restart are in the journal: their digest is
+	// scheduled now, not when the next event is held.
+	l.digest.Start(l.started, l.settings().Flood.DigestDelay)
 	if n := len(l.st.unmailed); n > 0 {
 		l.log.Info("queuing alarms ACKed before the restart", "events", n)
 		for _, r := range l.st.unmailed {
@@ -496,10 +495,10 @@ func (l *Link) tick(now time.Time) {
 			l.update(func(s *LinkStatus) { s.Offline = true })
 			l.log.Warn("PLC offline: no frame within heartbeat_timeout", "timeout", sc.HeartbeatTimeout, "last_frame", l.lastFrame)
 		} else {
-			l.noticeRetry = now.Add(digestRetry)
+			l.noticeRetry = now.Add(flood.Retry)
 		}
 	}
-	if len(l.st.pending) > 0 && !now.Before(l.digestDue) {
+	if l.digest.Due(now, len(l.st.pending)) {
 		l.flushDigest(now)
 	}
 }
@@ -760,13 +759,8 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	}
 	r := recordFromFrame(f, gen, now)
 	st := l.settings()
-	hk := holdKey{r.Code, r.Event}
-	switch {
-	case now.Sub(l.holdoff[hk]) < st.Templates.Holdoff(r.Code):
-		r.Held = "hold-off"
-	case !l.b.limiter.allow(now, st.Flood.MaxMailsPerMinute):
-		r.Held = "rate limit"
-	}
+	hk := holdKey(r.Code, r.Event)
+	r.Held = l.gate.Decide(now, hk, st.Templates.Holdoff(r.Code), st.Flood.MaxMailsPerMinute)
 	key := eventKey(l.name, f.Boot, gen, f.Seq)
 	if err := l.j.append(&r); err != nil {
 		l.log.Error("cannot record event, NAK busy", "key", key, "err", err)
@@ -778,14 +772,14 @@ func (l *Link) handleEvent(f *protocol.Frame, now time.Time) {
 	l.update(func(s *LinkStatus) { s.Boot = l.st.Boot })
 	l.noteEvent(&r)
 	if r.Held == "" {
-		l.holdoff[hk] = now
+		l.gate.Mailed(hk, now)
 		l.update(func(s *LinkStatus) { s.Unmailed = len(l.st.unmailed) })
 		l.ack(f, protocol.AckQueued)
 		l.mailOut(r)
 		return
 	}
+	l.digest.Held(now, st.Flood.DigestDelay, len(l.st.pending))
 	if len(l.st.pending) == 1 {
-		l.digestDue = now.Add(st.Flood.DigestDelay)
 		l.log.Info("holding alarms for a digest", "reason", r.Held, "digest_in", st.Flood.DigestDelay)
 	}
 	l.update(func(s *LinkStatus) { s.Held++; s.DigestPending = len(l.st.pending) })
@@ -833,7 +827,7 @@ func (l *Link) mailer(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(digestRetry):
+			case <-time.After(flood.Retry):
 			}
 			continue
 		}
@@ -865,7 +859,7 @@ func (l *Link) mailedDone(d mailDone) {
 	if d.failed {
 		l.journal(&record{T: "mailfail", Boot: d.boot, Gen: d.gen, Seq: d.seq, Held: "render failed"})
 		if len(l.st.pending) == 1 {
-			l.digestDue = time.Now()
+			l.digest.Now(time.Now())
 		}
 	} else {
 		mr := record{T: "mailed", Boot: d.boot, Gen: d.gen, Seq: d.seq}
@@ -1043,10 +1037,10 @@ func resetCause(c uint8) string {
 	return strings.Join(s, ", ")
 }
 
-// flushDigest queues the pending entries (up to maxDigestEntries) as one
+// flushDigest queues the pending entries (up to flood.MaxDigestEntries) as one
 // digest mail keyed by its first entry, then records that in the journal.
 func (l *Link) flushDigest(now time.Time) {
-	n := min(len(l.st.pending), maxDigestEntries)
+	n := flood.Batch(len(l.st.pending))
 	batch := l.st.pending[:n]
 	data := l.noticeData(alarmmail.KindDigest, now)
 	for i := range batch {
@@ -1055,14 +1049,11 @@ func (l *Link) flushDigest(now time.Time) {
 	first := batch[0]
 	key := fmt.Sprintf("%s/digest/%s/%d", l.name, bootTag(first.Boot, first.Gen), first.Seq)
 	if !l.enqueueFrom(data, key, digestOrigin(l.name, batch)) {
-		l.digestDue = now.Add(digestRetry)
+		l.digest.Failed(now)
 		return
 	}
 	l.journal(&record{T: "flushed", N: n})
-	l.digestDue = now.Add(l.settings().Flood.DigestDelay)
-	if len(l.st.pending) > 0 {
-		l.digestDue = now // more than one digest's worth: send the rest now
-	}
+	l.digest.Queued(now, l.settings().Flood.DigestDelay, len(l.st.pending))
 	l.update(func(s *LinkStatus) { s.Digests++; s.DigestPending = len(l.st.pending) })
 	l.log.Info("digest queued", "key", key, "events", n, "still_pending", len(l.st.pending))
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/flood"
 )
 
 // Options is everything the bridge runs with; Reload swaps all of it at
@@ -17,6 +18,10 @@ type Options struct {
 	Flood Flood
 	// Templates render every mail and hold each alarm code's hold-off.
 	Templates *alarmmail.Templates
+	// Limiter is the cap of Flood.MaxMailsPerMinute, shared with the other
+	// alarm sources of the gateway (Modbus); nil: the bridge's own. A
+	// Reload keeps the limiter the bridge started with.
+	Limiter *flood.Limiter
 }
 
 // LinkOptions are the settings of one serial link.

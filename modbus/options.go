@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/flood"
 )
 
 // Options is everything the poller runs with.
@@ -13,6 +14,23 @@ type Options struct {
 	Templates *alarmmail.Templates
 	// StateDir holds one state file per device (SPOOL/modbus).
 	StateDir string
+	// Flood is the [flood] control of alarm mails, as for framed alarms
+	// (the hold-off of each rule is its Code's, in Templates); nil mails
+	// every event on its own.
+	Flood *Flood
+}
+
+// Flood is the flood control of the devices' alarm mails: an event within
+// its hold-off or beyond the cap is held in the device's state file and
+// mailed in a digest (package flood).
+type Flood struct {
+	// MaxMailsPerMinute caps the individual alarm mails, together with
+	// every other source sharing Limiter.
+	MaxMailsPerMinute int
+	// DigestDelay is how long held events wait for their digest.
+	DigestDelay time.Duration
+	// Limiter is shared with the serial bridge; nil: the poller's own.
+	Limiter *flood.Limiter
 }
 
 // Device is one slave on a bus.

@@ -13,6 +13,7 @@ import (
 	mb "github.com/simonvetter/modbus"
 
 	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -34,7 +35,12 @@ func New(o Options, sp *spool.Spool, wake func(), log *slog.Logger) (*Poller, er
 	if o.StateDir == "" {
 		return nil, errors.New("modbus: options without a state directory")
 	}
-	return &Poller{o: o, sp: sp, wake: wake, log: log, now: time.Now}, nil
+	p := &Poller{o: o, sp: sp, wake: wake, log: log, now: time.Now}
+	if o.Flood != nil && o.Flood.Limiter == nil {
+		p.o.Flood = &Flood{MaxMailsPerMinute: o.Flood.MaxMailsPerMinute, DigestDelay: o.Flood.DigestDelay,
+			Limiter: new(flood.Limiter)}
+	}
+	return p, nil
 }
 
 // device is one device at run time.
@@ -47,6 +53,10 @@ type device struct {
 	lastGood time.Time
 	next     time.Time
 	tagErr   map[string]string // last exception per tag, logged once
+	gate     *flood.Gate       // nil without flood control
+	digest   flood.Digest
+	held     uint64 // events held for a digest
+	digests  uint64 // digests queued
 	log      *slog.Logger
 }
 
@@ -68,6 +78,15 @@ func (p *Poller) Run(ctx context.Context) error {
 			if rs.Active {
 				dv.restored[k] = true
 			}
+		}
+		if p.o.Flood != nil {
+			dv.gate = flood.NewGate(p.o.Flood.Limiter)
+		}
+		// Events held before a restart are in the state file: their
+		// digest is due one delay after the start, like any other.
+		dv.digest.Start(p.now(), p.digestDelay())
+		if n := len(st.Held.Entries); n > 0 {
+			dv.log.Info("held alarm events from before the restart await their digest", "held", n)
 		}
 		name := busName(d.Bus)
 		if _, ok := buses[name]; !ok {
@@ -109,13 +128,27 @@ func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
 		d.next = start
 	}
 	for {
+		now := p.now()
+		var digestAt time.Time
+		for _, o := range devs {
+			p.flushDigest(o, now)
+			if at, ok := o.digest.At(len(o.st.Held.Entries)); ok && (digestAt.IsZero() || at.Before(digestAt)) {
+				digestAt = at
+			}
+		}
 		d := devs[0]
 		for _, o := range devs[1:] {
 			if o.next.Before(d.next) {
 				d = o
 			}
 		}
-		if !sleep(ctx, d.next.Sub(p.now())) {
+		if !digestAt.IsZero() && digestAt.Before(d.next) {
+			if !sleep(ctx, digestAt.Sub(now)) {
+				return
+			}
+			continue
+		}
+		if !sleep(ctx, d.next.Sub(now)) {
 			return
 		}
 		var err error
@@ -387,13 +420,74 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 		data.Text = describe(t, r, v, true)
 		spoolKey += fmt.Sprintf("%d/realarm/%d", next.Count, next.Reminders)
 	}
+	holdKey := key + "/" + data.Event
+	if reason := p.decide(d, r, ev, holdKey, now); reason != "" {
+		// Held: the transition and the held event are written together,
+		// so after a crash either both happened or neither did.
+		*st = next
+		delete(d.pending, key)
+		n := d.st.Held.Add(alarmmail.Entry{Time: now, Code: r.Code, Name: data.Name, Event: data.Event,
+			Severity: data.Severity, Values: data.Values, Text: data.Text, Seq: uint32(next.Count), Reason: reason})
+		d.digest.Held(now, p.digestDelay(), n)
+		d.held++
+		p.save(d)
+		d.log.Info("alarm "+data.Event+" held for a digest", "tag", t.Name, "rule", r.ID, "reason", reason, "held", n)
+		return
+	}
 	if !p.enqueue(d, data, spoolKey) {
 		return
+	}
+	if d.gate != nil {
+		d.gate.Mailed(holdKey, now)
 	}
 	d.log.Info("alarm "+data.Event, "tag", t.Name, "rule", r.ID, "value", v.mail.String(), "key", spoolKey)
 	*st = next
 	delete(d.pending, key)
 	p.save(d)
+}
+
+// decide is flood control for one event: "" to mail it on its own, else
+// why it is held. Reminders have their own interval (realarm, at least a
+// minute) instead of the hold-off, but count against the cap.
+func (p *Poller) decide(d *device, r *Rule, ev event, holdKey string, now time.Time) string {
+	if d.gate == nil {
+		return ""
+	}
+	holdoff := p.o.Templates.Holdoff(r.Code)
+	if ev == evRealarm {
+		holdoff = 0
+	}
+	return d.gate.Decide(now, holdKey, holdoff, p.o.Flood.MaxMailsPerMinute)
+}
+
+func (p *Poller) digestDelay() time.Duration {
+	if p.o.Flood == nil {
+		return 0
+	}
+	return p.o.Flood.DigestDelay
+}
+
+// flushDigest queues the digest of d's held events when it is due. Its
+// spool key counts d's digests, and the held events leave the state file
+// only after it is queued: a crash in between queues it again under the
+// same key, which the spool refuses, so the digest goes out exactly once.
+func (p *Poller) flushDigest(d *device, now time.Time) {
+	if !d.digest.Due(now, len(d.st.Held.Entries)) {
+		return
+	}
+	entries, n := d.st.Held.Next()
+	data := p.data(d, alarmmail.KindDigest)
+	data.Digest = entries
+	key := fmt.Sprintf("modbus/%s/digest/%d", d.Name, n)
+	if !p.enqueue(d, data, key) {
+		d.digest.Failed(now)
+		return
+	}
+	d.st.Held.Done(len(entries))
+	d.digest.Queued(now, p.digestDelay(), len(d.st.Held.Entries))
+	d.digests++
+	p.save(d)
+	d.log.Info("digest queued", "key", key, "events", len(entries), "still_held", len(d.st.Held.Entries))
 }
 
 // ruleName is the name of an alarm that neither the rule nor its [[alarm]]

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/plcmail/plcmail/flood"
 )
 
 // deviceState is what survives a gateway restart for one device: its rules'
@@ -19,6 +21,9 @@ type deviceState struct {
 	Offline  bool      `json:"offline"`
 	Outages  uint64    `json:"outages"`
 	LastGood time.Time `json:"last_good,omitzero"`
+	// Held are the alarm events flood control held for the next digest,
+	// written with the rule transition that made them.
+	Held flood.Held `json:"held,omitzero"`
 }
 
 func statePath(dir, device string) string { return filepath.Join(dir, device+".json") }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/spool"
 )
@@ -13,20 +14,24 @@ import (
 // modbusComponent polls the [[modbus]] devices; nil without any. Their
 // alarm state lives in SPOOL/modbus. A reload does not change the devices
 // (restartKeys names the section).
-func modbusComponent(cfg *config.Config, tmpl *alarmmail.Templates, sp *spool.Spool, wake func(), log *slog.Logger) (*component, error) {
+func modbusComponent(cfg *config.Config, tmpl *alarmmail.Templates, sp *spool.Spool, wake func(), lim *flood.Limiter, log *slog.Logger) (*component, error) {
 	if len(cfg.Modbus) == 0 {
 		return nil, nil
 	}
-	p, err := modbus.New(modbusOptions(cfg, tmpl), sp, wake, log.With("component", "modbus"))
+	o := modbusOptions(cfg, tmpl)
+	o.Flood.Limiter = lim
+	p, err := modbus.New(o, sp, wake, log.With("component", "modbus"))
 	if err != nil {
 		return nil, err
 	}
 	return &component{"modbus", p.Run}, nil
 }
 
-// modbusOptions turns the [[modbus]] sections into the poller's options.
+// modbusOptions turns the [[modbus]] sections and [flood] into the poller's
+// options (the limiter shared with the bridge is serve's to add).
 func modbusOptions(cfg *config.Config, tmpl *alarmmail.Templates) modbus.Options {
-	o := modbus.Options{Templates: tmpl, StateDir: filepath.Join(cfg.Gateway.SpoolDir, "modbus")}
+	o := modbus.Options{Templates: tmpl, StateDir: filepath.Join(cfg.Gateway.SpoolDir, "modbus"),
+		Flood: &modbus.Flood{MaxMailsPerMinute: cfg.Flood.MaxMailsPerMinute, DigestDelay: cfg.Flood.DigestDelay.D()}}
 	for i := range cfg.Modbus {
 		m := &cfg.Modbus[i]
 		d := modbus.Device{

@@ -16,6 +16,7 @@ import (
 	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/spool"
 
 	"github.com/plcmail/plcmail/smtpd"
@@ -85,7 +86,11 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 
 	// The bridge runs even without [[serial]] links, so that a SIGHUP can
 	// add the first one; it opens no port until it has a link.
-	links, err := bridge.New(bridgeOptions(cfg, tmpl), sp, queue.Wake, log.With("component", "bridge"))
+	// [flood] max_mails_per_minute counts serial and Modbus alarms together.
+	limiter := new(flood.Limiter)
+	bo := bridgeOptions(cfg, tmpl)
+	bo.Limiter = limiter
+	links, err := bridge.New(bo, sp, queue.Wake, log.With("component", "bridge"))
 	if err != nil {
 		return err
 	}
@@ -104,7 +109,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
 	// Polled Modbus devices (cmd/plcmail/modbus.go).
-	if c, err := modbusComponent(cfg, tmpl, sp, queue.Wake, log); err != nil {
+	if c, err := modbusComponent(cfg, tmpl, sp, queue.Wake, limiter, log); err != nil {
 		return err
 	} else if c != nil {
 		comps = append(comps, *c)
