@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mb "github.com/simonvetter/modbus"
@@ -19,31 +20,72 @@ import (
 
 // Poller polls every configured device and queues their alarm mails.
 type Poller struct {
-	o    Options
+	opts atomic.Pointer[Options] // swapped by Reload
 	sp   *spool.Spool
 	wake func()
 	log  *slog.Logger
 	now  func() time.Time
+
+	mu      sync.Mutex
+	devices []*device          // configuration order
+	buses   map[string]*busRun // running buses by busName
+	runCtx  context.Context    // nil until Run
+	wg      sync.WaitGroup     // running buses
+}
+
+// busRun is one running bus goroutine and the devices it polls.
+type busRun struct {
+	devs   []*device
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New checks o and loads every device's durable state. wake, if not nil, is
 // called after a mail is queued (the delivery loop's Wake).
 func New(o Options, sp *spool.Spool, wake func(), log *slog.Logger) (*Poller, error) {
-	if o.Templates == nil {
-		return nil, errors.New("modbus: options without templates")
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if o.StateDir == "" {
-		return nil, errors.New("modbus: options without a state directory")
+	p := &Poller{sp: sp, wake: wake, log: log, now: time.Now, buses: map[string]*busRun{}}
+	if err := p.check(&o); err != nil {
+		return nil, err
 	}
-	p := &Poller{o: o, sp: sp, wake: wake, log: log, now: time.Now}
-	if o.Flood != nil && o.Flood.Limiter == nil {
-		p.o.Flood = &Flood{MaxMailsPerMinute: o.Flood.MaxMailsPerMinute, DigestDelay: o.Flood.DigestDelay,
-			Limiter: new(flood.Limiter)}
+	for _, d := range o.Devices {
+		dv, err := p.loadDevice(d, &o)
+		if err != nil {
+			return nil, err
+		}
+		p.devices = append(p.devices, dv)
 	}
+	p.opts.Store(&o)
 	return p, nil
 }
 
-// device is one device at run time.
+// check refuses options without templates or state directory and gives a
+// flood control without a limiter its own.
+func (p *Poller) check(o *Options) error {
+	if o.Templates == nil {
+		return errors.New("modbus: options without templates")
+	}
+	if o.StateDir == "" {
+		return errors.New("modbus: options without a state directory")
+	}
+	if o.Flood != nil && o.Flood.Limiter == nil {
+		f := *o.Flood
+		if cur := p.opts.Load(); cur != nil && cur.Flood != nil {
+			f.Limiter = cur.Flood.Limiter
+		} else {
+			f.Limiter = new(flood.Limiter)
+		}
+		o.Flood = &f
+	}
+	return nil
+}
+
+func (p *Poller) opt() *Options { return p.opts.Load() }
+
+// device is one device at run time. Its fields are owned by the goroutine
+// of its bus; status is also read by Status.
 type device struct {
 	Device
 	st       *deviceState
@@ -53,57 +95,86 @@ type device struct {
 	lastGood time.Time
 	next     time.Time
 	tagErr   map[string]string // last exception per tag, logged once
-	gate     *flood.Gate       // nil without flood control
+	gate     *flood.Gate       // nil until flood control first decides
 	digest   flood.Digest
-	held     uint64 // events held for a digest
-	digests  uint64 // digests queued
 	log      *slog.Logger
+
+	mu     sync.Mutex
+	status DeviceStatus
 }
 
-// Run polls until ctx ends. It returns an error only when a device's state
-// file cannot be read.
-func (p *Poller) Run(ctx context.Context) error {
-	// Devices on one wire share it whatever their timeouts say: the bus
-	// runs with the Timeout and MinGap of its first device.
-	buses := map[string][]*device{}
-	var order []string
-	for _, d := range p.o.Devices {
-		st, err := loadState(p.o.StateDir, d.Name)
-		if err != nil {
-			return err
-		}
-		dv := &device{Device: d, st: st, pending: map[string]time.Time{}, restored: map[string]bool{},
-			tagErr: map[string]string{}, lastGood: st.LastGood, log: p.log.With("device", d.Name)}
-		for k, rs := range st.Rules {
-			if rs.Active {
-				dv.restored[k] = true
-			}
-		}
-		if p.o.Flood != nil {
-			dv.gate = flood.NewGate(p.o.Flood.Limiter)
-		}
-		// Events held before a restart are in the state file: their
-		// digest is due one delay after the start, like any other.
-		dv.digest.Start(p.now(), p.digestDelay())
-		if n := len(st.Held.Entries); n > 0 {
-			dv.log.Info("held alarm events from before the restart await their digest", "held", n)
-		}
-		name := busName(d.Bus)
-		if _, ok := buses[name]; !ok {
-			order = append(order, name)
-		}
-		buses[name] = append(buses[name], dv)
+// loadDevice reads the state file of d and prepares it for polling.
+func (p *Poller) loadDevice(d Device, o *Options) (*device, error) {
+	st, err := loadState(o.StateDir, d.Name)
+	if err != nil {
+		return nil, err
 	}
-	var wg sync.WaitGroup
-	for _, b := range order {
-		wg.Add(1)
+	dv := &device{Device: d, st: st, pending: map[string]time.Time{}, restored: map[string]bool{},
+		tagErr: map[string]string{}, lastGood: st.LastGood, log: p.log.With("device", d.Name)}
+	for k, rs := range st.Rules {
+		if rs.Active {
+			dv.restored[k] = true
+		}
+	}
+	// Events held before a restart are in the state file: their digest is
+	// due one delay after the start, like any other.
+	dv.digest.Start(p.now(), digestDelay(o))
+	if n := len(st.Held.Entries); n > 0 {
+		dv.log.Info("held alarm events from before the restart await their digest", "held", n)
+	}
+	dv.status = DeviceStatus{Name: d.Name, Bus: busName(d.Bus), Slave: d.SlaveID, LastGood: st.LastGood}
+	dv.publish(o.Templates)
+	return dv, nil
+}
+
+// Run polls until ctx ends.
+func (p *Poller) Run(ctx context.Context) error {
+	p.mu.Lock()
+	p.runCtx = ctx
+	p.startBuses(p.devices)
+	p.mu.Unlock()
+	<-ctx.Done()
+	p.wg.Wait()
+	return nil
+}
+
+// startBuses starts a goroutine for each bus of devs that has none; p.mu
+// must be held. Devices on one wire share it whatever their timeouts say:
+// the bus runs with the Timeout and MinGap of its first device.
+func (p *Poller) startBuses(devs []*device) {
+	for _, g := range groupBuses(devs) {
+		name := busName(g[0].Bus)
+		if p.buses[name] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(p.runCtx)
+		br := &busRun{devs: g, cancel: cancel, done: make(chan struct{})}
+		p.buses[name] = br
+		p.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			p.runBus(ctx, buses[b][0].Bus, buses[b])
+			defer p.wg.Done()
+			defer close(br.done)
+			p.runBus(ctx, g[0].Bus, g)
 		}()
 	}
-	wg.Wait()
-	return nil
+}
+
+// groupBuses splits devs by bus, in order of first appearance.
+func groupBuses(devs []*device) [][]*device {
+	var order []string
+	by := map[string][]*device{}
+	for _, d := range devs {
+		n := busName(d.Bus)
+		if _, ok := by[n]; !ok {
+			order = append(order, n)
+		}
+		by[n] = append(by[n], d)
+	}
+	out := make([][]*device, len(order))
+	for i, n := range order {
+		out[i] = by[n]
+	}
+	return out
 }
 
 // busName is the bus in logs: the TCP address or the serial device.
@@ -319,6 +390,7 @@ func (p *Poller) poll(ctx context.Context, c *mb.ModbusClient, d *device, gap ti
 func (p *Poller) failed(d *device, err error) {
 	d.failures++
 	clear(d.pending) // delays count good readings only
+	d.update(func(s *DeviceStatus) { s.Polls++; s.PollErrors++; s.Up = false; s.LastError = err.Error() })
 	d.log.Debug("poll failed", "failures", d.failures, "err", err)
 	if d.failures < d.OfflineAfter || d.st.Offline {
 		return
@@ -332,6 +404,7 @@ func (p *Poller) failed(d *device, err error) {
 	}
 	d.st.Offline = true
 	d.st.Outages++
+	d.update(func(s *DeviceStatus) { s.Notices++ })
 	p.save(d)
 }
 
@@ -340,11 +413,13 @@ func (p *Poller) good(d *device, vals []*value) {
 	now := p.now()
 	d.failures = 0
 	d.lastGood = now
+	d.update(func(s *DeviceStatus) { s.Polls++; s.Up = true; s.LastGood = now; s.LastError = "" })
 	if d.st.Offline {
 		data := p.data(d, alarmmail.KindDeviceOnline)
 		data.LastFrame = d.st.LastGood
 		if p.enqueue(d, data, fmt.Sprintf("modbus/%s/online/%d", d.Name, d.st.Outages)) {
 			d.log.Info("device back online")
+			d.update(func(s *DeviceStatus) { s.Notices++ })
 			d.st.Offline = false
 			d.st.LastGood = now
 			p.save(d)
@@ -382,17 +457,8 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	}
 	next := *st
 	data := p.data(d, alarmmail.KindAlarm)
-	data.Code, data.Severity = r.Code, r.Severity
-	if data.Severity == "" {
-		data.Severity = "alarm"
-	}
-	data.Name = r.Name
-	if data.Name == "" && r.Code >= 0 {
-		data.Name = p.o.Templates.Name(r.Code) // the [[alarm]] entry's name
-	}
-	if data.Name == "" {
-		data.Name = ruleName(t, r)
-	}
+	data.Code, data.Severity = r.Code, r.severity()
+	data.Name = alarmName(p.opt().Templates, t, r)
 	data.Tag, data.Unit, data.Limit, data.Setpoint = t.Name, t.Unit, r.Limit, r.Setpoint
 	data.Values = []alarmmail.Value{v.mail}
 	data.Time = now
@@ -429,7 +495,7 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 		n := d.st.Held.Add(alarmmail.Entry{Time: now, Code: r.Code, Name: data.Name, Event: data.Event,
 			Severity: data.Severity, Values: data.Values, Text: data.Text, Seq: uint32(next.Count), Reason: reason})
 		d.digest.Held(now, p.digestDelay(), n)
-		d.held++
+		d.update(func(s *DeviceStatus) { s.Held++ })
 		p.save(d)
 		d.log.Info("alarm "+data.Event+" held for a digest", "tag", t.Name, "rule", r.ID, "reason", reason, "held", n)
 		return
@@ -437,10 +503,11 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 	if !p.enqueue(d, data, spoolKey) {
 		return
 	}
-	if d.gate != nil {
+	if d.gate != nil && p.opt().Flood != nil {
 		d.gate.Mailed(holdKey, now)
 	}
 	d.log.Info("alarm "+data.Event, "tag", t.Name, "rule", r.ID, "value", v.mail.String(), "key", spoolKey)
+	d.update(func(s *DeviceStatus) { s.Mailed++ })
 	*st = next
 	delete(d.pending, key)
 	p.save(d)
@@ -450,21 +517,27 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 // why it is held. Reminders have their own interval (realarm, at least a
 // minute) instead of the hold-off, but count against the cap.
 func (p *Poller) decide(d *device, r *Rule, ev event, holdKey string, now time.Time) string {
-	if d.gate == nil {
+	f := p.opt().Flood
+	if f == nil {
 		return ""
 	}
-	holdoff := p.o.Templates.Holdoff(r.Code)
+	if d.gate == nil { // flood control added by a reload
+		d.gate = flood.NewGate(f.Limiter)
+	}
+	holdoff := p.opt().Templates.Holdoff(r.Code)
 	if ev == evRealarm {
 		holdoff = 0
 	}
-	return d.gate.Decide(now, holdKey, holdoff, p.o.Flood.MaxMailsPerMinute)
+	return d.gate.Decide(now, holdKey, holdoff, f.MaxMailsPerMinute)
 }
 
-func (p *Poller) digestDelay() time.Duration {
-	if p.o.Flood == nil {
+func (p *Poller) digestDelay() time.Duration { return digestDelay(p.opt()) }
+
+func digestDelay(o *Options) time.Duration {
+	if o.Flood == nil {
 		return 0
 	}
-	return p.o.Flood.DigestDelay
+	return o.Flood.DigestDelay
 }
 
 // flushDigest queues the digest of d's held events when it is due. Its
@@ -485,9 +558,30 @@ func (p *Poller) flushDigest(d *device, now time.Time) {
 	}
 	d.st.Held.Done(len(entries))
 	d.digest.Queued(now, p.digestDelay(), len(d.st.Held.Entries))
-	d.digests++
+	d.update(func(s *DeviceStatus) { s.Digests++ })
 	p.save(d)
 	d.log.Info("digest queued", "key", key, "events", len(entries), "still_held", len(d.st.Held.Entries))
+}
+
+// alarmName is the alarm's name in mails and status: the rule's, else its
+// [[alarm]] entry's, else the tag and the limit in words.
+func alarmName(tmpl *alarmmail.Templates, t *Tag, r *Rule) string {
+	name := r.Name
+	if name == "" && r.Code >= 0 && tmpl != nil {
+		name = tmpl.Name(r.Code)
+	}
+	if name == "" {
+		name = ruleName(t, r)
+	}
+	return name
+}
+
+// severity is the rule's severity, "alarm" when it has none.
+func (r *Rule) severity() string {
+	if r.Severity == "" {
+		return "alarm"
+	}
+	return r.Severity
 }
 
 // ruleName is the name of an alarm that neither the rule nor its [[alarm]]
@@ -539,7 +633,7 @@ func (p *Poller) data(d *device, kind string) alarmmail.AlarmData {
 // enqueue renders data and queues it under key; a key the spool has seen
 // (the same transition before a crash) counts as queued.
 func (p *Poller) enqueue(d *device, data alarmmail.AlarmData, key string) bool {
-	m, err := p.o.Templates.Render(data)
+	m, err := p.opt().Templates.Render(data)
 	if err != nil {
 		d.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
 		return false
@@ -563,7 +657,8 @@ func (p *Poller) enqueue(d *device, data alarmmail.AlarmData, key string) bool {
 // save writes d's state; a failure is logged, the state stays in memory,
 // and a repeat after a restart is caught by the spool keys.
 func (p *Poller) save(d *device) {
-	if err := d.st.save(p.o.StateDir, d.Name); err != nil {
+	d.publish(p.opt().Templates)
+	if err := d.st.save(p.opt().StateDir, d.Name); err != nil {
 		d.log.Error("cannot write alarm state", "err", err)
 	}
 }

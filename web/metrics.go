@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plcmail/plcmail/modbus"
 )
 
 // The Prometheus text exposition format (version 0.0.4) is written by hand:
@@ -135,10 +137,11 @@ func WriteMetrics(w io.Writer, st *Status) error {
 		e.sample(float64(u.FailedOver), "upstream", u.Name, "addr", u.Addr)
 	}
 
-	e.family("plcmail_link_up", "gauge", "1 when the serial port is open and the PLC was heard within heartbeat_timeout.")
+	e.family("plcmail_link_up", "gauge", "1 when the serial port is open and the PLC was heard within heartbeat_timeout; for a link modbus/DEVICE, when its last poll was answered.")
 	for _, l := range st.Links {
 		e.sample(b2f(l.Connected && !l.Offline), "link", l.Name)
 	}
+	modbusSamples(e, st, func(d *modbus.DeviceStatus) float64 { return b2f(d.Up && !d.Offline) })
 	e.family("plcmail_link_connected", "gauge", "1 when the serial port of the link is open.")
 	for _, l := range st.Links {
 		e.sample(b2f(l.Connected), "link", l.Name)
@@ -178,17 +181,21 @@ func WriteMetrics(w io.Writer, st *Status) error {
 	for _, l := range st.Links {
 		e.sample(float64(l.Mailed), "link", l.Name)
 	}
+	modbusSamples(e, st, func(d *modbus.DeviceStatus) float64 { return float64(d.Mailed) })
 	e.family("plcmail_digest_mails_total", "counter", "Digest mails queued for events held by flood control.")
 	for _, l := range st.Links {
 		e.sample(float64(l.Digests), "link", l.Name)
 	}
-	e.family("plcmail_active_alarms", "gauge", "Alarms the PLC reports active.")
+	modbusSamples(e, st, func(d *modbus.DeviceStatus) float64 { return float64(d.Digests) })
+	e.family("plcmail_active_alarms", "gauge", "Alarms the PLC reports active (for modbus/DEVICE: the active alarm rules of its tags).")
 	for _, l := range st.Links {
 		e.sample(float64(len(l.Active)), "link", l.Name)
 	}
+	modbusSamples(e, st, func(d *modbus.DeviceStatus) float64 { return float64(len(d.Active)) })
 	e.family("plcmail_unmailed_events", "gauge", "ACKed events whose mail is not in the spool yet (the spool write is failing).")
 	for _, l := range st.Links {
 		e.sample(float64(l.Unmailed), "link", l.Name)
 	}
+	writeModbusMetrics(e, st) // modbus.go
 	return bw.Flush()
 }

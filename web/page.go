@@ -22,6 +22,9 @@ type pageData struct {
 	Errors []errorRow
 	Recent []recentRow
 	SMTP   []string
+
+	Modbus       []modbusRow // modbus.go
+	ModbusActive []modbusActiveRow
 }
 
 type linkRow struct {
@@ -94,6 +97,7 @@ func newPageData(s *Status) *pageData {
 				Severity: e.Severity, Text: e.Text, Held: e.Held, at: e.At})
 		}
 	}
+	addModbus(d, s) // modbus.go
 	slices.SortFunc(d.Active, func(a, b activeRow) int { return cmp.Or(cmp.Compare(a.Link, b.Link), cmp.Compare(a.Code, b.Code)) })
 	slices.SortStableFunc(d.Recent, func(a, b recentRow) int { return b.at.Compare(a.at) })
 	d.Recent = d.Recent[:min(len(d.Recent), maxRecent)]
@@ -194,6 +198,7 @@ th { font-weight: 600; color: #555; }
 <tr><th>link</th><th>port</th><th>state</th><th>for</th><th>last frame</th><th>frames</th><th>frame errors</th><th>mails</th><th>duplicates</th></tr>
 {{range .Links}}<tr><td>{{.Name}}</td><td>{{.Port}}</td><td class="{{.Class}}">{{.State}}</td><td>{{.Since}}</td><td>{{.LastFrame}}</td><td>{{.Frames}}</td><td>{{.FrameErrors}}</td><td>{{.Mailed}}</td><td>{{.Duplicates}}</td></tr>
 {{end}}</table>{{else}}<p class="none">No serial links configured.</p>{{end}}
+{{template "modbus" .}}
 
 <h2>Active alarms</h2>
 {{if .Active}}<table id="active">

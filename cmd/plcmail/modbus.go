@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
+	"text/tabwriter"
+	"time"
 
 	"github.com/plcmail/plcmail/alarmmail"
 	"github.com/plcmail/plcmail/config"
@@ -11,20 +15,37 @@ import (
 	"github.com/plcmail/plcmail/spool"
 )
 
-// modbusComponent polls the [[modbus]] devices; nil without any. Their
-// alarm state lives in SPOOL/modbus. A reload does not change the devices
-// (restartKeys names the section).
-func modbusComponent(cfg *config.Config, tmpl *alarmmail.Templates, sp *spool.Spool, wake func(), lim *flood.Limiter, log *slog.Logger) (*component, error) {
-	if len(cfg.Modbus) == 0 {
-		return nil, nil
-	}
+// modbusComponent polls the [[modbus]] devices. Their alarm state lives in
+// SPOOL/modbus. The poller runs even without devices, so that a SIGHUP can
+// add the first one (reloadModbus); with none it opens nothing.
+func modbusComponent(cfg *config.Config, tmpl *alarmmail.Templates, sp *spool.Spool, wake func(), lim *flood.Limiter, log *slog.Logger) (*modbus.Poller, component, error) {
 	o := modbusOptions(cfg, tmpl)
 	o.Flood.Limiter = lim
 	p, err := modbus.New(o, sp, wake, log.With("component", "modbus"))
 	if err != nil {
-		return nil, err
+		return nil, component{}, err
 	}
-	return &component{"modbus", p.Run}, nil
+	return p, component{"modbus", p.Run}, nil
+}
+
+// reloadModbus hands a reloaded configuration to the poller: devices added,
+// removed or changed restart their buses, the others poll on (poller.Reload).
+func reloadModbus(p *modbus.Poller, cfg *config.Config, tmpl *alarmmail.Templates) error {
+	if p == nil {
+		return nil
+	}
+	return p.Reload(modbusOptions(cfg, tmpl))
+}
+
+// withModbus adds the devices' status to every snapshot collect takes.
+func withModbus(collect func() statusSnapshot, p *modbus.Poller) func() statusSnapshot {
+	return func() statusSnapshot {
+		s := collect()
+		if p != nil {
+			s.Modbus = p.Status()
+		}
+		return s
+	}
 }
 
 // modbusOptions turns the [[modbus]] sections and [flood] into the poller's
@@ -93,4 +114,38 @@ func modbusOptions(cfg *config.Config, tmpl *alarmmail.Templates) modbus.Options
 		o.Devices = append(o.Devices, d)
 	}
 	return o
+}
+
+// printModbus is the Modbus part of `plcmail status`: one line per device,
+// its last error, and its active alarms.
+func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
+	if len(devs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nmodbus devices:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, d := range devs {
+		state := "up"
+		switch {
+		case d.Offline:
+			state = "OFFLINE"
+		case !d.Up && d.Polls > 0:
+			state = "not answering"
+		case d.Polls == 0:
+			state = "not polled yet"
+		}
+		last := "no answer yet"
+		if !d.LastGood.IsZero() {
+			last = "last answer " + age(now, d.LastGood) + " ago"
+		}
+		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %d, digests %d\n",
+			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, d.Held, d.Digests)
+		if d.LastError != "" {
+			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
+		}
+		for _, a := range d.Active {
+			fmt.Fprintf(tw, "  \t\tactive: %s (%s/%s, %s) for %s\n", a.Name, a.Tag, a.Rule, a.Severity, age(now, a.Since))
+		}
+	}
+	tw.Flush()
 }

@@ -113,7 +113,11 @@ func TestServeModbus(t *testing.T) {
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
 	c := newTestConfig(t)
 	c.Upstream = upstreamTOML(u.Config())
+	addr := freeAddr(t)
 	c.Extra = `
+[http]
+listen = "` + addr + `"
+
 [[alarm]]
 code = 500
 name = "Tank 1 overfull"
@@ -150,10 +154,37 @@ code = 500
 	if !strings.Contains(string(msgs[0].Data), "Subject: Tank 1 overfull: raise at 97.5 %") || msgs[0].To[0] != "ops@example.com" {
 		t.Errorf("alarm mail to %v:\n%s", msgs[0].To, msgs[0].Data)
 	}
+	// The device in plcmail status, on the status page and in /metrics.
+	r := runCLI(t, "", "plcmail", "-c", path, "status")
+	for _, want := range []string{"modbus devices:", "tank  tcp://127.0.0.1:" + strconv.Itoa(port) + " slave 1  up",
+		"mails 1, held 0", "active: Tank 1 overfull (level/HH, critical) for"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if _, page := scrape(t, addr, "/", ""); !strings.Contains(page, `<td>tank</td><td>level</td><td>HH</td><td>Tank 1 overfull</td>`) {
+		t.Errorf("status page without the active alarm:\n%s", page)
+	}
+	metric := func(want string) bool {
+		_, m := scrape(t, addr, "/metrics", "")
+		return strings.Contains(m, want)
+	}
+	for _, want := range []string{`plcmail_link_up{link="modbus/tank"} 1`, `plcmail_active_alarms{link="modbus/tank"} 1`,
+		`plcmail_alarm_mails_total{link="modbus/tank"} 1`, `plcmail_modbus_polls_total{device="tank",result="ok"}`} {
+		if !metric(want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	do("mute")
 	msgs = u.Wait(t, 2, 20*time.Second)
 	if !strings.Contains(string(msgs[1].Data), "Modbus device offline: tank") || msgs[1].To[0] != "maintenance@example.com" {
 		t.Errorf("offline notice to %v:\n%s", msgs[1].To, msgs[1].Data)
+	}
+	if !metric(`plcmail_link_up{link="modbus/tank"} 0`) || !metric(`plcmail_modbus_offline{device="tank"} 1`) {
+		t.Error("metrics do not show the device offline")
+	}
+	if r := runCLI(t, "", "plcmail", "-c", path, "status"); !strings.Contains(r.stdout, "OFFLINE") || !strings.Contains(r.stdout, "last error: ") {
+		t.Errorf("status of the offline device:\n%s", r.stdout)
 	}
 	if logs, err := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)

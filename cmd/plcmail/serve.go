@@ -17,6 +17,7 @@ import (
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/flood"
+	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/spool"
 
 	"github.com/plcmail/plcmail/smtpd"
@@ -109,13 +110,13 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		comps = append(comps, component{"smtpd", srv.Run})
 	}
 	// Polled Modbus devices (cmd/plcmail/modbus.go).
-	if c, err := modbusComponent(cfg, tmpl, sp, queue.Wake, limiter, log); err != nil {
+	poller, c, err := modbusComponent(cfg, tmpl, sp, queue.Wake, limiter, log)
+	if err != nil {
 		return err
-	} else if c != nil {
-		comps = append(comps, *c)
 	}
+	comps = append(comps, c)
 	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
-	collect := statusCollector(cfg, sp, queue, links)
+	collect := withModbus(statusCollector(cfg, sp, queue, links), poller)
 	comps = append(comps, statusComponent(cfg, collect, log))
 	// Metrics and the status page on [http] (cmd/plcmail/web.go).
 	if c, ok := webComponent(cfg, collect, log); ok {
@@ -170,7 +171,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		select {
 		case <-hup:
 			sd.reloading()
-			reload(path, cfg, links, log, level)
+			reload(path, cfg, links, poller, log, level)
 			sd.ready()
 			continue
 		case <-sd.watchdog():
@@ -208,11 +209,16 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 // The other components keep the options they were built with at start, so
 // the sections a reload cannot apply are those that differ from started,
 // the configuration serve started with, however many reloads came between.
-func reload(path string, started *config.Config, links *bridge.Bridge, log *slog.Logger, level *slog.LevelVar) {
+func reload(path string, started *config.Config, links *bridge.Bridge, poller *modbus.Poller, log *slog.Logger, level *slog.LevelVar) {
 	log.Info("reloading configuration", "config", path)
 	cfg, tmpl, problems := loadChecked(path)
 	if len(problems) == 0 {
 		if err := links.Reload(bridgeOptions(cfg, tmpl)); err != nil {
+			problems = config.AsErrors(err)
+		}
+	}
+	if len(problems) == 0 {
+		if err := reloadModbus(poller, cfg, tmpl); err != nil { // modbus.go
 			problems = config.AsErrors(err)
 		}
 	}
@@ -231,8 +237,9 @@ func reload(path string, started *config.Config, links *bridge.Bridge, log *slog
 }
 
 // restartKeys names the sections a reload cannot apply: the delivery loop
-// and the listener keep the settings they started with. Serial links are not
-// among them: the bridge adds, removes and reopens links on reload.
+// and the listener keep the settings they started with. Serial links and
+// Modbus devices are not among them: the bridge and the poller add, remove
+// and restart them on reload.
 func restartKeys(old, cfg *config.Config) []string {
 	var keys []string
 	if old.Gateway.SpoolDir != cfg.Gateway.SpoolDir || old.Gateway.Hostname != cfg.Gateway.Hostname {
@@ -249,9 +256,6 @@ func restartKeys(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.HTTP, cfg.HTTP) {
 		keys = append(keys, "http") // the password file is read at each request, though
-	}
-	if !reflect.DeepEqual(old.Modbus, cfg.Modbus) {
-		keys = append(keys, "modbus")
 	}
 	if !reflect.DeepEqual(old.MQTT, cfg.MQTT) {
 		keys = append(keys, "mqtt")

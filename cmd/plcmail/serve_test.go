@@ -396,7 +396,7 @@ func TestReloadWarnsUntilRestart(t *testing.T) {
 		c.Upstream, c.Extra = s.upstream, s.extra
 		c.write(t)
 		before := len(logs.String())
-		reload(path, started, links, log, new(slog.LevelVar))
+		reload(path, started, links, nil, log, new(slog.LevelVar))
 		if got := logs.String()[before:]; !strings.Contains(got, s.want) {
 			t.Errorf("%s: log lacks %s:\n%s", s.name, s.want, got)
 		}

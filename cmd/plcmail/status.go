@@ -18,6 +18,7 @@ import (
 
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -50,6 +51,8 @@ type statusSnapshot struct {
 	Dead          int       `json:"dead_letters"`
 	Corrupt       int       `json:"corrupt"` // files moved to corrupt/, never sent
 	SMTP          []string  `json:"smtp_listen,omitempty"`
+	// Modbus are the polled [[modbus]] devices (modbus.go).
+	Modbus []modbus.DeviceStatus `json:"modbus,omitempty"`
 }
 
 // statusCollector returns the function that takes a statusSnapshot of the
@@ -251,6 +254,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 		}
 	}
 	tw.Flush()
+	printModbus(w, now, s.Modbus) // modbus.go
 
 	q := s.Queue
 	fmt.Fprintln(w, "\nqueue:")

@@ -1,0 +1,97 @@
+package web
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/modbus"
+)
+
+// modbusStatus is sampleStatus with two Modbus devices: one up with an
+// active alarm, one offline.
+func modbusStatus() Status {
+	st := sampleStatus()
+	now := st.Now
+	st.Modbus = []modbus.DeviceStatus{
+		{Name: "tank", Bus: "tcp://10.0.0.5:502", Slave: 1, Up: true, LastGood: now.Add(-time.Second),
+			Polls: 100, PollErrors: 3, Mailed: 4, Held: 2, Digests: 1, DigestPending: 1,
+			Active: []modbus.ActiveAlarm{{Tag: "level", Rule: "HH", Name: "Tank <1> overfull", Severity: "critical", Since: now.Add(-3 * time.Minute)}}},
+		{Name: "pump", Bus: "rtu:///dev/ttyUSB2", Slave: 7, Offline: true, Polls: 9, PollErrors: 9, LastError: "request timed out"},
+	}
+	return st
+}
+
+// TestMetricsModbus: devices are links "modbus/NAME" in the shared
+// families, with poll counters of their own; Prometheus' parser takes it.
+func TestMetricsModbus(t *testing.T) {
+	st := modbusStatus()
+	var buf bytes.Buffer
+	if err := WriteMetrics(&buf, &st); err != nil {
+		t.Fatal(err)
+	}
+	fams := parseMetrics(t, buf.String())
+	tests := []struct {
+		family, typ, labels string
+		want                float64
+	}{
+		{"plcmail_link_up", "GAUGE", "link=modbus/tank", 1},
+		{"plcmail_link_up", "GAUGE", "link=modbus/pump", 0},
+		{"plcmail_link_up", "GAUGE", "link=press-line-1", 1},
+		{"plcmail_alarm_mails_total", "COUNTER", "link=modbus/tank", 4},
+		{"plcmail_digest_mails_total", "COUNTER", "link=modbus/tank", 1},
+		{"plcmail_active_alarms", "GAUGE", "link=modbus/tank", 1},
+		{"plcmail_active_alarms", "GAUGE", "link=modbus/pump", 0},
+		{"plcmail_modbus_polls_total", "COUNTER", "device=tank,result=ok", 97},
+		{"plcmail_modbus_polls_total", "COUNTER", "device=tank,result=failed", 3},
+		{"plcmail_modbus_polls_total", "COUNTER", "device=pump,result=ok", 0},
+		{"plcmail_modbus_offline", "GAUGE", "device=pump", 1},
+		{"plcmail_modbus_last_answer_timestamp_seconds", "GAUGE", "device=tank", float64(st.Now.Add(-time.Second).Unix())},
+		{"plcmail_held_events", "GAUGE", "link=modbus/tank", 1},
+	}
+	for _, tt := range tests {
+		f := fams[tt.family]
+		if f == nil {
+			t.Errorf("%s missing", tt.family)
+			continue
+		}
+		if f.typ != tt.typ {
+			t.Errorf("%s: type %s, want %s", tt.family, f.typ, tt.typ)
+		}
+		if got, ok := f.samples[tt.labels]; !ok || got != tt.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", tt.family, tt.labels, got, ok, tt.want)
+		}
+	}
+	if _, ok := fams["plcmail_modbus_last_answer_timestamp_seconds"].samples["device=pump"]; ok {
+		t.Error("a device that never answered has a last answer timestamp")
+	}
+}
+
+// TestPageModbus: the page lists the devices, their state and their active
+// alarms (escaped), and a device's last error.
+func TestPageModbus(t *testing.T) {
+	st := modbusStatus()
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, newPageData(&st)); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		`<table id="modbus">`,
+		`<td>tank</td><td>tcp://10.0.0.5:502</td><td>1</td><td class="ok">up</td><td>1s ago</td><td>100</td><td>3</td><td>4</td><td>2</td>`,
+		`<td>pump</td><td>rtu:///dev/ttyUSB2</td><td>7</td><td class="bad">OFFLINE</td><td>none yet</td>`,
+		`<td>tank</td><td>level</td><td>HH</td><td>Tank &lt;1&gt; overfull</td><td>critical</td><td>3m00s</td>`,
+		`<td>modbus pump</td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	st = sampleStatus()
+	buf.Reset()
+	pageTmpl.Execute(&buf, newPageData(&st))
+	if strings.Contains(buf.String(), "Modbus") {
+		t.Error("a gateway without Modbus devices shows a Modbus section")
+	}
+}
