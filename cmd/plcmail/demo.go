@@ -73,6 +73,9 @@ type demoSummary struct {
 
 	GatewayFrames, GatewayAcks, GatewayDuplicates uint64
 	GatewayMailed, GatewayDelivered               uint64
+
+	// The Modbus part (demo_modbus.go), from plcmail status.
+	ModbusPolls, ModbusMailed uint64
 }
 
 // demoPrinter serialises the output of the PLC, the mail server and the
@@ -179,11 +182,16 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	if err := link.HoldSlave(); err != nil {
 		return nil, err
 	}
-	d, err := writeDemoConfig(work, mailDir, up, link.Path)
+	dev, err := startDemoModbus() // demo_modbus.go
 	if err != nil {
 		return nil, err
 	}
-	d.printIntro(pr, up.Port)
+	defer dev.Close()
+	d, err := writeDemoConfig(work, mailDir, up, link.Path, dev.addr)
+	if err != nil {
+		return nil, err
+	}
+	d.printIntro(pr, up.Port, dev.addr)
 
 	gw := startDemoGateway(d.cfgPath, d.cfg, o)
 	defer gw.stop()
@@ -192,7 +200,10 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	sum := &demoSummary{MailDir: mailDir}
 	scriptErr := plc.runScript(ctx, o.pace)
 	if scriptErr == nil {
-		scriptErr = waitDemoMails(ctx, plc, up)
+		scriptErr = dev.runScript(ctx, pr, d.cfg.Gateway.SpoolDir, o.pace)
+	}
+	if scriptErr == nil {
+		scriptErr = waitDemoMails(ctx, plc, up, demoModbusM)
 	}
 	// Let a duplicate mail, if the gateway wrongly sent one, arrive and be counted.
 	time.Sleep(200 * time.Millisecond)
@@ -261,7 +272,7 @@ type demoFiles struct {
 
 // writeDemoConfig writes the upstream's CA and password and a complete
 // configuration into work, and loads it the way serve does.
-func writeDemoConfig(work, mailDir string, up *fakeupstream.Server, device string) (*demoFiles, error) {
+func writeDemoConfig(work, mailDir string, up *fakeupstream.Server, device, modbusAddr string) (*demoFiles, error) {
 	caFile := filepath.Join(work, "demo-ca.pem")
 	secretFile := filepath.Join(work, "upstream.secret")
 	if err := os.WriteFile(caFile, up.CAPEM, 0o644); err != nil {
@@ -271,7 +282,8 @@ func writeDemoConfig(work, mailDir string, up *fakeupstream.Server, device strin
 		return nil, err
 	}
 	d := &demoFiles{cfgPath: filepath.Join(work, "plcmail.toml"), keptConfig: filepath.Join(mailDir, "plcmail-demo.toml")}
-	text := fmt.Sprintf(demoConfig, filepath.Join(work, "spool"), up.Port, demoUser, secretFile, caFile, demoLink, device)
+	text := fmt.Sprintf(demoConfig, filepath.Join(work, "spool"), up.Port, demoUser, secretFile, caFile, demoLink, device) +
+		fmt.Sprintf(demoModbusConfig, modbusAddr)
 	if err := os.WriteFile(d.cfgPath, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
@@ -287,9 +299,10 @@ func writeDemoConfig(work, mailDir string, up *fakeupstream.Server, device strin
 	return d, nil
 }
 
-func (d *demoFiles) printIntro(pr *demoPrinter, port int) {
-	pr.printf("plcmail demo: a simulated PLC on a virtual serial link, the real gateway, a local mail server\n")
+func (d *demoFiles) printIntro(pr *demoPrinter, port int, modbusAddr string) {
+	pr.printf("plcmail demo: a simulated PLC on a virtual serial link, a simulated Modbus device, the real gateway, a local mail server\n")
 	pr.printf("  serial link  %s (pseudo-terminal pair made by this process; the PLC holds the other end)\n", d.cfg.Serial[0].Device)
+	pr.printf("  modbus       %s at %s (Modbus TCP device in this process: tank level in holding register 0)\n", demoDevice, modbusAddr)
 	pr.printf("  upstream     127.0.0.1:%d, STARTTLS (demo CA) and AUTH PLAIN, in this process\n", port)
 	pr.printf("  config       %s (a copy is kept with the mails)\n", d.cfgPath)
 	pr.printf("  mails        %s\n\n", filepath.Dir(d.keptConfig))
@@ -339,15 +352,16 @@ func (g *demoGateway) stop() error {
 	}
 }
 
-// waitDemoMails waits until every alarm was mailed once and each mail's
-// outcome went back to the PLC as a DELIVERY frame.
-func waitDemoMails(ctx context.Context, plc *demoPLC, up *fakeupstream.Server) error {
+// waitDemoMails waits until every alarm was mailed once (the PLC's and
+// extra others) and each PLC mail's outcome went back to the PLC as a
+// DELIVERY frame.
+func waitDemoMails(ctx context.Context, plc *demoPLC, up *fakeupstream.Server, extra int) error {
 	err := waitUntil(ctx, func() bool {
-		return len(up.Messages()) >= plc.events() && plc.deliveries() >= plc.events()
+		return len(up.Messages()) >= plc.events()+extra && plc.deliveries() >= plc.events()
 	}, 30*time.Second)
 	if err != nil {
-		return fmt.Errorf("demo: waiting for %d mails and delivery reports: got %d mails, %d reports: %w",
-			plc.events(), len(up.Messages()), plc.deliveries(), err)
+		return fmt.Errorf("demo: waiting for %d mails and %d delivery reports: got %d mails, %d reports: %w",
+			plc.events()+extra, plc.events(), len(up.Messages()), plc.deliveries(), err)
 	}
 	return nil
 }
@@ -366,6 +380,9 @@ func readDemoStatus(spoolDir string, sum *demoSummary) error {
 			sum.GatewayFrames, sum.GatewayAcks, sum.GatewayDuplicates, sum.GatewayMailed = l.Frames, l.Acks, l.Duplicates, l.Mailed
 		}
 	}
+	for _, m := range st.Modbus {
+		sum.ModbusPolls, sum.ModbusMailed = m.Polls, m.Mailed
+	}
 	sum.GatewayDelivered = st.Queue.Delivered
 	return nil
 }
@@ -379,6 +396,7 @@ func printDemoSummary(pr *demoPrinter, s *demoSummary) {
 		s.DeliveryAccepted+s.DeliveryFailed, s.DeliveryAccepted, s.DeliveryFailed)
 	pr.printf("  gateway          %d frames, %d ACKs, %d duplicates suppressed, %d alarm mails queued, %d delivered (from plcmail status)\n",
 		s.GatewayFrames, s.GatewayAcks, s.GatewayDuplicates, s.GatewayMailed, s.GatewayDelivered)
+	pr.printf("  modbus device    %d polls, %d alarm mails queued (from plcmail status)\n", s.ModbusPolls, s.ModbusMailed)
 	pr.printf("  mail server      %d mails received, saved in %s\n", s.MailsReceived, s.MailDir)
 }
 

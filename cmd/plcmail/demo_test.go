@@ -64,7 +64,8 @@ func summaryNumbers(t *testing.T, out, line string) map[string]int {
 // TestDemo runs `plcmail demo` in-process as a user would (with a -c that it
 // must ignore) and checks, from its output and from the .eml files, that the
 // whole path worked: five alarms, five mails, the retransmitted frame ACKed
-// as a duplicate and mailed once, a DELIVERY report for each mail.
+// as a duplicate and mailed once, a DELIVERY report for each mail; and the
+// Modbus device's level alarm raised and cleared, two more mails.
 func TestDemo(t *testing.T) {
 	needPTY(t)
 	out := filepath.Join(t.TempDir(), "mails")
@@ -106,27 +107,30 @@ func TestDemo(t *testing.T) {
 	gw := summaryNumbers(t, r.stdout, "gateway")
 	// The gateway saw the 8 frames plus every retransmission, ACKed each
 	// HELLO and EVENT copy, and suppressed every copy after the first.
-	for k, want := range map[string]int{"frames": 8 + retrans, "ACKs": 6 + retrans, "duplicates suppressed": retrans, "alarm mails": 5, "delivered": 5} {
+	for k, want := range map[string]int{"frames": 8 + retrans, "ACKs": 6 + retrans, "duplicates suppressed": retrans, "alarm mails": 5, "delivered": 7} {
 		if gw[k] != want {
 			t.Errorf("gateway %d %s, want %d (%v)", gw[k], k, want, gw)
 		}
 	}
-	if ms := summaryNumbers(t, r.stdout, "mail server"); ms["mails received"] != 5 {
-		t.Errorf("mail server received %d mails, want 5", ms["mails received"])
+	if ms := summaryNumbers(t, r.stdout, "mail server"); ms["mails received"] != 7 {
+		t.Errorf("mail server received %d mails, want 7", ms["mails received"])
+	}
+	if mb := summaryNumbers(t, r.stdout, "modbus device"); mb["alarm mails"] != 2 || mb["polls"] < 2 {
+		t.Errorf("modbus device: %d alarm mails, %d polls, want 2 and at least 2 (%v)", mb["alarm mails"], mb["polls"], mb)
 	}
 	if !strings.Contains(r.stdout, "ACK duplicate") || !strings.Contains(r.stdout, "ACK lost on the wire (simulated)") {
 		t.Error("output does not show the lost ACK and the duplicate")
 	}
 
-	// Exactly five .eml files, one per event, each a well-formed mail whose
-	// subject comes from its template; the retransmitted door alarm is
-	// there once.
+	// Exactly seven .eml files, one per event, each a well-formed mail
+	// whose subject comes from its template; the retransmitted door alarm
+	// is there once.
 	files, err := filepath.Glob(filepath.Join(out, "*.eml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 {
-		t.Fatalf("%d .eml files in %s, want 5: %v", len(files), out, files)
+	if len(files) != 7 {
+		t.Fatalf("%d .eml files in %s, want 7: %v", len(files), out, files)
 	}
 	var subjects []string
 	dec := new(mime.WordDecoder)
@@ -158,6 +162,8 @@ func TestDemo(t *testing.T) {
 		"Press 1: safety door open",
 		"[critical] Press 1: Hydraulic pressure low (clear)",
 		"[critical] Press 1: Hydraulic pressure low (raise)",
+		"[warning] Tank 1: Tank 1 level high (clear, 87 %)",
+		"[warning] Tank 1: Tank 1 level high (raise, 95 %)",
 	}
 	if strings.Join(subjects, "\n") != strings.Join(want, "\n") {
 		t.Errorf("subjects:\n%s\nwant:\n%s", strings.Join(subjects, "\n"), strings.Join(want, "\n"))
@@ -199,7 +205,7 @@ func TestDemoFollow(t *testing.T) {
 		return m != nil
 	})
 	r := runCLI(t, "", statusCmd...)
-	if r.code != 0 || !strings.Contains(r.stdout, "press-1") || !strings.Contains(r.stdout, "delivered 5") {
+	if r.code != 0 || !strings.Contains(r.stdout, "press-1") || !strings.Contains(r.stdout, "delivered 7") || !strings.Contains(r.stdout, "tank-1") {
 		t.Errorf("status of the demo gateway: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	cancel()
@@ -239,8 +245,8 @@ func TestDemoGoRun(t *testing.T) {
 		t.Fatalf("go run ./cmd/plcmail demo: %v\n%s", err, out)
 	}
 	t.Logf("go run ./cmd/plcmail demo: %v (including compilation)", time.Since(start).Round(100*time.Millisecond))
-	if ms := summaryNumbers(t, string(out), "mail server"); ms["mails received"] != 5 {
-		t.Errorf("mail server received %d mails, want 5\n%s", ms["mails received"], out)
+	if ms := summaryNumbers(t, string(out), "mail server"); ms["mails received"] != 7 {
+		t.Errorf("mail server received %d mails, want 7\n%s", ms["mails received"], out)
 	}
 	if gw := summaryNumbers(t, string(out), "gateway"); gw["duplicates suppressed"] < 1 || gw["alarm mails"] != 5 {
 		t.Errorf("gateway suppressed %d duplicates and queued %d mails, want >= 1 and 5\n%s", gw["duplicates suppressed"], gw["alarm mails"], out)
