@@ -30,6 +30,14 @@
 // polls: one "device offline" notice, one "back online") is durable in the
 // same file.
 //
+// # Reload
+//
+// Reload applies a new configuration without a restart: only the buses
+// whose devices were added, removed or changed are restarted, the alarm
+// state of the rules that stay is kept, and a removed active rule ends
+// without a clear mail (its count is kept, so a rule that comes back
+// raises under a new spool key).
+//
 // # The bus
 //
 // One goroutine per bus (a serial device path, or a TCP address) sends one

@@ -106,6 +106,7 @@ func freePort(t *testing.T) int {
 type gateway struct {
 	t      *testing.T
 	opts   Options
+	p      *Poller // the running poller
 	sp     *spool.Spool
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -157,6 +158,7 @@ func (g *gateway) start() {
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	g.p = p
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel, g.done = cancel, make(chan struct{})
 	go func() {

@@ -10,10 +10,9 @@ import (
 // Reload switches to o. A device whose settings are unchanged keeps
 // polling; its bus goroutine is restarted only if another device on the
 // same bus was added, removed or changed. A changed device keeps the alarm
-// state of its rules (a new setpoint is applied at the next poll), and a
-// rule that is gone from the configuration is dropped from the state
-// without a clear mail, so that editing rules never mails a storm of
-// clears. A removed device stops; its state file stays for when it comes
+// state of its rules (a new setpoint is applied at the next poll), and an
+// active rule that is gone from the configuration ends without a clear
+// mail, so that editing rules never mails a storm of clears. A removed device stops; its state file stays for when it comes
 // back, and its held events are mailed in a digest at once. If a new
 // device's state file cannot be read, Reload returns the error and nothing
 // changes. Templates and flood settings apply to every device at once.
@@ -102,10 +101,13 @@ func (p *Poller) reconfigure(od *device, d Device) *device {
 			keep[t.Name+"/"+r.ID] = true
 		}
 	}
+	// A removed rule's state stays inactive with its count: if the rule
+	// comes back, its next raise gets a spool key of its own rather than
+	// one the spool still remembers.
 	dropped := 0
-	for k := range od.st.Rules {
-		if !keep[k] {
-			delete(od.st.Rules, k)
+	for k, rs := range od.st.Rules {
+		if !keep[k] && rs.Active {
+			rs.Active, rs.Reminders = false, 0
 			dropped++
 		}
 	}
@@ -126,7 +128,7 @@ func (p *Poller) reconfigure(od *device, d Device) *device {
 	od.next = time.Time{}
 	od.update(func(s *DeviceStatus) { s.Bus, s.Slave = busName(d.Bus), d.SlaveID })
 	if dropped > 0 {
-		od.log.Info("reload: alarm rules removed; their state is dropped without a clear", "rules", dropped)
+		od.log.Info("reload: active alarm rules removed; they end without a clear mail", "rules", dropped)
 	}
 	p.save(od)
 	return od

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -12,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/alarmmail"
+	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/spool"
 )
 
 // TestCheckModbus: mistakes in [[modbus]] tags and rules are reported by
@@ -188,5 +194,69 @@ code = 500
 	}
 	if logs, err := srv.stop(); err != nil {
 		t.Errorf("serve: %v\n%s", err, logs)
+	}
+}
+
+// TestReloadModbus: SIGHUP's reload hands a changed [[modbus]] to the
+// poller, which adds and removes devices, instead of asking for a restart.
+func TestReloadModbus(t *testing.T) {
+	c := newTestConfig(t)
+	device := func(name string) string {
+		return "\n[[modbus]]\nname = \"" + name + "\"\nmode = \"tcp\"\naddress = \"127.0.0.1:1\"\nto = [\"ops@example.com\"]\n" +
+			"[[modbus.tag]]\nname = \"t\"\ntable = \"coil\"\naddress = 0\n[[modbus.tag.alarm]]\nstate = true\n"
+	}
+	c.Extra = "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n" + device("a")
+	path := c.write(t)
+	started, err := loadConfig(&env{configPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := alarmmail.CompileTemplates(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(started.Gateway.SpoolDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	links, err := bridge.New(bridgeOptions(started, tmpl), sp, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller, comp, err := modbusComponent(started, tmpl, sp, nil, new(flood.Limiter), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- links.Run(ctx) }()
+	go func() { done <- comp.run(ctx) }()
+	defer func() { cancel(); <-done; <-done }()
+
+	names := func() string {
+		var n []string
+		for _, d := range poller.Status() {
+			n = append(n, d.Name)
+		}
+		return strings.Join(n, ",")
+	}
+	for _, step := range []struct{ extra, want string }{
+		{device("a") + device("b"), "a,b"},
+		{device("b"), "b"},
+	} {
+		c.Extra = "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n" + step.extra
+		c.write(t)
+		before := len(logs.String())
+		reload(path, started, links, poller, log, new(slog.LevelVar))
+		got := logs.String()[before:]
+		if !strings.Contains(got, `msg="reloaded configuration"`) || strings.Contains(got, "modbus") && strings.Contains(got, "sections=") {
+			t.Errorf("reload to %s: log:\n%s", step.want, got)
+		}
+		if n := names(); n != step.want {
+			t.Errorf("devices after the reload: %s, want %s", n, step.want)
+		}
 	}
 }
