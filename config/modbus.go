@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -67,6 +68,9 @@ type ModbusTag struct {
 	Scale     *float64 `toml:"scale"` // value = raw*scale + offset; default 1
 	Offset    float64  `toml:"offset"`
 	Unit      string   `toml:"unit"`
+	// PollInterval reads this tag at its own pace (a slow temperature
+	// beside a fast level); default: the device's poll_interval.
+	PollInterval Duration `toml:"poll_interval"`
 
 	Alarms []ModbusAlarm `toml:"alarm"`
 }
@@ -200,6 +204,7 @@ func (c *Config) validateModbus(v *validator) {
 		names[c.Serial[i].Name] = true
 	}
 	buses := map[string]*Modbus{}
+	slaves := map[string]*Modbus{} // bus and slave id
 	for i := range c.Modbus {
 		m := &c.Modbus[i]
 		path := fmt.Sprintf("modbus[%d]", i)
@@ -208,6 +213,19 @@ func (c *Config) validateModbus(v *validator) {
 			v.errf(path+".name", "duplicate name %q (names of [[serial]] and [[modbus]] share the spool keys)", m.Name)
 		}
 		names[m.Name] = true
+		if m.Mode == "rtu" && m.Device != "" {
+			if s := serialOn(c.Serial, m.Device); s != nil {
+				v.errf(path+".device", "%s is the port of [[serial]] %q: a framed link and a Modbus master cannot share a port", m.Device, s.Name)
+			}
+		}
+		if (m.Mode == "rtu" && m.Device != "") || (m.Mode == "tcp" && m.Address != "") {
+			slave := fmt.Sprintf("%s#%d", samePort(m.Bus()), *m.SlaveID)
+			if o := slaves[slave]; o != nil {
+				v.errf(path+".slave_id", "modbus %q polls slave %d on %s already: one slave is one [[modbus]] entry (put all its tags there)", o.Name, *m.SlaveID, strings.TrimPrefix(strings.TrimPrefix(m.Bus(), "rtu:"), "tcp:"))
+			} else {
+				slaves[slave] = m
+			}
+		}
 		if m.Mode != "rtu" || m.Device == "" {
 			continue
 		}
@@ -216,6 +234,36 @@ func (c *Config) validateModbus(v *validator) {
 		}
 		buses[m.Bus()] = m
 	}
+}
+
+// serialOn returns the [[serial]] link on device path, if any; two names
+// for one port (a /dev/serial/by-id link and its ttyUSB) count as the same
+// when the links resolve here.
+func serialOn(links []Serial, path string) *Serial {
+	for i := range links {
+		if d := links[i].Device; d != "" && samePort(d) == samePort(path) {
+			return &links[i]
+		}
+	}
+	return nil
+}
+
+// samePort is a port's path with symbolic links resolved where they
+// resolve (plcmail check may run on another machine than the gateway).
+func samePort(path string) string {
+	prefix := ""
+	for _, p := range []string{"rtu:", "tcp:"} {
+		if strings.HasPrefix(path, p) {
+			prefix, path = p, path[len(p):]
+		}
+	}
+	if prefix == "tcp:" {
+		return prefix + path
+	}
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		path = r
+	}
+	return prefix + path
 }
 
 func (m *Modbus) validate(v *validator, path string) {
@@ -311,6 +359,9 @@ func (t *ModbusTag) validate(v *validator, path string) {
 		v.errf(path+".address", "required: the zero-based Modbus address")
 	} else if a := *t.Address; a < 0 || a > 65535 || (t.Words() == 2 && a > 65534) {
 		v.errf(path+".address", "must be 0..65535 (a 32-bit value needs two registers), not %d", a)
+	}
+	if t.PollInterval != 0 && t.PollInterval < Duration(10*time.Millisecond) {
+		v.errf(path+".poll_interval", "must be at least 10ms (or left out: the device's poll_interval)")
 	}
 	if t.WordOrder != "high_first" && t.WordOrder != "low_first" {
 		v.errf(path+".word_order", `must be "high_first" or "low_first", not %q`, t.WordOrder)

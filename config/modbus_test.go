@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +159,104 @@ mode = "udp"
 	}
 	for k := range want {
 		t.Errorf("no error for %s", k)
+	}
+}
+
+// TestModbusPortConflicts: an RTU port that is also a [[serial]] link's
+// (by path, or through a symbolic link such as /dev/serial/by-id), and a
+// slave polled by two [[modbus]] entries, are reported at their line;
+// several slaves on one port are fine.
+func TestModbusPortConflicts(t *testing.T) {
+	dir := t.TempDir()
+	tty := filepath.Join(dir, "ttyUSB7")
+	byID := filepath.Join(dir, "usb-FTDI_FT232R-if00-port0")
+	if err := os.WriteFile(tty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(tty, byID); err != nil {
+		t.Fatal(err)
+	}
+	tag := "[[modbus.tag]]\nname = \"x\"\ntable = \"coil\"\naddress = 1\npoll_interval = \"%s\"\n"
+	src := validBase + `
+[[serial]]
+name = "plc"
+device = "/dev/ttyUSB0"
+
+[[serial]]
+name = "plc2"
+device = "` + tty + `"
+
+[[modbus]]
+name = "a"
+mode = "rtu"
+device = "/dev/ttyUSB0"
+` + fmt.Sprintf(tag, "5s") + `
+[[modbus]]
+name = "b"
+mode = "rtu"
+device = "/dev/ttyUSB3"
+slave_id = 2
+` + fmt.Sprintf(tag, "1ms") + `
+[[modbus]]
+name = "c"
+mode = "rtu"
+device = "/dev/ttyUSB3"
+slave_id = 3
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "d"
+mode = "rtu"
+device = "/dev/ttyUSB3"
+slave_id = 2
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "e"
+mode = "tcp"
+address = "10.0.0.1"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "f"
+mode = "tcp"
+address = "10.0.0.1:502"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "g"
+mode = "rtu"
+device = "` + byID + `"
+` + fmt.Sprintf(tag, "1s")
+	_, err := Parse("t.toml", []byte(src))
+	lines := strings.Split(src, "\n")
+	want := map[string]string{
+		"modbus[0].device":               `/dev/ttyUSB0 is the port of [[serial]] "plc"`,
+		"modbus[1].tag[0].poll_interval": "at least 10ms",
+		"modbus[3].slave_id":             `modbus "b" polls slave 2 on /dev/ttyUSB3 already`,
+		"modbus[5].slave_id":             `modbus "e" polls slave 1 on 10.0.0.1:502 already`,
+		"modbus[6].device":               `is the port of [[serial]] "plc2"`,
+	}
+	for _, e := range AsErrors(err) {
+		msg, ok := want[e.Key]
+		if !ok {
+			t.Errorf("unexpected error %v", e)
+			continue
+		}
+		delete(want, e.Key)
+		if !strings.Contains(e.Error(), msg) {
+			t.Errorf("%s: %v, want %q", e.Key, e, msg)
+		}
+		key := e.Key[strings.LastIndex(e.Key, ".")+1:]
+		// A key the entry leaves out (a default) is reported at its table.
+		if e.Line == 0 || !strings.HasPrefix(lines[e.Line-1], key) && lines[e.Line-1] != "[[modbus]]" {
+			t.Errorf("%s: line %d", e.Key, e.Line)
+		}
+	}
+	for k := range want {
+		t.Errorf("no error for %s", k)
+	}
+	c, err := Parse("t.toml", []byte(validBase+"[[modbus]]\nname = \"a\"\nmode = \"tcp\"\naddress = \"10.0.0.1\"\n"+fmt.Sprintf(tag, "5s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Modbus[0].Tags[0].PollInterval.D(); got != 5*time.Second {
+		t.Errorf("tag poll_interval %v", got)
 	}
 }

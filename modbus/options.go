@@ -40,8 +40,8 @@ type Device struct {
 	Name    string
 	Bus     Bus
 	SlaveID uint8
-	// PollInterval is the time from the start of one poll of all tags to
-	// the next.
+	// PollInterval is the time from the start of one poll of the tags to
+	// the next, for tags without a PollInterval of their own.
 	PollInterval time.Duration
 	// OfflineAfter failed polls in a row make the device offline.
 	OfflineAfter int
@@ -89,6 +89,9 @@ type Tag struct {
 	Scale        float64 // value = raw*Scale + Offset
 	Offset       float64
 	Unit         string
+	// PollInterval, if not 0, reads this tag at its own pace instead of
+	// the device's (a slow temperature beside a fast level).
+	PollInterval time.Duration
 	Rules        []Rule
 }
 

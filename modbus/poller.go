@@ -93,7 +93,8 @@ type device struct {
 	restored map[string]bool      // rules active in the state file, not yet evaluated
 	failures int
 	lastGood time.Time
-	next     time.Time
+	next     time.Time         // the next poll: the earliest of tagNext
+	tagNext  []time.Time       // the next read of each tag
 	tagErr   map[string]string // last exception per tag, logged once
 	gate     *flood.Gate       // nil until flood control first decides
 	digest   flood.Digest
@@ -197,6 +198,10 @@ func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
 	start := p.now()
 	for _, d := range devs {
 		d.next = start
+		d.tagNext = make([]time.Time, len(d.Tags))
+		for i := range d.tagNext {
+			d.tagNext[i] = start
+		}
 	}
 	for {
 		now := p.now()
@@ -222,6 +227,7 @@ func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
 		if !sleep(ctx, d.next.Sub(now)) {
 			return
 		}
+		due := d.dueTags()
 		var err error
 		if c == nil {
 			c, err = openClient(b, log)
@@ -230,7 +236,7 @@ func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
 			}
 		}
 		if err == nil {
-			err = p.poll(ctx, c, d, b.MinGap)
+			err = p.poll(ctx, c, d, due, b.MinGap)
 			if ctx.Err() != nil {
 				return
 			}
@@ -245,11 +251,41 @@ func (p *Poller) runBus(ctx context.Context, b Bus, devs []*device) {
 				return
 			}
 		}
-		// The next poll is due one interval after this one was; a bus that
-		// cannot keep up polls as often as it can, not in a burst later.
-		d.next = d.next.Add(d.PollInterval)
-		if now := p.now(); d.next.Before(now) {
-			d.next = now
+		d.schedule(due, p.now())
+	}
+}
+
+// dueTags returns which of d's tags are due at d.next.
+func (d *device) dueTags() []bool {
+	due := make([]bool, len(d.Tags))
+	for i := range d.Tags {
+		due[i] = !d.tagNext[i].After(d.next)
+	}
+	return due
+}
+
+// schedule sets the next time of each polled tag and of the device: each
+// tag is due one of its intervals after it was due (its own poll_interval,
+// else the device's); a bus that cannot keep up polls as often as it can,
+// not in a burst later.
+func (d *device) schedule(due []bool, now time.Time) {
+	for i := range d.Tags {
+		if !due[i] {
+			continue
+		}
+		iv := d.Tags[i].PollInterval
+		if iv <= 0 {
+			iv = d.PollInterval
+		}
+		d.tagNext[i] = d.tagNext[i].Add(iv)
+		if d.tagNext[i].Before(now) {
+			d.tagNext[i] = now
+		}
+	}
+	d.next = d.tagNext[0]
+	for _, t := range d.tagNext[1:] {
+		if t.Before(d.next) {
+			d.next = t
 		}
 	}
 }
@@ -355,12 +391,15 @@ func read(c *mb.ModbusClient, t *Tag) (value, error) {
 	return decodeRegisters(t, regs)
 }
 
-// poll reads every tag of d and evaluates its rules. It returns the error
+// poll reads the due tags of d and evaluates their rules. It returns the error
 // that makes the poll a failed one (no answer, bad CRC, lost connection);
 // an exception answer only leaves that tag unread.
-func (p *Poller) poll(ctx context.Context, c *mb.ModbusClient, d *device, gap time.Duration) error {
+func (p *Poller) poll(ctx context.Context, c *mb.ModbusClient, d *device, due []bool, gap time.Duration) error {
 	vals := make([]*value, len(d.Tags))
 	for i := range d.Tags {
+		if !due[i] {
+			continue
+		}
 		t := &d.Tags[i]
 		if err := c.SetUnitId(d.SlaveID); err != nil {
 			return err

@@ -102,3 +102,25 @@ func TestTCPExceptionIsNotOffline(t *testing.T) {
 	g.sync()
 	g.wantKeys("modbus/dev/level/H/1", "modbus/dev/level/HH/1")
 }
+
+// TestTagPollInterval: a tag with a poll_interval of an hour is read once
+// at the start and not again, while the device's other tags are read at
+// the device's pace.
+func TestTagPollInterval(t *testing.T) {
+	port := freePort(t)
+	s := startSlave(t, "tcp", itoa(port))
+	slow := Tag{Name: "slow", Table: Holding, Address: 1, Type: "uint16", Scale: 1, PollInterval: time.Hour,
+		Rules: []Rule{{ID: "H", Limit: "H", Setpoint: 10, Code: -1}}}
+	fast := slow
+	fast.Name, fast.PollInterval = "fast", 0
+	g := newGateway(t, s, tcpDevice(port, slow, fast))
+	g.sync()
+	s.do("hr 1 50")
+	g.sync()
+	g.sync()
+	g.wantKeys("modbus/dev/fast/H/1")
+	// A restart reads every tag at once.
+	g.stop()
+	g.start()
+	g.waitKey("modbus/dev/slow/H/1")
+}

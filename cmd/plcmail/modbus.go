@@ -84,6 +84,7 @@ func modbusOptions(cfg *config.Config, tmpl *alarmmail.Templates) modbus.Options
 				Scale:        *t.Scale,
 				Offset:       t.Offset,
 				Unit:         t.Unit,
+				PollInterval: t.PollInterval.D(),
 			}
 			for k := range t.Alarms {
 				a := &t.Alarms[k]
