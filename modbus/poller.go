@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -438,7 +439,7 @@ func (p *Poller) failed(d *device, err error) {
 	data := p.data(d, alarmmail.KindDeviceOffline)
 	data.Error = err.Error()
 	data.LastFrame = d.lastGood
-	if !p.enqueue(d, data, fmt.Sprintf("modbus/%s/offline/%d", d.Name, d.st.Outages+1)) {
+	if !p.enqueue(d, data, fmt.Sprintf("modbus/%s/offline/%d", d.Name, d.st.Outages+1), nil) {
 		return
 	}
 	d.st.Offline = true
@@ -456,7 +457,7 @@ func (p *Poller) good(d *device, vals []*value) {
 	if d.st.Offline {
 		data := p.data(d, alarmmail.KindDeviceOnline)
 		data.LastFrame = d.st.LastGood
-		if p.enqueue(d, data, fmt.Sprintf("modbus/%s/online/%d", d.Name, d.st.Outages)) {
+		if p.enqueue(d, data, fmt.Sprintf("modbus/%s/online/%d", d.Name, d.st.Outages), nil) {
 			d.log.Info("device back online")
 			d.update(func(s *DeviceStatus) { s.Notices++ })
 			d.st.Offline = false
@@ -539,7 +540,8 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 		d.log.Info("alarm "+data.Event+" held for a digest", "tag", t.Name, "rule", r.ID, "reason", reason, "held", n)
 		return
 	}
-	if !p.enqueue(d, data, spoolKey) {
+	from := origin{Device: d.Name, Tag: t.Name, Rule: r.ID, Event: data.Event, Sev: data.Severity}.encode()
+	if !p.enqueue(d, data, spoolKey, from) {
 		return
 	}
 	if d.gate != nil && p.opt().Flood != nil {
@@ -591,7 +593,7 @@ func (p *Poller) flushDigest(d *device, now time.Time) {
 	data := p.data(d, alarmmail.KindDigest)
 	data.Digest = entries
 	key := fmt.Sprintf("modbus/%s/digest/%d", d.Name, n)
-	if !p.enqueue(d, data, key) {
+	if !p.enqueue(d, data, key, digestOrigin(d.Name, entries)) {
 		d.digest.Failed(now)
 		return
 	}
@@ -669,16 +671,17 @@ func (p *Poller) data(d *device, kind string) alarmmail.AlarmData {
 		Port: fmt.Sprintf("%s, slave %d", port, d.SlaveID), Time: p.now()}
 }
 
-// enqueue renders data and queues it under key; a key the spool has seen
-// (the same transition before a crash) counts as queued.
-func (p *Poller) enqueue(d *device, data alarmmail.AlarmData, key string) bool {
+// enqueue renders data and queues it under key with origin (nil for
+// device notices); a key the spool has seen (the same transition before a
+// crash) counts as queued.
+func (p *Poller) enqueue(d *device, data alarmmail.AlarmData, key string, origin json.RawMessage) bool {
 	m, err := p.opt().Templates.Render(data)
 	if err != nil {
 		d.log.Error("cannot render mail", "kind", data.Kind, "key", key, "err", err)
 		return false
 	}
 	_, err = p.sp.Enqueue(spool.Submission{Envelope: spool.Envelope{From: m.From, To: m.To}, Data: m.Data,
-		Source: "modbus:" + d.Name, Key: key})
+		Source: "modbus:" + d.Name, Key: key, Origin: origin})
 	if errors.Is(err, spool.ErrDuplicate) {
 		d.log.Info("mail was queued before the restart", "key", key)
 		return true
