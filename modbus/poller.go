@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type Poller struct {
 	devices []*device          // configuration order
 	buses   map[string]*busRun // running buses by busName
 	runCtx  context.Context    // nil until Run
+	stopped bool               // Run's context is done
 	wg      sync.WaitGroup     // running buses
 }
 
@@ -105,8 +107,19 @@ type device struct {
 	status DeviceStatus
 }
 
+// cloneDevice copies d's tags and rules: the poller's goroutines read them
+// while the caller may reuse its slices for the next Reload.
+func cloneDevice(d Device) Device {
+	d.Tags = slices.Clone(d.Tags)
+	for i := range d.Tags {
+		d.Tags[i].Rules = slices.Clone(d.Tags[i].Rules)
+	}
+	return d
+}
+
 // loadDevice reads the state file of d and prepares it for polling.
 func (p *Poller) loadDevice(d Device, o *Options) (*device, error) {
+	d = cloneDevice(d)
 	st, err := loadState(o.StateDir, d.Name)
 	if err != nil {
 		return nil, err
@@ -136,6 +149,9 @@ func (p *Poller) Run(ctx context.Context) error {
 	p.startBuses(p.devices)
 	p.mu.Unlock()
 	<-ctx.Done()
+	p.mu.Lock()
+	p.stopped = true // a Reload from now on starts nothing
+	p.mu.Unlock()
 	p.wg.Wait()
 	return nil
 }
@@ -144,6 +160,9 @@ func (p *Poller) Run(ctx context.Context) error {
 // must be held. Devices on one wire share it whatever their timeouts say:
 // the bus runs with the Timeout and MinGap of its first device.
 func (p *Poller) startBuses(devs []*device) {
+	if p.stopped {
+		return
+	}
 	for _, g := range groupBuses(devs) {
 		name := busName(g[0].Bus)
 		if p.buses[name] != nil {

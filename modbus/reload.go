@@ -124,7 +124,7 @@ func (p *Poller) reconfigure(od *device, d Device) *device {
 	if od.gate != nil { // hold-off keys are "TAG/RULE/EVENT"
 		od.gate.Forget(func(k string) bool { return !keep[k[:max(0, strings.LastIndexByte(k, '/'))]] })
 	}
-	od.Device = d
+	od.Device = cloneDevice(d)
 	od.next = time.Time{}
 	od.update(func(s *DeviceStatus) { s.Bus, s.Slave = busName(d.Bus), d.SlaveID })
 	if dropped > 0 {
