@@ -201,8 +201,8 @@ code = 500
 // poller, which adds and removes devices, instead of asking for a restart.
 func TestReloadModbus(t *testing.T) {
 	c := newTestConfig(t)
-	device := func(name string) string {
-		return "\n[[modbus]]\nname = \"" + name + "\"\nmode = \"tcp\"\naddress = \"127.0.0.1:1\"\nto = [\"ops@example.com\"]\n" +
+	device := func(name string) string { // one slave id per name, on one address
+		return "\n[[modbus]]\nname = \"" + name + "\"\nmode = \"tcp\"\naddress = \"127.0.0.1:1\"\nslave_id = " + strconv.Itoa(int(name[0])) + "\nto = [\"ops@example.com\"]\n" +
 			"[[modbus.tag]]\nname = \"t\"\ntable = \"coil\"\naddress = 0\n[[modbus.tag.alarm]]\nstate = true\n"
 	}
 	c.Extra = "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n" + device("a")
