@@ -68,17 +68,9 @@ deadband = -2
 	}
 }
 
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
-// TestServeModbus: `plcmail serve` polls a pymodbus TCP slave and delivers
-// the limit alarm's mail with the tag's value and unit, and the device's
-// offline notice to the device's recipients.
-func TestServeModbus(t *testing.T) {
+// startModbusSlave runs modbus/testdata/server.py (Debian's pymodbus) on a
+// free loopback port; do sends it one command ("hr 0 975", "mute").
+func startModbusSlave(t *testing.T) (port int, do func(cmd string)) {
 	py := ""
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
 		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import pymodbus.server").Run() == nil {
@@ -93,7 +85,7 @@ func TestServeModbus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
+	port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cmd := exec.Command(py, filepath.Join("..", "..", "modbus", "testdata", "server.py"), "tcp", strconv.Itoa(port))
 	in, _ := cmd.StdinPipe()
@@ -109,13 +101,26 @@ func TestServeModbus(t *testing.T) {
 			t.Fatalf("modbus slave said %q, want %q", sc.Text(), want)
 		}
 	}
-	do := func(c string) {
+	expect("READY")
+	return port, func(c string) {
 		t.Helper()
 		io.WriteString(in, c+"\n")
 		expect("ok")
 	}
-	expect("READY")
+}
 
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestServeModbus: `plcmail serve` polls a pymodbus TCP slave and delivers
+// the limit alarm's mail with the tag's value and unit, and the device's
+// offline notice to the device's recipients.
+func TestServeModbus(t *testing.T) {
+	port, do := startModbusSlave(t)
 	u := mailertest.NewUpstream(t, mailertest.Options{RequireAuth: true})
 	c := newTestConfig(t)
 	c.Upstream = upstreamTOML(u.Config())
