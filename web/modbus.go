@@ -21,12 +21,18 @@ func modbusSamples(e *expo, st *Status, v func(d *modbus.DeviceStatus) float64) 
 	}
 }
 
-// writeModbusMetrics writes the families only Modbus devices have.
+// writeModbusMetrics writes the held events of every source and the
+// families only Modbus devices have.
 func writeModbusMetrics(e *expo, st *Status) {
+	e.family("plcmail_held_events", "gauge", "Alarm events held by flood control that wait for their digest.")
+	for _, l := range st.Links {
+		e.sample(float64(l.DigestPending), "link", l.Name)
+	}
+	modbusSamples(e, st, func(d *modbus.DeviceStatus) float64 { return float64(d.DigestPending) })
 	if len(st.Modbus) == 0 {
 		return
 	}
-	e.family("plcmail_modbus_polls_total", "counter", "Polls of all tags of a Modbus device by result: ok, or failed (no answer, bad CRC, lost connection).")
+	e.family("plcmail_modbus_polls_total", "counter", "Polls of a Modbus device (its tags that are due) by result: ok, or failed (no answer, bad CRC, lost connection).")
 	for _, d := range st.Modbus {
 		e.sample(float64(d.Polls-d.PollErrors), "device", d.Name, "result", "ok")
 		e.sample(float64(d.PollErrors), "device", d.Name, "result", "failed")
@@ -40,10 +46,6 @@ func writeModbusMetrics(e *expo, st *Status) {
 	e.family("plcmail_modbus_offline", "gauge", "1 from the device offline notice to the next answered poll.")
 	for _, d := range st.Modbus {
 		e.sample(b2f(d.Offline), "device", d.Name)
-	}
-	e.family("plcmail_held_events", "gauge", "Alarm events held by flood control that wait for their digest.")
-	for i := range st.Modbus {
-		e.sample(float64(st.Modbus[i].DigestPending), "link", modbusLink(&st.Modbus[i]))
 	}
 }
 

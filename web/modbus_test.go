@@ -49,6 +49,7 @@ func TestMetricsModbus(t *testing.T) {
 		{"plcmail_modbus_offline", "GAUGE", "device=pump", 1},
 		{"plcmail_modbus_last_answer_timestamp_seconds", "GAUGE", "device=tank", float64(st.Now.Add(-time.Second).Unix())},
 		{"plcmail_held_events", "GAUGE", "link=modbus/tank", 1},
+		{"plcmail_held_events", "GAUGE", "link=press-line-1", 0},
 	}
 	for _, tt := range tests {
 		f := fams[tt.family]
