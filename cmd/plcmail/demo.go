@@ -200,7 +200,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	sum := &demoSummary{MailDir: mailDir}
 	scriptErr := plc.runScript(ctx, o.pace)
 	if scriptErr == nil {
-		scriptErr = dev.runScript(ctx, pr, d.cfg.Gateway.SpoolDir, o.pace)
+		scriptErr = dev.runScript(ctx, pr, d.cfg.Gateway.SpoolDir, o.pace/2)
 	}
 	if scriptErr == nil {
 		scriptErr = waitDemoMails(ctx, plc, up, demoModbusM)
