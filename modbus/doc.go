@@ -30,6 +30,17 @@
 // polls: one "device offline" notice, one "back online") is durable in the
 // same file.
 //
+// # Flood control
+//
+// With Options.Flood, raises and clears pass package flood like framed
+// alarms: one within its hold-off (per rule and event) or beyond the cap
+// of mails per minute (shared with the serial links) is held. A held
+// event is written to the state file in the same write as the transition
+// that made it, and leaves it only after its digest is queued under
+// modbus/DEVICE/digest/N, N counting the device's digests: after a crash
+// the digest is queued again under the same key, so it is mailed once.
+// The hold-off memory itself is not durable, as in package bridge.
+//
 // # Reload
 //
 // Reload applies a new configuration without a restart: only the buses
@@ -43,7 +54,8 @@
 // One goroutine per bus (a serial device path, or a TCP address) sends one
 // request at a time and keeps min_gap of silence after each answer or
 // timeout, so several slave ids on one RS-485 pair and a busy PLC are never
-// flooded. Each device is polled every poll_interval; when the bus cannot
+// flooded. Each tag is read every poll_interval (its own, else its
+// device's), a device's due tags in one go; when the bus cannot
 // keep up, polls come later, never in bursts.
 //
 // # The Modbus library
