@@ -86,3 +86,23 @@ func TestHeld(t *testing.T) {
 		t.Fatalf("second batch %d entries from %d, number %d", len(b), b[0].Seq, n)
 	}
 }
+
+// BenchmarkGateDecide is one flood decision as a link or device makes it
+// per event: 50 alarm keys, the default cap of 20 mails a minute, events
+// 10 ms apart (a flood: most are held).
+func BenchmarkGateDecide(b *testing.B) {
+	g := NewGate(new(Limiter))
+	keys := make([]string, 50)
+	for i := range keys {
+		keys[i] = string(rune('a'+i%26)) + "/raise"
+	}
+	now := t0
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(10 * time.Millisecond)
+		k := keys[i%len(keys)]
+		if g.Decide(now, k, 5*time.Minute, 20) == "" {
+			g.Mailed(k, now)
+		}
+	}
+}
