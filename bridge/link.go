@@ -823,7 +823,7 @@ func (l *Link) mailer(ctx context.Context) {
 		done := mailDone{boot: r.Boot, gen: r.Gen, seq: r.Seq}
 		key := eventKey(l.name, r.Boot, r.Gen, r.Seq)
 		sub, err := l.render(l.alarmData(&r, ""), key)
-		sub.Origin = origin{Link: l.name, Boot: r.Boot, Gen: r.Gen, Seq: r.Seq}.encode()
+		sub.Origin = origin{Link: l.name, Boot: r.Boot, Gen: r.Gen, Seq: r.Seq, Sev: r.Sev}.encode()
 		if err != nil {
 			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
 			done.failed = true
