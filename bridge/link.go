@@ -72,6 +72,7 @@ type delivery struct {
 	events         []originBoot
 	ok             bool
 	code           int
+	via            uint8 // 0 the mail; k >= 1 the k-th fallback channel (channel.go)
 }
 
 // helloRef is a HELLO whose reconciliation mails are counted.
@@ -628,7 +629,7 @@ func (l *Link) onDelivery(d delivery) {
 		set := seqSet{r: e.Seqs}
 		for _, rg := range set.r {
 			for seq := rg[0]; ; seq++ {
-				l.sendDelivery(e.Boot, e.Gen, seq, d.ok, d.code)
+				l.sendDelivery(e.Boot, e.Gen, seq, d.ok, d.code, d.via)
 				if seq == rg[1] {
 					break
 				}
@@ -638,7 +639,7 @@ func (l *Link) onDelivery(d delivery) {
 	if d.seq == 0 {
 		return
 	}
-	if d.parts > 1 {
+	if d.parts > 1 && d.via == 0 {
 		ref := helloRef{d.boot, d.gen, d.seq}
 		t := l.tallies[ref]
 		if t == nil {
@@ -659,10 +660,10 @@ func (l *Link) onDelivery(d delivery) {
 			d.ok, d.code = false, t.code
 		}
 	}
-	l.sendDelivery(d.boot, d.gen, d.seq, d.ok, d.code)
+	l.sendDelivery(d.boot, d.gen, d.seq, d.ok, d.code, d.via)
 }
 
-func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
+func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int, via uint8) {
 	if boot != l.st.Boot || gen != l.st.Gen {
 		return // the PLC restarted since; it would ignore the frame
 	}
@@ -676,7 +677,7 @@ func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
 	}
 	l.update(func(s *LinkStatus) { s.Deliveries++ })
 	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: boot, Seq: seq,
-		Status: status, SMTPCode: uint16(max(0, min(code, 65535)))})
+		Status: status, SMTPCode: uint16(max(0, min(code, 65535))), Via: via})
 }
 
 func recordFromFrame(f *protocol.Frame, gen uint32, now time.Time) record {
