@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/channel"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -36,6 +37,8 @@ type Status struct {
 	SpooledOldest time.Time
 	Dead, Corrupt int
 	SMTP          []string // listen addresses of the SMTP listener
+	// Channels are the fallback channels ([[channel]]), in order.
+	Channels []channel.Stats
 }
 
 // Waiting is the number of messages waiting, as `plcmail status` counts

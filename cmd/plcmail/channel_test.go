@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/channel"
+	"github.com/plcmail/plcmail/spool"
+)
+
+// serve with the upstream unreachable: a relayed mail not accepted within
+// 1s goes out over the webhook channel, and the one whose rule is an
+// upstream failing for 1s too; plcmail status shows both channels.
+func TestServeChannels(t *testing.T) {
+	posted := make(chan channel.Payload, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var p channel.Payload
+		if err := json.Unmarshal(b, &p); err != nil || r.Header.Get("Authorization") != "Bearer tok3n" || r.Header.Get("Idempotency-Key") != p.ID {
+			t.Errorf("request %s %v: %v", b, r.Header, err)
+		}
+		posted <- p
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(hook.Close)
+
+	c := newTestConfig(t) // upstream 127.0.0.1:1: connection refused
+	tok := filepath.Join(c.Dir, "hook.token")
+	os.WriteFile(tok, []byte("tok3n\n"), 0o600)
+	c.Extra = fmt.Sprintf(`
+[[channel]]
+name = "late"
+kind = "webhook"
+url = %q
+token_file = %q
+not_accepted_within = "1s"
+relayed = true
+
+[[channel]]
+name = "outage"
+kind = "webhook"
+url = %q
+token_file = %q
+upstream_failing_for = "1s"
+relayed = true
+`, hook.URL+"/late", tok, hook.URL+"/outage", tok)
+	path := c.write(t)
+	srv := startServe(t, path)
+	if r := runCLI(t, "Subject: boiler pressure\n\nPressure 9 bar.\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	got := map[string]channel.Payload{}
+	for len(got) < 2 {
+		select {
+		case p := <-posted:
+			got[p.Channel] = p
+		case <-time.After(30 * time.Second):
+			t.Fatalf("posted %v; log:\n%s", got, srv.logs())
+		}
+	}
+	if p := got["late"]; p.Rule != "not_accepted" || p.Subject != "boiler pressure" || p.Text != "Pressure 9 bar." || p.Gateway != "gw.test" || p.Source != "send" {
+		t.Errorf("late: %+v", p)
+	}
+	if p := got["outage"]; p.Rule != "upstream_failing" || p.ID == got["late"].ID {
+		t.Errorf("outage: %+v", p)
+	}
+	// Both delivered, shown by status.
+	deadline := time.Now().Add(10 * time.Second)
+	var r result
+	for time.Now().Before(deadline) {
+		r = runCLI(t, "", "plcmail", "-c", path, "status")
+		if strings.Count(r.stdout, "delivered 1, retried 0, dead 0") == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{"fallback channels (via = position):", "1 late", "2 outage", "webhook", "0 waiting"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	// The mail itself stays queued: the channels are a fallback, not a
+	// replacement.
+	if ms, err := spoolList(t, c.Spool); err != nil || len(ms) != 1 {
+		t.Errorf("queue: %d messages, %v", len(ms), err)
+	}
+	if logs, err := srv.stop(); err != nil {
+		t.Errorf("serve: %v\n%s", err, logs)
+	}
+}
+
+func spoolList(t *testing.T, dir string) ([]spool.Message, error) {
+	t.Helper()
+	sp, err := spool.Open(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer sp.Close()
+	return sp.List()
+}
+
+func TestUpstreamDownSince(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		ups  []spool.UpstreamStats
+		want time.Time
+	}{
+		{"no upstream stats", nil, time.Time{}},
+		{"one down", []spool.UpstreamStats{{State: "down", DownSince: t0}}, t0},
+		{"probing counts as failing", []spool.UpstreamStats{{State: "probing", DownSince: t0}}, t0},
+		{"one of two ok", []spool.UpstreamStats{{State: "down", DownSince: t0}, {State: "ok"}}, time.Time{}},
+		{"both down: since the later", []spool.UpstreamStats{{State: "down", DownSince: t0}, {State: "down", DownSince: t0.Add(time.Hour)}}, t0.Add(time.Hour)},
+	}
+	for _, tt := range tests {
+		if got := upstreamDownSince(spool.Stats{Upstreams: tt.ups}); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
