@@ -8,11 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plcmail/plcmail/channel"
+	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -124,5 +126,65 @@ func TestUpstreamDownSince(t *testing.T) {
 		if got := upstreamDownSince(spool.Stats{Upstreams: tt.ups}); !got.Equal(tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// The commented [[channel]] blocks of the example configuration, with
+// [mqtt] for the mqtt one, are valid as they stand.
+func TestExampleChannelSection(t *testing.T) {
+	dir := t.TempDir()
+	secret := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(v+"\n"), 0o600)
+		return strconv.Quote(p)
+	}
+	files := strings.NewReplacer(`"/etc/plcmail/upstream.secret"`, secret("upstream.secret", "app-password"),
+		`"/etc/plcmail/mqtt.secret"`, secret("mqtt.secret", "pw"), `"/etc/plcmail/ntfy.token"`, secret("ntfy.token", "tk_x"))
+	example, err := os.ReadFile("../../configs/plcmail.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(files.Replace(string(example)), "\n")
+	in, found := false, 0
+	for i, l := range lines {
+		if l == "#[mqtt]" || l == "#[[channel]]" {
+			in = true
+		}
+		switch {
+		case in && strings.HasPrefix(l, "#ca_file"):
+			lines[i] = "" // needs a real CA; config's tests cover it
+		case in && l == "#":
+		case in && strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "# "):
+			lines[i] = l[1:]
+			if strings.HasPrefix(l, "#[[channel]]") {
+				found++
+			}
+		case in:
+			in = false
+		}
+	}
+	if found != 3 {
+		t.Fatalf("example: %d commented [[channel]] blocks, want 3", found)
+	}
+	cfg, err := config.Parse("example", []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("example with [[channel]] uncommented:\n%v", err)
+	}
+	o, err := channelOptions(cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "kind mqtt needs [mqtt]") {
+		t.Errorf("mqtt channel without a client: %v", err)
+	}
+	if len(cfg.Channel) != 3 || cfg.Channel[1].Lifetime.D() != 24*time.Hour || !cfg.Channel[2].Relayed {
+		t.Fatalf("channels %+v", cfg.Channel)
+	}
+	cfg.Channel = cfg.Channel[:2]
+	if o, err = channelOptions(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := o.Channels[0]; c.Token != "tk_x" || !c.HasSeverityRule || c.SeverityAtLeast.String() != "critical" || c.Kind != channel.Ntfy {
+		t.Errorf("ntfy: %+v", c)
+	}
+	if c := o.Channels[1]; c.NotAcceptedWithin != 15*time.Minute || c.UpstreamFailingFor != time.Hour || c.HasSeverityRule {
+		t.Errorf("teams: %+v", c)
 	}
 }
