@@ -77,8 +77,8 @@ type crashReceiver struct {
 	srv   *httptest.Server
 }
 
-func newCrashReceiver(t *testing.T) *crashReceiver {
-	c := &crashReceiver{count: map[string]int{}, held: make(chan string, 1), free: make(chan struct{})}
+func newCrashReceiver(t *testing.T, hold int) *crashReceiver {
+	c := &crashReceiver{count: map[string]int{}, hold: hold, held: make(chan string, 1), free: make(chan struct{})}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		key := r.Header.Get("Idempotency-Key")
@@ -199,8 +199,7 @@ func TestKillDuringDelivery(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	rcv := newCrashReceiver(t)
-	rcv.hold = 5
+	rcv := newCrashReceiver(t, 5)
 	c := startChild(t, dir, rcv.srv.URL, false)
 	var key string
 	select {
@@ -246,7 +245,7 @@ func TestKillRepeatedly(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	rcv := newCrashReceiver(t)
+	rcv := newCrashReceiver(t, 0)
 	kills := 0
 	for round := 0; round < 6; round++ {
 		c := startChild(t, dir, rcv.srv.URL, false)
