@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +237,91 @@ func TestChannelNeedsRestart(t *testing.T) {
 	n.Channel[0].SeverityAtLeast = "critical"
 	if got := strings.Join(restartKeys(old, &n), ","); got != "channel" {
 		t.Errorf("[[channel]] changed: restart keys %q, want channel", got)
+	}
+}
+
+// kill -9 of a real `plcmail serve` while the webhook holds a fallback
+// delivery: after the restart every mail was carried by the channel, the
+// held one twice under the same Idempotency-Key (the gateway never heard
+// the answer), every other once.
+func TestKill9DuringChannelDelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("child-process crash test; skipped with -short")
+	}
+	bin := plcmailBinary(t)
+	const total, holdAt = 10, 3
+	var mu sync.Mutex
+	count := map[string]int{}
+	subjects := map[string]bool{}
+	n := 0
+	held, free := make(chan string, 1), make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p channel.Payload
+		json.NewDecoder(r.Body).Decode(&p)
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		count[key]++
+		subjects[p.Subject] = true
+		n++
+		hold := n == holdAt
+		mu.Unlock()
+		if hold {
+			held <- key
+			<-free
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(hook.Close)
+
+	c := newTestConfig(t) // upstream unreachable: the mails stay queued
+	c.Extra = fmt.Sprintf("\n[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl = %q\nnot_accepted_within = \"1ms\"\nrelayed = true\n", hook.URL)
+	path := c.write(t)
+	for i := range total {
+		if r := runCLI(t, fmt.Sprintf("Subject: mail %d\n\nbody\n", i), "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+			t.Fatalf("send: %+v", r)
+		}
+	}
+	d := newDaemon(t, bin, path)
+	d.start()
+	var heldKey string
+	select {
+	case heldKey = <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no delivery %d; log:\n%s", holdAt, d.logs())
+	}
+	d.kill()
+	close(free)
+
+	d.start()
+	delivered := func() int {
+		ents, _ := os.ReadDir(filepath.Join(c.Spool, "channels"))
+		k := 0
+		for _, e := range ents {
+			b, _ := os.ReadFile(filepath.Join(c.Spool, "channels", e.Name()))
+			if strings.Contains(string(b), `"state":"delivered"`) {
+				k++
+			}
+		}
+		return k
+	}
+	if !poll(30*time.Second, func() bool { return delivered() == total }) {
+		t.Fatalf("%d of %d delivered; log:\n%s", delivered(), total, d.logs())
+	}
+	if err := d.stop(10 * time.Second); err != nil {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(count) != total || len(subjects) != total {
+		t.Errorf("%d keys, %d subjects received, want %d", len(count), len(subjects), total)
+	}
+	for k, got := range count {
+		want := 1
+		if k == heldKey {
+			want = 2
+		}
+		if got != want {
+			t.Errorf("key %s received %d times, want %d", k, got, want)
+		}
 	}
 }
