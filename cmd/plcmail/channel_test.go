@@ -325,3 +325,25 @@ func TestKill9DuringChannelDelivery(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintChannels(t *testing.T) {
+	now := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	printChannels(&b, now, nil)
+	if b.Len() != 0 {
+		t.Errorf("no channels printed %q", b.String())
+	}
+	printChannels(&b, now, []channel.Stats{
+		{Name: "phones", Kind: channel.Ntfy, Delivered: 3, LastSuccess: now.Add(-2 * time.Minute)},
+		{Name: "teams", Kind: channel.Teams, Queued: 2, Retried: 5, LastError: "503 Service Unavailable:\nbusy", LastErrorAt: now.Add(-time.Minute)},
+	})
+	want := `
+fallback channels (via = position):
+  1 phones  ntfy   0 waiting  delivered 3, retried 0, dead 0  last delivery 2m00s ago
+  2 teams   teams  2 waiting  delivered 0, retried 5, dead 0  last delivery none since start
+                   last error (1m00s ago): 503 Service Unavailable: busy
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
