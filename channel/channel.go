@@ -26,7 +26,7 @@
 //     record is written by the spool's BeforeEnqueue hook (Hook), before the
 //     mail exists, so that a mail delivered at once cannot slip by.
 //   - NotAcceptedWithin: its mail is still in the queue that long after it
-//     was queued (the spool is scanned every ScanEvery).
+//     was queued (the queue is scanned every ScanEvery, see scanPeriod).
 //   - UpstreamFailingFor: every upstream has been failing that long
 //     (Options.UpstreamDownSince): every alarm still queued goes out.
 //
@@ -114,8 +114,9 @@ type Options struct {
 	// UpstreamDownSince returns since when every upstream has been
 	// failing, or the zero time when one works (the queue's route state).
 	UpstreamDownSince func() time.Time
-	// ScanEvery is how often the queue is checked against the rules
-	// (default 15s).
+	// ScanEvery is how often the queue may be checked against the rules
+	// at most (default 15s); the period is longer for rules of longer
+	// durations (scanPeriod).
 	ScanEvery time.Duration
 	// Timeout bounds one attempt (default 30s).
 	Timeout time.Duration
@@ -299,7 +300,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.worker(ctx, i) }()
 	}
-	t := time.NewTicker(d.o.ScanEvery)
+	t := time.NewTicker(d.scanPeriod())
 	defer t.Stop()
 	for {
 		d.scan()
@@ -310,6 +311,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// maxScanPeriod caps the wait between two scans: an alarm taking a
+// channel by a time rule goes out at most this late.
+const maxScanPeriod = 30 * time.Second
+
+// scanPeriod is how often scan runs: a quarter of the shortest time rule,
+// between ScanEvery and maxScanPeriod. A scan reads the header of every
+// queued mail, which after hours of outage may be thousands of files: a
+// rule of 15 minutes need not read them every second.
+func (d *Dispatcher) scanPeriod() time.Duration {
+	p := maxScanPeriod
+	for _, c := range d.o.Channels {
+		for _, r := range []time.Duration{c.NotAcceptedWithin, c.UpstreamFailingFor} {
+			if r > 0 {
+				p = min(p, r/4)
+			}
+		}
+	}
+	return max(p, d.o.ScanEvery)
 }
 
 // scan applies the rules that depend on time to the queued mail, and
@@ -329,6 +350,9 @@ func (d *Dispatcher) scan() {
 	var down time.Time
 	if d.o.UpstreamDownSince != nil {
 		down = d.o.UpstreamDownSince()
+	}
+	if !d.mayFire(rules, now, down) {
+		return // spare reading every queued header
 	}
 	msgs, err := d.sp.List()
 	if err != nil {
@@ -374,6 +398,19 @@ func (d *Dispatcher) scan() {
 			}
 		}
 	}
+}
+
+// mayFire reports whether a time rule can hold for any mail now: a
+// not_accepted_within rule always may, an upstream_failing_for rule only
+// while the upstreams have failed long enough.
+func (d *Dispatcher) mayFire(rules []int, now, down time.Time) bool {
+	for _, i := range rules {
+		c := &d.o.Channels[i]
+		if c.NotAcceptedWithin > 0 || !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor {
+			return true
+		}
+	}
+	return false
 }
 
 // worker delivers the due records of channel i, oldest first.

@@ -391,3 +391,23 @@ func TestMailText(t *testing.T) {
 		t.Errorf("long text: %d bytes", len(txt))
 	}
 }
+
+func TestScanPeriod(t *testing.T) {
+	tests := []struct {
+		every time.Duration
+		chans []Channel
+		want  time.Duration
+	}{
+		{time.Second, []Channel{{Name: "a", HasSeverityRule: true}}, maxScanPeriod},
+		{time.Second, []Channel{{Name: "a", NotAcceptedWithin: 15 * time.Minute}}, maxScanPeriod},
+		{time.Second, []Channel{{Name: "a", NotAcceptedWithin: time.Hour}, {Name: "b", UpstreamFailingFor: time.Minute}}, 15 * time.Second},
+		{time.Second, []Channel{{Name: "a", NotAcceptedWithin: 2 * time.Second}}, time.Second},
+		{100 * time.Millisecond, []Channel{{Name: "a", NotAcceptedWithin: time.Millisecond}}, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		d := &Dispatcher{o: Options{ScanEvery: tt.every, Channels: tt.chans}}
+		if got := d.scanPeriod(); got != tt.want {
+			t.Errorf("%v %+v: %v, want %v", tt.every, tt.chans, got, tt.want)
+		}
+	}
+}
