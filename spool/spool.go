@@ -73,6 +73,7 @@ import (
 //
 //	links/NAME.journal  a serial link's write-ahead journal (package bridge,
 //	            bridge/journal.go)
+//	channels/ID  a delivery over a fallback channel (package channel)
 //	status.sock   Unix socket on which serve answers `plcmail status`
 //	            (cmd/plcmail/status.go)
 //
