@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 
+	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -27,4 +28,21 @@ func (b *Bridge) ChannelDelivery(key string, origin json.RawMessage, via, code i
 		return
 	}
 	l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, events: o.Events, ok: true, code: code, via: uint8(via)})
+}
+
+// highestSev is the highest severity of a digest's events, its origin's
+// sev: a digest that reports a critical alarm takes the channels whose
+// severity_at_least rule a critical alarm meets, as the alarm's own mail
+// would have, had flood control not held it.
+func highestSev(batch []record) string {
+	best := -1
+	for _, r := range batch {
+		if s, err := protocol.ParseSeverity(r.Sev); err == nil && int(s) > best {
+			best = int(s)
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return protocol.Severity(best).String()
 }

@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +87,29 @@ func TestChannelDeliveryFrame(t *testing.T) {
 	}
 	if r.Status != protocol.DeliveryAccepted || r.SMTPCode != 202 || r.Via != 2 {
 		t.Errorf("DELIVERY status %v code %d via %d, want accepted 202 via 2", r.Status, r.SMTPCode, r.Via)
+	}
+}
+
+func TestDigestOriginSeverity(t *testing.T) {
+	tests := []struct {
+		sevs []string
+		want string
+	}{
+		{[]string{"warning", "critical", "alarm"}, `"sev":"critical"`},
+		{[]string{"info"}, `"sev":"info"`},
+		{[]string{""}, ""},
+	}
+	for _, tt := range tests {
+		var batch []record
+		for i, s := range tt.sevs {
+			batch = append(batch, record{T: "ev", Boot: 5, Seq: uint32(7 + i), Sev: s})
+		}
+		got := string(digestOrigin("line1", batch))
+		if tt.want == "" && strings.Contains(got, "sev") || !strings.Contains(got, tt.want) {
+			t.Errorf("%v: %s, want %s", tt.sevs, got, tt.want)
+		}
+		if o, ok := originOf(spool.Message{Origin: json.RawMessage(got)}); !ok || len(o.Events) != 1 {
+			t.Errorf("%s does not route: %+v", got, o)
+		}
 	}
 }

@@ -1071,7 +1071,7 @@ func (l *Link) flushDigest(now time.Time) {
 // digestOrigin is the origin of a digest of batch: each event it reports
 // learns the digest's outcome (SPEC §3.6).
 func digestOrigin(link string, batch []record) json.RawMessage {
-	o := origin{Link: link}
+	o := origin{Link: link, Sev: highestSev(batch)} // channel.go
 	for _, r := range batch {
 		i := slices.IndexFunc(o.Events, func(e originBoot) bool { return e.Boot == r.Boot && e.Gen == r.Gen })
 		if i < 0 {
