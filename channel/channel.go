@@ -189,7 +189,7 @@ func New(sp *spool.Spool, o Options, log *slog.Logger) (*Dispatcher, error) {
 		o.Timeout = DefaultTimeout
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Timeout}
+		o.Client = &http.Client{Timeout: o.Timeout, CheckRedirect: noRedirect}
 	}
 	names := map[string]bool{}
 	d := &Dispatcher{o: o, sp: sp, log: log, now: time.Now, minBackoff: 30 * time.Second}
@@ -532,6 +532,10 @@ func (d *Dispatcher) count(i int, f func(*Stats)) {
 	f(&d.stats[i])
 	d.mu.Unlock()
 }
+
+// noRedirect keeps a redirect as the answer: Go would follow a 301 or 302
+// of a POST with a GET, whose 200 would pass for a delivered alarm.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // isAlarm reports whether mail of this source is a PLC's alarm (or notice)
 // rather than mail relayed from the LAN.

@@ -411,3 +411,24 @@ func TestScanPeriod(t *testing.T) {
 		}
 	}
 }
+
+// A redirect is not followed (a 302 turns a POST into a GET whose 200 would
+// count as delivered): the channel's URL is wrong, the delivery dead.
+func TestRedirectIsNotDelivered(t *testing.T) {
+	rcv := newReceiver(t)
+	redir := httptest.NewServer(http.RedirectHandler(rcv.srv.URL+"/moved", http.StatusFound))
+	t.Cleanup(redir.Close)
+	f := newFixture(t, Options{Channels: []Channel{
+		{Name: "hook", Kind: Webhook, URL: redir.URL, HasSeverityRule: true},
+	}})
+	f.alarm(t, "press-1", 11, "alarm")
+	f.run(t)
+	if r := f.result(t); r.Delivered || r.Code != http.StatusFound {
+		t.Errorf("result %+v", r)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.got) != 0 {
+		t.Errorf("the redirect was followed: %+v", rcv.got)
+	}
+}
