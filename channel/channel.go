@@ -36,6 +36,8 @@ package channel
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,6 +87,8 @@ type Channel struct {
 	// basic authentication instead.
 	Token              string
 	Username, Password string
+	// RootCAs verifies the receiver's certificate; nil: the system roots.
+	RootCAs *x509.CertPool
 	// SeverityAtLeast, when HasSeverityRule, sends every alarm of this
 	// severity or higher.
 	HasSeverityRule bool
@@ -171,6 +175,8 @@ type Dispatcher struct {
 	// minBackoff is the first retry's wait (tests shorten it).
 	minBackoff time.Duration
 
+	clients []*http.Client // per channel: Options.Client, or one with its RootCAs
+
 	mu       sync.Mutex
 	stats    []Stats
 	onResult func(Result)
@@ -206,6 +212,13 @@ func New(sp *spool.Spool, o Options, log *slog.Logger) (*Dispatcher, error) {
 			c.Lifetime = DefaultLifetime
 		}
 		d.stats = append(d.stats, Stats{Name: c.Name, Kind: c.Kind})
+		client := o.Client
+		if c.RootCAs != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: c.RootCAs, MinVersion: tls.VersionTLS12}
+			client = &http.Client{Timeout: o.Client.Timeout, CheckRedirect: o.Client.CheckRedirect, Transport: tr}
+		}
+		d.clients = append(d.clients, client)
 		d.wake = append(d.wake, make(chan struct{}, 1))
 	}
 	st, err := openStore(sp.Dir(), log)
@@ -466,7 +479,7 @@ func (d *Dispatcher) attempt(ctx context.Context, i int, r *Record) {
 	}
 	r.Attempts++
 	actx, cancel := context.WithTimeout(ctx, d.o.Timeout)
-	code, err := d.send(actx, c, r)
+	code, err := d.send(actx, c, d.clients[i], r)
 	cancel()
 	if ctx.Err() != nil && err != nil {
 		r.Attempts-- // stopped, not failed: the next start tries again

@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"mime"
@@ -430,5 +431,32 @@ func TestRedirectIsNotDelivered(t *testing.T) {
 	defer rcv.mu.Unlock()
 	if len(rcv.got) != 0 {
 		t.Errorf("the redirect was followed: %+v", rcv.got)
+	}
+}
+
+// A receiver with a private CA: refused (and retried) against the system
+// roots, delivered with the channel's RootCAs.
+func TestPrivateCA(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Idempotency-Key")
+	}))
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	f := newFixture(t, Options{Channels: []Channel{
+		{Name: "system-roots", Kind: Webhook, URL: srv.URL, HasSeverityRule: true},
+		{Name: "private-ca", Kind: Webhook, URL: srv.URL, HasSeverityRule: true, RootCAs: pool},
+	}})
+	f.d.minBackoff = time.Hour // one attempt of the refused one
+	f.alarm(t, "press-1", 12, "alarm")
+	f.run(t)
+	if r := f.result(t); r.Channel != "private-ca" || !r.Delivered {
+		t.Errorf("result %+v", r)
+	}
+	<-got
+	waitFor(t, "the refused attempt", func() bool { return f.d.Stats()[0].Retried == 1 })
+	if st := f.d.Stats()[0]; !strings.Contains(st.LastError, "certificate") || st.Delivered != 0 {
+		t.Errorf("system roots: %+v", st)
 	}
 }

@@ -36,7 +36,7 @@ func (d *Dispatcher) payload(c *Channel, r *Record) Payload {
 }
 
 // send makes one attempt; it returns the HTTP status (0 for MQTT).
-func (d *Dispatcher) send(ctx context.Context, c *Channel, r *Record) (int, error) {
+func (d *Dispatcher) send(ctx context.Context, c *Channel, client *http.Client, r *Record) (int, error) {
 	if c.Kind == MQTT {
 		b, _ := json.Marshal(d.payload(c, r))
 		return 0, c.Publish(ctx, c.Topic, b)
@@ -53,7 +53,7 @@ func (d *Dispatcher) send(ctx context.Context, c *Channel, r *Record) (int, erro
 	case c.Username != "":
 		req.SetBasicAuth(c.Username, c.Password)
 	}
-	resp, err := d.o.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -38,6 +40,9 @@ type Channel struct {
 	// Username and PasswordFile are HTTP basic authentication instead.
 	Username     string `toml:"username"`
 	PasswordFile string `toml:"password_file"`
+	// CAFile adds trust anchors (PEM) for the receiver's certificate, for
+	// a receiver on the LAN with a private CA (Node-RED, Home Assistant).
+	CAFile string `toml:"ca_file"`
 	// SeverityAtLeast sends every alarm of this severity or above (info,
 	// warning, alarm, critical); "" turns the rule off.
 	SeverityAtLeast string `toml:"severity_at_least"`
@@ -106,7 +111,7 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 		case strings.ContainsAny(t, "+#\x00\r\n") || strings.HasPrefix(t, "$"):
 			v.errf(path+".topic", "%q: a topic to publish to has no wildcards, control characters or leading $", t)
 		}
-		if ch.URL != "" || ch.TokenFile != "" || ch.Username != "" || ch.PasswordFile != "" {
+		if ch.URL != "" || ch.TokenFile != "" || ch.Username != "" || ch.PasswordFile != "" || ch.CAFile != "" {
 			v.errf(path+".url", "kind mqtt takes topic only; the broker and its credentials are in [mqtt]")
 		}
 	} else if known {
@@ -123,6 +128,15 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 			v.errf(path+".url", "%q sends alarms in clear; plain http is only allowed towards a loopback host: use https", ch.URL)
 		case u.User != nil:
 			v.errf(path+".url", "no credentials in the URL: use token_file or username and password_file")
+		}
+		if ch.CAFile != "" {
+			if pem, err := os.ReadFile(ch.CAFile); err != nil {
+				v.errf(path+".ca_file", "%v", err)
+			} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+				v.errf(path+".ca_file", "%s holds no PEM certificate", ch.CAFile)
+			} else if u, err := url.Parse(ch.URL); err == nil && u.Scheme == "http" {
+				v.errf(path+".ca_file", "is for TLS; the url %q has none (use https)", ch.URL)
+			}
 		}
 		if ch.TokenFile != "" && (ch.Username != "" || ch.PasswordFile != "") {
 			v.errf(path+".token_file", "either token_file or username and password_file, not both")

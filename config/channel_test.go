@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/internal/throwawayca"
 )
 
 func TestChannelValid(t *testing.T) {
@@ -68,6 +70,12 @@ func TestChannelErrors(t *testing.T) {
 	os.WriteFile(empty, nil, 0o600)
 	good := filepath.Join(dir, "good.secret")
 	os.WriteFile(good, []byte("pw\n"), 0o600)
+	authority, err := throwawayca.New("receiver CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem := filepath.Join(dir, "ca.pem")
+	os.WriteFile(pem, authority.PEM(), 0o644)
 
 	base := validBase + "\n[[channel]]\n" // on line 13
 	const hook = "name = \"hook\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n"
@@ -98,6 +106,10 @@ func TestChannelErrors(t *testing.T) {
 		{"mqtt no topic", "name = \"x\"\nkind = \"mqtt\"\n" + rule, ":13: channel[0].topic: required for kind mqtt"},
 		{"mqtt with url", "name = \"x\"\nkind = \"mqtt\"\ntopic = \"a\"\nurl = \"https://h.example.com\"\n" + rule, ":17: channel[0].url: kind mqtt takes topic only"},
 		{"unknown key", hook + rule + "retries = 3\n", ":18: channel[0].retries: unknown key"},
+		{"ca not pem", hook + rule + fmt.Sprintf("ca_file = %q\n", good), ":18: channel[0].ca_file: " + good + " holds no PEM certificate"},
+		{"ca missing", hook + rule + "ca_file = \"/nonexistent/ca.pem\"\n", ":18: channel[0].ca_file: open /nonexistent/ca.pem: no such file"},
+		{"ca without tls", "name = \"x\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1880/alarm\"\n" + rule + fmt.Sprintf("ca_file = %q\n", pem), ":18: channel[0].ca_file: is for TLS"},
+		{"ca on mqtt", "name = \"x\"\nkind = \"mqtt\"\ntopic = \"a\"\n" + rule + fmt.Sprintf("ca_file = %q\n", pem), ":13: channel[0].url: kind mqtt takes topic only"},
 		{"duplicate", hook + rule + "\n[[channel]]\n" + hook + rule, ":20: channel[1].name: duplicate channel name \"hook\""},
 	}
 	for _, tt := range tests {

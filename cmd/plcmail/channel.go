@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
@@ -58,6 +60,20 @@ func channelOptions(cfg *config.Config, mqttc *mqtt.Client) (channel.Options, er
 			ch.Token = secret
 		} else {
 			ch.Password = secret
+		}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return o, fmt.Errorf("channel %s: ca_file: %w", c.Name, err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return o, fmt.Errorf("channel %s: ca_file: %s holds no PEM certificate", c.Name, c.CAFile)
+			}
+			ch.RootCAs = pool
 		}
 		if c.SeverityAtLeast != "" {
 			sev, err := protocol.ParseSeverity(c.SeverityAtLeast)

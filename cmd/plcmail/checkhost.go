@@ -90,6 +90,7 @@ func filesServeReads(cfg *config.Config) [][2]string {
 	for i, c := range cfg.Channel {
 		add(fmt.Sprintf("channel[%d].token_file", i), c.TokenFile)
 		add(fmt.Sprintf("channel[%d].password_file", i), c.PasswordFile)
+		add(fmt.Sprintf("channel[%d].ca_file", i), c.CAFile)
 	}
 	return out
 }
