@@ -198,7 +198,7 @@ func New(sp *spool.Spool, o Options, log *slog.Logger) (*Dispatcher, error) {
 		o.Client = &http.Client{Timeout: o.Timeout, CheckRedirect: noRedirect}
 	}
 	names := map[string]bool{}
-	d := &Dispatcher{o: o, sp: sp, log: log, now: time.Now, minBackoff: 30 * time.Second}
+	d := &Dispatcher{o: o, sp: sp, log: log, now: time.Now, minBackoff: 5 * time.Second}
 	for i := range d.o.Channels {
 		c := &d.o.Channels[i]
 		if names[c.Name] || c.Name == "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plcmail/plcmail/channel"
 	"github.com/plcmail/plcmail/config"
+	"github.com/plcmail/plcmail/internal/mosquittotest"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -345,5 +346,30 @@ fallback channels (via = position):
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// serve with a kind mqtt channel publishes over the [mqtt] connection (TLS,
+// password) to a real mosquitto.
+func TestServeMQTTChannel(t *testing.T) {
+	b := mosquittotest.Start(t)
+	sub := b.Subscribe(t, "plcmail/gw.test/alarm")
+	c := newTestConfig(t) // upstream unreachable
+	c.Extra = mqttSection(b, "1h") + "\n[[channel]]\nname = \"scada\"\nkind = \"mqtt\"\ntopic = \"plcmail/gw.test/alarm\"\nnot_accepted_within = \"1ms\"\nrelayed = true\n"
+	path := c.write(t)
+	srv := startServe(t, path)
+	if r := runCLI(t, "Subject: tank level\n\nLevel 98 %.\n", "sendmail", "-c", path, "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %+v", r)
+	}
+	m := sub.Wait(t, "plcmail/gw.test/alarm", 30*time.Second, func(mosquittotest.Message) bool { return true })
+	var p channel.Payload
+	if err := json.Unmarshal([]byte(m.Payload), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "tank level" || p.Text != "Level 98 %." || p.Channel != "scada" || !strings.HasPrefix(p.ID, "plcmail-") || m.Retained {
+		t.Errorf("published %+v (retained %v)", p, m.Retained)
+	}
+	if logs, err := srv.stop(); err != nil {
+		t.Errorf("serve: %v\n%s", err, logs)
 	}
 }
