@@ -70,6 +70,7 @@ type delivery struct {
 	events         []originBoot
 	ok             bool
 	code           int
+	via            uint8 // 0 the mail; k >= 1 the k-th fallback channel (channel.go)
 }
 
 // helloRef is a HELLO whose reconciliation mails are counted.
@@ -627,7 +628,7 @@ func (l *Link) onDelivery(d delivery) {
 		set := seqSet{r: e.Seqs}
 		for _, rg := range set.r {
 			for seq := rg[0]; ; seq++ {
-				l.sendDelivery(e.Boot, e.Gen, seq, d.ok, d.code)
+				l.sendDelivery(e.Boot, e.Gen, seq, d.ok, d.code, d.via)
 				if seq == rg[1] {
 					break
 				}
@@ -637,7 +638,7 @@ func (l *Link) onDelivery(d delivery) {
 	if d.seq == 0 {
 		return
 	}
-	if d.parts > 1 {
+	if d.parts > 1 && d.via == 0 {
 		ref := helloRef{d.boot, d.gen, d.seq}
 		t := l.tallies[ref]
 		if t == nil {
@@ -658,10 +659,10 @@ func (l *Link) onDelivery(d delivery) {
 			d.ok, d.code = false, t.code
 		}
 	}
-	l.sendDelivery(d.boot, d.gen, d.seq, d.ok, d.code)
+	l.sendDelivery(d.boot, d.gen, d.seq, d.ok, d.code, d.via)
 }
 
-func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
+func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int, via uint8) {
 	if boot != l.st.Boot || gen != l.st.Gen {
 		return // the PLC restarted since; it would ignore the frame
 	}
@@ -675,7 +676,7 @@ func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int) {
 	}
 	l.update(func(s *LinkStatus) { s.Deliveries++ })
 	l.send(&protocol.Frame{Version: protocol.Version, Type: protocol.TypeDelivery, Boot: boot, Seq: seq,
-		Status: status, SMTPCode: uint16(max(0, min(code, 65535)))})
+		Status: status, SMTPCode: uint16(max(0, min(code, 65535))), Via: via})
 }
 
 func recordFromFrame(f *protocol.Frame, gen uint32, now time.Time) record {
@@ -817,7 +818,7 @@ func (l *Link) mailer(ctx context.Context) {
 		done := mailDone{boot: r.Boot, gen: r.Gen, seq: r.Seq}
 		key := eventKey(l.name, r.Boot, r.Gen, r.Seq)
 		sub, err := l.render(l.alarmData(&r, ""), key)
-		sub.Origin = origin{Link: l.name, Boot: r.Boot, Gen: r.Gen, Seq: r.Seq}.encode()
+		sub.Origin = origin{Link: l.name, Boot: r.Boot, Gen: r.Gen, Seq: r.Seq, Sev: r.Sev}.encode()
 		if err != nil {
 			l.log.Error("cannot render alarm, moving it to the digest", "key", key, "err", err)
 			done.failed = true
@@ -1061,7 +1062,7 @@ func (l *Link) flushDigest(now time.Time) {
 // digestOrigin is the origin of a digest of batch: each event it reports
 // learns the digest's outcome (SPEC §3.6).
 func digestOrigin(link string, batch []record) json.RawMessage {
-	o := origin{Link: link}
+	o := origin{Link: link, Sev: highestSev(batch)} // channel.go
 	for _, r := range batch {
 		i := slices.IndexFunc(o.Events, func(e originBoot) bool { return e.Boot == r.Boot && e.Gen == r.Gen })
 		if i < 0 {

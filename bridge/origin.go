@@ -21,6 +21,9 @@ type origin struct {
 	Seq    uint32       `json:"seq,omitempty"`
 	Parts  int          `json:"parts,omitempty"`
 	Events []originBoot `json:"events,omitempty"`
+	// Sev is the severity of the event of an alarm mail; package channel
+	// reads it for its severity_at_least rule.
+	Sev string `json:"sev,omitempty"`
 }
 
 // originBoot lists the events of one boot a digest reports, as seq ranges.

@@ -63,7 +63,7 @@ func TestAlarmMailOrigin(t *testing.T) {
 	if m.Key != "line1/21/2" {
 		t.Errorf("key %q, want line1/21/2", m.Key)
 	}
-	if got, ok := originOf(m); !ok || !reflect.DeepEqual(got, origin{Link: "line1", Boot: 21, Seq: 2}) || string(m.Origin) != `{"link":"line1","boot":21,"seq":2}` {
+	if got, ok := originOf(m); !ok || !reflect.DeepEqual(got, origin{Link: "line1", Boot: 21, Seq: 2, Sev: "alarm"}) || string(m.Origin) != `{"link":"line1","boot":21,"seq":2,"sev":"alarm"}` {
 		t.Errorf("origin %s: %+v %v", m.Origin, got, ok)
 	}
 }

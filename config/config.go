@@ -47,6 +47,8 @@ type Config struct {
 	Flood    Flood    `toml:"flood"`
 	Modbus   []Modbus `toml:"modbus"` // polled Modbus devices (config/modbus.go)
 	MQTT     *MQTT    `toml:"mqtt"`   // nil: no broker connection (config/mqtt.go)
+	// Channel lists the fallback channels for alarms (config/channel.go).
+	Channel []Channel `toml:"channel"`
 
 	// Upstreams is the [[upstream]] list in order (config/upstreams.go);
 	// nil for a single [upstream] table.
@@ -215,6 +217,7 @@ func (c *Config) applyDerivedDefaults() {
 	if c.MQTT != nil {
 		c.MQTT.applyDefaults(&c.Gateway)
 	}
+	c.applyChannelDefaults()
 }
 
 // Validate checks every section and returns all problems found.
@@ -254,6 +257,7 @@ func (c *Config) Validate() Errors {
 	if c.MQTT != nil {
 		c.MQTT.validate(v)
 	}
+	c.validateChannels(v)
 	return v.errs
 }
 

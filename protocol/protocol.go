@@ -310,6 +310,11 @@ type Frame struct {
 
 	Status   DeliveryStatus // DELIVERY
 	SMTPCode uint16
+	// Via says which path carried the alarm (SPEC.md 3.6): 0 the upstream
+	// mail server, k >= 1 the k-th fallback channel ([[channel]]) of the
+	// gateway. 0 is encoded by leaving the byte out, as before there were
+	// channels.
+	Via uint8
 }
 
 // TextString returns the event text. It allocates; templates call it once.
@@ -573,6 +578,9 @@ func AppendRaw(dst []byte, f *Frame) ([]byte, error) {
 	case TypeDelivery:
 		dst = append(dst, byte(f.Status))
 		dst = binary.LittleEndian.AppendUint16(dst, f.SMTPCode)
+		if f.Via != 0 {
+			dst = append(dst, f.Via)
+		}
 	}
 	return binary.LittleEndian.AppendUint16(dst, CRC16(dst[start:])), nil
 }
@@ -716,6 +724,9 @@ func (f *Frame) parsePayload(p []byte) payloadError {
 		}
 		f.Status = DeliveryStatus(p[0])
 		f.SMTPCode = le.Uint16(p[1:])
+		if len(p) >= 4 {
+			f.Via = p[3]
+		}
 	}
 	return ""
 }

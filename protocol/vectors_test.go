@@ -63,7 +63,7 @@ const vectorsHeader = `# plcmail serial protocol test vectors (protocol version 
 #   heartbeat:  uptime active_total
 #   ack:        result
 #   nak:        reason
-#   delivery:   status smtp_code
+#   delivery:   status smtp_code, then via only when it is not 0
 # A reader should ignore keys it does not know.
 `
 
@@ -120,6 +120,9 @@ func frameKV(f *Frame) string {
 		fmt.Fprintf(&b, " reason=%d", f.NakReason)
 	case TypeDelivery:
 		fmt.Fprintf(&b, " status=%d smtp_code=%d", f.Status, f.SMTPCode)
+		if f.Via != 0 {
+			fmt.Fprintf(&b, " via=%d", f.Via)
+		}
 	}
 	return b.String()
 }
@@ -212,6 +215,8 @@ func parseKV(tokens []string) (*Frame, error) {
 				f.Status = DeliveryStatus(n)
 			case "smtp_code":
 				f.SMTPCode = uint16(n)
+			case "via":
+				f.Via = uint8(n)
 			default:
 				return nil, fmt.Errorf("unknown key %q", k)
 			}
@@ -360,6 +365,40 @@ func exampleEvent() *Frame {
 	return textFrame(f, "Motor overload")
 }
 
+// deliveryViaVectors are the DELIVERY frames of alarms a fallback channel
+// carried (SPEC.md 3.6, via).
+var deliveryViaVectors = []struct {
+	name, note string
+	f          *Frame
+}{
+	{"delivery-via-webhook", "the 1st [[channel]] (a webhook) carried the alarm; its HTTP status", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 200, Via: 1}},
+	{"delivery-via-mqtt", "the 3rd [[channel]] (MQTT, no status code) carried the alarm", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, Via: 3}},
+	{"delivery-via-255", "the highest channel number", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 202, Via: 255}},
+}
+
+// The encoder writes the via byte exactly as the vectors have it, and
+// leaves it out for via 0 (delivery-accepted).
+func TestDeliveryViaEncodes(t *testing.T) {
+	byName := map[string]vector{}
+	for _, v := range loadVectors(t) {
+		byName[v.name] = v
+	}
+	for _, dv := range deliveryViaVectors {
+		raw, wire := mustEncode(dv.f)
+		v := byName[dv.name]
+		if !bytes.Equal(raw, v.raw) || !bytes.Equal(wire, v.wire) {
+			t.Errorf("%s: encoded raw %x wire %x, vectors have %x %x", dv.name, raw, wire, v.raw, v.wire)
+		}
+		if len(raw) != 10+4+2 {
+			t.Errorf("%s: %d bytes, want a 4-byte payload", dv.name, len(raw))
+		}
+	}
+	raw, _ := mustEncode(&Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 250})
+	if !bytes.Equal(raw, byName["delivery-accepted"].raw) {
+		t.Errorf("via 0: %x, want %x", raw, byName["delivery-accepted"].raw)
+	}
+}
+
 func generateVectors() []vector {
 	var vs []vector
 	valid := func(name, note string, f *Frame) {
@@ -410,6 +449,13 @@ func generateVectors() []vector {
 	valid("nak-busy", "", &Frame{Version: 1, Type: TypeNak, Boot: 7, Seq: 3, NakReason: NakBusy})
 	valid("delivery-accepted", "", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 250})
 	valid("delivery-failed", "", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryFailed, SMTPCode: 550})
+	// DELIVERY with via (a fallback channel carried the alarm) is a receiver
+	// test: a PLC only decodes DELIVERY. The encoder is held to the same
+	// bytes by TestDeliveryViaEncodes.
+	for _, v := range deliveryViaVectors {
+		raw, _ := mustEncode(v.f)
+		decodeRaw(v.name, v.note, raw, frameOK(v.f))
+	}
 
 	ev := exampleEvent()
 	evRaw, evWire := mustEncode(ev)
@@ -420,6 +466,10 @@ func generateVectors() []vector {
 	// Forward compatibility.
 	longer := cat(evRaw[:len(evRaw)-2], []byte{0xAA, 0xBB, 0xCC})
 	decodeRaw("event-extra-bytes", "a later revision appended 3 bytes to the payload: ignored", withCRC(longer), frameOK(ev))
+	decodeRaw("delivery-via-0", "via 0 written out: the upstream mail server, as when the byte is absent",
+		withCRC(cat(hdr(1, TypeDelivery, 7, 3), []byte{1, 250, 0, 0})), frameOK(&Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 250}))
+	decodeRaw("delivery-via-extra-bytes", "via 2, then 2 bytes of a later revision: ignored",
+		withCRC(cat(hdr(1, TypeDelivery, 7, 3), []byte{1, 200, 0, 2, 0xAA, 0xBB})), frameOK(&Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 200, Via: 2}))
 	// 80 bytes: event-max (74) padded with 6 bytes of a future extension.
 	maxRaw, _ := mustEncode(textFrame(e3, "Tank 3 level HIGH-HIGH: 98.5 %!!"))
 	max80 := withCRC(cat(maxRaw[:len(maxRaw)-2], []byte{1, 2, 3, 4, 5, 6}))

@@ -73,6 +73,7 @@ import (
 //
 //	links/NAME.journal  a serial link's write-ahead journal (package bridge,
 //	            bridge/journal.go)
+//	channels/ID  a delivery over a fallback channel (package channel)
 //	status.sock   Unix socket on which serve answers `plcmail status`
 //	            (cmd/plcmail/status.go)
 //
@@ -230,6 +231,8 @@ type Spool struct {
 	trackFresh bool
 	fresh      []Message
 
+	// beforeEnqueue is the hook of BeforeEnqueue (channelhook.go).
+	beforeEnqueue func(Submission) error
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
 	// free: delivered message files kept for reuse (spool_recycle.go).
@@ -312,6 +315,12 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		if dup {
 			return "", ErrDuplicate
 		}
+	}
+	if err := s.runBeforeEnqueue(&sub); err != nil {
+		s.mu.Lock()
+		delete(s.keys, sub.Key) // not queued: a retransmission must get in
+		s.mu.Unlock()
+		return "", fmt.Errorf("spool: %w", err)
 	}
 	id := s.newID()
 	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key, Origin: sub.Origin,

@@ -137,6 +137,20 @@ func WriteMetrics(w io.Writer, st *Status) error {
 		e.sample(float64(u.FailedOver), "upstream", u.Name, "addr", u.Addr)
 	}
 
+	e.family("plcmail_channel_deliveries_total", "counter", "Fallback channel ([[channel]]) attempts by result: delivered, retried (failed, tried again), dead (given up).")
+	for _, c := range st.Channels {
+		for _, r := range []struct {
+			result string
+			n      uint64
+		}{{"delivered", c.Delivered}, {"retried", c.Retried}, {"dead", c.Dead}} {
+			e.sample(float64(r.n), "channel", c.Name, "result", r.result)
+		}
+	}
+	e.family("plcmail_channel_queue_records", "gauge", "Fallback channel deliveries waiting in SPOOL/channels.")
+	for _, c := range st.Channels {
+		e.sample(float64(c.Queued), "channel", c.Name)
+	}
+
 	e.family("plcmail_link_up", "gauge", "1 when the serial port is open and the PLC was heard within heartbeat_timeout; for a link modbus/DEVICE, when its last poll was answered.")
 	for _, l := range st.Links {
 		e.sample(b2f(l.Connected && !l.Offline), "link", l.Name)

@@ -25,6 +25,15 @@ type pageData struct {
 
 	Modbus       []modbusRow // modbus.go
 	ModbusActive []modbusActiveRow
+	// Channels are the fallback channels, numbered as DELIVERY's via.
+	Channels []channelRow
+}
+
+type channelRow struct {
+	Via                      int
+	Name, Kind, LastDelivery string
+	Queued                   int
+	Delivered, Retried, Dead uint64
 }
 
 type linkRow struct {
@@ -138,6 +147,17 @@ func newPageData(s *Status) *pageData {
 	if q.LastError != "" {
 		d.Errors = append([]errorRow{{Where: "delivery", When: stamp(q.LastErrorAt), Msg: q.LastError}}, d.Errors...)
 	}
+	for i, c := range s.Channels {
+		r := channelRow{Via: i + 1, Name: c.Name, Kind: string(c.Kind), Queued: c.Queued, Delivered: c.Delivered,
+			Retried: c.Retried, Dead: c.Dead, LastDelivery: "none since start"}
+		if !c.LastSuccess.IsZero() {
+			r.LastDelivery = age(now, c.LastSuccess) + " ago"
+		}
+		d.Channels = append(d.Channels, r)
+		if c.LastError != "" {
+			d.Errors = append(d.Errors, errorRow{Where: "channel " + c.Name, When: stamp(c.LastErrorAt), Msg: c.LastError})
+		}
+	}
 	return d
 }
 
@@ -219,6 +239,10 @@ th { font-weight: 600; color: #555; }
 {{if .Queue.Upstreams}}<table id="upstreams">
 <tr><th>upstream (tried in order)</th><th>address</th><th>state</th><th>delivered</th><th>failed over</th><th>last error</th></tr>
 {{range .Queue.Upstreams}}<tr><td>{{.Name}}</td><td>{{.Addr}}</td><td class="{{.Class}}">{{.State}}{{if .Since}} for {{.Since}}{{end}}</td><td>{{.Delivered}}</td><td>{{.FailedOver}}</td><td>{{.LastError}}</td></tr>
+{{end}}</table>{{end}}
+{{if .Channels}}<table id="channels">
+<tr><th>fallback channel (via)</th><th>kind</th><th>waiting</th><th>delivered</th><th>retried</th><th>dead</th><th>last delivery</th></tr>
+{{range .Channels}}<tr><td>{{.Via}} {{.Name}}</td><td>{{.Kind}}</td><td{{if .Queued}} class="warn"{{end}}>{{.Queued}}</td><td>{{.Delivered}}</td><td>{{.Retried}}</td><td{{if .Dead}} class="bad"{{end}}>{{.Dead}}</td><td>{{.LastDelivery}}</td></tr>
 {{end}}</table>{{end}}
 {{if .SMTP}}<p>SMTP listener: {{range $i, $a := .SMTP}}{{if $i}}, {{end}}{{$a}}{{end}}</p>{{end}}
 

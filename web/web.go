@@ -18,6 +18,7 @@ import (
 
 	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/modbus"
+	"github.com/plcmail/plcmail/channel"
 	"github.com/plcmail/plcmail/spool"
 )
 
@@ -39,6 +40,8 @@ type Status struct {
 	SMTP          []string // listen addresses of the SMTP listener
 	// Modbus are the polled devices (modbus.go).
 	Modbus []modbus.DeviceStatus
+	// Channels are the fallback channels ([[channel]]), in order.
+	Channels []channel.Stats
 }
 
 // Waiting is the number of messages waiting, as `plcmail status` counts

@@ -87,6 +87,11 @@ func filesServeReads(cfg *config.Config) [][2]string {
 		add("mqtt.password_file", m.PasswordFile)
 		add("mqtt.ca_file", m.CAFile)
 	}
+	for i, c := range cfg.Channel {
+		add(fmt.Sprintf("channel[%d].token_file", i), c.TokenFile)
+		add(fmt.Sprintf("channel[%d].password_file", i), c.PasswordFile)
+		add(fmt.Sprintf("channel[%d].ca_file", i), c.CAFile)
+	}
 	return out
 }
 
@@ -110,7 +115,7 @@ func checkServiceUserAccess(cfg *config.Config, su *serviceUser) config.Errors {
 		problems = append(problems, &config.Error{File: cfg.File, Msg: why(cfg.File, false, err)})
 	}
 	for _, f := range filesServeReads(cfg) {
-		secret := strings.HasSuffix(f[0], "password_file") || strings.HasSuffix(f[0], "secret_file") || strings.HasSuffix(f[0], "key_file")
+		secret := strings.HasSuffix(f[0], "password_file") || strings.HasSuffix(f[0], "secret_file") || strings.HasSuffix(f[0], "key_file") || strings.HasSuffix(f[0], "token_file")
 		if err := su.canRead(f[1]); err != nil {
 			problems = append(problems, cfg.Errorf(f[0], "%s", why(f[1], secret, err)))
 		}

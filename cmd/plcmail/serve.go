@@ -115,18 +115,26 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 		return err
 	}
 	comps = append(comps, c)
+	mqttc, err := mqttClient(cfg, log) // the fleet view's and the mqtt channels' broker
+	if err != nil {
+		return err
+	}
+	// Fallback channels for alarms (cmd/plcmail/channel.go).
+	chans, err := channelDispatcher(cfg, sp, queue, links, mqttc, log)
+	if err != nil {
+		return err
+	}
+	if chans != nil {
+		comps = append(comps, component{"channels", chans.Run})
+	}
 	// Answers `plcmail status` on SPOOL/status.sock (cmd/plcmail/status.go).
-	collect := withModbus(statusCollector(cfg, sp, queue, links), poller)
+	collect := withChannels(withModbus(statusCollector(cfg, sp, queue, links), poller), chans)
 	comps = append(comps, statusComponent(cfg, collect, log))
 	// Metrics and the status page on [http] (cmd/plcmail/web.go).
 	if c, ok := webComponent(cfg, collect, log); ok {
 		comps = append(comps, c)
 	}
 	// The fleet view on an MQTT broker (cmd/plcmail/mqtt.go).
-	mqttc, err := mqttClient(cfg, log)
-	if err != nil {
-		return err
-	}
 	if mqttc != nil {
 		comps = append(comps, fleetComponent(cfg, mqttc, collect, log))
 	}
@@ -259,6 +267,9 @@ func restartKeys(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.MQTT, cfg.MQTT) {
 		keys = append(keys, "mqtt")
+	}
+	if !reflect.DeepEqual(old.Channel, cfg.Channel) {
+		keys = append(keys, "channel")
 	}
 	return keys
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/channel"
 	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/spool"
@@ -53,6 +54,8 @@ type statusSnapshot struct {
 	SMTP          []string  `json:"smtp_listen,omitempty"`
 	// Modbus are the polled [[modbus]] devices (modbus.go).
 	Modbus []modbus.DeviceStatus `json:"modbus,omitempty"`
+	// Channels are the fallback channels (cmd/plcmail/channel.go).
+	Channels []channel.Stats `json:"channels,omitempty"`
 }
 
 // statusCollector returns the function that takes a statusSnapshot of the
@@ -287,6 +290,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 		fmt.Fprintf(w, "  upstream unreachable: next attempt in %s\n", age(q.HoldUntil, now))
 	}
 	printUpstreams(w, now, q.Upstreams) // upstreams.go
+	printChannels(w, now, s.Channels)   // channelstatus.go
 	if len(s.SMTP) > 0 {
 		fmt.Fprintf(w, "\nsmtp listener: %s\n", strings.Join(s.SMTP, ", "))
 	}

@@ -40,5 +40,6 @@ func webStatus(s statusSnapshot, b buildInfo) web.Status {
 		Started: s.Started, Now: s.Now, Links: s.Links, Queue: s.Queue,
 		Spooled: s.Spooled, SpooledOldest: s.SpooledOldest, Dead: s.Dead, Corrupt: s.Corrupt, SMTP: s.SMTP,
 		Modbus: s.Modbus,
+		Channels: s.Channels,
 	}
 }

@@ -1,0 +1,115 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plcmail/plcmail/channel"
+	"github.com/plcmail/plcmail/internal/testenv"
+	"github.com/plcmail/plcmail/protocol"
+	"github.com/plcmail/plcmail/spool"
+)
+
+// An alarm carried by a fallback channel while its mail is still queued
+// (no upstream runs here) is reported to the PLC with via = the channel's
+// number and the channel's HTTP status, wired as serve wires it.
+func TestChannelDeliveryFrame(t *testing.T) {
+	posted := make(chan string, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posted <- r.Header.Get("Idempotency-Key")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(hook.Close)
+
+	m, slave := openPty(t)
+	cfg := testCfg(t, slave, testOpts{})
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := channel.New(sp, channel.Options{Hostname: "gw", Channels: []channel.Channel{
+		{Name: "late", Kind: channel.Webhook, URL: hook.URL, NotAcceptedWithin: time.Hour},
+		{Name: "hook", Kind: channel.Webhook, URL: hook.URL, HasSeverityRule: true, SeverityAtLeast: protocol.SeverityAlarm},
+	}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.BeforeEnqueue(d.Hook)
+	b, err := New(optionsFor(t, cfg), sp, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.OnResult(func(r channel.Result) {
+		if r.Delivered {
+			b.ChannelDelivery(r.Alarm.Key, r.Alarm.Origin, r.Via, r.Code)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { d.Run(ctx); done <- struct{}{} }()
+	go func() { b.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	g := &gateway{t: t, b: b, logs: logs}
+	g.waitConnected()
+
+	p := newPLC(t, m, 21)
+	p.expectAck(p.hello(), protocol.AckQueued)
+	raise := p.event(17, protocol.EventRaise, "P1 low", protocol.Float32Value(80))
+	p.expectAck(raise, protocol.AckQueued)
+	select {
+	case <-posted:
+	case <-time.After(15 * time.Second):
+		t.Fatal("nothing posted")
+	}
+	var r *protocol.Frame
+	if len(p.deliveries) > 0 {
+		r = &p.deliveries[0]
+	} else {
+		r = p.next(15 * time.Second)
+	}
+	if r == nil || r.Type != protocol.TypeDelivery || r.Boot != 21 || r.Seq != raise.Seq {
+		t.Fatalf("want a DELIVERY of seq %d, got %+v", raise.Seq, r)
+	}
+	if r.Status != protocol.DeliveryAccepted || r.SMTPCode != 202 || r.Via != 2 {
+		t.Errorf("DELIVERY status %v code %d via %d, want accepted 202 via 2", r.Status, r.SMTPCode, r.Via)
+	}
+}
+
+func TestDigestOriginSeverity(t *testing.T) {
+	tests := []struct {
+		sevs []string
+		want string
+	}{
+		{[]string{"warning", "critical", "alarm"}, `"sev":"critical"`},
+		{[]string{"info"}, `"sev":"info"`},
+		{[]string{""}, ""},
+	}
+	for _, tt := range tests {
+		var batch []record
+		for i, s := range tt.sevs {
+			batch = append(batch, record{T: "ev", Boot: 5, Seq: uint32(7 + i), Sev: s})
+		}
+		got := string(digestOrigin("line1", batch))
+		if tt.want == "" && strings.Contains(got, "sev") || !strings.Contains(got, tt.want) {
+			t.Errorf("%v: %s, want %s", tt.sevs, got, tt.want)
+		}
+		if o, ok := originOf(spool.Message{Origin: json.RawMessage(got)}); !ok || len(o.Events) != 1 {
+			t.Errorf("%s does not route: %+v", got, o)
+		}
+	}
+}

@@ -1,0 +1,289 @@
+package channel
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Record states.
+const (
+	StateQueued    = "queued"
+	StateDelivered = "delivered"
+	StateDead      = "dead"
+)
+
+// Record is one delivery of one alarm over one channel, the JSON file
+// SPOOL/channels/ID.
+type Record struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+	// Rule is the rule that sent the alarm: severity, not_accepted or
+	// upstream_failing.
+	Rule string `json:"rule"`
+	// IdempotencyKey goes with every attempt (Idempotency-Key, "id").
+	IdempotencyKey string    `json:"idempotency_key"`
+	Alarm          Alarm     `json:"alarm"`
+	Created        time.Time `json:"created"`
+	State          string    `json:"state"`
+	Attempts       int       `json:"attempts"`
+	NextAttempt    time.Time `json:"next_attempt"`
+	LastError      string    `json:"last_error,omitempty"`
+	Done           time.Time `json:"done,omitzero"`
+	Code           int       `json:"code,omitempty"` // HTTP status of the final answer
+}
+
+// dirChannels is the records' directory below the spool directory.
+const dirChannels = "channels"
+
+// tmpPrefix marks files being written; left over from a crash, they are
+// removed at open.
+const tmpPrefix = ".tmp-"
+
+// recordID names the record of the alarm with spool key key on a channel:
+// the same alarm and channel always give the same file.
+func recordID(channel, key string) string {
+	h := sha256.Sum256([]byte(channel + "\x00" + key))
+	return hex.EncodeToString(h[:16])
+}
+
+// idempotencyKey is what the receiver sees of the same pair, with the
+// gateway's name so that two gateways never share a key.
+func idempotencyKey(host, channel, key string) string {
+	h := sha256.Sum256([]byte(host + "\x00" + channel + "\x00" + key))
+	return "plcmail-" + hex.EncodeToString(h[:16])
+}
+
+// store keeps the records on disk and in memory. Only the process that
+// delivers from the spool (serve, which holds its delivery lock) writes it.
+type store struct {
+	dir string
+	log *slog.Logger
+
+	mu   sync.Mutex
+	recs map[string]Record
+	cmu  sync.Mutex // serialises create's check and link
+}
+
+func openStore(spoolDir string, log *slog.Logger) (*store, error) {
+	dir := filepath.Join(spoolDir, dirChannels)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("channel: %w", err)
+	}
+	s := &store{dir: dir, log: log, recs: map[string]Record{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("channel: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		p := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, tmpPrefix):
+			os.Remove(p) // a write cut short; its record was never linked
+			continue
+		case strings.HasSuffix(name, ".corrupt"):
+			continue
+		}
+		b, err := os.ReadFile(p)
+		var r Record
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err == nil && r.ID != name {
+			err = fmt.Errorf("id %q in file %s", r.ID, name)
+		}
+		if err != nil {
+			log.Error("unreadable channel record moved aside", "file", p, "err", err)
+			os.Rename(p, p+".corrupt")
+			continue
+		}
+		s.recs[r.ID] = r
+	}
+	return s, nil
+}
+
+func (s *store) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.recs[id]
+	return ok
+}
+
+// create writes r durably unless a record of its id exists; it reports
+// whether it wrote it. The file is complete and fsynced before its name
+// appears (link), and the directory is fsynced before create returns.
+func (s *store) create(r *Record) (bool, error) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.has(r.ID) {
+		return false, nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return false, err
+	}
+	tmp, err := s.writeTmp(b)
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp)
+	err = os.Link(tmp, filepath.Join(s.dir, r.ID))
+	if errors.Is(err, fs.ErrExist) {
+		// Written by a run that crashed before its directory fsync showed
+		// in our scan: it is there, so it counts.
+		return false, s.reload(r.ID)
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := os.Remove(tmp); err != nil {
+		return false, err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.recs[r.ID] = *r
+	s.mu.Unlock()
+	return true, nil
+}
+
+func (s *store) reload(id string) error {
+	b, err := os.ReadFile(filepath.Join(s.dir, id))
+	if err != nil {
+		return err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.recs[id] = r
+	s.mu.Unlock()
+	return nil
+}
+
+// update replaces r's file (temp file, fsync, rename); durable also fsyncs
+// the directory, for a final state.
+func (s *store) update(r *Record, durable bool) error {
+	s.mu.Lock()
+	s.recs[r.ID] = *r
+	s.mu.Unlock()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp, err := s.writeTmp(b)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, r.ID)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if durable {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+func (s *store) writeTmp(b []byte) (string, error) {
+	f, err := os.CreateTemp(s.dir, tmpPrefix)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// pending returns copies of the channel's queued records, oldest first.
+func (s *store) pending(channel string) []*Record {
+	s.mu.Lock()
+	var out []*Record
+	for _, r := range s.recs {
+		if r.Channel == channel && r.State == StateQueued {
+			out = append(out, &r)
+		}
+	}
+	s.mu.Unlock()
+	sortRecords(out)
+	return out
+}
+
+// queued counts the records not yet final, per channel.
+func (s *store) queued() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range s.recs {
+		if r.State == StateQueued {
+			out[r.Channel]++
+		}
+	}
+	return out
+}
+
+// all returns copies of every record, oldest first (status, tests).
+func (s *store) all() []*Record {
+	s.mu.Lock()
+	out := make([]*Record, 0, len(s.recs))
+	for _, r := range s.recs {
+		out = append(out, &r)
+	}
+	s.mu.Unlock()
+	sortRecords(out)
+	return out
+}
+
+// prune removes final records done before cut.
+func (s *store) prune(cut time.Time) {
+	s.mu.Lock()
+	var old []string
+	for id, r := range s.recs {
+		if r.State != StateQueued && r.Done.Before(cut) {
+			old = append(old, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range old {
+		if err := os.Remove(filepath.Join(s.dir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("cannot remove old channel record", "id", id, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		delete(s.recs, id)
+		s.mu.Unlock()
+	}
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
