@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
-	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/channel"
+	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/spool"
 )
 

@@ -39,7 +39,7 @@ func webStatus(s statusSnapshot, b buildInfo) web.Status {
 		Version: b.Version, Commit: b.commitString(), GoVersion: b.Go, PID: s.PID, Config: s.Config,
 		Started: s.Started, Now: s.Now, Links: s.Links, Queue: s.Queue,
 		Spooled: s.Spooled, SpooledOldest: s.SpooledOldest, Dead: s.Dead, Corrupt: s.Corrupt, SMTP: s.SMTP,
-		Modbus: s.Modbus,
+		Modbus:   s.Modbus,
 		Channels: s.Channels,
 	}
 }
