@@ -300,16 +300,31 @@ func compileAlarm(cfg *config.Config, path string, a *config.Alarm, holdoff time
 		body = DefaultBody
 	}
 	var errs config.Errors
-	var err error
-	if at.subject, err = template.New(path + ".subject").Parse(subj); err != nil {
-		errs = append(errs, cfg.Errorf(path+".subject", "%v", cleanTemplateError(err)))
+	// parseText parses one text template; a template with an unknown name
+	// is reported and dropped (nil), as one that does not parse, so that
+	// trySample does not report it a second time.
+	parseText := func(key, src string) *template.Template {
+		tmpl, err := template.New(path + key).Parse(src)
+		if err == nil {
+			err = checkNames(trees(tmpl.Templates())...)
+		}
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+key, "%v", cleanTemplateError(err)))
+			return nil
+		}
+		return tmpl
 	}
-	if at.body, err = template.New(path + ".body").Parse(body); err != nil {
-		errs = append(errs, cfg.Errorf(path+".body", "%v", cleanTemplateError(err)))
-	}
+	at.subject = parseText(".subject", subj)
+	at.body = parseText(".body", body)
 	if a.HTML != "" {
-		if at.html, err = htmltemplate.New(path + ".html").Parse(a.HTML); err != nil {
+		tmpl, err := htmltemplate.New(path + ".html").Parse(a.HTML)
+		if err == nil {
+			err = checkNames(trees(tmpl.Templates())...)
+		}
+		if err != nil {
 			errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
+		} else {
+			at.html = tmpl
 		}
 	}
 	return at, errs

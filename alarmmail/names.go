@@ -1,0 +1,134 @@
+package alarmmail
+
+import (
+	"fmt"
+	htmltemplate "html/template"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+)
+
+// TemplateMethods are the methods a template may call, besides the fields
+// of AlarmData, Entry and Value: time.Time's and time.Duration's, and String.
+//
+// Router builds (`make openwrt`, `make cross`) link a text/template that
+// can call only these (deploy/tmplmethods: a method looked up by a name known
+// only at run time keeps every method of every type in the binary, 1.4 MB
+// on MIPS). checkNames holds every build to the same rule, so that `plcmail
+// check` on a PC accepts exactly the templates the router can run.
+var TemplateMethods = []string{
+	// time.Time
+	"Format", "IsZero", "UTC", "Local", "Unix", "Year", "Month", "Day", "Hour", "Minute", "Second", "Weekday",
+	// time.Duration
+	"Hours", "Minutes", "Seconds", "Milliseconds", "Round", "Truncate",
+	// anything with one, Value included
+	"String",
+}
+
+// dataNames are the names a template may use after a dot.
+var dataNames = func() map[string]bool {
+	names := map[string]bool{}
+	for _, m := range TemplateMethods {
+		names[m] = true
+	}
+	for _, v := range []any{AlarmData{}, Entry{}, Value{}} {
+		t := reflect.TypeOf(v)
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() {
+				names[f.Name] = true
+			}
+		}
+	}
+	return names
+}()
+
+// checkNames reports the names in trees that are neither a field of the
+// mail data nor one of TemplateMethods, in branches that sample data does
+// not reach as well.
+func checkNames(trees ...*parse.Tree) error {
+	var bad []string
+	seen := map[string]bool{}
+	check := func(idents []string) {
+		for _, id := range idents {
+			if !dataNames[id] && !seen[id] {
+				seen[id] = true
+				bad = append(bad, id)
+			}
+		}
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			check(n.Ident)
+		case *parse.VariableNode:
+			check(n.Ident[1:])
+		case *parse.ChainNode:
+			walk(n.Node)
+			check(n.Field)
+		}
+	}
+	for _, tree := range trees {
+		if tree != nil && tree.Root != nil {
+			walk(tree.Root)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf(".%s: not a field of the mail data, nor one of the methods templates may call (%s)",
+		strings.Join(bad, ", ."), strings.Join(slices.Sorted(slices.Values(TemplateMethods)), ", "))
+}
+
+// trees returns the parse trees of tmpls (text or html templates: a parsed
+// template holds one per {{define}}).
+func trees[T interface {
+	*template.Template | *htmltemplate.Template
+}](tmpls []T) []*parse.Tree {
+	var out []*parse.Tree
+	for _, t := range tmpls {
+		switch t := any(t).(type) {
+		case *template.Template:
+			out = append(out, t.Tree)
+		case *htmltemplate.Template:
+			out = append(out, t.Tree)
+		}
+	}
+	return out
+}
