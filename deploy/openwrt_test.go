@@ -214,6 +214,7 @@ func TestMakeOpenWrt(t *testing.T) {
 			if a.arch == "mipsel_24kc" {
 				t.Run("install", func(t *testing.T) { installIPK(t, p, qemu) })
 			}
+			t.Run("apk", func(t *testing.T) { checkAPK(t, dist, a.arch, p) })
 		})
 	}
 }
