@@ -10,15 +10,15 @@ import (
 	"text/template/parse"
 )
 
-// TemplateMethods are the methods a template may call, besides the fields
+// templateMethods are the methods a template may call, besides the fields
 // of AlarmData, Entry and Value: time.Time's and time.Duration's, and String.
 //
-// Router builds (`make openwrt`, `make cross`) link a text/template that
-// can call only these (deploy/tmplmethods: a method looked up by a name known
+// The Makefile's builds (`make openwrt`, `make cross`, `make build`) link a
+// text/template that can call only these (deploy/tmplmethods: a method looked up by a name known
 // only at run time keeps every method of every type in the binary, 1.4 MB
 // on MIPS). checkNames holds every build to the same rule, so that `plcmail
 // check` on a PC accepts exactly the templates the router can run.
-var TemplateMethods = []string{
+var templateMethods = []string{
 	// time.Time
 	"Format", "IsZero", "UTC", "Local", "Unix", "Year", "Month", "Day", "Hour", "Minute", "Second", "Weekday",
 	// time.Duration
@@ -30,7 +30,7 @@ var TemplateMethods = []string{
 // dataNames are the names a template may use after a dot.
 var dataNames = func() map[string]bool {
 	names := map[string]bool{}
-	for _, m := range TemplateMethods {
+	for _, m := range templateMethods {
 		names[m] = true
 	}
 	for _, v := range []any{AlarmData{}, Entry{}, Value{}} {
@@ -45,7 +45,7 @@ var dataNames = func() map[string]bool {
 }()
 
 // checkNames reports the first name in trees that is neither a field of
-// the mail data nor one of TemplateMethods, located ("alarm[0].body:1:2:"),
+// the mail data nor one of templateMethods, located ("alarm[0].body:1:2:"),
 // in branches that sample data does not reach as well.
 func checkNames(trees ...*parse.Tree) error {
 	for _, tree := range trees {
@@ -66,7 +66,7 @@ func checkTree(tree *parse.Tree) error {
 			if !dataNames[id] && bad == nil {
 				loc, _ := tree.ErrorContext(n)
 				bad = fmt.Errorf("%s: .%s: not a field of the mail data, nor one of the methods templates may call (%s)",
-					loc, id, strings.Join(slices.Sorted(slices.Values(TemplateMethods)), ", "))
+					loc, id, strings.Join(slices.Sorted(slices.Values(templateMethods)), ", "))
 			}
 		}
 	}

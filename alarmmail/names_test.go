@@ -8,7 +8,7 @@ import (
 	"github.com/plcmail/plcmail/config"
 )
 
-// methodsTemplate calls every one of TemplateMethods. deploy's
+// methodsTemplate calls every one of templateMethods. deploy's
 // TestTemplateOverlay runs TestTemplateMethods with the router builds'
 // text/template, which proves that it keeps each of them.
 const methodsTemplate = `{{.Time.Format "2006-01-02"}} {{.Time.IsZero}} {{.Time.UTC.Year}} {{.Time.Local.IsZero}} ` +
@@ -17,7 +17,7 @@ const methodsTemplate = `{{.Time.Format "2006-01-02"}} {{.Time.IsZero}} {{.Time.
 	`{{.Uptime.Round 3600000000000}} {{.Uptime.Truncate 3600000000000}} {{.Uptime.String}} | {{(index .Values 0).String}}`
 
 func TestTemplateMethods(t *testing.T) {
-	for _, m := range TemplateMethods {
+	for _, m := range templateMethods {
 		if !strings.Contains(methodsTemplate, "."+m) {
 			t.Errorf("methodsTemplate does not call %s", m)
 		}
@@ -42,7 +42,7 @@ func TestTemplateMethods(t *testing.T) {
 }
 
 // TestTemplateNamesChecked: a name that is neither a field nor one of
-// TemplateMethods is refused at load time with its key, also where sample
+// templateMethods is refused at load time with its key, also where sample
 // data does not reach it, and the built-in templates pass the check.
 func TestTemplateNamesChecked(t *testing.T) {
 	for _, c := range []struct{ key, tmpl, bad string }{

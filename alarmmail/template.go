@@ -627,7 +627,7 @@ func (t *Templates) renderWith(at *alarmTemplate, data AlarmData, rcpt *recipien
 	if rcpt == nil {
 		return Mail{}, nil
 	}
-	data2, err := buildMessage(mailParts{
+	msg, err := buildMessage(mailParts{
 		from:      t.from,
 		to:        rcpt.to,
 		cc:        rcpt.cc,
@@ -642,7 +642,7 @@ func (t *Templates) renderWith(at *alarmTemplate, data AlarmData, rcpt *recipien
 	if err != nil {
 		return Mail{}, &renderError{"", err}
 	}
-	return Mail{From: t.from, To: append(append([]string(nil), rcpt.to...), rcpt.cc...), Data: data2}, nil
+	return Mail{From: t.from, To: append(append([]string(nil), rcpt.to...), rcpt.cc...), Data: msg}, nil
 }
 
 func timeOr(t time.Time) time.Time {

@@ -22,7 +22,7 @@ func overlay(t *testing.T) string {
 // method outside deploy/tmplmethods' list cannot be called (the build is
 // what the overlay says), while the fields and the listed methods work:
 // alarmmail's tests pass with it, TestTemplateMethods calling each method
-// of alarmmail.TemplateMethods (so the two lists agree), and so do the
+// of alarmmail.templateMethods (so the two lists agree), and so do the
 // status page's.
 func TestTemplateOverlay(t *testing.T) {
 	ov := overlay(t)

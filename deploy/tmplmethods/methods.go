@@ -1,4 +1,4 @@
-// Package template is not imported by anything: its one file is added to
+// Package template is not imported by anything: methods.go is added to
 // the standard library's text/template by overlay.sh, for router builds
 // (`make openwrt`, `make cross`, bench/size.sh).
 //
