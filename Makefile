@@ -4,7 +4,7 @@
 #   make cross     stripped static binaries for the usual gateway boxes in dist/, with sizes
 #   make test      the README's test command
 #   make install   build, then deploy/install.sh (root; see deploy/README.md)
-#   make openwrt   OpenWrt packages (.ipk) for MIPS, ARM and AArch64 routers in dist/
+#   make openwrt   OpenWrt packages (.ipk, and .apk with apk-tools 3) for MIPS, ARM and AArch64 routers in dist/
 #
 # Cross builds need nothing but Go: CGO_ENABLED=0 makes every binary static,
 # -trimpath keeps the build machine's paths out of it, -s -w drops the symbol
@@ -20,6 +20,14 @@ BUILDTAGS ?= nethttpomithttp2
 # from a git checkout, even if GOFLAGS turns it off.
 GOFLAGS_BUILD := -trimpath -buildvcs=auto -tags "$(BUILDTAGS)" -ldflags "$(LDFLAGS)"
 DIST    ?= dist
+# TEMPLATE_OVERLAY: build with deploy/tmplmethods' text/template, which calls
+# only the few methods templates may use (alarmmail.TemplateMethods) and so
+# lets the linker drop every other method: 1.4 MB of the MIPS binary. Set it
+# empty to build with the plain standard library (same templates accepted).
+TEMPLATE_OVERLAY ?= $(DIST)/.tmplmethods
+# OVERLAY_FLAG is a shell snippet: it writes the overlay and expands to the
+# -overlay flag, or fails the recipe when overlay.sh refuses this Go release.
+OVERLAY_SH = ov=; if [ -n '$(TEMPLATE_OVERLAY)' ]; then ov=$$(GO='$(GO)' sh deploy/tmplmethods/overlay.sh '$(TEMPLATE_OVERLAY)') || exit 1; ov="-overlay=$$ov"; fi
 
 # GOOS/GOARCH[/variant] -> dist/plcmail-<os>-<arch><variant>. The variant is
 # GOARM for arm (6: Raspberry Pi Zero/1, 7: Pi 2+ and most ARM HMIs running a
@@ -41,11 +49,12 @@ IPK_VERSION ?=
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o plcmail ./cmd/plcmail
+	@$(OVERLAY_SH); echo "CGO_ENABLED=0 $(GO) build $$ov $(GOFLAGS_BUILD) -o plcmail ./cmd/plcmail"; \
+	CGO_ENABLED=0 $(GO) build $$ov $(GOFLAGS_BUILD) -o plcmail ./cmd/plcmail
 
 cross:
 	@mkdir -p $(DIST) && rm -f $(DIST)/plcmail-* $(DIST)/SHA256SUMS
-	@set -e; for t in $(TARGETS); do \
+	@set -e; $(OVERLAY_SH); for t in $(TARGETS); do \
 		os=$$(echo $$t | cut -d/ -f1); arch=$$(echo $$t | cut -d/ -f2); variant=$$(echo $$t | cut -s -d/ -f3); \
 		out=$(DIST)/plcmail-$$os-$$arch; goarm=; gomips=; \
 		case $$arch in \
@@ -54,7 +63,7 @@ cross:
 		esac; \
 		echo "build $$out"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$goarm GOMIPS=$$gomips \
-			$(GO) build $(GOFLAGS_BUILD) -o $$out ./cmd/plcmail; \
+			$(GO) build $$ov $(GOFLAGS_BUILD) -o $$out ./cmd/plcmail; \
 	done
 	@echo "sizes (bytes):"
 	@cd $(DIST) && for f in plcmail-*; do \
@@ -62,11 +71,13 @@ cross:
 	@cd $(DIST) && { command -v sha256sum >/dev/null && sha256sum plcmail-* || shasum -a 256 plcmail-*; } > SHA256SUMS && echo "checksums: $(DIST)/SHA256SUMS"
 
 # openwrt builds one .ipk per OPENWRT_ARCHS entry with deploy/openwrt/ipk/build.sh
-# (tar and gzip only). The feed Makefile for the OpenWrt SDK is
-# deploy/openwrt/Makefile.
+# (tar and gzip only) and, when apk-tools 3 is installed, the same package as
+# .apk (deploy/openwrt/apk/build.sh) for OpenWrt releases that use apk.
+# The feed Makefile for the OpenWrt SDK is deploy/openwrt/Makefile.
 openwrt:
-	@mkdir -p $(DIST)/openwrt && rm -f $(DIST)/openwrt/plcmail_*.ipk
-	@set -e; v='$(IPK_VERSION)'; \
+	@mkdir -p $(DIST)/openwrt && rm -f $(DIST)/openwrt/plcmail_*.ipk $(DIST)/openwrt/plcmail_*.apk
+	@set -e; $(OVERLAY_SH); v='$(IPK_VERSION)'; \
+	apk=; if apk --version 2>/dev/null | grep -q '^apk-tools 3'; then apk=yes; fi; \
 	[ -n "$$v" ] || v=$$(echo '$(VERSION)' | sed -e 's/^v//' -e '/^[0-9]/!s/^/0.0.0~/')-1; \
 	for a in $(OPENWRT_ARCHS); do \
 		owarch=$${a%%=*}; t=$${a#*=}; arch=$${t%%/*}; variant=$$(echo $$t | cut -s -d/ -f2); \
@@ -75,13 +86,17 @@ openwrt:
 		bin=$(DIST)/openwrt/plcmail-$$owarch; \
 		echo "build $$bin (GOARCH=$$arch$${goarm:+ GOARM=$$goarm}$${gomips:+ GOMIPS=$$gomips})"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$goarm GOMIPS=$$gomips \
-			$(GO) build $(GOFLAGS_BUILD) -o $$bin ./cmd/plcmail; \
-		sh deploy/openwrt/ipk/build.sh --binary $$bin --arch $$owarch --version "$$v" --out $(DIST)/openwrt; \
+			$(GO) build $$ov $(GOFLAGS_BUILD) -o $$bin ./cmd/plcmail; \
+		ipk=$$(sh deploy/openwrt/ipk/build.sh --binary $$bin --arch $$owarch --version "$$v" --out $(DIST)/openwrt); \
 		rm -f $$bin; \
+		if [ -n "$$apk" ]; then sh deploy/openwrt/apk/build.sh --ipk $$ipk --out $(DIST)/openwrt >/dev/null; fi; \
 	done
-	@cd $(DIST)/openwrt && for f in plcmail_*.ipk; do \
+	@cd $(DIST)/openwrt && for f in plcmail_*.ipk plcmail_*.apk; do [ -f $$f ] || continue; \
 		wc -c <$$f | awk -v f=$$f '{ printf "  %-48s %9d  %5.2f MiB\n", f, $$1, $$1/1048576 }'; done
 	@echo "install on the router: opkg install /tmp/plcmail_<version>_<arch>.ipk"
+	@if ls $(DIST)/openwrt/plcmail_*.apk >/dev/null 2>&1; then \
+		echo "  or, on releases with apk: apk add --allow-untrusted /tmp/plcmail_<version>_<arch>.apk"; \
+	else echo "no .apk: apk-tools 3 (apk mkpkg) is not installed (deploy/README.md)"; fi
 
 test:
 	$(GO) test -race ./...

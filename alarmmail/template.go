@@ -22,7 +22,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/plcmail/plcmail/config"
-	gomail "github.com/wneessen/go-mail"
 )
 
 // Kinds of mail the serial bridge renders; AlarmData.Kind holds one of them.
@@ -301,16 +300,31 @@ func compileAlarm(cfg *config.Config, path string, a *config.Alarm, holdoff time
 		body = DefaultBody
 	}
 	var errs config.Errors
-	var err error
-	if at.subject, err = template.New(path + ".subject").Parse(subj); err != nil {
-		errs = append(errs, cfg.Errorf(path+".subject", "%v", cleanTemplateError(err)))
+	// parseText parses one text template; a template with an unknown name
+	// is reported and dropped (nil), as one that does not parse, so that
+	// trySample does not report it a second time.
+	parseText := func(key, src string) *template.Template {
+		tmpl, err := template.New(path + key).Parse(src)
+		if err == nil {
+			err = checkNames(trees(tmpl.Templates())...)
+		}
+		if err != nil {
+			errs = append(errs, cfg.Errorf(path+key, "%v", cleanTemplateError(err)))
+			return nil
+		}
+		return tmpl
 	}
-	if at.body, err = template.New(path + ".body").Parse(body); err != nil {
-		errs = append(errs, cfg.Errorf(path+".body", "%v", cleanTemplateError(err)))
-	}
+	at.subject = parseText(".subject", subj)
+	at.body = parseText(".body", body)
 	if a.HTML != "" {
-		if at.html, err = htmltemplate.New(path + ".html").Parse(a.HTML); err != nil {
+		tmpl, err := htmltemplate.New(path + ".html").Parse(a.HTML)
+		if err == nil {
+			err = checkNames(trees(tmpl.Templates())...)
+		}
+		if err != nil {
 			errs = append(errs, cfg.Errorf(path+".html", "%v", cleanTemplateError(err)))
+		} else {
+			at.html = tmpl
 		}
 	}
 	return at, errs
@@ -613,36 +627,22 @@ func (t *Templates) renderWith(at *alarmTemplate, data AlarmData, rcpt *recipien
 	if rcpt == nil {
 		return Mail{}, nil
 	}
-	m := gomail.NewMsg()
-	if err := m.From(t.from); err != nil {
-		return Mail{}, &renderError{"", fmt.Errorf("from %q: %w", t.from, err)}
-	}
-	if err := m.To(rcpt.to...); err != nil {
-		return Mail{}, &renderError{".to", err}
-	}
-	if len(rcpt.cc) > 0 {
-		if err := m.Cc(rcpt.cc...); err != nil {
-			return Mail{}, &renderError{".cc", err}
-		}
-	}
-	m.Subject(SanitizeHeader(subj.String()))
-	m.SetDateWithValue(timeOr(data.Time))
-	m.SetMessageIDWithValue(randomToken() + "@" + t.hostname)
-	// RFC 3834: auto-responders must not answer alarm mails.
-	m.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
-	m.SetUserAgent("plcmail")
-	if data.Kind == KindAlarm && (data.Severity == "alarm" || data.Severity == "critical") {
-		m.SetImportance(gomail.ImportanceHigh)
-	}
-	m.SetBodyString(gomail.TypeTextPlain, crlf(body.String()))
-	if at.html != nil {
-		m.AddAlternativeString(gomail.TypeTextHTML, crlf(html.String()))
-	}
-	var out bytes.Buffer
-	if _, err := m.WriteTo(&out); err != nil {
+	msg, err := buildMessage(mailParts{
+		from:      t.from,
+		to:        rcpt.to,
+		cc:        rcpt.cc,
+		subject:   SanitizeHeader(subj.String()),
+		date:      timeOr(data.Time),
+		messageID: randomToken() + "@" + t.hostname,
+		important: data.Kind == KindAlarm && (data.Severity == "alarm" || data.Severity == "critical"),
+		text:      crlf(body.String()),
+		alt:       at.html != nil,
+		html:      crlf(html.String()),
+	})
+	if err != nil {
 		return Mail{}, &renderError{"", err}
 	}
-	return Mail{From: t.from, To: append(append([]string(nil), rcpt.to...), rcpt.cc...), Data: out.Bytes()}, nil
+	return Mail{From: t.from, To: append(append([]string(nil), rcpt.to...), rcpt.cc...), Data: msg}, nil
 }
 
 func timeOr(t time.Time) time.Time {

@@ -4,13 +4,21 @@
 #   sh bench/size.sh [TOP]        markdown on stdout; TOP packages in the table (default 40)
 #
 # Builds plcmail the way `make cross` / `make openwrt` do (same tags and
-# flags: BUILDTAGS from the Makefile unless set) for mipsle softfloat, arm
+# flags: BUILDTAGS from the Makefile unless set; the text/template overlay of
+# deploy/tmplmethods unless TEMPLATE_OVERLAY=no) for mipsle softfloat, arm
 # (GOARM=5, OpenWrt's arm_cortex-a7) and arm64, and prints per target the
-# stripped size, gzip -9 and xz -9e sizes and, when mksquashfs is installed,
-# the size of a squashfs (xz, 256 KiB blocks, as OpenWrt's rootfs) holding
-# only the binary: the flash the binary takes in a firmware image. An opkg
-# install lands on the overlay (jffs2 with zlib, or ubifs with lzo/zstd),
-# whose cost lies between the gzip figure and the plain size.
+# stripped size, gzip -9 and xz -9e sizes and, with mtd-utils and
+# squashfs-tools installed, the flash it takes on a router:
+#
+#   - squashfs xz: a squashfs (xz, 256 KiB blocks, BCJ, as OpenWrt's rootfs)
+#     holding only the binary, when it is built into the firmware image;
+#   - jffs2 zlib: a jffs2 image (64 KiB erase blocks, zlib, the target's
+#     byte order) holding only the binary, when opkg installs it onto the
+#     overlay of a NOR-flash router: jffs2 compresses each 4 KiB page on its
+#     own. OpenWrt's kernels may add lzma to jffs2; zlib is the default and
+#     the larger of the two.
+#
+# A row for mipsle without the overlay shows what it saves.
 #
 # Then the per-package table: the mipsle binary built again without -s -w,
 # `go tool nm -size -sort size` grouped by package (text, rodata and data
@@ -26,36 +34,51 @@ GO=${GO:-go}
 tags=${BUILDTAGS-$(sed -n 's/^BUILDTAGS[[:space:]]*?=[[:space:]]*//p' Makefile)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+ov=
+[ "${TEMPLATE_OVERLAY:-}" = no ] || ov=-overlay=$(GO=$GO sh deploy/tmplmethods/overlay.sh "$tmp/overlay")
 
-build() { # build OUT GOARCH VARIANT [ldflags]
-	out=$1 arch=$2 variant=$3 ld=${4--s -w}
+build() { # build OUT GOARCH VARIANT [ldflags [overlay flag]]
+	out=$1 arch=$2 variant=$3 ld=${4--s -w} o=${5-$ov}
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOMIPS=$([ "$arch" = mipsle ] && echo "$variant") \
 		GOARM=$([ "$arch" = arm ] && echo "$variant") \
-		$GO build -tags "$tags" -trimpath -ldflags "$ld" -o "$out" ./cmd/plcmail
+		$GO build $o -tags "$tags" -trimpath -ldflags "$ld" -o "$out" ./cmd/plcmail
 }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB (%d)", b / 1048576, b }'; }
 
-echo "| target | stripped | gzip -9 | xz -9e | squashfs xz |"
-echo "|---|---:|---:|---:|---:|"
+echo "| target | stripped | gzip -9 | xz -9e | squashfs xz | jffs2 zlib |"
+echo "|---|---:|---:|---:|---:|---:|"
+row() { # row NAME BINARY ARCH
+	b=$2 arch=$3
+	s=$(wc -c <"$b")
+	gz=$(gzip -9c "$b" | wc -c)
+	xzs=$(xz -9e -c "$b" | wc -c)
+	rm -rf "$tmp/root" && mkdir -p "$tmp/root/usr/bin" && cp "$b" "$tmp/root/usr/bin/plcmail"
+	sq=n/a jf=n/a
+	if command -v mksquashfs >/dev/null; then
+		mksquashfs "$tmp/root" "$tmp/sq.img" -comp xz -b 256K -Xbcj $([ "$arch" = mipsle ] && echo x86 || echo arm) \
+			-noappend -all-root -no-progress -quiet >/dev/null 2>&1 ||
+			mksquashfs "$tmp/root" "$tmp/sq.img" -comp xz -b 256K -noappend -all-root -no-progress -quiet >/dev/null
+		sq=$(mib "$(wc -c <"$tmp/sq.img")")
+	fi
+	if command -v mkfs.jffs2 >/dev/null; then
+		# -l: little-endian (all three targets); no cleanmarkers padding (-n) as on NOR.
+		mkfs.jffs2 -l -n -e 64KiB -r "$tmp/root" -o "$tmp/jffs2.img" 2>/dev/null
+		jf=$(mib "$(wc -c <"$tmp/jffs2.img")")
+	fi
+	echo "| $1 | $(mib "$s") | $(mib "$gz") | $(mib "$xzs") | $sq | $jf |"
+}
 for t in mipsle/softfloat arm/5 arm64/; do
 	arch=${t%/*} variant=${t#*/}
 	b=$tmp/plcmail-$arch
 	build "$b" "$arch" "$variant"
-	s=$(wc -c <"$b")
-	gz=$(gzip -9c "$b" | wc -c)
-	xzs=$(xz -9e -c "$b" | wc -c)
-	sq=n/a
-	if command -v mksquashfs >/dev/null; then
-		mkdir -p "$tmp/sq-$arch/usr/bin" && cp "$b" "$tmp/sq-$arch/usr/bin/plcmail"
-		mksquashfs "$tmp/sq-$arch" "$tmp/sq-$arch.img" -comp xz -b 256K -Xbcj $([ "$arch" = mipsle ] && echo x86 || echo arm) \
-			-noappend -all-root -no-progress -quiet >/dev/null 2>&1 ||
-			mksquashfs "$tmp/sq-$arch" "$tmp/sq-$arch.img" -comp xz -b 256K -noappend -all-root -no-progress -quiet >/dev/null
-		sq=$(mib "$(wc -c <"$tmp/sq-$arch.img")")
-	fi
-	echo "| linux/$arch${variant:+ ($variant)} | $(mib "$s") | $(mib "$gz") | $(mib "$xzs") | $sq |"
+	row "linux/$arch${variant:+ ($variant)}" "$b" "$arch"
 done
+if [ -n "$ov" ]; then
+	build "$tmp/plain" mipsle softfloat "-s -w" ""
+	row "linux/mipsle (softfloat), plain text/template (no overlay)" "$tmp/plain" mipsle
+fi
 echo
-echo "Built with \`-tags \"$tags\" -trimpath -ldflags \"-s -w\"\`, $($GO version | cut -d' ' -f3)."
+echo "Built with \`${ov:+-overlay (deploy/tmplmethods) }-tags \"$tags\" -trimpath -ldflags \"-s -w\"\`, $($GO version | cut -d' ' -f3)."
 echo
 
 build "$tmp/full" mipsle softfloat ""

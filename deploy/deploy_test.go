@@ -628,6 +628,9 @@ func TestMakeCrossBuild(t *testing.T) {
 			if f.Section(".symtab") != nil {
 				t.Error("binary has a symbol table: not stripped")
 			}
+			if body, _ := os.ReadFile(bin); !bytes.Contains(body, []byte("text/template.plcmailMethod")) {
+				t.Error("binary not built with deploy/tmplmethods' text/template overlay")
+			}
 			info, err := buildinfo.ReadFile(bin)
 			if err != nil {
 				t.Fatal(err)

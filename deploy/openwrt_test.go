@@ -202,6 +202,10 @@ func TestMakeOpenWrt(t *testing.T) {
 			if f.Machine != a.machine || f.Section(".symtab") != nil {
 				t.Errorf("binary: machine %v (want %v), symbols stripped: %v", f.Machine, a.machine, f.Section(".symtab") == nil)
 			}
+			// The function table names functions in stripped binaries too.
+			if !bytes.Contains(p.data["usr/bin/plcmail"].body, []byte("text/template.plcmailMethod")) {
+				t.Error("binary not built with deploy/tmplmethods' text/template overlay")
+			}
 			f.Close()
 			qemu := testenv.NeedTool(t, a.qemu, "qemu-user")
 			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "plcmail v1.2.3") {
@@ -210,6 +214,7 @@ func TestMakeOpenWrt(t *testing.T) {
 			if a.arch == "mipsel_24kc" {
 				t.Run("install", func(t *testing.T) { installIPK(t, p, qemu) })
 			}
+			t.Run("apk", func(t *testing.T) { checkAPK(t, dist, a.arch, p) })
 		})
 	}
 }

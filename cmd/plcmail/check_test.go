@@ -98,7 +98,7 @@ to = ["ops@example.com"]
 `
 	path = c.write(t)
 	r = runCLI(t, "", "plcmail", "check", "-c", path)
-	if r.code != 1 || !strings.HasPrefix(r.stdout, path+":20: alarm[0].body: renders with sample data: ") || !strings.Contains(r.stdout, "NoSuchField") {
+	if r.code != 1 || !strings.HasPrefix(r.stdout, path+":20: alarm[0].body: template line 1:2: .NoSuchField: not a field of the mail data") {
 		t.Errorf("render error: code %d, stdout:\n%s", r.code, r.stdout)
 	}
 }
@@ -150,7 +150,7 @@ func TestCheckEveryProblem(t *testing.T) {
 		{"templates.toml", []string{
 			`14: alarm[0].subject: template line 1: bad character U+007D '}'`,
 			`15: alarm[0].body: template line 1: missing value for if`,
-			`21: alarm[1].body: renders with sample data: template line 1:2: at <.NoSuchField>: can't evaluate field NoSuchField in type alarmmail.AlarmData`,
+			`21: alarm[1].body: template line 1:2: .NoSuchField: not a field of the mail data, nor one of the methods templates may call (Day, Format, Hour, Hours, IsZero, Local, Milliseconds, Minute, Minutes, Month, Round, Second, Seconds, String, Truncate, UTC, Unix, Weekday, Year)`,
 			`26: alarm[2].subject: renders with sample data: template line 1:11: at <{{template "nope"}}>: template "nope" not defined`,
 			`27: alarm[2].html: template line 1: bad character U+007D '}'`,
 		}},
@@ -201,7 +201,7 @@ var mixedProblems = []string{
 	`25: flood.max_mails_per_minute: must be at least 1`,
 	`27: smtpd: unknown section (did you mean smtp?)`,
 	`32: alarm[0].subject: template line 1: bad character U+007D '}'`,
-	`37: alarm[1].body: renders with sample data: template line 1:2: at <.NoSuchField>: can't evaluate field NoSuchField in type alarmmail.AlarmData`,
+	`37: alarm[1].body: template line 1:2: .NoSuchField: not a field of the mail data, nor one of the methods templates may call (Day, Format, Hour, Hours, IsZero, Local, Milliseconds, Minute, Minutes, Month, Round, Second, Seconds, String, Truncate, UTC, Unix, Weekday, Year)`,
 	`38: alarm[1].to[0]: "ops" is not a mail address`,
 }
 

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# bench/smtprelay.sh: plcmail next to decke/smtprelay, a small Go SMTP relay
+# without a queue, on the relay measurement of bench/run.sh.
+#
+#   BENCH_SMTPRELAY_SRC=DIR bash bench/smtprelay.sh     # DIR: a checkout of github.com/decke/smtprelay
+#   BENCH_SMTPRELAY_BIN=FILE bash bench/smtprelay.sh    # or a built smtprelay
+#
+# smtprelay is NOT durable: it has no queue. It answers DATA only after it
+# has handed the message to its smarthost (so accepted = delivered for it),
+# and while the smarthost is down it refuses mail, which the client must
+# keep. plcmail answers 250 once the message is fsynced in its spool and
+# delivers afterwards. The row is a peer comparison of the SMTP path, not of
+# like guarantees.
+#
+# Both relay to the same smtp-sink, driven by the same smtp-source as in
+# bench/run.sh (16 sessions, 4 KiB, N messages), in the order smtprelay,
+# plcmail, plcmail, smtprelay; rows show the mean and each run. smtprelay
+# runs with its defaults except listen, remotes, hostname and
+# max_connections: its default of 100 makes smtp-source abort on a 421 (it
+# opens a new session per message, and the server counts a session until
+# its handler has returned), so it runs with BENCH_SMTPRELAY_MAX_CONNECTIONS
+# (default -1, no limit) and the table says so.
+#
+# smtprelay reads SMTPRELAY_* variables as flags, so the knobs here start
+# with BENCH_. Knobs: BENCH_N (5000), BENCH_SMTPRELAY_MAX_CONNECTIONS (-1), BENCH_SINK_PORT
+# (2646), BENCH_RELAY_PORT (2545), BENCH_PLC_PORT (2547), BENCH_DIR (parent
+# of the work directory). Prints markdown on stdout; logs on stderr.
+set -euo pipefail
+export LC_ALL=C
+export PATH=$PATH:/usr/sbin:/sbin
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+N=${BENCH_N:-5000}
+SESSIONS=16
+MSG_BYTES=4096
+MAXCONN=${BENCH_SMTPRELAY_MAX_CONNECTIONS:--1}
+SINK_PORT=${BENCH_SINK_PORT:-2646}
+RELAY_PORT=${BENCH_RELAY_PORT:-2545}
+PLC_PORT=${BENCH_PLC_PORT:-2547}
+SENDER=bench@client.example
+RCPT=alarm@upstream.example
+
+log() { printf '%s smtprelay-bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+fmt() { awk -v v="$1" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf "%.1f", v }'; }
+
+command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null || die "smtp-source/smtp-sink missing (Debian package postfix)"
+for p in "$SINK_PORT" "$RELAY_PORT" "$PLC_PORT"; do
+	! ss -Htln "sport = :$p" | grep -q . || die "port $p is in use; set BENCH_*_PORT"
+done
+
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/smtprelay-bench.XXXXXX")
+PIDS=()
+cleanup() {
+	local rc=$?
+	set +e
+	for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[[ ${BENCH_KEEP:-0} == 1 ]] && log "kept $W" || rm -rf "$W"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+bg() { # bg NAME CMD...: in its own session, output to $W/NAME.log; sets BG_PID
+	local name=$1
+	shift
+	setsid "$@" >"$W/$name.log" 2>&1 &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+wait_port() {
+	local end=$(($(date +%s) + $2))
+	while (($(date +%s) < end)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# --- binaries
+if [[ -n ${BENCH_SMTPRELAY_BIN:-} ]]; then
+	RELAY_BIN=$BENCH_SMTPRELAY_BIN
+elif [[ -n ${BENCH_SMTPRELAY_SRC:-} ]]; then
+	# Its version: BENCH_SMTPRELAY_VERSION, else git describe of the checkout.
+	v=${BENCH_SMTPRELAY_VERSION:-$(git -C "$BENCH_SMTPRELAY_SRC" describe --tags --always 2>/dev/null || echo unknown)}
+	log "building smtprelay $v from $BENCH_SMTPRELAY_SRC (modules from the Go proxy)"
+	(cd "$BENCH_SMTPRELAY_SRC" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.appVersion=$v" -o "$W/smtprelay" .) ||
+		die "smtprelay build failed"
+	RELAY_BIN=$W/smtprelay
+else
+	die "set BENCH_SMTPRELAY_SRC (a checkout of github.com/decke/smtprelay) or BENCH_SMTPRELAY_BIN"
+fi
+RELAY_VERSION=$("$RELAY_BIN" -version 2>&1 | head -1 || true)
+log "building plcmail"
+tags=$(sed -n 's/^BUILDTAGS[[:space:]]*?=[[:space:]]*//p' "$REPO/Makefile")
+(cd "$REPO" && CGO_ENABLED=0 go build -tags "$tags" -trimpath -o "$W/plcmail" ./cmd/plcmail) || die "plcmail build failed"
+PLC_VERSION=$(cd "$REPO" && git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# --- the sink and both relays
+bg sink smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 256
+wait_port "$SINK_PORT" 10 || die "smtp-sink did not start"
+bg smtprelay "$RELAY_BIN" -listen "127.0.0.1:$RELAY_PORT" -remotes "smtp://127.0.0.1:$SINK_PORT" \
+	-hostname bench-smtprelay.localdomain -max_connections "$MAXCONN"
+wait_port "$RELAY_PORT" 10 || die "smtprelay did not start: $(tail -3 "$W/smtprelay.log")"
+mkdir -p "$W/spool"
+cat >"$W/plcmail.toml" <<TOML
+[gateway]
+hostname  = "bench-plcmail.localdomain"
+spool_dir = "$W/spool"
+log_level = "info"
+
+[upstream]
+host     = "127.0.0.1"
+port     = $SINK_PORT
+security = "none"
+auth     = "none"
+from     = "plcmail@bench.localdomain"
+
+[smtp]
+listen            = ["127.0.0.1:$PLC_PORT"]
+allowed_networks  = ["127.0.0.0/8"]
+max_message_bytes = 10240000
+max_connections        = 256
+max_connections_per_ip = 256
+TOML
+bg plcmail "$W/plcmail" -c "$W/plcmail.toml" serve
+wait_port "$PLC_PORT" 15 || die "plcmail did not start: $(tail -3 "$W/plcmail.log")"
+
+relay_sent() { grep -c 'delivering mail from peer using smarthost' "$W/smtprelay.log" || true; }
+relay_failed() { grep -c 'delivery failed' "$W/smtprelay.log" || true; }
+relay_queue() { echo 0; } # no queue: a message is delivered before the 250
+plc_sent() { grep -c 'msg=delivered' "$W/plcmail.log" || true; }
+plc_queue() { find "$W/spool/queue" -type f 2>/dev/null | wc -l; }
+
+# run WHO PORT QUEUEFN SENTFN: one smtp-source run; appends to ACC[WHO], DEL[WHO].
+declare -A ACC DEL
+run() {
+	local who=$1 port=$2 qfn=$3 sent=$4 base t0 t1 t2 end d acc del
+	base=$($sent)
+	t0=$(now)
+	if ! timeout 300 smtp-source -s "$SESSIONS" -l "$MSG_BYTES" -m "$N" -f "$SENDER" -t "$RCPT" \
+		"127.0.0.1:$port" >"$W/source-$who.log" 2>&1; then
+		log "$who: smtp-source failed: $(tail -3 "$W/source-$who.log" | tr '\n' ' ')"
+		ACC[$who]+="n/a " DEL[$who]+="n/a "
+		return 0
+	fi
+	t1=$(now)
+	end=$(($(date +%s) + 240))
+	while (($(date +%s) < end)); do
+		(($($qfn) == 0)) && (($($sent) - base >= N)) && break
+		sleep 0.05
+	done
+	t2=$(now)
+	d=$(($($sent) - base))
+	acc=$(calc "$N / ($t1 - $t0)")
+	del=n/a
+	((d >= N)) && del=$(calc "$N / ($t2 - $t0)")
+	ACC[$who]+="$acc " DEL[$who]+="$del "
+	log "$who: accepted $(fmt "$acc") msg/s, delivered $(fmt "$del") msg/s ($d delivered)"
+}
+mean() { # mean "a b": "mean (a / b)", n/a when one is
+	awk -v s="$1" 'BEGIN { n = split(s, a, " "); t = 0
+		for (i = 1; i <= n; i++) { if (a[i] == "n/a") { print "n/a"; exit } t += a[i] }
+		printf "%.1f (%.1f / %.1f)", t / n, a[1], a[2] }'
+}
+first() { awk '{ print $1 }' <<<"$1"; }
+ratio() { # ratio "plc runs" "relay runs"
+	awk -v p="$1" -v r="$2" 'BEGIN { np = split(p, a, " "); nr = split(r, b, " "); sp = sr = 0
+		for (i = 1; i <= np; i++) { if (a[i] == "n/a") { print "n/a"; exit } sp += a[i] }
+		for (i = 1; i <= nr; i++) { if (b[i] == "n/a") { print "n/a"; exit } sr += b[i] }
+		printf "%.2fx", (sp / np) / (sr / nr) }'
+}
+
+log "$N messages, $SESSIONS sessions, $MSG_BYTES bytes; order smtprelay, plcmail, plcmail, smtprelay"
+run smtprelay "$RELAY_PORT" relay_queue relay_sent
+run plcmail "$PLC_PORT" plc_queue plc_sent
+run plcmail "$PLC_PORT" plc_queue plc_sent
+run smtprelay "$RELAY_PORT" relay_queue relay_sent
+fails=$(relay_failed)
+
+echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC with \`bash bench/smtprelay.sh\` ($N messages per run, $SESSIONS sessions, $MSG_BYTES bytes, one upstream smtp-sink; load average at the end $(cut -d' ' -f1-3 /proc/loadavg))."
+echo "smtprelay: $RELAY_VERSION, built with $(go version | cut -d' ' -f3), its defaults but \`-max_connections $MAXCONN\`; plcmail $PLC_VERSION."
+echo
+echo "| measurement | smtprelay (not durable: no queue) | plcmail (250 after fsync) | plcmail / smtprelay |"
+echo "|---|---:|---:|---:|"
+echo "| relay, plain upstream: accepted msg/s | $(mean "${ACC[smtprelay]}") | $(mean "${ACC[plcmail]}") | $(ratio "${ACC[plcmail]}" "${ACC[smtprelay]}") |"
+echo "| relay, plain upstream: delivered msg/s, end to end | $(mean "${DEL[smtprelay]}") | $(mean "${DEL[plcmail]}") | $(ratio "${DEL[plcmail]}" "${DEL[smtprelay]}") |"
+echo
+echo "smtprelay logged $fails failed deliveries."
