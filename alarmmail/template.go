@@ -91,6 +91,11 @@ type Entry struct {
 	Boot     uint32
 	Seq      uint32
 	Reason   string // why it was not mailed on its own: "hold-off", "rate limit"
+	// Tag, Unit and Limit are set for a polled Modbus tag, which has no
+	// boot or event number to show; then Seq counts the rule's transitions.
+	Tag   string `json:",omitempty"`
+	Unit  string `json:",omitempty"`
+	Limit string `json:",omitempty"`
 }
 
 // Value is one typed value from an event; it prints as its value.
@@ -187,7 +192,7 @@ Since: {{.Time.Format "2006-01-02 15:04:05 MST"}}
 		`[plcmail] {{len .Digest}} alarm events on {{.Link}}{{with .Label}} ({{.}}){{end}}`,
 		`These events were not mailed one by one (hold-off or rate limit):
 
-{{range .Digest}}{{.Time.Format "2006-01-02 15:04:05"}}  {{.Code}} {{.Name}}: {{.Event}} [{{.Severity}}]{{with .Text}} "{{.}}"{{end}}{{with .Values}} ({{range $i, $v := .}}{{if $i}}, {{end}}{{$v}}{{end}}){{end}}  boot {{.Boot}} event {{.Seq}}, {{.Reason}}
+{{range .Digest}}{{.Time.Format "2006-01-02 15:04:05"}}  {{.Code}} {{.Name}}: {{.Event}} [{{.Severity}}]{{with .Text}} "{{.}}"{{end}}{{if .Tag}} ({{.Tag}}{{with .Values}} = {{index . 0}}{{end}}{{with .Unit}} {{.}}{{end}}{{with .Limit}}, {{.}} limit{{end}}){{else}}{{with .Values}} ({{range $i, $v := .}}{{if $i}}, {{end}}{{$v}}{{end}}){{end}}  boot {{.Boot}} event {{.Seq}}{{end}}, {{.Reason}}
 {{end}}
 ` + noticeHead},
 }

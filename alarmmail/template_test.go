@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net/mail"
 	"strings"
 	"testing"
@@ -329,5 +330,40 @@ to = ["ops@example.com"]
 	if msg, _ := parseMsg(t, m.Data); !strings.Contains(msg.Header.Get("Subject"), "Alarm 5: raise") ||
 		strings.Join(m.To, ",") != "ops@example.com" {
 		t.Errorf("subject %q to %v", msg.Header.Get("Subject"), m.To)
+	}
+}
+
+// A digest of held Modbus events names the tag, value, unit and limit
+// instead of the boot and event numbers, which a polled tag does not have.
+func TestDigestModbusEntries(t *testing.T) {
+	_, tm := compile(t, templateConfig)
+	d := SampleData(KindDigest)
+	d.Link = "modbus/tank"
+	d.Digest = []Entry{
+		{Code: 17, Event: "raise", Severity: "critical", Values: []Value{{Kind: "float32", F: 97.5}}, Tag: "level", Unit: "%", Limit: "HH", Seq: 3, Reason: "hold-off"},
+		{Code: 5, Event: "clear", Values: []Value{{Kind: "bool", Bool: false}}, Tag: "door", Seq: 2, Reason: "rate limit"},
+		{Code: 5, Event: "raise", Values: []Value{{Kind: "int32", Int: 4}}, Boot: 7, Seq: 9, Reason: "hold-off"},
+	}
+	sub, err := tm.Render(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, qp := parseMsg(t, sub.Data)
+	b, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(qp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	for _, want := range []string{
+		"Hydraulic pressure low: raise [critical] (level = 97.5 %, HH limit), hold-off",
+		"Alarm 5: clear [] (door = false), rate limit",
+		"Alarm 5: raise [] (4)  boot 7 event 9, hold-off",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("digest lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Count(body, "boot ") != 1 {
+		t.Errorf("boot numbers shown for Modbus entries:\n%s", body)
 	}
 }

@@ -552,7 +552,8 @@ func (p *Poller) evaluate(d *device, t *Tag, r *Rule, v value, now time.Time) {
 		*st = next
 		delete(d.pending, key)
 		n := d.st.Held.Add(alarmmail.Entry{Time: now, Code: r.Code, Name: data.Name, Event: data.Event,
-			Severity: data.Severity, Values: data.Values, Text: data.Text, Seq: uint32(next.Count), Reason: reason})
+			Severity: data.Severity, Values: data.Values, Text: data.Text, Seq: uint32(next.Count), Reason: reason,
+			Tag: t.Name, Unit: t.Unit, Limit: r.Limit})
 		d.digest.Held(now, p.digestDelay(), n)
 		d.update(func(s *DeviceStatus) { s.Held++ })
 		p.save(d)
