@@ -281,7 +281,7 @@ PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t det
 
 void PlcMail::poll() {
   uint32_t now = clockMs();
-  while (now - secondMark_ >= 1000) {
+  while ((uint16_t)((uint16_t)now - secondMark_) >= 1000) {
     secondMark_ += 1000;
     uptime_++;
   }

@@ -178,10 +178,12 @@ struct PlcMailState {
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
   uint32_t uptime_;      // seconds since begin()
-  uint32_t secondMark_;  // millis() of the last uptime tick
-  // The low 16 bits of millis() suffice for the timers below (both under
-  // 65 s): cheaper on AVR than 32-bit arithmetic. poll() called less often
-  // than every 65 s delays a retransmission or heartbeat by up to 65 s more.
+  // The low 16 bits of millis() suffice for the timers below (all under
+  // 65 s) as long as poll() runs at least every 65 s: cheaper on AVR than
+  // 32-bit arithmetic. poll() called less often delays a retransmission or
+  // heartbeat by up to 65 s more, and a stall longer than 65.536 s costs the
+  // uptime a multiple of 65.536 s.
+  uint16_t secondMark_;  // millis() of the last uptime tick
   uint16_t lastSend_;    // millis() of the head's last transmission
   uint16_t lastBeat_;    // millis() of the last heartbeat
   uint32_t helloUptime_;

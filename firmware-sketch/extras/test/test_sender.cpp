@@ -600,6 +600,25 @@ void testHeartbeat() {
   CHECK_EQ(pm.uptime(), 35);
 }
 
+// The uptime counts 16 bits of millis(): exact as long as poll() runs at
+// least every 65.5 s (here every 65 s, across the 32-bit wrap as well), and
+// a longer stall costs it a multiple of 65.536 s (documented in README.md).
+void testUptimeSlowPoll() {
+  reset();
+  fakeMillis = 0xFFFFFFFFu - 100000;
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(9, 0);
+  for (int i = 0; i < 20; i++) {
+    fakeMillis += 65000;
+    pm.poll();
+  }
+  CHECK_EQ(pm.uptime(), 1300);
+  fakeMillis += 65536 + 2000;  // one stall past the 16-bit wrap
+  pm.poll();
+  CHECK_EQ(pm.uptime(), 1302);
+}
+
 void testDeliveryStatus() {
   reset();
   FakeLink link;
@@ -866,6 +885,7 @@ int main() {
   RUN(testRebootNewBootIdFromEeprom);
   RUN(testBootIdWearAndUniqueness);
   RUN(testHeartbeat);
+  RUN(testUptimeSlowPoll);
   RUN(testDeliveryStatus);
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
