@@ -134,7 +134,6 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
   resetCause_ = resetCause;
   uint32_t now = clockMs();
   secondMark_ = now;
-  lastBeat_ = (uint16_t)now;
   rng_ = (uint16_t)(bootId ^ now) | 1;
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
@@ -284,6 +283,7 @@ void PlcMail::poll() {
   while ((uint16_t)((uint16_t)now - secondMark_) >= 1000) {
     secondMark_ += 1000;
     uptime_++;
+    beatTicks_++;
   }
   if (!begun_) return;
 
@@ -298,8 +298,9 @@ void PlcMail::poll() {
 
   transmit((uint16_t)now);
 
-  if ((uint16_t)((uint16_t)now - lastBeat_) >= PLCMAIL_HEARTBEAT_MS) {
-    lastBeat_ = (uint16_t)now;
+  // The heartbeat counts the uptime's seconds: one byte instead of a timer.
+  if (beatTicks_ >= PLCMAIL_HEARTBEAT_MS / 1000) {
+    beatTicks_ = 0;
     uint8_t buf[kMaxFrame + 3];
     uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
     memcpy(p, &uptime_, 4);

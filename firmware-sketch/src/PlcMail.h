@@ -54,6 +54,10 @@
 #if PLCMAIL_HEARTBEAT_MS > 65000UL || PLCMAIL_RETRY_MAX_MS > 52000UL
 #error "PLCMAIL_HEARTBEAT_MS must be at most 65000, PLCMAIL_RETRY_MAX_MS at most 52000"
 #endif
+// The heartbeat counts whole seconds of the uptime.
+#if PLCMAIL_HEARTBEAT_MS < 1000UL || PLCMAIL_HEARTBEAT_MS % 1000UL
+#error "PLCMAIL_HEARTBEAT_MS must be a multiple of 1000"
+#endif
 // Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
 // default, away from the addresses sketches usually start at.
 // (AVR only: other cores that define E2END emulate EEPROM without
@@ -185,12 +189,12 @@ struct PlcMailState {
   // uptime a multiple of 65.536 s.
   uint16_t secondMark_;  // millis() of the last uptime tick
   uint16_t lastSend_;    // millis() of the head's last transmission
-  uint16_t lastBeat_;    // millis() of the last heartbeat
   uint32_t helloUptime_;
   uint16_t retryMs_;     // current backoff
   uint16_t waitMs_;      // backoff plus jitter until the next retransmission
   uint16_t rng_;
   uint8_t resetCause_;
+  uint8_t beatTicks_;    // uptime seconds since the last heartbeat
   uint8_t head_, count_;
   uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
   bool begun_;           // begin() was called (a byte: cheaper to test than boot_)
