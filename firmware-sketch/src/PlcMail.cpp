@@ -396,12 +396,14 @@ PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32
 // Appends the CRC to the frame started in buf and ending before end, and
 // writes it to the line.
 void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
-  uint8_t rawLen = (uint8_t)(end - (buf + 2));
-  uint16_t crc = crc16(buf + 2, rawLen);
+  // crc16() over pointers instead of a length: 24 bytes less on AVR.
+  uint16_t crc = 0xFFFF;
+  for (const uint8_t* p = buf + 2; p != end; p++) crc = crc16Update(crc, *p);
+  crc = (uint16_t)~crc;
   memcpy(end, &crc, 2);
-  uint8_t n = cobsEncodeInPlace(buf + 1, (uint8_t)(rawLen + kCrcLen));
+  end = cobsEncodeInPlace(buf + 1, end + kCrcLen);
   if (driver_) driver_(this, true);
-  link_.write(buf, n + 1);  // one call: delimiter, frame, delimiter
+  link_.write(buf, (uint8_t)(end - buf));  // one call: delimiter, frame, delimiter
   if (driver_) {
     link_.flush();  // the last stop bit must leave before the driver turns off
     driver_(this, false);

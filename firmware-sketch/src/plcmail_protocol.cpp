@@ -65,18 +65,18 @@ int cobsDecode(const uint8_t* src, size_t len, uint8_t* dst) {
   return (int)out;
 }
 
-uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen) {
+uint8_t* cobsEncodeInPlace(uint8_t* code, uint8_t* end) {
   // Walk backwards remembering where the next zero (or the end) is.
-  uint8_t next = (uint8_t)(rawLen + 1);
-  for (uint8_t i = rawLen; i >= 1; i--) {
-    if (buf[i] == 0) {
-      buf[i] = (uint8_t)(next - i);
-      next = i;
+  uint8_t* next = end;
+  for (uint8_t* p = end - 1; p != code; p--) {
+    if (*p == 0) {
+      *p = (uint8_t)(next - p);
+      next = p;
     }
   }
-  buf[0] = next;
-  buf[rawLen + 1] = 0;
-  return (uint8_t)(rawLen + 2);
+  *code = (uint8_t)(next - code);
+  *end = 0;
+  return end + 1;
 }
 
 void FrameWriter::bytes(const uint8_t* p, uint8_t n) {

@@ -77,13 +77,13 @@ uint16_t crc16(const uint8_t* data, size_t len);
 size_t cobsEncode(const uint8_t* src, size_t len, uint8_t* dst);
 int cobsDecode(const uint8_t* src, size_t len, uint8_t* dst);
 
-// Finishes a frame for the line in place. buf[1 .. 1+rawLen) holds the
-// unencoded frame (header, payload, CRC); buf[0] is scratch. On return
-// buf[0 .. rawLen+1) is its COBS encoding and buf[rawLen+1] the 0x00
-// delimiter; the result is rawLen + 2 bytes. Works in place because a frame is
-// shorter than 254 bytes: COBS then only replaces every zero by the distance to
-// the next one. The buffer must hold rawLen + 2 bytes (kMaxFrame + 2 at most).
-uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen);
+// Finishes a frame for the line in place. The unencoded frame (header,
+// payload, CRC) is (code, end): the bytes after code up to end; *code is
+// scratch. On return code[0 .. end) is its COBS encoding and *end the 0x00
+// delimiter; returns end + 1. Works in place because a frame is shorter than
+// 254 bytes: COBS then only replaces every zero by the distance to the next
+// one. (Pointers, not a length: cheaper on AVR for the firmware's caller.)
+uint8_t* cobsEncodeInPlace(uint8_t* code, uint8_t* end);
 
 // Builds an unencoded frame into a caller buffer, field by field; encodeRaw's
 // helper. (The firmware builds its frames in place, see PlcMail::startFrame.)

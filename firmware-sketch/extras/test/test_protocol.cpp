@@ -338,7 +338,7 @@ void checkVector(const Vector& v) {
       fprintf(stderr, "%s: encodeRaw = %s, want %s\n", v.name.c_str(), hex(got).c_str(), hex(v.raw).c_str());
       testFailures++;
     } else {
-      uint8_t m = cobsEncodeInPlace(raw, n);
+      uint8_t m = (uint8_t)(cobsEncodeInPlace(raw, raw + 1 + n) - raw);
       CHECK(std::vector<uint8_t>(raw, raw + m) == v.wire);
     }
   }
