@@ -144,11 +144,16 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
 
 // Each only referenced by its setter, so sketches without direction control
 // link neither (nor digitalWrite for it).
+// The last stop bit must leave before the driver turns off.
 static void drivePins(PlcMailState* s, bool transmit) {
+  if (!transmit) s->link_->flush();
   digitalWrite(s->dePin_, transmit ? HIGH : LOW);
   if (s->rePin_ != 0xFF) digitalWrite(s->rePin_, transmit ? HIGH : LOW);
 }
-static void callSketch(PlcMailState* s, bool transmit) { s->dirCb_(transmit); }
+static void callSketch(PlcMailState* s, bool transmit) {
+  if (!transmit) s->link_->flush();
+  s->dirCb_(transmit);
+}
 
 void PlcMail::setDirectionCallback(PlcMailDirectionCallback cb) {
   dirCb_ = cb;
@@ -289,7 +294,7 @@ void PlcMail::poll() {
 
   // Stream::read() returns -1 when nothing is there: no available() call.
   for (uint8_t budget = kReadBudget; budget; budget--) {
-    int c = link_.read();
+    int c = link_->read();
     if (c < 0) break;
     // Framing errors need no answer: the gateway retransmits nothing, and
     // the sender's own timer covers a lost ACK.
@@ -402,12 +407,10 @@ void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
   crc = (uint16_t)~crc;
   memcpy(end, &crc, 2);
   end = cobsEncodeInPlace(buf + 1, end + kCrcLen);
-  if (driver_) driver_(this, true);
-  link_.write(buf, (uint8_t)(end - buf));  // one call: delimiter, frame, delimiter
-  if (driver_) {
-    link_.flush();  // the last stop bit must leave before the driver turns off
-    driver_(this, false);
-  }
+  void (*driver)(PlcMailState*, bool) = driver_;
+  if (driver) driver(this, true);
+  link_->write(buf, (uint8_t)(end - buf));  // one call: delimiter, frame, delimiter
+  if (driver) driver(this, false);
 }
 
 void PlcMail::handleFrame() {

@@ -175,9 +175,12 @@ struct PlcMailState {
     uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
   };
 
+  Stream* link_;
   PlcMailStatusCallback statusCb_;
   PlcMailDirectionCallback dirCb_;                     // the sketch's, if any
-  void (*driver_)(PlcMailState* self, bool transmit);  // 0: no direction control
+  // 0: no direction control. Called with true before a frame is written,
+  // with false after it was written: then it flushes the stream first.
+  void (*driver_)(PlcMailState* self, bool transmit);
   uint8_t dePin_, rePin_;  // rePin_ 0xFF: none
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
@@ -209,10 +212,11 @@ struct PlcMailState {
 
 class PlcMail : private PlcMailState {
  public:
-  explicit PlcMail(Stream& link) : link_(link) {
+  explicit PlcMail(Stream& link) {
     // See PLCMAIL_CONFIG_SYMBOL: costs two instructions, survives LTO.
     __asm__ __volatile__("" : : "r"(&PLCMAIL_CONFIG_SYMBOL));
     init();
+    link_ = &link;
   }
 
   // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
@@ -310,8 +314,6 @@ class PlcMail : private PlcMailState {
   uint16_t random16();
 
   uint32_t nextSeq();
-
-  Stream& link_;
 };
 
 #endif  // PLCMAIL_H
