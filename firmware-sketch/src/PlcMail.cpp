@@ -256,6 +256,7 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   }
   uint8_t tail = (uint8_t)((head_ + count_) % PLCMAIL_QUEUE_LEN);
   Event& ev = queue_[tail];
+  ev.text = text;
   uint8_t* w = ev.wire;
   memcpy(w, &code, 2);  // little-endian on AVR and on the hosts we test on
   w[2] = kind;
@@ -264,11 +265,8 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
   w[8] = n;
   w += 9;
-  for (uint8_t i = 0; i < n; i++, w += 5) {
-    w[0] = values[i].kind;
-    memcpy(w + 1, &values[i].bits, 4);
-  }
-  ev.text = text;
+  static_assert(sizeof(PlcMailValue) == 5, "a PlcMailValue is its wire image");
+  if (n) memcpy(w, values, (uint8_t)(5 * n));  // (clear() has no values)
   count_++;
   return nextSeq();
 }

@@ -135,8 +135,9 @@ enum PlcMailStatus {
 };
 
 // One value of an event: any integer up to 32 bits, float, double (sent as
-// float) or bool; the type goes on the wire with it.
-struct PlcMailValue {
+// float) or bool; the type goes on the wire with it. Packed (as on AVR
+// anyway): its 5 bytes are its wire image (SPEC.md 3.2), copied as they are.
+struct __attribute__((packed)) PlcMailValue {
   uint8_t kind;
   uint32_t bits;
   PlcMailValue(int v) : kind(plcmail::kValueInt32), bits((uint32_t)(long)v) {}
