@@ -304,11 +304,7 @@ void PlcMail::poll() {
   // The heartbeat counts the uptime's seconds: one byte instead of a timer.
   if (beatTicks_ >= PLCMAIL_HEARTBEAT_MS / 1000) {
     beatTicks_ = 0;
-    uint8_t buf[kMaxFrame + 3];
-    uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
-    memcpy(p, &uptime_, 4);
-    p[4] = addSat(activeCount(), untracked_);
-    writeFrame(buf, p + 5);
+    sendFrame(kTypeHeartbeat);
   }
 }
 
@@ -330,10 +326,42 @@ void PlcMail::transmit(uint16_t now) {
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
 
+  sendFrame(helloPending_ ? kTypeHello : kTypeEvent);
+
+  lastSend_ = now;
+  // Up to 25 % jitter, so that PLCs restarted together by one power cut do
+  // not retransmit in step. Halving instead of a modulo spares a division.
+  uint16_t jitter = random16(), limit = retryMs_ >> 2;
+  while (jitter > limit) jitter >>= 1;
+  waitMs_ = (uint16_t)(retryMs_ + jitter);
+  sent_ = true;
+  retransmitNow_ = false;
+}
+
+PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
+
+// Builds a HEARTBEAT, the HELLO or the head's EVENT and writes it to the
+// line. One function for all three: one frame buffer on the stack (83 bytes,
+// only while it runs) and one copy of the header, CRC and COBS code.
+void PlcMail::sendFrame(uint8_t type) {
+  // buf[0] is the leading delimiter, buf[1] the COBS code byte, and the
+  // unencoded frame is built from buf + 2, so that cobsEncodeInPlace can
+  // encode it where it is.
   uint8_t buf[kMaxFrame + 3];
-  uint8_t* p;
-  if (helloPending_) {
-    p = startFrame(buf, kTypeHello, headSeq());
+  // A leading delimiter ends whatever a reset or a collision left on the line.
+  buf[0] = 0;
+  uint8_t* p = buf + 2;
+  p[0] = kVersion;
+  p[1] = type;
+  memcpy(p + 2, &boot_, 4);
+  uint32_t seq = type == kTypeHeartbeat ? 0 : headSeq();
+  memcpy(p + 6, &seq, 4);
+  p += kHeaderLen;
+  if (type == kTypeHeartbeat) {
+    memcpy(p, &uptime_, 4);
+    p[4] = addSat(activeCount(), untracked_);
+    p += 5;
+  } else if (type == kTypeHello) {
     memcpy(p, &helloUptime_, 4);
     p[4] = resetCause_;
     uint8_t* counts = p + 5;  // active_total and n, known after the list
@@ -352,7 +380,6 @@ void PlcMail::transmit(uint16_t now) {
     counts[1] = n;
   } else {
     const Event& ev = queue_[head_];
-    p = startFrame(buf, kTypeEvent, headSeq());
     uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);
     memcpy(p, ev.wire, len);
     p += len;
@@ -367,47 +394,16 @@ void PlcMail::transmit(uint16_t now) {
     }
     *textLen = n;
   }
-  writeFrame(buf, p);
 
-  lastSend_ = now;
-  // Up to 25 % jitter, so that PLCs restarted together by one power cut do
-  // not retransmit in step. Halving instead of a modulo spares a division.
-  uint16_t jitter = random16(), limit = retryMs_ >> 2;
-  while (jitter > limit) jitter >>= 1;
-  waitMs_ = (uint16_t)(retryMs_ + jitter);
-  sent_ = true;
-  retransmitNow_ = false;
-}
-
-PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
-
-// Starts a frame in buf (kMaxFrame + 3 bytes): buf[0] is the leading
-// delimiter, and the unencoded frame is built from buf + 2 so that
-// cobsEncodeInPlace can encode it where it is, into buf + 1. Returns where
-// the payload goes.
-PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32_t seq) {
-  // A leading delimiter ends whatever a reset or a collision left on the line.
-  buf[0] = 0;
-  uint8_t* p = buf + 2;
-  p[0] = kVersion;
-  p[1] = type;
-  memcpy(p + 2, &boot_, 4);
-  memcpy(p + 6, &seq, 4);
-  return p + kHeaderLen;
-}
-
-// Appends the CRC to the frame started in buf and ending before end, and
-// writes it to the line.
-void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
   // crc16() over pointers instead of a length: 24 bytes less on AVR.
   uint16_t crc = 0xFFFF;
-  for (const uint8_t* p = buf + 2; p != end; p++) crc = crc16Update(crc, *p);
+  for (const uint8_t* q = buf + 2; q != p; q++) crc = crc16Update(crc, *q);
   crc = (uint16_t)~crc;
-  memcpy(end, &crc, 2);
-  end = cobsEncodeInPlace(buf + 1, end + kCrcLen);
+  memcpy(p, &crc, 2);
+  p = cobsEncodeInPlace(buf + 1, p + kCrcLen);
   void (*driver)(PlcMailState*, bool) = driver_;
   if (driver) driver(this, true);
-  link_->write(buf, (uint8_t)(end - buf));  // one call: delimiter, frame, delimiter
+  link_->write(buf, (uint8_t)(p - buf));  // one call: delimiter, frame, delimiter
   if (driver) driver(this, false);
 }
 

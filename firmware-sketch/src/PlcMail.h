@@ -307,8 +307,7 @@ class PlcMail : private PlcMailState {
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
   void freezeSnapshot(bool freeze);
   void transmit(uint16_t now);  // the low 16 bits of millis()
-  uint8_t* startFrame(uint8_t* buf, uint8_t type, uint32_t seq);
-  void writeFrame(uint8_t* buf, uint8_t* end);
+  void sendFrame(uint8_t type);
   void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
