@@ -357,12 +357,11 @@ void PlcMail::sendFrame(uint8_t type) {
   uint32_t seq = type == kTypeHeartbeat ? 0 : headSeq();
   memcpy(p + 6, &seq, 4);
   p += kHeaderLen;
+  if (type != kTypeEvent) memcpy(p, type == kTypeHello ? &helloUptime_ : &uptime_, 4);
   if (type == kTypeHeartbeat) {
-    memcpy(p, &uptime_, 4);
     p[4] = addSat(activeCount(), untracked_);
     p += 5;
   } else if (type == kTypeHello) {
-    memcpy(p, &helloUptime_, 4);
     p[4] = resetCause_;
     uint8_t* counts = p + 5;  // active_total and n, known after the list
     p += 7;
@@ -383,16 +382,15 @@ void PlcMail::sendFrame(uint8_t type) {
     uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);
     memcpy(p, ev.wire, len);
     p += len;
-    uint8_t* textLen = p++;
     uint8_t n = 0;
-    if (ev.text) {
-      for (const char* t = ev.text; n < kMaxText; t++, n++) {
-        char ch = (char)pgm_read_byte(t);
-        if (!ch) break;
-        *p++ = (uint8_t)ch;
-      }
+    const char* t = ev.text;
+    for (;;) {
+      uint8_t ch;
+      if (!t || n == kMaxText || !(ch = pgm_read_byte(t + n))) break;
+      p[++n] = ch;
     }
-    *textLen = n;
+    *p = n;
+    p += n + 1;
   }
 
   // crc16() over pointers instead of a length: 24 bytes less on AVR.
