@@ -248,7 +248,9 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
                        const char* text) {
   severity = track(code, kind, severity);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
-  if (!begun_ || (helloPending_ && !sent_)) return 0;
+  // (One flag set by the first transmission: cheaper than testing begun_,
+  // helloPending_ and sent_.)
+  if (!live_) return 0;
   if (count_ == PLCMAIL_QUEUE_LEN) {
     resync_ = true;
     report(PLCMAIL_OVERFLOW, 0, code);
@@ -335,6 +337,7 @@ void PlcMail::transmit(uint16_t now) {
   while (jitter > limit) jitter >>= 1;
   waitMs_ = (uint16_t)(retryMs_ + jitter);
   sent_ = true;
+  live_ = true;
   retransmitNow_ = false;
 }
 

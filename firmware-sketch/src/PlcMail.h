@@ -202,6 +202,7 @@ struct PlcMailState {
   uint8_t head_, count_;
   uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
   bool begun_;           // begin() was called (a byte: cheaper to test than boot_)
+  bool live_;            // the boot HELLO has been transmitted: events are queued
   bool helloPending_;    // a HELLO heads the stream
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
