@@ -174,10 +174,11 @@ void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
 
 uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
                               const __FlashStringHelper* text) {
-  return push(code, kEventRaise, severity, values, n, (const char*)text);
+  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
+  return push(code, (uint8_t)(kEventRaise | (severity & 3) << 2 | n << 4), values, (const char*)text);
 }
-uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0); }
-uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0); }
+uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0); }
+uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0); }
 
 uint8_t PlcMail::find(uint16_t code) const {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
@@ -244,9 +245,9 @@ PLCMAIL_NOINLINE void PlcMail::freezeSnapshot(bool freeze) {
   helloUptime_ = uptime_;
 }
 
-uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
-                       const char* text) {
-  severity = track(code, kind, severity);
+uint32_t PlcMail::push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text) {
+  uint8_t kind = how & 3, n = how >> 4;
+  uint8_t severity = track(code, kind, (how >> 2) & 3);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   // (One flag set by the first transmission: cheaper than testing begun_,
   // helloPending_ and sent_.)
@@ -264,7 +265,6 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   w[2] = kind;
   w[3] = severity;
   memcpy(w + 4, &uptime_, 4);
-  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
   w[8] = n;
   w += 9;
   static_assert(sizeof(PlcMailValue) == 5, "a PlcMailValue is its wire image");

@@ -111,7 +111,8 @@ extern const uint8_t PLCMAIL_CONFIG_SYMBOL;
 #error "PLCMAIL_MAX_ACTIVE must be 1..20 (one HELLO lists at most 20)"
 #endif
 
-// Severities (SPEC.md 3.2).
+// Severities (SPEC.md 3.2). Only their two low bits are sent, in events and
+// in the HELLO snapshot alike.
 #define PLCMAIL_INFO 0
 #define PLCMAIL_WARNING 1
 #define PLCMAIL_ALARM 2
@@ -302,8 +303,8 @@ class PlcMail : private PlcMailState {
 
  private:
   void init();
-  uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
-                const char* text);
+  // how: event kind (bits 0-1), severity (2-3), number of values (4-6).
+  uint32_t push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
   void freezeSnapshot(bool freeze);

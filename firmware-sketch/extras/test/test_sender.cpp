@@ -682,6 +682,21 @@ void testNoiseAndSplitReplies() {
 
 // Up to four values of any type, with and without a text, in order; a fifth
 // is not possible (no overload), a queue slot holds all four.
+// A severity is two bits on the wire, in the EVENT as in the HELLO snapshot.
+void testSeverityTwoBits() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  beginAcked(pm, link, 17);
+  link.frames();
+  CHECK_EQ(pm.raise(30, 4 + PLCMAIL_ALARM), 2);
+  pm.poll();
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  if (fs.size() != 1) return;
+  CHECK_EQ(fs[0].severity, PLCMAIL_ALARM);
+}
+
 void testEventValues() {
   reset();
   FakeLink link;
@@ -890,6 +905,7 @@ int main() {
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
   RUN(testEventValues);
+  RUN(testSeverityTwoBits);
   RUN(testRs485Direction);
   RUN(testOwnEchoIgnored);
   RUN(testNoiseRobustness);
