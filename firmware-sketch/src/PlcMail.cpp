@@ -48,12 +48,16 @@ void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMai
 uint32_t PlcMail::takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy) {
   uint32_t id = *cell;
   uint8_t left = block->left;
-  if (id == 0 || id == 0xFFFFFFFFUL) {
+  if ((uint32_t)(id - 1) >= (uint32_t)(0xFFFFFFFEUL - PLCMAIL_BOOT_BLOCK)) {
     // Erased (or never written): a random start, far from where any other
     // board's counter is, so a swapped or erased board repeats no id the
     // gateway knows. The top bit stays clear, and the cell never wraps: it
     // wears out after about 100 000 writes, 2^25 ids at most. (Tested first:
     // SRAM that powers up all ones must not pass for a block of an erased cell.)
+    // 0, and a value whose block would reach 0xFFFFFFFF or wrap past it
+    // (only junk is that high), count as erased too: so no id handed out is
+    // ever 0 (but for SRAM that matches a hand-written cell below
+    // PLCMAIL_BOOT_BLOCK by a 2^-32 chance).
     id = (entropy & 0x7FFFFFFFUL) | 1;
   } else if (block->limit == id && (uint8_t)(left - 1) < (uint8_t)(PLCMAIL_BOOT_BLOCK - 1)) {
     // The RAM block is ours only if it was reserved under what the cell
@@ -124,12 +128,13 @@ void PlcMail::begin() {
   cause = MCUSR & 0x0F;
   MCUSR = 0;
 #endif
-  begin(b, cause);
+  start(b, cause);
 }
 #endif
 
-void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
-  if (!bootId) bootId = 1;
+void PlcMail::begin(uint32_t bootId, uint8_t resetCause) { start(bootId ? bootId : 1, resetCause); }
+
+void PlcMail::start(uint32_t bootId, uint8_t resetCause) {
   boot_ = bootId;
   resetCause_ = resetCause;
   uint32_t now = clockMs();

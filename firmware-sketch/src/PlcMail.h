@@ -303,6 +303,7 @@ class PlcMail : private PlcMailState {
 
  private:
   void init();
+  void start(uint32_t bootId, uint8_t resetCause);  // begin() with an id that is not 0
   // how: event kind (bits 0-1), severity (2-3), number of values (4-6).
   uint32_t push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity

@@ -577,6 +577,18 @@ void testBootIdWearAndUniqueness() {
   block.left = 5;
   CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 1);
   CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
+  // Junk so high that its block would reach 0xFFFFFFFF (erased) or wrap to
+  // 0 counts as erased: a random start, and no warm reset ever yields 0.
+  const uint32_t junk[] = {0xFFFFFEFFu, 0xFFFFFF80u, 0xFFFFFFFEu};
+  for (uint32_t j : junk) {
+    cell = j;
+    uint32_t id = PlcMail::takeBootId(&cell, &block, 0x12340000);
+    CHECK_EQ(id, 0x12340001);
+    for (int boot = 0; boot < 600; boot++) CHECK(PlcMail::takeBootId(&cell, &block, 0x12340000) != 0);
+  }
+  cell = 0xFFFFFEFEu;  // the highest cell still taken as a counter
+  CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 0xFFFFFEFEu);
+  CHECK_EQ(cell, 0xFFFFFEFEu + PLCMAIL_BOOT_BLOCK);
 }
 
 void testHeartbeat() {
