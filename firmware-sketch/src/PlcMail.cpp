@@ -139,7 +139,10 @@ void PlcMail::start(uint32_t bootId, uint8_t resetCause) {
   resetCause_ = resetCause;
   uint32_t now = clockMs();
   secondMark_ = now;
-  rng_ = (uint16_t)(bootId ^ now) | 1;
+  // The jitter's seed: boards restarted together by one power cut differ in
+  // their boot ids, in the high half (random starts, from bit 15 up) or the
+  // low one (counters). millis() is about the same on all of them.
+  rng_ = (uint16_t)(bootId ^ (bootId >> 16));
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
   nextSeq();
