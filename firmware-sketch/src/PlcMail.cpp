@@ -13,6 +13,11 @@ using namespace plcmail;
 // caller, which on AVR costs more flash than the call (about 190 bytes in
 // all, measured with extras/avr/build.sh).
 #define PLCMAIL_NOINLINE __attribute__((noinline))
+// Not inlined, and not cloned for the sketch's one global object either: then
+// `this` stays in a pointer register and members are reached with 2-byte
+// ldd/std instead of 4-byte lds/sts at their absolute addresses. Only where
+// it measured smaller (extras/avr/build.sh).
+#define PLCMAIL_BY_POINTER __attribute__((noinline, noclone))
 
 namespace {
 
@@ -243,7 +248,7 @@ uint8_t PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
   return severity;
 }
 
-PLCMAIL_NOINLINE void PlcMail::freezeSnapshot(bool freeze) {
+PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(bool freeze) {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
     uint8_t s = table_[i].state & (kStateSev | kStateActive);
     if (freeze && (s & kStateActive)) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
@@ -318,7 +323,7 @@ void PlcMail::poll() {
   }
 }
 
-void PlcMail::transmit(uint16_t now) {
+PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
   if (!pending()) {
     if (!resync_) return;
     // Events were lost to a full queue: tell the gateway the whole state.
@@ -448,7 +453,7 @@ void PlcMail::handleFrame() {
   }
 }
 
-void PlcMail::finishHead(uint8_t status, uint16_t detail) {
+PLCMAIL_BY_POINTER void PlcMail::finishHead(uint8_t status, uint16_t detail) {
   uint32_t seq = headSeq();
   if (helloPending_) {
     helloPending_ = false;
