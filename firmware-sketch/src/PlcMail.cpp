@@ -298,11 +298,13 @@ PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t det
 
 void PlcMail::poll() {
   uint32_t now = clockMs();
+  uint8_t ticks = 0;
   while ((uint16_t)((uint16_t)now - secondMark_) >= 1000) {
     secondMark_ += 1000;
-    uptime_++;
-    beatTicks_++;
+    ticks++;
   }
+  uptime_ += ticks;
+  beatTicks_ += ticks;
   if (!begun_) return;
 
   // Stream::read() returns -1 when nothing is there: no available() call.
