@@ -431,31 +431,37 @@ void PlcMail::handleFrame() {
   // bus) need no look. Only the first Receiver::kKeep bytes are in raw.
   if (n < kHeaderLen + 1 + kCrcLen) return;
   uint8_t type = raw[1], arg = raw[kHeaderLen];
+  if (type == kTypeNak && arg == kNakBadFrame) {
+    // Whatever the header says: the gateway could not read ours.
+    if (sent_) retransmitNow_ = true;
+    return;
+  }
+  if (memcmp(raw + 2, &boot_, 4) != 0) return;  // for another boot
   uint32_t seq;
   memcpy(&seq, raw + 6, 4);
-  bool ours = memcmp(raw + 2, &boot_, 4) == 0;
-  bool head = ours && sent_ && seq == headSeq();
-  if (type == kTypeAck) {
-    // A late or repeated ACK for a frame already done is ignored, and so is
-    // a malformed one (SPEC.md 3.4: result 0 or 1, one payload byte): it
-    // does not say the gateway has the frame, the timer retransmits it.
-    if (head && arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
-  } else if (type == kTypeNak) {
-    if (arg == kNakBadFrame) {
-      if (sent_) retransmitNow_ = true;
-    } else if (head && arg >= kNakVersion && arg <= kNakMalformed) {
-      finishHead(PLCMAIL_REJECTED, arg);
+  if (type == kTypeDelivery) {
+    if (n >= kHeaderLen + 3 + kCrcLen) {
+      uint16_t code;
+      memcpy(&code, raw + kHeaderLen + 1, 2);
+      report(arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, code);
     }
-    // kNakBusy and reasons from later revisions: keep the frame, the
-    // backoff timer retransmits it.
-  } else if (type == kTypeDelivery && ours && n >= kHeaderLen + 3 + kCrcLen) {
-    uint16_t code;
-    memcpy(&code, raw + kHeaderLen + 1, 2);
-    report(arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, code);
+    return;
   }
+  // ACK and NAK: only for the frame on the wire. A late or repeated ACK for
+  // a frame already done is ignored, and so is a malformed one (SPEC.md 3.4:
+  // result 0 or 1, one payload byte): it does not say the gateway has the
+  // frame, the timer retransmits it.
+  if (!sent_ || seq != headSeq()) return;
+  if (type == kTypeAck) {
+    if (arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
+  } else if (type == kTypeNak && arg >= kNakVersion && arg <= kNakMalformed) {
+    finishHead(PLCMAIL_REJECTED, arg);
+  }
+  // kNakBusy and reasons from later revisions: keep the frame, the backoff
+  // timer retransmits it.
 }
 
-PLCMAIL_BY_POINTER void PlcMail::finishHead(uint8_t status, uint16_t detail) {
+void PlcMail::finishHead(uint8_t status, uint16_t detail) {
   uint32_t seq = headSeq();
   if (helloPending_) {
     helloPending_ = false;
