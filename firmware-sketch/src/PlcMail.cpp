@@ -259,8 +259,12 @@ PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(bool freeze) {
 }
 
 uint32_t PlcMail::push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text) {
-  uint8_t kind = how & 3, n = how >> 4;
-  uint8_t severity = track(code, kind, (how >> 2) & 3);
+  uint8_t kind = how & 3;
+  uint8_t severity = how;
+  severity >>= 2;  // (in 8 bits: one shift at a time, not promoted to int)
+  uint8_t n = severity;
+  n >>= 2;
+  severity = track(code, kind, severity & 3);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   // (One flag set by the first transmission: cheaper than testing begun_,
   // helloPending_ and sent_.)
@@ -287,10 +291,6 @@ uint32_t PlcMail::push(uint16_t code, uint8_t how, const PlcMailValue* values, c
 }
 
 PLCMAIL_NOINLINE uint32_t PlcMail::nextSeq() { return ++seq_; }
-
-// A 16-bit LCG (full period; the caller uses its high bits, the good ones):
-// one hardware multiply, smaller on AVR than a xorshift.
-uint16_t PlcMail::random16() { return rng_ = (uint16_t)(rng_ * 0x6255u + 0x3619u); }
 
 PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t detail) {
   if (statusCb_) statusCb_(status, seq, detail);
@@ -348,7 +348,11 @@ PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
   lastSend_ = now;
   // Up to 25 % jitter, so that PLCs restarted together by one power cut do
   // not retransmit in step. Halving instead of a modulo spares a division.
-  uint16_t jitter = random16(), limit = retryMs_ >> 2;
+  // The random source is the CRC step the codec links anyway, stirred with
+  // the clock: for a given clock byte it maps states one to one, so boards
+  // seeded differently (see start()) never fall into step. 18 bytes less
+  // on AVR than a multiplying generator.
+  uint16_t jitter = rng_ = crc16Update(rng_, (uint8_t)now), limit = retryMs_ >> 2;
   while (jitter > limit) jitter >>= 1;
   waitMs_ = (uint16_t)(retryMs_ + jitter);
   sent_ = true;

@@ -314,7 +314,6 @@ class PlcMail : private PlcMailState {
   void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
-  uint16_t random16();
 
   uint32_t nextSeq();
 };
