@@ -248,10 +248,11 @@ uint8_t PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
   return severity;
 }
 
-PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(bool freeze) {
+// freeze: kStateActive to freeze the active alarms, 0 to thaw.
+PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(uint8_t freeze) {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
     uint8_t s = table_[i].state & (kStateSev | kStateActive);
-    if (freeze && (s & kStateActive)) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
+    if (s & freeze) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
     table_[i].state = s;
   }
   snapUntracked_ = untracked_;
@@ -338,7 +339,7 @@ PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
-    if (helloPending_) freezeSnapshot(true);
+    if (helloPending_) freezeSnapshot(kStateActive);
   } else if (!retransmitNow_) {
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
@@ -469,7 +470,7 @@ void PlcMail::finishHead(uint8_t status, uint16_t detail) {
   uint32_t seq = headSeq();
   if (helloPending_) {
     helloPending_ = false;
-    freezeSnapshot(false);
+    freezeSnapshot(0);
   } else {
     head_ = (uint8_t)((head_ + 1) % PLCMAIL_QUEUE_LEN);
     count_--;

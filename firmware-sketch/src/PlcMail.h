@@ -308,7 +308,7 @@ class PlcMail : private PlcMailState {
   uint32_t push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
-  void freezeSnapshot(bool freeze);
+  void freezeSnapshot(uint8_t freeze);
   void transmit(uint16_t now);  // the low 16 bits of millis()
   void sendFrame(uint8_t type);
   void handleFrame();
