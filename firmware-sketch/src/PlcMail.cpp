@@ -377,7 +377,8 @@ void PlcMail::sendFrame(uint8_t type) {
   p[0] = kVersion;
   p[1] = type;
   memcpy(p + 2, &boot_, 4);
-  uint32_t seq = type == kTypeHeartbeat ? 0 : headSeq();
+  uint32_t seq = headSeq();
+  if (type == kTypeHeartbeat) seq = 0;
   memcpy(p + 6, &seq, 4);
   p += kHeaderLen;
   if (type != kTypeEvent) memcpy(p, type == kTypeHello ? &helloUptime_ : &uptime_, 4);
@@ -448,7 +449,14 @@ void PlcMail::handleFrame() {
     if (n >= kHeaderLen + 3 + kCrcLen) {
       uint16_t code;
       memcpy(&code, raw + kHeaderLen + 1, 2);
-      report(arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, code);
+      uint8_t status = arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED;
+      // SPEC.md 3.6: an optional 4th byte `via` >= 1 names the fallback
+      // channel that carried the alarm (absent or 0: the mail server).
+      if (n >= kHeaderLen + 4 + kCrcLen && raw[kHeaderLen + 3]) {
+        status = PLCMAIL_VIA_CHANNEL;
+        code = raw[kHeaderLen + 3];
+      }
+      report(status, seq, code);
     }
     return;
   }
@@ -466,7 +474,7 @@ void PlcMail::handleFrame() {
   // timer retransmits it.
 }
 
-void PlcMail::finishHead(uint8_t status, uint16_t detail) {
+PLCMAIL_BY_POINTER void PlcMail::finishHead(uint8_t status, uint16_t detail) {
   uint32_t seq = headSeq();
   if (helloPending_) {
     helloPending_ = false;

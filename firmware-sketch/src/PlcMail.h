@@ -132,7 +132,12 @@ enum PlcMailStatus {
   // raise/clear/acknowledge found the queue full (detail: alarm code). The
   // event itself is lost, its state is not: the alarm table is updated and a
   // HELLO snapshot is sent once the queue drains, so the gateway reconciles.
-  PLCMAIL_OVERFLOW = 5
+  PLCMAIL_OVERFLOW = 5,
+  // A fallback channel of the gateway (webhook, MQTT; its [[channel]]
+  // number, from 1, is the detail) carried the alarm of the frame: someone
+  // got it even if the mail server is failing. Comes besides the mail's own
+  // PLCMAIL_DELIVERED or PLCMAIL_FAILED, once per channel (SPEC.md 3.6).
+  PLCMAIL_VIA_CHANNEL = 6
 };
 
 // One value of an event: any integer up to 32 bits, float, double (sent as

@@ -240,6 +240,7 @@ Error parsePayload(const uint8_t* p, uint8_t n, Frame* f) {
       if (n < 3) return kErrMalformed;
       f->status = p[0];
       f->smtpCode = get16(p + 1);
+      if (n >= 4) f->via = p[3];  // optional (SPEC.md 3.6)
       break;
   }
   return kOK;
@@ -337,6 +338,7 @@ uint8_t encodeRaw(const Frame* f, uint8_t* raw) {
     case kTypeDelivery:
       w.u8(f->status);
       w.u16(f->smtpCode);
+      if (f->via) w.u8(f->via);  // left out when 0, as older receivers expect
       break;
     default:
       return 0;

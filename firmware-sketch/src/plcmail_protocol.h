@@ -205,6 +205,7 @@ struct Frame {
   uint8_t nakReason;     // NAK
   uint8_t status;        // DELIVERY
   uint16_t smtpCode;
+  uint8_t via;           // DELIVERY, optional: 0 the mail server, k >= 1 the k-th fallback channel
 };
 
 // Full parser of an unencoded frame (all types) with the same checks, in the

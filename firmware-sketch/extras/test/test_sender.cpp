@@ -690,6 +690,47 @@ void testDeliveryStatus() {
   CHECK_EQ(statuses[3].detail, 550);
 }
 
+// DELIVERY's optional 4th byte `via` (SPEC.md 3.6), hand-built frames: 0 or
+// absent is the mail server as before, k >= 1 the gateway's k-th fallback
+// channel, reported as PLCMAIL_VIA_CHANNEL with k as the detail; bytes after
+// it are ignored.
+void testDeliveryViaChannel() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  beginAcked(pm, link, 13);
+  uint32_t seq = pm.raise(17, PLCMAIL_ALARM);
+  pm.poll();
+  link.ack(13, seq);
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xC8, 0x00, 0x01});              // webhook, HTTP 200
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0x00, 0x00, 0x03});              // MQTT: no status
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xCA, 0x00, 0xFF, 0xAA, 0xBB});  // later bytes ignored
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xFA, 0x00, 0x00});              // via 0 written out
+  link.replyRaw(kTypeDelivery, 13, seq, {2, 0x26, 0x02});                    // the mail failed
+  link.replyRaw(kTypeDelivery, 12, seq, {1, 0xC8, 0x00, 0x01});              // another boot
+  Frame d = {};
+  d.version = 1;
+  d.type = kTypeDelivery;
+  d.boot = 13;
+  d.seq = seq;
+  d.status = kDeliveryAccepted;
+  d.smtpCode = 202;
+  d.via = 2;
+  link.reply(d);  // through the codec's encoder
+  pm.poll();
+  CHECK_EQ(statuses.size(), 8);
+  if (statuses.size() != 8) return;
+  const Status want[] = {{PLCMAIL_VIA_CHANNEL, seq, 1}, {PLCMAIL_VIA_CHANNEL, seq, 3},
+                         {PLCMAIL_VIA_CHANNEL, seq, 255}, {PLCMAIL_DELIVERED, seq, 250},
+                         {PLCMAIL_FAILED, seq, 550},      {PLCMAIL_VIA_CHANNEL, seq, 2}};
+  for (int i = 0; i < 6; i++) {
+    CHECK_EQ(statuses[2 + i].status, want[i].status);
+    CHECK_EQ(statuses[2 + i].seq, want[i].seq);
+    CHECK_EQ(statuses[2 + i].detail, want[i].detail);
+  }
+}
+
 void testNoiseAndSplitReplies() {
   reset();
   FakeLink link;
@@ -942,6 +983,7 @@ int main() {
   RUN(testHeartbeat);
   RUN(testUptimeSlowPoll);
   RUN(testDeliveryStatus);
+  RUN(testDeliveryViaChannel);
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
   RUN(testEventValues);
