@@ -14,7 +14,7 @@
 // with the same bytes until the gateway ACKs it, so the gateway can mail each
 // exactly once.
 //
-// RAM: a streaming receiver of 22 bytes (it keeps only the first 16 bytes of
+// RAM: a streaming receiver of 21 bytes (it keeps only the first 16 bytes of
 // a frame, checking COBS and CRC as bytes arrive), PLCMAIL_QUEUE_LEN compact
 // event records of 11 + 5 * PLCMAIL_MAX_VALUES bytes (31 by default),
 // PLCMAIL_MAX_ACTIVE table entries of 3 bytes and 5 bytes of .noinit for the

@@ -145,14 +145,13 @@ int Decoder::push(uint8_t b) {
 __attribute__((noinline, noclone)) bool Receiver::push(uint8_t b) {
   if (b == 0) {
     // A frame's CRC register, run over the CRC too, ends at X-25's residue.
-    bool ok = !discard_ && code_ && !left_ && len_ >= kHeaderLen + kCrcLen && crc_ == 0xF0B8 &&
-              buf_[0] == kVersion;
+    // (A frame that grew too long has len_ 0xFF: out of range too.)
+    bool ok = code_ && !left_ && (uint8_t)(len_ - (kHeaderLen + kCrcLen)) <= kMaxFrame - (kHeaderLen + kCrcLen) &&
+              crc_ == 0xF0B8 && buf_[0] == kVersion;
     // raw() and rawLen() stay valid until the next frame starts.
     code_ = left_ = 0;
-    discard_ = false;
     return ok;
   }
-  if (discard_) return false;
   if (left_) {
     left_--;
   } else {
@@ -168,8 +167,8 @@ __attribute__((noinline, noclone)) bool Receiver::push(uint8_t b) {
     }
     b = 0;
   }
-  if (len_ == kMaxFrame) {  // too long
-    discard_ = true;
+  if (len_ >= kMaxFrame) {  // too long: drop the rest up to the delimiter
+    len_ = 0xFF;
     return false;
   }
   if (len_ < kKeep) buf_[len_] = b;

@@ -138,7 +138,7 @@ class Decoder {
 // It undoes COBS and runs the CRC as the bytes arrive and keeps only the
 // first kKeep bytes of a frame (the header and the start of the payload: all
 // a PLC reads of the gateway's frames), so it accepts every frame up to
-// kMaxFrame with 22 bytes of RAM instead of Decoder's 84. Errors are not
+// kMaxFrame with 21 bytes of RAM instead of Decoder's 84. Errors are not
 // reported, only dropped, with Decoder's resynchronisation rules; the host
 // tests hold it to Decoder + checkRaw on every vector and on random streams.
 class Receiver {
@@ -155,10 +155,9 @@ class Receiver {
  private:
   uint8_t buf_[kKeep];
   uint16_t crc_;   // CRC register over the decoded bytes so far
-  uint8_t len_;    // decoded bytes so far
+  uint8_t len_;    // decoded bytes so far; 0xFF: too long, dropped up to the next delimiter
   uint8_t code_;   // code byte of the current COBS block, 0 before the first
   uint8_t left_;   // data bytes still due in the current block
-  bool discard_;   // drop everything up to the next delimiter
 };
 
 // Little-endian readers; p must hold the bytes.
