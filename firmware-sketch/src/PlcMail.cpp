@@ -263,8 +263,11 @@ uint32_t PlcMail::push(uint16_t code, uint8_t how, const PlcMailValue* values, c
   uint8_t kind = how & 3;
   uint8_t severity = how;
   severity >>= 2;  // (in 8 bits: one shift at a time, not promoted to int)
-  uint8_t n = severity;
-  n >>= 2;
+#if defined(__AVR__)
+  uint8_t n = __builtin_avr_swap(how) & 7;  // how >> 4 in two instructions
+#else
+  uint8_t n = how >> 4;
+#endif
   severity = track(code, kind, severity & 3);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
   // (One flag set by the first transmission: cheaper than testing begun_,

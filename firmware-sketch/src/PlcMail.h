@@ -174,8 +174,8 @@ struct PlcMailState {
   // uptime, n_values, then kind and bits of each value), so that
   // transmitting it is a copy.
   struct Event {
+    const char* text;  // first: one pointer reaches it and the wire bytes
     uint8_t wire[9 + 5 * PLCMAIL_MAX_VALUES];
-    const char* text;
   };
   struct Entry {
     uint16_t code;
