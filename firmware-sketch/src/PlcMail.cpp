@@ -23,9 +23,9 @@ namespace {
 
 enum {
   kStateSev = 0x03,
-  kStateSnapSev = 0x0C,
-  kStateActive = 0x10,
-  kStateInSnap = 0x20
+  kStateActive = 0x04,
+  kStateInSnap = 0x08,
+  kStateSnapSev = 0x30  // the high nibble: a nibble swap on AVR
 };
 
 // Bytes read per poll(): enough for a burst of replies, bounded so that a
@@ -252,7 +252,7 @@ uint8_t PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
 PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(uint8_t freeze) {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
     uint8_t s = table_[i].state & (kStateSev | kStateActive);
-    if (s & freeze) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
+    if (s & freeze) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 4));
     table_[i].state = s;
   }
   snapUntracked_ = untracked_;
@@ -397,7 +397,11 @@ void PlcMail::sendFrame(uint8_t type) {
       const Entry& e = table_[i];
       if (e.state & kStateInSnap) {
         memcpy(p, &e.code, 2);
-        p[2] = (uint8_t)((e.state & kStateSnapSev) >> 2);
+#if defined(__AVR__)
+        p[2] = __builtin_avr_swap(e.state) & 3;  // kStateSnapSev
+#else
+        p[2] = (uint8_t)((e.state & kStateSnapSev) >> 4);
+#endif
         p += 3;
         n++;
       }

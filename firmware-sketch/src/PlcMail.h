@@ -179,7 +179,7 @@ struct PlcMailState {
   };
   struct Entry {
     uint16_t code;
-    uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
+    uint8_t state;  // bits 0-1 severity, 2 active, 3 in snapshot, 4-5 snapshot severity
   };
 
   Stream* link_;
