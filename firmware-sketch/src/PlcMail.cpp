@@ -338,12 +338,13 @@ PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
     sent_ = false;
     nextSeq();
   }
-  if (sent_ && !retransmitNow_ && (uint16_t)(now - lastSend_) < waitMs_) return;
+  // waitMs_ 0: a NAK "bad frame" asked for the frame again at once.
+  if (sent_ && (uint16_t)(now - lastSend_) < waitMs_) return;
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
     if (helloPending_) freezeSnapshot(kStateActive);
-  } else if (!retransmitNow_) {
+  } else if (waitMs_) {  // (not after a NAK "bad frame")
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
 
@@ -361,7 +362,6 @@ PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
   waitMs_ = (uint16_t)(retryMs_ + jitter);
   sent_ = true;
   live_ = true;
-  retransmitNow_ = false;
 }
 
 PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
@@ -446,7 +446,9 @@ void PlcMail::handleFrame() {
   uint8_t type = raw[1], arg = raw[kHeaderLen];
   if (type == kTypeNak && arg == kNakBadFrame) {
     // Whatever the header says: the gateway could not read ours.
-    if (sent_) retransmitNow_ = true;
+    // Retransmit at once, without a longer backoff (see transmit()); for a
+    // frame not sent yet that changes nothing.
+    waitMs_ = 0;
     return;
   }
   if (memcmp(raw + 2, &boot_, 4) != 0) return;  // for another boot

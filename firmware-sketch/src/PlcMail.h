@@ -201,7 +201,7 @@ struct PlcMailState {
   uint16_t lastSend_;    // millis() of the head's last transmission
   uint32_t helloUptime_;
   uint16_t retryMs_;     // current backoff
-  uint16_t waitMs_;      // backoff plus jitter until the next retransmission
+  uint16_t waitMs_;      // backoff plus jitter until the next retransmission; 0: at once
   uint16_t rng_;
   uint8_t resetCause_;
   uint8_t beatTicks_;    // uptime seconds since the last heartbeat
@@ -212,7 +212,6 @@ struct PlcMailState {
   bool helloPending_;    // a HELLO heads the stream
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
-  bool retransmitNow_;
   Event queue_[PLCMAIL_QUEUE_LEN];
   Entry table_[PLCMAIL_MAX_ACTIVE];
   plcmail::Receiver rx_;  // the one receive buffer
