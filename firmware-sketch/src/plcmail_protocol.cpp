@@ -146,8 +146,9 @@ __attribute__((noinline, noclone)) bool Receiver::push(uint8_t b) {
   if (b == 0) {
     // A frame's CRC register, run over the CRC too, ends at X-25's residue.
     // (A frame that grew too long has len_ 0xFF: out of range too.)
-    bool ok = code_ && !left_ && (uint8_t)(len_ - (kHeaderLen + kCrcLen)) <= kMaxFrame - (kHeaderLen + kCrcLen) &&
-              crc_ == 0xF0B8 && buf_[0] == kVersion;
+    const uint8_t kMin = kHeaderLen + kCrcLen;
+    bool ok = code_ && !left_ && (uint8_t)(len_ - kMin) <= kMaxFrame - kMin && crc_ == 0xF0B8 &&
+              buf_[0] == kVersion;
     // raw() and rawLen() stay valid until the next frame starts.
     code_ = left_ = 0;
     return ok;
