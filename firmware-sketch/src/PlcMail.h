@@ -40,6 +40,7 @@
 #ifndef PLCMAIL_MAX_VALUES
 #define PLCMAIL_MAX_VALUES 4
 #endif
+// Time between heartbeats: whole seconds of the uptime, 1000..65000.
 #ifndef PLCMAIL_HEARTBEAT_MS
 #define PLCMAIL_HEARTBEAT_MS 10000UL
 #endif
