@@ -13,14 +13,19 @@ using namespace plcmail;
 // caller, which on AVR costs more flash than the call (about 190 bytes in
 // all, measured with extras/avr/build.sh).
 #define PLCMAIL_NOINLINE __attribute__((noinline))
+// Not inlined, and not cloned for the sketch's one global object either: then
+// `this` stays in a pointer register and members are reached with 2-byte
+// ldd/std instead of 4-byte lds/sts at their absolute addresses. Only where
+// it measured smaller (extras/avr/build.sh).
+#define PLCMAIL_BY_POINTER __attribute__((noinline, noclone))
 
 namespace {
 
 enum {
   kStateSev = 0x03,
-  kStateSnapSev = 0x0C,
-  kStateActive = 0x10,
-  kStateInSnap = 0x20
+  kStateActive = 0x04,
+  kStateInSnap = 0x08,
+  kStateSnapSev = 0x30  // the high nibble: a nibble swap on AVR
 };
 
 // Bytes read per poll(): enough for a burst of replies, bounded so that a
@@ -48,12 +53,16 @@ void PlcMail::init() { memset(static_cast<PlcMailState*>(this), 0, sizeof(PlcMai
 uint32_t PlcMail::takeBootId(uint32_t* cell, PlcMailBootBlock* block, uint32_t entropy) {
   uint32_t id = *cell;
   uint8_t left = block->left;
-  if (id == 0 || id == 0xFFFFFFFFUL) {
+  if ((uint32_t)(id - 1) >= (uint32_t)(0xFFFFFFFEUL - PLCMAIL_BOOT_BLOCK)) {
     // Erased (or never written): a random start, far from where any other
     // board's counter is, so a swapped or erased board repeats no id the
     // gateway knows. The top bit stays clear, and the cell never wraps: it
     // wears out after about 100 000 writes, 2^25 ids at most. (Tested first:
     // SRAM that powers up all ones must not pass for a block of an erased cell.)
+    // 0, and a value whose block would reach 0xFFFFFFFF or wrap past it
+    // (only junk is that high), count as erased too: so no id handed out is
+    // ever 0 (but for SRAM that matches a hand-written cell below
+    // PLCMAIL_BOOT_BLOCK by a 2^-32 chance).
     id = (entropy & 0x7FFFFFFFUL) | 1;
   } else if (block->limit == id && (uint8_t)(left - 1) < (uint8_t)(PLCMAIL_BOOT_BLOCK - 1)) {
     // The RAM block is ours only if it was reserved under what the cell
@@ -124,18 +133,21 @@ void PlcMail::begin() {
   cause = MCUSR & 0x0F;
   MCUSR = 0;
 #endif
-  begin(b, cause);
+  start(b, cause);
 }
 #endif
 
-void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
-  if (!bootId) bootId = 1;
+void PlcMail::begin(uint32_t bootId, uint8_t resetCause) { start(bootId ? bootId : 1, resetCause); }
+
+void PlcMail::start(uint32_t bootId, uint8_t resetCause) {
   boot_ = bootId;
   resetCause_ = resetCause;
   uint32_t now = clockMs();
   secondMark_ = now;
-  lastBeat_ = (uint16_t)now;
-  rng_ = (uint16_t)(bootId ^ now) | 1;
+  // The jitter's seed: boards restarted together by one power cut differ in
+  // their boot ids, in the high half (random starts, from bit 15 up) or the
+  // low one (counters). millis() is about the same on all of them.
+  rng_ = (uint16_t)(bootId ^ (bootId >> 16));
   // The HELLO is sequence 1 and goes out at the first poll(). (Everything
   // else starts at zero from the constructor: begin() is called once.)
   nextSeq();
@@ -145,11 +157,16 @@ void PlcMail::begin(uint32_t bootId, uint8_t resetCause) {
 
 // Each only referenced by its setter, so sketches without direction control
 // link neither (nor digitalWrite for it).
+// The last stop bit must leave before the driver turns off.
 static void drivePins(PlcMailState* s, bool transmit) {
+  if (!transmit) s->link_->flush();
   digitalWrite(s->dePin_, transmit ? HIGH : LOW);
   if (s->rePin_ != 0xFF) digitalWrite(s->rePin_, transmit ? HIGH : LOW);
 }
-static void callSketch(PlcMailState* s, bool transmit) { s->dirCb_(transmit); }
+static void callSketch(PlcMailState* s, bool transmit) {
+  if (!transmit) s->link_->flush();
+  s->dirCb_(transmit);
+}
 
 void PlcMail::setDirectionCallback(PlcMailDirectionCallback cb) {
   dirCb_ = cb;
@@ -170,10 +187,11 @@ void PlcMail::setDirectionPins(uint8_t dePin, uint8_t rePin) {
 
 uint32_t PlcMail::raiseValues(uint16_t code, uint8_t severity, const PlcMailValue* values, uint8_t n,
                               const __FlashStringHelper* text) {
-  return push(code, kEventRaise, severity, values, n, (const char*)text);
+  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
+  return push(code, (uint8_t)(kEventRaise | (severity & 3) << 2 | n << 4), values, (const char*)text);
 }
-uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0, 0, 0); }
-uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0, 0, 0); }
+uint32_t PlcMail::clear(uint16_t code) { return push(code, kEventClear, 0, 0); }
+uint32_t PlcMail::acknowledge(uint16_t code) { return push(code, kEventAcknowledge, 0, 0); }
 
 uint8_t PlcMail::find(uint16_t code) const {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++)
@@ -230,21 +248,31 @@ uint8_t PlcMail::track(uint16_t code, uint8_t kind, uint8_t severity) {
   return severity;
 }
 
-PLCMAIL_NOINLINE void PlcMail::freezeSnapshot(bool freeze) {
+// freeze: kStateActive to freeze the active alarms, 0 to thaw.
+PLCMAIL_BY_POINTER void PlcMail::freezeSnapshot(uint8_t freeze) {
   for (uint8_t i = 0; i < PLCMAIL_MAX_ACTIVE; i++) {
     uint8_t s = table_[i].state & (kStateSev | kStateActive);
-    if (freeze && (s & kStateActive)) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 2));
+    if (s & freeze) s |= (uint8_t)(kStateInSnap | ((s & kStateSev) << 4));
     table_[i].state = s;
   }
   snapUntracked_ = untracked_;
   helloUptime_ = uptime_;
 }
 
-uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
-                       const char* text) {
-  severity = track(code, kind, severity);
+uint32_t PlcMail::push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text) {
+  uint8_t kind = how & 3;
+  uint8_t severity = how;
+  severity >>= 2;  // (in 8 bits: one shift at a time, not promoted to int)
+#if defined(__AVR__)
+  uint8_t n = __builtin_avr_swap(how) & 7;  // how >> 4 in two instructions
+#else
+  uint8_t n = how >> 4;
+#endif
+  severity = track(code, kind, severity & 3);
   // Before the boot HELLO leaves, the table is the snapshot it will carry.
-  if (!begun_ || (helloPending_ && !sent_)) return 0;
+  // (One flag set by the first transmission: cheaper than testing begun_,
+  // helloPending_ and sent_.)
+  if (!live_) return 0;
   if (count_ == PLCMAIL_QUEUE_LEN) {
     resync_ = true;
     report(PLCMAIL_OVERFLOW, 0, code);
@@ -252,28 +280,21 @@ uint32_t PlcMail::push(uint16_t code, uint8_t kind, uint8_t severity, const PlcM
   }
   uint8_t tail = (uint8_t)((head_ + count_) % PLCMAIL_QUEUE_LEN);
   Event& ev = queue_[tail];
+  ev.text = text;
   uint8_t* w = ev.wire;
   memcpy(w, &code, 2);  // little-endian on AVR and on the hosts we test on
   w[2] = kind;
   w[3] = severity;
   memcpy(w + 4, &uptime_, 4);
-  if (n > PLCMAIL_MAX_VALUES) n = PLCMAIL_MAX_VALUES;
   w[8] = n;
   w += 9;
-  for (uint8_t i = 0; i < n; i++, w += 5) {
-    w[0] = values[i].kind;
-    memcpy(w + 1, &values[i].bits, 4);
-  }
-  ev.text = text;
+  static_assert(sizeof(PlcMailValue) == 5, "a PlcMailValue is its wire image");
+  if (n) memcpy(w, values, (uint8_t)(5 * n));  // (clear() has no values)
   count_++;
   return nextSeq();
 }
 
 PLCMAIL_NOINLINE uint32_t PlcMail::nextSeq() { return ++seq_; }
-
-// A 16-bit LCG (full period; the caller uses its high bits, the good ones):
-// one hardware multiply, smaller on AVR than a xorshift.
-uint16_t PlcMail::random16() { return rng_ = (uint16_t)(rng_ * 0x6255u + 0x3619u); }
 
 PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t detail) {
   if (statusCb_) statusCb_(status, seq, detail);
@@ -281,15 +302,18 @@ PLCMAIL_NOINLINE void PlcMail::report(uint8_t status, uint32_t seq, uint16_t det
 
 void PlcMail::poll() {
   uint32_t now = clockMs();
-  while (now - secondMark_ >= 1000) {
+  uint8_t ticks = 0;
+  while ((uint16_t)((uint16_t)now - secondMark_) >= 1000) {
     secondMark_ += 1000;
-    uptime_++;
+    ticks++;
   }
+  uptime_ += ticks;
+  beatTicks_ += ticks;
   if (!begun_) return;
 
   // Stream::read() returns -1 when nothing is there: no available() call.
   for (uint8_t budget = kReadBudget; budget; budget--) {
-    int c = link_.read();
+    int c = link_->read();
     if (c < 0) break;
     // Framing errors need no answer: the gateway retransmits nothing, and
     // the sender's own timer covers a lost ACK.
@@ -298,17 +322,14 @@ void PlcMail::poll() {
 
   transmit((uint16_t)now);
 
-  if ((uint16_t)((uint16_t)now - lastBeat_) >= PLCMAIL_HEARTBEAT_MS) {
-    lastBeat_ = (uint16_t)now;
-    uint8_t buf[kMaxFrame + 3];
-    uint8_t* p = startFrame(buf, kTypeHeartbeat, 0);
-    memcpy(p, &uptime_, 4);
-    p[4] = addSat(activeCount(), untracked_);
-    writeFrame(buf, p + 5);
+  // The heartbeat counts the uptime's seconds: one byte instead of a timer.
+  if (beatTicks_ >= PLCMAIL_HEARTBEAT_MS / 1000) {
+    beatTicks_ = 0;
+    sendFrame(kTypeHeartbeat);
   }
 }
 
-void PlcMail::transmit(uint16_t now) {
+PLCMAIL_BY_POINTER void PlcMail::transmit(uint16_t now) {
   if (!pending()) {
     if (!resync_) return;
     // Events were lost to a full queue: tell the gateway the whole state.
@@ -317,20 +338,57 @@ void PlcMail::transmit(uint16_t now) {
     sent_ = false;
     nextSeq();
   }
-  if (sent_ && !retransmitNow_ && (uint16_t)(now - lastSend_) < waitMs_) return;
+  // waitMs_ 0: a NAK "bad frame" asked for the frame again at once.
+  if (sent_ && (uint16_t)(now - lastSend_) < waitMs_) return;
 
   if (!sent_) {
     retryMs_ = PLCMAIL_RETRY_MIN_MS;
-    if (helloPending_) freezeSnapshot(true);
-  } else if (!retransmitNow_) {
+    if (helloPending_) freezeSnapshot(kStateActive);
+  } else if (waitMs_) {  // (not after a NAK "bad frame")
     retryMs_ = retryMs_ >= PLCMAIL_RETRY_MAX_MS / 2 ? PLCMAIL_RETRY_MAX_MS : (uint16_t)(retryMs_ * 2);
   }
 
+  sendFrame(helloPending_ ? kTypeHello : kTypeEvent);
+
+  lastSend_ = now;
+  // Up to 25 % jitter, so that PLCs restarted together by one power cut do
+  // not retransmit in step. Halving instead of a modulo spares a division.
+  // The random source is the CRC step the codec links anyway, stirred with
+  // the clock: for a given clock byte it maps states one to one, so boards
+  // seeded differently (see start()) never fall into step. 18 bytes less
+  // on AVR than a multiplying generator.
+  uint16_t jitter = rng_ = crc16Update(rng_, (uint8_t)now), limit = retryMs_ >> 2;
+  while (jitter > limit) jitter >>= 1;
+  waitMs_ = (uint16_t)(retryMs_ + jitter);
+  sent_ = true;
+  live_ = true;
+}
+
+PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
+
+// Builds a HEARTBEAT, the HELLO or the head's EVENT and writes it to the
+// line. One function for all three: one frame buffer on the stack (83 bytes,
+// only while it runs) and one copy of the header, CRC and COBS code.
+void PlcMail::sendFrame(uint8_t type) {
+  // buf[0] is the leading delimiter, buf[1] the COBS code byte, and the
+  // unencoded frame is built from buf + 2, so that cobsEncodeInPlace can
+  // encode it where it is.
   uint8_t buf[kMaxFrame + 3];
-  uint8_t* p;
-  if (helloPending_) {
-    p = startFrame(buf, kTypeHello, headSeq());
-    memcpy(p, &helloUptime_, 4);
+  // A leading delimiter ends whatever a reset or a collision left on the line.
+  buf[0] = 0;
+  uint8_t* p = buf + 2;
+  p[0] = kVersion;
+  p[1] = type;
+  memcpy(p + 2, &boot_, 4);
+  uint32_t seq = headSeq();
+  if (type == kTypeHeartbeat) seq = 0;
+  memcpy(p + 6, &seq, 4);
+  p += kHeaderLen;
+  if (type != kTypeEvent) memcpy(p, type == kTypeHello ? &helloUptime_ : &uptime_, 4);
+  if (type == kTypeHeartbeat) {
+    p[4] = addSat(activeCount(), untracked_);
+    p += 5;
+  } else if (type == kTypeHello) {
     p[4] = resetCause_;
     uint8_t* counts = p + 5;  // active_total and n, known after the list
     p += 7;
@@ -339,7 +397,11 @@ void PlcMail::transmit(uint16_t now) {
       const Entry& e = table_[i];
       if (e.state & kStateInSnap) {
         memcpy(p, &e.code, 2);
-        p[2] = (uint8_t)((e.state & kStateSnapSev) >> 2);
+#if defined(__AVR__)
+        p[2] = __builtin_avr_swap(e.state) & 3;  // kStateSnapSev
+#else
+        p[2] = (uint8_t)((e.state & kStateSnapSev) >> 4);
+#endif
         p += 3;
         n++;
       }
@@ -348,63 +410,30 @@ void PlcMail::transmit(uint16_t now) {
     counts[1] = n;
   } else {
     const Event& ev = queue_[head_];
-    p = startFrame(buf, kTypeEvent, headSeq());
     uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);
     memcpy(p, ev.wire, len);
     p += len;
-    uint8_t* textLen = p++;
     uint8_t n = 0;
-    if (ev.text) {
-      for (const char* t = ev.text; n < kMaxText; t++, n++) {
-        char ch = (char)pgm_read_byte(t);
-        if (!ch) break;
-        *p++ = (uint8_t)ch;
-      }
+    const char* t = ev.text;
+    for (;;) {
+      uint8_t ch;
+      if (!t || n == kMaxText || !(ch = pgm_read_byte(t + n))) break;
+      p[++n] = ch;
     }
-    *textLen = n;
+    *p = n;
+    p += n + 1;
   }
-  writeFrame(buf, p);
 
-  lastSend_ = now;
-  // Up to 25 % jitter, so that PLCs restarted together by one power cut do
-  // not retransmit in step. Halving instead of a modulo spares a division.
-  uint16_t jitter = random16(), limit = retryMs_ >> 2;
-  while (jitter > limit) jitter >>= 1;
-  waitMs_ = (uint16_t)(retryMs_ + jitter);
-  sent_ = true;
-  retransmitNow_ = false;
-}
-
-PLCMAIL_NOINLINE uint32_t PlcMail::headSeq() const { return seq_ - pending() + 1; }
-
-// Starts a frame in buf (kMaxFrame + 3 bytes): buf[0] is the leading
-// delimiter, and the unencoded frame is built from buf + 2 so that
-// cobsEncodeInPlace can encode it where it is, into buf + 1. Returns where
-// the payload goes.
-PLCMAIL_NOINLINE uint8_t* PlcMail::startFrame(uint8_t* buf, uint8_t type, uint32_t seq) {
-  // A leading delimiter ends whatever a reset or a collision left on the line.
-  buf[0] = 0;
-  uint8_t* p = buf + 2;
-  p[0] = kVersion;
-  p[1] = type;
-  memcpy(p + 2, &boot_, 4);
-  memcpy(p + 6, &seq, 4);
-  return p + kHeaderLen;
-}
-
-// Appends the CRC to the frame started in buf and ending before end, and
-// writes it to the line.
-void PlcMail::writeFrame(uint8_t* buf, uint8_t* end) {
-  uint8_t rawLen = (uint8_t)(end - (buf + 2));
-  uint16_t crc = crc16(buf + 2, rawLen);
-  memcpy(end, &crc, 2);
-  uint8_t n = cobsEncodeInPlace(buf + 1, (uint8_t)(rawLen + kCrcLen));
-  if (driver_) driver_(this, true);
-  link_.write(buf, n + 1);  // one call: delimiter, frame, delimiter
-  if (driver_) {
-    link_.flush();  // the last stop bit must leave before the driver turns off
-    driver_(this, false);
-  }
+  // crc16() over pointers instead of a length: 24 bytes less on AVR.
+  uint16_t crc = 0xFFFF;
+  for (const uint8_t* q = buf + 2; q != p; q++) crc = crc16Update(crc, *q);
+  crc = (uint16_t)~crc;
+  memcpy(p, &crc, 2);
+  p = cobsEncodeInPlace(buf + 1, p + kCrcLen);
+  void (*driver)(PlcMailState*, bool) = driver_;
+  if (driver) driver(this, true);
+  link_->write(buf, (uint8_t)(p - buf));  // one call: delimiter, frame, delimiter
+  if (driver) driver(this, false);
 }
 
 void PlcMail::handleFrame() {
@@ -415,35 +444,50 @@ void PlcMail::handleFrame() {
   // bus) need no look. Only the first Receiver::kKeep bytes are in raw.
   if (n < kHeaderLen + 1 + kCrcLen) return;
   uint8_t type = raw[1], arg = raw[kHeaderLen];
+  if (type == kTypeNak && arg == kNakBadFrame) {
+    // Whatever the header says: the gateway could not read ours.
+    // Retransmit at once, without a longer backoff (see transmit()); for a
+    // frame not sent yet that changes nothing.
+    waitMs_ = 0;
+    return;
+  }
+  if (memcmp(raw + 2, &boot_, 4) != 0) return;  // for another boot
   uint32_t seq;
   memcpy(&seq, raw + 6, 4);
-  bool ours = memcmp(raw + 2, &boot_, 4) == 0;
-  bool head = ours && sent_ && seq == headSeq();
-  if (type == kTypeAck) {
-    // A late or repeated ACK for a frame already done is ignored, and so is
-    // a malformed one (SPEC.md 3.4: result 0 or 1, one payload byte): it
-    // does not say the gateway has the frame, the timer retransmits it.
-    if (head && arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
-  } else if (type == kTypeNak) {
-    if (arg == kNakBadFrame) {
-      if (sent_) retransmitNow_ = true;
-    } else if (head && arg >= kNakVersion && arg <= kNakMalformed) {
-      finishHead(PLCMAIL_REJECTED, arg);
+  if (type == kTypeDelivery) {
+    if (n >= kHeaderLen + 3 + kCrcLen) {
+      uint16_t code;
+      memcpy(&code, raw + kHeaderLen + 1, 2);
+      uint8_t status = arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED;
+      // SPEC.md 3.6: an optional 4th byte `via` >= 1 names the fallback
+      // channel that carried the alarm (absent or 0: the mail server).
+      if (n >= kHeaderLen + 4 + kCrcLen && raw[kHeaderLen + 3]) {
+        status = PLCMAIL_VIA_CHANNEL;
+        code = raw[kHeaderLen + 3];
+      }
+      report(status, seq, code);
     }
-    // kNakBusy and reasons from later revisions: keep the frame, the
-    // backoff timer retransmits it.
-  } else if (type == kTypeDelivery && ours && n >= kHeaderLen + 3 + kCrcLen) {
-    uint16_t code;
-    memcpy(&code, raw + kHeaderLen + 1, 2);
-    report(arg == kDeliveryAccepted ? PLCMAIL_DELIVERED : PLCMAIL_FAILED, seq, code);
+    return;
   }
+  // ACK and NAK: only for the frame on the wire. A late or repeated ACK for
+  // a frame already done is ignored, and so is a malformed one (SPEC.md 3.4:
+  // result 0 or 1, one payload byte): it does not say the gateway has the
+  // frame, the timer retransmits it.
+  if (!sent_ || seq != headSeq()) return;
+  if (type == kTypeAck) {
+    if (arg <= 1 && n == kHeaderLen + 1 + kCrcLen) finishHead(PLCMAIL_QUEUED, arg);
+  } else if (type == kTypeNak && arg >= kNakVersion && arg <= kNakMalformed) {
+    finishHead(PLCMAIL_REJECTED, arg);
+  }
+  // kNakBusy and reasons from later revisions: keep the frame, the backoff
+  // timer retransmits it.
 }
 
-void PlcMail::finishHead(uint8_t status, uint16_t detail) {
+PLCMAIL_BY_POINTER void PlcMail::finishHead(uint8_t status, uint16_t detail) {
   uint32_t seq = headSeq();
   if (helloPending_) {
     helloPending_ = false;
-    freezeSnapshot(false);
+    freezeSnapshot(0);
   } else {
     head_ = (uint8_t)((head_ + 1) % PLCMAIL_QUEUE_LEN);
     count_--;

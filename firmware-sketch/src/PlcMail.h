@@ -14,7 +14,7 @@
 // with the same bytes until the gateway ACKs it, so the gateway can mail each
 // exactly once.
 //
-// RAM: a streaming receiver of 22 bytes (it keeps only the first 16 bytes of
+// RAM: a streaming receiver of 21 bytes (it keeps only the first 16 bytes of
 // a frame, checking COBS and CRC as bytes arrive), PLCMAIL_QUEUE_LEN compact
 // event records of 11 + 5 * PLCMAIL_MAX_VALUES bytes (31 by default),
 // PLCMAIL_MAX_ACTIVE table entries of 3 bytes and 5 bytes of .noinit for the
@@ -40,6 +40,7 @@
 #ifndef PLCMAIL_MAX_VALUES
 #define PLCMAIL_MAX_VALUES 4
 #endif
+// Time between heartbeats: whole seconds of the uptime, 1000..65000.
 #ifndef PLCMAIL_HEARTBEAT_MS
 #define PLCMAIL_HEARTBEAT_MS 10000UL
 #endif
@@ -53,6 +54,10 @@
 // jitter).
 #if PLCMAIL_HEARTBEAT_MS > 65000UL || PLCMAIL_RETRY_MAX_MS > 52000UL
 #error "PLCMAIL_HEARTBEAT_MS must be at most 65000, PLCMAIL_RETRY_MAX_MS at most 52000"
+#endif
+// The heartbeat counts whole seconds of the uptime.
+#if PLCMAIL_HEARTBEAT_MS < 1000UL || PLCMAIL_HEARTBEAT_MS % 1000UL
+#error "PLCMAIL_HEARTBEAT_MS must be a multiple of 1000"
 #endif
 // Where begin() keeps the 4-byte boot counter; the end of the EEPROM by
 // default, away from the addresses sketches usually start at.
@@ -107,7 +112,8 @@ extern const uint8_t PLCMAIL_CONFIG_SYMBOL;
 #error "PLCMAIL_MAX_ACTIVE must be 1..20 (one HELLO lists at most 20)"
 #endif
 
-// Severities (SPEC.md 3.2).
+// Severities (SPEC.md 3.2). Only their two low bits are sent, in events and
+// in the HELLO snapshot alike.
 #define PLCMAIL_INFO 0
 #define PLCMAIL_WARNING 1
 #define PLCMAIL_ALARM 2
@@ -127,12 +133,18 @@ enum PlcMailStatus {
   // raise/clear/acknowledge found the queue full (detail: alarm code). The
   // event itself is lost, its state is not: the alarm table is updated and a
   // HELLO snapshot is sent once the queue drains, so the gateway reconciles.
-  PLCMAIL_OVERFLOW = 5
+  PLCMAIL_OVERFLOW = 5,
+  // A fallback channel of the gateway (webhook, MQTT; its [[channel]]
+  // number, from 1, is the detail) carried the alarm of the frame: someone
+  // got it even if the mail server is failing. Comes besides the mail's own
+  // PLCMAIL_DELIVERED or PLCMAIL_FAILED, once per channel (SPEC.md 3.6).
+  PLCMAIL_VIA_CHANNEL = 6
 };
 
 // One value of an event: any integer up to 32 bits, float, double (sent as
-// float) or bool; the type goes on the wire with it.
-struct PlcMailValue {
+// float) or bool; the type goes on the wire with it. Packed (as on AVR
+// anyway): its 5 bytes are its wire image (SPEC.md 3.2), copied as they are.
+struct __attribute__((packed)) PlcMailValue {
   uint8_t kind;
   uint32_t bits;
   PlcMailValue(int v) : kind(plcmail::kValueInt32), bits((uint32_t)(long)v) {}
@@ -163,39 +175,44 @@ struct PlcMailState {
   // uptime, n_values, then kind and bits of each value), so that
   // transmitting it is a copy.
   struct Event {
+    const char* text;  // first: one pointer reaches it and the wire bytes
     uint8_t wire[9 + 5 * PLCMAIL_MAX_VALUES];
-    const char* text;
   };
   struct Entry {
     uint16_t code;
-    uint8_t state;  // bits 0-1 severity, 2-3 snapshot severity, 4 active, 5 in snapshot
+    uint8_t state;  // bits 0-1 severity, 2 active, 3 in snapshot, 4-5 snapshot severity
   };
 
+  Stream* link_;
   PlcMailStatusCallback statusCb_;
   PlcMailDirectionCallback dirCb_;                     // the sketch's, if any
-  void (*driver_)(PlcMailState* self, bool transmit);  // 0: no direction control
+  // 0: no direction control. Called with true before a frame is written,
+  // with false after it was written: then it flushes the stream first.
+  void (*driver_)(PlcMailState* self, bool transmit);
   uint8_t dePin_, rePin_;  // rePin_ 0xFF: none
   uint32_t boot_;
   uint32_t seq_;         // last sequence number handed out
   uint32_t uptime_;      // seconds since begin()
-  uint32_t secondMark_;  // millis() of the last uptime tick
-  // The low 16 bits of millis() suffice for the timers below (both under
-  // 65 s): cheaper on AVR than 32-bit arithmetic. poll() called less often
-  // than every 65 s delays a retransmission or heartbeat by up to 65 s more.
+  // The low 16 bits of millis() suffice for the timers below (all under
+  // 65 s) as long as poll() runs at least every 65 s: cheaper on AVR than
+  // 32-bit arithmetic. poll() called less often delays a retransmission or
+  // heartbeat by up to 65 s more, and a stall longer than 65.536 s costs the
+  // uptime a multiple of 65.536 s.
+  uint16_t secondMark_;  // millis() of the last uptime tick
   uint16_t lastSend_;    // millis() of the head's last transmission
-  uint16_t lastBeat_;    // millis() of the last heartbeat
   uint32_t helloUptime_;
   uint16_t retryMs_;     // current backoff
-  uint16_t waitMs_;      // backoff plus jitter until the next retransmission
+  uint16_t waitMs_;      // backoff plus jitter until the next retransmission; 0: at once
   uint16_t rng_;
   uint8_t resetCause_;
+  uint8_t beatTicks_;    // uptime seconds since the last heartbeat
   uint8_t head_, count_;
   uint8_t untracked_, snapUntracked_;  // active alarms the table had no room for
   bool begun_;           // begin() was called (a byte: cheaper to test than boot_)
+  bool live_;            // the boot HELLO has been transmitted: events are queued
   bool helloPending_;    // a HELLO heads the stream
   bool resync_;          // send a HELLO once the queue drains
   bool sent_;            // the head was transmitted at least once
-  bool retransmitNow_;
   Event queue_[PLCMAIL_QUEUE_LEN];
   Entry table_[PLCMAIL_MAX_ACTIVE];
   plcmail::Receiver rx_;  // the one receive buffer
@@ -203,10 +220,11 @@ struct PlcMailState {
 
 class PlcMail : private PlcMailState {
  public:
-  explicit PlcMail(Stream& link) : link_(link) {
+  explicit PlcMail(Stream& link) {
     // See PLCMAIL_CONFIG_SYMBOL: costs two instructions, survives LTO.
     __asm__ __volatile__("" : : "r"(&PLCMAIL_CONFIG_SYMBOL));
     init();
+    link_ = &link;
   }
 
   // Starts the link: takes the next boot id from EEPROM (AVR) and the reset
@@ -290,22 +308,19 @@ class PlcMail : private PlcMailState {
 
  private:
   void init();
-  uint32_t push(uint16_t code, uint8_t kind, uint8_t severity, const PlcMailValue* values, uint8_t n,
-                const char* text);
+  void start(uint32_t bootId, uint8_t resetCause);  // begin() with an id that is not 0
+  // how: event kind (bits 0-1), severity (2-3), number of values (4-6).
+  uint32_t push(uint16_t code, uint8_t how, const PlcMailValue* values, const char* text);
   uint8_t track(uint16_t code, uint8_t kind, uint8_t severity);  // returns the event's severity
   uint8_t find(uint16_t code) const;  // table index, or 0xFF
-  void freezeSnapshot(bool freeze);
+  void freezeSnapshot(uint8_t freeze);
   void transmit(uint16_t now);  // the low 16 bits of millis()
-  uint8_t* startFrame(uint8_t* buf, uint8_t type, uint32_t seq);
-  void writeFrame(uint8_t* buf, uint8_t* end);
+  void sendFrame(uint8_t type);
   void handleFrame();
   void finishHead(uint8_t status, uint16_t detail);
   void report(uint8_t status, uint32_t seq, uint16_t detail);
-  uint16_t random16();
 
   uint32_t nextSeq();
-
-  Stream& link_;
 };
 
 #endif  // PLCMAIL_H

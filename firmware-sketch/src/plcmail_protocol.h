@@ -77,13 +77,13 @@ uint16_t crc16(const uint8_t* data, size_t len);
 size_t cobsEncode(const uint8_t* src, size_t len, uint8_t* dst);
 int cobsDecode(const uint8_t* src, size_t len, uint8_t* dst);
 
-// Finishes a frame for the line in place. buf[1 .. 1+rawLen) holds the
-// unencoded frame (header, payload, CRC); buf[0] is scratch. On return
-// buf[0 .. rawLen+1) is its COBS encoding and buf[rawLen+1] the 0x00
-// delimiter; the result is rawLen + 2 bytes. Works in place because a frame is
-// shorter than 254 bytes: COBS then only replaces every zero by the distance to
-// the next one. The buffer must hold rawLen + 2 bytes (kMaxFrame + 2 at most).
-uint8_t cobsEncodeInPlace(uint8_t* buf, uint8_t rawLen);
+// Finishes a frame for the line in place. The unencoded frame (header,
+// payload, CRC) is (code, end): the bytes after code up to end; *code is
+// scratch. On return code[0 .. end) is its COBS encoding and *end the 0x00
+// delimiter; returns end + 1. Works in place because a frame is shorter than
+// 254 bytes: COBS then only replaces every zero by the distance to the next
+// one. (Pointers, not a length: cheaper on AVR for the firmware's caller.)
+uint8_t* cobsEncodeInPlace(uint8_t* code, uint8_t* end);
 
 // Builds an unencoded frame into a caller buffer, field by field; encodeRaw's
 // helper. (The firmware builds its frames in place, see PlcMail::startFrame.)
@@ -138,7 +138,7 @@ class Decoder {
 // It undoes COBS and runs the CRC as the bytes arrive and keeps only the
 // first kKeep bytes of a frame (the header and the start of the payload: all
 // a PLC reads of the gateway's frames), so it accepts every frame up to
-// kMaxFrame with 22 bytes of RAM instead of Decoder's 84. Errors are not
+// kMaxFrame with 21 bytes of RAM instead of Decoder's 84. Errors are not
 // reported, only dropped, with Decoder's resynchronisation rules; the host
 // tests hold it to Decoder + checkRaw on every vector and on random streams.
 class Receiver {
@@ -155,10 +155,9 @@ class Receiver {
  private:
   uint8_t buf_[kKeep];
   uint16_t crc_;   // CRC register over the decoded bytes so far
-  uint8_t len_;    // decoded bytes so far
+  uint8_t len_;    // decoded bytes so far; 0xFF: too long, dropped up to the next delimiter
   uint8_t code_;   // code byte of the current COBS block, 0 before the first
   uint8_t left_;   // data bytes still due in the current block
-  bool discard_;   // drop everything up to the next delimiter
 };
 
 // Little-endian readers; p must hold the bytes.
@@ -205,6 +204,7 @@ struct Frame {
   uint8_t nakReason;     // NAK
   uint8_t status;        // DELIVERY
   uint16_t smtpCode;
+  uint8_t via;           // DELIVERY, optional: 0 the mail server, k >= 1 the k-th fallback channel
 };
 
 // Full parser of an unencoded frame (all types) with the same checks, in the

@@ -38,12 +38,17 @@ import (
 // for RFC 5321/6152/2047 (8BITMIME or quoted-printable, encoded subjects,
 // 998-octet lines, address checks, per-recipient refusals, 32-bit timeouts).
 // Lowered in issue 16's footprint work (3504/289 -> 3012/221 on the 2560:
-// streaming receiver, 16-bit timers, smaller boot-id code); the goal there,
-// 2560/250, is reported by the test, not enforced.
+// streaming receiver, 16-bit timers, smaller boot-id code), then to issue
+// 16's goal, 2560 B of flash and 250 B of RAM on the 2560, which is met
+// (2520/217 with DELIVERY's via byte: one sendFrame for all frames, packed
+// event values, members through `this` where smaller, 16-bit uptime, CRC
+// jitter; firmware-sketch/README.md "Footprint"). The 328P's core costs
+// the library about 60 bytes more.
 const (
-	senderFlashLimit = 3136
-	senderRAMLimit   = 240
-	smtpFlashLimit   = 3584
+	senderFlashLimit2560 = 2560 // the goal; 2520 now
+	senderFlashLimit328P = 2624 // 2582 now
+	senderRAMLimit       = 232  // 217 now (the goal: 250)
+	smtpFlashLimit       = 3584
 )
 
 var (
@@ -312,11 +317,14 @@ func TestAVRFootprint(t *testing.T) {
 			t.Errorf("%s: %d bytes of RAM, limit %d", what, dr, ramLimit)
 		}
 	}
-	for _, mcu := range []string{"atmega2560", "atmega328p"} {
-		check("alarm sender @"+mcu, "UsbSerialAlarms@"+mcu, "SenderBaseline@"+mcu, senderFlashLimit, senderRAMLimit)
-		check("SMTP client @"+mcu, "SmtpOverSerial@"+mcu, "SmtpBaseline@"+mcu, smtpFlashLimit, 0)
+	for _, m := range []struct {
+		mcu         string
+		senderFlash int
+	}{{"atmega2560", senderFlashLimit2560}, {"atmega328p", senderFlashLimit328P}} {
+		check("alarm sender @"+m.mcu, "UsbSerialAlarms@"+m.mcu, "SenderBaseline@"+m.mcu, m.senderFlash, senderRAMLimit)
+		check("SMTP client @"+m.mcu, "SmtpOverSerial@"+m.mcu, "SmtpBaseline@"+m.mcu, smtpFlashLimit, 0)
 	}
-	fmt.Fprintf(&report, "  goal (issue 16, not enforced): alarm sender @atmega2560 <= 2560 B flash, <= 250 B RAM\n")
+	fmt.Fprintf(&report, "  goal (issue 16, enforced): alarm sender @atmega2560 <= 2560 B flash, <= 250 B RAM\n")
 	t.Log(report.String())
 	announce(report.String())
 }

@@ -146,6 +146,7 @@ std::string formatFrame(const Frame& f) {
       break;
     case kTypeDelivery:
       s += fmt(" status=%lu", f.status) + fmt(" smtp_code=%lu", f.smtpCode);
+      if (f.via) s += fmt(" via=%lu", f.via);  // the vectors leave out via=0
       break;
   }
   return s;
@@ -234,6 +235,7 @@ bool frameFromExpect(const std::string& line, Frame* f) {
     else if (k == "reason") f->nakReason = (uint8_t)n;
     else if (k == "status") f->status = (uint8_t)n;
     else if (k == "smtp_code") f->smtpCode = (uint16_t)n;
+    else if (k == "via") f->via = (uint8_t)n;
   }
   // Second pass for the repeated keys, in order.
   int na = 0, nv = 0;
@@ -338,7 +340,7 @@ void checkVector(const Vector& v) {
       fprintf(stderr, "%s: encodeRaw = %s, want %s\n", v.name.c_str(), hex(got).c_str(), hex(v.raw).c_str());
       testFailures++;
     } else {
-      uint8_t m = cobsEncodeInPlace(raw, n);
+      uint8_t m = (uint8_t)(cobsEncodeInPlace(raw, raw + 1 + n) - raw);
       CHECK(std::vector<uint8_t>(raw, raw + m) == v.wire);
     }
   }

@@ -210,6 +210,33 @@ void testRetransmitBackoffSameBytes() {
   }
 }
 
+// Two PLCs restarted by one power cut, with random-start boot ids that
+// differ only in their high half (SPEC.md 4; begin() keeps bit 0 set and
+// the low bits nearly equal): their jitter differs, so they do not
+// retransmit in step.
+void testJitterDiffersBetweenBoards() {
+  reset();
+  FakeLink linkA, linkB;
+  PlcMail a(linkA), b(linkB);
+  a.begin(0x12348001, 1);
+  b.begin(0x5AB08001, 1);
+  std::vector<uint32_t> ta, tb;
+  uint32_t start = fakeMillis;
+  while (fakeMillis < start + 120000) {
+    fakeMillis += 10;
+    a.poll();
+    b.poll();
+    for (auto& f : linkA.frames())
+      if (f.type == kTypeHello) ta.push_back(fakeMillis);
+    for (auto& f : linkB.frames())
+      if (f.type == kTypeHello) tb.push_back(fakeMillis);
+  }
+  CHECK(ta.size() >= 6 && tb.size() >= 6);
+  size_t same = 0;
+  for (size_t i = 1; i < ta.size() && i < tb.size(); i++) same += ta[i] == tb[i];
+  CHECK(same <= 1);
+}
+
 void testAckAdvancesAndDuplicateAckIgnored() {
   reset();
   FakeLink link;
@@ -577,6 +604,18 @@ void testBootIdWearAndUniqueness() {
   block.left = 5;
   CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 1);
   CHECK_EQ(cell, 1 + PLCMAIL_BOOT_BLOCK);
+  // Junk so high that its block would reach 0xFFFFFFFF (erased) or wrap to
+  // 0 counts as erased: a random start, and no warm reset ever yields 0.
+  const uint32_t junk[] = {0xFFFFFEFFu, 0xFFFFFF80u, 0xFFFFFFFEu};
+  for (uint32_t j : junk) {
+    cell = j;
+    uint32_t id = PlcMail::takeBootId(&cell, &block, 0x12340000);
+    CHECK_EQ(id, 0x12340001);
+    for (int boot = 0; boot < 600; boot++) CHECK(PlcMail::takeBootId(&cell, &block, 0x12340000) != 0);
+  }
+  cell = 0xFFFFFEFEu;  // the highest cell still taken as a counter
+  CHECK_EQ(PlcMail::takeBootId(&cell, &block, 0), 0xFFFFFEFEu);
+  CHECK_EQ(cell, 0xFFFFFEFEu + PLCMAIL_BOOT_BLOCK);
 }
 
 void testHeartbeat() {
@@ -598,6 +637,25 @@ void testHeartbeat() {
   }
   CHECK_EQ(fs[2].uptime, 30);
   CHECK_EQ(pm.uptime(), 35);
+}
+
+// The uptime counts 16 bits of millis(): exact as long as poll() runs at
+// least every 65.5 s (here every 65 s, across the 32-bit wrap as well), and
+// a longer stall costs it a multiple of 65.536 s (documented in README.md).
+void testUptimeSlowPoll() {
+  reset();
+  fakeMillis = 0xFFFFFFFFu - 100000;
+  FakeLink link;
+  PlcMail pm(link);
+  pm.begin(9, 0);
+  for (int i = 0; i < 20; i++) {
+    fakeMillis += 65000;
+    pm.poll();
+  }
+  CHECK_EQ(pm.uptime(), 1300);
+  fakeMillis += 65536 + 2000;  // one stall past the 16-bit wrap
+  pm.poll();
+  CHECK_EQ(pm.uptime(), 1302);
 }
 
 void testDeliveryStatus() {
@@ -632,6 +690,47 @@ void testDeliveryStatus() {
   CHECK_EQ(statuses[3].detail, 550);
 }
 
+// DELIVERY's optional 4th byte `via` (SPEC.md 3.6), hand-built frames: 0 or
+// absent is the mail server as before, k >= 1 the gateway's k-th fallback
+// channel, reported as PLCMAIL_VIA_CHANNEL with k as the detail; bytes after
+// it are ignored.
+void testDeliveryViaChannel() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  pm.onStatus(onStatus);
+  beginAcked(pm, link, 13);
+  uint32_t seq = pm.raise(17, PLCMAIL_ALARM);
+  pm.poll();
+  link.ack(13, seq);
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xC8, 0x00, 0x01});              // webhook, HTTP 200
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0x00, 0x00, 0x03});              // MQTT: no status
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xCA, 0x00, 0xFF, 0xAA, 0xBB});  // later bytes ignored
+  link.replyRaw(kTypeDelivery, 13, seq, {1, 0xFA, 0x00, 0x00});              // via 0 written out
+  link.replyRaw(kTypeDelivery, 13, seq, {2, 0x26, 0x02});                    // the mail failed
+  link.replyRaw(kTypeDelivery, 12, seq, {1, 0xC8, 0x00, 0x01});              // another boot
+  Frame d = {};
+  d.version = 1;
+  d.type = kTypeDelivery;
+  d.boot = 13;
+  d.seq = seq;
+  d.status = kDeliveryAccepted;
+  d.smtpCode = 202;
+  d.via = 2;
+  link.reply(d);  // through the codec's encoder
+  pm.poll();
+  CHECK_EQ(statuses.size(), 8);
+  if (statuses.size() != 8) return;
+  const Status want[] = {{PLCMAIL_VIA_CHANNEL, seq, 1}, {PLCMAIL_VIA_CHANNEL, seq, 3},
+                         {PLCMAIL_VIA_CHANNEL, seq, 255}, {PLCMAIL_DELIVERED, seq, 250},
+                         {PLCMAIL_FAILED, seq, 550},      {PLCMAIL_VIA_CHANNEL, seq, 2}};
+  for (int i = 0; i < 6; i++) {
+    CHECK_EQ(statuses[2 + i].status, want[i].status);
+    CHECK_EQ(statuses[2 + i].seq, want[i].seq);
+    CHECK_EQ(statuses[2 + i].detail, want[i].detail);
+  }
+}
+
 void testNoiseAndSplitReplies() {
   reset();
   FakeLink link;
@@ -663,6 +762,21 @@ void testNoiseAndSplitReplies() {
 
 // Up to four values of any type, with and without a text, in order; a fifth
 // is not possible (no overload), a queue slot holds all four.
+// A severity is two bits on the wire, in the EVENT as in the HELLO snapshot.
+void testSeverityTwoBits() {
+  reset();
+  FakeLink link;
+  PlcMail pm(link);
+  beginAcked(pm, link, 17);
+  link.frames();
+  CHECK_EQ(pm.raise(30, 4 + PLCMAIL_ALARM), 2);
+  pm.poll();
+  auto fs = link.frames();
+  CHECK_EQ(fs.size(), 1);
+  if (fs.size() != 1) return;
+  CHECK_EQ(fs[0].severity, PLCMAIL_ALARM);
+}
+
 void testEventValues() {
   reset();
   FakeLink link;
@@ -857,6 +971,7 @@ void testNoiseRobustness() {
 int main() {
   RUN(testHelloCarriesBootSnapshot);
   RUN(testRetransmitBackoffSameBytes);
+  RUN(testJitterDiffersBetweenBoards);
   RUN(testAckAdvancesAndDuplicateAckIgnored);
   RUN(testMalformedAckIgnored);
   RUN(testNakHandling);
@@ -866,10 +981,13 @@ int main() {
   RUN(testRebootNewBootIdFromEeprom);
   RUN(testBootIdWearAndUniqueness);
   RUN(testHeartbeat);
+  RUN(testUptimeSlowPoll);
   RUN(testDeliveryStatus);
+  RUN(testDeliveryViaChannel);
   RUN(testNoiseAndSplitReplies);
   RUN(testEventText);
   RUN(testEventValues);
+  RUN(testSeverityTwoBits);
   RUN(testRs485Direction);
   RUN(testOwnEchoIgnored);
   RUN(testNoiseRobustness);
