@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -189,37 +188,6 @@ func TestExampleChannelSection(t *testing.T) {
 	}
 	if c := o.Channels[1]; c.NotAcceptedWithin != 15*time.Minute || c.UpstreamFailingFor != time.Hour || c.HasSeverityRule {
 		t.Errorf("teams: %+v", c)
-	}
-}
-
-// check tests a channel's token file as the user serve runs as.
-func TestChannelCheckTokenReadableByServiceUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root's check stands in for another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody")
-	}
-	c := newTestConfig(t)
-	for d := c.Dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
-	}
-	tok := filepath.Join(c.Dir, "ntfy.token")
-	os.WriteFile(tok, []byte("tk\n"), 0o600)
-	c.Extra = fmt.Sprintf("\n[[channel]]\nname = \"n\"\nkind = \"ntfy\"\nurl = \"https://ntfy.example.com/t\"\ntoken_file = %q\nseverity_at_least = \"alarm\"\n", tok)
-	path := c.write(t)
-	os.Chmod(path, 0o644)
-	os.Mkdir(c.Spool, 0o700)
-	uid, gid := atoi(nobody.Uid), atoi(nobody.Gid)
-	os.Chown(c.Spool, uid, gid)
-	r := runCLI(t, "", "plcmail", "check", "-c", path)
-	if r.code != 1 || !strings.Contains(r.stdout, "channel[0].token_file: serve runs as nobody") || !strings.Contains(r.stdout, "chown nobody "+tok) {
-		t.Errorf("root-owned token: %+v", r)
-	}
-	os.Chown(tok, uid, gid)
-	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
-		t.Errorf("token owned by the service user: %+v", r)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/user"
@@ -9,11 +10,11 @@ import (
 	"testing"
 )
 
-// TestCheckSecretReadableByServiceUser: `sudo plcmail check` runs as root,
-// who can open anything; check must judge the files serve opens as the
-// spool's owner, the user serve runs as. The README's old recipe re-created
-// the secret root-owned 0600: check said ok, serve could not read it.
-func TestCheckSecretReadableByServiceUser(t *testing.T) {
+// serviceUserConfig prepares a config that `plcmail check`, run as root,
+// must judge as the user serve runs as: nobody owns the spool, and every
+// directory up to the config is open to others.
+func serviceUserConfig(t *testing.T) (c *testConfig, uid, gid int) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: only root's check stands in for another user")
 	}
@@ -21,33 +22,70 @@ func TestCheckSecretReadableByServiceUser(t *testing.T) {
 	if err != nil {
 		t.Skip("no user nobody")
 	}
-	c := newTestConfig(t)
+	c = newTestConfig(t)
 	for d := c.Dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
-	secret := filepath.Join(c.Dir, "upstream.secret")
-	os.WriteFile(secret, []byte("pw\n"), 0o600)
-	c.Upstream += "\nusername = \"u@example.com\"\npassword_file = \"" + secret + "\"\n"
+	os.Mkdir(c.Spool, 0o700)
+	uid, gid = atoi(nobody.Uid), atoi(nobody.Gid)
+	os.Chown(c.Spool, uid, gid)
+	return c, uid, gid
+}
+
+// TestCheckSecretReadableByServiceUser: `sudo plcmail check` runs as root,
+// who can open anything; check must judge every secret serve opens as the
+// spool's owner, the user serve runs as. The README's old recipe re-created
+// the upstream secret root-owned 0600: check said ok, serve could not read it.
+func TestCheckSecretReadableByServiceUser(t *testing.T) {
+	for _, tc := range []struct {
+		name, key string
+		config    func(c *testConfig, secret string)
+	}{
+		{"upstream", "upstream.password_file", func(c *testConfig, secret string) {
+			c.Upstream += "\nusername = \"u@example.com\"\npassword_file = \"" + secret + "\"\n"
+		}},
+		{"mqtt", "mqtt.password_file", func(c *testConfig, secret string) {
+			c.Extra = fmt.Sprintf("\n[mqtt]\nbroker = \"mqtts://broker.example.com\"\nusername = \"gw\"\npassword_file = %q\n", secret)
+		}},
+		{"channel", "channel[0].token_file", func(c *testConfig, secret string) {
+			c.Extra = fmt.Sprintf("\n[[channel]]\nname = \"n\"\nkind = \"ntfy\"\nurl = \"https://ntfy.example.com/t\"\ntoken_file = %q\nseverity_at_least = \"alarm\"\n", secret)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, uid, gid := serviceUserConfig(t)
+			secret := filepath.Join(c.Dir, tc.name+".secret")
+			os.WriteFile(secret, []byte("pw\n"), 0o600)
+			tc.config(c, secret)
+			path := c.write(t)
+			os.Chmod(path, 0o644)
+			r := runCLI(t, "", "plcmail", "check", "-c", path)
+			if r.code != 1 || !strings.Contains(r.stdout, tc.key+": serve runs as nobody") || !strings.Contains(r.stdout, "chown nobody "+secret) {
+				t.Errorf("root-owned secret: %+v", r)
+			}
+			// The installer's way: owned by the gateway's user, 0600.
+			os.Chown(secret, uid, gid)
+			if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
+				t.Errorf("secret owned by the service user: %+v", r)
+			}
+		})
+	}
+}
+
+// TestCheckConfigReadableByServiceUser: the config itself, and every
+// directory on its way, must be open to the user serve runs as.
+func TestCheckConfigReadableByServiceUser(t *testing.T) {
+	c, _, gid := serviceUserConfig(t)
 	path := c.write(t)
 	os.Chmod(path, 0o644)
-	os.Mkdir(c.Spool, 0o700)
-	uid, gid := atoi(nobody.Uid), atoi(nobody.Gid)
-	os.Chown(c.Spool, uid, gid)
-
-	r := runCLI(t, "", "plcmail", "check", "-c", path)
-	if r.code != 1 || !strings.Contains(r.stdout, "upstream.password_file: serve runs as nobody") || !strings.Contains(r.stdout, "chown nobody "+secret) {
-		t.Errorf("root-owned secret: %+v", r)
-	}
-	// The installer's way: owned by the gateway's user, 0600.
-	os.Chown(secret, uid, gid)
 	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
-		t.Errorf("secret owned by the service user: %+v", r)
+		t.Fatalf("config 0644: %+v", r)
 	}
-	// The config itself must be readable too (install.sh: root:plcmail 0640).
+	// Private to root: serve cannot read it.
 	os.Chmod(path, 0o600)
 	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 1 || !strings.Contains(r.stdout, "cannot read "+path) {
 		t.Errorf("config private to root: %+v", r)
 	}
+	// install.sh's way: root:plcmail 0640.
 	os.Chown(path, 0, gid)
 	os.Chmod(path, 0o640)
 	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -411,38 +410,6 @@ func TestMQTTRestartKeys(t *testing.T) {
 	o2.MQTT.TopicPrefix = "elsewhere"
 	if got := strings.Join(restartKeys(&n, &o2), ","); got != "mqtt" {
 		t.Errorf("[mqtt] changed: restart keys %q, want mqtt", got)
-	}
-}
-
-// TestMQTTCheckSecretReadableByServiceUser: check tests the broker
-// password file as the user serve runs as, as it does the upstream's.
-func TestMQTTCheckSecretReadableByServiceUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root's check stands in for another user")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody")
-	}
-	c := newTestConfig(t)
-	for d := c.Dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
-	}
-	secret := filepath.Join(c.Dir, "mqtt.secret")
-	os.WriteFile(secret, []byte("pw\n"), 0o600)
-	c.Extra = fmt.Sprintf("\n[mqtt]\nbroker = \"mqtts://broker.example.com\"\nusername = \"gw\"\npassword_file = %q\n", secret)
-	path := c.write(t)
-	os.Chmod(path, 0o644)
-	os.Mkdir(c.Spool, 0o700)
-	uid, gid := atoi(nobody.Uid), atoi(nobody.Gid)
-	os.Chown(c.Spool, uid, gid)
-	r := runCLI(t, "", "plcmail", "check", "-c", path)
-	if r.code != 1 || !strings.Contains(r.stdout, "mqtt.password_file: serve runs as nobody") || !strings.Contains(r.stdout, "chown nobody "+secret) {
-		t.Errorf("root-owned broker secret: %+v", r)
-	}
-	os.Chown(secret, uid, gid)
-	if r := runCLI(t, "", "plcmail", "check", "-c", path); r.code != 0 {
-		t.Errorf("secret owned by the service user: %+v", r)
 	}
 }
 
