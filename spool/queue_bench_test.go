@@ -24,7 +24,7 @@ func BenchmarkLoopPassHeldBacklog(b *testing.B) {
 			now := time.Now()
 			for i := range backlog {
 				id := fmt.Sprintf("M%015d", i)
-				q.msgs[id] = &Message{ID: id, Created: now, NextAttempt: now}
+				q.add(&Message{ID: id, Created: now, NextAttempt: now})
 			}
 			q.routes[0].holdUntil = now.Add(time.Minute)
 			q.routes[0].connFails = 1

@@ -180,6 +180,11 @@ type Message struct {
 	// wait, in the delivery loop only, is when an upstream the message
 	// may take is usable again (all of them held down or being probed).
 	wait time.Time
+	// match, in the delivery loop only and when matchSet, has a bit set
+	// for each route whose rules admit the message (Route.matches), so
+	// that routing needs no envelope (queue_index.go).
+	match    uint64
+	matchSet bool
 
 	// Dead letters only: when and why delivery was given up, and the
 	// upstream's reply code (0 for "expired" and local errors).
@@ -229,6 +234,10 @@ type Spool struct {
 	// the queue directory and re-read the new file's header.
 	trackFresh bool
 	fresh      []Message
+	// pending holds the ids of messages this process is queueing or
+	// queued and the Queue has not taken yet: the Queue's inotify watch
+	// sees their files appear and leaves them to takeFresh.
+	pending map[string]bool
 
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
@@ -314,6 +323,11 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		}
 	}
 	id := s.newID()
+	s.mu.Lock()
+	if s.trackFresh {
+		s.pending[id] = true
+	}
+	s.mu.Unlock()
 	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key, Origin: sub.Origin,
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
@@ -329,6 +343,8 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	}
 	if err == nil && s.trackFresh {
 		s.fresh = append(s.fresh, m)
+	} else {
+		delete(s.pending, id)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -373,8 +389,32 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 // the delivery loop through takeFresh.
 func (s *Spool) trackNew(on bool) {
 	s.mu.Lock()
-	s.trackFresh, s.fresh = on, nil
+	s.trackFresh, s.fresh, s.pending = on, nil, map[string]bool{}
 	s.mu.Unlock()
+}
+
+// ownPending reports whether id is a message this process is queueing or
+// queued and takeFresh has not handed out yet.
+func (s *Spool) ownPending(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[id]
+}
+
+// exists reports whether area/id is there.
+func (s *Spool) exists(area, id string) bool {
+	_, err := os.Lstat(s.path(area, id))
+	return err == nil
+}
+
+// queueModTime is the modification time of queue/: it changes when a file
+// is linked in, renamed in or out, or removed.
+func (s *Spool) queueModTime() (time.Time, error) {
+	fi, err := os.Stat(filepath.Join(s.dir, dirQueue))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // takeFresh returns the messages queued by this process since the last
@@ -384,6 +424,9 @@ func (s *Spool) takeFresh() []Message {
 	defer s.mu.Unlock()
 	f := s.fresh
 	s.fresh = nil
+	for i := range f {
+		delete(s.pending, f[i].ID)
+	}
 	return f
 }
 
@@ -511,7 +554,7 @@ func (s *Spool) ReadMessage(id string) (Message, []byte, error) {
 		return Message{}, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	for _, area := range []string{dirQueue, dirDead} {
-		m, data, err := s.read(area, id, true)
+		m, data, err := s.read(area, id, true, true)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -522,11 +565,14 @@ func (s *Spool) ReadMessage(id string) (Message, []byte, error) {
 
 // load reads the header of area/id and applies its state sidecar.
 func (s *Spool) load(area, id string) (Message, error) {
-	m, _, err := s.read(area, id, false)
+	m, _, err := s.read(area, id, false, true)
 	return m, err
 }
 
-func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
+// read reads the header of area/id, with the body when body is set, and
+// applies its state sidecar when state is set (the delivery loop keeps the
+// retry state in memory and skips it).
+func (s *Spool) read(area, id string, body, state bool) (Message, []byte, error) {
 	var m Message
 	f, err := os.Open(s.path(area, id))
 	if err != nil {
@@ -568,6 +614,9 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	}
 	if err != nil {
 		return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
+	}
+	if !state {
+		return m, data, nil
 	}
 	statePath := s.path(dirState, id)
 	if area == dirDead {
@@ -766,7 +815,7 @@ func (s *Spool) remove(area string, m *Message) error {
 // recipients: to becomes the pending recipients and rejected is appended to
 // its permanent rejections. The body is kept byte for byte.
 func (s *Spool) Narrow(id string, to []string, rejected []Rejection) error {
-	m, data, err := s.read(dirQueue, id, true)
+	m, data, err := s.read(dirQueue, id, true, true)
 	if err != nil {
 		return err
 	}
