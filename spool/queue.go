@@ -121,7 +121,7 @@ type Queue struct {
 	removeSlots chan struct{}
 	// routes are the upstream entries with their hold state (route.go).
 	routes []*routeState
-	busy                  int // workers with a batch
+	busy   int // workers with a batch
 
 	resultMu sync.Mutex // OnResult callbacks run one at a time
 	mu       sync.Mutex

@@ -34,9 +34,9 @@ type index struct {
 type entry struct {
 	id       [16]byte
 	created  int64
-	next     int64 // Message.NextAttempt
-	wait     int64 // Message.wait
-	since    int64 // Message.UpstreamSince
+	next     int64  // Message.NextAttempt
+	wait     int64  // Message.wait
+	since    int64  // Message.UpstreamSince
 	match    uint64 // routes whose rules admit the message (bit = route index)
 	refused  uint64 // routes that refused it for good (Message.Refused)
 	attempts int32
