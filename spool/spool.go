@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -241,6 +242,8 @@ type Spool struct {
 
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
+	// noKeys: opened by OpenNoKeys, without the key index.
+	noKeys bool
 	// free: delivered message files kept for reuse (spool_recycle.go).
 	free freePool
 	// lastIDTime is the time part of the last id this process made.
@@ -290,6 +293,30 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 	return s, nil
 }
 
+// ErrNoKeys is returned by Enqueue on a spool opened with OpenNoKeys.
+var ErrNoKeys = errors.New("spool: opened without the idempotency keys, cannot queue")
+
+// OpenNoKeys opens an existing spool for `plcmail queue`: listing, flushing
+// and deleting, beside a running gateway. Unlike Open it neither rebuilds
+// the idempotency key index (which reads every queued message's header, as
+// many as a listing reads again) nor cleans up after a crash (the
+// gateway's Open does). Enqueue on it returns ErrNoKeys: without the index
+// it could not refuse a duplicate. A spool that does not exist yet is made
+// by Open.
+func OpenNoKeys(dir string, log *slog.Logger) (*Spool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(filepath.Join(dir, dirQueue)); err != nil {
+		return Open(dir, log) // a new spool: Open makes it, as it would for the gateway
+	}
+	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}, noKeys: true}
+	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirKeys, "log")) })
+	return s, nil
+}
+
 // Close releases the spool. Everything is on disk already.
 func (s *Spool) Close() error { return nil }
 
@@ -299,6 +326,9 @@ func (s *Spool) Dir() string { return s.dir }
 // Enqueue stores a submission durably and returns its queue id. When it
 // returns nil, the message is on disk and survives power loss.
 func (s *Spool) Enqueue(sub Submission) (string, error) {
+	if s.noKeys {
+		return "", ErrNoKeys
+	}
 	if err := checkEnvelope(&sub.Envelope); err != nil {
 		return "", fmt.Errorf("spool: %w", err)
 	}
@@ -490,14 +520,37 @@ func (s *Spool) list(area string) ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]Message, 0, len(ids))
-	for _, id := range ids {
-		m, err := s.load(area, id)
-		if err != nil {
-			continue // vanished (delivered, deleted) or quarantined
-		}
-		msgs = append(msgs, m)
+	// The headers are read by as many goroutines as there are CPUs: a
+	// listing is a file open and a small read per message, which a
+	// second core halves.
+	msgs := make([]Message, len(ids))
+	ok := make([]bool, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(ids)/256, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				m, err := s.load(area, ids[i])
+				// An error: vanished (delivered, deleted) or quarantined.
+				msgs[i], ok[i] = m, err == nil
+			}
+		}()
 	}
+	wg.Wait()
+	n := 0
+	for i := range msgs {
+		if ok[i] {
+			msgs[n] = msgs[i]
+			n++
+		}
+	}
+	msgs = msgs[:n]
 	sort.Slice(msgs, func(i, j int) bool { return olderFirst(&msgs[i], &msgs[j]) })
 	return msgs, nil
 }

@@ -52,6 +52,7 @@ func main() {
 	fill := flag.String("fill", "", "only fill this spool directory with -n messages")
 	work := flag.String("dir", "", "work directory (default: a temporary one)")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	wear := flag.Int("wear", 0, "only measure what this many alarm mails and as many relayed messages write (needs -sink)")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -68,6 +69,12 @@ func main() {
 			log.Fatalf("-n: %v", err)
 		}
 		ns = append(ns, n)
+	}
+	if *wear > 0 {
+		if err := measureWear(*work, *wear, *size, *sink); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if *fill != "" {
 		if err := fillSpool(*fill, ns[0], *size); err != nil {
@@ -266,4 +273,76 @@ func freePort() int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// measureWear queues n alarm mails (with an idempotency key, as serial
+// links queue them) and n relayed messages (without), one at a time, each
+// delivered to the sink before the next is queued: the happy path. It
+// prints, per message, what the kernel counted for this process in
+// /proc/self/io (write_bytes: bytes this process caused to be written to
+// the block layer; syscw: write system calls, the SMTP socket's included).
+// bench/queuedepth.sh runs it under strace to count the file operations
+// on the spool one by one.
+func measureWear(dir string, n, size int, sink string) error {
+	if dir == "" || sink == "" {
+		return fmt.Errorf("-wear needs -dir and -sink")
+	}
+	log := slog.New(slog.DiscardHandler)
+	sp, err := spool.Open(filepath.Join(dir, "wear"), log)
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	host, port, _ := strings.Cut(sink, ":")
+	p, _ := strconv.Atoi(port)
+	q, err := spool.NewQueue(sp, spool.QueueOptions{
+		Upstream:    upstream.Options{Host: host, Port: p, Security: upstream.None, Auth: "none", Timeout: 10 * time.Second},
+		Connections: 4, BatchSize: 100, ScanEvery: time.Second,
+		Lifetime: 5 * 24 * time.Hour, MinBackoff: 30 * time.Second, MaxBackoff: time.Hour,
+	}, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.Run(ctx)
+	body := []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: alarm\r\n\r\n" + strings.Repeat("x", max(size-80, 0)) + "\r\n")
+	delivered := uint64(0)
+	fmt.Println("| kind | messages | write_bytes/msg | syscw/msg |\n|---|---:|---:|---:|")
+	for _, kind := range []string{"alarm", "relayed"} {
+		time.Sleep(500 * time.Millisecond)
+		// A marker for the strace log: what follows is this kind.
+		os.WriteFile(filepath.Join(dir, "phase-"+kind), nil, 0o600)
+		io0 := procIO()
+		for i := range n {
+			sub := spool.Submission{Envelope: spool.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, Data: body, Source: kind}
+			if kind == "alarm" {
+				sub.Key = fmt.Sprintf("press-line-1/7/%d", i)
+			}
+			if _, err := sp.Enqueue(sub); err != nil {
+				return err
+			}
+			q.Wake()
+			delivered++
+			for q.Stats().Delivered < delivered {
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+		io1 := procIO()
+		fmt.Printf("| %s | %d | %.0f | %.1f |\n", kind, n, float64(io1["write_bytes"]-io0["write_bytes"])/float64(n), float64(io1["syscw"]-io0["syscw"])/float64(n))
+	}
+	return nil
+}
+
+func procIO() map[string]int64 {
+	out := map[string]int64{}
+	b, _ := os.ReadFile("/proc/self/io")
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok {
+			out[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return out
 }
