@@ -84,7 +84,10 @@ import (
 // append fsynced (shared the same way), before the last file carrying it is
 // removed, so the index rebuilt at open from keys/log ∪ queue/ ∪ dead/ never
 // forgets a key that was accepted. Log entries older than KeyRetention are
-// pruned at open.
+// pruned at open. For a queued message with a key that append is also the
+// durable record of its removal: Open removes a queue file whose key the
+// log holds with the file's creation time, so delivering an alarm needs no
+// fsync of queue/ (remove, removeLogged).
 const (
 	dirTmp     = "tmp"
 	dirQueue   = "queue"
@@ -395,7 +398,7 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 	if name := s.takeFree(); name != "" {
 		err := s.writeRecycled(name, final, data)
 		if err == nil {
-			return s.queueSync.Sync()
+			return s.syncQueue()
 		}
 		if errors.Is(err, fs.ErrNotExist) || noSpace(err) {
 			// Given back by releaseFree in another process, or too
@@ -412,7 +415,7 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 	} else if err := writeRenamed(filepath.Join(s.dir, dirTmp), final, data); err != nil {
 		return err
 	}
-	return s.queueSync.Sync()
+	return s.syncQueue()
 }
 
 // trackNew starts (or stops) handing messages queued by this process to
@@ -828,10 +831,21 @@ func (s *Spool) Delivered(id string) error {
 func (s *Spool) delivered(m *Message) error { return s.remove(dirQueue, m) }
 
 // remove deletes a message file (and its state) after logging its key.
+//
+// For a queued message with a key (an alarm), the key log's fsync is what
+// makes the removal durable: Open removes a queue file whose key the log
+// holds with the file's creation time (loadKeys), so the file is renamed
+// away without the directory fsync a message without a key needs. The
+// happy path of an alarm costs two writes and three fsyncs (file, queue/
+// at Enqueue, key log), not four; a free file moved out so is reused only
+// after a later fsync of queue/ covers the move (syncQueue).
 func (s *Spool) remove(area string, m *Message) error {
 	if m.Key != "" {
 		if err := s.appendKey(m.Key, m.Created); err != nil {
 			return err
+		}
+		if area == dirQueue {
+			return s.removeLogged(m)
 		}
 	}
 	recycled := ""
@@ -850,15 +864,58 @@ func (s *Spool) remove(area string, m *Message) error {
 		os.Remove(s.path(dirDead, m.ID+".json"))
 		return s.deadSync.Sync()
 	}
-	os.Remove(s.path(dirState, m.ID))
+	if m.Attempts > 0 {
+		os.Remove(s.path(dirState, m.ID)) // only a tried message has one
+	}
 	// Without this a delivered message could reappear after a power loss
 	// and be sent twice.
-	err := s.queueSync.Sync()
+	err := s.syncQueue()
 	if recycled != "" {
 		if err == nil {
 			s.putFree(recycled)
 		} else {
 			os.Remove(s.path(dirFree, recycled))
+		}
+	}
+	return err
+}
+
+// removeLogged removes a queued message whose key is durably in the key
+// log (see remove): no fsync of queue/ is needed, nor waited for.
+func (s *Spool) removeLogged(m *Message) error {
+	if m.Attempts > 0 {
+		os.Remove(s.path(dirState, m.ID))
+	}
+	if s.recycles(m.Size) {
+		name := s.newID()
+		if os.Rename(s.path(dirQueue, m.ID), s.path(dirFree, name)) == nil {
+			s.free.mu.Lock()
+			s.free.undurable = append(s.free.undurable, name)
+			s.free.mu.Unlock()
+			return nil
+		}
+	}
+	if err := os.Remove(s.path(dirQueue, m.ID)); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// syncQueue fsyncs queue/ (shared, queueSync) and then hands the files
+// that removeLogged moved into free/ before it began to the pool: the
+// fsync made their moves durable, so overwriting them can no longer
+// change a file that a crash would bring back into queue/.
+func (s *Spool) syncQueue() error {
+	s.free.mu.Lock()
+	moved := s.free.undurable
+	s.free.undurable = nil
+	s.free.mu.Unlock()
+	err := s.queueSync.Sync()
+	for _, name := range moved {
+		if err == nil {
+			s.putFree(name)
+		} else {
+			os.Remove(filepath.Join(s.dir, dirFree, name))
 		}
 	}
 	return err
@@ -1084,6 +1141,11 @@ func (s *Spool) loadKeys() error {
 		}
 		s.log.Info("spool: pruned idempotency key log", "dropped", pruned, "torn", bad, "kept", len(keys))
 	}
+	logged := make(map[string]int64, len(keys))
+	for k, t := range keys {
+		logged[k] = t.Unix()
+	}
+	removed := 0
 	for _, area := range []string{dirQueue, dirDead} {
 		ids, err := s.ids(area)
 		if err != nil {
@@ -1091,11 +1153,27 @@ func (s *Spool) loadKeys() error {
 		}
 		for _, id := range ids {
 			m, err := s.load(area, id)
-			if err == nil && m.Key != "" {
-				if _, ok := keys[m.Key]; !ok {
-					keys[m.Key] = m.Created
-				}
+			if err != nil || m.Key == "" {
+				continue
 			}
+			if t, ok := logged[m.Key]; ok && area == dirQueue && t == m.Created.Unix() {
+				// Delivered or deleted: its key was logged, which made
+				// that durable, but its removal was not (see remove).
+				if os.Remove(s.path(dirQueue, id)) == nil {
+					os.Remove(s.path(dirState, id))
+					removed++
+				}
+				continue
+			}
+			if _, ok := keys[m.Key]; !ok {
+				keys[m.Key] = m.Created
+			}
+		}
+	}
+	if removed > 0 {
+		s.log.Info("spool: removed delivered messages whose removal a crash undid", "messages", removed)
+		if err := syncDir(filepath.Join(s.dir, dirQueue)); err != nil {
+			return fmt.Errorf("spool: %w", err)
 		}
 	}
 	s.mu.Lock()
