@@ -29,6 +29,7 @@ if [[ -n ${QD_QUICK:-} ]]; then DEPTHS=1000,10000 LIST=10000 IDLE=5; fi
 SINK_PORT=${QD_SINK_PORT:-2726}
 PF_PORT=${QD_PF_PORT:-2725}
 W=$(mktemp -d /var/tmp/queuedepth.XXXXXX)
+chmod 755 "$W" # Postfix and the spool owner traverse it
 PF=$W/postfix
 PIDS=()
 cleanup() {

@@ -310,8 +310,10 @@ func OpenNoKeys(dir string, log *slog.Logger) (*Spool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if _, err := os.Stat(filepath.Join(dir, dirQueue)); err != nil {
-		return Open(dir, log) // a new spool: Open makes it, as it would for the gateway
+	for _, d := range []string{dirQueue, dirState, dirDead, dirCorrupt} {
+		if _, err := os.Stat(filepath.Join(dir, d)); err != nil {
+			return Open(dir, log) // a new spool: Open makes it, as it would for the gateway
+		}
 	}
 	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}, noKeys: true}
 	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
@@ -630,6 +632,15 @@ func (s *Spool) load(area, id string) (Message, error) {
 // retry state in memory and skips it).
 func (s *Spool) read(area, id string, body, state bool) (Message, []byte, error) {
 	var m Message
+	if !body {
+		hm, ok, err := s.readHeader(area, id)
+		if ok {
+			if err != nil {
+				return hm, nil, err
+			}
+			return s.withState(area, id, hm, nil, state)
+		}
+	}
 	f, err := os.Open(s.path(area, id))
 	if err != nil {
 		return m, nil, err
@@ -671,6 +682,11 @@ func (s *Spool) read(area, id string, body, state bool) (Message, []byte, error)
 	if err != nil {
 		return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
 	}
+	return s.withState(area, id, m, data, state)
+}
+
+// withState applies the state sidecar of area/id to m when state is set.
+func (s *Spool) withState(area, id string, m Message, data []byte, state bool) (Message, []byte, error) {
 	if !state {
 		return m, data, nil
 	}

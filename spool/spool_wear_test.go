@@ -2,6 +2,7 @@ package spool
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -72,5 +73,58 @@ func TestLoggedRemovalSkipsDirSync(t *testing.T) {
 	}
 	if s.exists(dirQueue, id) {
 		t.Error("delivered alarm still in queue/")
+	}
+}
+
+// OpenNoKeys lists what Open lists, refuses to queue (it could not refuse a
+// duplicate), and makes a spool that does not exist yet as Open does.
+func TestOpenNoKeys(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestSpool(t, dir)
+	id, err := s.Enqueue(testSub(1, "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenNoKeys(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := r.List(); err != nil || len(msgs) != 1 || msgs[0].ID != id || msgs[0].Key != "k1" {
+		t.Errorf("List: %+v, %v", msgs, err)
+	}
+	if _, err := r.Enqueue(testSub(2, "")); !errors.Is(err, ErrNoKeys) {
+		t.Errorf("Enqueue: %v, want ErrNoKeys", err)
+	}
+	fresh, err := OpenNoKeys(t.TempDir()+"/new", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := fresh.ListDead(); err != nil || len(msgs) != 0 {
+		t.Errorf("new spool: %+v, %v", msgs, err)
+	}
+}
+
+// BenchmarkList is `plcmail queue list`'s reading of 10,000 headers.
+func BenchmarkList(b *testing.B) {
+	dir := b.TempDir()
+	s := openTestSpool(b, dir)
+	now := time.Now().UTC()
+	for i := range 10000 {
+		id := s.newID()
+		m := Message{ID: id, Envelope: Envelope{From: "plc@example.com", To: []string{"ops@example.com"}},
+			Source: "serial:a", Key: id, Created: now, NextAttempt: now, Size: 4}
+		if err := os.WriteFile(s.path(dirQueue, id), encodeSpoolFile(&m, []byte("x\r\n\r")), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		_ = i
+	}
+	r, err := OpenNoKeys(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if msgs, err := r.List(); err != nil || len(msgs) != 10000 {
+			b.Fatal(len(msgs), err)
+		}
 	}
 }
