@@ -144,8 +144,11 @@ type QueueOptions struct {
 	// BatchSize is how many messages one connection carries before it is
 	// closed; at least 1.
 	BatchSize int
-	// ScanEvery is how often the spool directory is re-read for mail
-	// queued by other processes.
+	// ScanEvery is how often the loop does its housekeeping (stale temp
+	// files, the recycled files' share of the disk) and, without inotify,
+	// looks for mail other processes queued or deleted (a stat of queue/,
+	// a listing when it changed). With inotify such changes are seen at
+	// once, and queue/ is listed in full only every fullScanEvery.
 	ScanEvery time.Duration
 	// Lifetime is how long a message is retried before it is
 	// dead-lettered (maximal_queue_lifetime).

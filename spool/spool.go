@@ -224,7 +224,8 @@ type spoolState struct {
 // only the process holding the delivery lock (the Queue in plcmail serve)
 // delivers, so a message is never claimed twice. Idempotency keys are checked
 // against what this process knows: keys written by other processes are
-// merged in by the Queue's scan (learnKey), every queue.scan_every.
+// merged in by the Queue when it reads their files (learnKey), as soon as
+// inotify reports them (or at its next scan without inotify).
 type Spool struct {
 	dir string
 	log *slog.Logger
