@@ -933,7 +933,7 @@ func (q *Queue) current(m *Message) ([]byte, bool) {
 	}
 	cur.Attempts, cur.NextAttempt = m.Attempts, m.NextAttempt
 	cur.Upstream, cur.UpstreamSince, cur.Refused, cur.Via = m.Upstream, m.UpstreamSince, m.Refused, m.Via
-	cur.match, cur.matchSet = m.match, m.matchSet
+	cur.match, cur.matchSet, cur.stateHash = m.match, m.matchSet, m.stateHash
 	*m = cur
 	return data, true
 }
@@ -1217,8 +1217,18 @@ func (q *Queue) deferUntil(m *Message, r *routeState, next time.Time, cause erro
 	if r != nil && len(q.routes) > 1 {
 		m.LastError = r.Name + ": " + m.LastError // which upstream said so
 	}
-	if err := q.spool.deferState(m); err != nil {
-		q.log.Error("queue: cannot record retry state", "id", m.ID, "err", err)
+	// The state file is rewritten only when it would say something new
+	// besides the count and the time: a retry that failed as the last one
+	// did (an upstream down for hours, probed with the same batch every
+	// few minutes; greylisting) costs no write. The state is advisory
+	// (package doc): on disk the count may lag and the time be earlier,
+	// which only makes a retry after a restart come sooner.
+	if h := stateHash(m); h != m.stateHash || m.Attempts == 1 {
+		if err := q.spool.deferState(m); err != nil {
+			q.log.Error("queue: cannot record retry state", "id", m.ID, "err", err)
+		} else {
+			m.stateHash = h
+		}
 	}
 	q.mu.Lock()
 	q.stats.Deferred++
@@ -1228,6 +1238,26 @@ func (q *Queue) deferUntil(m *Message, r *routeState, next time.Time, cause erro
 		r.st.LastError, r.st.LastErrorAt = cause.Error(), now
 	}
 	q.mu.Unlock()
+}
+
+// stateHash sums what a retry state says besides the count and the time
+// (FNV-1a; 0 is kept for "not written by this process").
+func stateHash(m *Message) uint32 {
+	h := uint32(2166136261)
+	add := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint32(s[i])) * 16777619
+		}
+		h = (h ^ 0xff) * 16777619
+	}
+	add(m.LastError)
+	add(m.Upstream)
+	add(m.UpstreamSince.UTC().Format(time.RFC3339Nano))
+	for _, r := range m.Refused {
+		add(r)
+	}
+	add(m.Via)
+	return max(h, 1)
 }
 
 // backoff returns the delay before attempt n+1: min_backoff doubled per

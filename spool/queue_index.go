@@ -40,9 +40,10 @@ type entry struct {
 	match    uint64 // routes whose rules admit the message (bit = route index)
 	refused  uint64 // routes that refused it for good (Message.Refused)
 	attempts int32
-	hidx     int32 // position in its heap
-	where    uint8 // which heap it is in, or claimed
-	upstream int8  // route index of Message.Upstream, -1 for none
+	state    uint32 // Message.stateHash
+	hidx     int32  // position in its heap
+	where    uint8  // which heap it is in, or claimed
+	upstream int8   // route index of Message.Upstream, -1 for none
 }
 
 // Where an entry is.

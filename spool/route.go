@@ -389,6 +389,7 @@ func (q *Queue) entryOf(m *Message) (entry, bool) {
 func (q *Queue) store(e *entry, m *Message) {
 	e.next, e.wait, e.since = ns(m.NextAttempt), ns(m.wait), ns(m.UpstreamSince)
 	e.attempts = int32(min(m.Attempts, 1<<31-1))
+	e.state = m.stateHash
 	e.upstream = q.routeIndex(m.Upstream)
 	e.refused = 0
 	for _, name := range m.Refused {
@@ -403,7 +404,7 @@ func (q *Queue) store(e *entry, m *Message) {
 func (q *Queue) messageOf(e *entry) Message {
 	m := Message{ID: string(e.id[:]), Created: fromNS(e.created), NextAttempt: fromNS(e.next),
 		Attempts: int(e.attempts), UpstreamSince: fromNS(e.since), wait: fromNS(e.wait),
-		match: e.match, matchSet: true}
+		match: e.match, matchSet: true, stateHash: e.state}
 	if e.upstream >= 0 {
 		m.Upstream = q.routes[e.upstream].Name
 	}

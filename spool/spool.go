@@ -189,6 +189,9 @@ type Message struct {
 	// that routing needs no envelope (queue_index.go).
 	match    uint64
 	matchSet bool
+	// stateHash, in the delivery loop only, is stateHash of the retry
+	// state this process last wrote for the message (0: none).
+	stateHash uint32
 
 	// Dead letters only: when and why delivery was given up, and the
 	// upstream's reply code (0 for "expired" and local errors).

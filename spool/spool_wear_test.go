@@ -3,8 +3,11 @@ package spool
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
 // A delivered alarm (a message with a key) is removed without an fsync of
@@ -126,5 +129,28 @@ func BenchmarkList(b *testing.B) {
 		if msgs, err := r.List(); err != nil || len(msgs) != 10000 {
 			b.Fatal(len(msgs), err)
 		}
+	}
+}
+
+// A retry that fails as the last one did does not rewrite the retry state:
+// during a long outage that was a file write per message per probe.
+func TestRepeatedFailureKeepsState(t *testing.T) {
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	u.SetData(func(mailertest.Received) error { return mailertest.Reply(451, "greylisted") })
+	opts.MinBackoff, opts.MaxBackoff = 20*time.Millisecond, 40*time.Millisecond
+	q, _ := runQueue(t, s, opts)
+	id, err := s.Enqueue(testSub(1, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Wake()
+	waitFor(t, "two attempts", func() bool { return q.Stats().Deferred >= 2 })
+	ino := inode(t, s.path(dirState, id))
+	waitFor(t, "five attempts", func() bool { return q.Stats().Deferred >= 5 })
+	if got := inode(t, s.path(dirState, id)); got != ino {
+		t.Errorf("retry state rewritten (inode %d, was %d) for the same failure", got, ino)
+	}
+	if m, err := s.Get(id); err != nil || !strings.Contains(m.LastError, "451") || m.Attempts < 1 {
+		t.Errorf("state on disk: %+v, %v", m, err)
 	}
 }
