@@ -76,7 +76,7 @@ echo
 echo "Delivery loop's own cost per message while draining (\`go test -run - -bench DrainLoop ./spool/\`: dispatch, index, batch bookkeeping; no disk, no upstream):"
 echo
 echo '```'
-(cd "$REPO" && go test -run - -bench 'DrainLoop' -benchtime 3x ./spool/ 2>&1 | grep '^Benchmark')
+(cd "$REPO" && go test -run - -bench 'DrainLoop' -benchtime 10x ./spool/ 2>&1 | grep '^Benchmark')
 echo '```'
 echo
 run_depth() { # run_depth LABEL BIN

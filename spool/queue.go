@@ -95,6 +95,7 @@ type Queue struct {
 	// Owned by the Run goroutine.
 	lastScan, lastFull time.Time
 	lastPrune          time.Time
+	lastTmpClean       time.Time
 	queueMod           time.Time // queue/'s modification time at the last full scan
 	// watching: inotify reports changes in queue/ (watchSpool).
 	watching bool
@@ -440,9 +441,19 @@ func (q *Queue) sleep(now time.Time) time.Duration {
 // usual idle gateway.
 func (q *Queue) scan(full bool) {
 	q.lastScan = q.now()
-	q.spool.cleanTmp()
+	// A temp file is stale after staleTmpAge: looking more often finds
+	// nothing more.
+	if full || q.lastScan.Sub(q.lastTmpClean) >= staleTmpAge {
+		q.lastTmpClean = q.lastScan
+		q.spool.cleanTmp()
+	}
 	q.spool.trimFree(q.spool.availBytes()) // other processes may be filling the disk
-	flush := q.spool.takeFlush()
+	// With inotify a flush request wakes the loop for a full scan
+	// (watchSpool); without, the marker is looked for here.
+	flush := false
+	if full || !q.watching {
+		flush = q.spool.takeFlush()
+	}
 	if !full && !flush {
 		return
 	}
