@@ -19,7 +19,8 @@
 # and strace are installed with apt-get when missing. Knobs: QD_DEPTHS,
 # QD_LIST, QD_IDLE (seconds of idle measurement), QD_KEEP=1 (keep the work
 # directory), QD_OLD=REV (also run queuedepth and the list on REV's tree,
-# e.g. main, for a "before" row).
+# e.g. main, for a "before" table; QD_OLD_DEPTHS limits its depths: the
+# old loop's drain grows with the square of the backlog).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DEPTHS=${QD_DEPTHS:-1000,10000,50000,100000}
@@ -86,7 +87,7 @@ run_depth() { # run_depth LABEL BIN
 	echo
 }
 run_depth "plcmail $(git -C "$REPO" rev-parse --short HEAD)" "$W/new"
-[[ -z ${QD_OLD:-} ]] || run_depth "before ($QD_OLD)" "$W/old"
+[[ -z ${QD_OLD:-} ]] || DEPTHS=${QD_OLD_DEPTHS:-$DEPTHS} run_depth "before ($QD_OLD)" "$W/old"
 
 echo "Flash wear, happy path, one message at a time (\`queuedepth -wear 200\` under \`strace -f -y\`, counted by bench/wearcount.awk: only operations on the spool that succeeded):"
 echo
