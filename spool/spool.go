@@ -22,8 +22,9 @@
 //   - Only one process delivers from a spool directory at a time
 //     (LockDelivery); others (plcmail send, plcmail queue) may enqueue,
 //     list, flush and delete alongside it.
-//   - Retry state is rewritten without a directory fsync: after a crash it
-//     may be older, which only makes a retry come sooner.
+//   - Retry state is rewritten without a directory fsync, and not at all
+//     when a retry fails as the last one did: after a crash it may be
+//     older, which only makes a retry come sooner.
 package spool
 
 import (
