@@ -4,8 +4,9 @@ package spool
 
 import "errors"
 
-// watchFlush is Linux only (inotify); elsewhere the scan every
-// queue.scan_every finds the flush marker.
-func watchFlush(dir string, wake func()) (stop func(), err error) {
+// watchSpool is Linux only (inotify); elsewhere the scan every
+// queue.scan_every finds the flush marker and lists queue/ when its
+// modification time changed.
+func watchSpool(dir string, flush func(), changed func(ns []note, overflow bool)) (stop func(), err error) {
 	return nil, errors.New("no inotify")
 }

@@ -118,6 +118,9 @@ func newRoutes(opts *QueueOptions) ([]*routeState, error) {
 	if len(routes) == 0 {
 		routes = []Route{{Upstream: opts.Upstream}}
 	}
+	if len(routes) > maxRoutes {
+		return nil, fmt.Errorf("%d upstream entries, at most %d", len(routes), maxRoutes)
+	}
 	out := make([]*routeState, len(routes))
 	names := map[string]bool{}
 	for i, r := range routes {
@@ -179,7 +182,11 @@ func domainIn(addr string, domains []string) bool {
 func (q *Queue) candidates(m *Message) []int {
 	var out []int
 	for i, r := range q.routes {
-		if r.matches(m) && !contains(m.Refused, r.Name) {
+		ok := m.match&(1<<i) != 0
+		if !m.matchSet {
+			ok = r.matches(m)
+		}
+		if ok && !contains(m.Refused, r.Name) {
 			out = append(out, i)
 		}
 	}
@@ -327,10 +334,99 @@ func (q *Queue) routeStats(r *routeState, f func(st *UpstreamStats)) {
 // clearWaits makes every message pick its route afresh: a route came back
 // or a probe ended, sooner than the waits assumed. The caller holds smu.
 func (q *Queue) clearWaits() {
-	for _, m := range q.msgs {
-		m.wait = time.Time{}
+	for _, i := range q.idx.byID {
+		q.idx.slab[i].wait = 0
 	}
-	q.boundsKnown = false
+	q.idx.rebuild()
+}
+
+// maxRoutes is how many [[upstream]] entries a queue takes: the index keeps
+// a message's routes as bits of a word (queue_index.go).
+const maxRoutes = 64
+
+// matchMask returns the routes whose rules admit m, as bits.
+func (q *Queue) matchMask(m *Message) uint64 {
+	if m.matchSet {
+		return m.match
+	}
+	var mask uint64
+	for i, r := range q.routes {
+		if r.matches(m) {
+			mask |= 1 << i
+		}
+	}
+	return mask
+}
+
+// routeIndex returns the index of the route named name, or -1.
+func (q *Queue) routeIndex(name string) int8 {
+	if name == "" {
+		return -1
+	}
+	for i, r := range q.routes {
+		if r.Name == name {
+			return int8(i)
+		}
+	}
+	return -1
+}
+
+// entryOf is m as the index keeps it; false when m.ID is not an id.
+// Failover state naming entries that are no longer configured is dropped:
+// routing only ever compares it with configured names.
+func (q *Queue) entryOf(m *Message) (entry, bool) {
+	k, ok := idKey(m.ID)
+	if !ok {
+		return entry{}, false
+	}
+	e := entry{id: k, created: ns(m.Created), match: q.matchMask(m)}
+	q.store(&e, m)
+	return e, true
+}
+
+// store copies the schedule and failover state of m (a worker's copy, or
+// one dispatch made) into its index entry.
+func (q *Queue) store(e *entry, m *Message) {
+	e.next, e.wait, e.since = ns(m.NextAttempt), ns(m.wait), ns(m.UpstreamSince)
+	e.attempts = int32(min(m.Attempts, 1<<31-1))
+	e.state = m.stateHash
+	e.upstream = q.routeIndex(m.Upstream)
+	e.refused = 0
+	for _, name := range m.Refused {
+		if ri := q.routeIndex(name); ri >= 0 {
+			e.refused |= 1 << ri
+		}
+	}
+}
+
+// messageOf is the Message a worker starts from: id, schedule and failover
+// state; current reads the rest from the file.
+func (q *Queue) messageOf(e *entry) Message {
+	m := Message{ID: string(e.id[:]), Created: fromNS(e.created), NextAttempt: fromNS(e.next),
+		Attempts: int(e.attempts), UpstreamSince: fromNS(e.since), wait: fromNS(e.wait),
+		match: e.match, matchSet: true, stateHash: e.state}
+	if e.upstream >= 0 {
+		m.Upstream = q.routes[e.upstream].Name
+	}
+	for i, r := range q.routes {
+		if e.refused&(1<<i) != 0 {
+			m.Refused = append(m.Refused, r.Name)
+		}
+	}
+	return m
+}
+
+// withHeader fills in what the index does not keep (envelope, source,
+// key, size), for a message of a batch that current did not read yet.
+func (q *Queue) withHeader(m *Message) {
+	if m.Envelope.To != nil {
+		return
+	}
+	h, _, err := q.spool.read(dirQueue, m.ID, false, false)
+	if err != nil {
+		return
+	}
+	m.Envelope, m.Source, m.Key, m.Origin, m.Size, m.Rejected = h.Envelope, h.Source, h.Key, h.Origin, h.Size, h.Rejected
 }
 
 // upstreamStats snapshots the routes for Stats, and returns until when

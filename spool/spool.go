@@ -22,8 +22,9 @@
 //   - Only one process delivers from a spool directory at a time
 //     (LockDelivery); others (plcmail send, plcmail queue) may enqueue,
 //     list, flush and delete alongside it.
-//   - Retry state is rewritten without a directory fsync: after a crash it
-//     may be older, which only makes a retry come sooner.
+//   - Retry state is rewritten without a directory fsync, and not at all
+//     when a retry fails as the last one did: after a crash it may be
+//     older, which only makes a retry come sooner.
 package spool
 
 import (
@@ -40,6 +41,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,7 +86,10 @@ import (
 // append fsynced (shared the same way), before the last file carrying it is
 // removed, so the index rebuilt at open from keys/log ∪ queue/ ∪ dead/ never
 // forgets a key that was accepted. Log entries older than KeyRetention are
-// pruned at open.
+// pruned at open. For a queued message with a key that append is also the
+// durable record of its removal: Open removes a queue file whose key the
+// log holds with the file's creation time, so delivering an alarm needs no
+// fsync of queue/ (remove, removeLogged).
 const (
 	dirTmp     = "tmp"
 	dirQueue   = "queue"
@@ -181,6 +186,14 @@ type Message struct {
 	// wait, in the delivery loop only, is when an upstream the message
 	// may take is usable again (all of them held down or being probed).
 	wait time.Time
+	// match, in the delivery loop only and when matchSet, has a bit set
+	// for each route whose rules admit the message (Route.matches), so
+	// that routing needs no envelope (queue_index.go).
+	match    uint64
+	matchSet bool
+	// stateHash, in the delivery loop only, is stateHash of the retry
+	// state this process last wrote for the message (0: none).
+	stateHash uint32
 
 	// Dead letters only: when and why delivery was given up, and the
 	// upstream's reply code (0 for "expired" and local errors).
@@ -216,7 +229,8 @@ type spoolState struct {
 // only the process holding the delivery lock (the Queue in plcmail serve)
 // delivers, so a message is never claimed twice. Idempotency keys are checked
 // against what this process knows: keys written by other processes are
-// merged in by the Queue's scan (learnKey), every queue.scan_every.
+// merged in by the Queue when it reads their files (learnKey), as soon as
+// inotify reports them (or at its next scan without inotify).
 type Spool struct {
 	dir string
 	log *slog.Logger
@@ -230,11 +244,17 @@ type Spool struct {
 	// the queue directory and re-read the new file's header.
 	trackFresh bool
 	fresh      []Message
+	// pending holds the ids of messages this process is queueing or
+	// queued and the Queue has not taken yet: the Queue's inotify watch
+	// sees their files appear and leaves them to takeFresh.
+	pending map[string]bool
 
 	// beforeEnqueue is the hook of BeforeEnqueue (channelhook.go).
 	beforeEnqueue func(Submission) error
 	// tmpfile: new queue files are written with writeLinked.
 	tmpfile bool
+	// noKeys: opened by OpenNoKeys, without the key index.
+	noKeys bool
 	// free: delivered message files kept for reuse (spool_recycle.go).
 	free freePool
 	// lastIDTime is the time part of the last id this process made.
@@ -284,6 +304,32 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 	return s, nil
 }
 
+// ErrNoKeys is returned by Enqueue on a spool opened with OpenNoKeys.
+var ErrNoKeys = errors.New("spool: opened without the idempotency keys, cannot queue")
+
+// OpenNoKeys opens an existing spool for `plcmail queue`: listing, flushing
+// and deleting, beside a running gateway. Unlike Open it neither rebuilds
+// the idempotency key index (which reads every queued message's header, as
+// many as a listing reads again) nor cleans up after a crash (the
+// gateway's Open does). Enqueue on it returns ErrNoKeys: without the index
+// it could not refuse a duplicate. A spool that does not exist yet is made
+// by Open.
+func OpenNoKeys(dir string, log *slog.Logger) (*Spool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{dirQueue, dirState, dirDead, dirCorrupt} {
+		if _, err := os.Stat(filepath.Join(dir, d)); err != nil {
+			return Open(dir, log) // a new spool: Open makes it, as it would for the gateway
+		}
+	}
+	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}, noKeys: true}
+	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirKeys, "log")) })
+	return s, nil
+}
+
 // Close releases the spool. Everything is on disk already.
 func (s *Spool) Close() error { return nil }
 
@@ -293,6 +339,9 @@ func (s *Spool) Dir() string { return s.dir }
 // Enqueue stores a submission durably and returns its queue id. When it
 // returns nil, the message is on disk and survives power loss.
 func (s *Spool) Enqueue(sub Submission) (string, error) {
+	if s.noKeys {
+		return "", ErrNoKeys
+	}
 	if err := checkEnvelope(&sub.Envelope); err != nil {
 		return "", fmt.Errorf("spool: %w", err)
 	}
@@ -323,6 +372,11 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 		return "", fmt.Errorf("spool: %w", err)
 	}
 	id := s.newID()
+	s.mu.Lock()
+	if s.trackFresh {
+		s.pending[id] = true
+	}
+	s.mu.Unlock()
 	m := Message{ID: id, Envelope: sub.Envelope, Source: sub.Source, Key: sub.Key, Origin: sub.Origin,
 		Created: s.now().UTC(), Size: int64(len(sub.Data))}
 	m.Envelope.To = append([]string(nil), sub.To...)
@@ -338,6 +392,8 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	}
 	if err == nil && s.trackFresh {
 		s.fresh = append(s.fresh, m)
+	} else {
+		delete(s.pending, id)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -358,7 +414,7 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 	if name := s.takeFree(); name != "" {
 		err := s.writeRecycled(name, final, data)
 		if err == nil {
-			return s.queueSync.Sync()
+			return s.syncQueue()
 		}
 		if errors.Is(err, fs.ErrNotExist) || noSpace(err) {
 			// Given back by releaseFree in another process, or too
@@ -375,15 +431,39 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 	} else if err := writeRenamed(filepath.Join(s.dir, dirTmp), final, data); err != nil {
 		return err
 	}
-	return s.queueSync.Sync()
+	return s.syncQueue()
 }
 
 // trackNew starts (or stops) handing messages queued by this process to
 // the delivery loop through takeFresh.
 func (s *Spool) trackNew(on bool) {
 	s.mu.Lock()
-	s.trackFresh, s.fresh = on, nil
+	s.trackFresh, s.fresh, s.pending = on, nil, map[string]bool{}
 	s.mu.Unlock()
+}
+
+// ownPending reports whether id is a message this process is queueing or
+// queued and takeFresh has not handed out yet.
+func (s *Spool) ownPending(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[id]
+}
+
+// exists reports whether area/id is there.
+func (s *Spool) exists(area, id string) bool {
+	_, err := os.Lstat(s.path(area, id))
+	return err == nil
+}
+
+// queueModTime is the modification time of queue/: it changes when a file
+// is linked in, renamed in or out, or removed.
+func (s *Spool) queueModTime() (time.Time, error) {
+	fi, err := os.Stat(filepath.Join(s.dir, dirQueue))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // takeFresh returns the messages queued by this process since the last
@@ -393,6 +473,9 @@ func (s *Spool) takeFresh() []Message {
 	defer s.mu.Unlock()
 	f := s.fresh
 	s.fresh = nil
+	for i := range f {
+		delete(s.pending, f[i].ID)
+	}
 	return f
 }
 
@@ -456,14 +539,37 @@ func (s *Spool) list(area string) ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]Message, 0, len(ids))
-	for _, id := range ids {
-		m, err := s.load(area, id)
-		if err != nil {
-			continue // vanished (delivered, deleted) or quarantined
-		}
-		msgs = append(msgs, m)
+	// The headers are read by as many goroutines as there are CPUs: a
+	// listing is a file open and a small read per message, which a
+	// second core halves.
+	msgs := make([]Message, len(ids))
+	ok := make([]bool, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(ids)/256, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				m, err := s.load(area, ids[i])
+				// An error: vanished (delivered, deleted) or quarantined.
+				msgs[i], ok[i] = m, err == nil
+			}
+		}()
 	}
+	wg.Wait()
+	n := 0
+	for i := range msgs {
+		if ok[i] {
+			msgs[n] = msgs[i]
+			n++
+		}
+	}
+	msgs = msgs[:n]
 	sort.Slice(msgs, func(i, j int) bool { return olderFirst(&msgs[i], &msgs[j]) })
 	return msgs, nil
 }
@@ -520,7 +626,7 @@ func (s *Spool) ReadMessage(id string) (Message, []byte, error) {
 		return Message{}, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	for _, area := range []string{dirQueue, dirDead} {
-		m, data, err := s.read(area, id, true)
+		m, data, err := s.read(area, id, true, true)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -531,12 +637,24 @@ func (s *Spool) ReadMessage(id string) (Message, []byte, error) {
 
 // load reads the header of area/id and applies its state sidecar.
 func (s *Spool) load(area, id string) (Message, error) {
-	m, _, err := s.read(area, id, false)
+	m, _, err := s.read(area, id, false, true)
 	return m, err
 }
 
-func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
+// read reads the header of area/id, with the body when body is set, and
+// applies its state sidecar when state is set (the delivery loop keeps the
+// retry state in memory and skips it).
+func (s *Spool) read(area, id string, body, state bool) (Message, []byte, error) {
 	var m Message
+	if !body {
+		hm, ok, err := s.readHeader(area, id)
+		if ok {
+			if err != nil {
+				return hm, nil, err
+			}
+			return s.withState(area, id, hm, nil, state)
+		}
+	}
 	f, err := os.Open(s.path(area, id))
 	if err != nil {
 		return m, nil, err
@@ -577,6 +695,14 @@ func (s *Spool) read(area, id string, body bool) (Message, []byte, error) {
 	}
 	if err != nil {
 		return m, nil, fmt.Errorf("spool: read %s: %w", id, err)
+	}
+	return s.withState(area, id, m, data, state)
+}
+
+// withState applies the state sidecar of area/id to m when state is set.
+func (s *Spool) withState(area, id string, m Message, data []byte, state bool) (Message, []byte, error) {
+	if !state {
+		return m, data, nil
 	}
 	statePath := s.path(dirState, id)
 	if area == dirDead {
@@ -735,10 +861,21 @@ func (s *Spool) Delivered(id string) error {
 func (s *Spool) delivered(m *Message) error { return s.remove(dirQueue, m) }
 
 // remove deletes a message file (and its state) after logging its key.
+//
+// For a queued message with a key (an alarm), the key log's fsync is what
+// makes the removal durable: Open removes a queue file whose key the log
+// holds with the file's creation time (loadKeys), so the file is renamed
+// away without the directory fsync a message without a key needs. The
+// happy path of an alarm costs two writes and three fsyncs (file, queue/
+// at Enqueue, key log), not four; a free file moved out so is reused only
+// after a later fsync of queue/ covers the move (syncQueue).
 func (s *Spool) remove(area string, m *Message) error {
 	if m.Key != "" {
 		if err := s.appendKey(m.Key, m.Created); err != nil {
 			return err
+		}
+		if area == dirQueue {
+			return s.removeLogged(m)
 		}
 	}
 	recycled := ""
@@ -757,10 +894,12 @@ func (s *Spool) remove(area string, m *Message) error {
 		os.Remove(s.path(dirDead, m.ID+".json"))
 		return s.deadSync.Sync()
 	}
-	os.Remove(s.path(dirState, m.ID))
+	if m.Attempts > 0 {
+		os.Remove(s.path(dirState, m.ID)) // only a tried message has one
+	}
 	// Without this a delivered message could reappear after a power loss
 	// and be sent twice.
-	err := s.queueSync.Sync()
+	err := s.syncQueue()
 	if recycled != "" {
 		if err == nil {
 			s.putFree(recycled)
@@ -771,11 +910,52 @@ func (s *Spool) remove(area string, m *Message) error {
 	return err
 }
 
+// removeLogged removes a queued message whose key is durably in the key
+// log (see remove): no fsync of queue/ is needed, nor waited for.
+func (s *Spool) removeLogged(m *Message) error {
+	if m.Attempts > 0 {
+		os.Remove(s.path(dirState, m.ID))
+	}
+	if s.recycles(m.Size) {
+		name := s.newID()
+		if os.Rename(s.path(dirQueue, m.ID), s.path(dirFree, name)) == nil {
+			s.free.mu.Lock()
+			s.free.undurable = append(s.free.undurable, name)
+			s.free.mu.Unlock()
+			return nil
+		}
+	}
+	if err := os.Remove(s.path(dirQueue, m.ID)); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// syncQueue fsyncs queue/ (shared, queueSync) and then hands the files
+// that removeLogged moved into free/ before it began to the pool: the
+// fsync made their moves durable, so overwriting them can no longer
+// change a file that a crash would bring back into queue/.
+func (s *Spool) syncQueue() error {
+	s.free.mu.Lock()
+	moved := s.free.undurable
+	s.free.undurable = nil
+	s.free.mu.Unlock()
+	err := s.queueSync.Sync()
+	for _, name := range moved {
+		if err == nil {
+			s.putFree(name)
+		} else {
+			os.Remove(filepath.Join(s.dir, dirFree, name))
+		}
+	}
+	return err
+}
+
 // Narrow rewrites a queued message after a transaction that settled some
 // recipients: to becomes the pending recipients and rejected is appended to
 // its permanent rejections. The body is kept byte for byte.
 func (s *Spool) Narrow(id string, to []string, rejected []Rejection) error {
-	m, data, err := s.read(dirQueue, id, true)
+	m, data, err := s.read(dirQueue, id, true, true)
 	if err != nil {
 		return err
 	}
@@ -991,6 +1171,11 @@ func (s *Spool) loadKeys() error {
 		}
 		s.log.Info("spool: pruned idempotency key log", "dropped", pruned, "torn", bad, "kept", len(keys))
 	}
+	logged := make(map[string]int64, len(keys))
+	for k, t := range keys {
+		logged[k] = t.Unix()
+	}
+	removed := 0
 	for _, area := range []string{dirQueue, dirDead} {
 		ids, err := s.ids(area)
 		if err != nil {
@@ -998,11 +1183,27 @@ func (s *Spool) loadKeys() error {
 		}
 		for _, id := range ids {
 			m, err := s.load(area, id)
-			if err == nil && m.Key != "" {
-				if _, ok := keys[m.Key]; !ok {
-					keys[m.Key] = m.Created
-				}
+			if err != nil || m.Key == "" {
+				continue
 			}
+			if t, ok := logged[m.Key]; ok && area == dirQueue && t == m.Created.Unix() {
+				// Delivered or deleted: its key was logged, which made
+				// that durable, but its removal was not (see remove).
+				if os.Remove(s.path(dirQueue, id)) == nil {
+					os.Remove(s.path(dirState, id))
+					removed++
+				}
+				continue
+			}
+			if _, ok := keys[m.Key]; !ok {
+				keys[m.Key] = m.Created
+			}
+		}
+	}
+	if removed > 0 {
+		s.log.Info("spool: removed delivered messages whose removal a crash undid", "messages", removed)
+		if err := syncDir(filepath.Join(s.dir, dirQueue)); err != nil {
+			return fmt.Errorf("spool: %w", err)
 		}
 	}
 	s.mu.Lock()

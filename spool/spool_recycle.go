@@ -71,6 +71,9 @@ type freePool struct {
 	on    bool
 	files []freeFile
 	bytes int64 // sum of diskBytes over files
+	// undurable: files moved into free/ whose move no fsync covered yet
+	// (removeLogged); they join files after the next one (syncQueue).
+	undurable []string
 }
 
 type freeFile struct {
@@ -108,6 +111,9 @@ func (s *Spool) availBytes() int64 {
 // both names, and overwriting it would destroy the queued message.
 func (s *Spool) enableRecycling() {
 	dir := filepath.Join(s.dir, dirFree)
+	// A previous holder's last moves into free/ may not be durable yet
+	// (removeLogged): this fsync makes them so before any is overwritten.
+	syncDir(filepath.Join(s.dir, dirQueue))
 	ents, _ := os.ReadDir(dir)
 	avail := s.availBytes()
 	s.free.mu.Lock()
@@ -133,7 +139,7 @@ func (s *Spool) enableRecycling() {
 // files stay in free/ for the next holder.
 func (s *Spool) disableRecycling() {
 	s.free.mu.Lock()
-	s.free.on, s.free.files, s.free.bytes = false, nil, 0
+	s.free.on, s.free.files, s.free.bytes, s.free.undurable = false, nil, 0, nil
 	s.free.mu.Unlock()
 }
 

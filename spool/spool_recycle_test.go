@@ -68,6 +68,16 @@ func TestRecycledFileIsReused(t *testing.T) {
 		t.Fatalf("delivered message still found: %v", err)
 	}
 
+	// The message had a key: its move into free/ was made durable by the
+	// key log, not by an fsync of queue/ (removeLogged), so the file is
+	// reused only after the next such fsync, the next Enqueue's.
+	filler, err := s.Enqueue(testSub(4, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inode(t, s.path(dirQueue, filler)); got == ino {
+		t.Errorf("free file reused before its move was durable")
+	}
 	short := testSub(2, "k2")
 	id2, err := s.Enqueue(short)
 	if err != nil {

@@ -58,7 +58,13 @@ func cmdQueue(ctx context.Context, e *env, args []string) error {
 	if err := actAsSpoolOwner(cfg.Gateway.SpoolDir); err != nil {
 		return err
 	}
-	sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
+	// A listing opens the spool without its key index (spool.OpenNoKeys):
+	// rebuilding it read every header once more than the listing does.
+	open := spool.Open
+	if action == "list" {
+		open = spool.OpenNoKeys
+	}
+	sp, err := open(cfg.Gateway.SpoolDir, log)
 	if err != nil {
 		return err
 	}

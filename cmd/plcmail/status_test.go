@@ -285,7 +285,9 @@ func TestStatusShowsWhatWaits(t *testing.T) {
 		t.Errorf("status:\n%s", r.stdout)
 	}
 
-	// Queued by another process; the gateway sees it at its next scan.
+	// Queued by another process. The gateway sees it at once (inotify)
+	// and tries it: with the upstream down it stays waiting.
+	u.Stop()
 	if r := runCLI(t, "Subject: later\r\n\r\nx\r\n", "plcmail", "-c", path, "send", "ops@example.com"); r.code != 0 {
 		t.Fatalf("send: %+v", r)
 	}
