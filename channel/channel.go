@@ -177,6 +177,14 @@ type Dispatcher struct {
 
 	clients []*http.Client // per channel: Options.Client, or one with its RootCAs
 
+	// settled holds the queued messages every time-rule channel is done
+	// with (recorded, or not for it): scan reads their headers only once,
+	// so its cost during a long outage follows the new mail, not the queue.
+	// Only scan touches it.
+	settled map[string]struct{}
+	// headerReads counts the headers scan has read (tests).
+	headerReads int
+
 	mu       sync.Mutex
 	stats    []Stats
 	onResult func(Result)
@@ -367,50 +375,99 @@ func (d *Dispatcher) scan() {
 	if !d.mayFire(rules, now, down) {
 		return // spare reading every queued header
 	}
-	msgs, err := d.sp.List()
+	ids, err := d.sp.QueuedIDs()
 	if err != nil {
 		d.log.Error("cannot list the queue for the channel rules", "err", err)
 		return
 	}
-	for _, m := range msgs {
-		alarm := isAlarm(m.Source)
-		key := alarmKey(m)
-		var a *Alarm
-		for _, i := range rules {
-			c := &d.o.Channels[i]
-			if !alarm && !c.Relayed {
-				continue
-			}
-			rule := ""
-			switch {
-			case c.NotAcceptedWithin > 0 && now.Sub(m.Created) >= c.NotAcceptedWithin:
-				rule = "not_accepted"
-			case c.UpstreamFailingFor > 0 && !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor:
-				rule = "upstream_failing"
-			default:
-				continue
-			}
-			if d.store.has(recordID(c.Name, key)) {
-				continue
-			}
-			if a == nil {
-				_, data, err := d.sp.ReadMessage(m.ID)
-				if err != nil {
-					break // delivered or deleted meanwhile
-				}
-				al := alarmOf(key, m.Source, m.Origin, data, m.Created)
-				if sev, ok := severityOf(m.Origin); ok {
-					al.Severity = sev.String()
-				}
-				a = &al
-			}
-			if created, err := d.record(i, *a, rule); err != nil {
-				d.log.Error("cannot record a channel delivery", "channel", c.Name, "key", key, "err", err)
-			} else if created {
-				d.poke(i)
-			}
+	if d.settled == nil {
+		d.settled = map[string]struct{}{}
+	}
+	queued := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		queued[id] = struct{}{}
+		if _, ok := d.settled[id]; ok {
+			continue
+		}
+		// The id's time is the queue time (to the microsecond; the header
+		// has it to the nanosecond), so a mail too young for every rule is
+		// passed over without opening it.
+		if at, ok := spool.IDTime(id); ok && !d.mayFireAt(rules, now, down, at.Add(-time.Second)) {
+			continue
+		}
+		m, err := d.sp.Get(id)
+		if err != nil {
+			continue // delivered or deleted meanwhile
+		}
+		d.headerReads++
+		if d.scanMessage(m, rules, now, down) {
+			d.settled[id] = struct{}{}
 		}
 	}
+	for id := range d.settled {
+		if _, ok := queued[id]; !ok {
+			delete(d.settled, id)
+		}
+	}
+}
+
+// scanMessage applies the time rules to one queued mail; it reports
+// whether every time-rule channel is done with it.
+func (d *Dispatcher) scanMessage(m spool.Message, rules []int, now, down time.Time) (settled bool) {
+	alarm := isAlarm(m.Source)
+	key := alarmKey(m)
+	settled = true
+	var a *Alarm
+	for _, i := range rules {
+		c := &d.o.Channels[i]
+		if !alarm && !c.Relayed {
+			continue
+		}
+		if d.store.has(recordID(c.Name, key)) {
+			continue
+		}
+		rule := ""
+		switch {
+		case c.NotAcceptedWithin > 0 && now.Sub(m.Created) >= c.NotAcceptedWithin:
+			rule = "not_accepted"
+		case c.UpstreamFailingFor > 0 && !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor:
+			rule = "upstream_failing"
+		default:
+			settled = false
+			continue
+		}
+		if a == nil {
+			_, data, err := d.sp.ReadMessage(m.ID)
+			if err != nil {
+				return false // delivered or deleted meanwhile
+			}
+			al := alarmOf(key, m.Source, m.Origin, data, m.Created)
+			if sev, ok := severityOf(m.Origin); ok {
+				al.Severity = sev.String()
+			}
+			a = &al
+		}
+		if created, err := d.record(i, *a, rule); err != nil {
+			d.log.Error("cannot record a channel delivery", "channel", c.Name, "key", key, "err", err)
+			settled = false
+		} else if created {
+			d.poke(i)
+		}
+	}
+	return settled
+}
+
+// mayFireAt reports whether a time rule can hold now for a mail queued at
+// queued.
+func (d *Dispatcher) mayFireAt(rules []int, now, down, queued time.Time) bool {
+	for _, i := range rules {
+		c := &d.o.Channels[i]
+		if c.NotAcceptedWithin > 0 && now.Sub(queued) >= c.NotAcceptedWithin ||
+			c.UpstreamFailingFor > 0 && !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor {
+			return true
+		}
+	}
+	return false
 }
 
 // mayFire reports whether a time rule can hold for any mail now: a
