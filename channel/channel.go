@@ -339,9 +339,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 const maxScanPeriod = 30 * time.Second
 
 // scanPeriod is how often scan runs: a quarter of the shortest time rule,
-// between ScanEvery and maxScanPeriod. A scan reads the header of every
-// queued mail, which after hours of outage may be thousands of files: a
-// rule of 15 minutes need not read them every second.
+// between ScanEvery and maxScanPeriod. A scan lists queue/ and reads the
+// header of each mail it has not settled yet, which after hours of outage
+// may be thousands of names: a rule of 15 minutes need not list them every
+// second.
 func (d *Dispatcher) scanPeriod() time.Duration {
 	p := maxScanPeriod
 	for _, c := range d.o.Channels {
