@@ -284,7 +284,25 @@ func (s *Subscriber) None(t testing.TB, topic string, d time.Duration) {
 // Freeze stops the broker process (SIGSTOP) without closing its
 // connections: clients stay connected and get no answer, as from a broker
 // that hangs. Thaw (SIGCONT) lets it go on.
-func (b *Broker) Freeze() { syscall.Kill(-b.cmd.Process.Pid, syscall.SIGSTOP) }
+//
+// It returns once the kernel shows the broker stopped: kill(2) only queues
+// the signal, and a broker running on another CPU could still answer a
+// packet the test sends right after Freeze (seen under load: the in-flight
+// PUBLISH of TestPublishFailsWhenConnectionLost got its PUBACK).
+func (b *Broker) Freeze() {
+	pid := b.cmd.Process.Pid
+	syscall.Kill(-pid, syscall.SIGSTOP)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return // not Linux, or gone: nothing better to wait for
+		}
+		// The state follows the command name in parentheses: "pid (comm) T ...".
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'T' {
+			return
+		}
+	}
+}
 
 // Thaw resumes a broker stopped by Freeze.
 func (b *Broker) Thaw() { syscall.Kill(-b.cmd.Process.Pid, syscall.SIGCONT) }
