@@ -276,7 +276,9 @@ func TestStatusShowsWhatWaits(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, "the bad envelope dead-lettered", func() bool { return read() && st.Dead == 1 })
+	// The file reaches dead/ a moment before the loop counts it: wait for
+	// both, the disk and the counter.
+	waitFor(t, "the bad envelope dead-lettered", func() bool { return read() && st.Dead == 1 && st.Queue.DeadLettered == 1 })
 	if st.Corrupt != 1 || st.Spooled != 0 || st.Queue.DeadLettered != 1 {
 		t.Errorf("status --json: corrupt %d, spooled %d, dead-lettered %d; want 1, 0, 1", st.Corrupt, st.Spooled, st.Queue.DeadLettered)
 	}
