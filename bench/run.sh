@@ -752,7 +752,7 @@ plc_table() {
 	for s in "${SIZES[@]}"; do
 		local sz=${s##*|}
 		[[ $sz != n/a ]] && sz="$(awk -v b="$sz" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }')"
-		echo "| stripped static binary, ${s%%|*} | $sz |"
+		echo "| stripped static binary, ${s%%|*} (plain go build; the router builds of the Size section use the template overlay) | $sz |"
 	done
 	((${#SIZES[@]})) || echo "| stripped static binaries | $na |"
 	if [[ -n $PROTO_BENCH ]]; then
