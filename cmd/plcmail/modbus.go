@@ -139,8 +139,14 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 		if !d.LastGood.IsZero() {
 			last = "last answer " + age(now, d.LastGood) + " ago"
 		}
-		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %d, digests %d\n",
-			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, d.Held, d.Digests)
+		// Held counts since the start; events held before a restart still
+		// wait for their digest, so those are shown apart.
+		held := fmt.Sprint(d.Held)
+		if d.DigestPending > 0 {
+			held += fmt.Sprintf(" (%d waiting for a digest)", d.DigestPending)
+		}
+		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %s, digests %d\n",
+			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, held, d.Digests)
 		if d.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
 		}
