@@ -180,6 +180,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if errors.Is(err, errNotRunning) {
 		fmt.Fprintf(e.stdout, "plcmail is not running (spool %s)\n", cfg.Gateway.SpoolDir)
 		printSpoolOnly(e.stdout, cfg.Gateway.SpoolDir)
+		printChannelsOnly(e.stdout, cfg)
 		printOAuthStatus(e.stdout, cfg) // status_oauth.go
 		return errSilent
 	}
@@ -194,6 +195,26 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	printStatus(e.stdout, &s)
 	printOAuthStatus(e.stdout, cfg) // status_oauth.go
 	return nil
+}
+
+// printChannelsOnly shows the fallback channel deliveries that wait in
+// the spool of a stopped gateway, in configuration order; nothing when none
+// waits.
+func printChannelsOnly(w io.Writer, cfg *config.Config) {
+	n, err := channel.Peek(cfg.Gateway.SpoolDir)
+	if err != nil {
+		fmt.Fprintf(w, "cannot read the channel records: %v\n", err)
+		return
+	}
+	var parts []string
+	for _, c := range cfg.Channel {
+		if n[c.Name] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d waiting", c.Name, n[c.Name]))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "fallback channels: %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // printSpoolOnly shows what waits in the spool of a stopped gateway.
