@@ -171,7 +171,10 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 	if ch.UpstreamFailingFor < 0 {
 		v.errf(path+".upstream_failing_for", "must not be negative")
 	}
-	if ch.SeverityAtLeast == "" && ch.NotAcceptedWithin == 0 && ch.UpstreamFailingFor == 0 {
+	// A rule whose value did not decode is reported at its key already.
+	ruleBad := badKey(v.bad, path+".severity_at_least") || badKey(v.bad, path+".not_accepted_within") ||
+		badKey(v.bad, path+".upstream_failing_for")
+	if ch.SeverityAtLeast == "" && ch.NotAcceptedWithin == 0 && ch.UpstreamFailingFor == 0 && !ruleBad {
 		v.errf(path, "no rule: set severity_at_least, not_accepted_within or upstream_failing_for, or the channel never carries an alarm")
 	}
 	if ch.Lifetime < Duration(time.Minute) {

@@ -124,3 +124,21 @@ func TestChannelErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestChannelBadRuleIsOneProblem: a rule whose value does not decode is
+// reported once, at its key, not also as "no rule" at the channel.
+func TestChannelBadRuleIsOneProblem(t *testing.T) {
+	for _, rule := range []string{
+		`not_accepted_within = "15 minutes"`,
+		`upstream_failing_for = 60`,
+		`severity_at_least = 5`,
+	} {
+		src := validBase + "\n[[channel]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x.example/y\"\n" + rule + "\n"
+		_, err := Parse("t.toml", []byte(src))
+		es := AsErrors(err)
+		key := "channel[0]." + strings.TrimSpace(strings.SplitN(rule, "=", 2)[0])
+		if len(es) != 1 || es[0].Key != key {
+			t.Errorf("%s: %v, want one problem at %s", rule, err, key)
+		}
+	}
+}
