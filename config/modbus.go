@@ -417,6 +417,8 @@ func (a *ModbusAlarm) validate(v *validator, path string, boolTag bool) {
 		if !boolTag {
 			v.errf(path+".state", "a boolean alarm needs a bool tag; a register tag has limit and setpoint")
 		}
+	case badKey(v.bad, path+".state"):
+		// reported at state already
 	default:
 		v.errf(path+".limit", `required: limit = "HH" | "H" | "L" | "LL" with setpoint, or state = true for a boolean alarm`)
 	}

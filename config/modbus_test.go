@@ -283,3 +283,15 @@ func TestModbusAddressMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestModbusBadStateIsOneProblem: a boolean alarm's state that does not
+// decode is reported once, at state, not also as a missing limit.
+func TestModbusBadStateIsOneProblem(t *testing.T) {
+	src := validBase + "[[modbus]]\nname = \"a\"\nmode = \"tcp\"\naddress = \"10.0.0.1\"\n" +
+		"[[modbus.tag]]\nname = \"x\"\ntable = \"coil\"\naddress = 0\n[[modbus.tag.alarm]]\nstate = \"true\"\n"
+	_, err := Parse("t.toml", []byte(src))
+	es := AsErrors(err)
+	if len(es) != 1 || es[0].Key != "modbus[0].tag[0].alarm[0].state" {
+		t.Errorf("%v, want one problem at modbus[0].tag[0].alarm[0].state", err)
+	}
+}
