@@ -50,3 +50,23 @@ severity_at_least = "critical"
 		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestStatusJSONNotRunning: `status --json` of a stopped gateway is JSON
+// too (monitoring parses it), with what waits in the spool, and exit 1.
+func TestStatusJSONNotRunning(t *testing.T) {
+	c := newTestConfig(t)
+	path := c.write(t)
+	if r := runCLI(t, "Subject: early\r\n\r\nqueued before serve\r\n", "plcmail", "-c", path, "send", "ops@example.com"); r.code != 0 {
+		t.Fatalf("send: %d %s", r.code, r.stderr)
+	}
+	r := runCLI(t, "", "plcmail", "-c", path, "status", "--json")
+	var s struct {
+		Running *bool  `json:"running"`
+		Spool   string `json:"spool"`
+		Queued  int    `json:"queued"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != 1 ||
+		s.Running == nil || *s.Running || s.Queued != 1 || s.Spool != c.Spool {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+}
