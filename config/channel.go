@@ -122,10 +122,14 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 		switch {
 		case ch.URL == "":
 			v.errf(path+".url", "required for kind %s", ch.Kind)
+		// The messages name scheme and host only: a Slack or Teams URL's
+		// path is the secret, and a reload's problems go to the log.
+		case err == nil && u.Scheme != "" && u.Scheme != "https" && u.Scheme != "http":
+			v.errf(path+".url", "scheme %q is not http or https", u.Scheme)
 		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-			v.errf(path+".url", "%q is not an http(s) URL", ch.URL)
+			v.errf(path+".url", "not an http(s) URL (https://host/path)")
 		case u.Scheme == "http" && !upstream.IsLoopbackHost(u.Hostname()):
-			v.errf(path+".url", "%q sends alarms in clear; plain http is only allowed towards a loopback host: use https", ch.URL)
+			v.errf(path+".url", "http://%s sends alarms in clear; plain http is only allowed towards a loopback host: use https", u.Host)
 		case u.User != nil:
 			v.errf(path+".url", "no credentials in the URL: use token_file or username and password_file")
 		}
