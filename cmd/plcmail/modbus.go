@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -149,6 +151,9 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, held, d.Digests)
 		if d.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
+		}
+		for _, tag := range slices.Sorted(maps.Keys(d.Unreadable)) {
+			fmt.Fprintf(tw, "  \t\tunreadable tag %s: %s\n", tag, oneLine(d.Unreadable[tag]))
 		}
 		for _, a := range d.Active {
 			fmt.Fprintf(tw, "  \t\tactive: %s (%s/%s, %s) for %s\n", a.Name, a.Tag, a.Rule, a.Severity, age(now, a.Since))

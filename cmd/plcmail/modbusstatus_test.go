@@ -32,3 +32,15 @@ func TestPrintModbusHeldWaiting(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintModbusUnreadable: a tag the device refuses is named in
+// `plcmail status`, or "up" would hide that its alarms are not evaluated.
+func TestPrintModbusUnreadable(t *testing.T) {
+	now := time.Date(2026, 12, 6, 3, 50, 0, 0, time.UTC)
+	var b strings.Builder
+	printModbus(&b, now, []modbus.DeviceStatus{{Name: "tank", Up: true, Polls: 8, LastGood: now,
+		Unreadable: map[string]string{"level": "illegal data address"}}})
+	if want := "unreadable tag level: illegal data address"; !strings.Contains(b.String(), want) {
+		t.Errorf("status:\n%s\nwant %q", b.String(), want)
+	}
+}
