@@ -3,6 +3,8 @@ package web
 import (
 	"fmt"
 	"html/template"
+	"maps"
+	"slices"
 
 	"github.com/plcmail/plcmail/modbus"
 )
@@ -86,6 +88,9 @@ func addModbus(d *pageData, s *Status) {
 		}
 		if m.LastError != "" {
 			d.Errors = append(d.Errors, errorRow{Where: "modbus " + m.Name, Msg: m.LastError})
+		}
+		for _, tag := range slices.Sorted(maps.Keys(m.Unreadable)) {
+			d.Errors = append(d.Errors, errorRow{Where: "modbus " + m.Name + ", tag " + tag, Msg: m.Unreadable[tag]})
 		}
 	}
 }

@@ -110,3 +110,17 @@ func TestPageModbusHeldWaiting(t *testing.T) {
 		t.Errorf("page lacks %q:\n%s", want, buf.String())
 	}
 }
+
+// TestPageModbusUnreadable: a tag the device refuses is in the page's
+// errors, or "up" would hide that its alarms are not evaluated.
+func TestPageModbusUnreadable(t *testing.T) {
+	st := modbusStatus()
+	st.Modbus[0].Unreadable = map[string]string{"level": "illegal data address"}
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, newPageData(&st)); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<td>modbus tank, tag level</td><td></td><td class="err">illegal data address</td>`; !strings.Contains(buf.String(), want) {
+		t.Errorf("page lacks %q:\n%s", want, buf.String())
+	}
+}
