@@ -192,7 +192,7 @@ Since: {{.Time.Format "2006-01-02 15:04:05 MST"}}
 		`[plcmail] {{len .Digest}} alarm events on {{.Link}}{{with .Label}} ({{.}}){{end}}`,
 		`These events were not mailed one by one (hold-off or rate limit):
 
-{{range .Digest}}{{.Time.Format "2006-01-02 15:04:05"}}  {{.Code}} {{.Name}}: {{.Event}} [{{.Severity}}]{{with .Text}} "{{.}}"{{end}}{{if .Tag}} ({{.Tag}}{{with .Values}} = {{index . 0}}{{end}}{{with .Unit}} {{.}}{{end}}{{with .Limit}}, {{.}} limit{{end}}){{else}}{{with .Values}} ({{range $i, $v := .}}{{if $i}}, {{end}}{{$v}}{{end}}){{end}}  boot {{.Boot}} event {{.Seq}}{{end}}, {{.Reason}}
+{{range .Digest}}{{.Time.Format "2006-01-02 15:04:05"}}  {{if ge .Code 0}}{{.Code}} {{end}}{{.Name}}: {{.Event}} [{{.Severity}}]{{with .Text}} "{{.}}"{{end}}{{if .Tag}} ({{.Tag}}{{with .Values}} = {{index . 0}}{{end}}{{with .Unit}} {{.}}{{end}}{{with .Limit}}, {{.}} limit{{end}}){{else}}{{with .Values}} ({{range $i, $v := .}}{{if $i}}, {{end}}{{$v}}{{end}}){{end}}  boot {{.Boot}} event {{.Seq}}{{end}}, {{.Reason}}
 {{end}}
 ` + noticeHead},
 }

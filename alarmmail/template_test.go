@@ -367,3 +367,27 @@ func TestDigestModbusEntries(t *testing.T) {
 		t.Errorf("boot numbers shown for Modbus entries:\n%s", body)
 	}
 }
+
+// TestDigestModbusWithoutCode: a Modbus alarm without `code` has Code -1
+// (the default template); the default digest shows no code for it, not "-1".
+func TestDigestModbusWithoutCode(t *testing.T) {
+	_, tm := compile(t, templateConfig)
+	d := SampleData(KindDigest)
+	d.Link = "modbus/tank"
+	d.Digest = []Entry{
+		{Code: -1, Name: "level high-high", Event: "raise", Severity: "critical", Values: []Value{{Kind: "float32", F: 96}}, Tag: "level", Unit: "%", Limit: "HH", Seq: 1, Reason: "hold-off"},
+	}
+	sub, err := tm.Render(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, qp := parseMsg(t, sub.Data)
+	b, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(qp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	if strings.Contains(body, "-1") || !strings.Contains(body, "  level high-high: raise [critical] (level = 96 %, HH limit), hold-off") {
+		t.Errorf("digest:\n%s", body)
+	}
+}

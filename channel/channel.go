@@ -234,6 +234,14 @@ func New(sp *spool.Spool, o Options, log *slog.Logger) (*Dispatcher, error) {
 		return nil, err
 	}
 	d.store = st
+	// Deliveries of a channel renamed or removed since are kept but never
+	// sent: say so, once, rather than lose them silently.
+	for name, n := range st.queued() {
+		if !names[name] {
+			log.Warn("channel deliveries left for a channel no longer configured are not sent; restore its [[channel]] to send them",
+				"channel", name, "waiting", n, "dir", st.dir)
+		}
+	}
 	return d, nil
 }
 

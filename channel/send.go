@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -55,6 +57,11 @@ func (d *Dispatcher) send(ctx context.Context, c *Channel, client *http.Client, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// A Slack or Teams webhook URL is the secret itself: the error,
+		// which is logged and shown by status, names only the host.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			return 0, fmt.Errorf("%s to %s: %w", ue.Op, req.URL.Host, ue.Err)
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()

@@ -287,3 +287,35 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// Peek counts the records still to deliver, per channel, by reading
+// SPOOL/channels without opening the store (which would tidy it: the
+// running gateway's job), so that `plcmail status` of a stopped gateway
+// shows the channel deliveries that wait too. A missing directory is no
+// record; unreadable and temporary files are skipped.
+func Peek(spoolDir string) (map[string]int, error) {
+	dir := filepath.Join(spoolDir, dirChannels)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("channel: %w", err)
+	}
+	out := map[string]int{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, tmpPrefix) || strings.HasSuffix(name, ".corrupt") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		var r Record
+		if err != nil || json.Unmarshal(b, &r) != nil || r.ID != name {
+			continue
+		}
+		if r.State == StateQueued {
+			out[r.Channel]++
+		}
+	}
+	return out, nil
+}

@@ -122,10 +122,14 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 		switch {
 		case ch.URL == "":
 			v.errf(path+".url", "required for kind %s", ch.Kind)
+		// The messages name scheme and host only: a Slack or Teams URL's
+		// path is the secret, and a reload's problems go to the log.
+		case err == nil && u.Scheme != "" && u.Scheme != "https" && u.Scheme != "http":
+			v.errf(path+".url", "scheme %q is not http or https", u.Scheme)
 		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-			v.errf(path+".url", "%q is not an http(s) URL", ch.URL)
+			v.errf(path+".url", "not an http(s) URL (https://host/path)")
 		case u.Scheme == "http" && !upstream.IsLoopbackHost(u.Hostname()):
-			v.errf(path+".url", "%q sends alarms in clear; plain http is only allowed towards a loopback host: use https", ch.URL)
+			v.errf(path+".url", "http://%s sends alarms in clear; plain http is only allowed towards a loopback host: use https", u.Host)
 		case u.User != nil:
 			v.errf(path+".url", "no credentials in the URL: use token_file or username and password_file")
 		}
@@ -171,7 +175,10 @@ func (ch *Channel) validate(v *validator, path string, haveMQTT bool) {
 	if ch.UpstreamFailingFor < 0 {
 		v.errf(path+".upstream_failing_for", "must not be negative")
 	}
-	if ch.SeverityAtLeast == "" && ch.NotAcceptedWithin == 0 && ch.UpstreamFailingFor == 0 {
+	// A rule whose value did not decode is reported at its key already.
+	ruleBad := badKey(v.bad, path+".severity_at_least") || badKey(v.bad, path+".not_accepted_within") ||
+		badKey(v.bad, path+".upstream_failing_for")
+	if ch.SeverityAtLeast == "" && ch.NotAcceptedWithin == 0 && ch.UpstreamFailingFor == 0 && !ruleBad {
 		v.errf(path, "no rule: set severity_at_least, not_accepted_within or upstream_failing_for, or the channel never carries an alarm")
 	}
 	if ch.Lifetime < Duration(time.Minute) {

@@ -87,8 +87,8 @@ func TestChannelErrors(t *testing.T) {
 		{"bad name", "name = \"a b\"\nkind = \"webhook\"\nurl = \"https://h.example.com\"\n" + rule, ":14: channel[0].name: \"a b\""},
 		{"bad kind", "name = \"x\"\nkind = \"telegram\"\n" + rule, ":15: channel[0].kind: must be one of webhook, ntfy, teams, slack, mqtt, not \"telegram\""},
 		{"no url", "name = \"x\"\nkind = \"slack\"\n" + rule, ":13: channel[0].url: required for kind slack"},
-		{"plain http remote", "name = \"x\"\nkind = \"ntfy\"\nurl = \"http://ntfy.example.com/t\"\n" + rule, ":16: channel[0].url: \"http://ntfy.example.com/t\" sends alarms in clear"},
-		{"not http", "name = \"x\"\nkind = \"webhook\"\nurl = \"ftp://h.example.com\"\n" + rule, ":16: channel[0].url: \"ftp://h.example.com\" is not an http(s) URL"},
+		{"plain http remote", "name = \"x\"\nkind = \"ntfy\"\nurl = \"http://ntfy.example.com/t\"\n" + rule, ":16: channel[0].url: http://ntfy.example.com sends alarms in clear"},
+		{"not http", "name = \"x\"\nkind = \"webhook\"\nurl = \"ftp://h.example.com\"\n" + rule, ":16: channel[0].url: scheme \"ftp\" is not http or https"},
 		{"user in url", "name = \"x\"\nkind = \"webhook\"\nurl = \"https://u:p@h.example.com\"\n" + rule, ":16: channel[0].url: no credentials in the URL"},
 		{"no rule", hook, ":13: channel[0]: no rule"},
 		{"bad severity", hook + "severity_at_least = \"high\"\n", ":17: channel[0].severity_at_least: must be info, warning, alarm or critical, not \"high\""},
@@ -122,5 +122,40 @@ func TestChannelErrors(t *testing.T) {
 				t.Errorf("got\n%v\nwant a line containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestChannelBadRuleIsOneProblem: a rule whose value does not decode is
+// reported once, at its key, not also as "no rule" at the channel.
+func TestChannelBadRuleIsOneProblem(t *testing.T) {
+	for _, rule := range []string{
+		`not_accepted_within = "15 minutes"`,
+		`upstream_failing_for = 60`,
+		`severity_at_least = 5`,
+	} {
+		src := validBase + "\n[[channel]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x.example/y\"\n" + rule + "\n"
+		_, err := Parse("t.toml", []byte(src))
+		es := AsErrors(err)
+		key := "channel[0]." + strings.TrimSpace(strings.SplitN(rule, "=", 2)[0])
+		if len(es) != 1 || es[0].Key != key {
+			t.Errorf("%s: %v, want one problem at %s", rule, err, key)
+		}
+	}
+}
+
+// TestChannelURLErrorsHideThePath: a Slack or Teams webhook URL is the
+// secret itself, and a problem of a reload goes to the log: the messages
+// about url name its scheme and host, never its path or query.
+func TestChannelURLErrorsHideThePath(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"http://hooks.slack.com/services/T0/B0/SECRETX?token=SECRETX", `channel[0].url: http://hooks.slack.com sends alarms in clear`},
+		{"ftp://files.example.com/SECRETX", `channel[0].url: scheme "ftp" is not http or https`},
+		{"hooks.slack.com/services/T0/B0/SECRETX", `channel[0].url: not an http(s) URL`},
+	} {
+		src := validBase + "\n[[channel]]\nname = \"x\"\nkind = \"slack\"\nurl = \"" + tc.url + "\"\nseverity_at_least = \"alarm\"\n"
+		_, err := Parse("t.toml", []byte(src))
+		if err == nil || strings.Contains(err.Error(), "SECRETX") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q and no path", tc.url, err, tc.want)
+		}
 	}
 }

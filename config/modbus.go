@@ -357,8 +357,10 @@ func (t *ModbusTag) validate(v *validator, path string) {
 	}
 	if t.Address == nil {
 		v.errf(path+".address", "required: the zero-based Modbus address")
-	} else if a := *t.Address; a < 0 || a > 65535 || (t.Words() == 2 && a > 65534) {
-		v.errf(path+".address", "must be 0..65535 (a 32-bit value needs two registers), not %d", a)
+	} else if a := *t.Address; t.Words() == 2 && (a < 0 || a > 65534) {
+		v.errf(path+".address", "must be 0..65534 for a %s (two registers), not %d", t.Type, a)
+	} else if a < 0 || a > 65535 {
+		v.errf(path+".address", "must be 0..65535, not %d", a)
 	}
 	if t.PollInterval != 0 && t.PollInterval < Duration(10*time.Millisecond) {
 		v.errf(path+".poll_interval", "must be at least 10ms (or left out: the device's poll_interval)")
@@ -415,6 +417,8 @@ func (a *ModbusAlarm) validate(v *validator, path string, boolTag bool) {
 		if !boolTag {
 			v.errf(path+".state", "a boolean alarm needs a bool tag; a register tag has limit and setpoint")
 		}
+	case badKey(v.bad, path+".state"):
+		// reported at state already
 	default:
 		v.errf(path+".limit", `required: limit = "HH" | "H" | "L" | "LL" with setpoint, or state = true for a boolean alarm`)
 	}

@@ -260,3 +260,38 @@ device = "` + byID + `"
 		t.Errorf("tag poll_interval %v", got)
 	}
 }
+
+// TestModbusAddressMessage: an address out of range is reported with the
+// range that holds for its type (a 32-bit value at 65535 would read past
+// the last register), never a range that contains the address itself.
+func TestModbusAddressMessage(t *testing.T) {
+	for _, tc := range []struct {
+		typ  string
+		addr int
+		want string
+	}{
+		{"float32", 65535, "must be 0..65534 for a float32 (two registers), not 65535"},
+		{"int16", 65536, "must be 0..65535, not 65536"},
+		{"uint32", -1, "must be 0..65534 for a uint32 (two registers), not -1"},
+	} {
+		src := validBase + fmt.Sprintf("[[modbus]]\nname = \"a\"\nmode = \"tcp\"\naddress = \"10.0.0.1\"\n"+
+			"[[modbus.tag]]\nname = \"x\"\ntable = \"holding\"\naddress = %d\ntype = %q\n", tc.addr, tc.typ)
+		_, err := Parse("t.toml", []byte(src))
+		es := AsErrors(err)
+		if len(es) != 1 || es[0].Key != "modbus[0].tag[0].address" || !strings.Contains(es[0].Error(), tc.want) {
+			t.Errorf("%s at %d: %v, want %q", tc.typ, tc.addr, err, tc.want)
+		}
+	}
+}
+
+// TestModbusBadStateIsOneProblem: a boolean alarm's state that does not
+// decode is reported once, at state, not also as a missing limit.
+func TestModbusBadStateIsOneProblem(t *testing.T) {
+	src := validBase + "[[modbus]]\nname = \"a\"\nmode = \"tcp\"\naddress = \"10.0.0.1\"\n" +
+		"[[modbus.tag]]\nname = \"x\"\ntable = \"coil\"\naddress = 0\n[[modbus.tag.alarm]]\nstate = \"true\"\n"
+	_, err := Parse("t.toml", []byte(src))
+	es := AsErrors(err)
+	if len(es) != 1 || es[0].Key != "modbus[0].tag[0].alarm[0].state" {
+		t.Errorf("%v, want one problem at modbus[0].tag[0].alarm[0].state", err)
+	}
+}

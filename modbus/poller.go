@@ -431,11 +431,20 @@ func (p *Poller) poll(ctx context.Context, c *mb.ModbusClient, d *device, due []
 		switch {
 		case err == nil:
 			vals[i] = &v
-			delete(d.tagErr, t.Name)
+			if _, ok := d.tagErr[t.Name]; ok {
+				delete(d.tagErr, t.Name)
+				d.update(func(s *DeviceStatus) { delete(s.Unreadable, t.Name) })
+			}
 		case isException(err):
 			if d.tagErr[t.Name] != err.Error() {
 				d.log.Warn("tag cannot be read; its alarms keep their state", "tag", t.Name, "err", err)
 				d.tagErr[t.Name] = err.Error()
+				d.update(func(s *DeviceStatus) {
+					if s.Unreadable == nil {
+						s.Unreadable = map[string]string{}
+					}
+					s.Unreadable[t.Name] = err.Error()
+				})
 			}
 		default:
 			return fmt.Errorf("tag %s: %w", t.Name, err)

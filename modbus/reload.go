@@ -126,7 +126,8 @@ func (p *Poller) reconfigure(od *device, d Device) *device {
 	}
 	od.Device = cloneDevice(d)
 	od.next = time.Time{}
-	od.update(func(s *DeviceStatus) { s.Bus, s.Slave = busName(d.Bus), d.SlaveID })
+	clear(od.tagErr) // the next poll finds out again: an address may be fixed
+	od.update(func(s *DeviceStatus) { s.Bus, s.Slave, s.Unreadable = busName(d.Bus), d.SlaveID, nil })
 	if dropped > 0 {
 		od.log.Info("reload: active alarm rules removed; they end without a clear mail", "rules", dropped)
 	}

@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -28,6 +29,10 @@ type DeviceStatus struct {
 	Digests       uint64 `json:"digests"`        // digest mails queued
 	DigestPending int    `json:"digest_pending"` // held events not yet in a queued digest
 	Notices       uint64 `json:"notices"`        // offline/online notices queued
+	// Unreadable are the tags the device answers with an exception
+	// (wrong address or table) and their error: their alarms are not
+	// evaluated while the device is up.
+	Unreadable map[string]string `json:"unreadable,omitempty"`
 
 	// Active are the device's active alarms, in configuration order.
 	Active []ActiveAlarm `json:"active,omitempty"`
@@ -52,6 +57,7 @@ func (p *Poller) Status() []DeviceStatus {
 		d.mu.Lock()
 		s := d.status
 		s.Active = slices.Clone(s.Active)
+		s.Unreadable = maps.Clone(s.Unreadable)
 		d.mu.Unlock()
 		out = append(out, s)
 	}

@@ -101,6 +101,11 @@ func TestTCPExceptionIsNotOffline(t *testing.T) {
 	g.sync()
 	g.sync()
 	g.wantKeys("modbus/dev/level/H/1", "modbus/dev/level/HH/1")
+	// Status says which tag is unread: "up" alone would hide that its
+	// alarms are never evaluated.
+	if st := g.p.Status()[0]; !strings.Contains(st.Unreadable["missing"], "illegal data address") || len(st.Unreadable) != 1 {
+		t.Errorf("unreadable tags in status: %q", st.Unreadable)
+	}
 }
 
 // TestTagPollInterval: a tag with a poll_interval of an hour is read once

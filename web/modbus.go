@@ -1,7 +1,10 @@
 package web
 
 import (
+	"fmt"
 	"html/template"
+	"maps"
+	"slices"
 
 	"github.com/plcmail/plcmail/modbus"
 )
@@ -52,15 +55,21 @@ func writeModbusMetrics(e *expo, st *Status) {
 // modbusRow is one device on the status page.
 type modbusRow struct {
 	Name, Bus, State, Class, LastAnswer, LastError string
-	Slave                                          uint8
-	Polls, PollErrors, Mailed, Held                uint64
+	// Held is the since-start count, with the events that still wait for
+	// their digest (also those held before a restart).
+	Held                      string
+	Slave                     uint8
+	Polls, PollErrors, Mailed uint64
 }
 
 // addModbus puts the devices and their active alarms into the page data.
 func addModbus(d *pageData, s *Status) {
 	for _, m := range s.Modbus {
 		r := modbusRow{Name: m.Name, Bus: m.Bus, Slave: m.Slave, State: "up", Class: "ok", LastError: m.LastError,
-			Polls: m.Polls, PollErrors: m.PollErrors, Mailed: m.Mailed, Held: m.Held, LastAnswer: "none yet"}
+			Polls: m.Polls, PollErrors: m.PollErrors, Mailed: m.Mailed, Held: fmt.Sprint(m.Held), LastAnswer: "none yet"}
+		if m.DigestPending > 0 {
+			r.Held += fmt.Sprintf(" (%d waiting for a digest)", m.DigestPending)
+		}
 		switch {
 		case m.Offline:
 			r.State, r.Class = "OFFLINE", "bad"
@@ -79,6 +88,9 @@ func addModbus(d *pageData, s *Status) {
 		}
 		if m.LastError != "" {
 			d.Errors = append(d.Errors, errorRow{Where: "modbus " + m.Name, Msg: m.LastError})
+		}
+		for _, tag := range slices.Sorted(maps.Keys(m.Unreadable)) {
+			d.Errors = append(d.Errors, errorRow{Where: "modbus " + m.Name + ", tag " + tag, Msg: m.Unreadable[tag]})
 		}
 	}
 }

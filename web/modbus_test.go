@@ -80,7 +80,7 @@ func TestPageModbus(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{
 		`<table id="modbus">`,
-		`<td>tank</td><td>tcp://10.0.0.5:502</td><td>1</td><td class="ok">up</td><td>1s ago</td><td>100</td><td>3</td><td>4</td><td>2</td>`,
+		`<td>tank</td><td>tcp://10.0.0.5:502</td><td>1</td><td class="ok">up</td><td>1s ago</td><td>100</td><td>3</td><td>4</td><td>2 (1 waiting for a digest)</td>`,
 		`<td>pump</td><td>rtu:///dev/ttyUSB2</td><td>7</td><td class="bad">OFFLINE</td><td>none yet</td>`,
 		`<td>tank</td><td>level</td><td>HH</td><td>Tank &lt;1&gt; overfull</td><td>critical</td><td>3m00s</td>`,
 		`<td>modbus pump</td>`,
@@ -94,5 +94,33 @@ func TestPageModbus(t *testing.T) {
 	pageTmpl.Execute(&buf, newPageData(&st))
 	if strings.Contains(buf.String(), "Modbus") {
 		t.Error("a gateway without Modbus devices shows a Modbus section")
+	}
+}
+
+// TestPageModbusHeldWaiting: events held before a restart still wait for
+// their digest while the since-start counter is 0; the page says so.
+func TestPageModbusHeldWaiting(t *testing.T) {
+	st := modbusStatus()
+	st.Modbus[0].Held, st.Modbus[0].DigestPending = 0, 1
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, newPageData(&st)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "<td>0 (1 waiting for a digest)</td>"; !strings.Contains(buf.String(), want) {
+		t.Errorf("page lacks %q:\n%s", want, buf.String())
+	}
+}
+
+// TestPageModbusUnreadable: a tag the device refuses is in the page's
+// errors, or "up" would hide that its alarms are not evaluated.
+func TestPageModbusUnreadable(t *testing.T) {
+	st := modbusStatus()
+	st.Modbus[0].Unreadable = map[string]string{"level": "illegal data address"}
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, newPageData(&st)); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<td>modbus tank, tag level</td><td></td><td class="err">illegal data address</td>`; !strings.Contains(buf.String(), want) {
+		t.Errorf("page lacks %q:\n%s", want, buf.String())
 	}
 }

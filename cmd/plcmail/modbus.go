@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -139,10 +141,19 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 		if !d.LastGood.IsZero() {
 			last = "last answer " + age(now, d.LastGood) + " ago"
 		}
-		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %d, digests %d\n",
-			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, d.Held, d.Digests)
+		// Held counts since the start; events held before a restart still
+		// wait for their digest, so those are shown apart.
+		held := fmt.Sprint(d.Held)
+		if d.DigestPending > 0 {
+			held += fmt.Sprintf(" (%d waiting for a digest)", d.DigestPending)
+		}
+		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %s, digests %d\n",
+			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, held, d.Digests)
 		if d.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
+		}
+		for _, tag := range slices.Sorted(maps.Keys(d.Unreadable)) {
+			fmt.Fprintf(tw, "  \t\tunreadable tag %s: %s\n", tag, oneLine(d.Unreadable[tag]))
 		}
 		for _, a := range d.Active {
 			fmt.Fprintf(tw, "  \t\tactive: %s (%s/%s, %s) for %s\n", a.Name, a.Tag, a.Rule, a.Severity, age(now, a.Since))

@@ -177,9 +177,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	s, err := readStatus(ctx, cfg.Gateway.SpoolDir)
+	if errors.Is(err, errNotRunning) && *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(stoppedStatusOf(cfg.Gateway.SpoolDir)); err != nil {
+			return err
+		}
+		return errSilent
+	}
 	if errors.Is(err, errNotRunning) {
 		fmt.Fprintf(e.stdout, "plcmail is not running (spool %s)\n", cfg.Gateway.SpoolDir)
 		printSpoolOnly(e.stdout, cfg.Gateway.SpoolDir)
+		printChannelsOnly(e.stdout, cfg)
 		printOAuthStatus(e.stdout, cfg) // status_oauth.go
 		return errSilent
 	}
@@ -194,6 +203,55 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	printStatus(e.stdout, &s)
 	printOAuthStatus(e.stdout, cfg) // status_oauth.go
 	return nil
+}
+
+// stoppedStatus is `status --json` of a stopped gateway: what waits in its
+// spool, so that monitoring parses JSON either way (the exit status, 1,
+// says it is not running, and so does "running").
+type stoppedStatus struct {
+	Running         bool           `json:"running"`
+	Spool           string         `json:"spool"`
+	Queued          int            `json:"queued"`
+	OldestQueued    time.Time      `json:"oldest_queued,omitzero"`
+	DeadLetters     int            `json:"dead_letters"`
+	Corrupt         int            `json:"corrupt"`
+	ChannelsWaiting map[string]int `json:"channels_waiting,omitempty"`
+	Error           string         `json:"error,omitempty"`
+}
+
+func stoppedStatusOf(dir string) stoppedStatus {
+	st := stoppedStatus{Spool: dir}
+	sum, err := spool.Peek(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		st.Error = err.Error()
+	}
+	st.Queued, st.OldestQueued, st.DeadLetters, st.Corrupt = sum.Queued, sum.OldestQueued, sum.Dead, sum.Corrupt
+	n, err := channel.Peek(dir)
+	if err != nil && st.Error == "" {
+		st.Error = err.Error()
+	}
+	st.ChannelsWaiting = n
+	return st
+}
+
+// printChannelsOnly shows the fallback channel deliveries that wait in
+// the spool of a stopped gateway, in configuration order; nothing when none
+// waits.
+func printChannelsOnly(w io.Writer, cfg *config.Config) {
+	n, err := channel.Peek(cfg.Gateway.SpoolDir)
+	if err != nil {
+		fmt.Fprintf(w, "cannot read the channel records: %v\n", err)
+		return
+	}
+	var parts []string
+	for _, c := range cfg.Channel {
+		if n[c.Name] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d waiting", c.Name, n[c.Name]))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "fallback channels: %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // printSpoolOnly shows what waits in the spool of a stopped gateway.
