@@ -289,7 +289,7 @@ func (d *Dispatcher) record(i int, a Alarm, rule string) (bool, error) {
 	now := d.now().UTC()
 	r := &Record{
 		ID: recordID(c.Name, a.Key), Channel: c.Name, Rule: rule,
-		IdempotencyKey: idempotencyKey(d.o.Hostname, c.Name, a.Key),
+		IdempotencyKey: idempotencyKey(d.store.instance, d.o.Hostname, c.Name, a.Key),
 		Alarm:          a, Created: now, NextAttempt: now, State: StateQueued,
 	}
 	created, err := d.store.create(r)

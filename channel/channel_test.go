@@ -151,7 +151,7 @@ func TestWebhookSeverityRule(t *testing.T) {
 	if err := json.Unmarshal(got.Body, &p); err != nil {
 		t.Fatal(err)
 	}
-	want := idempotencyKey("gw.example.com", "hook", key)
+	want := idempotencyKey(f.d.store.instance, "gw.example.com", "hook", key)
 	if p.ID != want || got.Header.Get("Idempotency-Key") != want {
 		t.Errorf("id %q, header %q, want %q", p.ID, got.Header.Get("Idempotency-Key"), want)
 	}
@@ -464,5 +464,44 @@ func TestPrivateCA(t *testing.T) {
 	waitFor(t, "the refused attempt", func() bool { return f.d.Stats()[0].Retried == 1 })
 	if st := f.d.Stats()[0]; !strings.Contains(st.LastError, "certificate") || st.Delivered != 0 {
 		t.Errorf("system roots: %+v", st)
+	}
+}
+
+// The idempotency key of one alarm on one channel stays the same across
+// restarts of the gateway, but a spool made anew, whose sources count their
+// keys from 1 again (Modbus: modbus/DEV/TAG/RULE/1), gives its alarms keys
+// no earlier spool gave: a receiver that drops repeats would otherwise
+// drop the new alarm.
+func TestIdempotencyKeyPerSpool(t *testing.T) {
+	const key = "modbus/tank/level/HH/1"
+	open := func(dir string) string {
+		t.Helper()
+		sp, err := spool.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sp.Close()
+		d, err := New(sp, Options{Hostname: "gw", Channels: []Channel{{Name: "hook", Kind: Webhook, URL: "http://127.0.0.1:1/", NotAcceptedWithin: time.Hour}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.record(0, Alarm{Key: key}, "not_accepted"); err != nil {
+			t.Fatal(err)
+		}
+		return idempotencyKey(d.store.instance, "gw", "hook", key)
+	}
+	dir := t.TempDir()
+	first := open(dir)
+	if again := open(dir); again != first {
+		t.Errorf("after a restart: key %s, was %s", again, first)
+	}
+	if other := open(t.TempDir()); other == first {
+		t.Errorf("a new spool gave the alarm %s the old spool's key %s", key, first)
+	}
+	// A torn instance file (a crash on first start, before this fix's
+	// fsync) is made anew, not used.
+	os.WriteFile(filepath.Join(dir, dirChannels, instanceFile), []byte("12"), 0o600)
+	if torn := open(dir); torn == first || len(torn) != len(first) {
+		t.Errorf("torn instance: key %s", torn)
 	}
 }

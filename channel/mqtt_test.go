@@ -42,7 +42,7 @@ func TestMQTTChannel(t *testing.T) {
 	if err := json.Unmarshal([]byte(m.Payload), &p); err != nil {
 		t.Fatal(err)
 	}
-	if p.ID != idempotencyKey("gw.example.com", "broker", key) || p.Subject != "Pumpe überhitzt" || p.Severity != "critical" || m.Retained {
+	if p.ID != idempotencyKey(f.d.store.instance, "gw.example.com", "broker", key) || p.Subject != "Pumpe überhitzt" || p.Severity != "critical" || m.Retained {
 		t.Errorf("message %+v retained=%v", p, m.Retained)
 	}
 	if r := f.result(t); !r.Delivered || r.Code != 0 || r.Via != 1 {

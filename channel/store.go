@@ -1,6 +1,8 @@
 package channel
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -57,17 +59,50 @@ func recordID(channel, key string) string {
 }
 
 // idempotencyKey is what the receiver sees of the same pair, with the
-// gateway's name so that two gateways never share a key.
-func idempotencyKey(host, channel, key string) string {
-	h := sha256.Sum256([]byte(host + "\x00" + channel + "\x00" + key))
+// gateway's name so that two gateways never share a key, and the spool's
+// instance so that a spool made anew (a new SD card, a removed spool
+// directory), whose sources count their keys from 1 again, never gives a
+// new alarm the key of an old one, which a receiver that drops repeats
+// would drop.
+func idempotencyKey(instance, host, channel, key string) string {
+	h := sha256.Sum256([]byte(instance + "\x00" + host + "\x00" + channel + "\x00" + key))
 	return "plcmail-" + hex.EncodeToString(h[:16])
+}
+
+// instanceFile holds the spool's random instance, made once.
+const instanceFile = ".instance"
+
+// loadInstance returns the instance of the store's spool, making it
+// durably on first use: a record's key must not change across restarts.
+func (s *store) loadInstance() (string, error) {
+	p := filepath.Join(s.dir, instanceFile)
+	if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) == 32 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	var r [16]byte
+	rand.Read(r[:])
+	tmp, err := s.writeTmp([]byte(hex.EncodeToString(r[:]) + "\n"))
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp)
+	// A torn or empty file from an older crash is replaced; a link would
+	// keep it.
+	if err := os.Rename(tmp, p); err != nil {
+		return "", err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(r[:]), nil
 }
 
 // store keeps the records on disk and in memory. Only the process that
 // delivers from the spool (serve, which holds its delivery lock) writes it.
 type store struct {
-	dir string
-	log *slog.Logger
+	dir      string
+	log      *slog.Logger
+	instance string // loadInstance
 
 	mu   sync.Mutex
 	recs map[string]Record
@@ -80,6 +115,10 @@ func openStore(spoolDir string, log *slog.Logger) (*store, error) {
 		return nil, fmt.Errorf("channel: %w", err)
 	}
 	s := &store{dir: dir, log: log, recs: map[string]Record{}}
+	var err error
+	if s.instance, err = s.loadInstance(); err != nil {
+		return nil, fmt.Errorf("channel: instance: %w", err)
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("channel: %w", err)
@@ -91,7 +130,7 @@ func openStore(spoolDir string, log *slog.Logger) (*store, error) {
 		case strings.HasPrefix(name, tmpPrefix):
 			os.Remove(p) // a write cut short; its record was never linked
 			continue
-		case strings.HasSuffix(name, ".corrupt"):
+		case strings.HasSuffix(name, ".corrupt"), name == instanceFile:
 			continue
 		}
 		b, err := os.ReadFile(p)
