@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +22,15 @@ import (
 // number and the channel's HTTP status, wired as serve wires it.
 func TestChannelDeliveryFrame(t *testing.T) {
 	posted := make(chan string, 10)
+	var posts atomic.Int32
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		posted <- r.Header.Get("Idempotency-Key")
+		posts.Add(1)
+		// Never block: a handler stuck on a full channel would hang the
+		// server's Close, and so the test, instead of letting it fail.
+		select {
+		case posted <- r.Header.Get("Idempotency-Key"):
+		default:
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(hook.Close)
@@ -83,7 +91,7 @@ func TestChannelDeliveryFrame(t *testing.T) {
 		r = p.next(15 * time.Second)
 	}
 	if r == nil || r.Type != protocol.TypeDelivery || r.Boot != 21 || r.Seq != raise.Seq {
-		t.Fatalf("want a DELIVERY of seq %d, got %+v", raise.Seq, r)
+		t.Fatalf("want a DELIVERY of seq %d, got %+v (the webhook was posted %d times)", raise.Seq, r, posts.Load())
 	}
 	if r.Status != protocol.DeliveryAccepted || r.SMTPCode != 202 || r.Via != 2 {
 		t.Errorf("DELIVERY status %v code %d via %d, want accepted 202 via 2", r.Status, r.SMTPCode, r.Via)
