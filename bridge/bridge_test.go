@@ -55,6 +55,9 @@ func TestRaiseClearMailed(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("missing mails: %v", want)
 	}
+	// The link counts a mail once the spool returned and its journal says
+	// so, a moment after the file appears: wait for the count.
+	g.waitFor("3 mails counted", func() bool { return g.b.Status()[0].Mailed == 3 })
 	st := g.b.Status()[0]
 	if st.Mailed != 3 || st.Acks != 4 || st.Boot != 7 || !st.Connected || st.Frames != 4 {
 		t.Errorf("status %+v", st)
