@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -60,20 +59,7 @@ func TestChannelDeliveryFrame(t *testing.T) {
 			b.ChannelDelivery(r.Alarm.Key, r.Alarm.Origin, r.Via, r.Code)
 		}
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { d.Run(ctx); done <- struct{}{} }()
-	go func() { b.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	g := &gateway{t: t, b: b, logs: logs}
-	g.waitConnected()
+	runBeside(t, b, logs, d.Run)
 
 	p := newPLC(t, m, 21)
 	p.expectAck(p.hello(), protocol.AckQueued)

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -61,20 +60,7 @@ to = ["nobody@example.com"]
 	}
 	// Final delivery results go back to the PLC, as serve wires them.
 	q.OnResult(b.DeliveryResult)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { q.Run(ctx); done <- struct{}{} }()
-	go func() { b.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	g := &gateway{t: t, b: b, logs: logs}
-	g.waitConnected()
+	runBeside(t, b, logs, q.Run)
 
 	p := newPLC(t, m, 21)
 	p.expectAck(p.hello(), protocol.AckQueued)

@@ -206,6 +206,28 @@ func startGateway(t testing.TB, cfg *config.Config, dir string) *gateway {
 	return g
 }
 
+// runBeside runs b and the component that hands it results (the spool's
+// queue, the fallback channels) until the test ends, and waits for the
+// link to be connected.
+func runBeside(t *testing.T, b *Bridge, logs *testenv.SyncBuffer, beside func(context.Context) error) *gateway {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { beside(ctx); done <- struct{}{} }()
+	go func() { b.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	g := &gateway{t: t, b: b, logs: logs}
+	g.waitConnected()
+	return g
+}
+
 func (g *gateway) stop() {
 	if g.cancel == nil {
 		return
