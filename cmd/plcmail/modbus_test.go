@@ -14,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plcmail/plcmail/alarmmail"
-	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/flood"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/internal/testenv"
-	"github.com/plcmail/plcmail/spool"
 )
 
 // TestCheckModbus: mistakes in [[modbus]] tags and rules are reported by
@@ -212,34 +209,16 @@ func TestReloadModbus(t *testing.T) {
 	}
 	c.Extra = "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n" + device("a")
 	path := c.write(t)
-	started, err := loadConfig(&env{configPath: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := alarmmail.CompileTemplates(started)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := spool.Open(started.Gateway.SpoolDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	logs := &testenv.SyncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	links, err := bridge.New(bridgeOptions(started, tmpl), sp, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	poller, comp, err := modbusComponent(started, tmpl, sp, nil, new(flood.Limiter), log)
+	r := startReloadTarget(t, path)
+	started, links, logs, log := r.started, r.links, r.logs, r.log
+	poller, comp, err := modbusComponent(started, r.tmpl, r.sp, nil, new(flood.Limiter), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- links.Run(ctx) }()
+	done := make(chan error)
 	go func() { done <- comp.run(ctx) }()
-	defer func() { cancel(); <-done; <-done }()
+	defer func() { cancel(); <-done }()
 
 	names := func() string {
 		var n []string

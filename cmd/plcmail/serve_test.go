@@ -346,29 +346,8 @@ func TestReloadWarnsUntilRestart(t *testing.T) {
 	alarm := "[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n"
 	c.Extra = serial + alarm
 	path := c.write(t)
-	started, err := loadConfig(&env{configPath: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := alarmmail.CompileTemplates(started)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := spool.Open(started.Gateway.SpoolDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	logs := &testenv.SyncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	links, err := bridge.New(bridgeOptions(started, tmpl), sp, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- links.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r := startReloadTarget(t, path)
+	started, links, logs, log := r.started, r.links, r.logs, r.log
 
 	upstream := c.Upstream
 	moved := strings.Replace(upstream, "port = 1", "port = 2", 1)
@@ -404,6 +383,47 @@ func TestReloadWarnsUntilRestart(t *testing.T) {
 	if st := links.Status(); len(st) != 1 || st[0].Name != "a" {
 		t.Errorf("links after reloads: %+v", st)
 	}
+}
+
+// reloadTarget is what reload works on, made from the config file at path
+// as serve makes it: the configuration serve started with, its templates,
+// the spool, the running bridge, and the log reload writes to.
+type reloadTarget struct {
+	started *config.Config
+	tmpl    *alarmmail.Templates
+	sp      *spool.Spool
+	links   *bridge.Bridge
+	logs    *testenv.SyncBuffer
+	log     *slog.Logger
+}
+
+// startReloadTarget runs the bridge until the test ends.
+func startReloadTarget(t *testing.T, path string) *reloadTarget {
+	t.Helper()
+	started, err := loadConfig(&env{configPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := alarmmail.CompileTemplates(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(started.Gateway.SpoolDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	links, err := bridge.New(bridgeOptions(started, tmpl), sp, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- links.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &reloadTarget{started: started, tmpl: tmpl, sp: sp, links: links, logs: logs, log: log}
 }
 
 // TestBridgeOptions: every [[serial]] and [flood] setting reaches the
