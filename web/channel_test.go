@@ -33,25 +33,13 @@ func TestPageAndMetricsChannels(t *testing.T) {
 		t.Fatal(err)
 	}
 	fams := parseMetrics(t, buf.String())
-	for _, tt := range []struct {
-		family, labels string
-		want           float64
-	}{
-		{"plcmail_channel_deliveries_total", "channel=ntfy,result=delivered", 5},
-		{"plcmail_channel_deliveries_total", "channel=ntfy,result=retried", 2},
-		{"plcmail_channel_deliveries_total", "channel=teams,result=dead", 1},
-		{"plcmail_channel_queue_records", "channel=teams", 1},
-		{"plcmail_channel_queue_records", "channel=ntfy", 0},
-	} {
-		f := fams[tt.family]
-		if f == nil {
-			t.Errorf("%s missing", tt.family)
-			continue
-		}
-		if got, ok := f.samples[tt.labels]; !ok || got != tt.want {
-			t.Errorf("%s{%s} = %v (present %v), want %v", tt.family, tt.labels, got, ok, tt.want)
-		}
-	}
+	checkSamples(t, fams, []sampleWant{
+		{"plcmail_channel_deliveries_total", "COUNTER", "channel=ntfy,result=delivered", 5},
+		{"plcmail_channel_deliveries_total", "COUNTER", "channel=ntfy,result=retried", 2},
+		{"plcmail_channel_deliveries_total", "COUNTER", "channel=teams,result=dead", 1},
+		{"plcmail_channel_queue_records", "GAUGE", "channel=teams", 1},
+		{"plcmail_channel_queue_records", "GAUGE", "channel=ntfy", 0},
+	})
 	// Without channels the page has no table.
 	st.Channels = nil
 	buf.Reset()

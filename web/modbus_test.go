@@ -32,10 +32,7 @@ func TestMetricsModbus(t *testing.T) {
 		t.Fatal(err)
 	}
 	fams := parseMetrics(t, buf.String())
-	tests := []struct {
-		family, typ, labels string
-		want                float64
-	}{
+	tests := []sampleWant{
 		{"plcmail_link_up", "GAUGE", "link=modbus/tank", 1},
 		{"plcmail_link_up", "GAUGE", "link=modbus/pump", 0},
 		{"plcmail_link_up", "GAUGE", "link=press-line-1", 1},
@@ -51,19 +48,7 @@ func TestMetricsModbus(t *testing.T) {
 		{"plcmail_held_events", "GAUGE", "link=modbus/tank", 1},
 		{"plcmail_held_events", "GAUGE", "link=press-line-1", 0},
 	}
-	for _, tt := range tests {
-		f := fams[tt.family]
-		if f == nil {
-			t.Errorf("%s missing", tt.family)
-			continue
-		}
-		if f.typ != tt.typ {
-			t.Errorf("%s: type %s, want %s", tt.family, f.typ, tt.typ)
-		}
-		if got, ok := f.samples[tt.labels]; !ok || got != tt.want {
-			t.Errorf("%s{%s} = %v (present %v), want %v", tt.family, tt.labels, got, ok, tt.want)
-		}
-	}
+	checkSamples(t, fams, tests)
 	if _, ok := fams["plcmail_modbus_last_answer_timestamp_seconds"].samples["device=pump"]; ok {
 		t.Error("a device that never answered has a last answer timestamp")
 	}

@@ -81,6 +81,31 @@ type familyView struct {
 	samples map[string]float64 // "k=v,k=v" -> value
 }
 
+// sampleWant is one sample a metrics test expects.
+type sampleWant struct {
+	family, typ, labels string
+	want                float64
+}
+
+// checkSamples holds parsed metrics to the samples a test expects, each of
+// its family and type.
+func checkSamples(t *testing.T, fams map[string]*familyView, wants []sampleWant) {
+	t.Helper()
+	for _, tt := range wants {
+		f := fams[tt.family]
+		if f == nil {
+			t.Errorf("%s missing", tt.family)
+			continue
+		}
+		if f.typ != tt.typ {
+			t.Errorf("%s: type %s, want %s", tt.family, f.typ, tt.typ)
+		}
+		if got, ok := f.samples[tt.labels]; !ok || got != tt.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v; have %v", tt.family, tt.labels, got, ok, tt.want, f.samples)
+		}
+	}
+}
+
 func TestMetricsParse(t *testing.T) {
 	st := sampleStatus()
 	var buf bytes.Buffer
@@ -88,10 +113,7 @@ func TestMetricsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	fams := parseMetrics(t, buf.String())
-	tests := []struct {
-		family, typ, labels string
-		want                float64
-	}{
+	tests := []sampleWant{
 		{"plcmail_build_info", "GAUGE", "version=v1.2.3,commit=abc123,goversion=go1.26", 1},
 		{"plcmail_queue_messages", "GAUGE", "", 4},
 		{"plcmail_queue_oldest_message_timestamp_seconds", "GAUGE", "", float64(st.SpooledOldest.Unix())},
@@ -107,19 +129,7 @@ func TestMetricsParse(t *testing.T) {
 		{"plcmail_active_alarms", "GAUGE", "link=press-line-1", 2},
 		{"plcmail_start_time_seconds", "GAUGE", "", float64(st.Started.Unix())},
 	}
-	for _, tt := range tests {
-		f := fams[tt.family]
-		if f == nil {
-			t.Errorf("%s missing", tt.family)
-			continue
-		}
-		if f.typ != tt.typ {
-			t.Errorf("%s: type %s, want %s", tt.family, f.typ, tt.typ)
-		}
-		if got, ok := f.samples[tt.labels]; !ok || got != tt.want {
-			t.Errorf("%s{%s} = %v (present %v), want %v; have %v", tt.family, tt.labels, got, ok, tt.want, f.samples)
-		}
-	}
+	checkSamples(t, fams, tests)
 	// The empty queue has no oldest message rather than a timestamp of 0,
 	// which would read as "55 years old".
 	st.Queue.Queued, st.Spooled = 0, 0
