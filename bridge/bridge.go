@@ -215,11 +215,15 @@ func (b *Bridge) DeliveryResult(r spool.Result) {
 	if !ok {
 		return
 	}
-	b.mu.Lock()
-	l := b.byName[o.Link]
-	b.mu.Unlock()
-	if l == nil {
-		return
+	if l := b.link(o.Link); l != nil {
+		l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, parts: o.Parts, events: o.Events, ok: r.Delivered, code: r.Code})
 	}
-	l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, parts: o.Parts, events: o.Events, ok: r.Delivered, code: r.Code})
+}
+
+// link returns the running link called name, nil if there is none (a link
+// removed by a reload since the mail was queued).
+func (b *Bridge) link(name string) *Link {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byName[name]
 }

@@ -21,13 +21,9 @@ func (b *Bridge) ChannelDelivery(key string, origin json.RawMessage, via, code i
 	if !ok || o.Parts > 1 {
 		return
 	}
-	b.mu.Lock()
-	l := b.byName[o.Link]
-	b.mu.Unlock()
-	if l == nil {
-		return
+	if l := b.link(o.Link); l != nil {
+		l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, events: o.Events, ok: true, code: code, via: uint8(via)})
 	}
-	l.deliveryResult(delivery{boot: o.Boot, gen: o.Gen, seq: o.Seq, events: o.Events, ok: true, code: code, via: uint8(via)})
 }
 
 // highestSev is the highest severity of a digest's events, its origin's
