@@ -381,8 +381,8 @@ func (d *Dispatcher) scan() {
 	if d.o.UpstreamDownSince != nil {
 		down = d.o.UpstreamDownSince()
 	}
-	if !d.mayFire(rules, now, down) {
-		return // spare reading every queued header
+	if !d.mayFireAt(rules, now, down, time.Time{}) { // a mail of any age
+		return // spare listing the queue
 	}
 	ids, err := d.sp.QueuedIDs()
 	if err != nil {
@@ -467,25 +467,12 @@ func (d *Dispatcher) scanMessage(m spool.Message, rules []int, now, down time.Ti
 }
 
 // mayFireAt reports whether a time rule can hold now for a mail queued at
-// queued.
+// queued; the zero time stands for a mail of any age.
 func (d *Dispatcher) mayFireAt(rules []int, now, down, queued time.Time) bool {
 	for _, i := range rules {
 		c := &d.o.Channels[i]
 		if c.NotAcceptedWithin > 0 && now.Sub(queued) >= c.NotAcceptedWithin ||
 			c.UpstreamFailingFor > 0 && !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor {
-			return true
-		}
-	}
-	return false
-}
-
-// mayFire reports whether a time rule can hold for any mail now: a
-// not_accepted_within rule always may, an upstream_failing_for rule only
-// while the upstreams have failed long enough.
-func (d *Dispatcher) mayFire(rules []int, now, down time.Time) bool {
-	for _, i := range rules {
-		c := &d.o.Channels[i]
-		if c.NotAcceptedWithin > 0 || !down.IsZero() && now.Sub(down) >= c.UpstreamFailingFor {
 			return true
 		}
 	}
