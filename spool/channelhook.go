@@ -1,10 +1,5 @@
 package spool
 
-import (
-	"encoding/binary"
-	"time"
-)
-
 // BeforeEnqueue sets fn to be called by Enqueue for every new submission
 // with a Key, after the key was found new and before the message is
 // written; an error from fn fails the Enqueue, which the source retries.
@@ -37,18 +32,3 @@ func (s *Spool) runBeforeEnqueue(sub *Submission) error {
 // with thousands queued) reads only the messages it has not seen, and
 // IDTime tells it their age.
 func (s *Spool) QueuedIDs() ([]string, error) { return s.ids(dirQueue) }
-
-// IDTime returns when the message of a queue id was queued, to the
-// microsecond: newID puts the time in an id's first 38 bits. ok is false for
-// a string that is not an id.
-func IDTime(id string) (t time.Time, ok bool) {
-	if !validID(id) {
-		return time.Time{}, false
-	}
-	b, err := idEncoding.DecodeString(id)
-	if err != nil || len(b) != 10 {
-		return time.Time{}, false
-	}
-	us := uint64(binary.BigEndian.Uint16(b[0:]))<<38 | binary.BigEndian.Uint64(b[2:])>>26
-	return time.UnixMicro(int64(us)), true
-}

@@ -1349,6 +1349,21 @@ func newIDAt(us uint64) string {
 	return idEncoding.EncodeToString(b[:])
 }
 
+// IDTime returns when the message of a queue id was queued, to the
+// microsecond: newID puts the time in an id's first 38 bits. ok is false for
+// a string that is not an id.
+func IDTime(id string) (t time.Time, ok bool) {
+	if !validID(id) {
+		return time.Time{}, false
+	}
+	b, err := idEncoding.DecodeString(id)
+	if err != nil || len(b) != 10 {
+		return time.Time{}, false
+	}
+	us := uint64(binary.BigEndian.Uint16(b[0:]))<<38 | binary.BigEndian.Uint64(b[2:])>>26
+	return time.UnixMicro(int64(us)), true
+}
+
 // newID returns an id for something that is not a queued message.
 func newID() string { return newIDAt(uint64(time.Now().UnixMicro())) }
 
