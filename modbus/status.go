@@ -22,8 +22,11 @@ type DeviceStatus struct {
 	LastGood  time.Time `json:"last_good,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 
-	Polls         uint64 `json:"polls"`          // polls of all tags since start
-	PollErrors    uint64 `json:"poll_errors"`    // polls that failed (no answer, bad CRC, lost connection)
+	Polls      uint64 `json:"polls"`       // polls of all tags since start
+	PollErrors uint64 `json:"poll_errors"` // polls that failed (no answer, bad CRC, lost connection)
+	// Mails is every mail the device queued, what its recipients receive:
+	// Mailed + Digests + Notices (set by Status).
+	Mails         uint64 `json:"mails"`
 	Mailed        uint64 `json:"mailed"`         // alarm mails queued (raise, clear, reminder)
 	Held          uint64 `json:"held"`           // alarm events held for a digest by flood control
 	Digests       uint64 `json:"digests"`        // digest mails queued
@@ -59,6 +62,7 @@ func (p *Poller) Status() []DeviceStatus {
 		s.Active = slices.Clone(s.Active)
 		s.Unreadable = maps.Clone(s.Unreadable)
 		d.mu.Unlock()
+		s.Mails = s.Mailed + s.Digests + s.Notices
 		out = append(out, s)
 	}
 	return out

@@ -148,7 +148,7 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 			held += fmt.Sprintf(" (%d waiting for a digest)", d.DigestPending)
 		}
 		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %s, digests %d\n",
-			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, held, d.Digests)
+			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mails, held, d.Digests)
 		if d.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
 		}

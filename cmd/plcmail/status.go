@@ -309,7 +309,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 			last = "last frame " + age(now, l.LastFrame) + " ago"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\tframes %d, errors %d, mails %d, duplicates %d\n",
-			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mailed, l.Duplicates)
+			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mails, l.Duplicates)
 		if l.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(l.LastError))
 		}
