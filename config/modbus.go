@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -221,7 +223,14 @@ func (c *Config) validateModbus(v *validator) {
 		if (m.Mode == "rtu" && m.Device != "") || (m.Mode == "tcp" && m.Address != "") {
 			slave := fmt.Sprintf("%s#%d", samePort(m.Bus()), *m.SlaveID)
 			if o := slaves[slave]; o != nil {
-				v.errf(path+".slave_id", "modbus %q polls slave %d on %s already: one slave is one [[modbus]] entry (put all its tags there)", o.Name, *m.SlaveID, strings.TrimPrefix(strings.TrimPrefix(m.Bus(), "rtu:"), "tcp:"))
+				same := ""
+				if mine := busName(m); mine != busName(o) {
+					same = fmt.Sprintf(" (%s is the same port)", mine)
+					if m.Mode == "tcp" {
+						same = fmt.Sprintf(" (%s is the same server)", mine)
+					}
+				}
+				v.errf(path+".slave_id", "modbus %q polls slave %d on %s already%s: one slave is one [[modbus]] entry (put all its tags there)", o.Name, *m.SlaveID, busName(o), same)
 			} else {
 				slaves[slave] = m
 			}
@@ -248,8 +257,15 @@ func serialOn(links []Serial, path string) *Serial {
 	return nil
 }
 
+// busName is a device's bus as the user wrote it: the device path or
+// host:port.
+func busName(m *Modbus) string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.Bus(), "rtu:"), "tcp:")
+}
+
 // samePort is a port's path with symbolic links resolved where they
-// resolve (plcmail check may run on another machine than the gateway).
+// resolve (plcmail check may run on another machine than the gateway), or
+// a Modbus TCP address in one spelling per server (sameServer).
 func samePort(path string) string {
 	prefix := ""
 	for _, p := range []string{"rtu:", "tcp:"} {
@@ -258,12 +274,41 @@ func samePort(path string) string {
 		}
 	}
 	if prefix == "tcp:" {
-		return prefix + path
+		return prefix + sameServer(path)
 	}
 	if r, err := filepath.EvalSymlinks(path); err == nil {
 		path = r
 	}
 	return prefix + path
+}
+
+// sameServer writes host:port one way for every spelling of the same
+// server, so that two [[modbus]] entries polling one slave are found
+// however they name it: the loopback names (localhost, *.localhost,
+// 127.0.0.1, ::1, ::ffff:127.0.0.1) are one host, which a gateway dialling
+// "localhost" reaches on either address; names are compared without case
+// and without a trailing dot; IP addresses in their shortest form; the port
+// as a number. Other names are not looked up: plcmail check may run on
+// another machine than the gateway, and without DNS.
+func sameServer(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+		port = strconv.FormatUint(n, 10)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		host = a.String()
+		if a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback() {
+			host = "localhost"
+		}
+	} else if strings.HasSuffix(host, ".localhost") {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (m *Modbus) validate(v *validator, path string) {
