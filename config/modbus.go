@@ -491,3 +491,34 @@ func (a *ModbusAlarm) validate(v *validator, path string, boolTag bool) {
 	}
 	checkAddresses(v, path+".to", a.To)
 }
+
+// modbusWarnings are the Modbus rules whose code no [[alarm]] has: their
+// mails are valid (the default template takes them, with its recipients),
+// but a code that names nothing is most likely a typo or a template not
+// written yet, and its mails would not look as the user meant.
+func (c *Config) modbusWarnings() Errors {
+	codes := map[int]bool{}
+	def := "the built-in template"
+	for i := range c.Alarm {
+		a := &c.Alarm[i]
+		if a.Code != nil {
+			codes[*a.Code] = true
+		}
+		if a.Default {
+			def = fmt.Sprintf("the default template (alarm[%d])", i)
+		}
+	}
+	var out Errors
+	for i := range c.Modbus {
+		for j := range c.Modbus[i].Tags {
+			for k, a := range c.Modbus[i].Tags[j].Alarms {
+				if a.Code == nil || codes[*a.Code] || *a.Code < 0 || *a.Code > 65535 {
+					continue
+				}
+				out = append(out, c.Errorf(fmt.Sprintf("modbus[%d].tag[%d].alarm[%d].code", i, j, k),
+					"warning: no [[alarm]] has code %d: this rule's mails use %s", *a.Code, def))
+			}
+		}
+	}
+	return out
+}

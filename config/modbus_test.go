@@ -338,3 +338,59 @@ func TestModbusBadStateIsOneProblem(t *testing.T) {
 		t.Errorf("%v, want one problem at modbus[0].tag[0].alarm[0].state", err)
 	}
 }
+
+// TestModbusCodeWithoutTemplate: a Modbus rule whose code no [[alarm]] has
+// is valid (the default template takes its mails) but gets a warning at
+// its code's line; a code with a template, and a rule without a code, get
+// none.
+func TestModbusCodeWithoutTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		name, alarms, want string
+	}{
+		{"built-in template", "", `warning: no [[alarm]] has code 42: this rule's mails use the built-in template`},
+		{"default template", "[[alarm]]\ndefault = true\nto = [\"ops@example.com\"]\n",
+			`warning: no [[alarm]] has code 42: this rule's mails use the default template (alarm[1])`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := validBase + `
+[[alarm]]
+code = 17
+to = ["ops@example.com"]
+` + tc.alarms + `
+[[modbus]]
+name = "tank"
+mode = "tcp"
+address = "10.0.0.5"
+[[modbus.tag]]
+name = "level"
+table = "holding"
+address = 0
+[[modbus.tag.alarm]]
+limit = "H"
+setpoint = 90
+code = 17
+[[modbus.tag.alarm]]
+limit = "HH"
+setpoint = 95
+code = 42
+[[modbus.tag.alarm]]
+limit = "L"
+setpoint = 10
+`
+			c, err := Parse("t.toml", []byte(src))
+			if err != nil {
+				t.Fatalf("a code without a template must not be an error: %v", err)
+			}
+			ws := c.Warnings()
+			if len(ws) != 1 {
+				t.Fatalf("warnings %v, want one", ws)
+			}
+			w := ws[0]
+			lines := strings.Split(src, "\n")
+			if w.Key != "modbus[0].tag[0].alarm[1].code" || !strings.Contains(w.Error(), tc.want) ||
+				w.Line == 0 || lines[w.Line-1] != "code = 42" || !strings.HasPrefix(w.Error(), fmt.Sprintf("t.toml:%d: ", w.Line)) {
+				t.Errorf("warning %q at key %s line %d, want %q at the line of code = 42", w.Error(), w.Key, w.Line, tc.want)
+			}
+		})
+	}
+}
