@@ -94,3 +94,28 @@ func (d *device) publish(tmpl *alarmmail.Templates) {
 		s.Active = active
 	})
 }
+
+// PeekDigestPending counts, for each device in devices, the alarm events
+// flood control holds for its next digest, from the state files in
+// stateDir: `plcmail status` of a stopped gateway shows them as the running
+// one does (DeviceStatus.DigestPending), since they are mailed only once a
+// gateway runs again. It only reads; devices with nothing held (or no
+// state file yet) are left out. A state file that cannot be read is
+// skipped and its error returned, after the others are counted.
+func PeekDigestPending(stateDir string, devices []string) (map[string]int, error) {
+	out := map[string]int{}
+	var first error
+	for _, name := range devices {
+		st, err := loadState(stateDir, name)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if n := len(st.Held.Entries); n > 0 {
+			out[name] = n
+		}
+	}
+	return out, first
+}
