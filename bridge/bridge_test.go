@@ -179,6 +179,12 @@ func TestHeartbeatTimeoutOneOfflineOneOnline(t *testing.T) {
 			t.Errorf("notice %q to %v body %q", q.Subject, q.Meta.Envelope.To, q.Body)
 		}
 	}
+	// The notices are mails the user receives: plcmail status counts them
+	// in the link's mails.
+	g.waitFor("both notices counted", func() bool { return g.b.Status()[0].Notices == 2 })
+	if st := g.b.Status()[0]; st.Mails != 2 {
+		t.Errorf("status: %d mails (%d alarm mails, %d digests, %d notices), want the 2 notices", st.Mails, st.Mailed, st.Digests, st.Notices)
+	}
 }
 
 // TestGatewayRestartBetweenFrameAndAck stops the gateway after it accepted

@@ -43,12 +43,15 @@ type LinkStatus struct {
 	Offline   bool      `json:"offline"` // "PLC offline" was mailed and no frame since
 	LastError string    `json:"last_error,omitempty"`
 
-	Frames        uint64 `json:"frames"`         // valid frames received
-	FrameErrors   uint64 `json:"frame_errors"`   // frames lost to CRC, COBS, length, version, type, payload errors
-	Naks          uint64 `json:"naks"`           // NAKs sent
-	Acks          uint64 `json:"acks"`           // ACKs sent (queued or duplicate)
-	Duplicates    uint64 `json:"duplicates"`     // frames ACKed as duplicates
-	Busy          uint64 `json:"busy"`           // frames refused because nothing could be stored
+	Frames      uint64 `json:"frames"`       // valid frames received
+	FrameErrors uint64 `json:"frame_errors"` // frames lost to CRC, COBS, length, version, type, payload errors
+	Naks        uint64 `json:"naks"`         // NAKs sent
+	Acks        uint64 `json:"acks"`         // ACKs sent (queued or duplicate)
+	Duplicates  uint64 `json:"duplicates"`   // frames ACKed as duplicates
+	Busy        uint64 `json:"busy"`         // frames refused because nothing could be stored
+	// Mails is every mail the link queued, what its recipients receive:
+	// Mailed + Digests + Notices (set by Status).
+	Mails         uint64 `json:"mails"`
 	Mailed        uint64 `json:"mailed"`         // alarm mails queued
 	Unmailed      int    `json:"unmailed"`       // ACKed events whose mail is not in the spool yet (spool write failing)
 	Held          uint64 `json:"held"`           // events held back for a digest
@@ -167,7 +170,9 @@ func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link,
 func (l *Link) Status() LinkStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.status
+	s := l.status
+	s.Mails = s.Mailed + s.Digests + s.Notices
+	return s
 }
 
 func (l *Link) update(f func(s *LinkStatus)) {

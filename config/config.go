@@ -272,6 +272,15 @@ func (c *Config) Line(path string) int { return c.pos.line2(path) }
 // already, and a check that depends on it should stay quiet.
 func (c *Config) DecodeFailed(path string) bool { return badKey(c.bad, path) }
 
+// Warnings are what is valid but most likely not meant, each at its key
+// and line like an error, for plcmail check to print without failing:
+// Modbus rules whose code has no [[alarm]] template.
+func (c *Config) Warnings() Errors {
+	out := c.modbusWarnings()
+	out.sort()
+	return out
+}
+
 // Errorf builds an *Error for the key at path, located in this configuration.
 func (c *Config) Errorf(path, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.Line(path), Key: path, Msg: fmt.Sprintf(format, args...)}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -221,7 +223,14 @@ func (c *Config) validateModbus(v *validator) {
 		if (m.Mode == "rtu" && m.Device != "") || (m.Mode == "tcp" && m.Address != "") {
 			slave := fmt.Sprintf("%s#%d", samePort(m.Bus()), *m.SlaveID)
 			if o := slaves[slave]; o != nil {
-				v.errf(path+".slave_id", "modbus %q polls slave %d on %s already: one slave is one [[modbus]] entry (put all its tags there)", o.Name, *m.SlaveID, strings.TrimPrefix(strings.TrimPrefix(m.Bus(), "rtu:"), "tcp:"))
+				same := ""
+				if mine := busName(m); mine != busName(o) {
+					same = fmt.Sprintf(" (%s is the same port)", mine)
+					if m.Mode == "tcp" {
+						same = fmt.Sprintf(" (%s is the same server)", mine)
+					}
+				}
+				v.errf(path+".slave_id", "modbus %q polls slave %d on %s already%s: one slave is one [[modbus]] entry (put all its tags there)", o.Name, *m.SlaveID, busName(o), same)
 			} else {
 				slaves[slave] = m
 			}
@@ -248,8 +257,15 @@ func serialOn(links []Serial, path string) *Serial {
 	return nil
 }
 
+// busName is a device's bus as the user wrote it: the device path or
+// host:port.
+func busName(m *Modbus) string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.Bus(), "rtu:"), "tcp:")
+}
+
 // samePort is a port's path with symbolic links resolved where they
-// resolve (plcmail check may run on another machine than the gateway).
+// resolve (plcmail check may run on another machine than the gateway), or
+// a Modbus TCP address in one spelling per server (sameServer).
 func samePort(path string) string {
 	prefix := ""
 	for _, p := range []string{"rtu:", "tcp:"} {
@@ -258,12 +274,41 @@ func samePort(path string) string {
 		}
 	}
 	if prefix == "tcp:" {
-		return prefix + path
+		return prefix + sameServer(path)
 	}
 	if r, err := filepath.EvalSymlinks(path); err == nil {
 		path = r
 	}
 	return prefix + path
+}
+
+// sameServer writes host:port one way for every spelling of the same
+// server, so that two [[modbus]] entries polling one slave are found
+// however they name it: the loopback names (localhost, *.localhost,
+// 127.0.0.1, ::1, ::ffff:127.0.0.1) are one host, which a gateway dialling
+// "localhost" reaches on either address; names are compared without case
+// and without a trailing dot; IP addresses in their shortest form; the port
+// as a number. Other names are not looked up: plcmail check may run on
+// another machine than the gateway, and without DNS.
+func sameServer(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+		port = strconv.FormatUint(n, 10)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		host = a.String()
+		if a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback() {
+			host = "localhost"
+		}
+	} else if strings.HasSuffix(host, ".localhost") {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (m *Modbus) validate(v *validator, path string) {
@@ -445,4 +490,35 @@ func (a *ModbusAlarm) validate(v *validator, path string, boolTag bool) {
 		v.errf(path+".code", "must be 0..65535, not %d", *a.Code)
 	}
 	checkAddresses(v, path+".to", a.To)
+}
+
+// modbusWarnings are the Modbus rules whose code no [[alarm]] has: their
+// mails are valid (the default template takes them, with its recipients),
+// but a code that names nothing is most likely a typo or a template not
+// written yet, and its mails would not look as the user meant.
+func (c *Config) modbusWarnings() Errors {
+	codes := map[int]bool{}
+	def := "the built-in template"
+	for i := range c.Alarm {
+		a := &c.Alarm[i]
+		if a.Code != nil {
+			codes[*a.Code] = true
+		}
+		if a.Default {
+			def = fmt.Sprintf("the default template (alarm[%d])", i)
+		}
+	}
+	var out Errors
+	for i := range c.Modbus {
+		for j := range c.Modbus[i].Tags {
+			for k, a := range c.Modbus[i].Tags[j].Alarms {
+				if a.Code == nil || codes[*a.Code] || *a.Code < 0 || *a.Code > 65535 {
+					continue
+				}
+				out = append(out, c.Errorf(fmt.Sprintf("modbus[%d].tag[%d].alarm[%d].code", i, j, k),
+					"warning: no [[alarm]] has code %d: this rule's mails use %s", *a.Code, def))
+			}
+		}
+	}
+	return out
 }

@@ -164,8 +164,9 @@ mode = "udp"
 
 // TestModbusPortConflicts: an RTU port that is also a [[serial]] link's
 // (by path, or through a symbolic link such as /dev/serial/by-id), and a
-// slave polled by two [[modbus]] entries, are reported at their line;
-// several slaves on one port are fine.
+// slave polled by two [[modbus]] entries (also when two spellings name one
+// TCP server, localhost:502 and 127.0.0.1:502), are reported at their line;
+// several slaves on one port are fine, and so is another loopback address.
 func TestModbusPortConflicts(t *testing.T) {
 	dir := t.TempDir()
 	tty := filepath.Join(dir, "ttyUSB7")
@@ -223,6 +224,43 @@ address = "10.0.0.1:502"
 name = "g"
 mode = "rtu"
 device = "` + byID + `"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "h"
+mode = "tcp"
+address = "127.0.0.1"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "i"
+mode = "tcp"
+address = "localhost:502"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "j"
+mode = "tcp"
+address = "[::1]:0502"
+slave_id = 1
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "k"
+mode = "tcp"
+address = "127.0.0.2:502"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "l"
+mode = "tcp"
+address = "LocalHost.:502"
+slave_id = 2
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "m"
+mode = "tcp"
+address = "PLC7.example.com.:502"
+` + fmt.Sprintf(tag, "1s") + `
+[[modbus]]
+name = "n"
+mode = "tcp"
+address = "plc7.example.com"
 ` + fmt.Sprintf(tag, "1s")
 	_, err := Parse("t.toml", []byte(src))
 	lines := strings.Split(src, "\n")
@@ -232,6 +270,11 @@ device = "` + byID + `"
 		"modbus[3].slave_id":             `modbus "b" polls slave 2 on /dev/ttyUSB3 already`,
 		"modbus[5].slave_id":             `modbus "e" polls slave 1 on 10.0.0.1:502 already`,
 		"modbus[6].device":               `is the port of [[serial]] "plc2"`,
+		// One server however it is spelt: the loopback names, the
+		// port's leading zero, a name's case and trailing dot.
+		"modbus[8].slave_id":  `modbus "h" polls slave 1 on 127.0.0.1:502 already (localhost:502 is the same server)`,
+		"modbus[9].slave_id":  `modbus "h" polls slave 1 on 127.0.0.1:502 already ([::1]:0502 is the same server)`,
+		"modbus[13].slave_id": `modbus "m" polls slave 1 on PLC7.example.com.:502 already (plc7.example.com:502 is the same server)`,
 	}
 	for _, e := range AsErrors(err) {
 		msg, ok := want[e.Key]
@@ -293,5 +336,61 @@ func TestModbusBadStateIsOneProblem(t *testing.T) {
 	es := AsErrors(err)
 	if len(es) != 1 || es[0].Key != "modbus[0].tag[0].alarm[0].state" {
 		t.Errorf("%v, want one problem at modbus[0].tag[0].alarm[0].state", err)
+	}
+}
+
+// TestModbusCodeWithoutTemplate: a Modbus rule whose code no [[alarm]] has
+// is valid (the default template takes its mails) but gets a warning at
+// its code's line; a code with a template, and a rule without a code, get
+// none.
+func TestModbusCodeWithoutTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		name, alarms, want string
+	}{
+		{"built-in template", "", `warning: no [[alarm]] has code 42: this rule's mails use the built-in template`},
+		{"default template", "[[alarm]]\ndefault = true\nto = [\"ops@example.com\"]\n",
+			`warning: no [[alarm]] has code 42: this rule's mails use the default template (alarm[1])`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := validBase + `
+[[alarm]]
+code = 17
+to = ["ops@example.com"]
+` + tc.alarms + `
+[[modbus]]
+name = "tank"
+mode = "tcp"
+address = "10.0.0.5"
+[[modbus.tag]]
+name = "level"
+table = "holding"
+address = 0
+[[modbus.tag.alarm]]
+limit = "H"
+setpoint = 90
+code = 17
+[[modbus.tag.alarm]]
+limit = "HH"
+setpoint = 95
+code = 42
+[[modbus.tag.alarm]]
+limit = "L"
+setpoint = 10
+`
+			c, err := Parse("t.toml", []byte(src))
+			if err != nil {
+				t.Fatalf("a code without a template must not be an error: %v", err)
+			}
+			ws := c.Warnings()
+			if len(ws) != 1 {
+				t.Fatalf("warnings %v, want one", ws)
+			}
+			w := ws[0]
+			lines := strings.Split(src, "\n")
+			if w.Key != "modbus[0].tag[0].alarm[1].code" || !strings.Contains(w.Error(), tc.want) ||
+				w.Line == 0 || lines[w.Line-1] != "code = 42" || !strings.HasPrefix(w.Error(), fmt.Sprintf("t.toml:%d: ", w.Line)) {
+				t.Errorf("warning %q at key %s line %d, want %q at the line of code = 42", w.Error(), w.Key, w.Line, tc.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package modbus
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRestartNoReraise: an alarm active when the gateway stops is not mailed
@@ -101,4 +102,17 @@ func TestTCPOfflineOnline(t *testing.T) {
 	g.waitKey("modbus/dev/offline/2")
 	s.do("unmute")
 	g.waitKey("modbus/dev/online/2")
+	// The notices are mails the user receives: plcmail status counts them
+	// in the device's mails (since this start: online/1, offline/2 and
+	// online/2, and the clear of H).
+	deadline := time.Now().Add(10 * time.Second)
+	for st := g.p.Status()[0]; st.Notices < 3; st = g.p.Status()[0] {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: want 3 notices counted", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := g.p.Status()[0]; st.Mails != st.Mailed+st.Digests+st.Notices || st.Mails < 4 {
+		t.Errorf("status: %d mails, want every mail the device queued (%d alarm mails, %d digests, %d notices)", st.Mails, st.Mailed, st.Digests, st.Notices)
+	}
 }

@@ -22,8 +22,11 @@ type DeviceStatus struct {
 	LastGood  time.Time `json:"last_good,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 
-	Polls         uint64 `json:"polls"`          // polls of all tags since start
-	PollErrors    uint64 `json:"poll_errors"`    // polls that failed (no answer, bad CRC, lost connection)
+	Polls      uint64 `json:"polls"`       // polls of all tags since start
+	PollErrors uint64 `json:"poll_errors"` // polls that failed (no answer, bad CRC, lost connection)
+	// Mails is every mail the device queued, what its recipients receive:
+	// Mailed + Digests + Notices (set by Status).
+	Mails         uint64 `json:"mails"`
 	Mailed        uint64 `json:"mailed"`         // alarm mails queued (raise, clear, reminder)
 	Held          uint64 `json:"held"`           // alarm events held for a digest by flood control
 	Digests       uint64 `json:"digests"`        // digest mails queued
@@ -59,6 +62,7 @@ func (p *Poller) Status() []DeviceStatus {
 		s.Active = slices.Clone(s.Active)
 		s.Unreadable = maps.Clone(s.Unreadable)
 		d.mu.Unlock()
+		s.Mails = s.Mailed + s.Digests + s.Notices
 		out = append(out, s)
 	}
 	return out
@@ -89,4 +93,29 @@ func (d *device) publish(tmpl *alarmmail.Templates) {
 		s.DigestPending = len(d.st.Held.Entries)
 		s.Active = active
 	})
+}
+
+// PeekDigestPending counts, for each device in devices, the alarm events
+// flood control holds for its next digest, from the state files in
+// stateDir: `plcmail status` of a stopped gateway shows them as the running
+// one does (DeviceStatus.DigestPending), since they are mailed only once a
+// gateway runs again. It only reads; devices with nothing held (or no
+// state file yet) are left out. A state file that cannot be read is
+// skipped and its error returned, after the others are counted.
+func PeekDigestPending(stateDir string, devices []string) (map[string]int, error) {
+	out := map[string]int{}
+	var first error
+	for _, name := range devices {
+		st, err := loadState(stateDir, name)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if n := len(st.Held.Entries); n > 0 {
+			out[name] = n
+		}
+	}
+	return out, first
 }

@@ -99,6 +99,9 @@ type Queue struct {
 	queueMod           time.Time // queue/'s modification time at the last full scan
 	// watching: inotify reports changes in queue/ (watchSpool).
 	watching bool
+	// beforeWatchRead is watchSpool's beforeRead: nil but in tests, which
+	// hold the inotify reader to make the kernel drop events.
+	beforeWatchRead func()
 
 	// Changes in queue/ that inotify reported, for Run.
 	notesMu  sync.Mutex
@@ -342,7 +345,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer unlock()
 	q.spool.trackNew(true)
 	defer q.spool.trackNew(false)
-	if stop, err := watchSpool(q.spool.dir, q.rescan, q.noted); err == nil {
+	if stop, err := watchSpool(q.spool.dir, q.rescan, q.noted, q.beforeWatchRead); err == nil {
 		q.watching = true
 		defer stop()
 	} else {
@@ -369,7 +372,11 @@ func (q *Queue) Run(ctx context.Context) error {
 			return nil
 		}
 		if !q.applyNotes() {
-			q.lastFull = time.Time{}
+			// The kernel dropped events (its queue of them overflowed):
+			// what other processes queued meanwhile is known only from a
+			// listing, which is done now, not at the next fullScanEvery.
+			q.log.Info("queue: inotify dropped change events (its queue overflowed); listing queue/ now")
+			q.lastScan, q.lastFull = time.Time{}, time.Time{}
 		}
 		now := q.now()
 		if now.Sub(q.lastScan) >= q.opts.ScanEvery {

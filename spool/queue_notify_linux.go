@@ -24,7 +24,10 @@ import (
 //
 // Without inotify (or when it fails) the scan every queue.scan_every finds
 // the marker and lists queue/ when its modification time changed.
-func watchSpool(dir string, flush func(), changed func(ns []note, overflow bool)) (stop func(), err error) {
+//
+// beforeRead, when not nil, is called before each read of the events: a
+// test holds the reader there to make the kernel's event queue overflow.
+func watchSpool(dir string, flush func(), changed func(ns []note, overflow bool), beforeRead func()) (stop func(), err error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, err
@@ -43,6 +46,9 @@ func watchSpool(dir string, flush func(), changed func(ns []note, overflow bool)
 	go func() {
 		buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 		for {
+			if beforeRead != nil {
+				beforeRead()
+			}
 			n, err := f.Read(buf)
 			if err != nil {
 				return

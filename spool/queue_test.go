@@ -51,6 +51,13 @@ func runQueue(t *testing.T, s *Spool, opts QueueOptions) (*Queue, <-chan Result)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return q, startQueue(t, q)
+}
+
+// startQueue runs q until the end of the test; final results arrive on the
+// returned channel.
+func startQueue(t *testing.T, q *Queue) <-chan Result {
+	t.Helper()
 	results := make(chan Result, 1000)
 	q.OnResult(func(r Result) { results <- r })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,7 +74,7 @@ func runQueue(t *testing.T, s *Spool, opts QueueOptions) (*Queue, <-chan Result)
 			t.Error("Run did not return after cancel")
 		}
 	})
-	return q, results
+	return results
 }
 
 func waitResults(t *testing.T, ch <-chan Result, n int, timeout time.Duration) []Result {

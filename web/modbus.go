@@ -57,16 +57,16 @@ type modbusRow struct {
 	Name, Bus, State, Class, LastAnswer, LastError string
 	// Held is the since-start count, with the events that still wait for
 	// their digest (also those held before a restart).
-	Held                      string
-	Slave                     uint8
-	Polls, PollErrors, Mailed uint64
+	Held                     string
+	Slave                    uint8
+	Polls, PollErrors, Mails uint64
 }
 
 // addModbus puts the devices and their active alarms into the page data.
 func addModbus(d *pageData, s *Status) {
 	for _, m := range s.Modbus {
 		r := modbusRow{Name: m.Name, Bus: m.Bus, Slave: m.Slave, State: "up", Class: "ok", LastError: m.LastError,
-			Polls: m.Polls, PollErrors: m.PollErrors, Mailed: m.Mailed, Held: fmt.Sprint(m.Held), LastAnswer: "none yet"}
+			Polls: m.Polls, PollErrors: m.PollErrors, Mails: m.Mails, Held: fmt.Sprint(m.Held), LastAnswer: "none yet"}
 		if m.DigestPending > 0 {
 			r.Held += fmt.Sprintf(" (%d waiting for a digest)", m.DigestPending)
 		}
@@ -101,7 +101,7 @@ var _ = template.Must(pageTmpl.New("modbus").Parse(`{{if .Modbus}}
 <h2>Modbus devices</h2>
 <table id="modbus">
 <tr><th>device</th><th>bus</th><th>slave</th><th>state</th><th>last answer</th><th>polls</th><th>failed</th><th>mails</th><th>held</th></tr>
-{{range .Modbus}}<tr><td>{{.Name}}</td><td>{{.Bus}}</td><td>{{.Slave}}</td><td class="{{.Class}}">{{.State}}</td><td>{{.LastAnswer}}</td><td>{{.Polls}}</td><td>{{.PollErrors}}</td><td>{{.Mailed}}</td><td>{{.Held}}</td></tr>
+{{range .Modbus}}<tr><td>{{.Name}}</td><td>{{.Bus}}</td><td>{{.Slave}}</td><td class="{{.Class}}">{{.State}}</td><td>{{.LastAnswer}}</td><td>{{.Polls}}</td><td>{{.PollErrors}}</td><td>{{.Mails}}</td><td>{{.Held}}</td></tr>
 {{end}}</table>
 {{if .ModbusActive}}<table id="modbus-active">
 <tr><th>device</th><th>tag</th><th>rule</th><th>alarm</th><th>severity</th><th>active for</th></tr>

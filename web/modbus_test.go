@@ -16,7 +16,7 @@ func modbusStatus() Status {
 	now := st.Now
 	st.Modbus = []modbus.DeviceStatus{
 		{Name: "tank", Bus: "tcp://10.0.0.5:502", Slave: 1, Up: true, LastGood: now.Add(-time.Second),
-			Polls: 100, PollErrors: 3, Mailed: 4, Held: 2, Digests: 1, DigestPending: 1,
+			Polls: 100, PollErrors: 3, Mails: 5, Mailed: 4, Held: 2, Digests: 1, DigestPending: 1,
 			Active: []modbus.ActiveAlarm{{Tag: "level", Rule: "HH", Name: "Tank <1> overfull", Severity: "critical", Since: now.Add(-3 * time.Minute)}}},
 		{Name: "pump", Bus: "rtu:///dev/ttyUSB2", Slave: 7, Offline: true, Polls: 9, PollErrors: 9, LastError: "request timed out"},
 	}
@@ -65,7 +65,7 @@ func TestPageModbus(t *testing.T) {
 	page := buf.String()
 	for _, want := range []string{
 		`<table id="modbus">`,
-		`<td>tank</td><td>tcp://10.0.0.5:502</td><td>1</td><td class="ok">up</td><td>1s ago</td><td>100</td><td>3</td><td>4</td><td>2 (1 waiting for a digest)</td>`,
+		`<td>tank</td><td>tcp://10.0.0.5:502</td><td>1</td><td class="ok">up</td><td>1s ago</td><td>100</td><td>3</td><td>5</td><td>2 (1 waiting for a digest)</td>`,
 		`<td>pump</td><td>rtu:///dev/ttyUSB2</td><td>7</td><td class="bad">OFFLINE</td><td>none yet</td>`,
 		`<td>tank</td><td>level</td><td>HH</td><td>Tank &lt;1&gt; overfull</td><td>critical</td><td>3m00s</td>`,
 		`<td>modbus pump</td>`,

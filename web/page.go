@@ -38,7 +38,7 @@ type channelRow struct {
 
 type linkRow struct {
 	Name, Port, State, Class, Since, LastFrame, LastError string
-	Frames, FrameErrors, Mailed, Duplicates               uint64
+	Frames, FrameErrors, Mails, Duplicates                uint64
 }
 
 type activeRow struct {
@@ -80,7 +80,7 @@ func newPageData(s *Status) *pageData {
 	}
 	for _, l := range s.Links {
 		r := linkRow{Name: l.Name, Port: l.Port, State: "up", Class: "ok", LastError: l.LastError,
-			Frames: l.Frames, FrameErrors: l.FrameErrors, Mailed: l.Mailed, Duplicates: l.Duplicates}
+			Frames: l.Frames, FrameErrors: l.FrameErrors, Mails: l.Mails, Duplicates: l.Duplicates}
 		switch {
 		case !l.Connected:
 			r.State, r.Class = "DOWN", "bad"
@@ -216,7 +216,7 @@ th { font-weight: 600; color: #555; }
 <h2>Serial links</h2>
 {{if .Links}}<table id="links">
 <tr><th>link</th><th>port</th><th>state</th><th>for</th><th>last frame</th><th>frames</th><th>frame errors</th><th>mails</th><th>duplicates</th></tr>
-{{range .Links}}<tr><td>{{.Name}}</td><td>{{.Port}}</td><td class="{{.Class}}">{{.State}}</td><td>{{.Since}}</td><td>{{.LastFrame}}</td><td>{{.Frames}}</td><td>{{.FrameErrors}}</td><td>{{.Mailed}}</td><td>{{.Duplicates}}</td></tr>
+{{range .Links}}<tr><td>{{.Name}}</td><td>{{.Port}}</td><td class="{{.Class}}">{{.State}}</td><td>{{.Since}}</td><td>{{.LastFrame}}</td><td>{{.Frames}}</td><td>{{.FrameErrors}}</td><td>{{.Mails}}</td><td>{{.Duplicates}}</td></tr>
 {{end}}</table>{{else}}<p class="none">No serial links configured.</p>{{end}}
 {{template "modbus" .}}
 

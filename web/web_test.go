@@ -27,7 +27,7 @@ func sampleStatus() Status {
 		Started: now.Add(-26 * time.Hour), Now: now,
 		Links: []bridge.LinkStatus{
 			{Name: "press-line-1", Port: "/dev/ttyUSB0", Connected: true, Since: now.Add(-time.Hour), LastFrame: now.Add(-2 * time.Second),
-				Frames: 120, FrameErrors: 3, Acks: 20, Naks: 1, Deliveries: 18, Mailed: 17, Duplicates: 2,
+				Frames: 120, FrameErrors: 3, Acks: 20, Naks: 1, Deliveries: 18, Mails: 17, Mailed: 17, Duplicates: 2,
 				Observed: bridge.Observed{Hellos: 1, Events: 19, Heartbeats: 100, Active: map[int]string{17: "alarm", 4: "warning"},
 					Recent: []bridge.AlarmEvent{
 						{At: now.Add(-5 * time.Minute), Code: 17, Event: "raise", Severity: "alarm", Text: `P1 < 90 <script>alert("x")</script>`},

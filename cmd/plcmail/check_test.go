@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -223,5 +224,37 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", r.stderr)
+	}
+}
+
+// TestCheckModbusCodeWithoutTemplate: a Modbus rule whose code has no
+// [[alarm]] template is a warning at its line, not a failure.
+func TestCheckModbusCodeWithoutTemplate(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = `
+[[modbus]]
+name = "tank"
+mode = "tcp"
+address = "127.0.0.1:1502"
+to = ["ops@example.com"]
+[[modbus.tag]]
+name = "level"
+table = "holding"
+address = 0
+[[modbus.tag.alarm]]
+limit = "H"
+setpoint = 90
+code = 4242
+`
+	path := c.write(t)
+	r := runCLI(t, "", "plcmail", "check", "-c", path)
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := slices.Index(strings.Split(string(src), "\n"), "code = 4242") + 1
+	want := fmt.Sprintf("%s:%d: modbus[0].tag[0].alarm[0].code: warning: no [[alarm]] has code 4242", path, line)
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.HasSuffix(r.stdout, ": ok\n") {
+		t.Errorf("check: exit %d\n%s%s\nwant exit 0 and %q", r.code, r.stdout, r.stderr, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -53,7 +54,7 @@ func withModbus(collect func() statusSnapshot, p *modbus.Poller) func() statusSn
 // modbusOptions turns the [[modbus]] sections and [flood] into the poller's
 // options (the limiter shared with the bridge is serve's to add).
 func modbusOptions(cfg *config.Config, tmpl *alarmmail.Templates) modbus.Options {
-	o := modbus.Options{Templates: tmpl, StateDir: filepath.Join(cfg.Gateway.SpoolDir, "modbus"),
+	o := modbus.Options{Templates: tmpl, StateDir: modbusStateDir(cfg),
 		Flood: &modbus.Flood{MaxMailsPerMinute: cfg.Flood.MaxMailsPerMinute, DigestDelay: cfg.Flood.DigestDelay.D()}}
 	for i := range cfg.Modbus {
 		m := &cfg.Modbus[i]
@@ -148,7 +149,7 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 			held += fmt.Sprintf(" (%d waiting for a digest)", d.DigestPending)
 		}
 		fmt.Fprintf(tw, "  %s\t%s slave %d\t%s\t%s\tpolls %d, failed %d, mails %d, held %s, digests %d\n",
-			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mailed, held, d.Digests)
+			d.Name, d.Bus, d.Slave, state, last, d.Polls, d.PollErrors, d.Mails, held, d.Digests)
 		if d.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(d.LastError))
 		}
@@ -160,4 +161,38 @@ func printModbus(w io.Writer, now time.Time, devs []modbus.DeviceStatus) {
 		}
 	}
 	tw.Flush()
+}
+
+// modbusStateDir is where the devices' alarm states are kept.
+func modbusStateDir(cfg *config.Config) string {
+	return filepath.Join(cfg.Gateway.SpoolDir, "modbus")
+}
+
+// modbusNames are the configured devices' names, in configuration order.
+func modbusNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Modbus))
+	for i := range cfg.Modbus {
+		names[i] = cfg.Modbus[i].Name
+	}
+	return names
+}
+
+// printModbusOnly shows the Modbus alarm events that a stopped gateway
+// holds for a digest (in each device's state file), in configuration
+// order; nothing when none waits. They go out once the gateway runs.
+func printModbusOnly(w io.Writer, cfg *config.Config) {
+	names := modbusNames(cfg)
+	held, err := modbus.PeekDigestPending(modbusStateDir(cfg), names)
+	if err != nil {
+		fmt.Fprintf(w, "cannot read a Modbus device's state: %v\n", err)
+	}
+	var parts []string
+	for _, n := range names {
+		if held[n] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d held for a digest", n, held[n]))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(w, "modbus devices: %s\n", strings.Join(parts, ", "))
+	}
 }

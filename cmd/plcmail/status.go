@@ -180,7 +180,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if errors.Is(err, errNotRunning) && *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(stoppedStatusOf(cfg.Gateway.SpoolDir)); err != nil {
+		if err := enc.Encode(stoppedStatusOf(cfg)); err != nil {
 			return err
 		}
 		return errSilent
@@ -189,6 +189,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "plcmail is not running (spool %s)\n", cfg.Gateway.SpoolDir)
 		printSpoolOnly(e.stdout, cfg.Gateway.SpoolDir)
 		printChannelsOnly(e.stdout, cfg)
+		printModbusOnly(e.stdout, cfg)  // modbus.go
 		printOAuthStatus(e.stdout, cfg) // status_oauth.go
 		return errSilent
 	}
@@ -216,10 +217,14 @@ type stoppedStatus struct {
 	DeadLetters     int            `json:"dead_letters"`
 	Corrupt         int            `json:"corrupt"`
 	ChannelsWaiting map[string]int `json:"channels_waiting,omitempty"`
-	Error           string         `json:"error,omitempty"`
+	// ModbusDigestPending are the Modbus devices' alarm events held for a
+	// digest (modbus[].digest_pending of a running gateway).
+	ModbusDigestPending map[string]int `json:"modbus_digest_pending,omitempty"`
+	Error               string         `json:"error,omitempty"`
 }
 
-func stoppedStatusOf(dir string) stoppedStatus {
+func stoppedStatusOf(cfg *config.Config) stoppedStatus {
+	dir := cfg.Gateway.SpoolDir
 	st := stoppedStatus{Spool: dir}
 	sum, err := spool.Peek(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -231,6 +236,13 @@ func stoppedStatusOf(dir string) stoppedStatus {
 		st.Error = err.Error()
 	}
 	st.ChannelsWaiting = n
+	held, err := modbus.PeekDigestPending(modbusStateDir(cfg), modbusNames(cfg))
+	if err != nil && st.Error == "" {
+		st.Error = err.Error()
+	}
+	if len(held) > 0 {
+		st.ModbusDigestPending = held
+	}
 	return st
 }
 
@@ -309,7 +321,7 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 			last = "last frame " + age(now, l.LastFrame) + " ago"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\tframes %d, errors %d, mails %d, duplicates %d\n",
-			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mailed, l.Duplicates)
+			l.Name, l.Port, state, since, last, l.Frames, l.FrameErrors, l.Mails, l.Duplicates)
 		if l.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(l.LastError))
 		}

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/bridge"
 	"github.com/plcmail/plcmail/internal/mailertest"
+	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/protocol"
 	"github.com/plcmail/plcmail/spool"
 )
@@ -318,5 +320,34 @@ func TestStatusShowsWhatWaits(t *testing.T) {
 	r = runCLI(t, "", "plcmail", "-c", path, "status")
 	if !strings.Contains(r.stdout, "queued: 1, oldest") || !regexp.MustCompile(`(?m)^corrupt: 1, oldest \S+ ago$`).MatchString(r.stdout) {
 		t.Errorf("status of the stopped gateway:\n%s", r.stdout)
+	}
+}
+
+// TestStatusMailsCountNotices: the offline/online notices and digests are
+// mails the user receives, so `plcmail status` counts them in "mails", for
+// a serial link and a Modbus device alike, and --json carries the same
+// number as "mails" beside its parts.
+func TestStatusMailsCountNotices(t *testing.T) {
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	s := &statusSnapshot{Now: now, Started: now,
+		Links: []bridge.LinkStatus{{Name: "press-1", Connected: true, Frames: 9,
+			Mails: 4, Mailed: 1, Digests: 1, Notices: 2}},
+		Modbus: []modbus.DeviceStatus{{Name: "tank", Up: true, Polls: 8, LastGood: now,
+			Mails: 3, Mailed: 1, Notices: 2}}}
+	var b strings.Builder
+	printStatus(&b, s)
+	for _, want := range []string{"frames 9, errors 0, mails 4, duplicates 0", "polls 8, failed 0, mails 3, held 0"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status:\n%s\nwant %q", b.String(), want)
+		}
+	}
+	j, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"mails":4,"mailed":1`, `"mails":3,"mailed":1`} {
+		if !bytes.Contains(j, []byte(want)) {
+			t.Errorf("status --json lacks %s:\n%s", want, j)
+		}
 	}
 }

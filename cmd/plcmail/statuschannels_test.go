@@ -70,3 +70,54 @@ func TestStatusJSONNotRunning(t *testing.T) {
 		t.Fatalf("status --json: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
 }
+
+// TestStatusNotRunningModbusHeld: `plcmail status` of a stopped gateway
+// shows the Modbus alarm events held for a digest (in the devices' state
+// files), as the running one does, in the text and in --json.
+func TestStatusNotRunningModbusHeld(t *testing.T) {
+	c := newTestConfig(t)
+	device := func(name string) string {
+		return `
+[[modbus]]
+name = "` + name + `"
+mode = "tcp"
+address = "127.0.0.1:1502"
+slave_id = ` + map[string]string{"pump": "1", "tank": "2", "valve": "3"}[name] + `
+to = ["ops@example.com"]
+[[modbus.tag]]
+name = "level"
+table = "holding"
+address = 0
+[[modbus.tag.alarm]]
+limit = "H"
+setpoint = 90
+`
+	}
+	c.Extra = device("pump") + device("tank") + device("valve")
+	path := c.write(t)
+	dir := filepath.Join(c.Spool, "modbus")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, state := range map[string]string{
+		"tank":  `{"rules":{},"held":{"entries":[{"Code":1,"Event":"raise"},{"Code":1,"Event":"clear"},{"Code":1,"Event":"raise"}],"digests":2}}`,
+		"valve": `{"rules":{},"held":{"digests":1}}`,
+		"pump":  `{"rules":{},"held":{"entries":[{"Code":1,"Event":"raise"}]}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), []byte(state), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCLI(t, "", "plcmail", "-c", path, "status")
+	if r.code != 1 || !strings.Contains(r.stdout, "plcmail is not running") ||
+		!strings.Contains(r.stdout, "modbus devices: pump 1 held for a digest, tank 3 held for a digest\n") {
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "plcmail", "-c", path, "status", "--json")
+	var s struct {
+		Held map[string]int `json:"modbus_digest_pending"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != 1 || len(s.Held) != 2 || s.Held["tank"] != 3 || s.Held["pump"] != 1 {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+}
