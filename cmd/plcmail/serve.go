@@ -67,6 +67,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, log *slog.Logge
 	log.Info("plcmail starting", "version", b.Version, "commit", b.Commit, "config", cfg.File,
 		"spool", cfg.Gateway.SpoolDir, "upstream", strings.Join(upstreamNames(cfg), ", "),
 		"security", cfg.Upstream.Security, "serial_links", len(cfg.Serial), "smtp", cfg.SMTP != nil)
+	logWarnings(cfg, log)
 
 	sp, err := spool.Open(cfg.Gateway.SpoolDir, log.With("component", "spool"))
 	if err != nil {
@@ -237,11 +238,22 @@ func reload(path string, started *config.Config, links *bridge.Bridge, poller *m
 		return
 	}
 	level.Set(parseLevel(cfg.Gateway.LogLevel))
+	logWarnings(cfg, log)
 	if keys := restartKeys(started, cfg); len(keys) > 0 {
 		log.Warn("reloaded; these settings take effect only after a restart", "sections", strings.Join(keys, ", "))
 		return
 	}
 	log.Info("reloaded configuration", "config", path)
+}
+
+// logWarnings logs what plcmail check prints as warnings (valid, but most
+// likely not meant), at start and after each reload: a daemon started or
+// reloaded by a package script, without anyone running check, must say it
+// too, as Postfix logs its warnings at start.
+func logWarnings(cfg *config.Config, log *slog.Logger) {
+	for _, w := range listenWarnings(cfg, localAddrs()).Merge(cfg.Warnings()) {
+		log.Warn("configuration warning", "warning", w.Error())
+	}
 }
 
 // restartKeys names the sections a reload cannot apply: the delivery loop
