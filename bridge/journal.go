@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/plcmail/plcmail/durable"
 	"github.com/plcmail/plcmail/protocol"
 )
 
@@ -432,7 +433,8 @@ func (j *journal) write(r *record, sync bool) error {
 	return nil
 }
 
-// rewrite replaces the journal with st's snapshot atomically.
+// rewrite replaces the journal with st's snapshot atomically
+// (durable.WriteFile).
 func (j *journal) rewrite(st *linkState) error {
 	var buf bytes.Buffer
 	for _, r := range st.snapshot() {
@@ -443,29 +445,15 @@ func (j *journal) rewrite(st *linkState) error {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	dir := filepath.Dir(j.path)
-	tmp, err := os.CreateTemp(dir, ".journal-*")
+	// The directory fsync is apart from WriteFile (NoDirSync) and best
+	// effort: once the rename is done the old file has no name, so j.f
+	// must be reopened on the new one whatever the fsync says, or later
+	// appends would go to a file no name leads to.
+	err := durable.WriteFile(j.path, buf.Bytes(), durable.Options{TempPattern: ".journal-*", NoDirSync: true})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	_, err = tmp.Write(buf.Bytes())
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), j.path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("journal: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	durable.SyncDir(filepath.Dir(j.path))
 	if j.f != nil {
 		j.f.Close()
 	}

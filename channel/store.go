@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/plcmail/plcmail/durable"
 )
 
 // Record states.
@@ -81,17 +83,9 @@ func (s *store) loadInstance() (string, error) {
 	}
 	var r [16]byte
 	rand.Read(r[:])
-	tmp, err := s.writeTmp([]byte(hex.EncodeToString(r[:]) + "\n"))
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp)
-	// A torn or empty file from an older crash is replaced; a link would
-	// keep it.
-	if err := os.Rename(tmp, p); err != nil {
-		return "", err
-	}
-	if err := syncDir(s.dir); err != nil {
+	// A torn or empty file from an older crash is replaced; CreateNew
+	// would keep it.
+	if err := durable.WriteFile(p, []byte(hex.EncodeToString(r[:])+"\n"), durable.Options{TempPattern: tmpPrefix}); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(r[:]), nil
@@ -160,7 +154,8 @@ func (s *store) has(id string) bool {
 
 // create writes r durably unless a record of its id exists; it reports
 // whether it wrote it. The file is complete and fsynced before its name
-// appears (link), and the directory is fsynced before create returns.
+// appears, and the directory is fsynced before create returns
+// (durable.CreateNew: it links, so it never replaces a record on disk).
 func (s *store) create(r *Record) (bool, error) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
@@ -171,24 +166,13 @@ func (s *store) create(r *Record) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tmp, err := s.writeTmp(b)
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp)
-	err = os.Link(tmp, filepath.Join(s.dir, r.ID))
+	err = durable.CreateNew(filepath.Join(s.dir, r.ID), b, durable.Options{TempPattern: tmpPrefix})
 	if errors.Is(err, fs.ErrExist) {
 		// Written by a run that crashed before its directory fsync showed
 		// in our scan: it is there, so it counts.
 		return false, s.reload(r.ID)
 	}
 	if err != nil {
-		return false, err
-	}
-	if err := os.Remove(tmp); err != nil {
-		return false, err
-	}
-	if err := syncDir(s.dir); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
@@ -212,9 +196,9 @@ func (s *store) reload(id string) error {
 	return nil
 }
 
-// update replaces r's file (temp file, fsync, rename); durable also fsyncs
-// the directory, for a final state.
-func (s *store) update(r *Record, durable bool) error {
+// update replaces r's file (temp file, fsync, rename: durable.WriteFile);
+// final also fsyncs the directory, for a final state.
+func (s *store) update(r *Record, final bool) error {
 	s.mu.Lock()
 	s.recs[r.ID] = *r
 	s.mu.Unlock()
@@ -222,37 +206,7 @@ func (s *store) update(r *Record, durable bool) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := s.writeTmp(b)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, r.ID)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if durable {
-		return syncDir(s.dir)
-	}
-	return nil
-}
-
-func (s *store) writeTmp(b []byte) (string, error) {
-	f, err := os.CreateTemp(s.dir, tmpPrefix)
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
+	return durable.WriteFile(filepath.Join(s.dir, r.ID), b, durable.Options{TempPattern: tmpPrefix, NoDirSync: !final})
 }
 
 // pending returns copies of the channel's queued records, oldest first.
@@ -313,18 +267,6 @@ func (s *store) prune(cut time.Time) {
 		delete(s.recs, id)
 		s.mu.Unlock()
 	}
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Peek counts the records still to deliver, per channel, by reading

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/plcmail/plcmail/durable"
 	"github.com/plcmail/plcmail/flood"
 )
 
@@ -47,8 +48,9 @@ func loadState(dir, device string) (*deviceState, error) {
 	return st, nil
 }
 
-// save writes the state durably: a temp file, fsync, rename, fsync of the
-// directory, so a crash leaves either the old or the new state, whole.
+// save writes the state durably (durable.WriteFile: a temp file, fsync,
+// rename, fsync of the directory), so a crash leaves either the old or the
+// new state, whole.
 func (st *deviceState) save(dir, device string) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -57,30 +59,7 @@ func (st *deviceState) save(dir, device string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, device+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this finds nothing
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, statePath(dir, device)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	// The temporary name ends in .tmp, never .json: a leftover of a crash
+	// is never read as a device's state.
+	return durable.WriteFile(statePath(dir, device), b, durable.Options{TempPattern: device + ".*.tmp"})
 }

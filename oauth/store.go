@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/plcmail/plcmail/durable"
 )
 
 // Stored is the content of a token file: what `plcmail login` obtained and
@@ -56,13 +58,14 @@ func ReadStore(path string) (*Stored, error) {
 	return &st, nil
 }
 
-// WriteStore replaces the token file at path atomically: a temporary file
-// in the same directory is written with mode 0600, synced, renamed over
-// path, and the directory synced, so that a crash at any point leaves
-// either the old or the new file, never a torn one. The directory (one
-// level, mode 0700) is created when missing; its parent must exist. When
-// run as root the file is given to the directory's owner, the gateway's
-// user, who must be able to read and rewrite it.
+// WriteStore replaces the token file at path atomically
+// (durable.WriteFile): a temporary file in the same directory is written
+// with mode 0600, synced, renamed over path, and the directory synced, so
+// that a crash at any point leaves either the old or the new file, never a
+// torn one. The directory (one level, mode 0700) is created when missing;
+// its parent must exist. When run as root the file is given to the
+// directory's owner, the gateway's user, who must be able to read and
+// rewrite it.
 func WriteStore(path string, st *Stored) error {
 	dir := filepath.Dir(path)
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -82,49 +85,13 @@ func WriteStore(path string, st *Stored) error {
 			os.Remove(o)
 		}
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	// CreateTemp makes 0600 already; said again because it is the point.
-	if err := f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := giveToDirOwner(f, dir); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
+	// The pattern is the one the glob above cleans. Perm: CreateTemp makes
+	// 0600 already, less the umask; set exactly because it is the point.
+	// The file is given to the gateway's user before it is written, so
+	// that its fsync covers the owner as well.
+	return durable.WriteFile(path, b, durable.Options{
+		TempPattern: "." + filepath.Base(path) + ".tmp-*",
+		Perm:        0o600,
+		Setup:       func(f *os.File) error { return giveToDirOwner(f, dir) },
+	})
 }

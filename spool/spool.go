@@ -49,12 +49,14 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/plcmail/plcmail/durable"
 )
 
 // Spool directory layout (all below Spool.Dir()):
 //
 //	tmp/        files being written; renamed into place once fsynced (new
-//	            queue files skip it where O_TMPFILE works, see writeLinked)
+//	            queue files skip it where O_TMPFILE works: durable.CreateNewTmpfile)
 //	queue/ID    one active message: a JSON header line (Message), "\n", then
 //	            the raw RFC 5322 bytes exactly as submitted. Written once.
 //	state/ID    retry state of queue/ID (JSON spoolState), rewritten on every
@@ -251,7 +253,7 @@ type Spool struct {
 
 	// beforeEnqueue is the hook of BeforeEnqueue (channelhook.go).
 	beforeEnqueue func(Submission) error
-	// tmpfile: new queue files are written with writeLinked.
+	// tmpfile: new queue files are written with durable.CreateNewTmpfile.
 	tmpfile bool
 	// noKeys: opened by OpenNoKeys, without the key index.
 	noKeys bool
@@ -286,16 +288,16 @@ func Open(dir string, log *slog.Logger) (*Spool, error) {
 			err = f.Close()
 		}
 		if err == nil {
-			err = syncDir(filepath.Join(dir, dirKeys))
+			err = durable.SyncDir(filepath.Join(dir, dirKeys))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("spool: keys: %w", err)
 		}
 	}
-	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
-	s.deadSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirDead)) })
-	s.keysSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirKeys, "log")) })
-	s.tmpfile = tmpfileWorks(filepath.Join(dir, dirTmp))
+	s.queueSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirKeys, "log")) })
+	s.tmpfile = durable.TmpfileWorks(filepath.Join(dir, dirTmp))
 	s.cleanTmp()
 	if err := s.loadKeys(); err != nil {
 		return nil, err
@@ -324,9 +326,9 @@ func OpenNoKeys(dir string, log *slog.Logger) (*Spool, error) {
 		}
 	}
 	s := &Spool{dir: dir, log: log, now: time.Now, keys: map[string]time.Time{}, noKeys: true}
-	s.queueSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirQueue)) })
-	s.deadSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirDead)) })
-	s.keysSync = newGroupSync(func() error { return syncDir(filepath.Join(dir, dirKeys, "log")) })
+	s.queueSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirQueue)) })
+	s.deadSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirDead)) })
+	s.keysSync = newGroupSync(func() error { return durable.SyncDir(filepath.Join(dir, dirKeys, "log")) })
 	return s, nil
 }
 
@@ -425,7 +427,7 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 		}
 	}
 	if s.tmpfile {
-		if err := writeLinked(final, data); err != nil {
+		if err := durable.CreateNewTmpfile(final, data, durable.Options{NoDirSync: true}); err != nil {
 			return err
 		}
 	} else if err := writeRenamed(filepath.Join(s.dir, dirTmp), final, data); err != nil {
@@ -1166,7 +1168,7 @@ func (s *Spool) loadKeys() error {
 		for k, t := range keys {
 			fmt.Fprintf(&nb, "%d %s\n", t.Unix(), strconv.Quote(k))
 		}
-		if err := writeDurable(filepath.Join(s.dir, dirTmp), logPath, nb.Bytes()); err != nil {
+		if err := durable.WriteFile(logPath, nb.Bytes(), durable.Options{TempDir: filepath.Join(s.dir, dirTmp), TempPattern: tmpPattern}); err != nil {
 			return fmt.Errorf("spool: keys: %w", err)
 		}
 		s.log.Info("spool: pruned idempotency key log", "dropped", pruned, "torn", bad, "kept", len(keys))
@@ -1202,7 +1204,7 @@ func (s *Spool) loadKeys() error {
 	}
 	if removed > 0 {
 		s.log.Info("spool: removed delivered messages whose removal a crash undid", "messages", removed)
-		if err := syncDir(filepath.Join(s.dir, dirQueue)); err != nil {
+		if err := durable.SyncDir(filepath.Join(s.dir, dirQueue)); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
 	}
@@ -1286,51 +1288,15 @@ func (s *Spool) LockDelivery() (unlock func(), err error) {
 	return func() { s.disableRecycling(); f.Close() }, nil
 }
 
-// writeDurable writes data to a temp file in tmpDir, fsyncs it, renames it to
-// final and fsyncs final's directory, so that after it returns nil the file
-// exists with its complete contents even after a crash or power loss.
-func writeDurable(tmpDir, final string, data []byte) error {
-	if err := writeRenamed(tmpDir, final, data); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(final))
-}
+// tmpPattern names the spool's temporary files in tmp/ (os.CreateTemp).
+const tmpPattern = "w-*"
 
-// writeRenamed is writeDurable without the directory fsync, for callers
-// that share it (groupSync).
+// writeRenamed replaces final with data through a temporary file in tmpDir
+// (durable.WriteFile), without the directory fsync: callers share it
+// (groupSync) or do without (writeState). A crash leaves the temporary
+// file in tmp/, where cleanTmp removes it.
 func writeRenamed(tmpDir, final string, data []byte) error {
-	f, err := os.CreateTemp(tmpDir, "w-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-// syncDir opens dir (a directory, or a file such as keys/log) and fsyncs it.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return durable.WriteFile(final, data, durable.Options{TempDir: tmpDir, TempPattern: tmpPattern, NoDirSync: true})
 }
 
 var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plcmail/plcmail/durable"
 	"github.com/plcmail/plcmail/internal/mailertest"
 )
 
@@ -84,7 +85,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	b.Run("writeDurable", func(b *testing.B) {
 		data := encodeSpoolFile(&Message{ID: newID()}, sub.Data)
 		measure(b, func(i int) error {
-			return writeDurable(filepath.Join(dir, dirTmp), filepath.Join(dir, dirQueue, fmt.Sprintf("raw%d", i)), data)
+			return durable.WriteFile(filepath.Join(dir, dirQueue, fmt.Sprintf("raw%d", i)), data, durable.Options{TempDir: filepath.Join(dir, dirTmp), TempPattern: tmpPattern})
 		})
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/plcmail/plcmail/durable"
 )
 
 // Recycled message files.
@@ -113,7 +115,7 @@ func (s *Spool) enableRecycling() {
 	dir := filepath.Join(s.dir, dirFree)
 	// A previous holder's last moves into free/ may not be durable yet
 	// (removeLogged): this fsync makes them so before any is overwritten.
-	syncDir(filepath.Join(s.dir, dirQueue))
+	durable.SyncDir(filepath.Join(s.dir, dirQueue))
 	ents, _ := os.ReadDir(dir)
 	avail := s.availBytes()
 	s.free.mu.Lock()
