@@ -227,15 +227,13 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 	}
 }
 
-// TestCheckModbusCodeWithoutTemplate: a Modbus rule whose code has no
-// [[alarm]] template is a warning at its line, not a failure.
-func TestCheckModbusCodeWithoutTemplate(t *testing.T) {
-	c := newTestConfig(t)
-	c.Extra = `
+// modbusCodeWithoutTemplate is a valid [[modbus]] device whose rule has a
+// code no [[alarm]] has: a warning for check and serve, not a failure.
+const modbusCodeWithoutTemplate = `
 [[modbus]]
 name = "tank"
 mode = "tcp"
-address = "127.0.0.1:1502"
+address = "127.0.0.1:1"
 to = ["ops@example.com"]
 [[modbus.tag]]
 name = "level"
@@ -246,6 +244,12 @@ limit = "H"
 setpoint = 90
 code = 4242
 `
+
+// TestCheckModbusCodeWithoutTemplate: a Modbus rule whose code has no
+// [[alarm]] template is a warning at its line, not a failure.
+func TestCheckModbusCodeWithoutTemplate(t *testing.T) {
+	c := newTestConfig(t)
+	c.Extra = modbusCodeWithoutTemplate
 	path := c.write(t)
 	r := runCLI(t, "", "plcmail", "check", "-c", path)
 	src, err := os.ReadFile(path)

@@ -496,21 +496,7 @@ digest_delay = "2m"
 // at start, for a gateway started without anyone running check.
 func TestServeLogsConfigWarnings(t *testing.T) {
 	c := newTestConfig(t)
-	c.Extra = `
-[[modbus]]
-name = "tank"
-mode = "tcp"
-address = "127.0.0.1:1"
-to = ["ops@example.com"]
-[[modbus.tag]]
-name = "level"
-table = "holding"
-address = 0
-[[modbus.tag.alarm]]
-limit = "H"
-setpoint = 90
-code = 4242
-`
+	c.Extra = modbusCodeWithoutTemplate
 	s := startServe(t, c.write(t))
 	want := `msg="configuration warning" warning=`
 	waitFor(t, "the warning in the log", func() bool {
