@@ -134,7 +134,9 @@ declare -A PID
 # processes in PID's session (bg starts each with setsid), with the children
 # they have reaped (socat forks one per connection).
 cputicks() {
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v sid="$1" '{ sub(/^[0-9]+ \(.*\) /, "") }
+	# A process may end between the glob and cat: cat then fails, which
+	# is no error here.
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v sid="$1" '{ sub(/^[0-9]+ \(.*\) /, "") }
 		$4 == sid { t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 bg sink smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 256
