@@ -27,6 +27,7 @@ func TestScriptsParse(t *testing.T) {
 		args []string
 	}{
 		{"bash", []string{"-n", "run.sh"}},
+		{"bash", []string{"-n", "smtprelay.sh"}},
 		{"sh", []string{"-n", "size.sh"}},
 		{"python3", []string{"-c", "import ast\nfor f in ('idle_sessions.py', 'memsample.py'): ast.parse(open(f).read(), f)"}},
 	}

@@ -86,3 +86,75 @@ func FuzzLineFixerData(f *testing.F) {
 		}
 	})
 }
+
+// dataByteByByte is lineFixer.data as it was before it copied runs of text
+// in one append: one byte at a time. FuzzLineFixerDataRuns holds the fast
+// version to it.
+func (f *lineFixer) dataByteByByte(in []byte) int {
+	for k, c := range in {
+		switch c {
+		case '\r':
+			f.pendCR++
+			continue
+		case '\n':
+			kind := breakLF
+			if f.pendCR > 0 {
+				kind, f.pendCR = breakCRLF, 0
+			}
+			if f.lineEnd(kind) {
+				f.mode = modeCommand
+				return k + 1
+			}
+			continue
+		}
+		for ; f.pendCR > 0; f.pendCR-- {
+			f.lineEnd(breakCR)
+		}
+		if f.lineLen == 0 && c == '.' && f.start == breakCR {
+			f.out = append(f.out, '.')
+			f.lineLen++
+		}
+		f.out = append(f.out, c)
+		f.lineLen++
+		f.dotLine = f.lineLen == 1 && c == '.'
+	}
+	return len(in)
+}
+
+// FuzzLineFixerDataRuns: data, which copies text between line ends in
+// runs, puts out the same bytes, consumes the same input and ends in the
+// same state as the byte-by-byte loop it replaced, however the text is
+// split into calls.
+func FuzzLineFixerDataRuns(f *testing.F) {
+	for _, s := range []string{"a\n.\nMAIL FROM:<x@y>\n", "a\r\n.\n", "a\n.\r\n", "a\r.\r\n.\r\n", "\r\r\n.\r\n",
+		"..\n.x\n.\n", "a\r.b\r\n.\r\n", ".\r\n", "x\x00.\r\n.\r\n", "Subject: x\r\n\r\nsome text\rmore\r\n.\r\n"} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, text []byte, chunk uint8) {
+		fast := &lineFixer{mode: modeData}
+		slow := &lineFixer{mode: modeData}
+		size := int(chunk)%7 + 1
+		for rest := text; len(rest) > 0 && fast.mode == modeData; {
+			in := rest[:min(size, len(rest))]
+			n, m := fast.data(in), slow.dataByteByByte(in)
+			if n != m {
+				t.Fatalf("consumed %d, byte by byte %d, of %q", n, m, in)
+			}
+			rest = rest[n:]
+		}
+		if !bytes.Equal(fast.out, slow.out) {
+			t.Fatalf("text %q:\n got %q\nwant %q", text, fast.out, slow.out)
+		}
+		type state struct {
+			mode, pendCR, lineLen int
+			start                 lineBreak
+			dotLine, lenient      bool
+		}
+		get := func(f *lineFixer) state {
+			return state{int(f.mode), f.pendCR, f.lineLen, f.start, f.dotLine, f.lenient}
+		}
+		if get(fast) != get(slow) {
+			t.Fatalf("text %q: state %+v, byte by byte %+v", text, get(fast), get(slow))
+		}
+	})
+}

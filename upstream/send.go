@@ -133,7 +133,11 @@ func (uc *Conn) data(data []byte, res Result) (Result, error) {
 	}
 	uc.tracef("C: (message, %d bytes)", len(data))
 	uc.tracef("C: .")
-	if _, err := w.Write(data); err != nil {
+	rest, err := writeStuffed(uc.c.Text.W, data)
+	if err == nil {
+		_, err = w.Write(rest)
+	}
+	if err != nil {
 		uc.broken = true
 		return failed, &ConnError{"io", err}
 	}
