@@ -89,10 +89,13 @@ func buildDeliveryReport(t *testing.T, lib string) string {
 // library reports, built against the library before DELIVERY's via byte
 // existed and against this one, in simavr, and plays the gateway: the 3-byte
 // DELIVERY the gateway sends for a mail, and the 4-byte ones it sends for a
-// fallback channel (via >= 1), which older firmware was never sent before.
-// The old firmware must take the 4-byte frame as the DELIVERY it knows (it
-// reads status and code and ignores the rest, as SPEC.md 3.6 requires of a
-// receiver), not drop it or break its link; the new one reports the channel.
+// fallback channel (via >= 1). The old firmware takes the 4-byte frame as
+// the DELIVERY it knows (it reads status and code and ignores the rest, as
+// SPEC.md 3.6 requires of a receiver): a mail's PLCMAIL_DELIVERED with the
+// HTTP status as code, which is why the gateway sends channel DELIVERYs
+// only to a boot whose HELLO announced via (features bit 0), and the old
+// library's HELLO does not; the new one announces it and reports the
+// channel.
 func TestSimulatedDeliveryVia(t *testing.T) {
 	buildSim(t)
 	const (
@@ -103,9 +106,12 @@ func TestSimulatedDeliveryVia(t *testing.T) {
 		lib  func(t *testing.T) string
 		// what the sketch prints for a DELIVERY status 1, code 200, via 2
 		viaReport string
+		// the features byte of its HELLO (SPEC.md 3.1), by which the
+		// gateway decides whether it gets the DELIVERYs of channels
+		features uint8
 	}{
-		{"before via", preViaLibrary, fmt.Sprintf("%d 1 200", delivered)},
-		{"with via", func(*testing.T) string { return fwDir }, fmt.Sprintf("%d 1 2", viaChannel)},
+		{"before via", preViaLibrary, fmt.Sprintf("%d 1 200", delivered), 0},
+		{"with via", func(*testing.T) string { return fwDir }, fmt.Sprintf("%d 1 2", viaChannel), protocol.FeatureVia},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fw := buildDeliveryReport(t, c.lib(t))
@@ -142,6 +148,12 @@ func TestSimulatedDeliveryVia(t *testing.T) {
 			hello := r.next(t, simTimeout)
 			if hello.Type != protocol.TypeHello || hello.Seq != 1 || hello.NActive != 1 {
 				t.Fatalf("first frame %+v, want a HELLO seq 1 with alarm 17 active", hello)
+			}
+			// The old library's HELLO has no features byte, so a gateway
+			// sends it no channel DELIVERY (bridge's TestChannelDeliveryFrame);
+			// this one announces via.
+			if hello.Features != c.features {
+				t.Fatalf("HELLO features %#x, want %#x", hello.Features, c.features)
 			}
 			// ACK its retransmission (about 1 s later): by then plcsim has
 			// connected UART1 (after 100 ms simulated), so no report is lost.
