@@ -673,8 +673,9 @@ func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int, via uint8)
 	}
 	if via != 0 && l.st.features&protocol.FeatureVia == 0 {
 		// Firmware that did not announce via in its HELLO would take a
-		// channel's DELIVERY for the mail's (SPEC §3.6).
-		l.log.Debug("channel delivery not sent: the PLC's HELLO did not announce via", "boot", boot, "seq", seq, "via", via)
+		// channel's DELIVERY for the mail's (SPEC §3.6). Logged at info:
+		// it tells why a PLC hears nothing of its channels (old firmware).
+		l.log.Info("channel delivery not sent: the PLC's HELLO did not announce via (firmware from before it)", "boot", boot, "seq", seq, "via", via)
 		return
 	}
 	if l.w == nil {

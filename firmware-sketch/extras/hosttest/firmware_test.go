@@ -744,7 +744,7 @@ type gateway struct {
 	exe  string
 	cfg  string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *testenv.SyncBuffer // the child writes it while tests read it
 	done chan struct{}
 }
 
@@ -902,6 +902,13 @@ func TestSimulatedGatewayDownOverflow(t *testing.T) {
 // alarm mail's subject is "alarm code=.. event=.. boot=.. seq=..".
 func startGatewayFor(t *testing.T, dir, tty string) (*gateway, *upstream) {
 	t.Helper()
+	return startGatewayWith(t, dir, tty, "")
+}
+
+// startGatewayWith is startGatewayFor with extra configuration appended
+// (a [[channel]], say).
+func startGatewayWith(t *testing.T, dir, tty, extra string) (*gateway, *upstream) {
+	t.Helper()
 	exe := buildGateway(t)
 	up := startUpstream(t)
 	cfg := filepath.Join(dir, "plcmail.toml")
@@ -936,11 +943,11 @@ default = true
 subject = "{{.Kind}} code={{.Code}} event={{.Event}} boot={{.Boot}} seq={{.Seq}}"
 body    = "alarm {{.Code}} {{.Event}} at uptime {{.Uptime}}"
 to      = ["ops@example.com"]
-`, filepath.Join(dir, "spool"), up.port, tty)
+`, filepath.Join(dir, "spool"), up.port, tty) + extra
 	if err := os.WriteFile(cfg, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
+	logs := &testenv.SyncBuffer{}
 	g := &gateway{t: t, exe: exe, cfg: cfg, logs: logs}
 	g.start()
 	t.Cleanup(func() {

@@ -5,10 +5,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,8 +155,8 @@ func TestSimulatedDeliveryVia(t *testing.T) {
 				t.Fatalf("first frame %+v, want a HELLO seq 1 with alarm 17 active", hello)
 			}
 			// The old library's HELLO has no features byte, so a gateway
-			// sends it no channel DELIVERY (bridge's TestChannelDeliveryFrame);
-			// this one announces via.
+			// sends it no channel DELIVERY (bridge's TestChannelDeliveryFrame,
+			// TestSimulatedChannelsThroughGateway); this one announces via.
 			if hello.Features != c.features {
 				t.Fatalf("HELLO features %#x, want %#x", hello.Features, c.features)
 			}
@@ -179,6 +184,117 @@ func TestSimulatedDeliveryVia(t *testing.T) {
 			case err := <-r.errs:
 				t.Fatalf("the firmware sent a bad frame: %v", err)
 			default:
+			}
+		})
+	}
+}
+
+// TestSimulatedChannelsThroughGateway runs the DeliveryReport sketch, built
+// against the library before DELIVERY's via byte and against this one, in
+// simavr on a link of the real `plcmail serve`, whose [[channel]] webhook
+// (a loopback HTTP server answering 200) carries critical alarms. The
+// sketch raises critical alarm 18 (seq 2) after its HELLO. Both get the
+// mail's DELIVERY (PLCMAIL_DELIVERED 250); only this library, whose HELLO
+// announces via (SPEC.md 3.1), gets the channel's (PLCMAIL_VIA_CHANNEL 1).
+// The old one gets none: had the gateway sent it, the old library would
+// report a PLCMAIL_DELIVERED 200 the mail server never gave.
+func TestSimulatedChannelsThroughGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 20 s of real time")
+	}
+	buildSim(t)
+	const queued, delivered, viaChannel = 1, 2, 6
+	for _, c := range []struct {
+		name        string
+		lib         func(t *testing.T) string
+		wantChannel bool
+	}{
+		{"before via", preViaLibrary, false},
+		{"with via", func(*testing.T) string { return fwDir }, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fw := buildDeliveryReport(t, c.lib(t))
+			var posts atomic.Int32
+			hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				posts.Add(1)
+				w.WriteHeader(http.StatusOK)
+			}))
+			t.Cleanup(hook.Close)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			var mu sync.Mutex
+			var reports []string
+			var connected atomic.Bool // plcsim connected UART1 (after 100 ms simulated)
+			got := func(want string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Contains(reports, "STATUS "+want)
+			}
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				connected.Store(true)
+				sc := bufio.NewScanner(conn)
+				for sc.Scan() {
+					mu.Lock()
+					reports = append(reports, strings.TrimSpace(sc.Text()))
+					mu.Unlock()
+				}
+			}()
+			dir := t.TempDir()
+			tty := filepath.Join(dir, "ttyPLC")
+			s := startSim(t, "-l", tty, "-t", ln.Addr().String(), fw)
+			g, up := startGatewayWith(t, dir, tty, fmt.Sprintf(`
+[[channel]]
+name = "hook"
+kind = "webhook"
+url  = %q
+severity_at_least = "critical"
+`, hook.URL))
+			waitFor := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(60 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						mu.Lock()
+						defer mu.Unlock()
+						t.Fatalf("no %s within 60 s; the sketch reported %q; webhook posted %d times", what, reports, posts.Load())
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			// The HELLO's reconciliation mail (alarm 17) arrived and UART1
+			// is connected: every report from now on reaches the test. (The
+			// HELLO's own may have come before UART1 was there.)
+			waitFor("the HELLO's mail and UART1", func() bool { return connected.Load() && len(up.subjects()) > 0 })
+			s.pin("E4", 1)
+			waitFor("ACK of alarm 18", func() bool { return got(fmt.Sprintf("%d 2 0", queued)) })
+			waitFor("webhook post", func() bool { return posts.Load() > 0 })
+			waitFor("DELIVERY of alarm 18's mail", func() bool { return got(fmt.Sprintf("%d 2 250", delivered)) })
+			if c.wantChannel {
+				waitFor("channel DELIVERY of alarm 18", func() bool { return got(fmt.Sprintf("%d 2 1", viaChannel)) })
+				return
+			}
+			// The gateway logs that it keeps the channel's DELIVERY back;
+			// had it sent the frame instead, the old library reports it as
+			// the mail's: PLCMAIL_DELIVERED with the HTTP status, 200.
+			misled := func() bool {
+				return got(fmt.Sprintf("%d 2 200", delivered)) || got(fmt.Sprintf("%d 2 1", viaChannel))
+			}
+			waitFor("the gateway to keep the channel DELIVERY back", func() bool {
+				return misled() || strings.Contains(g.logs.String(), "channel delivery not sent")
+			})
+			time.Sleep(500 * time.Millisecond) // a report on its way through UART1 and TCP
+			if misled() {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Errorf("the old library got a channel's DELIVERY; it reported %q", reports)
 			}
 		})
 	}
