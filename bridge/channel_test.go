@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -147,5 +148,86 @@ func TestDigestOriginSeverity(t *testing.T) {
 		if o, ok := originOf(spool.Message{Origin: json.RawMessage(got)}); !ok || len(o.Events) != 1 {
 			t.Errorf("%s does not route: %+v", got, o)
 		}
+	}
+}
+
+// TestChannelDeliveryAfterRestart: the features of the boot's HELLO are in
+// the link's journal, so after a gateway restart a PLC that announced via
+// still gets channel DELIVERYs, without a new HELLO (SPEC §3.1).
+func TestChannelDeliveryAfterRestart(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(hook.Close)
+	m, slave := openPty(t)
+	cfg := testCfg(t, slave, testOpts{})
+	logs := &testenv.SyncBuffer{}
+	// run starts the gateway's bridge and channels as serve wires them;
+	// stop ends both.
+	run := func() (b *Bridge, stop func()) {
+		t.Helper()
+		log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		sp, err := spool.Open(cfg.Gateway.SpoolDir, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := channel.New(sp, channel.Options{Hostname: "gw", Channels: []channel.Channel{
+			{Name: "hook", Kind: channel.Webhook, URL: hook.URL, HasSeverityRule: true, SeverityAtLeast: protocol.SeverityAlarm},
+		}}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.BeforeEnqueue(d.Hook)
+		b, err = New(optionsFor(t, cfg), sp, nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.OnResult(func(r channel.Result) {
+			if r.Delivered {
+				b.ChannelDelivery(r.Alarm.Key, r.Alarm.Origin, r.Via, r.Code)
+			}
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{}, 2)
+		go func() { d.Run(ctx); done <- struct{}{} }()
+		go func() { b.Run(ctx); done <- struct{}{} }()
+		stopped := false
+		stop = func() {
+			if !stopped {
+				stopped = true
+				cancel()
+				<-done
+				<-done
+			}
+		}
+		t.Cleanup(stop)
+		(&gateway{t: t, b: b, logs: logs}).waitConnected()
+		return b, stop
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+
+	_, stop := run()
+	p := newPLC(t, m, 21)
+	p.Features = protocol.FeatureVia
+	p.expectAck(p.hello(), protocol.AckQueued)
+	stop()
+	p.discard()
+	drain(m)
+
+	b, _ := run()
+	raise := p.event(17, protocol.EventRaise, "P1 low")
+	p.expectAck(raise, protocol.AckQueued)
+	var r *protocol.Frame
+	if len(p.deliveries) > 0 {
+		r = &p.deliveries[0]
+	} else {
+		r = p.next(15 * time.Second)
+	}
+	if r == nil || r.Type != protocol.TypeDelivery || r.Seq != raise.Seq || r.Via != 1 {
+		t.Fatalf("after the restart: %+v, want the channel's DELIVERY (via 1) of seq %d; link %+v", r, raise.Seq, b.Status()[0])
 	}
 }
