@@ -27,7 +27,12 @@ import (
 //	hello     a HELLO was accepted; the active-alarm set after reconciliation.
 //	          new: it opened a new boot (SPEC §4 rule 4), also one whose
 //	          id repeats; records before that flag existed open a new boot
-//	          when their boot id differs from the current one
+//	          when their boot id differs from the current one. f: the
+//	          HELLO's features byte (SPEC §3.1), absent when 0; kept (also
+//	          in snap) so that a PLC that announced via still gets channel
+//	          DELIVERYs after a gateway restart. Journals from before it
+//	          was kept give 0: no channel DELIVERYs until the PLC's next
+//	          HELLO
 //	offline   the "PLC offline" notice is queued; online: "back online"
 //	snap      the folded state, written by compaction, followed by pend
 //	          (pending digest entry) and unmailed records
@@ -90,6 +95,7 @@ type record struct {
 	Offline bool        `json:"off,omitempty"`  // snap
 
 	New      bool        `json:"new,omitempty"` // hello: opened a new boot
+	Features uint8       `json:"f,omitempty"`   // hello, snap: features of the boot's last HELLO
 	HelloUp  *uint32     `json:"hu,omitempty"`  // hello, snap: uptime of the boot's last HELLO
 	HelloSeq uint32      `json:"hs,omitempty"`  // snap: seq of the boot's last HELLO
 	Top      uint32      `json:"top,omitempty"` // snap: uptime of the highest seq of Boot
@@ -177,6 +183,7 @@ type linkState struct {
 	seen     seqSet    // seqs of Boot that were accepted
 	helloSeq uint32    // seq of Boot's last accepted HELLO; 0: none known
 	helloUp  *uint32   // its uptime; nil: not known (journals before it was kept)
+	features uint8     // its features byte (SPEC §3.1); 0: none (see the hello record)
 	top      uint32    // uptime of the highest seq of Boot accepted
 	old      []oldBoot // earlier boots, newest first
 	ids      seqSet    // boot ids that opened a boot on this link
@@ -201,7 +208,7 @@ func (s *linkState) openBoot(boot, gen uint32) {
 	old = slices.DeleteFunc(old, func(o oldBoot) bool { return o.Boot == boot })
 	s.old = old[:min(len(old), maxOldBoots)]
 	s.Boot, s.Gen = boot, gen
-	s.seen, s.helloSeq, s.helloUp, s.top = seqSet{}, 0, nil, 0
+	s.seen, s.helloSeq, s.helloUp, s.top, s.features = seqSet{}, 0, nil, 0, 0
 	s.ids.add(boot)
 	s.lastGen = max(s.lastGen, gen)
 }
@@ -322,7 +329,7 @@ func (s *linkState) apply(r *record) {
 			s.openBoot(r.Boot, r.Gen)
 		}
 		s.accepted(r.Seq, uint32(r.Uptime))
-		s.helloSeq, s.helloUp = r.Seq, r.HelloUp
+		s.helloSeq, s.helloUp, s.features = r.Seq, r.HelloUp, r.Features
 		s.Active = maps(r.Active)
 	case "offline":
 		s.Offline = true
@@ -332,7 +339,7 @@ func (s *linkState) apply(r *record) {
 		s.Boot, s.Gen = r.Boot, r.Gen
 		s.Active = maps(r.Active)
 		s.seen = seqSet{r: slices.Clone(r.Seen)}
-		s.helloSeq, s.helloUp, s.top = r.HelloSeq, r.HelloUp, r.Top
+		s.helloSeq, s.helloUp, s.top, s.features = r.HelloSeq, r.HelloUp, r.Top, r.Features
 		s.old = slices.Clone(r.Old)
 		s.ids = seqSet{r: slices.Clone(r.IDs)}
 		s.lastGen = r.LastGen
@@ -368,7 +375,7 @@ func maps(m map[int]string) map[int]string {
 // snapshot returns the records that recreate s.
 func (s *linkState) snapshot() []record {
 	recs := []record{{T: "snap", Boot: s.Boot, Gen: s.Gen, Active: s.Active, Seen: s.seen.r, Offline: s.Offline,
-		HelloSeq: s.helloSeq, HelloUp: s.helloUp, Top: s.top, Old: s.old, IDs: s.ids.r, LastGen: s.lastGen}}
+		HelloSeq: s.helloSeq, HelloUp: s.helloUp, Top: s.top, Features: s.features, Old: s.old, IDs: s.ids.r, LastGen: s.lastGen}}
 	for _, p := range s.pending {
 		p.T = "pend"
 		recs = append(recs, p)

@@ -256,3 +256,85 @@ func TestInfiniteValueMailed(t *testing.T) {
 		t.Errorf("body %q", msgs[0].Body)
 	}
 }
+
+// TestJournalKeepsFeatures: the features of the current boot's HELLO
+// (SPEC §3.1) survive a gateway restart, in appended hello records and in
+// the compacted snap; a journal from before they were kept loads with 0,
+// and a new boot starts without them until its HELLO.
+func TestJournalKeepsFeatures(t *testing.T) {
+	up := uint32(1)
+	tests := []struct {
+		name    string
+		records []record
+		want    uint8
+	}{
+		{"hello with features", []record{{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up, Features: protocol.FeatureVia}}, protocol.FeatureVia},
+		{"hello without features", []record{{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up}}, 0},
+		{"resync hello replaces them", []record{
+			{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up, Features: protocol.FeatureVia},
+			{T: "hello", Boot: 5, Seq: 2, HelloUp: &up},
+		}, 0},
+		{"events keep them", []record{
+			{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up, Features: protocol.FeatureVia},
+			{T: "ev", Boot: 5, Seq: 2, Code: 17, Event: "raise", Sev: "alarm"},
+		}, protocol.FeatureVia},
+		{"a new boot by an event has none", []record{
+			{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up, Features: protocol.FeatureVia},
+			{T: "ev", Boot: 6, Seq: 1, Code: 17, Event: "raise", Sev: "alarm"},
+		}, 0},
+		{"a new boot's hello has its own", []record{
+			{T: "hello", Boot: 5, Seq: 1, New: true, HelloUp: &up, Features: protocol.FeatureVia},
+			{T: "hello", Boot: 6, Seq: 1, New: true, HelloUp: &up},
+		}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j, st, err := openJournal(dir, "l")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tt.records {
+				if err := j.append(&tt.records[i]); err != nil {
+					t.Fatal(err)
+				}
+				st.apply(&tt.records[i])
+			}
+			if st.features != tt.want {
+				t.Fatalf("live state: features %#x, want %#x", st.features, tt.want)
+			}
+			j.close()
+			// Reopening replays the appended records and compacts them
+			// into a snap; opening again reads that snap.
+			for _, when := range []string{"replayed", "from the snap"} {
+				j, st, err = openJournal(dir, "l")
+				if err != nil {
+					t.Fatal(err)
+				}
+				j.close()
+				if st.features != tt.want {
+					t.Fatalf("%s: features %#x, want %#x", when, st.features, tt.want)
+				}
+			}
+		})
+	}
+	// A journal written before features were kept: a hello and a snap
+	// without "f".
+	for _, line := range []string{
+		`{"t":"hello","b":5,"s":1,"a":{"17":"alarm"},"new":true,"u":1,"hu":1}`,
+		`{"t":"snap","b":5,"a":{"17":"alarm"},"seen":[[1,1]],"hs":1,"hu":1}`,
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "l.journal"), []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, st, err := openJournal(dir, "l")
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.close()
+		if st.Boot != 5 || st.Active[17] != "alarm" || st.features != 0 {
+			t.Errorf("%s: boot %d active %v features %#x, want boot 5, 17 active, features 0", line, st.Boot, st.Active, st.features)
+		}
+	}
+}

@@ -671,6 +671,13 @@ func (l *Link) sendDelivery(boot, gen, seq uint32, ok bool, code int, via uint8)
 	if boot != l.st.Boot || gen != l.st.Gen {
 		return // the PLC restarted since; it would ignore the frame
 	}
+	if via != 0 && l.st.features&protocol.FeatureVia == 0 {
+		// Firmware that did not announce via in its HELLO would take a
+		// channel's DELIVERY for the mail's (SPEC §3.6). Logged at info:
+		// it tells why a PLC hears nothing of its channels (old firmware).
+		l.log.Info("channel delivery not sent: the PLC's HELLO did not announce via (firmware from before it)", "boot", boot, "seq", seq, "via", via)
+		return
+	}
 	if l.w == nil {
 		l.log.Info("delivery status not sent: port closed", "boot", boot, "seq", seq)
 		return
@@ -922,7 +929,7 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 	}
 	up := f.Uptime
 	r := record{T: "hello", Boot: f.Boot, Gen: gen, Seq: f.Seq, Active: active, New: kind == helloNewBoot,
-		Uptime: int64(f.Uptime), HelloUp: &up}
+		Uptime: int64(f.Uptime), HelloUp: &up, Features: f.Features}
 	if err := l.journal(&r); err != nil {
 		l.nak(f.Boot, f.Seq, protocol.NakBusy)
 		return

@@ -238,6 +238,16 @@ func ParseNakReason(s string) (NakReason, error) {
 	return parseEnum[NakReason](nakNames, s, "NAK reason")
 }
 
+// Feature bits of a HELLO's features byte (SPEC.md 3.1). A sender sets only
+// the bits it knows (the others are reserved and sent as 0); a receiver
+// ignores bits it does not know.
+const (
+	// FeatureVia says the firmware understands DELIVERY's via byte (SPEC.md
+	// 3.6): only then does the gateway send it the DELIVERYs of fallback
+	// channels, which older firmware would take for the mail's.
+	FeatureVia uint8 = 1 << 0
+)
+
 // DeliveryStatus is the final outcome of the mail for an event (SPEC.md 3.6).
 type DeliveryStatus uint8
 
@@ -296,6 +306,13 @@ type Frame struct {
 	ActiveTotal uint8  // HELLO, HEARTBEAT
 	NActive     uint8  // HELLO
 	Active      [MaxActive]ActiveAlarm
+	// Features is the HELLO's optional trailing byte (SPEC.md 3.1): what the
+	// PLC's firmware understands of the gateway's frames, bit FeatureVia and
+	// bits reserved for later revisions. It is kept as received, reserved
+	// bits included (receivers test only the bits they know), and encoded
+	// only when it is not 0, so a HELLO without features is the frame older
+	// firmware sends.
+	Features uint8
 
 	Code     uint16 // EVENT
 	Event    EventKind
@@ -557,6 +574,9 @@ func AppendRaw(dst []byte, f *Frame) ([]byte, error) {
 			dst = binary.LittleEndian.AppendUint16(dst, a.Code)
 			dst = append(dst, byte(a.Severity))
 		}
+		if f.Features != 0 {
+			dst = append(dst, f.Features)
+		}
 	case TypeEvent:
 		dst = binary.LittleEndian.AppendUint16(dst, f.Code)
 		dst = append(dst, byte(f.Event), byte(f.Severity))
@@ -673,6 +693,9 @@ func (f *Frame) parsePayload(p []byte) payloadError {
 		for i := range f.ActiveAlarms() {
 			f.Active[i] = ActiveAlarm{Code: le.Uint16(p), Severity: Severity(p[2])}
 			p = p[3:]
+		}
+		if len(p) >= 1 {
+			f.Features = p[0] // optional; absent in HELLOs of older firmware
 		}
 	case TypeEvent:
 		if len(p) < 10 {

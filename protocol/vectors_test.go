@@ -56,7 +56,8 @@ const vectorsHeader = `# plcmail serial protocol test vectors (protocol version 
 # Values are unsigned integers: parse them with strtoul(s, &end, 0) (decimal,
 # or hexadecimal with a 0x prefix). Keys of "expect frame", always in this order:
 #   all types:  version type boot seq
-#   hello:      uptime reset_cause active_total n, then n times active=CODE:SEVERITY
+#   hello:      uptime reset_cause active_total n, then n times active=CODE:SEVERITY,
+#               then features only when it is not 0
 #   event:      code event severity uptime n, then n times value=KIND:BITS
 #               (BITS = the 32-bit little-endian image, 0x%08x), then text_len,
 #               then text=HEX (the text bytes) only when text_len > 0
@@ -102,6 +103,9 @@ func frameKV(f *Frame) string {
 		fmt.Fprintf(&b, " uptime=%d reset_cause=0x%02x active_total=%d n=%d", f.Uptime, f.ResetCause, f.ActiveTotal, f.NActive)
 		for _, a := range f.ActiveAlarms() {
 			fmt.Fprintf(&b, " active=%d:%d", a.Code, a.Severity)
+		}
+		if f.Features != 0 {
+			fmt.Fprintf(&b, " features=0x%02x", f.Features)
 		}
 	case TypeEvent:
 		fmt.Fprintf(&b, " code=%d event=%d severity=%d uptime=%d n=%d", f.Code, f.Event, f.Severity, f.Uptime, f.NValues)
@@ -217,6 +221,8 @@ func parseKV(tokens []string) (*Frame, error) {
 				f.SMTPCode = uint16(n)
 			case "via":
 				f.Via = uint8(n)
+			case "features":
+				f.Features = uint8(n)
 			default:
 				return nil, fmt.Errorf("unknown key %q", k)
 			}
@@ -376,6 +382,57 @@ var deliveryViaVectors = []struct {
 	{"delivery-via-255", "the highest channel number", &Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 202, Via: 255}},
 }
 
+// helloFeaturesVectors are HELLO frames with the features byte of firmware
+// that knows DELIVERY's via (SPEC.md 3.1).
+func helloFeaturesVectors() []struct {
+	name, note string
+	f          *Frame
+} {
+	h := &Frame{Version: 1, Type: TypeHello, Boot: 7, Seq: 1, Uptime: 2, ResetCause: 0x01, Features: FeatureVia}
+	hmax := &Frame{Version: 1, Type: TypeHello, Boot: 0x01020304, Seq: 1, Uptime: 65536, ResetCause: 0x04, Features: FeatureVia}
+	for i := range MaxActive {
+		hmax.AddActive(ActiveAlarm{uint16(1000 + i), Severity(i % 4)})
+	}
+	return []struct {
+		name, note string
+		f          *Frame
+	}{
+		{"hello-features", "hello-empty from firmware that understands DELIVERY's via byte: features bit 0", h},
+		{"hello-max-features", "hello-max with features: MaxFrame (80) bytes, the largest HELLO", hmax},
+	}
+}
+
+// The encoder writes the features byte exactly as the vectors have it, and
+// leaves it out for features 0 (hello-empty, hello-max are unchanged).
+func TestHelloFeaturesEncodes(t *testing.T) {
+	byName := map[string]vector{}
+	for _, v := range loadVectors(t) {
+		byName[v.name] = v
+	}
+	for _, hv := range helloFeaturesVectors() {
+		raw, wire := mustEncode(hv.f)
+		v := byName[hv.name]
+		if !bytes.Equal(raw, v.raw) || !bytes.Equal(wire, v.wire) {
+			t.Errorf("%s: encoded raw %x wire %x, vectors have %x %x", hv.name, raw, wire, v.raw, v.wire)
+		}
+		without := *hv.f
+		without.Features = 0
+		old, _ := mustEncode(&without)
+		if len(raw) != len(old)+1 || !bytes.Equal(raw[:len(old)-2], old[:len(old)-2]) || raw[len(old)-2] != FeatureVia {
+			t.Errorf("%s: %x is not the HELLO without features (%x) plus one byte 01", hv.name, raw, old)
+		}
+	}
+	if raw, _ := mustEncode(helloFeaturesVectors()[1].f); len(raw) != MaxFrame {
+		t.Errorf("the largest HELLO is %d bytes, want MaxFrame %d", len(raw), MaxFrame)
+	}
+	for _, name := range []string{"hello-empty", "hello-max"} {
+		var f Frame
+		if err := ParseRaw(byName[name].raw, &f); err != nil || f.Features != 0 {
+			t.Errorf("%s: features %d, %v; want 0 (no byte)", name, f.Features, err)
+		}
+	}
+}
+
 // The encoder writes the via byte exactly as the vectors have it, and
 // leaves it out for via 0 (delivery-accepted).
 func TestDeliveryViaEncodes(t *testing.T) {
@@ -430,6 +487,11 @@ func generateVectors() []vector {
 		h3.AddActive(ActiveAlarm{uint16(1000 + i), Severity(i % 4)})
 	}
 	valid("hello-max", "MaxActive alarms, a 79-byte frame", h3)
+	// HELLO with the features byte (SPEC.md 3.1): firmware that knows
+	// DELIVERY's via announces it.
+	for _, v := range helloFeaturesVectors() {
+		valid(v.name, v.note, v.f)
+	}
 	valid("event-raise", "the CLI example: plcmail frame event --boot 7 --seq 3 --code 17 --event raise --severity alarm --uptime 3600 --value i32:42 --value f32:1.5 --text 'Motor overload'", exampleEvent())
 	valid("event-clear", "no values, no text", &Frame{Version: 1, Type: TypeEvent, Boot: 7, Seq: 4, Code: 17, Event: EventClear, Severity: SeverityAlarm, Uptime: 3700})
 	e3 := Frame{Version: 1, Type: TypeEvent, Boot: 0xFFFFFFFF, Seq: 0xFFFFFFFF, Code: 0xFFFF, Event: EventAcknowledge, Severity: SeverityCritical, Uptime: 0xFFFFFFFF}
@@ -464,6 +526,17 @@ func generateVectors() []vector {
 	// Forward compatibility.
 	longer := cat(evRaw[:len(evRaw)-2], []byte{0xAA, 0xBB, 0xCC})
 	decodeRaw("event-extra-bytes", "a later revision appended 3 bytes to the payload: ignored", withCRC(longer), frameOK(ev))
+	helloRaw, _ := mustEncode(hello)
+	decodeRaw("hello-features-0", "features 0 written out: as when the byte is absent (firmware from before features)",
+		withCRC(cat(helloRaw[:len(helloRaw)-2], []byte{0})), frameOK(hello))
+	reserved := *hello
+	reserved.Features = 0x81
+	decodeRaw("hello-features-reserved", "bit 7 is reserved (a sender sends it as 0); receivers keep the byte and test only the bits they know: bit 0 is set",
+		withCRC(cat(helloRaw[:len(helloRaw)-2], []byte{0x81})), frameOK(&reserved))
+	withVia := *hello
+	withVia.Features = FeatureVia
+	decodeRaw("hello-features-extra-bytes", "features 1, then 2 bytes of a later revision: ignored",
+		withCRC(cat(helloRaw[:len(helloRaw)-2], []byte{1, 0xAA, 0xBB})), frameOK(&withVia))
 	decodeRaw("delivery-via-0", "via 0 written out: the upstream mail server, as when the byte is absent",
 		withCRC(cat(hdr(1, TypeDelivery, 7, 3), []byte{1, 250, 0, 0})), frameOK(&Frame{Version: 1, Type: TypeDelivery, Boot: 7, Seq: 3, Status: DeliveryAccepted, SMTPCode: 250}))
 	decodeRaw("delivery-via-extra-bytes", "via 2, then 2 bytes of a later revision: ignored",

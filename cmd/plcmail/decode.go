@@ -134,6 +134,9 @@ func appendFrameJSON(b []byte, f *protocol.Frame, offset int64) []byte {
 			b = append(b, '}')
 		}
 		b = append(b, ']')
+		if f.Features != 0 { // absent in HELLOs of firmware from before it
+			b = appendNum(b, "features", uint64(f.Features))
+		}
 	case protocol.TypeEvent:
 		b = appendNum(b, "code", uint64(f.Code))
 		b = appendStr(b, "event", f.Event.String())

@@ -17,6 +17,7 @@ COBS-encoded and followed by the 0x00 delimiter, as a PLC or the gateway sends i
 
 TYPE and its flags (all numbers may be decimal or 0x hex):
   hello      --uptime S --reset-cause N --active CODE:SEVERITY ... [--active-total N]
+             [--features N] (1: understands DELIVERY's via, as the firmware library sends it)
   event      --code N --event raise|clear|acknowledge --severity info|warning|alarm|critical
              --uptime S --value KIND:V ... (KIND i32, u32, f32, bool; at most 4) --text STRING (at most 32 bytes)
   heartbeat  --uptime S --active-total N
@@ -35,7 +36,7 @@ Example: plcmail frame event --boot 7 --seq 3 --code 17 --event raise --severity
 
 // frameFlags lists the type-specific flags each frame type accepts.
 var frameFlags = map[protocol.Type][]string{
-	protocol.TypeHello:     {"uptime", "reset-cause", "active", "active-total"},
+	protocol.TypeHello:     {"uptime", "reset-cause", "active", "active-total", "features"},
 	protocol.TypeEvent:     {"code", "event", "severity", "uptime", "value", "text"},
 	protocol.TypeHeartbeat: {"uptime", "active-total"},
 	protocol.TypeAck:       {"result"},
@@ -66,6 +67,7 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 	delimBefore := fs.Bool("delim-before", false, "")
 	uptime := fs.String("uptime", "0", "")
 	resetCause := fs.String("reset-cause", "0", "")
+	features := fs.String("features", "0", "")
 	activeTotal := fs.String("active-total", "", "")
 	code := fs.String("code", "0", "")
 	event := fs.String("event", "raise", "")
@@ -134,6 +136,7 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 	f.Code = uint16(num("code", *code, 16))
 	f.SMTPCode = uint16(num("smtp-code", *smtpCode, 16))
 	f.ResetCause = uint8(num("reset-cause", *resetCause, 8))
+	f.Features = uint8(num("features", *features, 8))
 	if numErr != nil {
 		return numErr
 	}

@@ -69,6 +69,7 @@ func TestFrameMatchesVectors(t *testing.T) {
 			"--uptime", "3600", "--value", "i32:42", "--value", "f32:1.5", "--text", "Motor overload"}},
 		{"event-clear", []string{"event", "--boot=7", "--seq=4", "--code=17", "--event=clear", "--uptime=3700"}},
 		{"hello-empty", []string{"hello", "--boot", "7", "--uptime", "2", "--reset-cause", "1"}},
+		{"hello-features", []string{"hello", "--boot", "7", "--uptime", "2", "--reset-cause", "1", "--features", "1"}},
 		{"hello-partial", []string{"hello", "--boot", "7", "--uptime", "2", "--reset-cause", "0x08", "--active", "17:alarm", "--active", "300:3", "--active-total", "3"}},
 		{"heartbeat", []string{"heartbeat", "--boot", "7", "--uptime", "10", "--active-total", "1"}},
 		{"ack-queued", []string{"ack", "--boot", "7", "--seq", "3"}},
@@ -146,7 +147,7 @@ func decodeLines(t *testing.T, in []byte, args ...string) ([]map[string]any, int
 func TestFrameDecodeRoundTrip(t *testing.T) {
 	var stream []byte
 	for _, args := range [][]string{
-		{"frame", "hello", "--boot", "9", "--delim-before", "--active", "17:critical", "--active", "18:info", "--active-total", "5"},
+		{"frame", "hello", "--boot", "9", "--delim-before", "--active", "17:critical", "--active", "18:info", "--active-total", "5", "--features", "1"},
 		{"frame", "event", "--boot", "9", "--seq", "2", "--code", "17", "--value", "u32:4000000000", "--value", "bool:true", "--value", "f32:-0.25", "--text", `Tank "3" <hot>`},
 		{"frame", "heartbeat", "--boot", "9", "--uptime", "99"},
 		{"frame", "nak", "--boot", "9", "--seq", "2", "--reason", "malformed"},
@@ -165,6 +166,7 @@ func TestFrameDecodeRoundTrip(t *testing.T) {
 	got, _ := json.Marshal(objs)
 	for _, want := range []string{
 		`"active":[{"code":17,"severity":"critical"},{"code":18,"severity":"info"}],"active_total":5`,
+		`"boot":9,"features":1,"offset"`,
 		`"values":["u32:4000000000","bool:true","f32:-0.25"]`,
 		`"text":"Tank \"3\" \u003chot\u003e"`,
 		`"event":"raise","offset":`,

@@ -408,6 +408,9 @@ void PlcMail::sendFrame(uint8_t type) {
     }
     counts[0] = addSat(n, snapUntracked_);
     counts[1] = n;
+    // features (SPEC.md 3.1): this library understands DELIVERY's via, so
+    // the gateway may send it the DELIVERYs of fallback channels.
+    *p++ = kFeatureVia;
   } else {
     const Event& ev = queue_[head_];
     uint8_t len = (uint8_t)(9 + 5 * ev.wire[8]);

@@ -203,6 +203,7 @@ Error parsePayload(const uint8_t* p, uint8_t n, Frame* f) {
         f->active[i].code = get16(p + 7 + 3 * i);
         f->active[i].severity = p[9 + 3 * i];
       }
+      if (n > 7 + 3 * f->nActive) f->features = p[7 + 3 * f->nActive];  // optional (SPEC.md 3.1)
       break;
     case kTypeEvent: {
       if (n < 10) return kErrMalformed;
@@ -311,6 +312,7 @@ uint8_t encodeRaw(const Frame* f, uint8_t* raw) {
         w.u16(f->active[i].code);
         w.u8(f->active[i].severity);
       }
+      if (f->features) w.u8(f->features);  // left out when 0, as older firmware sends it
       break;
     case kTypeEvent:
       w.u16(f->code);

@@ -51,6 +51,10 @@ enum NakReason {
   kNakBusy = 5
 };
 enum DeliveryStatus { kDeliveryAccepted = 1, kDeliveryFailed = 2 };
+// Bits of a HELLO's optional features byte (SPEC.md 3.1). The library sends
+// kFeatureVia: it understands DELIVERY's via byte, so the gateway may send it
+// the DELIVERYs of fallback channels. Other bits are reserved (sent as 0).
+enum Feature { kFeatureVia = 1 };
 
 // Frame-level errors; the names match the Go codec's sentinels.
 enum Error {
@@ -193,6 +197,7 @@ struct Frame {
   uint8_t activeTotal;   // HELLO, HEARTBEAT
   uint8_t nActive;       // HELLO
   ActiveAlarm active[kMaxActive];
+  uint8_t features;      // HELLO, optional: kFeatureVia and reserved bits, as received
   uint16_t code;         // EVENT
   uint8_t event;
   uint8_t severity;

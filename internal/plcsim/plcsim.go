@@ -31,6 +31,10 @@ type PLC struct {
 	// Booted is when the PLC booted, for the uptime in its frames; New
 	// sets it to now.
 	Booted time.Time
+	// Features is the features byte of its HELLOs (SPEC.md 3.1); New
+	// leaves it 0, a PLC whose firmware predates it. protocol.FeatureVia
+	// plays the firmware library that reports fallback channels.
+	Features uint8
 
 	rw io.ReadWriter
 
@@ -65,7 +69,7 @@ func (p *PLC) Uptime() uint32 { return uint32(time.Since(p.Booted).Seconds()) }
 func (p *PLC) Hello(active ...protocol.ActiveAlarm) *protocol.Frame {
 	p.Seq++
 	f := &protocol.Frame{Version: protocol.Version, Type: protocol.TypeHello, Boot: p.Boot, Seq: p.Seq,
-		Uptime: p.Uptime(), ResetCause: 1, ActiveTotal: uint8(len(active))}
+		Uptime: p.Uptime(), ResetCause: 1, ActiveTotal: uint8(len(active)), Features: p.Features}
 	f.NActive = uint8(copy(f.Active[:], active))
 	return f
 }

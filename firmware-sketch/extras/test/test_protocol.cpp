@@ -127,6 +127,7 @@ std::string formatFrame(const Frame& f) {
       s += fmt(" uptime=%lu", f.uptime) + fmt(" reset_cause=0x%02lx", f.resetCause) +
            fmt(" active_total=%lu", f.activeTotal) + fmt(" n=%lu", f.nActive);
       for (int i = 0; i < f.nActive; i++) s += fmt(" active=%lu:%lu", f.active[i].code, f.active[i].severity);
+      if (f.features) s += fmt(" features=0x%02lx", f.features);  // the vectors leave out features=0
       break;
     case kTypeEvent:
       s += fmt(" code=%lu", f.code) + fmt(" event=%lu", f.event) + fmt(" severity=%lu", f.severity) +
@@ -236,6 +237,7 @@ bool frameFromExpect(const std::string& line, Frame* f) {
     else if (k == "status") f->status = (uint8_t)n;
     else if (k == "smtp_code") f->smtpCode = (uint16_t)n;
     else if (k == "via") f->via = (uint8_t)n;
+    else if (k == "features") f->features = (uint8_t)n;
   }
   // Second pass for the repeated keys, in order.
   int na = 0, nv = 0;

@@ -171,6 +171,9 @@ void testHelloCarriesBootSnapshot() {
   CHECK_EQ(h.nActive, 1);
   CHECK_EQ(h.active[0].code, 17);
   CHECK_EQ(h.active[0].severity, PLCMAIL_ALARM);
+  // features (SPEC.md 3.1): the library understands DELIVERY's via, so the
+  // gateway sends it the DELIVERYs of fallback channels.
+  CHECK_EQ(h.features, kFeatureVia);
   CHECK(pm.isActive(17));
   CHECK(!pm.isActive(4));
 }
@@ -386,6 +389,7 @@ void testQueueFullResyncs() {
   CHECK_EQ(fs[0].seq, want);
   CHECK_EQ(fs[0].nActive, PLCMAIL_QUEUE_LEN);  // 101..103 and 200
   CHECK_EQ(fs[0].activeTotal, PLCMAIL_QUEUE_LEN);
+  CHECK_EQ(fs[0].features, kFeatureVia);  // a resynchronising HELLO announces it too
   bool has200 = false, has100 = false;
   for (int i = 0; i < fs[0].nActive; i++) {
     has200 |= fs[0].active[i].code == 200 && fs[0].active[i].severity == PLCMAIL_CRITICAL;

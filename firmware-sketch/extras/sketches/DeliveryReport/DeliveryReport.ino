@@ -1,6 +1,7 @@
 // Test sketch (ATmega2560 only): the protocol on Serial (UART0), and every
 // status the library reports printed on Serial1 (UART1) as one line
-// "STATUS <what> <seq> <detail>", for hosttest's TestSimulatedDeliveryVia.
+// "STATUS <what> <seq> <detail>", for hosttest's TestSimulatedDeliveryVia
+// and TestSimulatedChannelsThroughGateway.
 // It uses only what every release of the library has (onStatus and the
 // numeric status values), so the same sketch builds against the library as
 // it was before DELIVERY's via byte (SPEC.md 3.6).
@@ -23,8 +24,16 @@ void setup() {
   alarms.onStatus(status);
   alarms.begin();
   alarms.raise(17, PLCMAIL_ALARM);  // in the HELLO's snapshot
+  pinMode(2, INPUT);                // PE4, driven by plcsim ("pin E4 1")
 }
 
 void loop() {
   alarms.poll();
+  // Pin 2 high raises alarm 18, critical, once: an EVENT after the HELLO,
+  // which a gateway's [[channel]] with severity_at_least carries at once.
+  static bool raised;
+  if (!raised && digitalRead(2)) {
+    raised = true;
+    alarms.raise(18, PLCMAIL_CRITICAL);
+  }
 }
