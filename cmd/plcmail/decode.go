@@ -164,6 +164,9 @@ func appendFrameJSON(b []byte, f *protocol.Frame, offset int64) []byte {
 	case protocol.TypeDelivery:
 		b = appendStr(b, "status", f.Status.String())
 		b = appendNum(b, "smtp_code", uint64(f.SMTPCode))
+		if f.Via != 0 { // 0 or absent: the mail server (SPEC 3.6)
+			b = appendNum(b, "via", uint64(f.Via))
+		}
 	}
 	b = appendNum(b, "offset", uint64(offset))
 	return append(b, "}\n"...)

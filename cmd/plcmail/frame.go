@@ -23,7 +23,7 @@ TYPE and its flags (all numbers may be decimal or 0x hex):
   heartbeat  --uptime S --active-total N
   ack        --result queued|duplicate
   nak        --reason bad-frame|version|unknown-type|malformed|busy
-  delivery   --status accepted|failed --smtp-code N
+  delivery   --status accepted|failed --smtp-code N [--via K] (K >= 1: the K-th [[channel]] carried it)
 Every type:
   --boot N          boot id (default 1)
   --seq N           sequence number (default 1 for hello and event, else 0)
@@ -41,7 +41,7 @@ var frameFlags = map[protocol.Type][]string{
 	protocol.TypeHeartbeat: {"uptime", "active-total"},
 	protocol.TypeAck:       {"result"},
 	protocol.TypeNak:       {"reason"},
-	protocol.TypeDelivery:  {"status", "smtp-code"},
+	protocol.TypeDelivery:  {"status", "smtp-code", "via"},
 }
 
 var commonFrameFlags = []string{"boot", "seq", "hex", "delim-before", "c"}
@@ -77,6 +77,7 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 	reason := fs.String("reason", "bad-frame", "")
 	status := fs.String("status", "accepted", "")
 	smtpCode := fs.String("smtp-code", "0", "")
+	via := fs.String("via", "0", "")
 	var values []protocol.Value
 	fs.Func("value", "", func(s string) error {
 		v, err := protocol.ParseValue(s)
@@ -137,6 +138,7 @@ func cmdFrame(ctx context.Context, e *env, args []string) error {
 	f.SMTPCode = uint16(num("smtp-code", *smtpCode, 16))
 	f.ResetCause = uint8(num("reset-cause", *resetCause, 8))
 	f.Features = uint8(num("features", *features, 8))
+	f.Via = uint8(num("via", *via, 8))
 	if numErr != nil {
 		return numErr
 	}

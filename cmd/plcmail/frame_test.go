@@ -78,6 +78,8 @@ func TestFrameMatchesVectors(t *testing.T) {
 		{"nak-busy", []string{"nak", "--boot", "7", "--seq", "3", "--reason", "busy"}},
 		{"delivery-accepted", []string{"delivery", "--boot", "7", "--seq", "3", "--smtp-code", "250"}},
 		{"delivery-failed", []string{"delivery", "--boot", "7", "--seq", "3", "--status", "failed", "--smtp-code", "550"}},
+		{"delivery-via-webhook", []string{"delivery", "--boot", "7", "--seq", "3", "--smtp-code", "200", "--via", "1"}},
+		{"delivery-via-255", []string{"delivery", "--boot", "7", "--seq", "3", "--smtp-code", "202", "--via", "255"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.vector, func(t *testing.T) {
@@ -152,6 +154,7 @@ func TestFrameDecodeRoundTrip(t *testing.T) {
 		{"frame", "heartbeat", "--boot", "9", "--uptime", "99"},
 		{"frame", "nak", "--boot", "9", "--seq", "2", "--reason", "malformed"},
 		{"frame", "delivery", "--boot", "9", "--seq", "2", "--status", "failed", "--smtp-code", "550"},
+		{"frame", "delivery", "--boot", "9", "--seq", "2", "--smtp-code", "200", "--via", "3"},
 	} {
 		out, errs, code := runProto(t, nil, args...)
 		if code != 0 {
@@ -160,7 +163,7 @@ func TestFrameDecodeRoundTrip(t *testing.T) {
 		stream = append(stream, out...)
 	}
 	objs, code := decodeLines(t, stream)
-	if code != 0 || len(objs) != 5 {
+	if code != 0 || len(objs) != 6 {
 		t.Fatalf("exit %d, %d objects: %v", code, len(objs), objs)
 	}
 	got, _ := json.Marshal(objs)
@@ -173,6 +176,7 @@ func TestFrameDecodeRoundTrip(t *testing.T) {
 		`"type":"heartbeat","uptime":99`,
 		`"reason":"malformed"`,
 		`"smtp_code":550,"status":"failed"`,
+		`"smtp_code":200,"status":"accepted","type":"delivery","via":3}`,
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("decoded %s\nlacks %s", got, want)
