@@ -29,6 +29,19 @@ TEMPLATE_OVERLAY ?= $(DIST)/.tmplmethods
 # -overlay flag, or fails the recipe when overlay.sh refuses this Go release.
 OVERLAY_SH = ov=; if [ -n '$(TEMPLATE_OVERLAY)' ]; then ov=$$(GO='$(GO)' sh deploy/tmplmethods/overlay.sh '$(TEMPLATE_OVERLAY)') || exit 1; ov="-overlay=$$ov"; fi
 
+# ROUTER_GCFLAGS: compiler flags of the builds for small boxes (make cross,
+# make openwrt, bench/size.sh; deploy/openwrt/Makefile repeats them), one
+# -gcflags argument per word, later words winning. No inlining (-l): 0.7 MB
+# less on MIPS (0.37 MB gzip). Inlining stays where the hot paths spend
+# their CPU: crypto, math/bits, the runtime, hashes, sync, byte order,
+# plcmail's own packages and go-smtp. With -l everywhere a TLS handshake took
+# five times the CPU under qemu-mipsel; with these exceptions the handshake,
+# the relay and the frame coding cost what they did (bench/RESULTS.md,
+# "Size"). Set it empty to build as `make build` does.
+ROUTER_GCFLAGS ?= all=-l crypto/...= vendor/golang.org/x/crypto/...= math/...= runtime= internal/runtime/...= \
+	hash/...= sync/...= internal/byteorder= encoding/binary= github.com/plcmail/plcmail/...= github.com/emersion/...=
+ROUTER_GCFLAGS_SH = gc=; for f in $(ROUTER_GCFLAGS); do gc="$$gc -gcflags=$$f"; done
+
 # GOOS/GOARCH[/variant] -> dist/plcmail-<os>-<arch><variant>. The variant is
 # GOARM for arm (6: Raspberry Pi Zero/1, 7: Pi 2+ and most ARM HMIs running a
 # 32-bit OS) and GOMIPS for mipsle (softfloat: OpenWrt routers' MIPS cores
@@ -54,7 +67,8 @@ build:
 
 cross:
 	@mkdir -p $(DIST) && rm -f $(DIST)/plcmail-* $(DIST)/SHA256SUMS
-	@set -e; $(OVERLAY_SH); for t in $(TARGETS); do \
+	@set -e; $(OVERLAY_SH); $(ROUTER_GCFLAGS_SH); [ -z "$$gc" ] || echo "ROUTER_GCFLAGS:$$gc"; \
+	for t in $(TARGETS); do \
 		os=$$(echo $$t | cut -d/ -f1); arch=$$(echo $$t | cut -d/ -f2); variant=$$(echo $$t | cut -s -d/ -f3); \
 		out=$(DIST)/plcmail-$$os-$$arch; goarm=; gomips=; \
 		case $$arch in \
@@ -63,7 +77,7 @@ cross:
 		esac; \
 		echo "build $$out"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$goarm GOMIPS=$$gomips \
-			$(GO) build $$ov $(GOFLAGS_BUILD) -o $$out ./cmd/plcmail; \
+			$(GO) build $$ov $$gc $(GOFLAGS_BUILD) -o $$out ./cmd/plcmail; \
 	done
 	@echo "sizes (bytes):"
 	@cd $(DIST) && for f in plcmail-*; do \
@@ -76,7 +90,8 @@ cross:
 # The feed Makefile for the OpenWrt SDK is deploy/openwrt/Makefile.
 openwrt:
 	@mkdir -p $(DIST)/openwrt && rm -f $(DIST)/openwrt/plcmail_*.ipk $(DIST)/openwrt/plcmail_*.apk
-	@set -e; $(OVERLAY_SH); v='$(IPK_VERSION)'; \
+	@set -e; $(OVERLAY_SH); $(ROUTER_GCFLAGS_SH); [ -z "$$gc" ] || echo "ROUTER_GCFLAGS:$$gc"; \
+	v='$(IPK_VERSION)'; \
 	apk=; if apk --version 2>/dev/null | grep -q '^apk-tools 3'; then apk=yes; fi; \
 	[ -n "$$v" ] || v=$$(echo '$(VERSION)' | sed -e 's/^v//' -e '/^[0-9]/!s/^/0.0.0~/')-1; \
 	for a in $(OPENWRT_ARCHS); do \
@@ -86,7 +101,7 @@ openwrt:
 		bin=$(DIST)/openwrt/plcmail-$$owarch; \
 		echo "build $$bin (GOARCH=$$arch$${goarm:+ GOARM=$$goarm}$${gomips:+ GOMIPS=$$gomips})"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$goarm GOMIPS=$$gomips \
-			$(GO) build $$ov $(GOFLAGS_BUILD) -o $$bin ./cmd/plcmail; \
+			$(GO) build $$ov $$gc $(GOFLAGS_BUILD) -o $$bin ./cmd/plcmail; \
 		ipk=$$(sh deploy/openwrt/ipk/build.sh --binary $$bin --arch $$owarch --version "$$v" --out $(DIST)/openwrt); \
 		rm -f $$bin; \
 		if [ -n "$$apk" ]; then sh deploy/openwrt/apk/build.sh --ipk $$ipk --out $(DIST)/openwrt >/dev/null; fi; \

@@ -18,7 +18,9 @@
 #     own. OpenWrt's kernels may add lzma to jffs2; zlib is the default and
 #     the larger of the two.
 #
-# A row for mipsle without the overlay shows what it saves.
+# The compiler flags are the Makefile's ROUTER_GCFLAGS unless set (one
+# -gcflags argument per word; ROUTER_GCFLAGS= builds without). Rows for
+# mipsle without the overlay and without ROUTER_GCFLAGS show what each saves.
 #
 # Then the per-package table: the mipsle binary built again without -s -w,
 # `go tool nm -size -sort size` grouped by package (text, rodata and data
@@ -32,16 +34,23 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 GO=${GO:-go}
 tags=${BUILDTAGS-$(sed -n 's/^BUILDTAGS[[:space:]]*?=[[:space:]]*//p' Makefile)}
+# ROUTER_GCFLAGS spans lines in the Makefile: join its continuation lines.
+gcflags=${ROUTER_GCFLAGS-$(sed -e ':a' -e '/\\$/{N;s/\\\n[[:space:]]*/ /;ba' -e '}' Makefile |
+	sed -n 's/^ROUTER_GCFLAGS[[:space:]]*?=[[:space:]]*//p')}
+gc=
+for f in $gcflags; do gc="$gc -gcflags=$f"; done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ov=
 [ "${TEMPLATE_OVERLAY:-}" = no ] || ov=-overlay=$(GO=$GO sh deploy/tmplmethods/overlay.sh "$tmp/overlay")
 
-build() { # build OUT GOARCH VARIANT [ldflags [overlay flag]]
-	out=$1 arch=$2 variant=$3 ld=${4--s -w} o=${5-$ov}
+build() { # build OUT GOARCH VARIANT [ldflags [overlay flag [gcflags flags]]]
+	out=$1 arch=$2 variant=$3 ld=${4--s -w} o=${5-$ov} g=${6-$gc}
+	# $g is split into its -gcflags=... words on purpose.
+	# shellcheck disable=SC2086
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOMIPS=$([ "$arch" = mipsle ] && echo "$variant") \
 		GOARM=$([ "$arch" = arm ] && echo "$variant") \
-		$GO build $o -tags "$tags" -trimpath -ldflags "$ld" -o "$out" ./cmd/plcmail
+		$GO build $o $g -tags "$tags" -trimpath -ldflags "$ld" -o "$out" ./cmd/plcmail
 }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB (%d)", b / 1048576, b }'; }
 
@@ -77,8 +86,12 @@ if [ -n "$ov" ]; then
 	build "$tmp/plain" mipsle softfloat "-s -w" ""
 	row "linux/mipsle (softfloat), plain text/template (no overlay)" "$tmp/plain" mipsle
 fi
+if [ -n "$gc" ]; then
+	build "$tmp/inline" mipsle softfloat "-s -w" "$ov" ""
+	row "linux/mipsle (softfloat), without ROUTER_GCFLAGS (inlining everywhere)" "$tmp/inline" mipsle
+fi
 echo
-echo "Built with \`${ov:+-overlay (deploy/tmplmethods) }-tags \"$tags\" -trimpath -ldflags \"-s -w\"\`, $($GO version | cut -d' ' -f3)."
+echo "Built with \`${ov:+-overlay (deploy/tmplmethods) }${gc:+$(echo "$gc" | sed 's/^ //') }-tags \"$tags\" -trimpath -ldflags \"-s -w\"\`, $($GO version | cut -d' ' -f3)."
 echo
 
 build "$tmp/full" mipsle softfloat ""

@@ -648,6 +648,7 @@ func TestMakeCrossBuild(t *testing.T) {
 					t.Errorf("build setting %s = %q, want %q", k, settings[k], v)
 				}
 			}
+			wantGCFlagsSetting(t, settings)
 			data, _ := os.ReadFile(bin)
 			if !bytes.Contains(data, []byte("v0.0.0-maketest")) {
 				t.Error("version string not in the binary (main.version renamed?)")

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"debug/buildinfo"
 	"debug/elf"
 	"io"
 	"io/fs"
@@ -207,6 +208,15 @@ func TestMakeOpenWrt(t *testing.T) {
 				t.Error("binary not built with deploy/tmplmethods' text/template overlay")
 			}
 			f.Close()
+			info, err := buildinfo.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			settings := map[string]string{}
+			for _, s := range info.Settings {
+				settings[s.Key] = s.Value
+			}
+			wantGCFlagsSetting(t, settings)
 			qemu := testenv.NeedTool(t, a.qemu, "qemu-user")
 			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "plcmail v1.2.3") {
 				t.Errorf("%s plcmail version: %v\n%s", a.qemu, err, out)
