@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,6 +135,12 @@ func (uc *Conn) auth(ctx context.Context, tlsOn bool) error {
 			}
 			return fmt.Errorf("no supported AUTH mechanism among %q (set upstream.auth)", offered)
 		}
+	} else if offered != "" && !slices.Contains(strings.Fields(strings.ToUpper(offered)), strings.ToUpper(mech)) {
+		// A mechanism the server does not list only earns a 504 that reads
+		// like a wrong password; say what it offers instead, before any
+		// credential is sent.
+		uc.tracef("* server offers AUTH %s, not %s", offered, strings.ToUpper(mech))
+		return fmt.Errorf("%w: it offers AUTH %q, not %s", ErrAuthNotOffered, offered, strings.ToUpper(mech))
 	}
 	var secret string
 	if o.Secret != nil {

@@ -10,6 +10,11 @@ import (
 // does not offer STARTTLS (misconfigured, or an attacker stripped it).
 var ErrNoStartTLS = errors.New("upstream does not offer STARTTLS; refusing to send credentials or mail in clear")
 
+// ErrAuthNotOffered is the failure for an upstream.auth mechanism (XOAUTH2
+// with [upstream.oauth]) that the server's EHLO does not list: it is a
+// configuration mistake, not a wrong password, and is told apart from one.
+var ErrAuthNotOffered = errors.New("server does not offer this AUTH mechanism")
+
 // ErrPinMismatch is the failure for a certificate that matches none of
 // upstream.tls_fingerprints.
 var ErrPinMismatch = errors.New("upstream certificate matches no tls_fingerprints pin")

@@ -28,7 +28,7 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		if su, ok := findServiceUser(cfg); ok {
 			problems = problems.Merge(checkServiceUserAccess(cfg, su))
 		}
-		warnings = listenWarnings(cfg, localAddrs()).Merge(cfg.Warnings())
+		warnings = listenWarnings(cfg, localAddrs()).Merge(deviceWarnings(cfg)).Merge(cfg.Warnings())
 	}
 	printProblems(e.stdout, e.configPath, warnings)
 	if len(problems) > 0 {

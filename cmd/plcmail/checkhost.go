@@ -227,6 +227,24 @@ func listenWarnings(cfg *config.Config, local []net.IP) config.Errors {
 	return out
 }
 
+// deviceWarnings names the [[serial]] devices that do not exist now: a typo
+// in the path passed check and only showed as a link that never came up.
+// Only a warning, since an adapter may be plugged in later and serve opens
+// the device when it appears.
+func deviceWarnings(cfg *config.Config) config.Errors {
+	var out config.Errors
+	for i, s := range cfg.Serial {
+		if s.Device == "" {
+			continue // found by USB ids
+		}
+		if _, err := os.Stat(s.Device); errors.Is(err, fs.ErrNotExist) {
+			e := cfg.Errorf(fmt.Sprintf("serial[%d].device", i), "warning: %s does not exist now (a typo, or not plugged in? ls /dev/serial/by-id/); serve opens it when it appears", s.Device)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // localAddrs are the IP addresses of this machine's interfaces.
 func localAddrs() []net.IP {
 	addrs, err := net.InterfaceAddrs()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,42 @@ func TestCheckListenNotLocal(t *testing.T) {
 	c.Extra = "[smtp]\nlisten = [\"" + net.JoinHostPort(mine, "2525") + "\"]\nallowed_networks = [\"127.0.0.0/8\"]\n"
 	if r := runCLI(t, "", "plcmail", "check", "-c", c.write(t)); r.code != 0 || strings.Contains(r.stdout, "warning") {
 		t.Errorf("%s: %+v", mine, r)
+	}
+}
+
+// TestCheckSerialDeviceMissing: a [[serial]] device path that does not exist
+// (a typo, an adapter not plugged in) passed check with "ok" and then only
+// showed as a link that never comes up. It is a warning at its line (exit
+// 0: serve waits for the device), and a device that exists is not.
+func TestCheckSerialDeviceMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "ttyUSB9")
+	present := filepath.Join(t.TempDir(), "ttyPresent")
+	if err := os.WriteFile(present, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		device string
+		want   string
+	}{
+		{missing, "serial[0].device: warning: " + missing + " does not exist"},
+		{present, ""},
+	}
+	for _, tt := range tests {
+		c := newTestConfig(t)
+		c.Extra = fmt.Sprintf("[[serial]]\nname = \"a\"\ndevice = %q\n\n[[alarm]]\ncode = 1\nto = [\"ops@example.com\"]\n", tt.device)
+		path := c.write(t)
+		r := runCLI(t, "", "plcmail", "check", "-c", path)
+		if r.code != 0 || !strings.HasSuffix(r.stdout, ": ok\n") {
+			t.Errorf("%s: %+v", tt.device, r)
+		}
+		if tt.want == "" {
+			if strings.Contains(r.stdout, "warning") {
+				t.Errorf("%s: %+v", tt.device, r)
+			}
+			continue
+		}
+		if !strings.Contains(r.stdout, tt.want) || !regexp.MustCompile(regexp.QuoteMeta(path)+`:\d+: serial\[0\]\.device`).MatchString(r.stdout) {
+			t.Errorf("%s: want %q with its line: %+v", tt.device, tt.want, r)
+		}
 	}
 }

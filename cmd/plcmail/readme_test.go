@@ -279,3 +279,57 @@ func flatten(lists [][][]string) []string {
 	}
 	return out
 }
+
+// TestREADMESectionReferences checks that every README section a message or
+// comment of the gateway's source points to (`README, "Section"`) is a
+// heading of README.md (a reference may name its start only), so that a user
+// told to read a section finds it: login once sent users to a section named
+// "Pointing plcmail at your mail provider", which does not exist.
+func TestREADMESectionReferences(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var headings []string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "#") {
+			headings = append(headings, strings.TrimSpace(strings.TrimLeft(l, "#")))
+		}
+	}
+	refRE := regexp.MustCompile(`README, \\?"([^"\\]+)\\?"`)
+	found := 0
+	err = filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "firmware-sketch") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, l := range strings.Split(string(src), "\n") {
+			for _, m := range refRE.FindAllStringSubmatch(l, -1) {
+				found++
+				ok := false
+				for _, h := range headings {
+					ok = ok || strings.HasPrefix(h, m[1])
+				}
+				if !ok {
+					t.Errorf("%s:%d: refers to README section %q, which README.md has no heading for", path, i+1, m[1])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatal("found no README references in the source; is the pattern broken?")
+	}
+}

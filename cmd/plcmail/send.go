@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plcmail/plcmail/config"
 	"github.com/plcmail/plcmail/message"
 	"github.com/plcmail/plcmail/spool"
+	"github.com/plcmail/plcmail/submit"
 )
 
 // maxSendBytes bounds what `plcmail send` reads from stdin. Providers refuse
@@ -185,7 +187,14 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	// write the spool either: the running gateway queues for them.
 	if os.Geteuid() != 0 {
 		if f, err := os.Open(e.configPath); errors.Is(err, fs.ErrPermission) {
-			return sendViaGateway(ctx, e, submitSocketPath(e, nil), args, raw, o.verbose)
+			path := submitSocketPath(e, nil)
+			err := sendViaGateway(ctx, e, path, args, raw, o.verbose)
+			if errors.Is(err, submit.ErrNotRunning) && path == config.DefaultSubmitSocket {
+				// The gateway may well run, on a submit_socket that the
+				// config this user cannot read names.
+				return withStatus(exTempFail, fmt.Errorf("%w (or %s, which this user may not read, moves submit_socket: then set PLCMAIL_SUBMIT_SOCKET to it)", err, e.configPath))
+			}
+			return err
 		} else if err == nil {
 			f.Close()
 		}

@@ -251,7 +251,7 @@ func reload(path string, started *config.Config, links *bridge.Bridge, poller *m
 // reloaded by a package script, without anyone running check, must say it
 // too, as Postfix logs its warnings at start.
 func logWarnings(cfg *config.Config, log *slog.Logger) {
-	for _, w := range listenWarnings(cfg, localAddrs()).Merge(cfg.Warnings()) {
+	for _, w := range listenWarnings(cfg, localAddrs()).Merge(deviceWarnings(cfg)).Merge(cfg.Warnings()) {
 		log.Warn("configuration warning", "warning", w.Error())
 	}
 }

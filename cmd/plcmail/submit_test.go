@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/plcmail/plcmail/config"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -140,6 +141,19 @@ min_backoff = "1h"
 	out, code = asUser(bin, "sendmail", bobUID, bobGID, "Subject: bob\n\nhi\n", env, "-f", "alice", "ops@example.com")
 	if code != 0 {
 		t.Fatalf("bob's sendmail: exit %d: %s", code, out)
+	}
+
+	// Without PLCMAIL_SUBMIT_SOCKET alice's send knocks at the default
+	// socket, where no gateway listens here: exit 75, and since she may not
+	// read the config that names the real one, the error says so and how to
+	// reach it, instead of claiming the running gateway is not running.
+	if _, err := os.Stat(config.DefaultSubmitSocket); err == nil {
+		t.Logf("skipping the default-socket case: %s exists on this machine", config.DefaultSubmitSocket)
+	} else {
+		out, code = asUser(bin, "sendmail", aliceUID, aliceGID, msg, env[:1], "-t")
+		if code != 75 || !strings.Contains(out, "PLCMAIL_SUBMIT_SOCKET") || !strings.Contains(out, conf) {
+			t.Errorf("alice's sendmail without PLCMAIL_SUBMIT_SOCKET: exit %d: %s", code, out)
+		}
 	}
 
 	// What exit 0 promised survives the gateway's SIGKILL.

@@ -85,6 +85,10 @@ func testHint(err error, port int, oauthSet bool) string {
 		return "the certificate is not signed by a trusted CA: add the CA with upstream.ca_file, or pin the certificate with upstream.tls_fingerprints"
 	case errors.As(err, &hostname):
 		return "the certificate is not issued for upstream.host: use the name the provider documents (e.g. smtp.gmail.com), not an IP address"
+	case errors.Is(err, upstream.ErrAuthNotOffered) && oauthSet:
+		return "XOAUTH2 is the mechanism of [upstream.oauth] and this server does not offer it: check upstream.host (smtp.office365.com, smtp.gmail.com)"
+	case errors.Is(err, upstream.ErrAuthNotOffered):
+		return "set upstream.auth to a mechanism the server offers, or to auto"
 	case code == 535 || code == 534 || (errors.As(err, &ce) && ce.Stage == "auth"):
 		return "authentication failed: check upstream.username and the password; Gmail needs an app password, Microsoft 365 needs SMTP AUTH enabled for the mailbox"
 	case errors.As(err, &se) && se.Command == "MAIL" && code >= 500:

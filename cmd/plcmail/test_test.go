@@ -42,6 +42,7 @@ func TestTestCommand(t *testing.T) {
 		opts   mailertest.Options
 		config func(u *mailertest.Upstream) string
 		hint   string
+		nohint string // a hint that would mislead here
 	}{{
 		name: "STARTTLS missing: no credentials, no mail",
 		opts: mailertest.Options{Security: mailertest.Plain, AllowInsecureAuth: true},
@@ -69,6 +70,19 @@ func TestTestCommand(t *testing.T) {
 		},
 		hint: "authentication failed",
 	}, {
+		// The server's EHLO lists the mechanisms it takes: one it does not
+		// list is not sent (it would only earn a 504 that reads like a bad
+		// password), and the error names both.
+		name: "mechanism not offered",
+		opts: mailertest.Options{RequireAuth: true, AuthMechs: []string{"PLAIN", "LOGIN"}},
+		config: func(u *mailertest.Upstream) string {
+			cu := u.Config()
+			cu.Auth = "cram-md5"
+			return upstreamTOML(cu)
+		},
+		hint:   `offers AUTH "PLAIN LOGIN", not CRAM-MD5`,
+		nohint: "the password",
+	}, {
 		name:   "recipient refused",
 		opts:   mailertest.Options{Rcpt: func(string) error { return mailertest.Reply(550, "no such user") }},
 		config: func(u *mailertest.Upstream) string { return upstreamTOML(u.Config()) },
@@ -88,6 +102,9 @@ func TestTestCommand(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, tt.hint) {
 				t.Errorf("stderr lacks hint %q", tt.hint)
+			}
+			if tt.nohint != "" && strings.Contains(r.stderr, tt.nohint) {
+				t.Errorf("stderr has the misleading %q", tt.nohint)
 			}
 			if len(u.Messages()) != 0 {
 				t.Errorf("upstream accepted %d messages", len(u.Messages()))

@@ -111,5 +111,5 @@ func loginEntry(cfg *config.Config, name string) (*config.Upstream, error) {
 	if name != "" {
 		return nil, fmt.Errorf("%s has no upstream named %q (names: %s)", cfg.File, name, strings.Join(upstreamNames(cfg), ", "))
 	}
-	return nil, fmt.Errorf("%s has no [upstream.oauth] section: nothing to sign in to (see README, \"Pointing plcmail at your mail provider\")", cfg.File)
+	return nil, fmt.Errorf("%s has no [upstream.oauth] section: nothing to sign in to (see README, \"Point it at your mail provider\")", cfg.File)
 }
