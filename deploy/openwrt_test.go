@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -360,7 +361,7 @@ func installIPK(t *testing.T, p ipk, qemu string) {
 	// way postinst must not start a gateway on a config that fails it.
 	checkOut, checkErr := chroot("plcmail check")
 	t.Logf("plcmail check on the packaged config: %v\n%s", checkErr, checkOut)
-	if checkErr != nil && strings.Contains(procd, "open") {
+	if checkErr != nil && slices.Contains(strings.Split(procd, "\n"), "open") { // the procd_open_instance line, not a log line containing "open"
 		t.Error("service started although plcmail check fails")
 	}
 	if checkErr != nil && !strings.Contains(out, "plcmail check && /etc/init.d/plcmail start") {
