@@ -378,6 +378,11 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.log.Info("queue: inotify dropped change events (its queue overflowed); listing queue/ now")
 			q.lastScan, q.lastFull = time.Time{}, time.Time{}
 		}
+		// Messages this process queued are taken here too, not only on
+		// Wake: inotify's report of their file kicks the loop, so a caller
+		// that forgot Wake does not leave one waiting for the next full
+		// listing (ten minutes). applyNotes leaves them to this.
+		q.addFresh()
 		now := q.now()
 		if now.Sub(q.lastScan) >= q.opts.ScanEvery {
 			q.scan(now.Sub(q.lastFull) >= q.fullEvery())

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -539,5 +540,36 @@ func TestQueueDeadLettersBadEnvelope(t *testing.T) {
 	}
 	if tr := u.Transcript(); strings.Contains(tr, "victim") || strings.Contains(tr, "pwned") || strings.Contains(tr, "o\x00ps") {
 		t.Errorf("a bad envelope reached the upstream:\n%s", tr)
+	}
+}
+
+// TestQueueEnqueueWithoutWake: a message this process queues while the loop
+// runs is delivered even when the caller forgets Wake: inotify reports its
+// file and the loop takes it over. It used to wait for the next full
+// listing (ten minutes), which made tests that queue right after starting
+// the loop fail on a loaded machine.
+func TestQueueEnqueueWithoutWake(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("without inotify the next listing finds it")
+	}
+	u, opts, s := upstreamSpool(t, mailertest.Options{})
+	_, results := runQueue(t, s, opts)
+	// Wait until the loop tracks this process's messages (Run started).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		on := s.trackFresh
+		s.mu.Unlock()
+		if on {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("queue loop did not start")
+		}
+	}
+	if _, err := s.Enqueue(testSub(1, "nowake")); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResults(t, results, 1, 5*time.Second)[0]; !r.Delivered || len(u.Messages()) != 1 {
+		t.Fatalf("result %+v, %d delivered", r, len(u.Messages()))
 	}
 }
