@@ -181,15 +181,13 @@ func TestQuotedLocalPart(t *testing.T) {
 	if got := codeList(out); got != "220 250 553 250 250 550 250 354 250 221" {
 		t.Fatalf("reply codes %q\n%s", got, out)
 	}
-	list, err := sp.List()
-	if err != nil || len(list) != 1 {
-		t.Fatalf("spool: %v %v", list, err)
-	}
-	wantTo := []string{`"victim@gmail.com"@example.com`, `"a\"b"@example.com`}
-	if e := list[0].Envelope; e.From != `"plc@press-1"@example.com` || strings.Join(e.To, " ") != strings.Join(wantTo, " ") {
-		t.Errorf("queued envelope %q -> %q", e.From, e.To)
-	}
+	// The envelope is checked where it arrives, in the upstream's
+	// transcript (its parsed form drops the quotes): the queue may deliver
+	// before a listing of the spool would see the message.
 	u.Wait(t, 1, 15*time.Second)
+	if n := len(u.Messages()); n != 1 {
+		t.Errorf("%d messages relayed, want 1", n)
+	}
 	tr := u.Transcript()
 	for _, want := range []string{
 		`MAIL FROM:<"plc@press-1"@example.com>`,
