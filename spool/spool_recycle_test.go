@@ -510,3 +510,74 @@ func TestRecyclePoolYieldsOnSmallDisk(t *testing.T) {
 		t.Errorf("%d files left in free/ after it was given back", n)
 	}
 }
+
+// A message a little shorter than the free file it is written into keeps
+// the file's size, by spaces at the end of its header line, so that the
+// overwrite changes no metadata its fdatasync must write; it reads back
+// byte for byte, also through the listing's one-read path (readHeader).
+// Much shorter, it is truncated to its length; longer, the file grows.
+func TestRecycledFileKeepsSize(t *testing.T) {
+	base := bytes.Repeat([]byte("0123456789abcdef\r\n"), 200)
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		keepSize bool
+	}{
+		{"a few bytes shorter", base[:len(base)-5], true},
+		{"same length", base, true},
+		{"much shorter", base[:len(base)-2000], false},
+		{"longer", append(append([]byte(nil), base...), "more\r\n"...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestSpool(t, dir)
+			unlock, err := s.LockDelivery()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			first := testSub(1, "")
+			first.Data = base
+			id1, err := s.Enqueue(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi1, err := os.Stat(s.path(dirQueue, id1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delivered(id1); err != nil {
+				t.Fatal(err)
+			}
+			sub := testSub(2, "")
+			sub.Data = tc.data
+			id2, err := s.Enqueue(sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi2, err := os.Stat(s.path(dirQueue, id2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(fi1, fi2) {
+				t.Fatal("free file not reused")
+			}
+			if keep := fi2.Size() == fi1.Size(); keep != tc.keepSize {
+				t.Errorf("size %d, was %d: kept %v, want %v", fi2.Size(), fi1.Size(), keep, tc.keepSize)
+			}
+			if !tc.keepSize {
+				m, _ := s.Get(id2)
+				if want := int64(len(encodeSpoolFile(&m, tc.data))); fi2.Size() != want {
+					t.Errorf("size %d, want the message's own %d", fi2.Size(), want)
+				}
+			}
+			m, data, err := s.read(dirQueue, id2, true, true)
+			if err != nil || !bytes.Equal(data, tc.data) || m.ID != id2 {
+				t.Fatalf("read back: id %s, %d bytes, %v", m.ID, len(data), err)
+			}
+			if hm, ok, err := s.readHeader(dirQueue, id2); !ok || err != nil || hm.ID != id2 || hm.Size != int64(len(tc.data)) {
+				t.Errorf("readHeader: %+v, ok %v, %v", hm, ok, err)
+			}
+		})
+	}
+}
