@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -286,61 +285,22 @@ func (s *Spool) writeRecycled(name, final string, data []byte) error {
 	return err
 }
 
-// maxPad bounds the spaces overwrite adds to a header line: the header of a
-// padded file still fits in readHeader's one read.
-const maxPad = 1024
-
-// overwrite writes the spool file data over the free file at path and
-// makes it durable with fdatasync: the data and the size, not the
-// timestamps, which nothing reads back from a queue file but status's age
-// of the oldest message (after a power loss it may show the free file's
-// older time).
-//
-// When data is a little shorter than the file (messages from one source
-// differ by a few bytes: a time, a counter), its header line is padded
-// with spaces, which JSON allows and every reader of the format since the
-// first accepts (the header's own length is what locates the body), so
-// that the file keeps its size. Then the overwrite changes no metadata
-// fdatasync must write: on ext4 without a journal that saves a synchronous
-// write of the inode per queued message; the timestamps reach the disk
-// with the kernel's writeback, many inodes per block.
 func overwrite(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	var size int64
-	fi, err := f.Stat()
+	_, err = f.Write(data)
 	if err == nil {
-		size = fi.Size()
-		data = padHeader(data, size)
-		_, err = f.Write(data)
-	}
-	if err == nil && int64(len(data)) < size {
 		err = f.Truncate(int64(len(data)))
 	}
 	if err == nil {
-		err = datasync(f)
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// padHeader returns the spool file data padded to size bytes with spaces
-// at the end of its header line, or data itself when it is not shorter
-// than size by 1 to maxPad bytes.
-func padHeader(data []byte, size int64) []byte {
-	pad := size - int64(len(data))
-	nl := bytes.IndexByte(data, '\n')
-	if pad <= 0 || pad > maxPad || nl < 0 {
-		return data
-	}
-	out := make([]byte, 0, size)
-	out = append(out, data[:nl]...)
-	out = append(out, bytes.Repeat([]byte{' '}, int(pad))...)
-	return append(out, data[nl:]...)
 }
 
 // stillLinked reports whether path still names the file fi describes.
