@@ -42,6 +42,7 @@ import (
 
 	"github.com/plcmail/plcmail/spool"
 	"github.com/plcmail/plcmail/upstream"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	work := flag.String("dir", "", "work directory (default: a temporary one)")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	wear := flag.Int("wear", 0, "only measure what this many alarm mails and as many relayed messages write (needs -sink)")
+	dev := flag.String("dev", "", "with -wear: the block device under -dir (e.g. loop0), whose write counters in /sys/block/DEV/stat are reported per message")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -71,7 +73,7 @@ func main() {
 		ns = append(ns, n)
 	}
 	if *wear > 0 {
-		if err := measureWear(*work, *wear, *size, *sink); err != nil {
+		if err := measureWear(*work, *wear, *size, *sink, *dev); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -283,7 +285,13 @@ func freePort() int {
 // the block layer; syscw: write system calls, the SMTP socket's included).
 // bench/queuedepth.sh runs it under strace to count the file operations
 // on the spool one by one.
-func measureWear(dir string, n, size int, sink string) error {
+//
+// With dev (a block device that holds dir and nothing else busy, such as a
+// loop device) it also reports what reached the device per message: write
+// requests and bytes from /sys/block/DEV/stat, read after a syncfs at each
+// phase's start and end, so that metadata the kernel writes back later is
+// counted too.
+func measureWear(dir string, n, size int, sink, dev string) error {
 	if dir == "" || sink == "" {
 		return fmt.Errorf("-wear needs -dir and -sink")
 	}
@@ -308,11 +316,19 @@ func measureWear(dir string, n, size int, sink string) error {
 	go q.Run(ctx)
 	body := []byte("From: plc@example.com\r\nTo: ops@example.com\r\nSubject: alarm\r\n\r\n" + strings.Repeat("x", max(size-80, 0)) + "\r\n")
 	delivered := uint64(0)
-	fmt.Println("| kind | messages | write_bytes/msg | syscw/msg |\n|---|---:|---:|---:|")
+	if dev == "" {
+		fmt.Println("| kind | messages | write_bytes/msg | syscw/msg |\n|---|---:|---:|---:|")
+	} else {
+		fmt.Println("| kind | messages | write_bytes/msg | syscw/msg | device write requests/msg | device bytes written/msg |\n|---|---:|---:|---:|---:|---:|")
+	}
 	for _, kind := range []string{"alarm", "relayed"} {
 		time.Sleep(500 * time.Millisecond)
 		// A marker for the strace log: what follows is this kind.
 		os.WriteFile(filepath.Join(dir, "phase-"+kind), nil, 0o600)
+		d0, err := devWrites(dir, dev)
+		if err != nil {
+			return err
+		}
 		io0 := procIO()
 		for i := range n {
 			sub := spool.Submission{Envelope: spool.Envelope{From: "plc@example.com", To: []string{"ops@example.com"}}, Data: body, Source: kind}
@@ -330,9 +346,46 @@ func measureWear(dir string, n, size int, sink string) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 		io1 := procIO()
-		fmt.Printf("| %s | %d | %.0f | %.1f |\n", kind, n, float64(io1["write_bytes"]-io0["write_bytes"])/float64(n), float64(io1["syscw"]-io0["syscw"])/float64(n))
+		d1, err := devWrites(dir, dev)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| %s | %d | %.0f | %.1f |", kind, n, float64(io1["write_bytes"]-io0["write_bytes"])/float64(n), float64(io1["syscw"]-io0["syscw"])/float64(n))
+		if dev != "" {
+			fmt.Printf(" %.2f | %.0f |", float64(d1[0]-d0[0])/float64(n), float64(d1[1]-d0[1])/float64(n))
+		}
+		fmt.Println()
 	}
 	return nil
+}
+
+// devWrites syncs dir's file system and returns dev's completed write
+// requests and bytes written so far (fields 5 and 7 of /sys/block/DEV/stat,
+// the latter in 512-byte sectors); zeros without dev.
+func devWrites(dir, dev string) ([2]int64, error) {
+	if dev == "" {
+		return [2]int64{}, nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return [2]int64{}, err
+	}
+	err = unix.Syncfs(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return [2]int64{}, fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/block", dev, "stat"))
+	if err != nil {
+		return [2]int64{}, err
+	}
+	fs := strings.Fields(string(b))
+	if len(fs) < 7 {
+		return [2]int64{}, fmt.Errorf("/sys/block/%s/stat: %d fields", dev, len(fs))
+	}
+	ios, _ := strconv.ParseInt(fs[4], 10, 64)
+	sectors, _ := strconv.ParseInt(fs[6], 10, 64)
+	return [2]int64{ios, sectors * 512}, nil
 }
 
 func procIO() map[string]int64 {
