@@ -12,7 +12,11 @@
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# COMMIT: what `plcmail version` shows when Go recorded no vcs.revision (a
+# git worktree, whose .git is a file Go does not recognise): the full hash,
+# "-dirty" with uncommitted changes.
+COMMIT  ?= $(shell git describe --always --abbrev=40 --dirty --exclude='*' 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # nethttpomithttp2 leaves HTTP/2 out of net/http (0.5 MB of a 12 MB binary):
 # plcmail's only HTTP is OAuth token requests, which HTTP/1.1 serves as well.
 BUILDTAGS ?= nethttpomithttp2

@@ -656,6 +656,9 @@ func TestMakeCrossBuild(t *testing.T) {
 			t.Logf("%s: %d bytes (%s)", tg.file, len(data), runtime.Version())
 
 			qemu := testenv.NeedTool(t, tg.qemu, "qemu-user")
+			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !versionOutput("v0.0.0-maketest").Match(out) {
+				t.Errorf("%s plcmail version: %v\n%s", tg.qemu, err, out)
+			}
 			mails := t.TempDir()
 			demo := exec.Command(qemu, bin, "demo", "--pace", "100ms", "--out", mails)
 			// A short TMPDIR: the demo's spool, and with it the status

@@ -219,7 +219,7 @@ func TestMakeOpenWrt(t *testing.T) {
 			}
 			wantGCFlagsSetting(t, settings)
 			qemu := testenv.NeedTool(t, a.qemu, "qemu-user")
-			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "plcmail v1.2.3") {
+			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !versionOutput("v1.2.3").Match(out) {
 				t.Errorf("%s plcmail version: %v\n%s", a.qemu, err, out)
 			}
 			if a.arch == "mipsel_24kc" {
@@ -227,6 +227,34 @@ func TestMakeOpenWrt(t *testing.T) {
 			}
 			t.Run("apk", func(t *testing.T) { checkAPK(t, dist, a.arch, p) })
 		})
+	}
+}
+
+// versionOutput matches what `plcmail version` prints for a binary the
+// Makefile built with VERSION=version from this checkout: the commit's full
+// hash, never "unknown" (a test run from a git worktree, where Go records no
+// vcs.revision, relies on the Makefile's -X main.commit).
+func versionOutput(version string) *regexp.Regexp {
+	return regexp.MustCompile(`^plcmail ` + regexp.QuoteMeta(version) + `\ncommit  [0-9a-f]{40}( \(modified\))?\ngo      `)
+}
+
+// TestFeedCommit checks that the SDK feed Makefile stamps the commit:
+// the SDK builds from a tarball of the checkout without .git, so Go records
+// no vcs.revision and `plcmail version` would say "commit unknown".
+func TestFeedCommit(t *testing.T) {
+	mk, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "openwrt", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^(\w+):=(.*)$`).FindAllSubmatch(mk, -1) {
+		vars[string(m[1])] = string(m[2])
+	}
+	if v := vars["PKG_SOURCE_VERSION"]; !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(v) {
+		t.Errorf("PKG_SOURCE_VERSION %q, want a full commit hash (it is stamped as the commit)", v)
+	}
+	if x := strings.Fields(vars["GO_PKG_LDFLAGS_X"]); !slices.Contains(x, "main.commit=$(PKG_SOURCE_VERSION)") || !slices.Contains(x, "main.version=v$(PKG_VERSION)") {
+		t.Errorf("GO_PKG_LDFLAGS_X %q does not stamp main.version and main.commit", x)
 	}
 }
 
@@ -372,7 +400,7 @@ func installIPK(t *testing.T, p ipk, qemu string) {
 	if out, err := chroot("plcmail check"); err != nil {
 		t.Errorf("plcmail check on the packaged config with a password: %v\n%s", err, out)
 	}
-	if out, err := chroot("plcmail version"); err != nil || !strings.HasPrefix(out, "plcmail v1.2.3") {
+	if out, err := chroot("plcmail version"); err != nil || !versionOutput("v1.2.3").MatchString(out) {
 		t.Errorf("plcmail version in the chroot: %v\n%s", err, out)
 	}
 	uid := lookupUID(t, filepath.Join(root, "etc/passwd"), "plcmail")

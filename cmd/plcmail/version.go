@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // version is the release name, set at build time with
@@ -15,11 +16,23 @@ import (
 // used, and "dev" for a plain build from a checkout.
 var version = "dev"
 
+// commit is the source's git commit, set at build time by the Makefile and
+// the OpenWrt feed with
+//
+//	-ldflags "-X main.commit=$(git describe --always --abbrev=40 --dirty --exclude='*')"
+//
+// ("-dirty" at the end: built from a tree with uncommitted changes). It is
+// used only when the Go toolchain recorded no vcs.revision: Go stamps one
+// only where it finds a .git directory, so builds in a git worktree (whose
+// .git is a file) and from a source tarball (the OpenWrt SDK's download
+// of the release) carry none.
+var commit = ""
+
 // buildInfo is what `plcmail version` prints and `serve` logs at start, so a
 // bug report names the exact binary.
 type buildInfo struct {
 	Version  string
-	Commit   string // vcs.revision, "unknown" when the build did not record it
+	Commit   string // vcs.revision, else main.commit, "unknown" when the build recorded neither
 	Modified bool   // built from a tree with uncommitted changes
 	Go       string
 	Platform string
@@ -27,6 +40,9 @@ type buildInfo struct {
 
 func readBuildInfo() buildInfo {
 	bi := buildInfo{Version: version, Commit: "unknown", Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if c, dirty := strings.CutSuffix(commit, "-dirty"); c != "" {
+		bi.Commit, bi.Modified = c, dirty
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return bi
