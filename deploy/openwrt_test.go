@@ -218,9 +218,15 @@ func TestMakeOpenWrt(t *testing.T) {
 				settings[s.Key] = s.Value
 			}
 			wantGCFlagsSetting(t, settings)
+			if !slices.Contains(strings.Split(settings["-tags"], ","), "nodemo") {
+				t.Errorf("build setting -tags = %q, want OPENWRT_BUILDTAGS' nodemo", settings["-tags"])
+			}
 			qemu := testenv.NeedTool(t, a.qemu, "qemu-user")
 			if out, err := exec.Command(qemu, bin, "version").CombinedOutput(); err != nil || !versionOutput("v1.2.3").Match(out) {
 				t.Errorf("%s plcmail version: %v\n%s", a.qemu, err, out)
+			}
+			if out, err := exec.Command(qemu, bin, "demo").CombinedOutput(); err == nil || !strings.Contains(string(out), "demo is not in this build") {
+				t.Errorf("%s plcmail demo in the package: %v\n%s", a.qemu, err, out)
 			}
 			if a.arch == "mipsel_24kc" {
 				t.Run("install", func(t *testing.T) { installIPK(t, p, qemu) })
