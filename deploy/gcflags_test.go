@@ -87,10 +87,7 @@ func TestFeedBuildTags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: not running cmd/plcmail's tests with the OpenWrt tags")
 	}
-	// TestOAuthGatewayLifecycle is skipped: it fails with -tags
-	// nethttpomithttp2 alone, before nodemo existed (d79f109: no token
-	// refresh seen after expiry); open, not caused by nodemo.
-	cmd := exec.Command("go", "test", "-count=1", "-tags", strings.Join(top, " "), "-skip", "TestOAuthGatewayLifecycle", "./cmd/plcmail/")
+	cmd := exec.Command("go", "test", "-count=1", "-tags", strings.Join(top, " "), "./cmd/plcmail/")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go test -tags %q ./cmd/plcmail: %v\n%s", strings.Join(top, " "), err, out)

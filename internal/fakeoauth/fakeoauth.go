@@ -104,7 +104,13 @@ func Start(opts Options) (*Server, error) {
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /devicecode", s.deviceCode)
 	mux.HandleFunc("GET /authorize", s.authorize)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	// HTTP/1.1 only: a test binary built with -tags nethttpomithttp2 (the
+	// router builds' tags) still offers h2 in ALPN from ServeTLS but closes
+	// every h2 connection, so a plcmail built without the tag, which picks
+	// h2, never got a token (TestOAuthGatewayLifecycle with the tags).
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, Protocols: &protos,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12}}
 	go s.srv.ServeTLS(ln, "", "")
 	return s, nil
