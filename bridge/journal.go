@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/plcmail/plcmail/durable"
@@ -65,8 +67,10 @@ import (
 // when it grows beyond compactBytes.
 type journal struct {
 	path string
-	f    *os.File
-	size int64
+	// tempPattern names the temp files of a rewrite (journalTempPrefix).
+	tempPattern string
+	f           *os.File
+	size        int64
 }
 
 const compactBytes = 4 << 20
@@ -387,12 +391,37 @@ func (s *linkState) snapshot() []record {
 	return recs
 }
 
+// journalTempPrefix starts the names of a link's temp files while its
+// journal is rewritten: one prefix per link, so that a link removes only
+// its own leftovers.
+func journalTempPrefix(name string) string { return "." + name + ".journal-" }
+
+// removeJournalTemps removes the temp files a crash during a rewrite of
+// name's journal left in dir (its rename never happened, so they hold
+// nothing the journal lacks), and those of versions that named them
+// ".journal-N" for every link. It runs before the link's first rewrite,
+// while no other link runs: the Bridge opens every journal before it
+// starts a link.
+func removeJournalTemps(dir, name string) {
+	own := regexp.MustCompile(`^` + regexp.QuoteMeta(journalTempPrefix(name)) + `[0-9]+$|^\.journal-[0-9]+$`)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // openJournal reports what matters: the journal itself
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), ".") && own.MatchString(e.Name()) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // openJournal loads dir/name.journal (creating it) and compacts it.
 func openJournal(dir, name string) (*journal, *linkState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	j := &journal{path: filepath.Join(dir, name+".journal")}
+	j := &journal{path: filepath.Join(dir, name+".journal"), tempPattern: journalTempPrefix(name) + "*"}
+	removeJournalTemps(dir, name)
 	st := newLinkState()
 	data, err := os.ReadFile(j.path)
 	if err != nil && !os.IsNotExist(err) {
@@ -456,7 +485,7 @@ func (j *journal) rewrite(st *linkState) error {
 	// effort: once the rename is done the old file has no name, so j.f
 	// must be reopened on the new one whatever the fsync says, or later
 	// appends would go to a file no name leads to.
-	err := durable.WriteFile(j.path, buf.Bytes(), durable.Options{TempPattern: ".journal-*", NoDirSync: true})
+	err := durable.WriteFile(j.path, buf.Bytes(), durable.Options{TempPattern: j.tempPattern, NoDirSync: true})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}

@@ -338,3 +338,51 @@ func TestJournalKeepsFeatures(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalRemovesCrashTemps: a crash in the middle of a rewrite leaves
+// its temp file beside the journal; the next open removes the link's own
+// leftovers (and those of versions that used one name for every link) and
+// keeps the journal and other links' files. They used to pile up.
+func TestJournalRemovesCrashTemps(t *testing.T) {
+	dir := t.TempDir()
+	j, st, err := openJournal(dir, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record{T: "hello", Boot: 7, Seq: 1}
+	if err := j.append(&r); err != nil {
+		t.Fatal(err)
+	}
+	st.apply(&r)
+	j.close()
+	files := map[string]bool{ // name -> kept
+		".l.journal-123456": false, // this link's rewrite, cut off
+		".journal-987654":   false, // a rewrite by an older version
+		".l2.journal-55":    true,  // another link's (l2 opens its own)
+		"l2.journal":        true,
+		".l.journal-x":      true, // not a name CreateTemp makes
+	}
+	for name := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(`{"t":"hello","b":99,"s":1}`+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j2, st2, err := openJournal(dir, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j2.close()
+	if st2.Boot != 7 {
+		t.Errorf("journal state boot %d, want 7", st2.Boot)
+	}
+	for name, kept := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if exists := err == nil; exists != kept {
+			t.Errorf("%s: exists %v, want %v", name, exists, kept)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".l.journal-*"))
+	if len(left) != 1 { // only the one CreateTemp cannot have made
+		t.Errorf("temp files left: %v", left)
+	}
+}
