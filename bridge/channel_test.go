@@ -81,6 +81,9 @@ func testChannelDeliveryFrame(t *testing.T, features uint8, wantVia bool) {
 	p := newPLC(t, m, 21)
 	p.Features = features
 	p.expectAck(p.hello(), protocol.AckQueued)
+	if got := b.Status()[0].ChannelDeliveries; got != wantVia {
+		t.Errorf("status says channel deliveries %v after a HELLO with features 0x%02x, want %v", got, features, wantVia)
+	}
 	raise := p.event(17, protocol.EventRaise, "P1 low", protocol.Float32Value(80))
 	p.expectAck(raise, protocol.AckQueued)
 	select {
@@ -219,6 +222,9 @@ func TestChannelDeliveryAfterRestart(t *testing.T) {
 	drain(m)
 
 	b, _ := run()
+	if !b.Status()[0].ChannelDeliveries {
+		t.Error("after the restart the status forgot that the PLC announced via")
+	}
 	raise := p.event(17, protocol.EventRaise, "P1 low")
 	p.expectAck(raise, protocol.AckQueued)
 	var r *protocol.Frame

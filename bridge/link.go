@@ -40,8 +40,13 @@ type LinkStatus struct {
 	Since     time.Time `json:"since,omitzero"` // connected or disconnected since
 	LastFrame time.Time `json:"last_frame,omitzero"`
 	Boot      uint32    `json:"boot"`
-	Offline   bool      `json:"offline"` // "PLC offline" was mailed and no frame since
-	LastError string    `json:"last_error,omitempty"`
+	// ChannelDeliveries: the PLC's current boot announced in its HELLO
+	// that it understands a DELIVERY's via (features bit 0, firmware
+	// library 0.2.0 and later), so it is told when a fallback channel
+	// carried an alarm; older firmware is not sent those frames.
+	ChannelDeliveries bool   `json:"channel_deliveries"`
+	Offline           bool   `json:"offline"` // "PLC offline" was mailed and no frame since
+	LastError         string `json:"last_error,omitempty"`
 
 	Frames      uint64 `json:"frames"`       // valid frames received
 	FrameErrors uint64 `json:"frame_errors"` // frames lost to CRC, COBS, length, version, type, payload errors
@@ -158,7 +163,8 @@ func newLink(b *Bridge, sc *LinkOptions, open Opener, journalDir string) (*Link,
 		gate:       flood.NewGate(b.limiter),
 		tallies:    map[helloRef]*helloTally{},
 	}
-	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending)}
+	l.status = LinkStatus{Name: name, Port: portName(sc.Port), Boot: st.Boot, Offline: st.Offline, DigestPending: len(st.pending),
+		ChannelDeliveries: st.features&protocol.FeatureVia != 0}
 	l.status.Active = cloneActive(st.Active)
 	if len(st.pending) > 0 {
 		l.log.Info("held events from before the restart await their digest", "pending", len(st.pending))
@@ -943,7 +949,7 @@ func (l *Link) handleHello(f *protocol.Frame, now time.Time) {
 			}
 		}
 	}
-	l.update(func(s *LinkStatus) { s.Boot = f.Boot })
+	l.update(func(s *LinkStatus) { s.Boot, s.ChannelDeliveries = f.Boot, f.Features&protocol.FeatureVia != 0 })
 	l.ack(f, protocol.AckQueued)
 }
 

@@ -325,6 +325,12 @@ func printStatus(w io.Writer, s *statusSnapshot) {
 		if l.LastError != "" {
 			fmt.Fprintf(tw, "  \t\tlast error: %s\n", oneLine(l.LastError))
 		}
+		// A user who configured fallback channels expects the PLC to
+		// learn when one carried its alarm; firmware before library 0.2.0
+		// cannot be told (it did not announce via in its HELLO).
+		if len(s.Channels) > 0 && l.Boot != 0 && !l.ChannelDeliveries {
+			fmt.Fprintf(tw, "  \t\tPLC firmware does not report channel deliveries (its HELLO did not announce via: firmware library older than 0.2.0)\n")
+		}
 	}
 	tw.Flush()
 	printModbus(w, now, s.Modbus) // modbus.go

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plcmail/plcmail/bridge"
+	"github.com/plcmail/plcmail/channel"
 	"github.com/plcmail/plcmail/internal/mailertest"
 	"github.com/plcmail/plcmail/modbus"
 	"github.com/plcmail/plcmail/protocol"
@@ -349,5 +350,37 @@ func TestStatusMailsCountNotices(t *testing.T) {
 		if !bytes.Contains(j, []byte(want)) {
 			t.Errorf("status --json lacks %s:\n%s", want, j)
 		}
+	}
+}
+
+// TestStatusChannelDeliveries: with fallback channels configured, a link
+// whose PLC did not announce via in its HELLO (firmware library before
+// 0.2.0) says that the PLC is not told of channel deliveries; a PLC that
+// did, no PLC yet, or no channels say nothing.
+func TestStatusChannelDeliveries(t *testing.T) {
+	const warning = "PLC firmware does not report channel deliveries"
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name     string
+		channels bool
+		link     bridge.LinkStatus
+		want     bool
+	}{
+		{"old firmware, channels", true, bridge.LinkStatus{Name: "l", Boot: 7}, true},
+		{"firmware announced via", true, bridge.LinkStatus{Name: "l", Boot: 7, ChannelDeliveries: true}, false},
+		{"no HELLO yet", true, bridge.LinkStatus{Name: "l"}, false},
+		{"no channels", false, bridge.LinkStatus{Name: "l", Boot: 7}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &statusSnapshot{Now: now, Started: now, Links: []bridge.LinkStatus{tt.link}}
+			if tt.channels {
+				s.Channels = []channel.Stats{{Name: "hook"}}
+			}
+			var b strings.Builder
+			printStatus(&b, s)
+			if got := strings.Contains(b.String(), warning); got != tt.want {
+				t.Errorf("warning shown %v, want %v:\n%s", got, tt.want, b.String())
+			}
+		})
 	}
 }
