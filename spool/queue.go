@@ -190,10 +190,11 @@ func (q *Queue) OnResult(fn func(Result)) {
 }
 
 // Wake makes the loop try due messages now, without waiting for the next
-// scan; call it after an in-process Enqueue. Messages queued through the
-// Queue's own Spool are taken over directly; otherwise (another Spool value,
-// another process) Wake rescans the spool directory, unless inotify tells
-// the loop what changed (queue_notify_linux.go).
+// scan. Messages queued through the Queue's own Spool are taken over
+// directly, and their Enqueue wakes the loop itself; after an Enqueue on
+// another Spool value (or in another process) Wake rescans the spool
+// directory, unless inotify tells the loop what changed
+// (queue_notify_linux.go).
 func (q *Queue) Wake() {
 	select {
 	case q.wake <- struct{}{}:
@@ -343,8 +344,8 @@ func (q *Queue) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	q.spool.trackNew(true)
-	defer q.spool.trackNew(false)
+	q.spool.trackNew(q.Wake)
+	defer q.spool.trackNew(nil)
 	if stop, err := watchSpool(q.spool.dir, q.rescan, q.noted, q.beforeWatchRead); err == nil {
 		q.watching = true
 		defer stop()
@@ -378,11 +379,6 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.log.Info("queue: inotify dropped change events (its queue overflowed); listing queue/ now")
 			q.lastScan, q.lastFull = time.Time{}, time.Time{}
 		}
-		// Messages this process queued are taken here too, not only on
-		// Wake: inotify's report of their file kicks the loop, so a caller
-		// that forgot Wake does not leave one waiting for the next full
-		// listing (ten minutes). applyNotes leaves them to this.
-		q.addFresh()
 		now := q.now()
 		if now.Sub(q.lastScan) >= q.opts.ScanEvery {
 			q.scan(now.Sub(q.lastFull) >= q.fullEvery())

@@ -242,10 +242,11 @@ type Spool struct {
 	keys map[string]time.Time // key -> when it was first queued
 
 	// While a Queue runs on this Spool, messages this process queued are
-	// handed to it in fresh (under mu), so that Queue.Wake need not list
-	// the queue directory and re-read the new file's header.
-	trackFresh bool
-	fresh      []Message
+	// handed to it in fresh (under mu), so that it need not list the queue
+	// directory and re-read the new file's header, and freshWake (its
+	// Wake; nil while none runs) tells it that there are some.
+	freshWake func()
+	fresh     []Message
 	// pending holds the ids of messages this process is queueing or
 	// queued and the Queue has not taken yet: the Queue's inotify watch
 	// sees their files appear and leaves them to takeFresh.
@@ -375,7 +376,7 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	}
 	id := s.newID()
 	s.mu.Lock()
-	if s.trackFresh {
+	if s.freshWake != nil {
 		s.pending[id] = true
 	}
 	s.mu.Unlock()
@@ -392,7 +393,8 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 			s.keys[sub.Key] = m.Created
 		}
 	}
-	if err == nil && s.trackFresh {
+	wake := s.freshWake
+	if err == nil && wake != nil {
 		s.fresh = append(s.fresh, m)
 	} else {
 		delete(s.pending, id)
@@ -400,6 +402,14 @@ func (s *Spool) Enqueue(sub Submission) (string, error) {
 	s.mu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("spool: %w", err)
+	}
+	// The Queue learns of the message here, whether or not the caller
+	// also calls its Wake: inotify's report of the file is skipped as
+	// this process's (ownPending), and may even come before the message
+	// is in fresh, so without this it waited for the next full listing
+	// (ten minutes).
+	if wake != nil {
+		wake()
 	}
 	return id, nil
 }
@@ -436,11 +446,11 @@ func (s *Spool) writeNewOnce(id string, data []byte) error {
 	return s.syncQueue()
 }
 
-// trackNew starts (or stops) handing messages queued by this process to
-// the delivery loop through takeFresh.
-func (s *Spool) trackNew(on bool) {
+// trackNew starts handing messages queued by this process to the delivery
+// loop through takeFresh, calling wake after each; nil stops it.
+func (s *Spool) trackNew(wake func()) {
 	s.mu.Lock()
-	s.trackFresh, s.fresh, s.pending = on, nil, map[string]bool{}
+	s.freshWake, s.fresh, s.pending = wake, nil, map[string]bool{}
 	s.mu.Unlock()
 }
 
